@@ -1,0 +1,43 @@
+"""`promptmix` command line: one subcommand per module, each a thin layer over library calls.
+
+Every subcommand module exposes ``register(subparsers)`` which adds its parser and sets
+``func`` to a callable taking the parsed namespace and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Module names under promptmix.cli, in the order `promptmix --help` lists them.
+SUBCOMMANDS = [
+    "params",
+    "tasks",
+    "demo",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promptmix",
+        description="Soft prompts on a frozen language model: ATTEMPT, MPT and prompt tuning.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"promptmix.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        # Errors raised for bad user input carry their own explanation; a traceback adds nothing.
+        print(f"promptmix {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
