@@ -1,0 +1,262 @@
+"""The frozen language model and the one place prompts meet it.
+
+``Backbone`` holds a HuggingFace model (every parameter frozen) and its tokenizer;
+``PromptedModel`` puts a prompt method in front of it:
+
+    embeds = E(input_ids)                                   # [B, n, d]
+    P      = method(embeds, source_mask, task_ids).prompts  # [B, m, d]
+    model([P; embeds], mask=[P_mask; attention_mask])
+
+Encoder-decoder models (T5, BART, mT5) get the prompt on the encoder input only; the
+decoder gets none, as in both papers. Decoder-only models (Llama, SmolLM2, GPT-2, Qwen2)
+get it before the input; labels of prompt slots are ignored and positions are recomputed
+from the mask, so a prompt never shifts where the text starts.
+
+Every row is packed with its padding first ([pads][prompt][text]). Real tokens are then
+contiguous, so relative (T5) and absolute/rotary (decoder-only, position = running count of
+real tokens) positions are exactly those the example would have alone, whatever the other
+rows in the batch hold: a mixed-task batch equals its examples run task by task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from promptmix.prompts.base import PromptMethod, PromptOutput
+
+IGNORE_INDEX = -100
+# Decoder-only models see "source<ANSWER_PREFIX> target<eos>"; generation starts after the prefix.
+ANSWER_PREFIX = "\nAnswer:"
+
+
+@dataclass
+class PromptedOutput:
+    """Result of :meth:`PromptedModel.forward`.
+
+    ``loss``: mean token cross-entropy over the batch's label tokens (HF convention).
+    ``per_example_loss`` [B]: each example's mean over its own label tokens.
+    ``token_counts`` [B]: label tokens per example (``per_example_loss * token_counts`` is
+    the summed negative log-likelihood, what rank classification compares).
+    ``label_logits`` [N, V]: logits at the N label tokens in row-major order (when asked).
+    ``hidden_states``: tuple of [B, L, d] states (when asked): encoder then decoder states for
+    encoder-decoder models, every layer's states for decoder-only ones.
+    """
+
+    loss: Tensor | None
+    per_example_loss: Tensor | None
+    token_counts: Tensor | None
+    prompt_output: PromptOutput
+    label_logits: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class Backbone:
+    """A frozen HF language model, its tokenizer and what identifies it.
+
+    Build one with :func:`promptmix.loading.load_backbone` (hub id, local path or alias) or
+    directly from objects you already hold; the constructor freezes every parameter.
+    """
+
+    model: nn.Module
+    tokenizer: Any
+    name: str
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model.requires_grad_(False)
+        if self.tokenizer is not None and self.tokenizer.pad_token_id is None:
+            # Decoder-only tokenizers often lack a pad token; padded slots are masked anyway.
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return bool(getattr(self.model.config, "is_encoder_decoder", False))
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.get_input_embeddings().weight.shape[1])
+
+    @property
+    def embeddings(self) -> Tensor:
+        """The input-embedding matrix [V, d]."""
+        return self.model.get_input_embeddings().weight
+
+    def fingerprint(self) -> str:
+        """sha256 of the input-embedding matrix (fp32 bytes): prompts only transfer between
+        backbones whose embedding spaces are identical."""
+        if self._fingerprint is None:
+            weight = self.embeddings.detach().to("cpu", torch.float32).contiguous()
+            self._fingerprint = hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
+        return self._fingerprint
+
+    def identity(self) -> dict[str, Any]:
+        """What prompt files record about the backbone they were trained on."""
+        return {"backbone": self.name, "hidden_size": self.hidden_size, "fingerprint": self.fingerprint()}
+
+    # -- tokenisation: the text layout each backbone kind expects ------------------------------
+    def encode(self, source: str, target: str | None = None, *, max_source_length: int = 256, max_target_length: int = 128) -> dict[str, list[int]]:
+        """One example -> ``input_ids`` (and ``labels`` when ``target`` is given).
+
+        Encoder-decoder: input_ids = source, labels = target. Decoder-only: input_ids =
+        source + answer prefix (+ target + eos), labels = -100 except on target + eos; the
+        source is truncated, never the answer prefix.
+        """
+        tok = self.tokenizer
+        if self.is_encoder_decoder:
+            out = {"input_ids": tok(source, truncation=True, max_length=max_source_length)["input_ids"]}
+            if target is not None:
+                out["labels"] = tok(text_target=target, truncation=True, max_length=max_target_length)["input_ids"]
+            return out
+        prefix = tok(ANSWER_PREFIX, add_special_tokens=False)["input_ids"]
+        src = tok(source, truncation=True, max_length=max(1, max_source_length - len(prefix)))["input_ids"] + prefix
+        if target is None:
+            return {"input_ids": src}
+        tgt = tok(" " + target, add_special_tokens=False)["input_ids"][: max_target_length - 1] + [tok.eos_token_id]
+        return {"input_ids": src + tgt, "labels": [IGNORE_INDEX] * len(src) + tgt}
+
+    def decode(self, sequences: Tensor) -> list[str]:
+        return [s.strip() for s in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
+
+
+def _pack_left(mask: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
+    """Reorder each row so padded positions (mask 0) come first, keeping the order of the
+    real ones. Returns the reordered mask followed by each tensor reordered the same way."""
+    order = torch.sort(mask.to(torch.int8), dim=1, stable=True).indices  # pads (0) first
+    out = [mask.gather(1, order)]
+    for t in tensors:
+        index = order.view(*order.shape, *([1] * (t.dim() - 2))).expand(*order.shape, *t.shape[2:])
+        out.append(t.gather(1, index))
+    return tuple(out)
+
+
+class PromptedModel(nn.Module):
+    """A frozen backbone with a prompt method in front.
+
+    Args:
+        backbone: the frozen model and tokenizer.
+        method: any :class:`PromptMethod`; its parameters are the only trainable ones.
+
+    Shapes: ``input_ids``, ``attention_mask``, ``labels`` [B, n] (decoder-only) or labels
+    [B, t] (encoder-decoder); ``task_ids`` [B], one task per example.
+    """
+
+    def __init__(self, backbone: Backbone, method: PromptMethod) -> None:
+        super().__init__()
+        if method.hidden_size != backbone.hidden_size:
+            raise ValueError(f"prompt method is {method.hidden_size} wide but backbone {backbone.name!r} has hidden size {backbone.hidden_size}")
+        self.backbone = backbone
+        self.model = backbone.model
+        self.method = method
+
+    def _prompted_inputs(self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None, PromptOutput]:
+        embeds = self.model.get_input_embeddings()(input_ids)  # [B, n, d]
+        source_mask = attention_mask
+        if labels is not None and not self.backbone.is_encoder_decoder:
+            source_mask = attention_mask * (labels == IGNORE_INDEX)  # the method never sees the answer
+        out = self.method(embeds, source_mask, task_ids)
+        prompts = out.prompts.to(embeds.dtype)
+        B, m = prompts.shape[:2]
+        pmask = out.prompt_mask if out.prompt_mask is not None else attention_mask.new_ones(B, m)
+        embeds = torch.cat([prompts, embeds], dim=1)
+        mask = torch.cat([pmask.to(attention_mask.dtype), attention_mask], dim=1)
+        if labels is not None and not self.backbone.is_encoder_decoder:
+            labels = torch.cat([labels.new_full((B, m), IGNORE_INDEX), labels], dim=1)
+            mask, embeds, labels = _pack_left(mask, embeds, labels)
+        else:
+            mask, embeds = _pack_left(mask, embeds)
+        return embeds, mask, labels, out
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        labels: Tensor | None = None,
+        task_ids: Tensor | None = None,
+        *,
+        return_label_logits: bool = False,
+        output_hidden_states: bool = False,
+    ) -> PromptedOutput:
+        if task_ids is None:
+            task_ids = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+        embeds, mask, labels, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, labels)
+        if self.backbone.is_encoder_decoder:
+            return self._forward_seq2seq(embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states)
+        return self._forward_causal(embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states)
+
+    def _forward_seq2seq(self, embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states) -> PromptedOutput:
+        if labels is None:
+            raise ValueError("forward needs labels for an encoder-decoder backbone; use generate() to predict")
+        decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
+        out = self.model(
+            inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_input_ids,
+            output_hidden_states=output_hidden_states, use_cache=False,
+        )
+        hidden = (*out.encoder_hidden_states, *out.decoder_hidden_states) if output_hidden_states else None
+        target_mask = labels != IGNORE_INDEX
+        return self._loss(out.logits[target_mask], labels[target_mask], target_mask, prompt_out, return_label_logits, hidden)
+
+    def _forward_causal(self, embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states) -> PromptedOutput:
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        out = self.model.base_model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+            output_hidden_states=output_hidden_states, use_cache=False,
+        )
+        hidden = tuple(out.hidden_states) if output_hidden_states else None
+        if labels is None:
+            return PromptedOutput(None, None, None, prompt_out, hidden_states=hidden)
+        # Position i predicts token i+1; only label positions need the (vocab-sized) LM head.
+        target_mask = labels[:, 1:] != IGNORE_INDEX  # [B, L-1]
+        states = out.last_hidden_state[:, :-1][target_mask]  # [N, d]
+        logits = self.model.get_output_embeddings()(states)
+        softcap = getattr(self.model.config, "final_logit_softcapping", None)
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        return self._loss(logits, labels[:, 1:][target_mask], target_mask, prompt_out, return_label_logits, hidden)
+
+    @staticmethod
+    def _loss(logits, targets, target_mask, prompt_out, return_label_logits, hidden) -> PromptedOutput:
+        token_loss = F.cross_entropy(logits.float(), targets, reduction="none")  # [N]
+        counts = target_mask.sum(dim=1)  # [B]
+        rows = target_mask.nonzero()[:, 0]
+        per_example = torch.zeros(target_mask.shape[0], device=logits.device).index_add(0, rows, token_loss)
+        loss = token_loss.sum() / counts.sum().clamp(min=1)
+        return PromptedOutput(
+            loss=loss,
+            per_example_loss=per_example / counts.clamp(min=1),
+            token_counts=counts,
+            prompt_output=prompt_out,
+            label_logits=logits if return_label_logits else None,
+            hidden_states=hidden,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor | None = None,
+        *,
+        return_prompt_output: bool = False,
+        **generation_kwargs: Any,
+    ) -> Tensor | tuple[Tensor, PromptOutput]:
+        """Generate the answer tokens only (no input, no decoder start token): [B, T].
+
+        ``generation_kwargs`` go to HF ``generate`` (``max_new_tokens``, ``num_beams``, ...);
+        greedy decoding unless they say otherwise.
+        """
+        if task_ids is None:
+            task_ids = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+        embeds, mask, _, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, None)
+        tok = self.backbone.tokenizer
+        kwargs = {"do_sample": False, "max_new_tokens": 32, "pad_token_id": tok.pad_token_id, **generation_kwargs}
+        sequences = self.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+        if self.backbone.is_encoder_decoder:
+            sequences = sequences[:, 1:]  # drop the decoder start token
+        return (sequences, prompt_out) if return_prompt_output else sequences
