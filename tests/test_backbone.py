@@ -1,0 +1,125 @@
+"""The prompted backbone: prompts reach the model, mixed-task batches equal task-by-task runs,
+and training touches nothing but the method's trainable parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import DataCollatorForSeq2Seq
+
+from promptmix.backbone import IGNORE_INDEX, PromptedModel
+from promptmix.prompts import METHODS
+from promptmix.prompts.base import PromptMethod
+
+from method_factories import make_method
+
+EXAMPLES = [
+    ("rte sentence1: A cat sat on the mat. sentence2: A cat sits.", "entailment", 0),
+    ("sst2 sentence: a good movie", "positive", 1),
+    ("cola sentence: this sentence is a good deal longer than the other inputs in the batch", "acceptable", 2),
+    ("sst2 sentence: dull", "negative", 1),
+    ("rte sentence1: It rains. sentence2: It is dry.", "not_entailment", 0),
+]
+TASKS = ["rte", "sst2", "cola"]
+
+
+def _batch(backbone, items, with_targets=True):
+    feats = [backbone.encode(s, t if with_targets else None) for s, t, _ in items]
+    batch = DataCollatorForSeq2Seq(backbone.tokenizer, padding=True)(feats)
+    batch["task_ids"] = torch.tensor([k for _, _, k in items])
+    return batch
+
+
+def _loss(model, batch):
+    return model(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["task_ids"])
+
+
+@pytest.fixture(params=sorted(METHODS))
+def prompted(request, tiny_backbone) -> PromptedModel:
+    method = make_method(request.param, TASKS, tiny_backbone.hidden_size, prompt_length=4)
+    return PromptedModel(tiny_backbone, method)
+
+
+def test_mixed_batch_loss_equals_task_by_task(prompted):
+    mixed = _loss(prompted, _batch(prompted.backbone, EXAMPLES)).per_example_loss
+    for task in range(len(TASKS)):
+        idx = [i for i, ex in enumerate(EXAMPLES) if ex[2] == task]
+        alone = _loss(prompted, _batch(prompted.backbone, [EXAMPLES[i] for i in idx])).per_example_loss
+        torch.testing.assert_close(mixed[idx], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_prompts_change_the_output(prompted):
+    """Guards the equality test above: the same input under another task's prompt scores differently."""
+    batch = _batch(prompted.backbone, EXAMPLES[:1])
+    losses = []
+    for task in range(len(TASKS)):
+        batch["task_ids"] = torch.tensor([task])
+        losses.append(_loss(prompted, batch).per_example_loss.item())
+    assert len({round(x, 6) for x in losses}) == len(TASKS)
+
+
+def test_mixed_batch_generation_equals_task_by_task(prompted):
+    batch = _batch(prompted.backbone, EXAMPLES, with_targets=False)
+    mixed = prompted.generate(batch["input_ids"], batch["attention_mask"], batch["task_ids"], max_new_tokens=4)
+    for i, ex in enumerate(EXAMPLES):
+        one = _batch(prompted.backbone, [ex], with_targets=False)
+        alone = prompted.generate(one["input_ids"], one["attention_mask"], one["task_ids"], max_new_tokens=4)
+        assert mixed[i, : alone.shape[1]].tolist() == alone[0].tolist()
+
+
+def test_loss_matches_hf_loss_without_prompt_machinery(tiny_backbone):
+    """With the prompt positions accounted for, our per-token loss is the model's own loss."""
+    method = make_method("prompt-tuning", ["t"], tiny_backbone.hidden_size, prompt_length=3)
+    model = PromptedModel(tiny_backbone, method)
+    batch = _batch(tiny_backbone, [EXAMPLES[0]])
+    ours = _loss(model, batch).loss
+    embeds = tiny_backbone.model.get_input_embeddings()(batch["input_ids"])
+    embeds = torch.cat([method.prompts[:1], embeds], dim=1)
+    mask = torch.cat([torch.ones(1, 3, dtype=torch.long), batch["attention_mask"]], dim=1)
+    labels = batch["labels"]
+    if not tiny_backbone.is_encoder_decoder:
+        labels = torch.cat([torch.full((1, 3), IGNORE_INDEX), labels], dim=1)
+    ref = tiny_backbone.model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_only_method_never_sees_the_answer(t5_tokenizer):
+    """ATTEMPT pools over the input: for decoder-only training the answer tokens are masked out
+    of what the method sees, so training and generation give the method the same view."""
+    from conftest import tiny_llama
+    from promptmix.backbone import Backbone
+
+    backbone = Backbone(tiny_llama(), t5_tokenizer, "tiny-llama")
+    seen = []
+
+    class Spy(PromptMethod):
+        def forward(self, inputs_embeds, attention_mask, task_ids):
+            seen.append(attention_mask.clone())
+            return inner(inputs_embeds, attention_mask, task_ids)
+
+    inner = make_method("prompt-tuning", ["t"], backbone.hidden_size, prompt_length=2)
+    model = PromptedModel(backbone, Spy(inner.config, backbone.hidden_size))
+    train = _batch(backbone, [("sst2 sentence: fine", "positive", 0)])
+    _loss(model, train)
+    gen = _batch(backbone, [("sst2 sentence: fine", "positive", 0)], with_targets=False)
+    model.generate(gen["input_ids"], gen["attention_mask"], gen["task_ids"], max_new_tokens=1)
+    assert seen[0].sum() == seen[1].sum() == gen["input_ids"].shape[1]
+
+
+def test_optimizer_step_changes_only_trainable_parameters(prompted):
+    model = prompted
+    frozen_before = {k: v.clone() for k, v in model.backbone.model.state_dict().items()}
+    method_before = {k: v.clone() for k, v in model.method.state_dict().items()}
+    trainable = {id(p) for group in model.method.param_groups().values() for p in group}
+    params = [p for group in model.method.param_groups().values() for p in group]
+    opt = torch.optim.AdamW(params, lr=0.1, weight_decay=1e-5)
+    _loss(model, _batch(model.backbone, EXAMPLES)).loss.backward()
+    opt.step()
+    for k, v in model.backbone.model.state_dict().items():
+        assert torch.equal(v, frozen_before[k]), f"backbone parameter {k} changed"
+    assert all(not p.requires_grad for p in model.backbone.model.parameters())
+    names = dict(model.method.named_parameters())
+    for k, v in model.method.state_dict().items():
+        changed = not torch.equal(v, method_before[k])
+        should = k in names and id(names[k]) in trainable
+        assert changed == should, f"{k}: changed={changed}, trainable={should}"
