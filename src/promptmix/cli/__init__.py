@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as err:
         # Errors raised for bad user input carry their own explanation; a traceback adds nothing.
-        print(f"promptmix {args.command}: error: {err}", file=sys.stderr)
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err  # KeyError quotes its text
+        print(f"promptmix {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
