@@ -1,0 +1,47 @@
+"""Tasks of the ATTEMPT and MPT papers: loading, text-to-text formats, splits, metrics, mixtures.
+
+    >>> from promptmix.tasks import get_task
+    >>> rte = get_task("RTE")
+    >>> splits = rte.load_splits("../shared/data", seed=42)   # {"train", "dev", "test"}
+    >>> splits["train"][0].source[:24], splits["train"][0].target
+    ('rte sentence1: No Weapon', 'not_entailment')
+    >>> rte.compute_metrics(["entailment"], splits["dev"][:1])["score"]  # doctest: +SKIP
+
+Modules: ``base`` (Example, Task), ``kinds`` (classification, regression, QA, generation),
+``registry``, ``sources`` (local files / hub), ``readers`` (file formats), ``splits``
+(the papers' protocol), ``metrics``, ``fewshot``, ``mixtures`` (multi-task samplers), and one
+module per benchmark: ``glue``, ``superglue``, ``mrqa``, ``others``, ``nlg``.
+"""
+
+from promptmix.tasks.base import DataError, Example, Task
+from promptmix.tasks.kinds import ClassificationTask, GenerationTask, QATask, RegressionTask
+from promptmix.tasks.registry import (
+    BENCHMARKS,
+    UnknownTaskError,
+    get_task,
+    list_tasks,
+    register_task,
+    resolve_name,
+)
+from promptmix.tasks.sources import DataSource, MissingDataError
+
+# Importing the benchmark modules registers their tasks, in this order.
+from promptmix.tasks import glue, superglue, mrqa, others, nlg  # noqa: E402,F401  isort: skip
+
+__all__ = [
+    "BENCHMARKS",
+    "ClassificationTask",
+    "DataError",
+    "DataSource",
+    "Example",
+    "GenerationTask",
+    "MissingDataError",
+    "QATask",
+    "RegressionTask",
+    "Task",
+    "UnknownTaskError",
+    "get_task",
+    "list_tasks",
+    "register_task",
+    "resolve_name",
+]

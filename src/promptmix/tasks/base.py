@@ -1,0 +1,217 @@
+"""What a task is: how a raw record becomes text-to-text, how text maps back, how it is scored.
+
+A task is declared as a class with a handful of attributes (see ``glue.py`` for the pattern)::
+
+    @register_task
+    class RTE(ClassificationTask):
+        name = "rte"
+        source = glue_source("RTE", "rte", columns=("sentence1", "sentence2", "label"))
+        input_fields = ("sentence1", "sentence2")
+        label_words = ["entailment", "not_entailment"]
+        metric_names = ("accuracy",)
+
+Inputs are rendered in the T5 / ATTEMPT style, ``"<prefix> <field>: <text> <field>: <text>"``
+with the dataset's own field names, e.g. ``"rte sentence1: ... sentence2: ..."``.
+The kinds of task (classification, regression, span QA, generation) live in ``kinds.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+_DEFAULT = object()  # marks "use the task's declared default" for an option
+
+
+@dataclass(frozen=True)
+class Example:
+    """One text-to-text example.
+
+    Attributes:
+        source: formatted input text, e.g. ``"rte sentence1: ... sentence2: ..."``.
+        target: target text, e.g. ``"entailment"``; ``""`` when the record has no label.
+        task: canonical task name.
+        label: gold label: a label word (classification), a float (regression), a list of
+            answer strings (QA) or of reference texts (generation); ``None`` if unlabelled.
+        group: examples that must stay together (a MultiRC question, a ReCoRD query, an E2E
+            meaning representation); ``None`` for independent examples.
+        idx: the record's own id, or its position in the file when it has none.
+    """
+
+    source: str
+    target: str
+    task: str
+    label: Any = None
+    group: str | None = None
+    idx: Any = None
+
+
+class DataError(ValueError):
+    """A record that cannot be used. Names the file, the place in it and the field when known."""
+
+    def __init__(self, reason: str, *, field: str | None = None, file: str | Path | None = None,
+                 where: str | None = None):
+        self.reason, self.field, self.file, self.where = reason, field, file, where
+        parts = []
+        if file is not None:
+            parts.append(f"{file}, {where}" if where else str(file))
+        elif where:
+            parts.append(where)
+        if field:
+            parts.append(f"field '{field}'")
+        super().__init__(": ".join(parts + [reason]))
+
+    def located(self, file: str | Path, where: str | None) -> DataError:
+        """The same error, placed at ``file`` / ``where`` (a line number, a JSON path)."""
+        return DataError(self.reason, field=self.field, file=file, where=where)
+
+
+def text_field(record: Mapping[str, Any], field: str) -> str:
+    """``record[field]`` as stripped text; a missing or null field raises a DataError naming it."""
+    if field not in record or record[field] is None:
+        present = ", ".join(sorted(map(str, record))) or "none"
+        raise DataError(f"missing (the record has: {present})", field=field)
+    value = record[field]
+    return value.strip() if isinstance(value, str) else str(value)
+
+
+class Task:
+    """Base class of every task. Subclass a kind from ``kinds.py``, not this class directly.
+
+    Declared by subclasses (class attributes):
+        name: canonical lower-case name, e.g. ``"rte"``, ``"superglue-rte"``.
+        aliases: other accepted names; matching ignores case, ``-``, ``_``, ``.`` and spaces.
+        benchmark: where the papers report it ("glue", "superglue", "mrqa", "others", ...).
+        source: a :class:`~promptmix.tasks.sources.DataSource` (local files and hub id).
+        prefix: first word of every input; defaults to ``name``.
+        input_fields: record fields rendered as ``"<field>: <text>"``, in order.
+        label_field, id_field: record fields holding the label and the record's id.
+        label_words: target strings of a classification task, else ``None``.
+        metric_names: keys of :data:`promptmix.tasks.metrics.METRICS`.
+        score_metrics: metrics averaged into ``"score"`` (default: all of ``metric_names``).
+        main_metric: the key used for best-checkpoint selection.
+        max_source_length: input token budget from the papers (256; MultiRC 348; MRQA 512).
+        dedupe_eval_groups: keep one example per group in dev/test (generation references).
+
+    Options (keyword arguments of the constructor, also accepted by ``get_task``):
+        max_train_examples: cap on the training split (Yelp: 100,000); ``None`` for no cap.
+        files: ``{split: path}`` replacing the declared local files (relative to the data
+            directory, or absolute), e.g. ``{"train": "glue/QQP/train_subset_mieseung.tsv"}``.
+        skip_malformed: skip (and log) malformed rows instead of failing on the first one.
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    benchmark: ClassVar[str] = "custom"
+    source: ClassVar[Any] = None
+    prefix: ClassVar[str | None] = None
+    input_fields: ClassVar[tuple[str, ...]] = ()
+    label_field: ClassVar[str] = "label"
+    id_field: ClassVar[str] = "idx"
+    label_words: ClassVar[list[str] | None] = None
+    metric_names: ClassVar[tuple[str, ...]] = ()
+    score_metrics: ClassVar[tuple[str, ...] | None] = None
+    main_metric: ClassVar[str] = "score"
+    max_source_length: ClassVar[int] = 256
+    default_max_train_examples: ClassVar[int | None] = None
+    dedupe_eval_groups: ClassVar[bool] = False
+
+    def __init__(self, *, max_train_examples: Any = _DEFAULT, files: Mapping[str, str] | None = None,
+                 skip_malformed: bool = False):
+        if max_train_examples is _DEFAULT:
+            max_train_examples = self.default_max_train_examples
+        if max_train_examples is not None and int(max_train_examples) < 1:
+            raise ValueError(f"max_train_examples must be positive or None, got {max_train_examples}")
+        self.max_train_examples = max_train_examples
+        declared = dict(self.source.files) if self.source is not None else {}
+        unknown = set(files or {}) - {"train", "validation", "test"}
+        if unknown:
+            raise ValueError(f"files: unknown split(s) {sorted(unknown)}; use train, validation, test")
+        self.files = {**declared, **(files or {})}
+        self.skip_malformed = bool(skip_malformed)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    # -- text-to-text --------------------------------------------------------------------
+
+    def inputs(self, record: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``(field label, text)`` pairs rendered into the source, in order."""
+        return [(field, text_field(record, field)) for field in self.input_fields]
+
+    def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
+        """Target text and gold label of a record; ``("", None)`` when it carries no label."""
+        raise NotImplementedError
+
+    def group_of(self, record: Mapping[str, Any]) -> str | None:
+        """Key of the group a record belongs to (see :attr:`Example.group`)."""
+        return None
+
+    def format(self, record: Mapping[str, Any], *, idx: Any = None,
+               require_label: bool = False) -> Example:
+        """Turn a raw record (the dataset's own field names) into an :class:`Example`.
+
+        Raises DataError naming the field when an input field is missing, a label is
+        unknown or a number is malformed; with ``require_label`` also when there is no label.
+        """
+        words = [self.prefix or self.name]
+        words += [f"{field}: {text}" for field, text in self.inputs(record)]
+        target, label = self.target_and_label(record)
+        if label is None and require_label:
+            raise DataError("missing label", field=self.label_field)
+        return Example(source=" ".join(words), target=target, task=self.name, label=label,
+                       group=self.group_of(record), idx=_as_id(record.get(self.id_field, idx)))
+
+    def parse_prediction(self, text: str) -> Any:
+        """Map generated text back to a label word / number / span; ``None`` if invalid."""
+        raise NotImplementedError
+
+    # -- scoring -------------------------------------------------------------------------
+
+    def compute_metrics(self, predictions: Sequence[str], examples: Sequence[Example]) -> dict[str, float]:
+        """Score generated strings against examples; all values in percent (0-100).
+
+        Returns one entry per metric name plus ``"score"``, the mean of ``score_metrics``
+        (the papers' per-task average, e.g. (F1 + accuracy) / 2 for MRPC).
+        """
+        from promptmix.tasks.metrics import METRICS
+        from promptmix.tasks.splits import first_of_each_group
+
+        if len(predictions) != len(examples):
+            raise ValueError(f"{len(predictions)} predictions for {len(examples)} examples")
+        if self.dedupe_eval_groups:
+            keep = first_of_each_group(examples)
+            predictions, examples = [predictions[i] for i in keep], [examples[i] for i in keep]
+        parsed = [self.parse_prediction(text) for text in predictions]
+        results = {name: float(METRICS[name](self, parsed, list(examples))) for name in self.metric_names}
+        averaged = [results[name] for name in (self.score_metrics or self.metric_names)]
+        results["score"] = math.fsum(averaged) / len(averaged)
+        return results
+
+    # -- data ----------------------------------------------------------------------------
+
+    def load_splits(self, data_dir: str | Path | None = None, seed: int = 42, *,
+                    hub: bool | None = None) -> dict[str, list[Example]]:
+        """Train / dev / test examples under the papers' protocol (see ``splits.py``).
+
+        Args:
+            data_dir: directory holding the datasets in their original release layouts.
+            seed: seed of the dev/test partition and of the training cap.
+            hub: ``True`` loads from the hub only, ``False`` from ``data_dir`` only,
+                ``None`` tries local files first and then the hub (unless offline).
+        """
+        from promptmix.tasks.sources import load_raw_splits
+        from promptmix.tasks.splits import protocol_splits
+
+        raw = load_raw_splits(self, data_dir, hub=hub)
+        return protocol_splits(raw, seed, max_train=self.max_train_examples,
+                               dedupe_eval_groups=self.dedupe_eval_groups)
+
+
+
+def _as_id(value: Any) -> Any:
+    """Ids read from text files ("17") as the hub has them (17)."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value

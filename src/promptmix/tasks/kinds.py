@@ -1,0 +1,151 @@
+"""The four kinds of task: what the target is, and how generated text maps back to it.
+
+- :class:`ClassificationTask`: the target is a label word; text that is no label word is
+  an invalid prediction (``None``), scored as wrong.
+- :class:`RegressionTask` (STS-B): the target is the score rounded to the nearest 0.2 and
+  written with one decimal, as T5 did ("3.8"); unparseable text reads as -1.0 (T5's default).
+- :class:`QATask`: the target is the first gold answer, the label all of them.
+- :class:`GenerationTask`: the target is one reference, the label all references of the input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from promptmix.tasks.base import DataError, Task, text_field
+
+
+def is_missing_label(raw: Any) -> bool:
+    """True for raw values that mean "no label": None, "", and the hub test sets' -1."""
+    if raw is None:
+        return True
+    if isinstance(raw, str):
+        return raw.strip() in ("", "-1")
+    return isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw == -1
+
+
+class ClassificationTask(Task):
+    """A task whose target is one of ``label_words``.
+
+    Raw labels may be an index into ``label_words`` (the hub's ClassLabel order), a bool
+    (SuperGLUE JSONL), a label word, or a name in ``raw_labels`` (e.g. SciTail's "entails").
+    When ``raw_labels`` is declared, digit strings are names too, never indices.
+    """
+
+    raw_labels: ClassVar[Mapping[str, int]] = {}
+    metric_names: ClassVar[tuple[str, ...]] = ("accuracy",)
+
+    def label_index(self, raw: Any) -> int | None:
+        """Index into ``label_words`` of a raw label; ``None`` for "no label"."""
+        if is_missing_label(raw):
+            return None
+        count = len(self.label_words)
+        if isinstance(raw, bool):
+            return int(raw)
+        if isinstance(raw, int) and 0 <= raw < count:
+            return raw
+        if isinstance(raw, str):
+            names = {word.lower(): i for i, word in enumerate(self.label_words)}
+            names.update({name.lower(): i for name, i in self.raw_labels.items()})
+            key = raw.strip().lower()
+            if key in names:
+                return names[key]
+            if not self.raw_labels and key.isdigit() and int(key) < count:
+                return int(key)
+        expected = ", ".join(list(self.label_words) + list(self.raw_labels))
+        raise DataError(f"unknown label {raw!r} (expected one of: {expected}, or an index "
+                        f"0..{count - 1})", field=self.label_field)
+
+    def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
+        index = self.label_index(record.get(self.label_field))
+        if index is None:
+            return "", None
+        word = self.label_words[index]
+        return word, word
+
+    def parse_prediction(self, text: str) -> str | None:
+        wanted = text.strip().lower()
+        return next((word for word in self.label_words if word.lower() == wanted), None)
+
+
+def round_to_fifth(value: float) -> str:
+    """STS-B target text: the score rounded to the nearest 0.2, one decimal ("3.8")."""
+    return f"{round(value * 5) / 5:.1f}"
+
+
+class RegressionTask(Task):
+    """A task whose target is a number written as text (STS-B)."""
+
+    metric_names: ClassVar[tuple[str, ...]] = ("pearson", "spearman")
+    invalid_value: ClassVar[float] = -1.0
+
+    def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
+        raw = record.get(self.label_field)
+        if is_missing_label(raw):
+            return "", None
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise DataError(f"not a number: {raw!r}", field=self.label_field)
+        return round_to_fifth(value), value
+
+    def parse_prediction(self, text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            return self.invalid_value
+        return value if math.isfinite(value) else self.invalid_value
+
+
+class QATask(Task):
+    """Extractive QA: the target is the first gold answer; scored with SQuAD EM / F1."""
+
+    answers_field: ClassVar[str] = "answers"
+    label_field: ClassVar[str] = "answers"
+    metric_names: ClassVar[tuple[str, ...]] = ("squad_em", "squad_f1")
+
+    def answers(self, record: Mapping[str, Any]) -> list[str]:
+        """Gold answers: a list of strings, or SQuAD's ``{"text": [...], ...}``."""
+        value = record.get(self.answers_field)
+        if isinstance(value, Mapping):
+            value = value.get("text")
+        if value is None:
+            return []
+        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            raise DataError(f"expected a list of answer strings, got {value!r}", field=self.answers_field)
+        return [v.strip() for v in value]
+
+    def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
+        answers = self.answers(record)
+        return (answers[0], answers) if answers else ("", None)
+
+    def parse_prediction(self, text: str) -> str:
+        return text.strip()
+
+
+class GenerationTask(Task):
+    """Data-to-text: one example per reference; the label holds every reference of the input."""
+
+    target_field: ClassVar[str] = "target"
+    references_field: ClassVar[str] = "references"
+    label_field: ClassVar[str] = "target"
+    metric_names: ClassVar[tuple[str, ...]] = ("bleu",)
+    dedupe_eval_groups: ClassVar[bool] = True
+
+    def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
+        refs = [r.strip() for r in record.get(self.references_field) or []]
+        target = record.get(self.target_field)
+        target = text_field(record, self.target_field) if target is not None else (refs[0] if refs else "")
+        if not target:
+            return "", None
+        return target, refs or [target]
+
+    def group_of(self, record: Mapping[str, Any]) -> str | None:
+        return " ".join(text for _, text in self.inputs(record))
+
+    def parse_prediction(self, text: str) -> str:
+        return text.strip()

@@ -1,0 +1,151 @@
+"""Readers for the original release file formats: TSV, CSV, JSONL (optionally gzipped), JSON.
+
+Every reader yields ``(where, item)`` pairs: ``where`` places the row in its file ("line 12")
+and ``item`` is either the record (a dict with the hub's field names) or a
+:class:`~promptmix.tasks.base.DataError` for a row that is malformed. Yielding the error
+instead of raising it lets the loader either stop (the default) or skip and log the row.
+Dataset-specific readers (MultiRC, SQuAD, MRQA, ...) sit beside their tasks and build on these.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from promptmix.tasks.base import DataError
+
+Row = tuple[str, "dict[str, Any] | DataError"]
+
+csv.field_size_limit(sys.maxsize)
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    """Open a text file, gunzipping ``*.gz``; a UTF-8 byte-order mark is dropped."""
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _delimited(path: Path, delimiter: str, quoting: int) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of a delimited file; blank lines are skipped."""
+    with open_text(path) as handle:
+        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+        for fields in reader:
+            if fields and any(f.strip() for f in fields):
+                yield reader.line_num, fields
+
+
+def _rows_to_records(rows: Iterator[tuple[int, list[str]]], names: Sequence[str] | None,
+                     columns: Sequence[str], rename: Mapping[str, str]) -> Iterator[Row]:
+    """Map rows to records by header (when the first row names ``columns``) or by position."""
+    first = next(rows, None)
+    if first is None:
+        return
+    header = [h.strip() for h in first[1]]
+    if set(columns) <= set(header):
+        layout = header
+    elif names is not None:
+        layout, rows = list(names), _chain(first, rows)
+    else:
+        yield f"line {first[0]}", DataError(f"expected a header naming {', '.join(columns)}; "
+                                            f"found {first[1][:len(columns) + 2]}")
+        return
+    keys = [rename.get(name, name) for name in layout]
+    for line, fields in rows:
+        if len(fields) == len(layout):
+            yield f"line {line}", dict(zip(keys, fields))
+        elif len(fields) < len(layout):
+            missing = layout[len(fields)]
+            yield f"line {line}", DataError(
+                f"missing: the row has {len(fields)} of {len(layout)} fields "
+                f"({', '.join(layout)})", field=rename.get(missing, missing))
+        else:
+            yield f"line {line}", DataError(
+                f"the row has {len(fields)} fields, expected {len(layout)} ({', '.join(layout)})")
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def read_tsv(path: Path, *, columns: Sequence[str], names: Sequence[str] | None = None,
+             rename: Mapping[str, str] | None = None) -> Iterator[Row]:
+    """Records of a GLUE-style TSV, read without quote handling (as GLUE's own readers do).
+
+    Args:
+        columns: original column names the task needs; a first row holding all of them is
+            taken as the header, and rows are mapped by it.
+        names: the column layout of header-less files (CoLA, the QQP subset), by position.
+        rename: original column name -> record field (e.g. MRPC's "#1 String" -> "sentence1").
+    """
+    rows = _delimited(path, "\t", csv.QUOTE_NONE)
+    yield from _rows_to_records(rows, names, columns, rename or {})
+
+
+def read_csv(path: Path, *, columns: Sequence[str], names: Sequence[str] | None = None,
+             rename: Mapping[str, str] | None = None) -> Iterator[Row]:
+    """Records of a quoted CSV file (Yelp, E2E); arguments as for :func:`read_tsv`."""
+    rows = _delimited(path, ",", csv.QUOTE_MINIMAL)
+    yield from _rows_to_records(rows, names, columns, rename or {})
+
+
+def read_jsonl(path: Path) -> Iterator[Row]:
+    """Records of a JSON-lines file (``.jsonl`` or ``.jsonl.gz``), one object per line."""
+    with open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield where, DataError(f"invalid JSON ({err.msg}, column {err.colno})")
+                continue
+            if not isinstance(record, dict):
+                yield where, DataError(f"expected a JSON object, got {type(record).__name__}")
+                continue
+            yield where, record
+
+
+def read_nested_jsonl(path: Path, expand: Callable[[dict], Iterable[tuple[str, dict]]]) -> Iterator[Row]:
+    """Flat records of a JSONL file whose lines nest several records (MultiRC, ReCoRD, MRQA).
+
+    ``expand(line_record)`` yields ``(place within the line, flat record)``; a DataError it
+    raises is yielded for that line.
+    """
+    for where, item in read_jsonl(path):
+        if isinstance(item, DataError):
+            yield where, item
+            continue
+        try:
+            for suffix, flat in expand(item):
+                yield (f"{where}, {suffix}" if suffix else where), flat
+        except DataError as err:
+            yield where, err
+
+
+def read_json(path: Path) -> Any:
+    """The parsed content of a JSON file; a parse error names the file, line and column."""
+    with open_text(path) as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as err:
+            raise DataError(f"invalid JSON ({err.msg}, column {err.colno})", file=path,
+                            where=f"line {err.lineno}") from None
+
+
+def nested(record: Mapping[str, Any], *keys: str) -> Any:
+    """``record[k1][k2]...``; a missing key raises a DataError naming the dotted field."""
+    value: Any = record
+    for depth, key in enumerate(keys):
+        if not isinstance(value, Mapping) or key not in value:
+            raise DataError("missing", field=".".join(keys[: depth + 1]))
+        value = value[key]
+    return value

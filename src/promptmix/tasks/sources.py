@@ -1,0 +1,185 @@
+"""Where a task's data comes from: local files in the original release layout, or the hub.
+
+:func:`load_raw_splits` returns the released splits as examples (``"train"``,
+``"validation"`` and, where the release has a labelled one, ``"test"``); ``splits.py`` then
+applies the papers' protocol. Local files win; the hub (``datasets.load_dataset``) is the
+fallback unless it is switched off (``HF_HUB_OFFLINE=1``). When neither has the data, the
+error lists exactly which files to put where.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptmix.tasks.base import DataError, Example
+
+if TYPE_CHECKING:
+    from promptmix.tasks.base import Task
+
+logger = logging.getLogger(__name__)
+
+Reader = Callable[[Path], Iterable[tuple[str, Any]]]
+
+# hub_splits of a release whose test set is labelled (and therefore used as the test split).
+LABELLED_TEST_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
+
+
+def release_files(pattern: str, train: str = "train", validation: str = "dev",
+                  test: str | None = None) -> dict[str, str]:
+    """``{split: path}`` from a path pattern with one ``{}`` for the release's split name."""
+    names = {"train": train, "validation": validation, "test": test}
+    return {split: pattern.format(name) for split, name in names.items() if name is not None}
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """How to find a dataset.
+
+    Attributes:
+        files: ``{split: path relative to the data directory}`` for ``"train"``,
+            ``"validation"`` and, only where the release labels it, ``"test"``.
+        reader: turns one such file into ``(where, record | DataError)`` pairs.
+        release: what the files are and where they come from, for error messages.
+        hub_id, hub_config: arguments of ``datasets.load_dataset``.
+        hub_splits: ``{split: hub split name}``, same keys as ``files``.
+        hub_filter: ``(field, value)`` keeping only matching hub rows (MRQA's ``subset``).
+    """
+
+    files: Mapping[str, str]
+    reader: Reader
+    release: str
+    hub_id: str | None = None
+    hub_config: str | None = None
+    hub_splits: Mapping[str, str] = field(
+        default_factory=lambda: {"train": "train", "validation": "validation"})
+    hub_filter: tuple[str, str] | None = None
+
+    def hub_name(self) -> str:
+        """``"id"`` or ``"id/config"``, for messages and the CLI."""
+        return f"{self.hub_id}/{self.hub_config}" if self.hub_config else str(self.hub_id)
+
+    def hub_call(self) -> str:
+        """The ``datasets.load_dataset`` call that loads this source, as text."""
+        config = f", {self.hub_config!r}" if self.hub_config else ""
+        return f"datasets.load_dataset({self.hub_id!r}{config})"
+
+
+class MissingDataError(FileNotFoundError):
+    """Neither local files nor the hub could provide a task's data; says what to put where."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def local_paths(task: Task, data_dir: str | Path) -> dict[str, Path]:
+    """``{split: path}`` of the task's local files under ``data_dir`` (existing or not)."""
+    root = Path(data_dir)
+    return {split: root / rel for split, rel in task.files.items()}
+
+
+def hub_offline() -> bool:
+    """True when the environment switches the hub off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)."""
+    flags = (os.environ.get(name, "") for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(flag.strip().upper() in {"1", "ON", "YES", "TRUE"} for flag in flags)
+
+
+def load_raw_splits(task: Task, data_dir: str | Path | None, *, hub: bool | None = None
+                    ) -> dict[str, list[Example]]:
+    """The released splits of ``task`` as examples, from local files or the hub.
+
+    Args:
+        data_dir: directory holding the original release files (may be ``None``).
+        hub: ``True`` hub only, ``False`` local only, ``None`` local first, then the hub
+            when it is not switched off.
+    """
+    if task.source is None:
+        raise MissingDataError(f"task '{task.name}' declares no data source; build its examples "
+                               "with task.format(record) from your own data")
+    paths = local_paths(task, data_dir) if data_dir is not None else {}
+    if hub is not True and paths and all(path.exists() for path in paths.values()):
+        return {split: read_local_split(task, path) for split, path in paths.items()}
+    hub_note = _hub_skip_reason(task, data_dir, hub)
+    if hub_note is None:
+        try:
+            return {split: read_hub_split(task, name, split) for split, name in task.source.hub_splits.items()}
+        except DataError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any hub failure becomes part of the message
+            if hub:
+                raise
+            hub_note = f"loading it failed: {type(err).__name__}: {err}"
+    raise MissingDataError(missing_data_message(task, paths, hub_note))
+
+
+def _hub_skip_reason(task: Task, data_dir: Any, hub: bool | None) -> str | None:
+    """Why the hub is not tried, or ``None`` to try it."""
+    if task.source.hub_id is None:
+        return "the task declares no hub dataset"
+    if hub is False:
+        return "not tried (hub=False)"
+    if hub is None and hub_offline():
+        return "not tried: HF_HUB_OFFLINE=1 is set"
+    return None
+
+
+def missing_data_message(task: Task, paths: Mapping[str, Path], hub_note: str) -> str:
+    """The error text naming each file to put in place, and why the hub did not serve."""
+    lines = [f"no data for task '{task.name}'."]
+    if paths:
+        lines.append(f"Put the {task.source.release} files here:")
+        for split, path in paths.items():
+            state = "found" if path.exists() else "MISSING"
+            lines.append(f"  {split:<10} {path}  ({state})")
+    else:
+        lines.append(f"No data directory was given; pass one holding the {task.source.release} "
+                     f"files at: {', '.join(task.files.values())}")
+    if task.source.hub_id is not None:
+        lines.append(f"Hub: {task.source.hub_call()} {hub_note}")
+    else:
+        lines.append(f"Hub: {hub_note}")
+    return "\n".join(lines)
+
+
+def read_local_split(task: Task, path: str | Path) -> list[Example]:
+    """Every labelled example of one local file, formatted by ``task`` (see :func:`format_rows`)."""
+    path = Path(path)
+    return format_rows(task, task.source.reader(path), path)
+
+
+def read_hub_split(task: Task, hub_split: str, split: str) -> list[Example]:
+    """One split from the hub via ``datasets.load_dataset``, formatted by ``task``."""
+    import datasets
+
+    source = task.source
+    rows = datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
+    keep = source.hub_filter
+    numbered = ((f"row {i}", record) for i, record in enumerate(rows)
+                if keep is None or record.get(keep[0]) == keep[1])
+    examples = format_rows(task, numbered, f"hub {source.hub_name()} [{hub_split}]")
+    logger.info("%s %s: %d examples from the hub", task.name, split, len(examples))
+    return examples
+
+
+def format_rows(task: Task, rows: Iterable[tuple[str, Any]], file: str | Path) -> list[Example]:
+    """Format ``(where, record | DataError)`` rows, requiring a label on each.
+
+    A malformed row raises a DataError naming file, place and field, unless the task was
+    built with ``skip_malformed=True``: then each such row is logged and skipped.
+    """
+    examples = []
+    for position, (where, item) in enumerate(rows):
+        try:
+            if isinstance(item, DataError):
+                raise item
+            examples.append(task.format(item, idx=position, require_label=True))
+        except DataError as err:
+            located = err if err.file is not None else err.located(file, where)
+            if not task.skip_malformed:
+                raise located from None
+            logger.warning("skipping malformed row: %s", located)
+    return examples

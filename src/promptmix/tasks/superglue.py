@@ -1,0 +1,210 @@
+"""SuperGLUE: BoolQ, CB, COPA, MultiRC, ReCoRD, RTE, WiC and WSC.
+
+Local layout (the SuperGLUE release)::
+
+    <data_dir>/superglue/<Task>/train.jsonl, val.jsonl
+
+MultiRC (one line per passage with nested questions and answers) is flattened to one
+example per (question, answer), grouped by question; ReCoRD (one line per passage with
+nested queries) to one example per query, grouped by query; WSC's ``target`` object to the
+hub's flat span fields. Inputs follow T5 / ATTEMPT; WSC marks the noun with ``*`` and the
+pronoun with ``#`` as T5 does, matching the span text case-insensitively (T5's
+case-sensitive pattern silently left 105 of WSC's 1,608 spans unmarked).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from promptmix.tasks.base import DataError, text_field
+from promptmix.tasks.kinds import ClassificationTask, QATask
+from promptmix.tasks.readers import Row, nested, read_jsonl, read_nested_jsonl
+from promptmix.tasks.registry import register_task
+from promptmix.tasks.sources import DataSource, release_files
+
+
+def superglue_source(folder: str, config: str, reader=read_jsonl) -> DataSource:
+    """A SuperGLUE task's files ``superglue/<folder>/{train,val}.jsonl``, hub ``aps/super_glue``."""
+    return DataSource(
+        files=release_files(f"superglue/{folder}/{{}}.jsonl", validation="val"),
+        reader=reader, release="SuperGLUE (super.gluebenchmark.com) JSONL",
+        hub_id="aps/super_glue", hub_config=config)
+
+
+def _multirc_rows(item: Mapping[str, Any]) -> Iterator[tuple[str, dict]]:
+    paragraph = nested(item, "passage", "text")
+    for qi, question in enumerate(nested(item, "passage", "questions")):
+        for ai, answer in enumerate(nested(question, "answers")):
+            idx = {"paragraph": item.get("idx"), "question": question.get("idx", qi),
+                   "answer": answer.get("idx", ai)}
+            yield f"question {qi}, answer {ai}", {
+                "paragraph": paragraph, "question": question.get("question"),
+                "answer": answer.get("text"), "label": answer.get("label"), "idx": idx}
+
+
+def _record_rows(item: Mapping[str, Any]) -> Iterator[tuple[str, dict]]:
+    text = nested(item, "passage", "text")
+    try:
+        entities = sorted({text[e["start"]: e["end"] + 1] for e in item["passage"].get("entities", [])})
+        for qi, qa in enumerate(nested(item, "qas")):
+            answers = sorted({answer["text"] for answer in qa.get("answers", [])})
+            yield f"qas {qi}", {"passage": text, "query": qa.get("query"), "entities": entities,
+                                "answers": answers, "idx": {"passage": item.get("idx"),
+                                                            "query": qa.get("idx", qi)}}
+    except (KeyError, TypeError) as err:
+        raise DataError(f"malformed entity or answer span ({type(err).__name__}: {err})",
+                        field="passage.entities / qas.answers") from None
+
+
+def _wsc_rows(item: Mapping[str, Any]) -> Iterator[tuple[str, dict]]:
+    flat = {k: v for k, v in item.items() if k != "target"}
+    flat.update(nested(item, "target"))
+    yield "", flat
+
+
+def read_multirc(path: Path) -> Iterator[Row]:
+    """MultiRC JSONL (one passage per line) as one record per (question, answer)."""
+    return read_nested_jsonl(path, _multirc_rows)
+
+
+def read_record(path: Path) -> Iterator[Row]:
+    """ReCoRD JSONL (one passage per line) as one record per query, hub field names."""
+    return read_nested_jsonl(path, _record_rows)
+
+
+def read_wsc(path: Path) -> Iterator[Row]:
+    """WSC JSONL with the ``target`` span object flattened into the record."""
+    return read_nested_jsonl(path, _wsc_rows)
+
+
+_BINARY = ["False", "True"]
+
+
+@register_task
+class BoolQ(ClassificationTask):
+    name = "boolq"
+    aliases = ("superglue-boolq",)
+    benchmark = "superglue"
+    source = superglue_source("BoolQ", "boolq")
+    input_fields = ("question", "passage")
+    label_words = _BINARY
+
+
+@register_task
+class CB(ClassificationTask):
+    name = "cb"
+    aliases = ("superglue-cb",)
+    benchmark = "superglue"
+    source = superglue_source("CB", "cb")
+    input_fields = ("premise", "hypothesis")
+    label_words = ["entailment", "contradiction", "neutral"]
+    metric_names = ("macro_f1", "accuracy")
+
+
+@register_task
+class COPA(ClassificationTask):
+    name = "copa"
+    aliases = ("superglue-copa",)
+    benchmark = "superglue"
+    source = superglue_source("COPA", "copa")
+    input_fields = ("choice1", "choice2", "premise", "question")
+    label_words = ["choice1", "choice2"]
+
+
+def remove_markup(text: str) -> str:
+    """MultiRC's HTML markup out (``<br>``, ``<b>``, ``</b>``), as T5 does."""
+    return re.sub(r"</?b>", "", text.replace("<br>", " "))
+
+
+@register_task
+class MultiRC(ClassificationTask):
+    name = "multirc"
+    aliases = ("superglue-multirc",)
+    benchmark = "superglue"
+    source = superglue_source("MultiRC", "multirc", read_multirc)
+    input_fields = ("question", "answer", "paragraph")
+    label_words = _BINARY
+    metric_names = ("f1", "group_em")
+    max_source_length = 348
+
+    def inputs(self, record):
+        return [(field, remove_markup(text)) for field, text in super().inputs(record)]
+
+    def group_of(self, record):
+        idx = record.get("idx")
+        return f"{idx['paragraph']}-{idx['question']}" if isinstance(idx, Mapping) else None
+
+
+@register_task
+class ReCoRD(QATask):
+    name = "record"
+    aliases = ("superglue-record",)
+    benchmark = "superglue"
+    source = superglue_source("ReCoRD", "record", read_record)
+
+    def inputs(self, record):
+        passage = re.sub(r"(\.|\?|!|\"|')\n@highlight\n", r"\1 ", text_field(record, "passage"))
+        passage = re.sub(r"\n@highlight\n", ". ", passage)
+        entities = record.get("entities")
+        if not isinstance(entities, list):
+            raise DataError(f"expected a list of entity strings, got {entities!r}", field="entities")
+        return [("query", text_field(record, "query")), ("entities", ", ".join(entities)),
+                ("passage", passage)]
+
+    def group_of(self, record):
+        idx = record.get("idx")
+        return f"{idx['passage']}-{idx['query']}" if isinstance(idx, Mapping) else None
+
+
+@register_task
+class SuperGLUERTE(ClassificationTask):
+    name = "superglue-rte"
+    benchmark = "superglue"
+    source = superglue_source("RTE", "rte")
+    input_fields = ("premise", "hypothesis")
+    label_words = ["entailment", "not_entailment"]
+
+
+@register_task
+class WiC(ClassificationTask):
+    name = "wic"
+    aliases = ("superglue-wic",)
+    benchmark = "superglue"
+    source = superglue_source("WiC", "wic")
+    input_fields = ("sentence1", "sentence2", "word")
+    label_words = _BINARY
+
+
+def mark_span(text: str, span: str, index: int, mark: str) -> str:
+    """Surround the ``span`` starting at whitespace word ``index`` with ``mark`` (T5's WSC
+    marking); the text is unchanged when the span is not there."""
+    words = r"\s+".join(re.escape(word) for word in span.split())
+    pattern = re.compile(rf"^((?:\S+\s+){{{int(index)}}})({words})", re.IGNORECASE)
+    return pattern.sub(lambda m: f"{m.group(1)}{mark} {m.group(2)} {mark}", text, count=1)
+
+
+def _word_index(record: Mapping[str, Any], field: str) -> int:
+    value = text_field(record, field)
+    if not value.isdigit():
+        raise DataError(f"not a word index: {value!r}", field=field)
+    return int(value)
+
+
+@register_task
+class WSC(ClassificationTask):
+    name = "wsc"
+    aliases = ("superglue-wsc", "wsc.fixed", "superglue-wsc.fixed")
+    benchmark = "superglue"
+    source = superglue_source("WSC", "wsc.fixed", read_wsc)
+    label_words = _BINARY
+
+    def inputs(self, record):
+        span1, span2 = text_field(record, "span1_text"), text_field(record, "span2_text")
+        index1, index2 = _word_index(record, "span1_index"), _word_index(record, "span2_index")
+        text = mark_span(text_field(record, "text"), span1, index1, "*")
+        # The two marks put before span 2 when span 1 comes first shift its word index by 2.
+        text = mark_span(text, span2, index2 + (2 if index1 < index2 else 0), "#")
+        return [("text", text)]
