@@ -1,0 +1,259 @@
+"""Multi-task prediction: one frozen backbone, every loaded prompt, mixed-task batches.
+
+    predictor = Predictor.from_runs(["runs/glue-attempt-m", "runs/boolq-mpt"])
+    predictor.predict([
+        {"task": "rte", "record": {"sentence1": "A cat sat.", "sentence2": "A cat sits."}},
+        {"task": "boolq", "text": "boolq question: is it dry passage: it rains"},
+    ])
+    # [Prediction(task='rte', prediction='entailment', score=0.91, text='entailment',
+    #             attention={'mnli': 0.31, ..., 'rte': 0.22}, label_scores={...}), ...]
+
+An item is a task name plus either a raw ``record`` (the dataset's own fields, formatted by
+``Task.format``) or preformatted ``text``. Classification tasks (those with label words) are
+answered by rank classification, the rest by greedy generation and ``Task.parse_prediction``
+(see :mod:`promptmix.inference.scoring` for both scores). Examples of every task share
+forward passes: all classification items of a batch go through one forward, all others
+through one ``generate``; a batch mixing the two kinds needs those two passes.
+
+Batches are sorted by length and sized by a token budget (rows × padded width, so one
+long input does not make a batch of short ones expensive); an out-of-memory error halves
+the budget and retries.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from promptmix.backbone import Backbone, PromptedModel
+from promptmix.inference.scoring import (greedy_generate, mean_token_probability, rank_classify,
+                                         sequence_log_likelihoods)
+from promptmix.prompts.base import PromptMethod
+from promptmix.prompts.router import PromptRouter
+from promptmix.tasks import Task, UnknownTaskError, get_task, resolve_name
+
+
+UNLIMITED = 10**9  # max_source_length meaning "do not truncate"
+
+
+class InputError(ValueError):
+    """An item the predictor cannot answer. ``kind`` is ``"unknown_task"``, ``"invalid"``
+    (malformed item, missing record field) or ``"too_long"``; ``index`` is its position."""
+
+    def __init__(self, index: int, reason: str, kind: str = "invalid") -> None:
+        super().__init__(f"input {index}: {reason}")
+        self.index, self.reason, self.kind = index, reason, kind
+
+
+@dataclass
+class Prediction:
+    """One answer.
+
+    ``prediction``: the parsed answer (label word, number, span or text; None when generated
+    text is no valid answer). ``text``: the label word or raw generated text. ``score``:
+    probability of the chosen label among the label words (classification) or the answer's
+    geometric-mean token probability (generation). ``attention``: ATTEMPT's weights over
+    its source prompts and the task's own prompt, by prompt name (None for other methods).
+    ``label_scores``: every label word's probability (classification only).
+    """
+
+    task: str
+    prediction: Any
+    score: float
+    text: str
+    attention: dict[str, Any] | None = None
+    label_scores: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "prediction": self.prediction, "score": self.score, "text": self.text,
+                "attention": self.attention, "label_scores": self.label_scores}
+
+
+@dataclass
+class PreparedInput:
+    """An item validated and tokenised: what a batch is built from."""
+
+    task: str
+    task_id: int
+    source: str
+    max_source_length: int
+    input_ids: list[int]
+    candidates: list[dict[str, list[int]]] | None = None  # rank classification rows, one per label word
+
+    def encode(self, backbone: Backbone, answer: str) -> dict[str, list[int]]:
+        """This input with ``answer`` as its target, in the backbone's training layout."""
+        return backbone.encode(self.source, answer, max_source_length=self.max_source_length)
+
+    @property
+    def rows(self) -> int:
+        return len(self.candidates) if self.candidates else 1
+
+    @property
+    def width(self) -> int:
+        return max(len(c["input_ids"]) for c in self.candidates) if self.candidates else len(self.input_ids)
+
+
+class Predictor:
+    """A backbone with every loaded prompt, answering items of any loaded task.
+
+    Args:
+        backbone: the frozen model (loaded once).
+        method: a :class:`PromptRouter` over the loaded methods, or a single method.
+        tasks: ``{task name: Task}`` for every task of ``method``; by default looked up with
+            :func:`promptmix.tasks.get_task` under the method's task names.
+        token_budget: most rows × padded tokens per forward (halved on out-of-memory).
+        max_batch_size: most items per forward.
+        max_new_tokens: generation length for non-classification tasks.
+    """
+
+    def __init__(self, backbone: Backbone, method: PromptMethod, tasks: Mapping[str, Task] | None = None, *,
+                 token_budget: int = 16384, max_batch_size: int = 64, max_new_tokens: int = 32) -> None:
+        self.backbone = backbone
+        self.method = method if isinstance(method, PromptRouter) else PromptRouter({"method": method})
+        self.tasks = dict(tasks) if tasks is not None else {name: get_task(name) for name in self.method.task_names}
+        missing = set(self.method.task_names) - set(self.tasks)
+        if missing:
+            raise ValueError(f"no Task given for loaded prompt task(s) {sorted(missing)}")
+        self.token_budget, self.max_batch_size, self.max_new_tokens = token_budget, max_batch_size, max_new_tokens
+        device = next(backbone.model.parameters()).device
+        self.model = PromptedModel(backbone, self.method.to(device)).eval()
+
+    @property
+    def task_names(self) -> list[str]:
+        return self.method.task_names
+
+    @property
+    def device(self) -> torch.device:
+        return self.method.owner.device
+
+    # -- items -> tokens -----------------------------------------------------------------------
+    def resolve_task(self, name: Any, index: int = 0) -> str:
+        """The loaded task a name or alias refers to; InputError(kind="unknown_task") if none."""
+        if not isinstance(name, str) or not name:
+            raise InputError(index, f"'task' must be a task name, got {name!r}")
+        if name in self.tasks:
+            return name
+        try:
+            canonical = resolve_name(name)
+        except UnknownTaskError:
+            canonical = name
+        if canonical in self.tasks:
+            return canonical
+        near = difflib.get_close_matches(name.lower(), self.task_names, n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
+        raise InputError(index, f"no prompt is loaded for task {name!r}.{hint} Loaded: {', '.join(self.task_names)}", "unknown_task")
+
+    def prepare(self, items: Sequence[Mapping[str, Any]], *, truncate: bool = True) -> list[PreparedInput]:
+        """Validate and tokenise items ``{"task": name, "record": {...}}`` or ``{"task": name,
+        "text": "..."}``. Inputs longer than the task's ``max_source_length`` tokens are
+        truncated, or refused (InputError kind "too_long") when ``truncate`` is False."""
+        return [self._prepare_one(i, item, truncate) for i, item in enumerate(items)]
+
+    def _prepare_one(self, index: int, item: Mapping[str, Any], truncate: bool) -> PreparedInput:
+        if not isinstance(item, Mapping):
+            raise InputError(index, f"expected an object with 'task' and 'record' or 'text', got {type(item).__name__}")
+        name = self.resolve_task(item.get("task"), index)
+        task = self.tasks[name]
+        source = self._source_text(index, task, item)
+        limit = task.max_source_length
+        ids = self.backbone.encode(source, max_source_length=UNLIMITED)["input_ids"]
+        if len(ids) > limit:
+            if not truncate:
+                raise InputError(index, f"input is {len(ids)} tokens, over the limit of {limit} for task {name!r}", "too_long")
+            ids = self.backbone.encode(source, max_source_length=limit)["input_ids"]
+        prepared = PreparedInput(name, self.method.task_id(name), source, limit, ids)
+        if task.label_words:
+            prepared.candidates = [prepared.encode(self.backbone, word) for word in task.label_words]
+        return prepared
+
+    def _source_text(self, index: int, task: Any, item: Mapping[str, Any]) -> str:
+        has_record, has_text = item.get("record") is not None, item.get("text") is not None
+        if has_record == has_text:
+            raise InputError(index, "give exactly one of 'record' (the dataset's fields) or 'text' (formatted input)")
+        if has_text:
+            if not isinstance(item["text"], str) or not item["text"].strip():
+                raise InputError(index, "'text' must be a non-empty string")
+            return item["text"]
+        if not isinstance(item["record"], Mapping):
+            raise InputError(index, f"'record' must be an object of the dataset's fields, got {type(item['record']).__name__}")
+        try:
+            return task.format(item["record"]).source
+        except ValueError as err:  # DataError names the missing or malformed field
+            raise InputError(index, f"task {task.name!r}: {err}") from None
+
+    # -- tokens -> predictions -----------------------------------------------------------------
+    def predict(self, items: Sequence[Mapping[str, Any]], *, truncate: bool = True) -> list[Prediction]:
+        """Answer items of any loaded tasks; see :meth:`prepare` for the item format."""
+        return self.run(self.prepare(items, truncate=truncate))
+
+    def run(self, prepared: Sequence[PreparedInput]) -> list[Prediction]:
+        """Answer prepared inputs, in order, in as few forward passes as the budget allows."""
+        results: list[Prediction | None] = [None] * len(prepared)
+        ranked = [i for i, p in enumerate(prepared) if p.candidates]
+        generated = [i for i, p in enumerate(prepared) if not p.candidates]
+        for indices in (ranked, generated):
+            queue = deque(self._batches(indices, prepared))
+            while queue:
+                batch = queue.popleft()
+                try:
+                    answers = self._run_batch([prepared[i] for i in batch])
+                except torch.OutOfMemoryError:
+                    if len(batch) == 1:
+                        raise
+                    self.token_budget = max(1, self.token_budget // 2)
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    queue.extendleft(reversed(self._batches(batch, prepared)))
+                    continue
+                for i, answer in zip(batch, answers):
+                    results[i] = answer
+        return results  # type: ignore[return-value]
+
+    def _batches(self, indices: Sequence[int], prepared: Sequence[PreparedInput]) -> list[list[int]]:
+        """Indices grouped into batches of similar width within the token budget."""
+        def width(i: int) -> int:  # generation grows each row by up to max_new_tokens
+            return prepared[i].width + (0 if prepared[i].candidates else self.max_new_tokens)
+
+        batches: list[list[int]] = []
+        current: list[int] = []
+        rows = 0
+        for i in sorted(indices, key=width):  # ascending: the newest item is the widest
+            if current and (len(current) >= self.max_batch_size or (rows + prepared[i].rows) * width(i) > self.token_budget):
+                batches.append(current)
+                current, rows = [], 0
+            current.append(i)
+            rows += prepared[i].rows
+        return batches + [current] if current else batches
+
+    def _run_batch(self, batch: list[PreparedInput]) -> list[Prediction]:
+        task_ids = torch.tensor([p.task_id for p in batch], device=self.device)
+        if batch[0].candidates:
+            ranked = rank_classify(self.model, [p.candidates for p in batch], task_ids)
+            return [self._ranked_prediction(p, r) for p, r in zip(batch, ranked)]
+        texts, attention = greedy_generate(self.model, [p.input_ids for p in batch], task_ids,
+                                           max_new_tokens=self.max_new_tokens)
+        feats = [p.encode(self.backbone, text) for p, text in zip(batch, texts)]
+        ll, counts, _ = sequence_log_likelihoods(self.model, feats, task_ids)
+        scores = mean_token_probability(ll, counts)
+        return [Prediction(p.task, self.tasks[p.task].parse_prediction(t), s, t, self._attention(p.task, a))
+                for p, t, s, a in zip(batch, texts, scores, attention)]
+
+    def _ranked_prediction(self, p: PreparedInput, r: Any) -> Prediction:
+        words = self.tasks[p.task].label_words
+        word = words[r.index]
+        return Prediction(p.task, self.tasks[p.task].parse_prediction(word), r.probabilities[r.index], word,
+                          self._attention(p.task, r.attention), dict(zip(words, r.probabilities)))
+
+    def _attention(self, task: str, row: Tensor | None) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        names = self.method.attention_names(task) or []
+        if len(names) != row.shape[0]:
+            names = [f"prompt_{j}" for j in range(row.shape[0])]
+        return dict(zip(names, row.float().cpu().tolist()))

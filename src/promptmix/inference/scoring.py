@@ -1,0 +1,118 @@
+"""Scoring answers of a prompted model: rank classification and greedy generation.
+
+Both take examples already encoded by :meth:`Backbone.encode` and any mix of tasks (the
+``task_ids`` of the model's prompt method), and run one forward / one ``generate`` per call.
+
+Rank classification (T0 / lm-eval-harness style; one forward for every candidate): each
+example is paired with every label word c of its task,
+
+    ll(c) = Σ_t log P(c_t | x, c_<t)            summed over c's tokens (and eos)
+    chosen = argmax_c ll(c),   p(c) = softmax_c ll(c)
+
+so ``p(chosen)`` is the model's probability of its answer *given that the answer is a label
+word*. Summing rather than averaging token log-probs is the usual choice: a label is one
+event, however many tokens spell it.
+
+Greedy generation (regression, QA, generation tasks): the answer is the greedy decode; its
+score is the geometric-mean token probability exp(ll / tokens) of that answer re-scored by
+teacher forcing (one more forward), a number in (0, 1] like the classification score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from promptmix.backbone import IGNORE_INDEX, PromptedModel
+from promptmix.prompts.base import PromptOutput
+
+
+def collate(features: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, Tensor]:
+    """Right-pad encoded examples into ``input_ids``, ``attention_mask`` (and ``labels``, padded
+    with -100, when the features have them). The backbone repacks rows pads-first itself."""
+    width = max(len(f["input_ids"]) for f in features)
+    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(features), width, dtype=torch.long)
+    for i, f in enumerate(features):
+        ids[i, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
+        mask[i, : len(f["input_ids"])] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if "labels" in features[0]:
+        lwidth = max(len(f["labels"]) for f in features)
+        labels = torch.full((len(features), lwidth), IGNORE_INDEX, dtype=torch.long)
+        for i, f in enumerate(features):
+            labels[i, : len(f["labels"])] = torch.tensor(f["labels"])
+        batch["labels"] = labels
+    return batch
+
+
+def attention_rows(prompt_output: PromptOutput, rows: Sequence[int]) -> list[Tensor | None]:
+    """Each given row's prompt attention ([k] or [k, m], unpadded), None where it has none."""
+    row_of = getattr(prompt_output, "attention_row", None)  # a PromptRouter's output knows its padding
+    if row_of is not None:
+        return [row_of(r) for r in rows]
+    if prompt_output.attention is None:
+        return [None] * len(rows)
+    return [prompt_output.attention[r] for r in rows]
+
+
+@torch.no_grad()
+def sequence_log_likelihoods(model: PromptedModel, features: Sequence[dict[str, list[int]]], task_ids: Tensor) -> tuple[Tensor, Tensor, PromptOutput]:
+    """Summed log-likelihood [N] of each row's labels, its label-token count [N], and the
+    prompt output, from one teacher-forced forward."""
+    device = task_ids.device
+    batch = {k: v.to(device) for k, v in collate(features, model.backbone.tokenizer.pad_token_id).items()}
+    out = model(batch["input_ids"], batch["attention_mask"], batch["labels"], task_ids)
+    return -(out.per_example_loss * out.token_counts).float(), out.token_counts, out.prompt_output
+
+
+@dataclass
+class RankResult:
+    """One example's rank classification: ``index`` of the chosen candidate, each candidate's
+    summed ``log_likelihoods`` and ``probabilities`` (softmax over the candidates)."""
+
+    index: int
+    log_likelihoods: list[float]
+    probabilities: list[float]
+    attention: Tensor | None = None
+
+
+@torch.no_grad()
+def rank_classify(model: PromptedModel, candidates: Sequence[Sequence[dict[str, list[int]]]], task_ids: Tensor) -> list[RankResult]:
+    """Rank each example's candidates in one forward.
+
+    Args:
+        candidates: per example, its candidate rows ``backbone.encode(source, word)``, one per
+            label word (examples may have different numbers of candidates).
+        task_ids: [B] the examples' task ids in the model's prompt method.
+    """
+    counts = [len(c) for c in candidates]
+    rows = [f for c in candidates for f in c]
+    row_tasks = task_ids.repeat_interleave(torch.tensor(counts, device=task_ids.device))
+    ll, _, prompt_out = sequence_log_likelihoods(model, rows, row_tasks)
+    starts = torch.tensor([0, *counts]).cumsum(0)[:-1].tolist()
+    attention = attention_rows(prompt_out, starts)  # the method sees the source only: any row will do
+    results = []
+    for i, (start, count) in enumerate(zip(starts, counts)):
+        scores = ll[start : start + count].cpu()
+        probs = torch.softmax(scores, dim=0)
+        results.append(RankResult(int(scores.argmax()), scores.tolist(), probs.tolist(), attention[i]))
+    return results
+
+
+@torch.no_grad()
+def greedy_generate(model: PromptedModel, input_ids: Sequence[list[int]], task_ids: Tensor, **generation_kwargs) -> tuple[list[str], list[Tensor | None]]:
+    """Greedy answers (decoded text) and each row's prompt attention, in one ``generate``."""
+    tok = model.backbone.tokenizer
+    batch = {k: v.to(task_ids.device) for k, v in collate([{"input_ids": x} for x in input_ids], tok.pad_token_id).items()}
+    sequences, prompt_out = model.generate(batch["input_ids"], batch["attention_mask"], task_ids,
+                                           return_prompt_output=True, **generation_kwargs)
+    return model.backbone.decode(sequences), attention_rows(prompt_out, range(len(input_ids)))
+
+
+def mean_token_probability(log_likelihood: Tensor, token_counts: Tensor) -> list[float]:
+    """exp(ll / tokens) per row: the generation score described in the module docstring."""
+    return torch.exp(log_likelihood / token_counts.clamp(min=1)).tolist()
