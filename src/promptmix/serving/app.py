@@ -1,0 +1,223 @@
+"""HTTP serving: every loaded task behind one endpoint, requests batched across tasks.
+
+    POST /v1/predict   {"task": "rte", "inputs": [{"sentence1": ..., "sentence2": ...}, "rte sentence1: ..."]}
+                       {"inputs": [{"task": "rte", "record": {...}}, {"task": "cb", "text": "cb premise: ..."}]}
+    GET  /v1/tasks     loaded tasks: kind, label words, input fields, length limit, prompt source
+    GET  /health       status ("ok" / "draining"), queue depth
+    GET  /metrics      batching counters and histograms (batch sizes, tasks per batch)
+    GET  /openapi.json the schema (FastAPI), /docs to try it
+
+With a top-level ``task`` every input is a raw record (an object of the dataset's fields) or
+preformatted text (a string); without one, every input is ``{"task", "record" | "text"}``.
+
+Errors are 4xx with ``{"error": {"type", "message", "index"}}`` naming the problem: 400
+malformed JSON, 422 schema violations / unknown task / missing field, 413 body, input
+count or input tokens over the limits, 429 queue full, 503 shutting down.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from promptmix.inference.predictor import InputError, Predictor
+from promptmix.serving.batcher import BatcherConfig, DynamicBatcher, QueueFull, ShuttingDown
+
+STATUS_OF_INPUT_ERROR = {"unknown_task": 422, "invalid": 422, "too_long": 413}
+
+
+@dataclass
+class ServeConfig:
+    """Limits of the HTTP layer; batching settings are in ``batcher``."""
+
+    batcher: BatcherConfig = field(default_factory=BatcherConfig)
+    max_inputs_per_request: int = 64
+    """Most inputs in one request (413 beyond)."""
+    max_body_bytes: int = 1 << 20
+    """Largest request body accepted (413 beyond), checked before it is parsed."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_inputs_per_request <= self.batcher.max_queue:
+            raise ValueError(f"max_inputs_per_request must lie in [1, max_queue={self.batcher.max_queue}], "
+                             f"got {self.max_inputs_per_request}")
+
+
+class PredictRequest(BaseModel):
+    task: str | None = Field(None, description="Task of every input; omit to give a task per input.",
+                             examples=["rte"])
+    inputs: list[dict[str, Any] | str] = Field(
+        ..., min_length=1,
+        description="With `task`: raw records (objects of the dataset's fields) or formatted input strings. "
+                    "Without: objects {\"task\", \"record\"} or {\"task\", \"text\"}.",
+        examples=[[{"sentence1": "A cat sat on the mat.", "sentence2": "A cat sits."}]])
+
+    def items(self) -> list[dict[str, Any]]:
+        """Each input as a predictor item ``{"task", "record" | "text"}``."""
+        if self.task is not None:
+            return [{"task": self.task, "text": x} if isinstance(x, str) else {"task": self.task, "record": x}
+                    for x in self.inputs]
+        for i, x in enumerate(self.inputs):
+            if not isinstance(x, dict) or "task" not in x:
+                raise InputError(i, "no task: give 'task' at the top level, or make each input "
+                                    "{\"task\": ..., \"record\": {...}} or {\"task\": ..., \"text\": ...}")
+            extra = set(x) - {"task", "record", "text"}
+            if extra:
+                raise InputError(i, f"unexpected key(s) {sorted(extra)}; a per-input object has 'task' and 'record' or 'text'")
+        return [dict(x) for x in self.inputs]  # type: ignore[arg-type]
+
+
+class PredictionOut(BaseModel):
+    task: str
+    prediction: Any = Field(description="Label word, number or answer text; null when generated text is no valid answer.")
+    score: float = Field(description="Classification: probability of the label among the label words. "
+                                     "Generation: geometric-mean token probability of the answer.")
+    text: str = Field(description="The label word or the generated text.")
+    attention: dict[str, float | list[float]] | None = Field(
+        None, description="ATTEMPT: weight of each source prompt and of the task's own prompt.")
+    label_scores: dict[str, float] | None = Field(None, description="Probability of every label word.")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[PredictionOut]
+
+
+class TaskInfo(BaseModel):
+    name: str
+    kind: str = Field(description="'classification' (rank classification) or 'generation'.")
+    label_words: list[str] | None
+    input_fields: list[str]
+    max_source_length: int
+    prompt_from: str = Field(description="The run or library entry whose prompt answers this task.")
+    attention_over: list[str] | None = Field(description="Prompts ATTEMPT attends over, or null.")
+
+
+def error(status: int, kind: str, message: str, index: int | None = None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message, "index": index}}, status_code=status, headers=headers)
+
+
+def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastAPI:
+    """The ASGI app answering requests with ``predictor``; serve it with uvicorn."""
+    config = config or ServeConfig()
+    holder: dict[str, DynamicBatcher] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher = DynamicBatcher(predictor.run, config.batcher)
+        await batcher.start()
+        holder["batcher"] = app.state.batcher = batcher
+        yield
+        await batcher.close()  # answers every accepted request before the worker stops
+
+    app = FastAPI(title="promptmix", version="1", lifespan=lifespan,
+                  description="One frozen language model, every task's soft prompt, mixed-task batches.")
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    _add_error_handlers(app)
+
+    @app.post("/v1/predict", response_model=PredictResponse)
+    async def predict(request: PredictRequest) -> PredictResponse:
+        batcher = holder["batcher"]
+        if batcher.closing:
+            raise ShuttingDown("the server is shutting down and takes no new requests")
+        if len(request.inputs) > config.max_inputs_per_request:
+            return error(413, "too_many_inputs", f"{len(request.inputs)} inputs; at most "
+                                                 f"{config.max_inputs_per_request} per request")
+        items = request.items()
+        # Tokenise in the worker thread: the tokenizer is not safe to share between threads.
+        prepared = await batcher.in_worker(lambda: predictor.prepare(items, truncate=False))
+        predictions = await batcher.submit(prepared)
+        return PredictResponse(predictions=[PredictionOut(**p.to_dict()) for p in predictions])
+
+    @app.get("/v1/tasks", response_model=list[TaskInfo])
+    async def tasks() -> list[TaskInfo]:
+        return [_task_info(predictor, name) for name in predictor.task_names]
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        batcher = holder.get("batcher")
+        status = "starting" if batcher is None else "draining" if batcher.closing else "ok"
+        return {"status": status, "tasks": len(predictor.task_names), "backbone": predictor.backbone.name,
+                "queue_depth": batcher.queue_depth if batcher else 0, "max_queue": config.batcher.max_queue}
+
+    @app.get("/metrics")
+    async def metrics() -> dict[str, Any]:
+        batcher = holder["batcher"]
+        return batcher.metrics.to_dict(batcher.queue_depth)
+
+    return app
+
+
+def _task_info(predictor: Predictor, name: str) -> TaskInfo:
+    task = predictor.tasks[name]
+    return TaskInfo(name=name, kind="classification" if task.label_words else "generation",
+                    label_words=list(task.label_words) if task.label_words else None,
+                    input_fields=list(task.input_fields), max_source_length=task.max_source_length,
+                    prompt_from=predictor.method.member_of(name)[0],
+                    attention_over=predictor.method.attention_names(name))
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error(400, "malformed_json", f"request body is not valid JSON: {errors[0].get('ctx', {}).get('error', '')}".rstrip(": "))
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
+        return error(422, "invalid_request", problems)
+
+    @app.exception_handler(InputError)
+    async def bad_input(request: Request, exc: InputError) -> JSONResponse:
+        return error(STATUS_OF_INPUT_ERROR.get(exc.kind, 422), exc.kind, str(exc), exc.index)
+
+    @app.exception_handler(QueueFull)
+    async def overloaded(request: Request, exc: QueueFull) -> JSONResponse:
+        return error(429, "queue_full", str(exc), headers={"Retry-After": "1"})
+
+    @app.exception_handler(ShuttingDown)
+    async def shutting_down(request: Request, exc: ShuttingDown) -> JSONResponse:
+        return error(503, "shutting_down", str(exc), headers={"Retry-After": "1"})
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over ``max_bytes`` (declared or streamed),
+    before anything parses it, so a huge body cannot grow memory."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:  # read the (bounded) body here, then hand it on in one piece
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
+        response = error(413, "body_too_large", f"request body over {self.max_bytes} bytes")
+        await response(scope, receive, send)

@@ -1,0 +1,184 @@
+"""Dynamic batching across requests and tasks.
+
+Requests put their items on one bounded queue; a single worker coroutine takes up to
+``max_batch_size`` items, waiting at most ``max_wait_ms`` after the first for more to
+arrive, and runs them as one batch in a single worker thread (the model is never run twice
+at once, and the event loop keeps accepting requests meanwhile). Items of different tasks
+share a batch: the predictor routes each to its own prompt.
+
+Back-pressure instead of memory growth: a request whose items do not fit in the queue is
+refused whole with :class:`QueueFull` (HTTP 429); once :meth:`DynamicBatcher.close` has been
+called new requests get :class:`ShuttingDown` (HTTP 503) while everything already accepted
+is still answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class QueueFull(RuntimeError):
+    """The queue cannot take a request's items now; retry later (HTTP 429)."""
+
+
+class ShuttingDown(RuntimeError):
+    """The batcher is draining and takes no new work (HTTP 503)."""
+
+
+@dataclass
+class BatcherConfig:
+    """How requests are grouped into batches."""
+
+    max_batch_size: int = 32
+    """Most items in one batch (one forward of the predictor)."""
+    max_wait_ms: float = 10.0
+    """Longest wait after a batch's first item for more to arrive."""
+    max_queue: int = 256
+    """Most items waiting at once; beyond it requests are refused with 429."""
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1 or self.max_queue < 1:
+            raise ValueError(f"max_batch_size and max_queue must be >= 1, got {self.max_batch_size}, {self.max_queue}")
+        if self.max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
+
+
+@dataclass
+class BatcherMetrics:
+    """Counters since start. ``batch_sizes`` and ``tasks_per_batch`` are histograms
+    (value -> number of batches)."""
+
+    requests: int = 0
+    items: int = 0
+    batches: int = 0
+    rejected_full: int = 0
+    rejected_shutting_down: int = 0
+    failed_batches: int = 0
+    batch_sizes: Counter = field(default_factory=Counter)
+    tasks_per_batch: Counter = field(default_factory=Counter)
+
+    def to_dict(self, queue_depth: int) -> dict[str, Any]:
+        return {
+            "requests": self.requests, "items": self.items, "batches": self.batches,
+            "rejected_full": self.rejected_full, "rejected_shutting_down": self.rejected_shutting_down,
+            "failed_batches": self.failed_batches, "queue_depth": queue_depth,
+            "mixed_task_batches": sum(n for k, n in self.tasks_per_batch.items() if k > 1),
+            "batch_sizes": {str(k): n for k, n in sorted(self.batch_sizes.items())},
+            "tasks_per_batch": {str(k): n for k, n in sorted(self.tasks_per_batch.items())},
+        }
+
+
+class DynamicBatcher:
+    """Collect items from concurrent callers into batches for ``run_batch``.
+
+    Args:
+        run_batch: called in the worker thread with a list of items; returns one result per
+            item, in order. An exception fails every item of that batch (and only those).
+        config: batch size, wait and queue bound.
+        task_of: an item's task name, for the task-mix metrics.
+
+    Use inside a running event loop: ``await start()``, ``await submit(items)`` from request
+    handlers, ``await close()`` at shutdown.
+    """
+
+    def __init__(self, run_batch: Callable[[list[Any]], Sequence[Any]], config: BatcherConfig | None = None,
+                 task_of: Callable[[Any], str] = lambda item: getattr(item, "task", "")) -> None:
+        self.config = config or BatcherConfig()
+        self.metrics = BatcherMetrics()
+        self._run_batch, self._task_of = run_batch, task_of
+        self._queue: deque[tuple[Any, asyncio.Future]] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._worker: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptmix-worker")
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    async def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._loop(), name="promptmix-batcher")
+
+    async def in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` in the worker thread, between batches (for work that must not run
+        beside the model, such as tokenising with the model's tokenizer)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def submit(self, items: Sequence[Any]) -> list[Any]:
+        """Queue ``items`` together and wait for their results (in order)."""
+        if self._closing:
+            self.metrics.rejected_shutting_down += 1
+            raise ShuttingDown("the server is shutting down and takes no new requests")
+        if len(self._queue) + len(items) > self.config.max_queue:
+            self.metrics.rejected_full += 1
+            raise QueueFull(f"queue is full ({len(self._queue)} of {self.config.max_queue} items waiting); retry later")
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in items]
+        self._queue.extend(zip(items, futures))
+        self.metrics.requests += 1
+        self.metrics.items += len(items)
+        self._wakeup.set()
+        return list(await asyncio.gather(*futures))
+
+    async def close(self) -> None:
+        """Refuse new work, answer everything already queued, then stop the worker."""
+        self._closing = True
+        self._wakeup.set()
+        if self._worker is not None:
+            await self._worker
+        self._executor.shutdown(wait=True)
+
+    # -- the worker ---------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            await self._fill(loop)
+            batch = [self._queue.popleft() for _ in range(min(self.config.max_batch_size, len(self._queue)))]
+            batch = [(item, fut) for item, fut in batch if not fut.done()]  # callers that went away
+            if batch:
+                await self._run(loop, batch)
+
+    async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until the batch is full, ``max_wait_ms`` has passed, or shutdown began."""
+        deadline = loop.time() + self.config.max_wait_ms / 1000
+        while len(self._queue) < self.config.max_batch_size and not self._closing:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, asyncio.Future]]) -> None:
+        items = [item for item, _ in batch]
+        self.metrics.batches += 1
+        self.metrics.batch_sizes[len(items)] += 1
+        self.metrics.tasks_per_batch[len({self._task_of(i) for i in items})] += 1
+        try:
+            results = await loop.run_in_executor(self._executor, self._run_batch, items)
+        except Exception as err:  # one bad batch must not take the server down
+            self.metrics.failed_batches += 1
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        for (_, fut), result in zip(batch, results):
+            if not fut.done():
+                fut.set_result(result)
