@@ -14,10 +14,10 @@ from promptmix.inference.predictor import Prediction
 from promptmix.prompts import METHODS
 from promptmix.serving.app import ServeConfig, create_app
 from promptmix.serving.batcher import BatcherConfig
+from promptmix.serving.server import BackgroundServer
 
 from conftest import tiny_t5
 from predictor_factory import ITEMS, same_predictions, tiny_predictor
-from serving_helpers import live_server
 
 # ATTEMPT (when registered) for cb/stsb, so responses carry attention weights.
 SECOND = "attempt" if "attempt" in METHODS else "prompt-tuning"
@@ -43,7 +43,7 @@ def predictions(response) -> list[Prediction]:
 
 
 def serve(predictor, max_batch_size=16, max_wait_ms=100.0, max_queue=64, **limits):
-    return live_server(create_app(predictor, ServeConfig(BatcherConfig(max_batch_size, max_wait_ms, max_queue), **limits)))
+    return BackgroundServer(create_app(predictor, ServeConfig(BatcherConfig(max_batch_size, max_wait_ms, max_queue), **limits)))
 
 
 def test_concurrent_mixed_task_requests_equal_offline_predict_and_share_batches(predictor, expected):

@@ -1,2 +1,3 @@
 """HTTP serving: an ASGI app (``app.create_app``) over a :class:`~promptmix.inference.predictor.Predictor`,
-with requests batched dynamically across requests and tasks (``batcher``)."""
+requests batched dynamically across requests and tasks (``batcher``), run by uvicorn in the
+foreground or on a background thread (``server``)."""
