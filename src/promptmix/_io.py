@@ -1,0 +1,159 @@
+"""Atomic writes: a file or directory is either the old version or the complete new one.
+
+A crash (or Ctrl-C, or a full disk) in the middle of saving a prompt, a checkpoint or a
+converted model must never leave a half-written file where a reader will find it. Every
+writer here builds its output under a hidden temporary name *in the same directory* (so the
+final rename stays on one filesystem, where ``os.replace`` is atomic), fsyncs it, renames it
+into place and fsyncs the directory so the rename itself survives a power cut. On any error
+the temporary is removed and the previous version is left untouched.
+
+Only safetensors and JSON/text are written: nothing in promptmix is pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import safetensors.torch
+from torch import Tensor
+
+__all__ = [
+    "atomic_directory",
+    "atomic_file",
+    "atomic_save_safetensors",
+    "atomic_write_text",
+    "sha256_file",
+]
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or directory by path (directories: so a rename inside them is durable)."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() and hasattr(os, "O_DIRECTORY") else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # e.g. directories cannot be opened on Windows; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _temp_name(path: Path, kind: str) -> Path:
+    """Create and return a fresh hidden file (or, with kind="dir", directory) next to ``path``,
+    on the same filesystem, e.g. ``.rte.json.k3j2.tmp``."""
+    prefix, parent = f".{path.name}.", path.parent
+    if kind == "dir":
+        made = Path(tempfile.mkdtemp(dir=parent, prefix=prefix, suffix=".tmp"))
+    else:
+        fd, name = tempfile.mkstemp(dir=parent, prefix=prefix, suffix=".tmp")
+        os.close(fd)
+        made = Path(name)
+    # mkstemp/mkdtemp create private (0600/0700) entries; give the result the permissions an
+    # ordinary open()/mkdir() would have, so a shared cache stays readable by the group.
+    made.chmod((0o777 if kind == "dir" else 0o666) & ~_umask())
+    return made
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; write it inside the block. On a clean exit it
+    is fsynced and renamed over ``path`` (replacing any old file); on an error it is deleted
+    and ``path`` is unchanged. Parent directories are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path, "file")
+    try:
+        yield tmp
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_path(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_save_safetensors(tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Save ``tensors`` with :func:`safetensors.torch.save_file` atomically.
+
+    Tensors must not share storage (safetensors refuses aliasing); clone views first.
+    """
+    with atomic_file(path) as tmp:
+        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Build a directory under a temporary name and rename it to ``path`` on a clean exit.
+
+    Yields the temporary directory (empty). On an error it is removed and ``path`` is left as
+    it was. If ``path`` exists: with ``overwrite=False`` a :class:`FileExistsError` is raised
+    (before the block runs, or at the rename if another process created it meanwhile, in
+    which case the other process's directory wins); with ``overwrite=True`` the old
+    directory is moved aside, the new one renamed in, and the old one deleted, so ``path``
+    is missing only for the instant between the two renames, never half-written.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path, "dir")
+    try:
+        yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                _fsync_path(file)
+        _rename_directory(tmp, path, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_path(path.parent)
+
+
+def _rename_directory(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished ``tmp`` to ``path``; an existing ``path`` is replaced only if allowed."""
+    old = None
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(f"{path} was created by someone else while this copy was being built")
+        old = _temp_name(path, "dir")
+        os.replace(path, old)  # rename(2) onto the empty placeholder directory
+    try:
+        os.rename(tmp, path)
+    except OSError as err:
+        if old is not None:
+            os.replace(old, path)  # put the previous version back
+        if path.exists():
+            raise FileExistsError(f"{path} was created by someone else while this copy was being built") from err
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes (to tie a JSON record to the tensor file it describes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
