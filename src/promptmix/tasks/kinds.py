@@ -71,7 +71,12 @@ class ClassificationTask(Task):
 
 
 def round_to_fifth(value: float) -> str:
-    """STS-B target text: the score rounded to the nearest 0.2, one decimal ("3.8")."""
+    """STS-B target text: the score rounded to the nearest 0.2, one decimal ("3.8"); a tie
+    goes to the even number of fifths (2.5 -> "2.4"), as T5's ``tf.round`` does.
+
+    (ATTEMPT's ``round_stsb_target`` computes ``np.round(label * 5 / 5, 1)``, which rounds
+    to 0.1, not 0.2.)
+    """
     return f"{round(value * 5) / 5:.1f}"
 
 

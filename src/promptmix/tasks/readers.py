@@ -61,10 +61,9 @@ def _rows_to_records(rows: Iterator[tuple[int, list[str]]], names: Sequence[str]
         if len(fields) == len(layout):
             yield f"line {line}", dict(zip(keys, fields))
         elif len(fields) < len(layout):
-            missing = layout[len(fields)]
             yield f"line {line}", DataError(
                 f"missing: the row has {len(fields)} of {len(layout)} fields "
-                f"({', '.join(layout)})", field=rename.get(missing, missing))
+                f"({', '.join(layout)})", field=layout[len(fields)])
         else:
             yield f"line {line}", DataError(
                 f"the row has {len(fields)} fields, expected {len(layout)} ({', '.join(layout)})")

@@ -2,10 +2,11 @@
 
 Given the released splits:
 
-1. A release with a labelled test set keeps its splits (SciTail, PAWS, E2E, WebNLG); when
-   it has no validation set (Yelp), 1,000 training examples are held out as dev.
-2. Otherwise the validation set becomes the test set, and the dev set comes from
-   - the validation set split in half (dev = first ``n // 2`` of a seeded permutation,
+1. A release with both a validation set and a labelled test set keeps its splits
+   (SciTail, PAWS, E2E, WebNLG).
+2. Otherwise its one labelled evaluation set (the validation set; Yelp's test set) becomes
+   the test set, and the dev set comes from
+   - that evaluation set split in half (dev = first ``n // 2`` of a seeded permutation,
      test = the rest, so RTE's 277 rows give 138 dev / 139 test) when the training set
      has fewer than 10,000 examples;
    - 1,000 held-out training examples otherwise (SST-2: 66,349 train / 1,000 dev / 872 test).
@@ -101,17 +102,13 @@ def protocol_splits(raw: dict[str, list[Example]], seed: int, *, max_train: int 
             whose examples of one input carry all references in their label).
     """
     train = raw["train"]
-    if "test" in raw:
-        test = raw["test"]
-        if "validation" in raw:
-            dev = raw["validation"]
-        else:
-            train, dev = hold_out(train, dev_holdout, seed)
+    if "test" in raw and "validation" in raw:
+        dev, test = raw["validation"], raw["test"]
     elif len(groups_of(train)) < small_train:
-        dev, test = halve(raw["validation"], seed)
+        dev, test = halve(raw.get("validation", raw.get("test")), seed)
     else:
         train, dev = hold_out(train, dev_holdout, seed)
-        test = raw["validation"]
+        test = raw.get("validation", raw.get("test"))
     splits = {"train": cap(train, max_train, seed), "dev": list(dev), "test": list(test)}
     if dedupe_eval_groups:
         for name in ("dev", "test"):

@@ -131,7 +131,7 @@ class MultiRC(ClassificationTask):
     max_source_length = 348
 
     def inputs(self, record):
-        return [(field, remove_markup(text)) for field, text in super().inputs(record)]
+        return [(field, remove_markup(text).strip()) for field, text in super().inputs(record)]
 
     def group_of(self, record):
         idx = record.get("idx")

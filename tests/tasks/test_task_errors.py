@@ -1,0 +1,121 @@
+"""Malformed rows fail with file, line and field named; skipping them is an explicit option."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import pytest
+
+from conftest import REAL_DATA, needs_real_data
+from promptmix.tasks import DataError, MissingDataError, get_task
+
+RTE_HEADER = "index\tsentence1\tsentence2\tlabel\n"
+
+
+def write(root, rel, text):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def rte_dir(tmp_path, bad_row):
+    good = "0\tA dog runs.\tAn animal moves.\tentailment\n1\tIt rains.\tIt is dry.\tnot_entailment\n"
+    write(tmp_path, "glue/RTE/train.tsv", RTE_HEADER + good + bad_row)
+    write(tmp_path, "glue/RTE/dev.tsv", RTE_HEADER + good)
+    return tmp_path
+
+
+@pytest.mark.parametrize("bad_row, message", [
+    ("2\tA cat sleeps.\tA cat is awake.\n",
+     "line 4: field 'label': missing: the row has 3 of 4 fields (index, sentence1, sentence2, label)"),
+    ("2\tA cat sleeps.\tA cat is awake.\tmaybe\n",
+     "line 4: field 'label': unknown label 'maybe' (expected one of: entailment, not_entailment, "
+     "or an index 0..1)"),
+    ("2\tA cat sleeps.\tA cat is awake.\t\n", "line 4: field 'label': missing label"),
+    ("2\tA cat sleeps.\tA cat is awake.\tentailment\textra\n",
+     "line 4: the row has 5 fields, expected 4 (index, sentence1, sentence2, label)"),
+])
+def test_malformed_tsv_row_names_file_line_and_field(tmp_path, bad_row, message):
+    data = rte_dir(tmp_path, bad_row)
+    with pytest.raises(DataError) as info:
+        get_task("rte").load_splits(data)
+    assert str(info.value) == f"{data / 'glue/RTE/train.tsv'}, {message}"
+    assert info.value.file == data / "glue/RTE/train.tsv"
+
+
+def test_bad_number_in_stsb(tmp_path):
+    header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+    row = "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA plane.\tA jet.\t{}\n"
+    write(tmp_path, "glue/STS-B/train.tsv", header + row.format("4.2") + row.format("high"))
+    write(tmp_path, "glue/STS-B/dev.tsv", header + row.format("4.2"))
+    with pytest.raises(DataError, match=re.escape("train.tsv, line 3: field 'label': not a number: 'high'")):
+        get_task("stsb").load_splits(tmp_path)
+
+
+def test_jsonl_missing_field_and_bad_json(tmp_path):
+    good = {"premise": "p", "hypothesis": "h", "label": "neutral", "idx": 0}
+    lines = [json.dumps(good), json.dumps({"premise": "p", "label": "neutral", "idx": 1})]
+    write(tmp_path, "superglue/CB/train.jsonl", "\n".join(lines) + "\n")
+    write(tmp_path, "superglue/CB/val.jsonl", json.dumps(good) + "\n{oops\n")
+    with pytest.raises(DataError, match=re.escape(
+            "CB/train.jsonl, line 2: field 'hypothesis': missing (the record has: idx, label, premise)")):
+        get_task("cb").load_splits(tmp_path)
+    write(tmp_path, "superglue/CB/train.jsonl", json.dumps(good) + "\n")
+    with pytest.raises(DataError, match=re.escape("CB/val.jsonl, line 2: invalid JSON (Expecting property")):
+        get_task("cb").load_splits(tmp_path)
+
+
+def test_nested_multirc_error_names_the_question_and_answer(tmp_path):
+    passage = {"idx": 0, "passage": {"text": "t", "questions": [
+        {"question": "q", "idx": 0, "answers": [{"text": "a", "idx": 0, "label": 1},
+                                               {"text": "b", "idx": 1, "label": 7}]}]}}
+    write(tmp_path, "superglue/MultiRC/train.jsonl", json.dumps(passage) + "\n")
+    write(tmp_path, "superglue/MultiRC/val.jsonl", json.dumps(passage) + "\n")
+    with pytest.raises(DataError, match=re.escape(
+            "train.jsonl, line 1, question 0, answer 1: field 'label': unknown label 7")):
+        get_task("multirc").load_splits(tmp_path)
+
+
+def test_squad_error_names_the_json_path(tmp_path):
+    data = {"data": [{"title": "t", "paragraphs": [{"context": "c", "qas": [
+        {"id": "1", "question": "q?", "answers": [{"answer_start": 0, "text": "c"}]},
+        {"id": "2", "answers": [{"answer_start": 0, "text": "c"}]}]}]}]}
+    write(tmp_path, "squad/train-v1.1.json", json.dumps(data))
+    write(tmp_path, "squad/dev-v1.1.json", json.dumps(data))
+    with pytest.raises(DataError, match=re.escape(
+            "train-v1.1.json, data[0].paragraphs[0].qas[1]: field 'question': missing")):
+        get_task("squad").load_splits(tmp_path)
+
+
+@needs_real_data
+def test_real_qqp_subset_is_strict_by_default_and_can_skip_with_a_log(caplog):
+    subset = REAL_DATA / "glue/QQP/train_subset_mieseung.tsv"
+    strict = get_task("qqp", files={"train": str(subset), "validation": str(subset)})
+    with pytest.raises(DataError) as info:
+        strict.load_splits(REAL_DATA)
+    assert str(info.value) == (
+        f"{subset}, line 1: field 'is_duplicate': missing: the row has 5 of 6 fields "
+        "(id, qid1, qid2, question1, question2, is_duplicate)")
+    lenient = get_task("qqp", files={"train": str(subset), "validation": str(subset)}, skip_malformed=True)
+    with caplog.at_level(logging.WARNING, logger="promptmix.tasks.sources"):
+        splits = lenient.load_splits(REAL_DATA)
+    assert [len(splits[s]) for s in ("train", "dev", "test")] == [23496 - 1000, 1000, 23496]
+    skipped = [r.getMessage() for r in caplog.records if "skipping malformed row" in r.getMessage()]
+    assert len(skipped) == 2 and all("line 1: field 'is_duplicate'" in m for m in skipped)
+    assert splits["train"][0].source.startswith("qqp question1: What causes stool color to change")
+
+
+def test_no_data_anywhere_lists_the_files_to_put_in_place(tmp_path):
+    with pytest.raises(MissingDataError) as info:
+        get_task("newsqa").load_splits(tmp_path)
+    assert str(info.value) == "\n".join([
+        "no data for task 'newsqa'.",
+        "Put the MRQA 2019 shared task (github.com/mrqa/MRQA-Shared-Task-2019) .jsonl.gz files here:",
+        f"  train      {tmp_path / 'mrqa/train/NewsQA.jsonl.gz'}  (MISSING)",
+        f"  validation {tmp_path / 'mrqa/dev/NewsQA.jsonl.gz'}  (MISSING)",
+        "Hub: datasets.load_dataset('mrqa-workshop/mrqa') not tried: HF_HUB_OFFLINE=1 is set"])
+    with pytest.raises(MissingDataError, match="No data directory was given; pass one holding the SQuAD"):
+        get_task("squad").load_splits()
