@@ -1,5 +1,6 @@
 """Prompt methods behind one interface (see :mod:`promptmix.prompts.base`)."""
 
+from promptmix.prompts.attempt import Attempt, AttemptConfig
 from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput, masked_max_pool
 from promptmix.prompts.init import initial_prompt
 from promptmix.prompts.soft import SoftPrompt, SoftPromptConfig
@@ -8,6 +9,7 @@ from promptmix.prompts.soft import SoftPrompt, SoftPromptConfig
 # Each method module adds itself here; ``build_method`` and checkpoint loading look it up.
 METHODS: dict[str, tuple[type[MethodConfig], type[PromptMethod]]] = {
     SoftPromptConfig.method: (SoftPromptConfig, SoftPrompt),
+    AttemptConfig.method: (AttemptConfig, Attempt),
 }
 
 
@@ -32,6 +34,8 @@ def build_method(config: dict | MethodConfig, hidden_size: int | None = None) ->
 
 __all__ = [
     "METHODS",
+    "Attempt",
+    "AttemptConfig",
     "build_method",
     "MethodConfig",
     "PromptMethod",
