@@ -3,6 +3,7 @@
 from promptmix.prompts.attempt import Attempt, AttemptConfig
 from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput, masked_max_pool
 from promptmix.prompts.init import initial_prompt
+from promptmix.prompts.mpt import MPT, MPTConfig
 from promptmix.prompts.soft import SoftPrompt, SoftPromptConfig
 
 # Method name (as written in configs and checkpoints) -> (config class, module class).
@@ -10,6 +11,7 @@ from promptmix.prompts.soft import SoftPrompt, SoftPromptConfig
 METHODS: dict[str, tuple[type[MethodConfig], type[PromptMethod]]] = {
     SoftPromptConfig.method: (SoftPromptConfig, SoftPrompt),
     AttemptConfig.method: (AttemptConfig, Attempt),
+    MPTConfig.method: (MPTConfig, MPT),
 }
 
 
@@ -36,6 +38,8 @@ __all__ = [
     "METHODS",
     "Attempt",
     "AttemptConfig",
+    "MPT",
+    "MPTConfig",
     "build_method",
     "MethodConfig",
     "PromptMethod",

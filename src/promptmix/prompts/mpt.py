@@ -1,0 +1,178 @@
+"""MPT, multitask prompt tuning (Wang et al., ICLR 2023, arXiv 2303.02861).
+
+Prompt decomposition (Eq. 2), generalised from rank 1 to rank r:
+
+    P̂_k = P* ∘ (u_k v_k)          P* [l, d] shared, u_k [l, r], v_k [r, d], ∘ = Hadamard
+
+(rank 1: u_k v_k = u_k ⊗ v_kᵀ, the paper's form). Source training distils teacher prompts into
+P* and the task vectors; target adaptation (Sec. 3.2) starts from the source P* with u_t, v_t
+the average of the source task vectors, and trains P*, u_t, v_t with two learning rates.
+
+Trainable: P* (group ``shared_prompt``) and every task's u_k, v_k (group ``task_vectors``,
+stored as [T, l, r] and [T, r, d] and gathered per example, so a batch may mix tasks).
+Trainable parameters: l·d + T·r·(l + d); 77,668 for one task at l = 100, d = 768, r = 1.
+
+Initialisation of the task vectors (not specified by the paper; PEFT's N(0, 0.02) makes
+every prompt ≈ 0 and the frozen model sees almost nothing): u_k v_k is exactly all ones,
+so P̂_k = P* at the start. Component 0 is u[:, 0] = 1, v[0] = 1; components 1..r-1 have
+u ~ N(0, 1) and v = 0, so they add nothing at init but get distinct gradients. (Equal
+components such as u = 1, v = 1/r get identical gradients forever: rank r would stay 1.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput
+
+TASK_INIT_CHOICES = ("mean", "ones")
+
+
+@dataclass
+class MPTConfig(MethodConfig):
+    """MPT. ``prompt_length`` is l; ``tasks`` the tasks holding their own u_k, v_k."""
+
+    method = "mpt"
+    rank: int = 1
+    """r: rank of the task-specific multiplier u_k v_k (the paper uses 1)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rank < 1:
+            raise ValueError(f"rank must be >= 1, got {self.rank}")
+
+
+class MPT(PromptMethod):
+    """A shared prompt P* modulated per task by a low-rank multiplier.
+
+    Args:
+        config: prompt length l, rank r, task names.
+        hidden_size: d, the backbone's embedding width.
+
+    P* starts at zero (fill it with ``set_shared_prompt`` or load a state dict); the task
+    vectors start so that u_k v_k = 1 (see the module docstring).
+
+    Shapes: ``shared_prompt`` [l, d]; ``u`` [T, l, r]; ``v`` [T, r, d]; ``forward`` returns
+    prompts [B, l, d] and no attention.
+
+    Example::
+
+        source = MPT.from_teachers({"mnli": p_mnli, "sst2": p_sst2})   # distil into this
+        target = MPT.for_targets(source, ["rte", "cb"])                # MPT-m on the targets
+        out = target(embeds, mask, target.task_ids_for(["rte", "cb"]))
+    """
+
+    config: MPTConfig
+
+    def __init__(self, config: MPTConfig, hidden_size: int) -> None:
+        super().__init__(config, hidden_size)
+        self.shared_prompt = nn.Parameter(torch.zeros(config.prompt_length, hidden_size))
+        u, v = self._fresh_vectors(len(config.tasks))
+        self.u, self.v = nn.Parameter(u), nn.Parameter(v)
+
+    def _fresh_vectors(self, n: int) -> tuple[Tensor, Tensor]:
+        """n tasks' (u [n, l, r], v [n, r, d]) with u_k v_k = all ones."""
+        l, r, d = self.config.prompt_length, self.config.rank, self.hidden_size
+        u, v = torch.zeros(n, l, r), torch.zeros(n, r, d)
+        u[:, :, 0], v[:, 0, :] = 1.0, 1.0
+        u[:, :, 1:] = torch.randn(n, l, r - 1)  # v = 0 there: no effect until trained
+        return u, v
+
+    # -- the interface -------------------------------------------------------------------------
+    def forward(self, inputs_embeds: Tensor, attention_mask: Tensor, task_ids: Tensor) -> PromptOutput:
+        self.check_task_ids(task_ids)
+        return PromptOutput(prompts=self._task_prompts(task_ids).to(inputs_embeds.dtype))
+
+    def _task_prompts(self, task_ids: Tensor) -> Tensor:
+        """Eq. 2 for each example: P* ∘ (u_k v_k) -> [B, l, d]."""
+        return self.shared_prompt * torch.bmm(self.u[task_ids], self.v[task_ids])
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"shared_prompt": [self.shared_prompt], "task_vectors": [self.u, self.v]}
+
+    # -- prompts and task vectors --------------------------------------------------------------
+    def _check_prompt(self, what: str, value: Tensor) -> None:
+        l, d = self.prompt_length, self.hidden_size
+        if value.dim() != 2 or value.shape[-1] != d:
+            raise ValueError(f"{what} has shape {tuple(value.shape)}, expected [{l}, {d}]")
+        if value.shape[0] != l:
+            raise ValueError(f"{what} has length {value.shape[0]} but this MPT model's prompts have length {l}")
+
+    def set_shared_prompt(self, value: Tensor) -> None:
+        """Overwrite P* with ``value`` [l, d]."""
+        self._check_prompt("shared prompt", value)
+        with torch.no_grad():
+            self.shared_prompt.copy_(value)
+
+    def set_task_vectors(self, task: str, u: Tensor, v: Tensor) -> None:
+        """Overwrite task ``task``'s u [l, r] and v [r, d]."""
+        k = self.task_id(task)
+        if tuple(u.shape) != tuple(self.u.shape[1:]) or tuple(v.shape) != tuple(self.v.shape[1:]):
+            raise ValueError(f"task vectors for {task!r} have shapes {tuple(u.shape)}, {tuple(v.shape)}; expected {tuple(self.u.shape[1:])}, {tuple(self.v.shape[1:])}")
+        with torch.no_grad():
+            self.u[k], self.v[k] = u.to(self.u), v.to(self.v)
+
+    def task_vectors(self, task: str) -> tuple[Tensor, Tensor]:
+        """Task ``task``'s (u [l, r], v [r, d]), detached copies."""
+        k = self.task_id(task)
+        return self.u[k].detach().clone(), self.v[k].detach().clone()
+
+    def export_prompt(self, task: str) -> Tensor:
+        """Task ``task``'s prompt P* ∘ (u_k v_k) as a plain [l, d] soft prompt (detached), e.g.
+        for ``SoftPrompt.set_prompt`` or the prompt library."""
+        ids = self.task_ids_for([task], device=self.u.device)
+        return self._task_prompts(ids)[0].detach().clone()  # same arithmetic as forward
+
+    def add_task(self, task: str, init: str = "mean") -> None:
+        """Append a task. ``init='mean'``: u, v = the mean of the tasks already held (MPT's
+        target adaptation from source tasks); ``'ones'``: fresh vectors, u v = 1."""
+        if task in self.config.tasks:
+            raise ValueError(f"task {task!r} already has task vectors")
+        if init not in TASK_INIT_CHOICES:
+            raise ValueError(f"init must be one of {TASK_INIT_CHOICES}, got {init!r}")
+        if init == "mean":
+            if not self.config.tasks:
+                raise ValueError("init='mean' needs tasks to average; this MPT model holds none (use init='ones')")
+            u, v = self.u.detach().mean(0, keepdim=True), self.v.detach().mean(0, keepdim=True)
+        else:
+            u, v = self._fresh_vectors(1)
+        self.u = nn.Parameter(torch.cat([self.u.detach(), u.to(self.u)]), requires_grad=self.u.requires_grad)
+        self.v = nn.Parameter(torch.cat([self.v.detach(), v.to(self.v)]), requires_grad=self.v.requires_grad)
+        self.config.tasks.append(task)
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_teachers(cls, teacher_prompts: Mapping[str, Tensor], **config_kwargs: Any) -> MPT:
+        """An MPT to distil ``teacher_prompts`` ({task: [l, d]}, plain prompt tuning) into: one
+        task per teacher, P* = the teachers' mean and u_k v_k = 1, so every task starts at the
+        mean teacher prompt (the paper leaves P*'s initialisation unspecified). Other
+        ``MPTConfig`` fields (``rank``) as keywords."""
+        names = list(teacher_prompts)
+        if not names:
+            raise ValueError("from_teachers needs at least one teacher prompt")
+        first = teacher_prompts[names[0]]
+        method = cls(MPTConfig(prompt_length=int(first.shape[0]), tasks=names, **config_kwargs), int(first.shape[-1]))
+        for name in names:
+            method._check_prompt(f"teacher prompt {name!r}", teacher_prompts[name])
+        method.set_shared_prompt(torch.stack([teacher_prompts[n].detach().float() for n in names]).mean(0))
+        return method
+
+    @classmethod
+    def for_targets(cls, source: MPT, targets: Sequence[str]) -> MPT:
+        """Target adaptation (Sec. 3.2): a new MPT over ``targets`` whose P* is a copy of the
+        trained ``source``'s P* and whose every task starts at the mean source task vectors.
+        One target is MPT; several share P* (MPT-m)."""
+        if not source.config.tasks:
+            raise ValueError("the source MPT holds no tasks whose vectors could be averaged")
+        config = MPTConfig(prompt_length=source.prompt_length, tasks=list(targets), rank=source.config.rank)
+        method = cls(config, source.hidden_size).to(device=source.shared_prompt.device, dtype=source.shared_prompt.dtype)
+        with torch.no_grad():
+            method.shared_prompt.copy_(source.shared_prompt)
+            method.u.copy_(source.u.mean(0, keepdim=True).expand_as(method.u))
+            method.v.copy_(source.v.mean(0, keepdim=True).expand_as(method.v))
+        return method
