@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import safetensors.torch
 from torch import Tensor
@@ -28,6 +30,8 @@ __all__ = [
     "atomic_file",
     "atomic_save_safetensors",
     "atomic_write_text",
+    "read_json",
+    "read_safetensors",
     "sha256_file",
 ]
 
@@ -93,13 +97,49 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def atomic_save_safetensors(tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
-    """Save ``tensors`` with :func:`safetensors.torch.save_file` atomically.
+def atomic_save_safetensors(tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> str:
+    """Save ``tensors`` with :func:`safetensors.torch.save_file` atomically; return the
+    file's sha256, so a JSON record written next to it can vouch for exactly these bytes.
 
     Tensors must not share storage (safetensors refuses aliasing); clone views first.
     """
     with atomic_file(path) as tmp:
         safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
+        digest = sha256_file(tmp)
+    return digest
+
+
+def read_safetensors(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, Tensor]:
+    """Load a safetensors file (CPU tensors), first checking its sha256 when one is given.
+
+    A mismatch means the file is not the one its record describes: replaced by hand, or an
+    overwrite interrupted between writing the tensors and writing their record.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tensor file {path} is missing")
+    data = path.read_bytes()
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise ValueError(f"{path} does not match the sha256 its record holds ({expected_sha256[:12]}…): it was "
+                         "changed after the record was written, or an overwrite was interrupted; save it again")
+    try:
+        return safetensors.torch.load(data)
+    except Exception as err:  # safetensors raises its own SafetensorError for corrupt headers
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a JSON object from ``path``; errors name the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is missing") from None
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    return data
 
 
 @contextlib.contextmanager
