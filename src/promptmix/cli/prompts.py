@@ -1,0 +1,104 @@
+"""``promptmix prompts {list,show,add,remove}``: manage the on-disk prompt library.
+
+A thin layer over :class:`promptmix.prompts.library.PromptLibrary`. ``add`` takes a task's
+prompt from a method saved with ``save_method`` (a run directory holding method.json and
+method.safetensors) and records the backbone that run was trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from promptmix.prompts.checkpoint import load_method, read_method_record
+from promptmix.prompts.library import PromptLibrary, default_library_root, fixed_task_prompt
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "prompts", help="list, show, add and remove named prompts in the prompt library",
+        description="Manage named soft prompts stored as safetensors + JSON, each tied to the "
+                    f"backbone it was trained on. Library: --library, else $PROMPTMIX_LIBRARY, else "
+                    f"{default_library_root()}.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--library", type=Path, default=None, help="library directory (see above)")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    actions.add_parser("list", parents=[common], help="one line per prompt").set_defaults(func=run_list)
+    show = actions.add_parser("show", parents=[common], help="a prompt's full record as JSON")
+    show.add_argument("name")
+    show.set_defaults(func=run_show)
+    remove = actions.add_parser("remove", parents=[common], help="delete a prompt")
+    remove.add_argument("name")
+    remove.set_defaults(func=run_remove)
+
+    add = actions.add_parser("add", parents=[common], help="store one task's prompt from a saved method",
+                             description="Store the prompt a saved method gives TASK (prompt tuning; MPT's "
+                                         "P* ∘ u v). Input-dependent prompts (ATTEMPT) cannot be stored as one tensor.")
+    add.add_argument("name", help="entry name: letters, digits, '-', '_', '.'")
+    add.add_argument("--from", dest="source", type=Path, required=True,
+                     help="directory written by save_method (method.json + method.safetensors)")
+    add.add_argument("--task", required=True, help="which of the method's tasks to take the prompt of")
+    add.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
+                     help="a dev metric to record, e.g. --metric accuracy=0.853 (repeatable)")
+    add.add_argument("--overwrite", action="store_true", help="replace an existing entry of that name")
+    add.set_defaults(func=run_add)
+
+
+def _library(args: argparse.Namespace) -> PromptLibrary:
+    return PromptLibrary(args.library if args.library is not None else default_library_root())
+
+
+def parse_metrics(items: list[str]) -> dict[str, float]:
+    """``["accuracy=0.85", "f1=0.8"]`` -> ``{"accuracy": 0.85, "f1": 0.8}``."""
+    metrics = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            if not sep or not key:
+                raise ValueError
+            metrics[key] = float(value)
+        except ValueError:
+            raise ValueError(f"--metric {item!r}: expected NAME=NUMBER, e.g. accuracy=0.853") from None
+    return metrics
+
+
+def run_list(args: argparse.Namespace) -> int:
+    library = _library(args)
+    records = library.list()
+    if not records:
+        print(f"no prompts in {library.root}")
+        return 0
+    header = ("name", "task", "method", "backbone", "d", "m", "metrics", "created")
+    rows = [(r.name, r.task, r.method, r.backbone, str(r.hidden_size), str(r.prompt_length),
+             " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items()) or "-", r.created) for r in records]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    library = _library(args)
+    record = library.get(args.name)
+    print(json.dumps({**record.to_dict(), "file": str(library.tensor_path(args.name))}, indent=2))
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    record = _library(args).remove(args.name)
+    print(f"removed {record.name} ({record.task}, {record.method}, backbone {record.backbone})")
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    metrics = parse_metrics(args.metric)
+    saved = read_method_record(args.source)
+    method = load_method(args.source)
+    prompt = fixed_task_prompt(method, args.task)
+    record = _library(args).add(args.name, prompt, task=args.task, method=method.config.method,
+                                backbone=saved.backbone, metrics=metrics, overwrite=args.overwrite)
+    print(f"added {record.name}: task {record.task}, {record.method}, [{record.prompt_length}, {record.hidden_size}] "
+          f"for backbone {record.backbone} ({record.fingerprint})")
+    return 0

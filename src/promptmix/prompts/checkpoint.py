@@ -1,0 +1,125 @@
+"""A prompt method's complete state on disk, rebuilt exactly and only for its own backbone.
+
+The library (:mod:`promptmix.prompts.library`) keeps single [m, d] prompts; a trained method
+is more: ATTEMPT holds target prompts, the attention module G and its frozen source prompts
+(buffers), MPT a shared prompt and per-task factors. ``save_method`` writes all of it:
+
+    directory/method.safetensors   method.state_dict(): parameters and persistent buffers
+    directory/method.json          {"config": method.to_config(), "backbone": identity,
+                                    "extra": {...}, "sha256": <of method.safetensors>}
+
+``load_method`` rebuilds the module with :func:`promptmix.prompts.build_method` and loads the
+state strictly, so the result is bit-identical to what was saved. Given a backbone it first
+checks that the method was trained on it (same width and embedding fingerprint) and
+otherwise raises :class:`IncompatiblePromptError` saying which backbones and why. Both files
+are written atomically, tensors first and the JSON record last; only other files in
+``directory`` (training logs, ...) are left alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptmix._io import atomic_save_safetensors, atomic_write_text, read_json, read_safetensors
+from promptmix.prompts import PromptMethod, build_method
+from promptmix.prompts.library import IncompatiblePromptError, backbone_identity, check_compatible
+
+WEIGHTS_FILE = "method.safetensors"
+RECORD_FILE = "method.json"
+FORMAT_VERSION = 1
+
+__all__ = ["IncompatiblePromptError", "MethodRecord", "load_method", "read_method_record", "save_method"]
+
+
+@dataclass
+class MethodRecord:
+    """What ``method.json`` holds."""
+
+    config: dict[str, Any]
+    """``method.to_config()``: the method name, its config fields and ``hidden_size``."""
+    backbone: dict[str, Any]
+    """Identity of the backbone the method was trained on (name, hidden size, fingerprint)."""
+    sha256: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Caller's additions (training step, dev metrics, ...)."""
+    format_version: int = FORMAT_VERSION
+
+
+def save_method(method: PromptMethod, directory: str | os.PathLike, backbone: Any, *, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``method``'s config and full state to ``directory`` (created if needed).
+
+    ``backbone``: the :class:`Backbone` the method was trained on, or its identity dict.
+    ``extra``: any JSON-serialisable dict stored alongside. Returns ``directory``.
+    """
+    directory = Path(directory)
+    identity = backbone_identity(backbone)
+    if method.hidden_size != identity["hidden_size"]:
+        raise ValueError(f"method is {method.hidden_size} wide but backbone {identity['backbone']!r} "
+                         f"has hidden size {identity['hidden_size']}")
+    config = method.to_config()
+    extra = dict(extra or {})
+    try:
+        json.dumps(extra)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"extra for {directory / RECORD_FILE} must be JSON-serialisable: {err}") from err
+    # Clone: state_dict entries may be views sharing storage, which safetensors refuses.
+    state = {key: value.detach().to("cpu").contiguous().clone() for key, value in method.state_dict().items()}
+    digest = atomic_save_safetensors(state, directory / WEIGHTS_FILE, metadata={"format": "pt", "method": str(config.get("method"))})
+    record = MethodRecord(config=config, backbone=identity, sha256=digest, extra=extra)
+    atomic_write_text(directory / RECORD_FILE, json.dumps(dataclasses.asdict(record), indent=2) + "\n")
+    return directory
+
+
+def read_method_record(directory: str | os.PathLike) -> MethodRecord:
+    """Read and validate ``directory/method.json`` without touching the tensors."""
+    path = Path(directory) / RECORD_FILE
+    data = read_json(path)
+    expected = {"config": dict, "backbone": dict, "sha256": str, "extra": dict, "format_version": int}
+    for key, kind in expected.items():
+        if key not in data and key not in ("extra", "format_version"):
+            raise ValueError(f"{path}: missing field {key!r}")
+        if key in data and not isinstance(data[key], kind):
+            raise ValueError(f"{path}: field {key!r} must be {kind.__name__}, got {data[key]!r}")
+    unknown = sorted(set(data) - set(expected))
+    if unknown:
+        raise ValueError(f"{path}: unknown field(s) {unknown}")
+    if data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {data['format_version']} is newer than this promptmix reads "
+                         f"({FORMAT_VERSION}); upgrade promptmix")
+    try:
+        backbone_identity(data["backbone"])
+    except ValueError as err:
+        raise ValueError(f"{path}: field 'backbone': {err}") from None
+    return MethodRecord(**data)
+
+
+def load_method(directory: str | os.PathLike, backbone: Any = None) -> PromptMethod:
+    """Rebuild the method saved in ``directory``, bit-exactly.
+
+    With ``backbone`` (a :class:`Backbone` or identity dict) it is checked first and the
+    method is moved to the backbone's device; a method trained on another backbone raises
+    :class:`IncompatiblePromptError`.
+    """
+    directory = Path(directory)
+    record = read_method_record(directory)
+    weights = directory / WEIGHTS_FILE
+    if backbone is not None:
+        name = record.config.get("method", "prompt")
+        check_compatible(record.backbone, backbone, what=f"the {name} method saved in {directory}")
+    state = read_safetensors(weights, record.sha256)
+    try:
+        method = build_method(record.config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{directory / RECORD_FILE}: field 'config' does not build a prompt method: {err}") from err
+    try:
+        method.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # missing / unexpected keys, shape mismatches
+        raise ValueError(f"{weights} does not match the method its config describes: {err}") from err
+    if hasattr(backbone, "embeddings"):
+        method.to(backbone.embeddings.device)
+    return method

@@ -1,0 +1,316 @@
+"""Named soft prompts on disk, each tied to the backbone it was trained on.
+
+A trained prompt is worth keeping: SPoT, ATTEMPT and MPT all start new tasks from prompts
+trained earlier. A prompt is only meaningful in the input-embedding space of the model it
+was trained with, so every entry records that model's identity (name, width and a
+fingerprint of its embedding matrix, see :meth:`promptmix.backbone.Backbone.identity`) and
+:meth:`PromptLibrary.load` refuses a backbone whose identity differs, saying which and why.
+
+Layout (safetensors + JSON, never pickle)::
+
+    root/<name>.safetensors   tensor "prompt" [m, d] (fp32)
+    root/<name>.json          PromptRecord: task, method, backbone identity, m, dev metrics,
+                              creation time and the sha256 of the tensor file
+
+Each file is written atomically (see :mod:`promptmix._io`); the tensor first, the record
+last. The record is the entry: a crash before it leaves the previous entry (or none), and
+the sha256 catches the one mixed state left, an overwrite interrupted between the two files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from promptmix._io import atomic_save_safetensors, atomic_write_text, read_json, read_safetensors
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+FORMAT_VERSION = 1
+TENSOR_KEY = "prompt"
+
+
+class IncompatiblePromptError(ValueError):
+    """A prompt (or prompt method) saved for one backbone was asked to run on another."""
+
+
+class PromptExistsError(FileExistsError, ValueError):
+    """A library entry of that name exists and ``overwrite`` was not given."""
+
+
+class UnknownPromptError(KeyError):
+    """No library entry of that name."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+# -- backbone identity ------------------------------------------------------------------------
+IDENTITY_FIELDS = {"backbone": str, "hidden_size": int, "fingerprint": str}
+
+
+def backbone_identity(backbone: Any) -> dict[str, Any]:
+    """``{"backbone", "hidden_size", "fingerprint"}`` of a :class:`Backbone` or of an identity
+    dict (as saved files hold), validated."""
+    if hasattr(backbone, "identity"):
+        backbone = backbone.identity()
+    if not isinstance(backbone, Mapping):
+        raise TypeError(f"expected a Backbone or its identity dict, got {type(backbone).__name__}")
+    for key, kind in IDENTITY_FIELDS.items():
+        value = backbone.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"backbone identity field {key!r} must be {kind.__name__}, got {value!r}")
+    return {key: backbone[key] for key in IDENTITY_FIELDS}
+
+
+def check_compatible(saved: Mapping[str, Any], backbone: Any, *, what: str) -> None:
+    """Raise :class:`IncompatiblePromptError` unless ``backbone`` has the width and embedding
+    fingerprint ``saved`` (an identity dict) records. ``what`` names the prompt and its file."""
+    saved, current = backbone_identity(saved), backbone_identity(backbone)
+    reasons = []
+    if saved["hidden_size"] != current["hidden_size"]:
+        reasons.append(f"its vectors are {saved['hidden_size']} wide but the backbone's embeddings are {current['hidden_size']} wide")
+    if saved["fingerprint"] != current["fingerprint"]:
+        reasons.append(f"the embedding fingerprints differ ({saved['fingerprint']} vs {current['fingerprint']})")
+    if not reasons:
+        return
+    raise IncompatiblePromptError(
+        f"{what} was trained on backbone {saved['backbone']!r} (hidden size {saved['hidden_size']}, "
+        f"fingerprint {saved['fingerprint']}) and cannot run on backbone {current['backbone']!r} "
+        f"(hidden size {current['hidden_size']}, fingerprint {current['fingerprint']}): " + "; ".join(reasons) + ". "
+        "A soft prompt is a set of points in one model's input-embedding space; any other model, even one "
+        "of the same architecture and width, embeds tokens differently, so the prompt does not transfer. "
+        f"Load {saved['backbone']!r} or retrain the prompt on {current['backbone']!r}."
+    )
+
+
+def check_name(name: str) -> str:
+    """Entry names become file names: letters, digits, '-', '_', '.', not starting with '.'."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"invalid prompt name {name!r}: use 1-128 letters, digits, '-', '_' or '.', "
+                         "starting with a letter or digit")
+    return name
+
+
+# -- records ----------------------------------------------------------------------------------
+@dataclass
+class PromptRecord:
+    """What ``root/<name>.json`` holds about one prompt."""
+
+    name: str
+    task: str
+    method: str
+    backbone: str
+    hidden_size: int
+    prompt_length: int
+    fingerprint: str
+    sha256: str
+    """sha256 of ``<name>.safetensors``: ties the record to exactly those bytes."""
+    created: str
+    """ISO 8601 UTC time of ``add``."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Dev-set metrics of the prompt when it was saved (e.g. ``{"accuracy": 0.73}``)."""
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"backbone": self.backbone, "hidden_size": self.hidden_size, "fingerprint": self.fingerprint}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike = "<dict>") -> PromptRecord:
+        """Validate and build; errors name ``source`` (the JSON file) and the field."""
+        kinds = {f.name: (dict if f.name == "metrics" else int if f.type == "int" else str) for f in dataclasses.fields(cls)}
+        missing = sorted(set(kinds) - set(data) - {"metrics", "format_version"})
+        if missing:
+            raise ValueError(f"{source}: missing field(s) {missing}")
+        for key, value in data.items():
+            if key not in kinds:
+                raise ValueError(f"{source}: unknown field {key!r}")
+            if not isinstance(value, kinds[key]) or isinstance(value, bool):
+                raise ValueError(f"{source}: field {key!r} must be {kinds[key].__name__}, got {value!r}")
+        if data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+            raise ValueError(f"{source}: format_version {data['format_version']} is newer than this promptmix "
+                             f"reads ({FORMAT_VERSION}); upgrade promptmix")
+        try:
+            metrics = _clean_metrics(data.get("metrics"))
+        except ValueError as err:
+            raise ValueError(f"{source}: field 'metrics': {err}") from None
+        return cls(**{**data, "metrics": metrics})
+
+
+def _clean_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    out = {}
+    for key, value in (metrics or {}).items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"metrics must map names to numbers; got {key!r}: {value!r}")
+        out[key] = float(value)
+    return out
+
+
+def _check_prompt(prompt: Tensor, hidden_size: int, name: str) -> Tensor:
+    """A detached fp32 CPU copy of a valid [m, d] prompt."""
+    if not isinstance(prompt, Tensor) or prompt.dim() != 2:
+        shape = tuple(prompt.shape) if isinstance(prompt, Tensor) else type(prompt).__name__
+        raise ValueError(f"prompt {name!r} must be a [prompt_length, hidden_size] tensor, got {shape}")
+    if prompt.shape[1] != hidden_size:
+        raise ValueError(f"prompt {name!r} is {prompt.shape[1]} wide but its backbone has hidden size {hidden_size}")
+    if not torch.isfinite(prompt).all():
+        raise ValueError(f"prompt {name!r} contains NaN or infinite values; refusing to save it")
+    return prompt.detach().to("cpu", torch.float32).contiguous().clone()
+
+
+def default_library_root() -> Path:
+    """``$PROMPTMIX_LIBRARY``, else ``$XDG_DATA_HOME/promptmix/prompts`` (``~/.local/share/...``)."""
+    if os.environ.get("PROMPTMIX_LIBRARY"):
+        return Path(os.environ["PROMPTMIX_LIBRARY"]).expanduser()
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "promptmix" / "prompts"
+
+
+# -- the library ------------------------------------------------------------------------------
+class PromptLibrary:
+    """A directory of named prompts.
+
+    Example::
+
+        lib = PromptLibrary("prompts/")
+        lib.add("mnli-t5base", method.task_prompt("mnli"), task="mnli", method="prompt-tuning",
+                backbone=backbone, metrics={"accuracy": 0.853})
+        prompt = lib.load("mnli-t5base", backbone)     # [m, d], or IncompatiblePromptError
+
+    Shapes: stored and returned prompts are [m, d] fp32.
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).expanduser()
+
+    def __repr__(self) -> str:
+        return f"PromptLibrary({str(self.root)!r})"
+
+    def tensor_path(self, name: str) -> Path:
+        return self.root / f"{check_name(name)}.safetensors"
+
+    def record_path(self, name: str) -> Path:
+        return self.root / f"{check_name(name)}.json"
+
+    def names(self) -> list[str]:
+        """Entry names, sorted (temporary files of writes in progress are hidden)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.stem for p in self.root.glob("*.json") if NAME_PATTERN.fullmatch(p.stem))
+
+    def __contains__(self, name: str) -> bool:
+        return NAME_PATTERN.fullmatch(str(name)) is not None and self.record_path(name).is_file()
+
+    def add(
+        self,
+        name: str,
+        prompt: Tensor,
+        *,
+        task: str,
+        method: str,
+        backbone: Any,
+        metrics: Mapping[str, float] | None = None,
+        overwrite: bool = False,
+    ) -> PromptRecord:
+        """Save ``prompt`` [m, d] under ``name``; ``backbone`` is the :class:`Backbone` it was
+        trained on or its ``identity()`` dict. Refuses to replace an entry unless ``overwrite``."""
+        identity = backbone_identity(backbone)
+        value = _check_prompt(prompt, identity["hidden_size"], check_name(name))
+        for label, text in (("task", task), ("method", method)):
+            if not isinstance(text, str) or not text:
+                raise ValueError(f"prompt {name!r}: {label} must be a non-empty string, got {text!r}")
+        if name in self and not overwrite:
+            old = self.get(name)
+            raise PromptExistsError(f"prompt {name!r} already exists in {self.root} (task {old.task!r}, "
+                                    f"backbone {old.backbone!r}, created {old.created}); pass overwrite=True to replace it")
+        digest = atomic_save_safetensors({TENSOR_KEY: value}, self.tensor_path(name), metadata={"format": "pt", "name": name})
+        record = PromptRecord(
+            name=name, task=task, method=method, **identity, prompt_length=int(value.shape[0]),
+            sha256=digest, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            metrics=_clean_metrics(metrics),
+        )
+        atomic_write_text(self.record_path(name), json.dumps(record.to_dict(), indent=2) + "\n")
+        return record
+
+    def get(self, name: str) -> PromptRecord:
+        """The record of ``name``; an unknown name raises :class:`UnknownPromptError` with the
+        closest names."""
+        if name not in self:
+            names = self.names()
+            close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else (
+                f"; it holds {len(names)} prompt(s)" + (f": {', '.join(names[:10])}" if names else ""))
+            raise UnknownPromptError(f"no prompt named {name!r} in {self.root}{hint}")
+        path = self.record_path(name)
+        record = PromptRecord.from_dict(read_json(path), source=path)
+        if record.name != name:
+            raise ValueError(f"{path}: field 'name' is {record.name!r}, expected {name!r} (file renamed by hand?)")
+        return record
+
+    def list(self) -> list[PromptRecord]:
+        """Every entry's record, sorted by name."""
+        return [self.get(name) for name in self.names()]
+
+    def remove(self, name: str) -> PromptRecord:
+        """Delete an entry (record first, so it vanishes in one step); returns its record."""
+        record = self.get(name)
+        self.record_path(name).unlink()
+        self.tensor_path(name).unlink(missing_ok=True)
+        return record
+
+    def load(self, name: str, backbone: Any) -> Tensor:
+        """The prompt [m, d] (fp32, on the backbone's device when given a :class:`Backbone`).
+
+        Raises :class:`IncompatiblePromptError` when ``backbone`` (a Backbone or identity dict)
+        is not the one the prompt was trained on.
+        """
+        record = self.get(name)
+        path = self.tensor_path(name)
+        check_compatible(record.identity, backbone, what=f"prompt {name!r} ({path})")
+        tensors = read_safetensors(path, record.sha256)
+        prompt = tensors.get(TENSOR_KEY)
+        expected = (record.prompt_length, record.hidden_size)
+        if prompt is None or tuple(prompt.shape) != expected:
+            found = {k: tuple(v.shape) for k, v in tensors.items()}
+            raise ValueError(f"{path} should hold tensor {TENSOR_KEY!r} of shape {expected}, found {found}")
+        device = backbone.embeddings.device if hasattr(backbone, "embeddings") else None
+        return prompt.to(device) if device is not None else prompt
+
+
+def fixed_task_prompt(method: Any, task: str) -> Tensor:
+    """The [m, d] prompt ``method`` gives every example of ``task``, for storing in a library.
+
+    Only input-independent prompts can be stored as one tensor (prompt tuning; MPT's
+    P* ∘ u_k v_k). This runs the method on two different random inputs and refuses when the
+    prompts differ (ATTEMPT mixes prompts per input): save such a method whole with
+    :func:`promptmix.prompts.checkpoint.save_method` instead.
+    """
+    task_id = method.task_ids_for([task, task])
+    param = next(iter(method.parameters()), None)
+    device = param.device if param is not None else None
+    gen = torch.Generator().manual_seed(0)
+    embeds = torch.randn(2, 3, method.hidden_size, generator=gen).to(device)  # [2, n=3, d]
+    mask = torch.ones(2, 3, dtype=torch.long, device=device)
+    with torch.no_grad():
+        out = method(embeds, mask, task_id)
+    prompts = out.prompts.detach().float()
+    if out.prompt_mask is not None and not bool(out.prompt_mask.all()):
+        prompts = prompts[:, out.prompt_mask[0].bool()]  # drop pad slots of routed prompts
+    if not torch.equal(prompts[0], prompts[1]):
+        raise ValueError(f"the {method.config.method} method's prompt for {task!r} depends on the input, so it "
+                         "is not one stored prompt; keep the whole method with save_method instead")
+    return prompts[0].cpu().clone()

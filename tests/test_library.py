@@ -1,0 +1,245 @@
+"""The prompt library: round trips bit-exactly, refuses prompts from another backbone (saying
+which and why), never leaves a half-written entry, and its CLI drives all of it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import safetensors.torch
+import torch
+
+from promptmix import cli
+from promptmix.backbone import Backbone
+from promptmix.prompts import METHODS, build_method
+from promptmix.prompts.checkpoint import save_method
+from promptmix.prompts.library import (
+    IncompatiblePromptError,
+    PromptExistsError,
+    PromptLibrary,
+    UnknownPromptError,
+    fixed_task_prompt,
+)
+
+
+def tiny_backbone_of(name: str, seed: int, d_model: int = 16) -> Backbone:
+    """A frozen tiny T5 (small vocab: only its embedding matrix matters here)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    config = T5Config(vocab_size=64, d_model=d_model, d_ff=16, d_kv=4, num_heads=2, num_layers=1, decoder_start_token_id=0)
+    return Backbone(T5ForConditionalGeneration(config), None, name)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return tiny_backbone_of("tiny-base", seed=0)
+
+
+@pytest.fixture
+def library(tmp_path):
+    return PromptLibrary(tmp_path / "lib")
+
+
+def _prompt(m: int = 5, d: int = 16, seed: int = 0) -> torch.Tensor:
+    return torch.randn(m, d, generator=torch.Generator().manual_seed(seed))
+
+
+def test_add_list_get_load_remove(library, base):
+    rte, cb = _prompt(seed=1), _prompt(m=3, seed=2)
+    library.add("rte-pt", rte, task="rte", method="prompt-tuning", backbone=base, metrics={"accuracy": 0.75})
+    library.add("cb.mpt_1", cb, task="cb", method="mpt", backbone=base.identity())
+    assert [r.name for r in library.list()] == ["cb.mpt_1", "rte-pt"]
+    record = library.get("rte-pt")
+    assert (record.task, record.method, record.prompt_length, record.hidden_size) == ("rte", "prompt-tuning", 5, 16)
+    assert (record.backbone, record.fingerprint) == ("tiny-base", base.fingerprint())
+    assert record.metrics == {"accuracy": 0.75} and record.created.endswith("+00:00")
+    assert torch.equal(library.load("rte-pt", base), rte)  # bit-exact
+    assert torch.equal(library.load("cb.mpt_1", base.identity()), cb)
+    # On disk: JSON + safetensors only, named after the entry; no temporary files remain.
+    assert sorted(p.name for p in library.root.iterdir()) == [
+        "cb.mpt_1.json", "cb.mpt_1.safetensors", "rte-pt.json", "rte-pt.safetensors"]
+    assert json.loads((library.root / "rte-pt.json").read_text())["fingerprint"] == base.fingerprint()
+    assert list(safetensors.torch.load_file(library.root / "rte-pt.safetensors")) == ["prompt"]
+
+    assert library.remove("rte-pt").task == "rte"
+    assert [r.name for r in library.list()] == ["cb.mpt_1"]
+    assert not (library.root / "rte-pt.safetensors").exists()
+    with pytest.raises(UnknownPromptError, match="no prompt named 'rte-pt'"):
+        library.remove("rte-pt")
+
+
+def test_unknown_name_suggests_close_ones(library, base):
+    library.add("mnli-t5base", _prompt(), task="mnli", method="prompt-tuning", backbone=base)
+    with pytest.raises(UnknownPromptError) as err:
+        library.get("mnli-t5-base")
+    assert str(err.value) == f"no prompt named 'mnli-t5-base' in {library.root}; did you mean 'mnli-t5base'?"
+    assert PromptLibrary(library.root / "empty").list() == []
+
+
+@pytest.mark.parametrize("name", ["", "../escape", ".hidden", "a/b", "sp ace", "x" * 129, "é"])
+def test_invalid_names_are_refused(library, base, name):
+    with pytest.raises(ValueError, match="invalid prompt name"):
+        library.add(name, _prompt(), task="rte", method="prompt-tuning", backbone=base)
+
+
+def test_overwrite_is_explicit(library, base):
+    library.add("rte", _prompt(seed=1), task="rte", method="prompt-tuning", backbone=base)
+    with pytest.raises(PromptExistsError, match="prompt 'rte' already exists.*overwrite=True"):
+        library.add("rte", _prompt(seed=2), task="rte", method="prompt-tuning", backbone=base)
+    library.add("rte", _prompt(seed=2), task="rte", method="prompt-tuning", backbone=base, overwrite=True)
+    assert torch.equal(library.load("rte", base), _prompt(seed=2))
+
+
+def test_bad_prompts_are_refused(library, base):
+    add = lambda prompt: library.add("p", prompt, task="rte", method="prompt-tuning", backbone=base)  # noqa: E731
+    with pytest.raises(ValueError, match="is 8 wide but its backbone has hidden size 16"):
+        add(_prompt(d=8))
+    with pytest.raises(ValueError, match=r"must be a \[prompt_length, hidden_size\] tensor, got \(1, 5, 16\)"):
+        add(_prompt().unsqueeze(0))
+    with pytest.raises(ValueError, match="NaN"):
+        add(torch.full((5, 16), float("nan")))
+    with pytest.raises(ValueError, match="metrics must map names to numbers"):
+        library.add("p", _prompt(), task="rte", method="pt", backbone=base, metrics={"acc": "high"})
+    assert library.list() == []
+
+
+def test_refuses_a_prompt_from_another_backbone(library, base):
+    library.add("rte", _prompt(), task="rte", method="prompt-tuning", backbone=base)
+    other = tiny_backbone_of("tiny-other", seed=1)  # same architecture and width, other weights
+    with pytest.raises(IncompatiblePromptError) as err:
+        library.load("rte", other)
+    message = str(err.value)
+    for needed in ("'tiny-base'", "'tiny-other'", base.fingerprint(), other.fingerprint(),
+                   "fingerprints differ", "does not transfer"):
+        assert needed in message
+    assert "wide" not in message  # the widths agree; only the fingerprint is blamed
+    # The same weights under another name are the same embedding space: accepted.
+    renamed = Backbone(base.model, None, "tiny-base-copy")
+    assert torch.equal(library.load("rte", renamed), _prompt())
+
+
+def test_refuses_a_prompt_of_another_width(library, base):
+    library.add("rte", _prompt(), task="rte", method="prompt-tuning", backbone=base)
+    wide = tiny_backbone_of("tiny-wide", seed=0, d_model=24)
+    with pytest.raises(IncompatiblePromptError) as err:
+        library.load("rte", wide)
+    message = str(err.value)
+    assert "'tiny-base' (hidden size 16" in message and "'tiny-wide' (hidden size 24" in message
+    assert "its vectors are 16 wide but the backbone's embeddings are 24 wide" in message
+
+
+def _leftovers(root):
+    return sorted(p.name for p in root.iterdir() if p.name.startswith("."))
+
+
+def test_a_crash_while_writing_keeps_the_old_entry(library, base, monkeypatch):
+    library.add("rte", _prompt(seed=1), task="rte", method="prompt-tuning", backbone=base)
+    real_save = safetensors.torch.save_file
+
+    def crash_midway(tensors, filename, metadata=None):
+        real_save(tensors, filename, metadata=metadata)
+        with open(filename, "r+b") as handle:  # the disk filled up halfway through
+            handle.truncate(100)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", crash_midway)
+    with pytest.raises(OSError, match="No space left"):
+        library.add("rte", _prompt(seed=2), task="rte", method="prompt-tuning", backbone=base, overwrite=True)
+    monkeypatch.undo()
+    assert torch.equal(library.load("rte", base), _prompt(seed=1))
+    assert library.get("rte").prompt_length == 5
+    assert _leftovers(library.root) == []
+
+
+def test_a_crash_between_tensor_and_record_is_detected(library, base, monkeypatch):
+    """The one mixed state two atomic files allow: new tensor, old record. Loading refuses it
+    rather than returning a prompt its record does not describe."""
+    library.add("rte", _prompt(seed=1), task="rte", method="prompt-tuning", backbone=base, metrics={"accuracy": 0.5})
+
+    def crash(path, text):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("promptmix.prompts.library.atomic_write_text", crash)
+    with pytest.raises(KeyboardInterrupt):
+        library.add("rte", _prompt(seed=2), task="rte", method="prompt-tuning", backbone=base, overwrite=True)
+    monkeypatch.undo()
+    assert library.get("rte").metrics == {"accuracy": 0.5}  # the old record, intact
+    with pytest.raises(ValueError, match="does not match the sha256 its record holds"):
+        library.load("rte", base)
+    assert _leftovers(library.root) == []
+
+
+def test_fixed_task_prompt_of_each_method():
+    d = 16
+    for name in sorted(METHODS):
+        extra = {"source_names": ["mnli"], "attn_dim": 2} if name == "attempt" else {}
+        method = build_method({"method": name, "prompt_length": 3, "tasks": ["rte", "cb"], "hidden_size": d, **extra})
+        with torch.no_grad():
+            for p in method.parameters():
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+            for b in method.buffers():
+                b.copy_(torch.randn(b.shape))
+        ids = method.task_ids_for(["cb"])
+        if name == "attempt":  # its prompt depends on the input: not one stored tensor
+            with pytest.raises(ValueError, match="depends on the input.*save_method"):
+                fixed_task_prompt(method, "cb")
+            continue
+        expected = method(torch.randn(1, 4, d), torch.ones(1, 4), ids).prompts[0]
+        assert torch.equal(fixed_task_prompt(method, "cb"), expected.detach())
+
+
+# -- promptmix prompts ----------------------------------------------------------------------------
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "SUBCOMMANDS", ["params", "prompts"])  # independent of other subcommands
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def test_cli_add_list_show_remove(run_cli, tmp_path, base):
+    method = build_method({"method": "prompt-tuning", "prompt_length": 5, "tasks": ["rte", "cb"], "hidden_size": 16})
+    with torch.no_grad():
+        method.prompts.copy_(torch.randn(2, 5, 16))
+    run_dir = save_method(method, tmp_path / "run", base)
+    lib = ["--library", tmp_path / "lib"]
+
+    code, out, _ = run_cli("prompts", "add", "rte-pt", "--from", run_dir, "--task", "rte", "--metric", "accuracy=0.8125", *lib)
+    assert code == 0 and out.startswith("added rte-pt: task rte, prompt-tuning, [5, 16] for backbone tiny-base")
+    assert torch.equal(PromptLibrary(tmp_path / "lib").load("rte-pt", base), method.task_prompt("rte"))
+
+    code, out, _ = run_cli("prompts", "list", *lib)
+    header, row = out.splitlines()
+    assert header.split() == ["name", "task", "method", "backbone", "d", "m", "metrics", "created"]
+    assert row.split()[:7] == ["rte-pt", "rte", "prompt-tuning", "tiny-base", "16", "5", "accuracy=0.8125"]
+
+    code, out, _ = run_cli("prompts", "show", "rte-pt", *lib)
+    shown = json.loads(out)
+    assert shown["fingerprint"] == base.fingerprint() and shown["file"].endswith("rte-pt.safetensors")
+
+    code, _, err = run_cli("prompts", "add", "rte-pt", "--from", run_dir, "--task", "rte", *lib)
+    assert code == 2 and "already exists" in err
+    code, _, err = run_cli("prompts", "add", "x", "--from", run_dir, "--task", "rte", "--metric", "acc", *lib)
+    assert code == 2 and "--metric 'acc': expected NAME=NUMBER" in err
+    code, _, err = run_cli("prompts", "show", "rte_pt", *lib)
+    assert code == 2 and "did you mean 'rte-pt'?" in err
+
+    code, out, _ = run_cli("prompts", "remove", "rte-pt", *lib)
+    assert code == 0 and out.startswith("removed rte-pt")
+    assert run_cli("prompts", "list", *lib)[1].startswith("no prompts in")
+
+
+@pytest.mark.skipif("attempt" not in METHODS, reason="ATTEMPT is not registered")
+def test_cli_refuses_input_dependent_prompts(run_cli, tmp_path, base):
+    method = build_method({"method": "attempt", "prompt_length": 5, "tasks": ["rte"], "hidden_size": 16,
+                           "source_names": ["mnli"], "attn_dim": 2})
+    with torch.no_grad():
+        method.source_prompts.copy_(torch.randn(1, 5, 16))
+    run_dir = save_method(method, tmp_path / "run", base)
+    code, _, err = run_cli("prompts", "add", "rte-attempt", "--from", run_dir, "--task", "rte", "--library", tmp_path / "lib")
+    assert code == 2 and "depends on the input" in err
