@@ -13,6 +13,7 @@ import sys
 # Module names under promptmix.cli, in the order `promptmix --help` lists them.
 SUBCOMMANDS = [
     "params",
+    "prompts",
     "tasks",
     "demo",
 ]
