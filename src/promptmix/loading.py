@@ -83,13 +83,13 @@ def resolve_model_name(name: str | os.PathLike) -> str:
     if path.exists():
         return str(path.resolve())
     if text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
-        raise ModelNotFoundError(f"model directory {str(path.resolve())!r} does not exist" + _alias_hint(text))
+        raise ModelNotFoundError(f"model directory {str(path.resolve())!r} does not exist{_alias_hint(text)}")
     return text
 
 
 def _alias_hint(text: str) -> str:
     close = difflib.get_close_matches(text.lower(), ALIASES, n=1, cutoff=0.6)
-    return f"; did you mean the alias {close[0]!r}?" if close else ""
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _hub_offline() -> bool:
@@ -147,27 +147,43 @@ def load_backbone(
     return Backbone(model, tokenizer, name)
 
 
-def _not_found(name: str, source: str, err: Exception) -> ModelNotFoundError:
-    """The error for a model that could not be found, saying everything that was tried."""
-    if Path(source).is_dir():
-        return ModelNotFoundError(f"{source} is a directory but not a HF model directory "
-                                  f"(no loadable config.json: {err}); save one with model.save_pretrained(dir)")
-    tried = [f"alias (known: {', '.join(ALIASES)}){_alias_hint(name)}", f"local directory {str(Path(name).resolve())!r} (does not exist)"]
-    hub = f"hub model id {name!r}"
+def _not_found(name: str, err: Exception) -> ModelNotFoundError:
+    """The error for a name that is no alias, no local directory and no reachable hub id."""
+    alias = f"known: {', '.join(ALIASES)}{_alias_hint(name)}"
     if _hub_offline():
-        hub += " in the local HF cache only, because HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set"
-    tried.append(hub)
-    return ModelNotFoundError(f"cannot load model {name!r}; tried: " + "; ".join(tried) + f". Last error: {err}")
+        hub = ("not a hub model id in the local HF cache (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set, "
+               "so the hub was not contacted; unset it to download)")
+    else:
+        hub = "not reachable as a hub model id (check the id, your network and access to gated models)"
+    return ModelNotFoundError(
+        f"cannot load model {name!r}: it is not an alias ({alias}), not a local directory "
+        f"({str(Path(name).resolve())!r} does not exist), and {hub}. Hub error: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
 
 
 def _load_config(source: str, name: str, hub_cache: Any) -> PretrainedConfig:
+    local = Path(source)
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise ModelNotFoundError(f"{local} has no config.json, so it is not a HF model directory; "
+                                 "write one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir)")
     try:
         return AutoConfig.from_pretrained(source, cache_dir=hub_cache)
     except OSError as err:
-        raise _not_found(name, source, err) from err
+        if local.is_dir():
+            raise ModelNotFoundError(f"cannot read the model config in {local}: {err}") from err
+        raise _not_found(name, err) from err
+
+
+# A local directory needs one of these: transformers 5 otherwise builds an *empty* tokenizer
+# (every word -> <unk>) for some model types instead of failing.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model",
+                   "sentencepiece.bpe.model", "vocab.json", "vocab.txt")
 
 
 def _load_tokenizer(source: str, name: str, hub_cache: Any) -> Any:
+    local = Path(source)
+    if local.is_dir() and not any((local / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelNotFoundError(f"model {name!r} loaded but its tokenizer did not: {local} has none of "
+                                 f"{', '.join(TOKENIZER_FILES)}; save it next to the weights with tokenizer.save_pretrained(dir)")
     try:
         return AutoTokenizer.from_pretrained(source, cache_dir=hub_cache)
     except (OSError, ValueError, TypeError) as err:
