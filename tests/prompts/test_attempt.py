@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from transformers import DataCollatorForSeq2Seq
+from prompted_checks import assert_mixed_batch_equals_task_by_task
 
 from promptmix.prompts import Attempt, AttemptConfig, build_method
 
@@ -275,22 +275,5 @@ def test_attention_prior_is_copied_into_every_task():
         method.load_attention_prior({**prior, "down_proj": torch.zeros(1, 5, 8)})
 
 
-def test_through_prompted_t5_mixed_batch_equals_task_by_task(t5_tokenizer):
-    from conftest import tiny_t5
-
-    from promptmix.backbone import Backbone, PromptedModel
-
-    backbone = Backbone(tiny_t5(), t5_tokenizer, "tiny-t5")
-    model = PromptedModel(backbone, random_model(d=32, m=4, shared_attention=False, attention="token"))
-    items = [("rte sentence1: It rains. sentence2: It is dry.", "no", 0), ("cb premise: a b c d e f g", "yes", 1),
-             ("rte sentence1: A cat.", "yes", 0)]
-
-    def losses(rows):
-        feats = [backbone.encode(s, y) for s, y, _ in rows]
-        batch = DataCollatorForSeq2Seq(t5_tokenizer, padding=True)(feats)
-        ids = torch.tensor([k for *_, k in rows])
-        return model(batch["input_ids"], batch["attention_mask"], batch["labels"], ids).per_example_loss
-
-    mixed = losses(items)
-    torch.testing.assert_close(mixed[[0, 2]], losses([items[0], items[2]]), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(mixed[[1]], losses([items[1]]), atol=1e-5, rtol=1e-5)
+def test_through_a_prompted_backbone_mixed_batch_equals_task_by_task(tiny_backbone):
+    assert_mixed_batch_equals_task_by_task(tiny_backbone, random_model(d=32, m=4, shared_attention=False, attention="token"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import DataCollatorForSeq2Seq
+from prompted_checks import assert_mixed_batch_equals_task_by_task
 
 from promptmix.prompts import MPT, MPTConfig, SoftPrompt, SoftPromptConfig, build_method
 
@@ -156,21 +156,5 @@ def test_config_and_shape_errors():
         method.export_prompt("boolq")
 
 
-def test_through_prompted_t5_mixed_batch_equals_task_by_task(t5_tokenizer):
-    from conftest import tiny_t5
-
-    from promptmix.backbone import Backbone, PromptedModel
-
-    backbone = Backbone(tiny_t5(), t5_tokenizer, "tiny-t5")
-    prompted = PromptedModel(backbone, model(rank=2, l=4, d=32))
-    items = [("rte sentence1: It rains. sentence2: It is dry.", "no", 0), ("cb premise: a b c d e f g", "yes", 1),
-             ("rte sentence1: A cat.", "yes", 0)]
-
-    def losses(rows):
-        batch = DataCollatorForSeq2Seq(t5_tokenizer, padding=True)([backbone.encode(s, y) for s, y, _ in rows])
-        ids = torch.tensor([k for *_, k in rows])
-        return prompted(batch["input_ids"], batch["attention_mask"], batch["labels"], ids).per_example_loss
-
-    mixed = losses(items)
-    torch.testing.assert_close(mixed[[0, 2]], losses([items[0], items[2]]), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(mixed[[1]], losses([items[1]]), atol=1e-5, rtol=1e-5)
+def test_through_a_prompted_backbone_mixed_batch_equals_task_by_task(tiny_backbone):
+    assert_mixed_batch_equals_task_by_task(tiny_backbone, model(rank=2, l=4, d=32))
