@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "prompts", help="list, show, add and remove named prompts in the prompt library",
         description="Manage named soft prompts stored as safetensors + JSON, each tied to the "
-                    f"backbone it was trained on. Library: --library, else $PROMPTMIX_LIBRARY, else "
+                    "backbone it was trained on. Library: --library, else $PROMPTMIX_LIBRARY, else "
                     f"{default_library_root()}.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--library", type=Path, default=None, help="library directory (see above)")
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
                              description="Store the prompt a saved method gives TASK (prompt tuning; MPT's "
                                          "P* ∘ u v). Input-dependent prompts (ATTEMPT) cannot be stored as one tensor.")
     add.add_argument("name", help="entry name: letters, digits, '-', '_', '.'")
-    add.add_argument("--from", dest="source", type=Path, required=True,
+    add.add_argument("--from", dest="source", type=Path, required=True, metavar="RUN_DIR",
                      help="directory written by save_method (method.json + method.safetensors)")
     add.add_argument("--task", required=True, help="which of the method's tasks to take the prompt of")
     add.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -249,7 +248,7 @@ class PromptLibrary:
     def get(self, name: str) -> PromptRecord:
         """The record of ``name``; an unknown name raises :class:`UnknownPromptError` with the
         closest names."""
-        if name not in self:
+        if check_name(name) not in self:
             names = self.names()
             close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else (
