@@ -6,41 +6,13 @@ No test touches the network: the hub is switched off before transformers is impo
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-DATA_DIR = SHARED / "data"
-T5_TOKENIZER = SHARED / "models" / "t5-small-tokenizer"
-TINY_D = 32
-
-
-def tiny_t5(seed: int = 0):
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(seed)
-    config = T5Config(
-        vocab_size=32128, d_model=TINY_D, d_ff=64, d_kv=8, num_heads=4, num_layers=2,
-        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, dropout_rate=0.0,
-    )
-    return T5ForConditionalGeneration(config).eval()
-
-
-def tiny_llama(seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=32128, hidden_size=TINY_D, intermediate_size=64, num_attention_heads=4,
-        num_key_value_heads=2, num_hidden_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=1,
-    )
-    return LlamaForCausalLM(config).eval()
+from tiny_models import DATA_DIR, SHARED, T5_TOKENIZER, TINY_D, tiny_llama, tiny_t5  # noqa: F401 (re-exported)
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,7 @@ def test_loss_matches_hf_loss_without_prompt_machinery(tiny_backbone):
 def test_decoder_only_method_never_sees_the_answer(t5_tokenizer):
     """ATTEMPT pools over the input: for decoder-only training the answer tokens are masked out
     of what the method sees, so training and generation give the method the same view."""
-    from conftest import tiny_llama
+    from tiny_models import tiny_llama
     from promptmix.backbone import Backbone
 
     backbone = Backbone(tiny_llama(), t5_tokenizer, "tiny-llama")

@@ -16,7 +16,7 @@ from promptmix.serving.app import ServeConfig, create_app
 from promptmix.serving.batcher import BatcherConfig
 from promptmix.serving.server import BackgroundServer
 
-from conftest import tiny_t5
+from tiny_models import tiny_t5
 from predictor_factory import ITEMS, same_predictions, tiny_predictor
 
 # ATTEMPT (when registered) for cb/stsb, so responses carry attention weights.

@@ -202,13 +202,6 @@ class Attempt(PromptMethod):
         return mixed
 
     # -- prompts -------------------------------------------------------------------------------
-    def _check_prompt(self, what: str, value: Tensor) -> None:
-        m, d = self.prompt_length, self.hidden_size
-        if value.dim() != 2 or value.shape[-1] != d:
-            raise ValueError(f"{what} has shape {tuple(value.shape)}, expected [{m}, {d}]")
-        if value.shape[0] != m:
-            raise ValueError(f"{what} has length {value.shape[0]} but this ATTEMPT model's prompts have length {m}; source and target prompts must have the same length")
-
     def source_id(self, name: str) -> int:
         names = self.config.source_names
         if name not in names:
@@ -229,7 +222,7 @@ class Attempt(PromptMethod):
         if len(set(names)) != len(names):
             raise ValueError(f"source names must be unique, got {names}")
         for name, value in zip(names, prompts):
-            self._check_prompt(f"source prompt {name!r}", value)
+            self.check_prompt(f"source prompt {name!r}", value)
         self.source_prompts = prompts.detach().to(self.source_prompts).clone()
         self.config.source_names = names
 
@@ -241,7 +234,7 @@ class Attempt(PromptMethod):
     def set_prompt(self, task: str, value: Tensor) -> None:
         """Overwrite task ``task``'s target prompt with ``value`` [m, d]."""
         prompts = self._require_targets()
-        self._check_prompt(f"target prompt for {task!r}", value)
+        self.check_prompt(f"target prompt for {task!r}", value)
         with torch.no_grad():
             prompts[self.task_id(task)] = value.to(prompts)
 
@@ -264,7 +257,7 @@ class Attempt(PromptMethod):
         if isinstance(value, str):
             value = self.source_prompts[self.source_id(value)]
         if value is not None:
-            self._check_prompt(f"target prompt for {task!r}", value)
+            self.check_prompt(f"target prompt for {task!r}", value)
             self.prompts = _grown(self.prompts, value.detach().unsqueeze(0))
         if self.config.attention != "constant" and not self.config.shared_attention:
             for name, fresh in zip(G_PARAMS, self._fresh_g(1)):
@@ -328,7 +321,7 @@ class Attempt(PromptMethod):
         config = AttemptConfig(source_names=names, tasks=list(tasks), **config_kwargs)
         method = cls(config, hidden_size=int(first.shape[-1]))
         for name in names:
-            method._check_prompt(f"source prompt {name!r}", source_prompts[name])
+            method.check_prompt(f"source prompt {name!r}", source_prompts[name])
         method.set_source_prompts(names, torch.stack([source_prompts[n].detach().float() for n in names]))
         if not config.use_target:
             if init_from is not None:

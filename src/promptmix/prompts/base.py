@@ -107,6 +107,15 @@ class PromptMethod(nn.Module):
         if task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= len(self.config.tasks)):
             raise IndexError(f"task ids must lie in [0, {len(self.config.tasks)}), got {task_ids.tolist()}")
 
+    def check_prompt(self, what: str, value: Tensor) -> None:
+        """Refuse a prompt that is not [prompt_length, hidden_size], naming ``what`` and both shapes."""
+        m, d = self.prompt_length, self.hidden_size
+        if value.dim() != 2 or value.shape[-1] != d:
+            raise ValueError(f"{what} has shape {tuple(value.shape)}, expected [{m}, {d}]")
+        if value.shape[0] != m:
+            raise ValueError(f"{what} has length {value.shape[0]} but this {self.config.method} model's prompts have length {m}; "
+                             "every prompt it holds must have the same length")
+
     def to_config(self) -> dict[str, Any]:
         """JSON-serialisable description from which :func:`build_method` rebuilds this module."""
         return {**self.config.to_dict(), "hidden_size": self.hidden_size}

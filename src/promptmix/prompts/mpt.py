@@ -96,16 +96,9 @@ class MPT(PromptMethod):
         return {"shared_prompt": [self.shared_prompt], "task_vectors": [self.u, self.v]}
 
     # -- prompts and task vectors --------------------------------------------------------------
-    def _check_prompt(self, what: str, value: Tensor) -> None:
-        l, d = self.prompt_length, self.hidden_size
-        if value.dim() != 2 or value.shape[-1] != d:
-            raise ValueError(f"{what} has shape {tuple(value.shape)}, expected [{l}, {d}]")
-        if value.shape[0] != l:
-            raise ValueError(f"{what} has length {value.shape[0]} but this MPT model's prompts have length {l}")
-
     def set_shared_prompt(self, value: Tensor) -> None:
         """Overwrite P* with ``value`` [l, d]."""
-        self._check_prompt("shared prompt", value)
+        self.check_prompt("shared prompt", value)
         with torch.no_grad():
             self.shared_prompt.copy_(value)
 
@@ -158,7 +151,7 @@ class MPT(PromptMethod):
         first = teacher_prompts[names[0]]
         method = cls(MPTConfig(prompt_length=int(first.shape[0]), tasks=names, **config_kwargs), int(first.shape[-1]))
         for name in names:
-            method._check_prompt(f"teacher prompt {name!r}", teacher_prompts[name])
+            method.check_prompt(f"teacher prompt {name!r}", teacher_prompts[name])
         method.set_shared_prompt(torch.stack([teacher_prompts[n].detach().float() for n in names]).mean(0))
         return method
 

@@ -65,8 +65,7 @@ class SoftPrompt(PromptMethod):
 
     def set_prompt(self, task: str, value: Tensor) -> None:
         """Overwrite one task's prompt (e.g. from the library or an init)."""
-        if tuple(value.shape) != tuple(self.prompts.shape[1:]):
-            raise ValueError(f"prompt for {task!r} has shape {tuple(value.shape)}, expected {tuple(self.prompts.shape[1:])}")
+        self.check_prompt(f"prompt for {task!r}", value)
         with torch.no_grad():
             self.prompts[self.task_id(task)] = value.to(self.prompts)
 
