@@ -26,8 +26,6 @@ from promptmix.inference.scoring import collate
 from promptmix.prompts.base import PromptMethod
 from promptmix.prompts.router import PromptRouter
 
-TARGET_COLUMN = "target"
-
 
 @dataclass
 class AttentionTable:
@@ -67,10 +65,9 @@ def mean_attention(method: PromptMethod, backbone: Backbone, sources: Mapping[st
         if names is None:
             raise ValueError(f"task {task!r} is answered by a {router.member_of(task)[1].config.method} prompt, which has "
                              "no attention over prompts; the heatmap needs an ATTEMPT run")
-        task_columns = [*names[:-1], TARGET_COLUMN]
-        if columns is not None and task_columns != columns:
-            raise ValueError(f"task {task!r} attends over {task_columns}, other tasks over {columns}")
-        columns, total = task_columns, torch.zeros(len(task_columns), dtype=torch.float64)
+        if columns is not None and names != columns:
+            raise ValueError(f"task {task!r} attends over {names}, other tasks over {columns}")
+        columns, total = names, torch.zeros(len(names), dtype=torch.float64)
         for start in range(0, len(texts), batch_size):
             chunk = [backbone.encode(t, max_source_length=max_source_length) for t in texts[start : start + batch_size]]
             batch = {k: v.to(device) for k, v in collate(chunk, backbone.tokenizer.pad_token_id).items()}

@@ -26,6 +26,8 @@ from torch import Tensor, nn
 
 from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput
 
+TARGET_PROMPT = "target"  # the name attention reports a task's own prompt under
+
 
 @dataclass
 class RoutedPromptOutput(PromptOutput):
@@ -110,10 +112,13 @@ class PromptRouter(PromptMethod):
 
     def attention_names(self, task: str) -> list[str] | None:
         """What the k attention weights of a ``task`` example are over, or None when its method
-        has no attention. ATTEMPT: its source prompts in order, then the task's own prompt."""
-        method = self.member_of(task)[1]
-        sources = getattr(method.config, "source_names", None)
-        return None if sources is None else [*sources, task]
+        has no attention. ATTEMPT: its source prompts in order, then ``"target"``, the task's
+        own prompt (absent in the no-target ablation)."""
+        config = self.member_of(task)[1].config
+        sources = getattr(config, "source_names", None)
+        if sources is None:
+            return None
+        return [*sources, TARGET_PROMPT] if getattr(config, "use_target", True) else list(sources)
 
     # -- the interface -------------------------------------------------------------------------
     def forward(self, inputs_embeds: Tensor, attention_mask: Tensor, task_ids: Tensor) -> RoutedPromptOutput:
