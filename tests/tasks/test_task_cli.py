@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from conftest import FIXTURES, REAL_DATA, needs_real_data
+from taskdata import FIXTURES, REAL_DATA, needs_real_data
 from promptmix.cli import tasks as tasks_cli
 from promptmix.tasks import list_tasks
 

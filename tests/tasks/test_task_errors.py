@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from conftest import REAL_DATA, needs_real_data
+from taskdata import REAL_DATA, needs_real_data
 from promptmix.tasks import DataError, MissingDataError, get_task
 
 RTE_HEADER = "index\tsentence1\tsentence2\tlabel\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import FIXTURES
+from taskdata import FIXTURES
 from promptmix.tasks import BENCHMARKS, get_task, list_tasks
 
 # task -> (source of the first training example, its target, its label)

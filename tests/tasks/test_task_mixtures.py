@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import REAL_DATA, T5_TOKENIZER, needs_real_data
+from taskdata import REAL_DATA, T5_TOKENIZER, needs_real_data
 from promptmix.tasks import Example
 from promptmix.tasks.mixtures import (
     ConcatShuffleSampler,

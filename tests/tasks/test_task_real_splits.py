@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import REAL_DATA, needs_real_data
+from taskdata import REAL_DATA, needs_real_data
 from promptmix.tasks import MissingDataError, get_task
 
 pytestmark = needs_real_data

@@ -6,6 +6,7 @@ import pytest
 
 from promptmix.tasks import ClassificationTask, DataSource, UnknownTaskError, get_task, list_tasks, register_task
 from promptmix.tasks.readers import read_jsonl
+from taskdata import registry_snapshot  # noqa: F401  (a fixture)
 
 
 @pytest.mark.parametrize("alias, name", [("SST-2", "sst2"), ("sst_2", "sst2"), ("STS-B", "stsb"),

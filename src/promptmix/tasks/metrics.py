@@ -169,32 +169,18 @@ def _matthews(task, parsed, examples):
     return matthews_correlation(*class_predictions(task, parsed, examples))
 
 
-@register_metric("pearson")
-def _pearson(task, parsed, examples):
-    return pearson(parsed, [ex.label for ex in examples])
-
-
-@register_metric("spearman")
-def _spearman(task, parsed, examples):
-    return spearman(parsed, [ex.label for ex in examples])
-
-
-@register_metric("squad_em")
-def _squad_em(task, parsed, examples):
-    return squad_exact_match(parsed, [ex.label for ex in examples])
-
-
-@register_metric("squad_f1")
-def _squad_f1(task, parsed, examples):
-    return squad_f1(parsed, [ex.label for ex in examples])
-
-
 @register_metric("group_em")
 def _group_em(task, parsed, examples):
     predictions, golds = class_predictions(task, parsed, examples)
     return group_exact_match(predictions, golds, [ex.group for ex in examples])
 
 
-@register_metric("bleu")
-def _bleu(task, parsed, examples):
-    return bleu(parsed, [ex.label for ex in examples])
+def _against_labels(fn: Callable[[list, list], float]) -> MetricFn:
+    return lambda task, parsed, examples: fn(parsed, [ex.label for ex in examples])
+
+
+# Metrics of parsed predictions against the gold labels as they are (numbers, answer lists,
+# reference lists).
+METRICS.update({"pearson": _against_labels(pearson), "spearman": _against_labels(spearman),
+                "squad_em": _against_labels(squad_exact_match), "squad_f1": _against_labels(squad_f1),
+                "bleu": _against_labels(bleu)})
