@@ -43,3 +43,10 @@ def test_real_data_sizes_and_missing_files(capsys):
 def test_without_a_data_dir_no_sizes(capsys):
     code, rows = run_cli(["tasks", "--benchmark", "superglue"], capsys)
     assert code == 0 and {row[3] for name, row in rows.items() if name != "TASK"} == {"-"}
+
+
+def test_the_promptmix_dispatcher_reports_a_bad_benchmark(capsys):
+    from promptmix.cli import main
+
+    assert main(["tasks", "--benchmark", "glu"]) == 2
+    assert "unknown benchmark 'glu'. Did you mean 'glue'?" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from promptmix.tasks import DataError, MissingDataError, get_task, list_tasks
+from promptmix.tasks import DataError, MissingDataError, Task, get_task, list_tasks
 from promptmix.tasks.sources import local_paths
 
 
@@ -26,11 +26,10 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def split_sizes(name: str, data_dir: Path | None, seed: int) -> str:
+def split_sizes(task: Task, data_dir: Path | None, seed: int) -> str:
     """``"train/dev/test"`` sizes from local files, or why there are none."""
     if data_dir is None:
         return "-"
-    task = get_task(name)
     missing = [split for split, path in local_paths(task, data_dir).items() if not path.exists()]
     if missing:
         return f"missing {', '.join(missing)}"
@@ -52,9 +51,8 @@ def brace(paths: list[str]) -> str:
     return f"{head}{{{','.join(middles)}}}{tail}"
 
 
-def source_of(name: str) -> str:
+def source_of(task: Task) -> str:
     """Local files and hub dataset, e.g. ``glue/RTE/{train,dev}.tsv | nyu-mll/glue/rte``."""
-    task = get_task(name)
     local = brace(list(task.files.values()))
     source = task.source
     if source is None or source.hub_id is None:
@@ -68,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [("TASK", "BENCHMARK", "SOURCE (local | hub)", "TRAIN/DEV/TEST", "METRICS")]
     for name in names:
         task = get_task(name)
-        rows.append((name, task.benchmark, source_of(name), split_sizes(name, args.data_dir, args.seed),
+        rows.append((name, task.benchmark, source_of(task), split_sizes(task, args.data_dir, args.seed),
                      ", ".join(task.metric_names)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -51,7 +52,7 @@ def _rows_to_records(rows: Iterator[tuple[int, list[str]]], names: Sequence[str]
     if set(columns) <= set(header):
         layout = header
     elif names is not None:
-        layout, rows = list(names), _chain(first, rows)
+        layout, rows = list(names), itertools.chain([first], rows)
     else:
         yield f"line {first[0]}", DataError(f"expected a header naming {', '.join(columns)}; "
                                             f"found {first[1][:len(columns) + 2]}")
@@ -67,11 +68,6 @@ def _rows_to_records(rows: Iterator[tuple[int, list[str]]], names: Sequence[str]
         else:
             yield f"line {line}", DataError(
                 f"the row has {len(fields)} fields, expected {len(layout)} ({', '.join(layout)})")
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 def read_tsv(path: Path, *, columns: Sequence[str], names: Sequence[str] | None = None,

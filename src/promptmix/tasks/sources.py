@@ -103,7 +103,7 @@ def load_raw_splits(task: Task, data_dir: str | Path | None, *, hub: bool | None
     paths = local_paths(task, data_dir) if data_dir is not None else {}
     if hub is not True and paths and all(path.exists() for path in paths.values()):
         return {split: read_local_split(task, path) for split, path in paths.items()}
-    hub_note = _hub_skip_reason(task, data_dir, hub)
+    hub_note = _hub_skip_reason(task, hub)
     if hub_note is None:
         try:
             return {split: read_hub_split(task, name, split) for split, name in task.source.hub_splits.items()}
@@ -116,7 +116,7 @@ def load_raw_splits(task: Task, data_dir: str | Path | None, *, hub: bool | None
     raise MissingDataError(missing_data_message(task, paths, hub_note))
 
 
-def _hub_skip_reason(task: Task, data_dir: Any, hub: bool | None) -> str | None:
+def _hub_skip_reason(task: Task, hub: bool | None) -> str | None:
     """Why the hub is not tried, or ``None`` to try it."""
     if task.source.hub_id is None:
         return "the task declares no hub dataset"

@@ -136,7 +136,7 @@ class MultiRC(ClassificationTask):
 
     def group_of(self, record):
         idx = record.get("idx")
-        return f"{idx['paragraph']}-{idx['question']}" if isinstance(idx, Mapping) else None
+        return f"{idx.get('paragraph')}-{idx.get('question')}" if isinstance(idx, Mapping) else None
 
 
 @register_task
@@ -157,7 +157,7 @@ class ReCoRD(QATask):
 
     def group_of(self, record):
         idx = record.get("idx")
-        return f"{idx['passage']}-{idx['query']}" if isinstance(idx, Mapping) else None
+        return f"{idx.get('passage')}-{idx.get('query')}" if isinstance(idx, Mapping) else None
 
 
 @register_task
