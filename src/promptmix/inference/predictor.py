@@ -23,6 +23,7 @@ the budget and retries.
 from __future__ import annotations
 
 import difflib
+import os
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,26 @@ class InputError(ValueError):
     def __init__(self, index: int, reason: str, kind: str = "invalid") -> None:
         super().__init__(f"input {index}: {reason}")
         self.index, self.reason, self.kind = index, reason, kind
+
+
+def as_items(inputs: Sequence[Any], task: str | None = None) -> list[dict[str, Any]]:
+    """Inputs as given to the CLI and the HTTP API -> predictor items.
+
+    With ``task``, each input is a raw record (a mapping of the dataset's fields) or
+    formatted text (a string). Without, each input must be ``{"task", "record" | "text"}``.
+    """
+    if task is not None:
+        return [{"task": task, "text": x} if isinstance(x, str) else {"task": task, "record": x} for x in inputs]
+    items = []
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Mapping) or "task" not in x:
+            raise InputError(i, "no task: give the task for all inputs, or make each input "
+                                "{\"task\": ..., \"record\": {...}} or {\"task\": ..., \"text\": ...}")
+        extra = set(x) - {"task", "record", "text"}
+        if extra:
+            raise InputError(i, f"unexpected key(s) {sorted(extra)}; an input with its own task has 'task' and 'record' or 'text'")
+        items.append(dict(x))
+    return items
 
 
 @dataclass
@@ -116,13 +137,27 @@ class Predictor:
                  token_budget: int = 16384, max_batch_size: int = 64, max_new_tokens: int = 32) -> None:
         self.backbone = backbone
         self.method = method if isinstance(method, PromptRouter) else PromptRouter({"method": method})
-        self.tasks = dict(tasks) if tasks is not None else {name: get_task(name) for name in self.method.task_names}
+        self.tasks = dict(tasks) if tasks is not None else {name: self._registered(name) for name in self.method.task_names}
         missing = set(self.method.task_names) - set(self.tasks)
         if missing:
             raise ValueError(f"no Task given for loaded prompt task(s) {sorted(missing)}")
         self.token_budget, self.max_batch_size, self.max_new_tokens = token_budget, max_batch_size, max_new_tokens
         device = next(backbone.model.parameters()).device
         self.model = PromptedModel(backbone, self.method.to(device)).eval()
+
+    @classmethod
+    def from_runs(cls, runs: Sequence[str | os.PathLike] = (), **kwargs: Any) -> Predictor:
+        """Load run directories and library prompts: see :func:`promptmix.inference.runs.load_predictor`."""
+        from promptmix.inference.runs import load_predictor
+
+        return load_predictor(runs, **kwargs)
+
+    def _registered(self, name: str) -> Task:
+        try:
+            return get_task(name)
+        except UnknownTaskError as err:
+            raise ValueError(f"{self.method.member_of(name)[0]} holds a prompt for {name!r}, which is no registered "
+                             f"task, so its inputs cannot be formatted or its answers parsed ({err})") from None
 
     @property
     def task_names(self) -> list[str]:

@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from promptmix.inference.predictor import InputError, Predictor
+from promptmix.inference.predictor import InputError, Predictor, as_items
 from promptmix.serving.batcher import BatcherConfig, DynamicBatcher, QueueFull, ShuttingDown
 
 STATUS_OF_INPUT_ERROR = {"unknown_task": 422, "invalid": 422, "too_long": 413}
@@ -56,20 +56,6 @@ class PredictRequest(BaseModel):
         description="With `task`: raw records (objects of the dataset's fields) or formatted input strings. "
                     "Without: objects {\"task\", \"record\"} or {\"task\", \"text\"}.",
         examples=[[{"sentence1": "A cat sat on the mat.", "sentence2": "A cat sits."}]])
-
-    def items(self) -> list[dict[str, Any]]:
-        """Each input as a predictor item ``{"task", "record" | "text"}``."""
-        if self.task is not None:
-            return [{"task": self.task, "text": x} if isinstance(x, str) else {"task": self.task, "record": x}
-                    for x in self.inputs]
-        for i, x in enumerate(self.inputs):
-            if not isinstance(x, dict) or "task" not in x:
-                raise InputError(i, "no task: give 'task' at the top level, or make each input "
-                                    "{\"task\": ..., \"record\": {...}} or {\"task\": ..., \"text\": ...}")
-            extra = set(x) - {"task", "record", "text"}
-            if extra:
-                raise InputError(i, f"unexpected key(s) {sorted(extra)}; a per-input object has 'task' and 'record' or 'text'")
-        return [dict(x) for x in self.inputs]  # type: ignore[arg-type]
 
 
 class PredictionOut(BaseModel):
@@ -127,7 +113,7 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
         if len(request.inputs) > config.max_inputs_per_request:
             return error(413, "too_many_inputs", f"{len(request.inputs)} inputs; at most "
                                                  f"{config.max_inputs_per_request} per request")
-        items = request.items()
+        items = as_items(request.inputs, request.task)
         # Tokenise in the worker thread: the tokenizer is not safe to share between threads.
         prepared = await batcher.in_worker(lambda: predictor.prepare(items, truncate=False))
         predictions = await batcher.submit(prepared)

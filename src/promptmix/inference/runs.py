@@ -1,0 +1,86 @@
+"""Loading what inference serves: trained runs and library prompts, onto one backbone.
+
+A *run* is a training run directory (its best method in ``<run>/method``, see
+:mod:`promptmix.training.runs`) or any directory written by
+:func:`promptmix.prompts.checkpoint.save_method`. A *library prompt* is a named [m, d]
+prompt in a :class:`~promptmix.prompts.library.PromptLibrary`, served as prompt tuning for
+the task its record names. Any mix of them becomes one :class:`PromptRouter`; the backbone
+is loaded once, from the name the first run (or prompt) recorded unless one is given, and
+every method is checked against it (a prompt trained on another backbone is refused).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from promptmix.backbone import Backbone
+from promptmix.prompts import SoftPrompt, SoftPromptConfig
+from promptmix.prompts.checkpoint import RECORD_FILE, load_method, read_method_record
+from promptmix.prompts.library import PromptLibrary, default_library_root
+from promptmix.prompts.router import PromptRouter
+
+RUN_METHOD_DIR = "method"  # where a training run keeps its best prompt method
+
+
+def find_method_dir(run: str | os.PathLike) -> Path:
+    """The directory holding ``method.json`` for a run directory (or a save_method directory)."""
+    run = Path(run)
+    for candidate in (run, run / RUN_METHOD_DIR):
+        if (candidate / RECORD_FILE).is_file():
+            return candidate
+    if not run.is_dir():
+        raise FileNotFoundError(f"run directory {run} does not exist")
+    if (run / "model").is_dir():
+        raise ValueError(f"{run} is a baseline run that tuned the backbone itself ({run / 'model'}); it has no prompt to serve")
+    raise FileNotFoundError(f"{run} holds no trained prompt method: expected {run / RUN_METHOD_DIR / RECORD_FILE} "
+                            "(written when a run saves its best checkpoint) or a directory written by save_method")
+
+
+def recorded_backbone(runs: Sequence[str | os.PathLike] = (), library: str | os.PathLike | None = None,
+                      prompts: Sequence[str] = ()) -> str:
+    """The backbone name the first run (else the first library prompt) was trained on."""
+    if runs:
+        return read_method_record(find_method_dir(runs[0])).backbone["backbone"]
+    if prompts:
+        return _library(library).get(prompts[0]).backbone
+    raise ValueError("nothing to load: give at least one run or library prompt")
+
+
+def load_router(backbone: Backbone, runs: Sequence[str | os.PathLike] = (), *, library: str | os.PathLike | None = None,
+                prompts: Sequence[str] = ()) -> PromptRouter:
+    """One router over every run's method and every named library prompt, all checked
+    against ``backbone``. Members are named by run directory / ``library:<name>``."""
+    members: list[tuple[str, Any]] = [(str(run), load_method(find_method_dir(run), backbone)) for run in runs]
+    lib = _library(library) if prompts else None
+    for name in prompts:
+        record, value = lib.get(name), lib.load(name, backbone)
+        method = SoftPrompt(SoftPromptConfig(prompt_length=int(value.shape[0]), tasks=[record.task]), backbone.hidden_size)
+        method.set_prompt(record.task, value)
+        members.append((f"library:{name}", method))
+    if not members:
+        raise ValueError("nothing to load: give at least one run or library prompt")
+    return PromptRouter(members)
+
+
+def load_predictor(runs: Sequence[str | os.PathLike] = (), *, library: str | os.PathLike | None = None,
+                   prompts: Sequence[str] = (), backbone: Backbone | str | None = None, **options: Any):
+    """A :class:`~promptmix.inference.predictor.Predictor` over runs and library prompts.
+
+    ``backbone``: a loaded :class:`Backbone`, a name for :func:`promptmix.loading.load_backbone`,
+    or None for the one the first run recorded. ``options`` go to the Predictor.
+    """
+    from promptmix.inference.predictor import Predictor
+
+    if not isinstance(backbone, Backbone):
+        from promptmix.loading import load_backbone
+
+        backbone = load_backbone(backbone or recorded_backbone(runs, library, prompts))
+        backbone.model.eval()
+    return Predictor(backbone, load_router(backbone, runs, library=library, prompts=prompts), **options)
+
+
+def _library(root: str | os.PathLike | None) -> PromptLibrary:
+    return PromptLibrary(root if root is not None else default_library_root())
