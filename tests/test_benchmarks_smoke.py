@@ -1,0 +1,53 @@
+"""Every benchmark script runs end to end in its seconds-long smoke mode, so none can rot.
+
+Scripts are imported and their ``main`` called in this process (no re-import of torch per
+script); the train-speed memory measurement runs one variant in-process the way its
+subprocess would.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str):
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_params_table_matches_papers(capsys):
+    assert load_script("params").main([]) == 0
+    out = capsys.readouterr().out
+    for figure in ("76,800", "231,936", "96,192", "77,668", "10,468"):  # T5-base, the papers' 76.8K ... 10.5K
+        assert figure in out
+    assert "NO (" not in out  # every formula equals the module actually built
+
+
+def test_train_speed_smoke_prints_every_ratio(capsys):
+    assert load_script("train_speed").main(["--smoke", "--no-memory", "--warmup", "0", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("variant"):]
+    for variant in ("limit", "pm-pt", "peft-pt", "pm-attempt", "pm-attempt-m", "pm-mpt-m", "peft-mpt-m"):
+        assert f"\n{variant} " in table
+    assert "load average" in out
+
+
+def test_train_speed_memory_child(capsys):
+    assert load_script("train_speed").main(["--smoke", "--memory-child", "pm-attempt"]) == 0
+    assert '"mib"' in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not (BENCHMARKS.parent.parent / "shared" / "data" / "glue" / "RTE").is_dir(), reason="needs ../shared/data")
+def test_data_speed_smoke(capsys):
+    assert load_script("data_speed").main(["--smoke", "--batches", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "grouped" in out and "pad-256" in out and "1.00x" in out
