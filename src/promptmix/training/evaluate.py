@@ -1,0 +1,83 @@
+"""Dev/test scoring during and after training: rank classification or generation.
+
+Both feed strings to ``Task.compute_metrics``:
+
+- ``rank`` (for tasks with label words): every label word is scored by its summed
+  log-likelihood ``-per_example_loss * token_counts`` in ONE forward per batch (all
+  candidates of all examples), and the best word is the prediction. It is fast (no decoding)
+  and never produces an invalid label. Tasks without label words fall back to generation.
+- ``generate``: greedy decoding of at most ``max_new_tokens`` tokens; the text is parsed by
+  the task, so an invalid answer scores as wrong.
+
+Both are :mod:`promptmix.inference.scoring`'s functions, the ones serving uses. With several
+processes each scores every ``world``-th example and the predictions are gathered, so every
+process returns the same metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from promptmix.backbone import PromptedModel
+from promptmix.inference.scoring import greedy_generate, rank_classify
+from promptmix.tasks import Example
+from promptmix.training.config import EvalConfig
+from promptmix.training.data import TaskData
+
+
+@torch.no_grad()
+def predict(model: PromptedModel, data: TaskData, examples: Sequence[Example], task_id: int,
+            config: EvalConfig, max_source_length: int) -> list[str]:
+    """Predicted text for each example (the chosen label word under rank scoring)."""
+    backbone, words = model.backbone, data.task.label_words
+    out: list[str] = []
+    device = next(model.method.parameters(), torch.empty(0)).device
+    for start in range(0, len(examples), config.batch_size):
+        chunk = examples[start:start + config.batch_size]
+        task_ids = torch.full((len(chunk),), task_id, dtype=torch.long, device=device)
+        if config.scoring == "rank" and words:
+            candidates = [[backbone.encode(ex.source, w, max_source_length=max_source_length) for w in words] for ex in chunk]
+            out += [words[r.index] for r in rank_classify(model, candidates, task_ids)]
+        else:
+            ids = [backbone.encode(ex.source, max_source_length=max_source_length)["input_ids"] for ex in chunk]
+            out += greedy_generate(model, ids, task_ids, max_new_tokens=config.max_new_tokens)[0]
+    return out
+
+
+def evaluate(model: PromptedModel, tasks: dict[str, TaskData], split: str, task_ids: dict[str, int],
+             config: EvalConfig, max_source_length: Any, accelerator: Any = None) -> dict[str, Any]:
+    """``{task: metrics, ..., "score": mean of the tasks' main metrics}`` on ``split``.
+
+    ``max_source_length``: a callable ``TaskData -> int`` (the config's or the task's limit).
+    """
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    was_training = model.training
+    model.eval()
+    try:
+        results: dict[str, Any] = {}
+        for name, data in tasks.items():
+            examples = getattr(data, split)
+            if not examples:
+                continue
+            mine = list(range(rank, len(examples), world))
+            texts = predict(model, data, [examples[i] for i in mine], task_ids[name], config, max_source_length(data))
+            predictions = _gather(list(zip(mine, texts)), len(examples), world)
+            results[name] = data.task.compute_metrics(predictions, examples)
+    finally:
+        model.train(was_training)
+    if results:
+        results["score"] = sum(m[tasks[n].task.main_metric] for n, m in results.items()) / len(results)
+    return results
+
+
+def _gather(pairs: list[tuple[int, str]], total: int, world: int) -> list[str]:
+    """Every process's ``(index, prediction)`` pairs, in example order."""
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        pairs = gather_object(pairs)
+    ordered = dict(pairs)
+    return [ordered[i] for i in range(total)]
