@@ -1,0 +1,297 @@
+"""THE training loop. Every stage (source prompts, attention prior, ATTEMPT, MPT distillation
+and adaptation, the baselines) is a :class:`TrainingJob` handed to :func:`train`: a model, its
+parameter groups, a batch sampler, a loss, a dev evaluation and what to do with a new best.
+
+- HuggingFace Accelerate: one CPU or GPU, or several processes / nodes via
+  ``accelerate launch`` (DDP; FSDP and DeepSpeed configs in ``configs/accelerate``); mixed
+  precision (``optim.mixed_precision``); gradient accumulation (``accelerator.accumulate``).
+- AdamW (or Adam) with weight decay, one optimizer parameter group per method group, each
+  with its own learning rate (ATTEMPT's and MPT's two-speed rates), and
+  ``get_linear_schedule_with_warmup``. The scheduler is stepped once per optimizer step
+  (not handed to ``accelerator.prepare``, which would step it once per process).
+- Global batches: ``optim.batch_size`` examples per optimizer step over all processes and
+  micro-steps; each process takes its share (:func:`promptmix.training.data.micro_batch`),
+  so the data order and the update do not depend on the number of processes.
+- Checkpoints (:mod:`promptmix.training.checkpoint`) every ``run.save_every`` steps and at
+  the end; ``resume=True`` restores parameters, optimizer, scheduler, RNG and data position.
+- Logs: ``metrics.jsonl``, TensorBoard (``tb/``) and a tqdm bar with loss, rates and ETA.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from promptmix._io import atomic_write_text
+from promptmix.training import checkpoint as ckpt
+from promptmix.training.config import OptimConfig, TrainConfig
+from promptmix.training.data import BatchStream, Collator, StreamState, TrainSet, count_label_tokens, micro_batch
+from promptmix.training.losses import LossFn
+
+
+@dataclass
+class TrainingJob:
+    """What a stage plugs into the loop.
+
+    ``evaluate(model) -> {..., "score": float}`` scores dev (None: no dev evaluation);
+    ``on_best(model, step, metrics)`` saves a new best (or, without dev evaluation, the final
+    model); ``frozen`` modules stay in eval mode while the rest trains (backbone_eval_mode).
+    """
+
+    name: str
+    model: nn.Module
+    param_groups: dict[str, list[nn.Parameter]]
+    train_set: TrainSet
+    batch_sampler: Any
+    loss_fn: LossFn
+    evaluate: Callable[[nn.Module], dict[str, Any]] | None = None
+    on_best: Callable[[nn.Module, int, dict[str, Any]], None] | None = None
+    frozen: list[nn.Module] = field(default_factory=list)
+
+
+@dataclass
+class LoopResult:
+    step: int
+    total_steps: int
+    completed: bool
+    best_score: float | None
+    best_step: int | None
+    best_metrics: dict[str, Any]
+    seconds: float
+
+
+def optimizer_groups(groups: dict[str, list[nn.Parameter]], config: OptimConfig) -> list[dict[str, Any]]:
+    """torch param groups ``{"name", "params", "lr"}``: ``config.group_lr[name]`` or ``config.lr``."""
+    unknown = sorted(set(config.group_lr) - set(groups))
+    if unknown:
+        raise ValueError(f"optim.group_lr names group(s) {unknown}, but this model's groups are {sorted(groups)}")
+    out = []
+    for name, params in groups.items():
+        params = [p for p in params if p.requires_grad]
+        if params:
+            out.append({"name": name, "params": params, "lr": config.group_lr.get(name, config.lr)})
+    if not out:
+        raise ValueError("nothing to train: every parameter group is empty or frozen")
+    return out
+
+
+def build_optimizer(groups: list[dict[str, Any]], config: OptimConfig) -> torch.optim.Optimizer:
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(groups, lr=config.lr, weight_decay=config.weight_decay, eps=config.adam_eps)
+
+
+def total_steps(config: OptimConfig, batches_per_epoch: int) -> int:
+    return config.max_steps or max(1, math.ceil(config.epochs * batches_per_epoch))
+
+
+class _Run:
+    """One invocation of the loop: the prepared objects and the mutable progress."""
+
+    def __init__(self, job: TrainingJob, config: TrainConfig, run_dir: Path, accelerator: Any) -> None:
+        self.job, self.config, self.dir, self.acc = job, config, run_dir, accelerator
+        self.optim = config.optim
+        world = accelerator.num_processes * self.optim.gradient_accumulation_steps
+        if self.optim.batch_size % world:
+            raise ValueError(f"optim.batch_size {self.optim.batch_size} must be divisible by processes × "
+                             f"accumulation steps = {accelerator.num_processes} × {self.optim.gradient_accumulation_steps}")
+        groups = optimizer_groups(job.param_groups, self.optim)
+        self.group_names = [g["name"] for g in groups]
+        self.trainable = [p for g in groups for p in g["params"]]
+        optimizer = build_optimizer(groups, self.optim)
+        self.stream = BatchStream(job.batch_sampler)
+        self.total = total_steps(self.optim, self.stream.batches_per_epoch)
+        self.scheduler = get_linear_schedule_with_warmup(optimizer, min(self.optim.warmup_steps, self.total), self.total)
+        self.model, self.optimizer = accelerator.prepare(job.model, optimizer)
+        self.collate = Collator(job.train_set.backbone.tokenizer)
+        self.step, self.best_score, self.best_step, self.best_metrics = 0, None, None, {}
+        self.last_eval_step = -1
+
+    # -- state ---------------------------------------------------------------------------------
+    def trainable_state(self) -> dict[str, Tensor]:
+        named = self.acc.unwrap_model(self.model).named_parameters()
+        return {name: p.detach() for name, p in named if p.requires_grad}
+
+    def save(self) -> None:
+        rng = [ckpt.rng_state()]
+        if self.acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            rng = gather_object(rng)  # every process's RNG, in rank order
+        if not self.acc.is_main_process:
+            return
+        trainer = {"step": self.step, "total_steps": self.total, "epoch": self.stream.state.epoch,
+                   "position": self.stream.state.position, "best_score": self.best_score,
+                   "best_step": self.best_step, "best_metrics": self.best_metrics, "last_eval_step": self.last_eval_step}
+        ckpt.save_checkpoint(self.dir / "checkpoints", trainable=self.trainable_state(),
+                             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                             rng=rng, trainer=trainer, keep=self.config.run.keep_checkpoints)
+
+    def restore(self) -> bool:
+        path = ckpt.latest_checkpoint(self.dir / "checkpoints")
+        if path is None:
+            return False
+        state = ckpt.load_checkpoint(path, self.acc.process_index)
+        params = dict(self.acc.unwrap_model(self.model).named_parameters())
+        missing = sorted(set(state["trainable"]) ^ set(self.trainable_state()))
+        if missing:
+            raise ValueError(f"{path} does not fit this model: trainable parameters differ ({missing[:5]})")
+        with torch.no_grad():
+            for name, value in state["trainable"].items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(*state["rng"])
+        t = state["trainer"]
+        self.step, self.stream.state = t["step"], StreamState(t["epoch"], t["position"])
+        self.best_score, self.best_step, self.best_metrics = t["best_score"], t["best_step"], t["best_metrics"]
+        self.last_eval_step = t["last_eval_step"]
+        return True
+
+    # -- one optimizer step --------------------------------------------------------------------
+    def set_train_mode(self) -> None:
+        self.model.train()
+        for module in self.job.frozen:
+            module.eval()
+
+    def optimizer_step(self, indices: list[int]) -> dict[str, float]:
+        acc, train_set = self.acc, self.job.train_set
+        world, accumulation = acc.num_processes, self.optim.gradient_accumulation_steps
+        features = [train_set.feature(i) for i in indices]
+        totals = {"num_label_tokens": count_label_tokens(features), "num_examples": len(features)}
+        logs: dict[str, Tensor] = {}
+        for micro in range(accumulation):
+            mine = micro_batch(range(len(features)), micro, acc.process_index, world, accumulation)
+            batch = {k: v.to(acc.device) for k, v in self.collate([features[i] for i in mine]).items()}
+            with acc.accumulate(self.model):
+                loss, micro_logs = self.job.loss_fn(self.model, {**batch, **totals})
+                acc.backward(loss * (world * accumulation))  # undo DDP's mean and Accelerate's 1/accumulation
+                if acc.sync_gradients:
+                    if self.optim.max_grad_norm is not None:
+                        acc.clip_grad_norm_(self.trainable, self.optim.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+            for key, value in micro_logs.items():
+                logs[key] = logs.get(key, 0.0) + value.detach().float()
+        self.scheduler.step()
+        keys = sorted(logs)
+        reduced = acc.reduce(torch.stack([logs[k] for k in keys]).to(acc.device), "sum") if world > 1 else torch.stack([logs[k] for k in keys])
+        return dict(zip(keys, reduced.tolist()))
+
+    def learning_rates(self) -> dict[str, float]:
+        return {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def maybe_evaluate(self, force: bool = False) -> dict[str, Any] | None:
+        every = self.config.eval.every
+        due = force or (every and self.step % every == 0)
+        if self.job.evaluate is None or not due or self.last_eval_step == self.step:
+            return None
+        metrics = self.job.evaluate(self.acc.unwrap_model(self.model))
+        self.set_train_mode()
+        self.last_eval_step = self.step
+        score = metrics.get("score")
+        if score is not None and (self.best_score is None or score > self.best_score):
+            self.best_score, self.best_step, self.best_metrics = score, self.step, metrics
+            if self.job.on_best is not None and self.acc.is_main_process:
+                self.job.on_best(self.acc.unwrap_model(self.model), self.step, metrics)
+        self.acc.wait_for_everyone()
+        return metrics
+
+
+class _Logger:
+    """metrics.jsonl + TensorBoard + tqdm, on the main process only."""
+
+    def __init__(self, run: _Run, resumed_at: int) -> None:
+        self.run, self.main = run, run.acc.is_main_process
+        self.path = run.dir / "metrics.jsonl"
+        self.writer = None
+        if self.main:
+            self._truncate(resumed_at)
+            if run.config.run.tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(run.dir / "tb"), purge_step=resumed_at + 1 if resumed_at else None)
+        self.bar = tqdm(total=run.total, initial=resumed_at, desc=run.job.name, dynamic_ncols=True,
+                        disable=not (self.main and run.config.run.progress), mininterval=1.0)
+
+    def _truncate(self, step: int) -> None:
+        """Drop lines a killed invocation wrote after the checkpoint we resume from."""
+        if not self.path.is_file():
+            return
+        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        atomic_write_text(self.path, "".join(f"{line}\n" for line in keep))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.main:
+            return
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in _flatten(record).items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, record["step"])
+
+    def progress(self, logs: dict[str, float]) -> None:
+        shown = {k.replace("lr/", "lr_"): f"{v:.3g}" for k, v in logs.items() if k == "loss" or k.startswith("lr/")}
+        self.bar.set_postfix(shown, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerator: Any, *, resume: bool = False) -> LoopResult:
+    """Run ``job`` to ``optim.max_steps`` (or ``optim.epochs``), or until ``run.stop_after`` steps
+    in this invocation; see the module docstring."""
+    started = time.monotonic()
+    run = _Run(job, config, Path(run_dir), accelerator)
+    if resume:
+        run.restore()
+    log = _Logger(run, run.step)
+    run.set_train_mode()
+    stop_at = run.total if config.run.stop_after is None else min(run.total, run.step + config.run.stop_after)
+    batches = iter(run.stream)
+    try:
+        while run.step < stop_at:
+            tick = time.monotonic()
+            logs = run.optimizer_step(next(batches))
+            run.step += 1
+            logs.update(run.learning_rates())
+            log.progress(logs)
+            if run.step % config.run.log_every == 0 or run.step == stop_at:
+                log.write({"step": run.step, "epoch": run.stream.state.epoch, **logs, "step_seconds": time.monotonic() - tick})
+            metrics = run.maybe_evaluate(force=run.step == run.total)
+            if metrics is not None:
+                log.write({"step": run.step, "dev": metrics})
+            every = config.run.save_every
+            if (every and run.step % every == 0) or run.step == stop_at:
+                run.save()
+    finally:
+        log.close()
+    if run.step == run.total and job.evaluate is None and job.on_best is not None and accelerator.is_main_process:
+        job.on_best(accelerator.unwrap_model(run.model), run.step, {})
+    accelerator.wait_for_everyone()
+    return LoopResult(run.step, run.total, run.step == run.total, run.best_score, run.best_step,
+                      run.best_metrics, time.monotonic() - started)

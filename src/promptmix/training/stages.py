@@ -1,0 +1,242 @@
+"""The stages of the papers' pipeline, each a function of a :class:`TrainConfig`.
+
+Every stage builds (method, loss, sampler, parameter groups) and calls the one loop through
+:func:`promptmix.training.runs.run_method`:
+
+``source``         prompt tuning per source task (or ONE prompt on their mixture, SPoT-g);
+                   the best dev prompt goes into the library with its dev metrics.
+``prior``          ATTEMPT on the source tasks (one prompt per source task, shared G):
+                   the attention prior; target runs load its G (library.attention_prior).
+``attempt``        ATTEMPT on one target or several (ATTEMPT-m: shared G, mixed batches);
+                   variants and ablations via the method section.
+``mpt-source``     MPT distillation of the library's teacher prompts into P* and task vectors.
+``mpt-target``     MPT adaptation (MPT-m for several targets), task vectors = source mean.
+``prompt-tuning``  prompt tuning baseline; SPoT-generic (library.init_from = an entry) and
+                   SPoT-targeted (library.init_from = "auto": a brief probe run, then the
+                   most cosine-similar source prompt).
+``finetune``       full fine-tuning, BitFit or LoRA (baseline.kind).
+
+Use :func:`run_stage`; the CLI is ``promptmix train STAGE --config ...``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from promptmix.backbone import Backbone, PromptedModel
+from promptmix.prompts import MPT, Attempt, SoftPrompt, SoftPromptConfig, initial_prompt
+from promptmix.prompts.checkpoint import load_method
+from promptmix.prompts.library import PromptLibrary
+from promptmix.training.baselines import NoPrompt, ParamSaver, unfreeze
+from promptmix.training.config import TrainConfig
+from promptmix.training.data import TaskData, load_tasks
+from promptmix.training.distill import DistillLoss
+from promptmix.training.runs import (Context, StageResult, load_backbone_for, make_accelerator, open_run_dir, run_method,
+                                     write_result)
+
+
+def run_stage(config: TrainConfig, *, resume: bool = False, backbone: Backbone | None = None, accelerator: Any = None) -> StageResult:
+    """Run ``config.stage``; ``backbone`` / ``accelerator`` may be shared between stages."""
+    from accelerate.utils import set_seed
+
+    accelerator = accelerator or make_accelerator(config)
+    set_seed(config.run.seed)
+    backbone = backbone or load_backbone_for(config)
+    ctx = Context(config, accelerator, backbone, resume)
+    return STAGES[config.stage](ctx)
+
+
+def _ids(names: list[str]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(names)}
+
+
+def _library(ctx: Context) -> PromptLibrary:
+    return PromptLibrary(ctx.config.library.root)
+
+
+def _source_prompts(ctx: Context) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The library's source prompts {entry: [m, d]} and each entry's task."""
+    lib = _library(ctx)
+    prompts = {name: lib.load(name, ctx.backbone) for name in ctx.config.library.sources}
+    return prompts, {name: lib.get(name).task for name in prompts}
+
+
+def _source_task_names(ctx: Context, entry_tasks: dict[str, str]) -> list[str]:
+    """The tasks of the source entries; data.tasks, when given, must be the same ones."""
+    tasks = list(dict.fromkeys(entry_tasks.values()))
+    given = ctx.config.data.tasks
+    if given and sorted(given) != sorted(tasks):
+        raise ValueError(f"data.tasks {given} differ from the tasks of library.sources {tasks}; leave data.tasks empty")
+    return tasks
+
+
+def _new_prompt(ctx: Context, seed_offset: int) -> torch.Tensor:
+    method_cfg = ctx.config.method
+    gen = torch.Generator().manual_seed(ctx.config.run.seed + seed_offset)
+    return initial_prompt(ctx.backbone.embeddings, method_cfg.prompt_length, method_cfg.init,
+                          tokenizer=ctx.backbone.tokenizer, text=method_cfg.init_text, generator=gen)
+
+
+def _soft_prompt(ctx: Context, tasks: list[str], inits: dict[str, torch.Tensor] | None = None) -> SoftPrompt:
+    """Prompt tuning over ``tasks``; each starts from ``inits[task]`` or a fresh init."""
+    inits = inits or {}
+    m = next(iter(inits.values())).shape[0] if inits else ctx.config.method.prompt_length
+    method = SoftPrompt(SoftPromptConfig(prompt_length=m, tasks=list(tasks)), ctx.backbone.hidden_size)
+    for i, task in enumerate(tasks):
+        method.set_prompt(task, inits[task] if task in inits else _new_prompt(ctx, i))
+    return method
+
+
+def _with(config: TrainConfig, **sections: dict[str, Any]) -> TrainConfig:
+    """A copy of ``config`` with some section fields replaced."""
+    return dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items()})
+
+
+# -- 1. source prompts ---------------------------------------------------------------------------
+def train_source(ctx: Context) -> StageResult:
+    cfg, lib = ctx.config, _library(ctx)
+    data, run_dir = load_tasks(cfg.data, cfg.data.tasks), Path(cfg.run.dir)
+    if cfg.library.mixture_prompt:  # SPoT-generic: one prompt on the mixture of the source tasks
+        name = cfg.library.mixture_prompt
+        result = run_method(ctx, _soft_prompt(ctx, [name]), data, {t: 0 for t in data}, run_dir)
+        _add_to_library(ctx, lib, result, name, name, "+".join(data), result.dev.get("score"))
+        ctx.accelerator.wait_for_everyone()
+        return result
+    children = []
+    for task in data:
+        child = dataclasses.replace(ctx, config=_with(cfg, run={"dir": str(run_dir / task)}))
+        result = run_method(child, _soft_prompt(ctx, [task]), {task: data[task]}, {task: 0}, run_dir / task)
+        _add_to_library(ctx, lib, result, cfg.library.save_prefix + task, task, task, None)
+        children.append(result)
+    ctx.accelerator.wait_for_everyone()  # the library entries exist for every process from here on
+    done = all(c.completed for c in children)
+    parent = StageResult("source", str(run_dir), list(data), done, sum(c.steps for c in children),
+                         dev={c.tasks[0]: c.dev.get(c.tasks[0], {}) for c in children},
+                         test={c.tasks[0]: c.test.get(c.tasks[0], {}) for c in children},
+                         trainable_parameters=sum(c.trainable_parameters for c in children),
+                         seconds=sum(c.seconds for c in children), extra={"runs": [c.run_dir for c in children]})
+    if done:
+        open_run_dir(ctx.config, run_dir, True, ctx.accelerator)
+        write_result(parent, ctx.accelerator)
+    return parent
+
+
+def _add_to_library(ctx: Context, lib: PromptLibrary, result: StageResult, entry: str, prompt_task: str,
+                    task: str, score: float | None) -> None:
+    if not result.completed or not ctx.accelerator.is_main_process:
+        return
+    method = load_method(Path(result.run_dir) / "method", ctx.backbone)
+    metrics = result.dev.get(task, {}) if score is None else {"score": score}
+    lib.add(entry, method.task_prompt(prompt_task), task=task, method="prompt-tuning", backbone=ctx.backbone,
+            metrics={k: float(v) for k, v in metrics.items()}, overwrite=True)
+
+
+# -- 2./3. ATTEMPT ------------------------------------------------------------------------------
+def _attempt(ctx: Context, targets: list[str], init_from: Any) -> Attempt:
+    prompts, _ = _source_prompts(ctx)
+    mc = ctx.config.method
+    method = Attempt.from_prompts(prompts, targets, init_from=init_from if mc.use_target else None,
+                                  attn_dim=mc.attn_dim, attention=mc.attention, shared_attention=mc.shared_attention,
+                                  use_target=mc.use_target, temperature=mc.temperature, learn_temperature=mc.learn_temperature)
+    prior = ctx.config.library.attention_prior
+    if prior is not None:
+        method.load_attention_prior(load_method(Path(prior) / "method", ctx.backbone).attention_state())
+    return method
+
+
+def train_prior(ctx: Context) -> StageResult:
+    _, entry_tasks = _source_prompts(ctx)
+    tasks = _source_task_names(ctx, entry_tasks)
+    init = {task: entry for entry, task in entry_tasks.items()}  # each source task starts from its own prompt
+    data = load_tasks(ctx.config.data, tasks)
+    return run_method(ctx, _attempt(ctx, list(data), {task: init[task] for task in data}),
+                      data, _ids(list(data)), Path(ctx.config.run.dir))
+
+
+def train_attempt(ctx: Context) -> StageResult:
+    data = load_tasks(ctx.config.data, ctx.config.data.tasks)
+    method = _attempt(ctx, list(data), ctx.config.library.init_from)
+    return run_method(ctx, method, data, _ids(list(data)), Path(ctx.config.run.dir))
+
+
+# -- 4./5. MPT ----------------------------------------------------------------------------------
+def train_mpt_source(ctx: Context) -> StageResult:
+    prompts, entry_tasks = _source_prompts(ctx)
+    tasks = _source_task_names(ctx, entry_tasks)
+    data = load_tasks(ctx.config.data, tasks)
+    teachers = {task: prompts[entry] for entry, task in entry_tasks.items()}
+    teachers = {name: teachers[name] for name in data}  # task-id order = data order
+    student = MPT.from_teachers(teachers, rank=ctx.config.method.mpt_rank)
+    teacher_method = _soft_prompt(ctx, list(teachers), teachers).to(ctx.accelerator.device).requires_grad_(False)
+    teacher = PromptedModel(ctx.backbone, teacher_method).eval()
+    loss = DistillLoss(teacher, ctx.config.distill, student.prompt_length)
+    return run_method(ctx, student, data, _ids(list(data)), Path(ctx.config.run.dir), loss_fn=loss)
+
+
+def train_mpt_target(ctx: Context) -> StageResult:
+    source = load_method(Path(ctx.config.library.mpt_source) / "method", ctx.backbone)
+    if not isinstance(source, MPT):
+        raise ValueError(f"library.mpt_source {ctx.config.library.mpt_source} holds a {source.config.method} method, not MPT")
+    data = load_tasks(ctx.config.data, ctx.config.data.tasks)
+    method = MPT.for_targets(source, list(data))
+    return run_method(ctx, method, data, _ids(list(data)), Path(ctx.config.run.dir))
+
+
+# -- 6. baselines -------------------------------------------------------------------------------
+def train_prompt_tuning(ctx: Context) -> StageResult:
+    cfg, lib = ctx.config, _library(ctx)
+    data = load_tasks(cfg.data, cfg.data.tasks)
+    extra: dict[str, Any] = {}
+    if cfg.library.init_from == "auto":
+        inits, extra["spot_targeted"] = _spot_targeted(ctx, data)
+    elif cfg.library.init_from is not None:
+        prompt = lib.load(cfg.library.init_from, ctx.backbone)
+        inits = {task: prompt for task in data}
+    else:
+        inits = {}
+    return run_method(ctx, _soft_prompt(ctx, list(data), inits), data, _ids(list(data)), Path(cfg.run.dir), extra=extra)
+
+
+def _spot_targeted(ctx: Context, data: dict[str, TaskData]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """SPoT-t: train fresh target prompts briefly (``<run>/probe``), then start each target from
+    the source prompt whose mean-pooled prompt has the highest cosine similarity to it."""
+    cfg = ctx.config
+    probe_cfg = _with(cfg, optim={"max_steps": cfg.library.probe_steps}, eval={"test": False},
+                      run={"dir": str(Path(cfg.run.dir) / "probe")})
+    probe_ctx = dataclasses.replace(ctx, config=probe_cfg)
+    probe = run_method(probe_ctx, _soft_prompt(ctx, list(data)), data, _ids(list(data)), Path(probe_cfg.run.dir))
+    trained = load_method(Path(probe.run_dir) / "method", ctx.backbone)
+    sources, _ = _source_prompts(ctx)
+    inits, report = {}, {}
+    for task in data:
+        target = trained.task_prompt(task).float().mean(0)
+        sims = {name: float(F.cosine_similarity(target, p.float().mean(0).to(target), dim=0)) for name, p in sources.items()}
+        best = max(sims, key=sims.get)
+        inits[task], report[task] = sources[best], {"chosen": best, "cosine": sims}
+    return inits, report
+
+
+def train_finetune(ctx: Context) -> StageResult:
+    cfg = ctx.config
+    backbone = copy.deepcopy(ctx.backbone)  # never train a backbone other stages share
+    params = unfreeze(backbone, cfg.baseline)
+    data = load_tasks(cfg.data, cfg.data.tasks)
+    run_dir = Path(cfg.run.dir)
+    extra = {"stage": "finetune", "kind": cfg.baseline.kind, "tasks": list(data),
+             "baseline": dataclasses.asdict(cfg.baseline), "model": cfg.model.name}
+    method = NoPrompt(list(data), backbone.hidden_size, trainable=params)
+    saver = ParamSaver(run_dir / "model", backbone, extra)
+    return run_method(dataclasses.replace(ctx, backbone=backbone), method, data, _ids(list(data)), run_dir,
+                      saver=saver, extra=extra, frozen_backbone=False)
+
+
+STAGES = {
+    "source": train_source, "prior": train_prior, "attempt": train_attempt, "mpt-source": train_mpt_source,
+    "mpt-target": train_mpt_target, "prompt-tuning": train_prompt_tuning, "finetune": train_finetune,
+}
