@@ -37,3 +37,34 @@ def same_predictions(a, b, tol: float = 1e-4) -> None:
         if x.attention is not None or y.attention is not None:
             assert x.attention.keys() == y.attention.keys()
             assert all(abs(x.attention[k] - y.attention[k]) < tol for k in x.attention)
+
+
+def write_tiny_runs(root, tokenizer, data_dir) -> dict:
+    """On disk under ``root``: a tiny T5 that ``load_backbone`` can load, and two run
+    directories as training leaves them (``config.yaml`` + ``method/``): ``pt`` (prompt tuning,
+    rte/sst2, m=3) and ``attempt`` (ATTEMPT over two sources, cb/stsb, m=5)."""
+    from promptmix.loading import load_backbone
+    from promptmix.prompts.checkpoint import save_method
+    from promptmix.training.config import TrainConfig
+    from tiny_models import tiny_t5
+
+    model_dir = root / "tiny-t5"
+    tiny_t5().save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    backbone = load_backbone(str(model_dir))
+    d = backbone.hidden_size
+    runs = {
+        "pt": ("prompt-tuning", ["rte", "sst2"], 3, {}),
+        "attempt": ("attempt", ["cb", "stsb"], 5, {"library": {"sources": ["src0", "src1"], "init_from": "src0"}}),
+    }
+    paths = {}
+    for name, (method_name, tasks, m, extra) in runs.items():
+        run = root / "runs" / name
+        save_method(make_method(method_name, tasks, d, prompt_length=m, seed=len(paths) + 1), run / "method", backbone)
+        config = TrainConfig.from_dict({
+            "stage": method_name, "model": {"name": str(model_dir)},
+            "data": {"data_dir": str(data_dir), "tasks": tasks},
+            "eval": {"batch_size": 4, "max_new_tokens": 4}, "run": {"dir": str(run)}, **extra})
+        (run / "config.yaml").write_text(config.to_yaml())
+        paths[name] = run
+    return {"backbone": backbone, "model_dir": model_dir, **paths}

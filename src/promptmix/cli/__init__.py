@@ -15,7 +15,13 @@ SUBCOMMANDS = [
     "params",
     "prompts",
     "tasks",
+    "train",
+    "pipeline",
     "demo",
+    "predict",
+    "eval",
+    "serve",
+    "attention",
 ]
 
 

@@ -49,8 +49,9 @@ class AttentionTable:
 
 @torch.no_grad()
 def mean_attention(method: PromptMethod, backbone: Backbone, sources: Mapping[str, Sequence[str]], *,
-                   batch_size: int = 64, max_source_length: int = 256) -> AttentionTable:
-    """Mean attention of each task in ``sources`` ({task: formatted inputs}) under ``method``.
+                   batch_size: int = 64, max_source_length: int | Mapping[str, int] = 256) -> AttentionTable:
+    """Mean attention of each task in ``sources`` ({task: formatted inputs}) under ``method``;
+    inputs are truncated to ``max_source_length`` tokens (one limit, or one per task).
 
     Raises ValueError for a method with no attention over prompts (prompt tuning, MPT) or
     for tasks whose attention is over different source prompts.
@@ -68,8 +69,9 @@ def mean_attention(method: PromptMethod, backbone: Backbone, sources: Mapping[st
         if columns is not None and names != columns:
             raise ValueError(f"task {task!r} attends over {names}, other tasks over {columns}")
         columns, total = names, torch.zeros(len(names), dtype=torch.float64)
+        limit = max_source_length[task] if isinstance(max_source_length, Mapping) else max_source_length
         for start in range(0, len(texts), batch_size):
-            chunk = [backbone.encode(t, max_source_length=max_source_length) for t in texts[start : start + batch_size]]
+            chunk = [backbone.encode(t, max_source_length=limit) for t in texts[start : start + batch_size]]
             batch = {k: v.to(device) for k, v in collate(chunk, backbone.tokenizer.pad_token_id).items()}
             task_ids = router.task_ids_for([task] * len(chunk), device)
             out = router(embed(batch["input_ids"]), batch["attention_mask"], task_ids)

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from promptmix.backbone import Backbone
-from promptmix.prompts import SoftPrompt, SoftPromptConfig
+from promptmix.prompts import PromptMethod, SoftPrompt, SoftPromptConfig
 from promptmix.prompts.checkpoint import RECORD_FILE, load_method, read_method_record
 from promptmix.prompts.library import PromptLibrary, default_library_root
 from promptmix.prompts.router import PromptRouter
 
 RUN_METHOD_DIR = "method"  # where a training run keeps its best prompt method
+RUN_CONFIG = "config.yaml"  # the run's resolved TrainConfig
 
 
 def find_method_dir(run: str | os.PathLike) -> Path:
@@ -80,6 +82,48 @@ def load_predictor(runs: Sequence[str | os.PathLike] = (), *, library: str | os.
         backbone = load_backbone(backbone or recorded_backbone(runs, library, prompts))
         backbone.model.eval()
     return Predictor(backbone, load_router(backbone, runs, library=library, prompts=prompts), **options)
+
+
+@dataclass
+class RunWithData:
+    """A run loaded for scoring on its own data: its config (the data protocol and evaluation
+    settings it was trained with), backbone, method and each task's splits."""
+
+    config: Any  # promptmix.training.config.TrainConfig
+    backbone: Backbone
+    method: PromptMethod
+    tasks: dict[str, Any]  # task name -> promptmix.training.data.TaskData
+
+    def task_ids(self) -> dict[str, int]:
+        return {name: self.method.task_id(name) for name in self.tasks}
+
+    def max_source_length(self, name: str) -> int:
+        return self.tasks[name].max_source_length(self.config.data)
+
+
+def load_run_with_data(run: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
+                       backbone: Backbone | str | None = None) -> RunWithData:
+    """Load ``run`` with its tasks' splits under its own config (``config.yaml``; a bare
+    save_method directory gets the default protocol for the method's tasks). ``data_dir``
+    replaces the config's data directory; ``backbone`` its model."""
+    from promptmix.training.config import load_config
+    from promptmix.training.data import load_tasks
+
+    run, method_dir = Path(run), find_method_dir(run)
+    record = read_method_record(method_dir)
+    overrides = {"data.data_dir": str(data_dir)} if data_dir is not None else {}
+    if (run / RUN_CONFIG).is_file():
+        config = load_config(run / RUN_CONFIG, overrides)
+    else:
+        config = load_config(None, {**overrides, "data.tasks": list(record.config.get("tasks", []))})
+    if not isinstance(backbone, Backbone):
+        from promptmix.loading import load_backbone
+
+        backbone = load_backbone(backbone or (config.model.name if (run / RUN_CONFIG).is_file() else record.backbone["backbone"]))
+        backbone.model.eval()
+    method = load_method(method_dir, backbone).eval()
+    names = [t for t in config.data.tasks if t in method.task_names] or method.task_names
+    return RunWithData(config, backbone, method, load_tasks(config.data, names))
 
 
 def _library(root: str | os.PathLike | None) -> PromptLibrary:

@@ -1,0 +1,48 @@
+"""``promptmix eval --run DIR --split test``: score a run's best prompt method on its tasks.
+
+The run's own config says which data, protocol (seed, caps, length limits) and scoring
+(rank classification or generation) it was trained with; the scoring is the training
+package's own :func:`promptmix.training.evaluate.evaluate`, so the numbers are the ones
+training reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from promptmix.backbone import PromptedModel
+from promptmix.inference.runs import load_run_with_data
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="score a run's prompts on its dev or test split",
+                                   description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser.add_argument("--run", required=True, type=Path, metavar="DIR", help="training run directory")
+    parser.add_argument("--split", default="test", choices=("dev", "test", "train"))
+    parser.add_argument("--data-dir", type=Path, default=None, help="datasets directory (default: the run's)")
+    parser.add_argument("--backbone", default=None, help="backbone to load (default: the run's)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from promptmix.training.evaluate import evaluate
+
+    loaded = load_run_with_data(args.run, data_dir=args.data_dir, backbone=args.backbone)
+    model = PromptedModel(loaded.backbone, loaded.method).eval()
+    results = evaluate(model, loaded.tasks, args.split, loaded.task_ids(), loaded.config.eval,
+                       lambda data: data.max_source_length(loaded.config.data))
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    if not results:
+        print(f"no {args.split} examples for {', '.join(loaded.tasks)}")
+        return 0
+    for task, metrics in results.items():
+        if task != "score":
+            n = len(getattr(loaded.tasks[task], args.split))
+            print(f"{task} ({args.split}, {n} examples): " + "  ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+    print(f"score (mean of the tasks' main metrics): {results['score']:.2f}")
+    return 0

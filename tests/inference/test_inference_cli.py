@@ -1,0 +1,103 @@
+"""promptmix predict / eval / attention on run directories as training leaves them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+import pytest
+import torch
+
+from promptmix.cli import main
+from promptmix.inference.runs import load_predictor
+from promptmix.training.data import load_tasks
+
+from predictor_factory import ITEMS, same_predictions, write_tiny_runs
+from tiny_models import REPO
+
+FIXTURES = REPO / "tests" / "tasks" / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, t5_tokenizer):
+    return write_tiny_runs(tmp_path_factory.mktemp("runs"), t5_tokenizer, FIXTURES)
+
+
+def test_predict_file_of_mixed_tasks_equals_the_library_call(runs, tmp_path):
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(item) + "\n" for item in ITEMS))
+    code = main(["predict", "--run", str(runs["pt"]), "--run", str(runs["attempt"]),
+                 "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl")])
+    assert code == 0
+    from promptmix.inference.predictor import Prediction
+
+    got = [Prediction(**json.loads(line)) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    expected = load_predictor([runs["pt"], runs["attempt"]], backbone=runs["backbone"]).predict(ITEMS)
+    same_predictions(got, expected)
+    assert got[1].attention is not None and set(got[1].attention) == {"src0", "src1", "target"}
+    assert sum(got[1].attention.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_predict_one_task_from_stdin_to_stdout(runs, monkeypatch, capsys):
+    lines = [json.dumps({"sentence1": "A cat sat.", "sentence2": "A cat sits."}), "",
+             json.dumps("rte sentence1: It rains. sentence2: It is dry.")]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["predict", "--run", str(runs["pt"]), "--task", "RTE", "--input", "-", "--output", "-"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["task"] for o in out] == ["rte", "rte"] and all(o["prediction"] in ("entailment", "not_entailment") for o in out)
+
+
+@pytest.mark.parametrize("lines, words", [
+    (['{"sentence1": "a", "sentence2": "b"}', '{"sentence1": "only one"}'], ["in.jsonl, line 2", "field 'sentence2'"]),
+    (['{"sentence1": "a", "sentence2": "b"}', "{not json"], ["in.jsonl, line 2", "not valid JSON"]),
+])
+def test_predict_names_file_line_and_field_of_a_bad_input(runs, tmp_path, capsys, lines, words):
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    code = main(["predict", "--run", str(runs["pt"]), "--task", "rte", "--input", str(tmp_path / "in.jsonl"), "--output", "-"])
+    err = capsys.readouterr().err
+    assert code == 2 and all(w in err for w in words), err
+
+
+def test_runs_holding_the_same_task_or_another_backbone_are_refused(runs, tmp_path, capsys, t5_tokenizer):
+    assert main(["predict", "--run", str(runs["pt"]), "--run", str(runs["pt"]), "--task", "rte", "--input", "-", "--output", "-"]) == 2
+    assert "'rte' is held by both" in capsys.readouterr().err
+    from tiny_models import tiny_t5
+
+    other = tmp_path / "other-t5"
+    tiny_t5(seed=1).save_pretrained(other)
+    t5_tokenizer.save_pretrained(other)
+    assert main(["predict", "--run", str(runs["pt"]), "--backbone", str(other), "--task", "rte", "--input", "-", "--output", "-"]) == 2
+    assert "fingerprint" in capsys.readouterr().err
+
+
+def test_eval_prints_the_runs_test_metrics_equal_to_predicting_its_test_split(runs, capsys):
+    assert main(["eval", "--run", str(runs["pt"]), "--split", "test", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"rte", "sst2", "score"}
+    predictor = load_predictor([runs["pt"]], backbone=runs["backbone"])
+    from promptmix.training.config import DataConfig
+
+    for name, data in load_tasks(DataConfig(data_dir=str(FIXTURES), tasks=["rte", "sst2"]), ["rte", "sst2"]).items():
+        answers = predictor.predict([{"task": name, "text": ex.source} for ex in data.test])
+        accuracy = 100 * sum(a.prediction == ex.label for a, ex in zip(answers, data.test)) / len(data.test)
+        assert metrics[name]["accuracy"] == pytest.approx(accuracy)
+    assert main(["eval", "--run", str(runs["pt"]), "--split", "dev"]) == 0
+    assert "rte (dev, 2 examples): accuracy" in capsys.readouterr().out
+
+
+def test_attention_heatmap_and_csv_from_an_attempt_run(runs, tmp_path, capsys):
+    out = tmp_path / "fig" / "attention.png"
+    assert main(["attention", "--run", str(runs["attempt"]), "--split", "dev", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader((tmp_path / "fig" / "attention.csv").open()))
+    assert [r["task"] for r in rows] == ["cb", "stsb"]
+    for r in rows:
+        assert sum(float(r[c]) for c in ("src0", "src1", "target")) == pytest.approx(1.0, abs=1e-5)
+        assert 0 < float(r["target"]) < 1
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_attention_refuses_a_run_without_attention(runs, tmp_path, capsys):
+    assert main(["attention", "--run", str(runs["pt"]), "--out", str(tmp_path / "x.png")]) == 2
+    assert "no attention over prompts" in capsys.readouterr().err
