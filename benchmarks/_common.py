@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,8 +61,8 @@ def machine_line() -> str:
             f"torch {torch.__version__} threads {torch.get_num_threads()}; load average (1/5/15 min) {load}")
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each function, called round-robin ``warmup + repeats`` times."""
+def interleaved_times(fns: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each timed call of each function, called round-robin ``warmup + repeats`` times."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for round_ in range(warmup + repeats):
         for name, fn in fns.items():
@@ -71,7 +70,7 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int, repea
             fn()
             if round_ >= warmup:
                 times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
 
 
 def _status_kib(field: str) -> int:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _common import interleaved_medians, load_backbone, machine_line, peak_rss_growth_mib, ratio  # noqa: E402
+from _common import interleaved_times, load_backbone, machine_line, peak_rss_growth_mib, ratio  # noqa: E402
 
 from promptmix.backbone import IGNORE_INDEX, Backbone, PromptedModel  # noqa: E402
 from promptmix.prompts import SoftPrompt, SoftPromptConfig  # noqa: E402
@@ -206,17 +207,21 @@ def measure_memory(args: argparse.Namespace, argv: list[str]) -> dict[str, float
     return out
 
 
-def report(args: argparse.Namespace, seconds: dict[str, float], memory: dict[str, float], causal: bool) -> None:
-    limit, peft_pt, peft_mpt = seconds.get("limit"), seconds.get("peft-pt"), seconds.get("peft-mpt-m")
-    pm_pt = seconds.get("pm-pt")
-    print(f"\n{'variant':<18}{'s/step':>8}{'vs limit':>10}{'vs PEFT':>9}{'vs pm-pt':>10}{'peak MiB':>10}{'mem vs pm-pt':>13}")
-    for name, s in seconds.items():
-        peft = peft_mpt if "mpt" in name else peft_pt
-        base = seconds.get("limit-all-logits") if causal and name.startswith("peft") else limit
+def report(median: dict[str, float], best: dict[str, float], memory: dict[str, float], causal: bool) -> None:
+    """Ratios from the median step time, then from the fastest step (the least disturbed by
+    other work on the shared cores)."""
+    print(f"\n{'variant':<18}{'med s':>7}{'min s':>7}{'vs limit':>9}{'vs PEFT':>8}{'vs pm-pt':>9}"
+          f"{'| min: vs limit':>15}{'vs PEFT':>8}{'vs pm-pt':>9}{'peak MiB':>9}{'vs pm-pt':>9}")
+    for name in median:
+        row = ""
+        for sec in (median, best):
+            peft = sec.get("peft-mpt-m" if "mpt" in name else "peft-pt")
+            limit = sec.get("limit-all-logits") if causal and name.startswith("peft") else sec.get("limit")
+            row += f"{ratio(sec[name], limit):>9}{ratio(sec[name], peft):>8}{ratio(sec[name], sec.get('pm-pt')):>9}"
+            row += "  |   " if sec is median else ""
         mem = memory.get(name)
-        mem_s = f"{mem:10.0f}" if mem is not None else f"{'-':>10}"
-        mem_r = ratio(mem, memory.get("pm-pt")) if mem is not None else "   - "
-        print(f"{name:<18}{s:8.3f}{ratio(s, base):>10}{ratio(s, peft):>9}{ratio(s, pm_pt):>10}{mem_s}{mem_r:>13}")
+        mem_s = f"{mem:9.0f}{ratio(mem, memory.get('pm-pt')):>9}" if mem is not None else f"{'-':>9}{'-':>9}"
+        print(f"{name:<18}{median[name]:7.2f}{best[name]:7.2f}{row}{mem_s}")
     if causal:
         print("(decoder-only: 'vs limit' of peft-* is against limit-all-logits, PEFT's own floor)")
 
@@ -237,11 +242,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.input_length} input) tokens, target {args.target_length}; eval mode (dropout off); "
           f"{args.warmup} warm-up + {args.repeats} timed rounds, variants interleaved")
     steps = build_steps(backbone, args, names)
-    seconds = interleaved_medians(steps, args.warmup, args.repeats)
+    times = interleaved_times(steps, args.warmup, args.repeats)
     del steps
     memory = {} if args.no_memory else measure_memory(args, [a for a in argv if a != "--no-memory"] + ["--variants", ",".join(names)])
     print(f"load average after timing: {', '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}")
-    report(args, seconds, memory, causal)
+    report({k: statistics.median(v) for k, v in times.items()}, {k: min(v) for k, v in times.items()}, memory, causal)
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
     return 0
 
