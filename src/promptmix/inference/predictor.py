@@ -22,6 +22,8 @@ the budget and retries.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import os
 from collections import deque
@@ -128,7 +130,8 @@ class Predictor:
         method: a :class:`PromptRouter` over the loaded methods, or a single method.
         tasks: ``{task name: Task}`` for every task of ``method``; by default looked up with
             :func:`promptmix.tasks.get_task` under the method's task names.
-        token_budget: most rows × padded tokens per forward (halved on out-of-memory).
+        token_budget: most rows × padded tokens (prompt included) per forward (halved on
+            out-of-memory).
         max_batch_size: most items per forward.
         max_new_tokens: generation length for non-classification tasks.
     """
@@ -151,6 +154,14 @@ class Predictor:
         from promptmix.inference.runs import load_predictor
 
         return load_predictor(runs, **kwargs)
+
+    def with_own_tokenizer(self) -> Predictor:
+        """A view sharing this predictor's model, prompts and tasks with its own copy of the
+        tokenizer, for :meth:`prepare` on another thread while this one runs the model (a
+        HuggingFace fast tokenizer must not be used by two threads at once). Only prepare with it."""
+        twin = copy.copy(self)
+        twin.backbone = dataclasses.replace(self.backbone, tokenizer=copy.deepcopy(self.backbone.tokenizer))
+        return twin
 
     def _registered(self, name: str) -> Task:
         try:
@@ -252,8 +263,8 @@ class Predictor:
 
     def _batches(self, indices: Sequence[int], prepared: Sequence[PreparedInput]) -> list[list[int]]:
         """Indices grouped into batches of similar width within the token budget."""
-        def width(i: int) -> int:  # generation grows each row by up to max_new_tokens
-            return prepared[i].width + (0 if prepared[i].candidates else self.max_new_tokens)
+        def width(i: int) -> int:  # every row also carries the (padded) prompt; generation grows it
+            return self.method.prompt_length + prepared[i].width + (0 if prepared[i].candidates else self.max_new_tokens)
 
         batches: list[list[int]] = []
         current: list[int] = []

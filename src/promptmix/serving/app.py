@@ -17,6 +17,9 @@ count or input tokens over the limits, 429 queue full, 503 shutting down.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,15 +93,20 @@ def error(status: int, kind: str, message: str, index: int | None = None, header
 def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastAPI:
     """The ASGI app answering requests with ``predictor``; serve it with uvicorn."""
     config = config or ServeConfig()
-    holder: dict[str, DynamicBatcher] = {}
+    holder: dict[str, Any] = {}
+    # Requests are validated and tokenised on their own thread, with their own tokenizer copy,
+    # while the batcher's thread runs the model: arrivals keep filling the next batch.
+    preparer = predictor.with_own_tokenizer()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         batcher = DynamicBatcher(predictor.run, config.batcher)
         await batcher.start()
         holder["batcher"] = app.state.batcher = batcher
-        yield
-        await batcher.close()  # answers every accepted request before the worker stops
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptmix-prepare") as pool:
+            holder["prepare_pool"] = pool
+            yield
+            await batcher.close()  # answers every accepted request before the worker stops
 
     app = FastAPI(title="promptmix", version="1", lifespan=lifespan,
                   description="One frozen language model, every task's soft prompt, mixed-task batches.")
@@ -114,8 +122,8 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
             return error(413, "too_many_inputs", f"{len(request.inputs)} inputs; at most "
                                                  f"{config.max_inputs_per_request} per request")
         items = as_items(request.inputs, request.task)
-        # Tokenise in the worker thread: the tokenizer is not safe to share between threads.
-        prepared = await batcher.in_worker(lambda: predictor.prepare(items, truncate=False))
+        prepared = await asyncio.get_running_loop().run_in_executor(
+            holder["prepare_pool"], functools.partial(preparer.prepare, items, truncate=False))
         predictions = await batcher.submit(prepared)
         return PredictResponse(predictions=[PredictionOut(**p.to_dict()) for p in predictions])
 

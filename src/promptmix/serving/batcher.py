@@ -109,11 +109,6 @@ class DynamicBatcher:
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._loop(), name="promptmix-batcher")
 
-    async def in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` in the worker thread, between batches (for work that must not run
-        beside the model, such as tokenising with the model's tokenizer)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
     async def submit(self, items: Sequence[Any]) -> list[Any]:
         """Queue ``items`` together and wait for their results (in order)."""
         if self._closing:
