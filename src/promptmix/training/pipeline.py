@@ -1,0 +1,142 @@
+"""The README's main job: source prompts -> ATTEMPT and MPT on a target -> a table against
+prompt tuning, as a sequence of stages sharing one backbone.
+
+A pipeline YAML (``configs/cpu/pipeline.yaml``) holds::
+
+    root: runs/pipeline-cpu            # every stage runs in <root>/<name>; "{root}" expands
+    common: {model: ..., data: ..., optim: ..., ...}   # a TrainConfig shared by every stage
+    stages:
+      - {name: sources, stage: source, set: {data.tasks: [sst2, qqp, rte]}}
+      - {name: attempt, stage: attempt, label: ATTEMPT, set: {library.init_from: rte, ...}}
+
+``set`` holds dotted overrides of ``common`` for that stage; ``label`` puts the stage in the
+printed table. Every stage's config is built and validated when the file is loaded, so a
+mistake in the last stage is reported before the first one trains.
+
+Results: each stage's run directory, plus ``<root>/pipeline.json`` (every stage's result)
+and ``<root>/table.md`` (the printed table).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptmix._io import atomic_write_text
+from promptmix.training.config import TrainConfig, apply_overrides, deep_merge, read_yaml
+from promptmix.training.runs import StageResult
+
+
+@dataclass
+class PipelineStage:
+    name: str
+    """Run subdirectory under root (letters, digits, '-', '_')."""
+    stage: str
+    """One of promptmix.training.config.STAGES."""
+    label: str | None = None
+    """Row label in the final table (None: not a row)."""
+    set: dict[str, Any] = field(default_factory=dict)
+    """Dotted overrides of ``common`` for this stage."""
+
+
+@dataclass
+class PipelineConfig:
+    root: str = "runs/pipeline"
+    common: dict[str, Any] = field(default_factory=dict)
+    stages: list[PipelineStage] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Applied to every stage after its own ``set`` (the CLI's --set)."""
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError("a pipeline needs at least one stage")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"pipeline stage names must be unique, got {names}")
+        configs = [self.stage_config(s) for s in self.stages]
+        models = {json.dumps(dataclasses.asdict(c.model), sort_keys=True) for c in configs}
+        if len(models) > 1:
+            raise ValueError("every pipeline stage must use the same model section (they share one loaded backbone)")
+
+    def stage_config(self, stage: PipelineStage) -> TrainConfig:
+        data = apply_overrides(deep_merge(self.common, {"stage": stage.stage}), {**stage.set, **self.overrides})
+        data = apply_overrides(_expand(data, self.root), {"run.dir": str(Path(self.root) / stage.name)})
+        return TrainConfig.from_dict(data, f"pipeline stage {stage.name!r}")
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: dict[str, Any] | None = None, root: str | None = None) -> PipelineConfig:
+        data = read_yaml(path)
+        unknown = sorted(set(data) - {"root", "common", "stages"})
+        if unknown:
+            raise ValueError(f"{path}: unknown key(s) {unknown}; a pipeline has root, common, stages")
+        stages = []
+        for i, item in enumerate(data.get("stages") or []):
+            try:
+                stages.append(PipelineStage(**item))
+            except TypeError as err:
+                raise ValueError(f"{path}: stages[{i}]: {err} (keys: name, stage, label, set)") from None
+        try:
+            return cls(root=root or data.get("root", cls.root), common=data.get("common") or {}, stages=stages,
+                       overrides=overrides or {})
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+
+
+def _expand(value: Any, root: str) -> Any:
+    """Replace "{root}" in every string of a config tree."""
+    if isinstance(value, dict):
+        return {k: _expand(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, root) for v in value]
+    return value.replace("{root}", root) if isinstance(value, str) else value
+
+
+def run_pipeline(config: PipelineConfig, *, resume: bool = False, echo: Any = print) -> list[tuple[PipelineStage, StageResult]]:
+    """Run every stage in order (one backbone, one Accelerator) and print the table."""
+    from promptmix.training.runs import load_backbone_for, make_accelerator
+    from promptmix.training.stages import run_stage
+
+    started = time.monotonic()
+    configs = [config.stage_config(s) for s in config.stages]
+    accelerator = make_accelerator(configs[0])
+    echo(f"loading backbone {configs[0].model.name} ...")
+    backbone = load_backbone_for(configs[0])
+    results = []
+    for i, (stage, stage_config) in enumerate(zip(config.stages, configs), 1):
+        echo(f"[{i}/{len(configs)}] {stage.name}: {stage.stage} on {', '.join(stage_config.data.tasks or stage_config.library.sources)}")
+        result = run_stage(stage_config, resume=resume, backbone=backbone, accelerator=accelerator)
+        echo(f"    done in {result.seconds:.0f} s; dev {_score(result.dev)}, test {_score(result.test)}")
+        results.append((stage, result))
+    table = format_table(results, time.monotonic() - started)
+    if accelerator.is_main_process:
+        root = Path(config.root)
+        atomic_write_text(root / "table.md", table + "\n")
+        record = [{"name": s.name, "label": s.label, **r.to_dict()} for s, r in results]
+        atomic_write_text(root / "pipeline.json", json.dumps(record, indent=2) + "\n")
+        echo(table)
+    return results
+
+
+def _score(metrics: dict[str, Any]) -> str:
+    score = metrics.get("score")
+    return f"{score:.1f}" if isinstance(score, (int, float)) else "-"
+
+
+def format_table(results: list[tuple[PipelineStage, StageResult]], seconds: float) -> str:
+    """The Markdown table of the labelled stages (and the source prompts' dev scores)."""
+    lines = ["| method | trainable params | target dev score | target test score | train time |",
+             "|---|---:|---:|---:|---:|"]
+    for stage, result in results:
+        if stage.label is not None:
+            lines.append(f"| {stage.label} | {result.trainable_parameters:,} | {_score(result.dev)} | "
+                         f"{_score(result.test)} | {result.seconds:.0f} s |")
+    sources = [(s, r) for s, r in results if s.stage == "source" and not r.extra.get("mixture")]
+    for _, result in sources:
+        scores = ", ".join(f"{task} {metrics.get('score', float('nan')):.1f}" for task, metrics in result.dev.items())
+        lines.append(f"\nsource prompts (dev score): {scores}")
+    lines.append(f"\ntotal wall time {seconds / 60:.1f} min")
+    return "\n".join(lines)
