@@ -79,6 +79,8 @@ class DataConfig:
     mixing_temperature: float = _help("rates ∝ min(n, cap) ** (1 / temperature)", 1.0)
     kappa: int | None = _help("MPT: the most tasks in one batch (K drawn from [2, κ]); None: all tasks", None)
     length_grouped: bool = _help("batches of similar input length (dynamic padding wastes less)", False)
+    multi_task: bool = _help(
+        "several data.tasks: one multi-task run (ATTEMPT-m, MPT-m) instead of one run per task in <run>/<task>", False)
 
     def __post_init__(self) -> None:
         _check(self.mixing in MIXING, f"data.mixing must be one of {MIXING}, got {self.mixing!r}")
@@ -164,7 +166,8 @@ class OptimConfig:
     group_lr: dict[str, float] = _help("per-group rates: ATTEMPT {attention: 0.1}, MPT target {task_vectors: 0.4}", factory=dict)
     weight_decay: float = _help("weight decay", 1e-5)
     warmup_steps: int = _help("linear warmup steps, then linear decay to 0", 500)
-    epochs: float = _help("epochs (20 for < 10k examples, 10 larger, 5 MRQA/sources); ignored with max_steps", 20.0)
+    epochs: float | None = _help(
+        "epochs; None: the papers' rule, 20 below 10,000 training examples, else 10 (MRQA and sources: set 5); ignored with max_steps", None)
     max_steps: int | None = _help("optimizer steps; overrides epochs", None)
     batch_size: int = _help("GLOBAL examples per optimizer step (over processes and accumulation)", 32)
     gradient_accumulation_steps: int = _help("micro-batches per optimizer step and process", 1)
@@ -176,7 +179,7 @@ class OptimConfig:
         _check(self.optimizer in OPTIMIZERS, f"optim.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         _check(self.lr > 0 and all(v > 0 for v in self.group_lr.values()), "learning rates must be > 0")
         _check(self.weight_decay >= 0 and self.warmup_steps >= 0, "optim.weight_decay and warmup_steps must be >= 0")
-        _check(self.epochs > 0, "optim.epochs must be > 0")
+        _check(self.epochs is None or self.epochs > 0, "optim.epochs must be > 0 or null")
         _check(self.max_steps is None or self.max_steps >= 1, "optim.max_steps must be >= 1 or null")
         _check(self.batch_size >= 1 and self.gradient_accumulation_steps >= 1, "optim.batch_size and gradient_accumulation_steps must be >= 1")
         _check(self.batch_size % self.gradient_accumulation_steps == 0,
@@ -251,6 +254,11 @@ class TrainConfig:
             _check(lib.mpt_source is not None, "stage 'mpt-target' needs library.mpt_source (an mpt-source run directory)")
         if self.stage == "prompt-tuning" and lib.init_from == "auto":
             _check(bool(lib.sources), "library.init_from='auto' (SPoT-targeted) needs library.sources as candidates")
+        if self.stage in ("source", "prior", "mpt-source") and data.multi_task:
+            raise ValueError(f"data.multi_task does not apply to stage {self.stage!r} (source prompts are per task; "
+                             "prior and mpt-source always train on the source mixture; SPoT-g: library.mixture_prompt)")
+        if self.model.gradient_checkpointing and self.model.backbone_eval_mode:
+            raise ValueError("model.gradient_checkpointing does nothing with backbone_eval_mode (HF checkpoints only in train mode)")
         if self.model.backbone_eval_mode and self.stage == "finetune":
             raise ValueError("model.backbone_eval_mode applies to a frozen backbone; the finetune stage trains it (use backbone_dropout: 0.0)")
 
@@ -355,7 +363,7 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
     """Apply ``["optim.lr=0.1", "data.tasks=[rte, cb]"]`` (values parsed as YAML) or a
     ``{"optim.lr": 0.1}`` mapping to a config dict."""
-    items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
+    items = overrides.items() if isinstance(overrides, dict) else [parse_override(o) for o in overrides]
     out = dict(data)
     for dotted, value in items:
         keys = dotted.split(".")
@@ -368,7 +376,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any])
     return out
 
 
-def _split_override(text: str) -> tuple[str, Any]:
+def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ValueError(f"override {text!r} must look like section.key=value, e.g. optim.lr=0.1")

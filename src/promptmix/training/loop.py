@@ -90,8 +90,14 @@ def build_optimizer(groups: list[dict[str, Any]], config: OptimConfig) -> torch.
     return kind(groups, lr=config.lr, weight_decay=config.weight_decay, eps=config.adam_eps)
 
 
-def total_steps(config: OptimConfig, batches_per_epoch: int) -> int:
-    return config.max_steps or max(1, math.ceil(config.epochs * batches_per_epoch))
+SMALL_DATASET = 10_000  # the papers train 20 epochs below this many examples, 10 above
+
+
+def total_steps(config: OptimConfig, batches_per_epoch: int, train_examples: int) -> int:
+    if config.max_steps is not None:
+        return config.max_steps
+    epochs = config.epochs if config.epochs is not None else (20 if train_examples < SMALL_DATASET else 10)
+    return max(1, math.ceil(epochs * batches_per_epoch))
 
 
 class _Run:
@@ -109,7 +115,7 @@ class _Run:
         self.trainable = [p for g in groups for p in g["params"]]
         optimizer = build_optimizer(groups, self.optim)
         self.stream = BatchStream(job.batch_sampler)
-        self.total = total_steps(self.optim, self.stream.batches_per_epoch)
+        self.total = total_steps(self.optim, self.stream.batches_per_epoch, len(job.train_set))
         self.scheduler = get_linear_schedule_with_warmup(optimizer, min(self.optim.warmup_steps, self.total), self.total)
         self.model, self.optimizer = accelerator.prepare(job.model, optimizer)
         self.collate = Collator(job.train_set.backbone.tokenizer)
@@ -266,6 +272,8 @@ def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerato
     """Run ``job`` to ``optim.max_steps`` (or ``optim.epochs``), or until ``run.stop_after`` steps
     in this invocation; see the module docstring."""
     started = time.monotonic()
+    if accelerator.is_main_process:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
     run = _Run(job, config, Path(run_dir), accelerator)
     if resume:
         run.restore()

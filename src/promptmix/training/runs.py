@@ -75,10 +75,17 @@ class Context:
 
 
 def make_accelerator(config: TrainConfig) -> Any:
+    """An Accelerator for the config. Under a distributed launcher (LOCAL_RANK set) on a
+    machine without CUDA it asks for CPU processes explicitly: Accelerate only picks its
+    multi-CPU (gloo) mode when told the run is on CPU."""
+    import os
+
+    import torch
     from accelerate import Accelerator
 
+    cpu_processes = os.environ.get("LOCAL_RANK") is not None and not torch.cuda.is_available()
     return Accelerator(gradient_accumulation_steps=config.optim.gradient_accumulation_steps,
-                       mixed_precision=config.optim.mixed_precision)
+                       mixed_precision=config.optim.mixed_precision, cpu=cpu_processes)
 
 
 def load_backbone_for(config: TrainConfig) -> Backbone:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,43 +99,74 @@ def _with(config: TrainConfig, **sections: dict[str, Any]) -> TrainConfig:
     return dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items()})
 
 
-# -- 1. source prompts ---------------------------------------------------------------------------
-def train_source(ctx: Context) -> StageResult:
-    cfg, lib = ctx.config, _library(ctx)
-    data, run_dir = load_tasks(cfg.data, cfg.data.tasks), Path(cfg.run.dir)
-    if cfg.library.mixture_prompt:  # SPoT-generic: one prompt on the mixture of the source tasks
-        name = cfg.library.mixture_prompt
-        result = run_method(ctx, _soft_prompt(ctx, [name]), data, {t: 0 for t in data}, run_dir)
-        _add_to_library(ctx, lib, result, name, name, "+".join(data), result.dev.get("score"))
-        ctx.accelerator.wait_for_everyone()
-        return result
-    children = []
-    for task in data:
-        child = dataclasses.replace(ctx, config=_with(cfg, run={"dir": str(run_dir / task)}))
-        result = run_method(child, _soft_prompt(ctx, [task]), {task: data[task]}, {task: 0}, run_dir / task)
-        _add_to_library(ctx, lib, result, cfg.library.save_prefix + task, task, task, None)
-        children.append(result)
-    ctx.accelerator.wait_for_everyone()  # the library entries exist for every process from here on
+# -- one run per task ------------------------------------------------------------------------------
+def per_task(single: Callable[[Context], StageResult]) -> Callable[[Context], StageResult]:
+    """A stage that, given several data.tasks without data.multi_task, trains one independent
+    run per task in ``<run>/<task>`` (a single-task experiment over a benchmark) and reports
+    them together; otherwise one run on all of them."""
+
+    def stage(ctx: Context) -> StageResult:
+        cfg = ctx.config
+        if cfg.data.multi_task or len(cfg.data.tasks) <= 1:
+            return single(ctx)
+        run_dir, children = Path(cfg.run.dir), []
+        for task in cfg.data.tasks:
+            options = {task: cfg.data.task_options[task]} if task in cfg.data.task_options else {}
+            child = _with(cfg, data={"tasks": [task], "task_options": options}, run={"dir": str(run_dir / task)})
+            children.append(single(dataclasses.replace(ctx, config=child)))
+        return _combine(ctx, children, run_dir)
+
+    return stage
+
+
+def _combine(ctx: Context, children: list[StageResult], run_dir: Path) -> StageResult:
+    """One result over per-task runs: each task's metrics and their mean "score"."""
+    def merged(split: str) -> dict[str, Any]:
+        out = {c.tasks[0]: getattr(c, split)[c.tasks[0]] for c in children if c.tasks[0] in getattr(c, split)}
+        scores = [m["score"] for m in out.values() if "score" in m]
+        return {**out, "score": sum(scores) / len(scores)} if scores else out
+
     done = all(c.completed for c in children)
-    parent = StageResult("source", str(run_dir), list(data), done, sum(c.steps for c in children),
-                         dev={c.tasks[0]: c.dev.get(c.tasks[0], {}) for c in children},
-                         test={c.tasks[0]: c.test.get(c.tasks[0], {}) for c in children},
+    result = StageResult(ctx.config.stage, str(run_dir), [c.tasks[0] for c in children], done, sum(c.steps for c in children),
+                         dev=merged("dev"), test=merged("test"),
                          trainable_parameters=sum(c.trainable_parameters for c in children),
                          seconds=sum(c.seconds for c in children), extra={"runs": [c.run_dir for c in children]})
     if done:
         open_run_dir(ctx.config, run_dir, True, ctx.accelerator)
-        write_result(parent, ctx.accelerator)
-    return parent
+        write_result(result, ctx.accelerator)
+    return result
 
 
-def _add_to_library(ctx: Context, lib: PromptLibrary, result: StageResult, entry: str, prompt_task: str,
-                    task: str, score: float | None) -> None:
-    if not result.completed or not ctx.accelerator.is_main_process:
-        return
-    method = load_method(Path(result.run_dir) / "method", ctx.backbone)
-    metrics = result.dev.get(task, {}) if score is None else {"score": score}
-    lib.add(entry, method.task_prompt(prompt_task), task=task, method="prompt-tuning", backbone=ctx.backbone,
-            metrics={k: float(v) for k, v in metrics.items()}, overwrite=True)
+# -- 1. source prompts ---------------------------------------------------------------------------
+def train_source(ctx: Context) -> StageResult:
+    cfg = ctx.config
+    if cfg.library.mixture_prompt:  # SPoT-generic: one prompt on the mixture of the source tasks
+        name = cfg.library.mixture_prompt
+        data = load_tasks(cfg.data, cfg.data.tasks)
+        result = run_method(ctx, _soft_prompt(ctx, [name]), data, {t: 0 for t in data}, Path(cfg.run.dir),
+                            extra={"mixture": True})
+        _add_to_library(ctx, result, name, name, "+".join(data), {"score": result.dev.get("score", 0.0)})
+        return result
+    return per_task(_source_prompt)(ctx)
+
+
+def _source_prompt(ctx: Context) -> StageResult:
+    """Prompt tuning on one source task; the best prompt becomes library entry prefix + task."""
+    cfg = ctx.config
+    data = load_tasks(cfg.data, cfg.data.tasks)
+    (task,) = data
+    result = run_method(ctx, _soft_prompt(ctx, [task]), data, {task: 0}, Path(cfg.run.dir))
+    _add_to_library(ctx, result, cfg.library.save_prefix + task, task, task, result.dev.get(task, {}))
+    return result
+
+
+def _add_to_library(ctx: Context, result: StageResult, entry: str, prompt_task: str, task: str,
+                    metrics: dict[str, Any]) -> None:
+    if result.completed and ctx.accelerator.is_main_process:
+        method = load_method(Path(result.run_dir) / "method", ctx.backbone)
+        _library(ctx).add(entry, method.task_prompt(prompt_task), task=task, method="prompt-tuning", backbone=ctx.backbone,
+                          metrics={k: float(v) for k, v in metrics.items()}, overwrite=True)
+    ctx.accelerator.wait_for_everyone()  # every process sees the entry from here on
 
 
 # -- 2./3. ATTEMPT ------------------------------------------------------------------------------
@@ -159,6 +191,7 @@ def train_prior(ctx: Context) -> StageResult:
                       data, _ids(list(data)), Path(ctx.config.run.dir))
 
 
+@per_task
 def train_attempt(ctx: Context) -> StageResult:
     data = load_tasks(ctx.config.data, ctx.config.data.tasks)
     method = _attempt(ctx, list(data), ctx.config.library.init_from)
@@ -179,6 +212,7 @@ def train_mpt_source(ctx: Context) -> StageResult:
     return run_method(ctx, student, data, _ids(list(data)), Path(ctx.config.run.dir), loss_fn=loss)
 
 
+@per_task
 def train_mpt_target(ctx: Context) -> StageResult:
     source = load_method(Path(ctx.config.library.mpt_source) / "method", ctx.backbone)
     if not isinstance(source, MPT):
@@ -189,6 +223,7 @@ def train_mpt_target(ctx: Context) -> StageResult:
 
 
 # -- 6. baselines -------------------------------------------------------------------------------
+@per_task
 def train_prompt_tuning(ctx: Context) -> StageResult:
     cfg, lib = ctx.config, _library(ctx)
     data = load_tasks(cfg.data, cfg.data.tasks)
@@ -222,6 +257,7 @@ def _spot_targeted(ctx: Context, data: dict[str, TaskData]) -> tuple[dict[str, t
     return inits, report
 
 
+@per_task
 def train_finetune(ctx: Context) -> StageResult:
     cfg = ctx.config
     backbone = copy.deepcopy(ctx.backbone)  # never train a backbone other stages share
