@@ -44,7 +44,8 @@ from promptmix.serving.batcher import BatcherConfig  # noqa: E402
 from promptmix.serving.server import BackgroundServer  # noqa: E402
 from promptmix.tasks import get_task  # noqa: E402
 
-TASKS = ["rte", "sst2", "cola", "mrpc", "stsb"]
+TASKS = ["rte", "sst2", "cola", "mrpc", "stsb"]  # four classification tasks and one regression
+SMOKE_TASKS = ["rte", "sst2", "stsb"]
 WORDS = "the a cat dog film plot sat ran on under good bad long short movie story it was not very".split()
 
 
@@ -59,11 +60,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=None, help="requests per concurrency level")
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--tasks", default=None, help=f"comma-separated tasks (default: {','.join(TASKS)})")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's; --smoke: 1, since 2 threads on shared, busy cores stall)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=None, help="offline timings: median of this many rounds (variants interleaved)")
     args = p.parse_args(argv)
     smoke = args.smoke
     args.backbone = args.backbone or ("tiny" if smoke else "t5-small")
+    args.threads = args.threads or (1 if smoke else None)
+    args.tasks = args.tasks.split(",") if args.tasks else (SMOKE_TASKS if smoke else TASKS)
     args.examples = args.examples or (4 if smoke else 24)
     args.prompt_length = args.prompt_length or (4 if smoke else 100)
     args.concurrency = [int(c) for c in (args.concurrency or ("1,4" if smoke else "1,4,16")).split(",")]
@@ -76,7 +82,7 @@ def task_inputs(args: argparse.Namespace) -> dict[str, list[str]]:
     """Formatted inputs per task: real dev examples if present, else generated sentences."""
     rng = random.Random(args.seed)
     out = {}
-    for name in TASKS:
+    for name in args.tasks:
         task = get_task(name)
         try:
             texts = [ex.source for ex in task.load_splits(args.data_dir, seed=args.seed, hub=False)["dev"]]
@@ -102,11 +108,11 @@ def build_router(backbone: Backbone, tasks: list[str], prompt_length: int, seed:
 
 
 def offline(args: argparse.Namespace, backbone: Backbone, inputs: dict[str, list[str]]) -> dict[str, float]:
-    router = build_router(backbone, TASKS, args.prompt_length, args.seed)
+    router = build_router(backbone, args.tasks, args.prompt_length, args.seed)
     predictor = Predictor(backbone, router, max_batch_size=args.max_batch_size, max_new_tokens=4)
     items = [{"task": t, "text": x} for t, texts in inputs.items() for x in texts]
     random.Random(args.seed).shuffle(items)
-    by_task = {t: [i for i in items if i["task"] == t] for t in TASKS}
+    by_task = {t: [i for i in items if i["task"] == t] for t in args.tasks}
     predictor.predict(items[:2])  # warm-up
     with tempfile.TemporaryDirectory() as tmp:
         backbone.model.save_pretrained(tmp)
@@ -115,14 +121,14 @@ def offline(args: argparse.Namespace, backbone: Backbone, inputs: dict[str, list
         def reload_per_task() -> None:
             from transformers import AutoTokenizer
 
-            for t in TASKS:
+            for t in args.tasks:
                 model = type(backbone.model).from_pretrained(tmp).eval()
                 fresh = Backbone(model, AutoTokenizer.from_pretrained(tmp), backbone.name)
                 Predictor(fresh, router.member_of(t)[1], max_batch_size=args.max_batch_size, max_new_tokens=4).predict(by_task[t])
 
         times = interleaved_times({
             "mixed": lambda: predictor.predict(items),
-            "single": lambda: [predictor.predict(by_task[t]) for t in TASKS],
+            "single": lambda: [predictor.predict(by_task[t]) for t in args.tasks],
             "reload": reload_per_task,
         }, warmup=0 if args.smoke else 1, repeats=args.repeats)
     n = len(items)
@@ -150,7 +156,7 @@ async def load_level(url: str, items: list[dict], concurrency: int, total: int) 
 
 
 def serving(args: argparse.Namespace, backbone: Backbone, inputs: dict[str, list[str]]) -> list[dict[str, float]]:
-    router = build_router(backbone, TASKS, args.prompt_length, args.seed)
+    router = build_router(backbone, args.tasks, args.prompt_length, args.seed)
     predictor = Predictor(backbone, router, max_batch_size=args.max_batch_size, max_new_tokens=4)
     items = [{"task": t, "text": x} for t, texts in inputs.items() for x in texts]
     random.Random(args.seed + 1).shuffle(items)
@@ -173,15 +179,25 @@ def serving(args: argparse.Namespace, backbone: Backbone, inputs: dict[str, list
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_grad_enabled(False)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(args.threads or threads)
+        with torch.no_grad():
+            report(args)
+    finally:
+        torch.set_num_threads(threads)  # the smoke test runs in-process
+    return 0
+
+
+def report(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     backbone = load_backbone(args.backbone)
     inputs = task_inputs(args)
     print(machine_line())
-    print(f"backbone {backbone.name} (d={backbone.hidden_size}), {len(TASKS)} tasks {TASKS}, "
+    print(f"backbone {backbone.name} (d={backbone.hidden_size}), {len(args.tasks)} tasks {args.tasks}, "
           f"{args.examples} examples/task, prompt length {args.prompt_length}")
     speed = offline(args, backbone, inputs)
     print(f"\noffline, {speed['examples']} examples, tasks interleaved (examples/s: median of {args.repeats}, fastest)")
@@ -194,7 +210,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {row['concurrency']:>11} {row['rps']:>11.1f} {row['p50']:>8.1f} {row['p99']:>8.1f} "
               f"{row['batch']:>10.1f} {100 * row['mixed']:>17.0f}%")
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
-    return 0
 
 
 if __name__ == "__main__":
