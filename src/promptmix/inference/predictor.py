@@ -6,7 +6,7 @@
         {"task": "boolq", "text": "boolq question: is it dry passage: it rains"},
     ])
     # [Prediction(task='rte', prediction='entailment', score=0.91, text='entailment',
-    #             attention={'mnli': 0.31, ..., 'rte': 0.22}, label_scores={...}), ...]
+    #             attention={'mnli': 0.31, ..., 'target': 0.22}, label_scores={...}), ...]
 
 An item is a task name plus either a raw ``record`` (the dataset's own fields, formatted by
 ``Task.format``) or preformatted ``text``. Classification tasks (those with label words) are
