@@ -15,7 +15,10 @@ Both run the same promptmix prompt-tuning training step (prompt length 100, forw
 backward + Adam, backbone in eval mode). A full SST-2 epoch is hours here, so ``--batches``
 batches are drawn at random from each epoch (uniformly, so the estimate is unbiased for the
 epoch) and stepped alternately; examples/s = examples stepped / seconds spent. The share of
-real (non-pad) input tokens over the whole epoch is exact, from the lengths alone.
+real (non-pad) input tokens over the whole epoch is exact, from the lengths alone, and so is
+the "token bound": the epoch's encoder tokens (prompt + padded input) under pad-256 over those
+under the policy, the speed-up if step time were proportional to tokens (the 100 prompt tokens
+every example carries cap it: at most (100 + 256) / (100 + mean length)).
 """
 
 from __future__ import annotations
@@ -121,7 +124,8 @@ def run_task(backbone: Backbone, task: str, args: argparse.Namespace) -> dict[st
     out = {}
     for name, batches in policies.items():
         padded = sum(len(b) * (MAX_LENGTH if name == "pad-256" else int(lengths[b].max())) for b in batches)
-        out[name] = {"eps": done[name] / spent[name], "real": float(lengths.sum()) / padded}
+        out[name] = {"eps": done[name] / spent[name], "real": float(lengths.sum()) / padded,
+                     "encoder_tokens": padded + len(lengths) * args.prompt_length}
     out["_info"] = {"examples": len(rows), "mean_len": float(lengths.mean()), "max_len": int(lengths.max())}
     return out
 
@@ -134,13 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"backbone {backbone.name} (d={backbone.hidden_size}), promptmix prompt tuning m={args.prompt_length}, "
           f"batch {args.batch}, {args.batches} random batches of the epoch timed per policy, interleaved; eval mode")
     results = {task: run_task(backbone, task, args) for task in args.tasks}
-    print(f"\n{'task':<6}{'train ex':>9}{'mean len':>9}{'max len':>8}{'policy':>10}{'real tokens':>12}{'examples/s':>11}{'speed-up':>9}")
+    print(f"\n{'task':<6}{'train ex':>9}{'mean len':>9}{'max len':>8}{'policy':>10}{'real tokens':>12}{'examples/s':>11}{'speed-up':>9}{'token bound':>12}")
     for task, res in results.items():
         info = res.pop("_info")
         for name, r in res.items():
             speed = r["eps"] / res["pad-256"]["eps"]
+            bound = res["pad-256"]["encoder_tokens"] / r["encoder_tokens"]
             print(f"{task:<6}{info['examples']:>9}{info['mean_len']:>9.1f}{info['max_len']:>8}{name:>10}"
-                  f"{100 * r['real']:>11.1f}%{r['eps']:>11.2f}{speed:>8.2f}x")
+                  f"{100 * r['real']:>11.1f}%{r['eps']:>11.2f}{speed:>8.2f}x{bound:>11.2f}x")
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
     return 0
 
