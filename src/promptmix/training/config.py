@@ -66,7 +66,7 @@ class DataConfig:
     data_dir: str | None = _help("directory of the datasets in their original layouts (relative to the cwd)", "../shared/data")
     tasks: list[str] = _help("tasks trained on (targets; sources for 'source'); empty: from the library sources", factory=list)
     task_options: dict[str, dict[str, Any]] = _help(
-        "per-task options for promptmix.tasks.get_task, e.g. {qqp: {files: {train: ...}}}", factory=dict)
+        "options for promptmix.tasks.get_task of each task when it is used, e.g. {qqp: {files: {train: ...}}}", factory=dict)
     max_source_length: int | None = _help("input token budget; None uses each task's own (256; MultiRC 348; MRQA 512)", None)
     max_target_length: int = _help("target token budget", 128)
     max_train_examples: int | None = _help("seeded cap on each task's training split", None)
@@ -91,8 +91,8 @@ class DataConfig:
         _check(self.kappa is None or self.kappa >= 2, f"data.kappa must be >= 2 or null, got {self.kappa}")
         _check(self.mixing_temperature > 0, "data.mixing_temperature must be > 0")
         _check(len(set(self.tasks)) == len(self.tasks), f"data.tasks has duplicates: {self.tasks}")
-        unknown = sorted(set(self.task_options) - set(self.tasks)) if self.tasks else []
-        _check(not unknown, f"data.task_options names task(s) {unknown} not in data.tasks {self.tasks}")
+        _check(all(isinstance(v, dict) for v in self.task_options.values()),
+               "data.task_options maps task names to option mappings, e.g. {qqp: {skip_malformed: true}}")
 
 
 @dataclass
@@ -353,10 +353,12 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``update`` over ``base``, recursing into mappings (lists and scalars are replaced)."""
+    """``update`` over ``base``, recursing into mappings; lists, scalars and an explicit empty
+    mapping (``group_lr: {}``) replace what ``base`` had."""
     out = dict(base)
     for key, value in update.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        merge = isinstance(value, dict) and value and isinstance(out.get(key), dict)
+        out[key] = deep_merge(out[key], value) if merge else value
     return out
 
 

@@ -1,17 +1,18 @@
 """The README's main job: source prompts -> ATTEMPT and MPT on a target -> a table against
 prompt tuning, as a sequence of stages sharing one backbone.
 
-A pipeline YAML (``configs/cpu/pipeline.yaml``) holds::
+A pipeline YAML (``configs/cpu/pipeline.yaml``) lists stages, each a preset plus overrides::
 
-    root: runs/pipeline-cpu            # every stage runs in <root>/<name>; "{root}" expands
-    common: {model: ..., data: ..., optim: ..., ...}   # a TrainConfig shared by every stage
+    root: runs/pipeline-cpu                 # every stage runs in <root>/<name>; "{root}" expands
+    common: {library.root: "{root}/prompts"}   # dotted overrides of every stage
     stages:
-      - {name: sources, stage: source, set: {data.tasks: [sst2, qqp, rte]}}
-      - {name: attempt, stage: attempt, label: ATTEMPT, set: {library.init_from: rte, ...}}
+      - {name: sources, config: source.yaml}                       # paths relative to this file
+      - {name: attempt, config: attempt.yaml, label: ATTEMPT}
+      - {name: mpt, config: mpt-target.yaml, label: MPT, set: {library.mpt_source: "{root}/mpt-source"}}
 
-``set`` holds dotted overrides of ``common`` for that stage; ``label`` puts the stage in the
-printed table. Every stage's config is built and validated when the file is loaded, so a
-mistake in the last stage is reported before the first one trains.
+``set`` holds dotted overrides for one stage; ``label`` makes the stage a row of the printed
+table. Every stage's config is built and validated when the file is loaded, so a mistake in
+the last stage is reported before the first one trains.
 
 Results: each stage's run directory, plus ``<root>/pipeline.json`` (every stage's result)
 and ``<root>/table.md`` (the printed table).
@@ -27,29 +28,32 @@ from pathlib import Path
 from typing import Any
 
 from promptmix._io import atomic_write_text
-from promptmix.training.config import TrainConfig, apply_overrides, deep_merge, read_yaml
+from promptmix.training.config import TrainConfig, apply_overrides, read_yaml
 from promptmix.training.runs import StageResult
 
 
 @dataclass
 class PipelineStage:
     name: str
-    """Run subdirectory under root (letters, digits, '-', '_')."""
-    stage: str
-    """One of promptmix.training.config.STAGES."""
+    """Run subdirectory under root."""
+    config: str
+    """The stage's preset (a TrainConfig YAML), relative to the pipeline file."""
     label: str | None = None
     """Row label in the final table (None: not a row)."""
     set: dict[str, Any] = field(default_factory=dict)
-    """Dotted overrides of ``common`` for this stage."""
+    """Dotted overrides for this stage."""
 
 
 @dataclass
 class PipelineConfig:
     root: str = "runs/pipeline"
     common: dict[str, Any] = field(default_factory=dict)
+    """Dotted overrides of every stage."""
     stages: list[PipelineStage] = field(default_factory=list)
+    base_dir: str = "."
+    """Directory the stage presets are relative to (the pipeline file's)."""
     overrides: dict[str, Any] = field(default_factory=dict)
-    """Applied to every stage after its own ``set`` (the CLI's --set)."""
+    """Applied to every stage last (the CLI's --set)."""
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -63,9 +67,10 @@ class PipelineConfig:
             raise ValueError("every pipeline stage must use the same model section (they share one loaded backbone)")
 
     def stage_config(self, stage: PipelineStage) -> TrainConfig:
-        data = apply_overrides(deep_merge(self.common, {"stage": stage.stage}), {**stage.set, **self.overrides})
+        path = Path(self.base_dir) / stage.config
+        data = apply_overrides(read_yaml(path), {**self.common, **stage.set, **self.overrides})
         data = apply_overrides(_expand(data, self.root), {"run.dir": str(Path(self.root) / stage.name)})
-        return TrainConfig.from_dict(data, f"pipeline stage {stage.name!r}")
+        return TrainConfig.from_dict(data, f"pipeline stage {stage.name!r} ({path})")
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None, root: str | None = None) -> PipelineConfig:
@@ -78,10 +83,10 @@ class PipelineConfig:
             try:
                 stages.append(PipelineStage(**item))
             except TypeError as err:
-                raise ValueError(f"{path}: stages[{i}]: {err} (keys: name, stage, label, set)") from None
+                raise ValueError(f"{path}: stages[{i}]: {err} (keys: name, config, label, set)") from None
         try:
             return cls(root=root or data.get("root", cls.root), common=data.get("common") or {}, stages=stages,
-                       overrides=overrides or {})
+                       base_dir=str(Path(path).resolve().parent), overrides=overrides or {})
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
 
@@ -107,7 +112,7 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, echo: Any = pr
     backbone = load_backbone_for(configs[0])
     results = []
     for i, (stage, stage_config) in enumerate(zip(config.stages, configs), 1):
-        echo(f"[{i}/{len(configs)}] {stage.name}: {stage.stage} on {', '.join(stage_config.data.tasks or stage_config.library.sources)}")
+        echo(f"[{i}/{len(configs)}] {stage.name}: {stage_config.stage} on {', '.join(stage_config.data.tasks or stage_config.library.sources)}")
         result = run_stage(stage_config, resume=resume, backbone=backbone, accelerator=accelerator)
         echo(f"    done in {result.seconds:.0f} s; dev {_score(result.dev)}, test {_score(result.test)}")
         results.append((stage, result))
@@ -134,9 +139,9 @@ def format_table(results: list[tuple[PipelineStage, StageResult]], seconds: floa
         if stage.label is not None:
             lines.append(f"| {stage.label} | {result.trainable_parameters:,} | {_score(result.dev)} | "
                          f"{_score(result.test)} | {result.seconds:.0f} s |")
-    sources = [(s, r) for s, r in results if s.stage == "source" and not r.extra.get("mixture")]
-    for _, result in sources:
-        scores = ", ".join(f"{task} {metrics.get('score', float('nan')):.1f}" for task, metrics in result.dev.items())
+    sources = [r for _, r in results if r.stage == "source" and not r.extra.get("mixture")]
+    for result in sources:
+        scores = ", ".join(f"{task} {m['score']:.1f}" for task, m in result.dev.items() if isinstance(m, dict) and "score" in m)
         lines.append(f"\nsource prompts (dev score): {scores}")
     lines.append(f"\ntotal wall time {seconds / 60:.1f} min")
     return "\n".join(lines)

@@ -44,6 +44,10 @@ CONFIG = "config.yaml"
 RESUMABLE_KEYS = ("run.dir", "run.stop_after", "run.progress")  # may differ between invocations of one run
 
 
+class RunExistsError(FileExistsError, ValueError):
+    """A fresh run asked for a directory that already holds one (resume it or pick another)."""
+
+
 @dataclass
 class StageResult:
     """What a stage reports (also ``results.json``)."""
@@ -105,7 +109,7 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
     """Create ``run_dir`` and write config.yaml; refuse to mix a fresh run into an old one."""
     started = (run_dir / "checkpoints").exists() or (run_dir / RESULTS).exists()
     if started and not resume:
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another run.dir")
+        raise RunExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another run.dir")
     if resume and (run_dir / CONFIG).is_file():
         changed = _differences(yaml.safe_load((run_dir / CONFIG).read_text()), config.to_dict())
         if changed:
@@ -113,7 +117,9 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
                              "resume with the run's own config")
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / CONFIG, config.to_yaml())
+        # run.stop_after belongs to one invocation: a later --resume from config.yaml runs to the end.
+        saved = dataclasses.replace(config, run=dataclasses.replace(config.run, stop_after=None))
+        atomic_write_text(run_dir / CONFIG, saved.to_yaml())
     accelerator.wait_for_everyone()
     return run_dir
 
@@ -170,10 +176,10 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
                frozen_backbone: bool = True) -> StageResult:
     """Train ``method`` on ``tasks`` in ``run_dir`` through the loop; score the best on test."""
     config, acc = ctx.config, ctx.accelerator
+    open_run_dir(config, run_dir, ctx.resume, acc)
     done = finished_result(run_dir) if ctx.resume else None
     if done is not None:
         return done
-    open_run_dir(config, run_dir, ctx.resume, acc)
     model = PromptedModel(ctx.backbone, method.to(acc.device))
     extra = {"stage": config.stage, "tasks": list(tasks), **(extra or {})}
     saver = saver or MethodSaver(run_dir / "method", ctx.backbone, extra)
