@@ -1,0 +1,109 @@
+"""The loop itself: each parameter group trains at its own learning rate, gradient
+accumulation equals one big batch, checkpoints round-trip the optimizer exactly, and a
+latest checkpoint survives an interrupted write."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trainhelpers import config, model_dirs, random_library  # noqa: F401  (fixture)
+
+
+def _attempt_job(model_dirs, tmp_path, **extra):
+    """An ATTEMPT TrainingJob on CB built the way the attempt stage builds it."""
+    from promptmix.loading import load_backbone
+    from promptmix.training.data import TrainSet, build_batch_sampler, load_tasks
+    from promptmix.training.loop import TrainingJob
+    from promptmix.training.losses import task_loss
+    from promptmix.training.runs import Context, make_accelerator
+    from promptmix.training.stages import _attempt
+    from promptmix.backbone import PromptedModel
+
+    random_library(tmp_path / "prompts", model_dirs["t5"])
+    cfg = config("attempt", model_dirs["t5"], tmp_path, data__tasks=["cb"], library__sources=["sst2", "rte"],
+                 library__init_from="rte", **extra)
+    backbone = load_backbone(model_dirs["t5"])
+    ctx = Context(cfg, make_accelerator(cfg), backbone)
+    torch.manual_seed(0)
+    method = _attempt(ctx, ["cb"], "rte")
+    data = load_tasks(cfg.data, ["cb"])
+    train_set = TrainSet(data, {"cb": 0}, backbone, cfg.data)
+    job = TrainingJob("test", PromptedModel(backbone, method), method.param_groups(), train_set,
+                      build_batch_sampler(cfg.data, train_set, cfg.optim.batch_size, cfg.run.seed), task_loss)
+    return cfg, ctx, method, job
+
+
+def test_each_group_trains_at_its_own_rate(model_dirs, tmp_path):
+    """After one AdamW step (no warmup, no decay, no clipping) every element with a gradient
+    moves by lr · g / (|g| + eps) ≈ lr of ITS group: 0.3 for the prompts, 0.02 for G."""
+    from promptmix.training.loop import train
+
+    cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path, optim__max_steps=1, optim__warmup_steps=0,
+                                         optim__weight_decay=0.0, optim__max_grad_norm=None, optim__lr=0.3,
+                                         optim__group_lr={"attention": 0.02}, eval__every=0)
+    before = {name: [p.detach().clone() for p in ps] for name, ps in method.param_groups().items()}
+    train(job, cfg, tmp_path / "run", ctx.accelerator)
+    for name, rate in (("prompts", 0.3), ("attention", 0.02)):
+        moved = torch.cat([(p.detach() - b).abs().flatten() for p, b in zip(method.param_groups()[name], before[name])])
+        moved = moved[moved > 1e-7]
+        assert moved.numel() > 0
+        assert torch.allclose(moved.median(), torch.tensor(rate), rtol=1e-3), (name, moved.median())
+        assert moved.max() <= rate * (1 + 1e-5)
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-000001" / "optimizer.json").read_text())
+    assert {g["name"]: g["initial_lr"] for g in state["param_groups"]} == {"prompts": 0.3, "attention": 0.02}
+
+
+def test_accumulation_equals_one_big_batch(model_dirs, tmp_path):
+    """batch 8 in one step == 4 micro-batches of 2 accumulated (the loss is the global token mean)."""
+    from promptmix.training.loop import train
+
+    finals = []
+    for accumulation in (1, 4):
+        cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path / str(accumulation), optim__batch_size=8,
+                                             optim__gradient_accumulation_steps=accumulation, optim__max_steps=3,
+                                             eval__every=0, run__dir=str(tmp_path / f"run{accumulation}"))
+        train(job, cfg, tmp_path / f"run{accumulation}", ctx.accelerator)
+        finals.append({k: v.detach().clone() for k, v in method.state_dict().items()})
+    for key in finals[0]:
+        torch.testing.assert_close(finals[0][key], finals[1][key], rtol=1e-5, atol=1e-6)
+
+
+def test_optimizer_state_round_trips_exactly():
+    from promptmix.training.checkpoint import optimizer_from_files, optimizer_to_files
+
+    params = [torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(4))]
+    opt = torch.optim.AdamW([{"params": params[:1], "name": "a", "lr": 0.3}, {"params": params[1:], "name": "b", "lr": 0.1}])
+    (params[0].sum() + params[1].square().sum()).backward()
+    opt.step()
+    tensors, doc = optimizer_to_files(opt.state_dict())
+    restored = optimizer_from_files(tensors, json.loads(json.dumps(doc)))
+    fresh = torch.optim.AdamW([{"params": params[:1], "name": "a", "lr": 0.3}, {"params": params[1:], "name": "b", "lr": 0.1}])
+    fresh.load_state_dict(restored)
+    for i, entry in opt.state_dict()["state"].items():
+        for key, value in entry.items():
+            assert fresh.state_dict()["state"][i][key].equal(value)
+    assert fresh.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
+
+
+def test_latest_checkpoint_survives_an_interrupted_write(tmp_path, monkeypatch):
+    """A crash while writing checkpoint N+1 leaves latest.json on the complete checkpoint N."""
+    from promptmix.training import checkpoint as ckpt
+
+    kwargs = {"trainable": {"w": torch.ones(2)}, "optimizer": {"state": {}, "param_groups": []}, "scheduler": {},
+              "rng": [ckpt.rng_state()], "keep": 2}
+    ckpt.save_checkpoint(tmp_path, trainer={"step": 1}, **kwargs)
+
+    def crash(*args, **kw):
+        raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of the directory
+
+    monkeypatch.setattr(ckpt, "atomic_save_safetensors", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(tmp_path, trainer={"step": 2}, **kwargs)
+    monkeypatch.undo()
+    latest = ckpt.latest_checkpoint(tmp_path)
+    assert latest.name == "step-000001"
+    assert ckpt.load_checkpoint(latest, 0)["trainable"]["w"].equal(torch.ones(2))
+    assert not (tmp_path / "step-000002").exists()
