@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from promptmix.training.config import parse_override
+    from promptmix.training.yamlio import parse_override
     from promptmix.training.pipeline import PipelineConfig, run_pipeline
 
     overrides = dict(parse_override(item) for item in args.overrides)

@@ -34,7 +34,7 @@ def predict(model: PromptedModel, data: TaskData, examples: Sequence[Example], t
     """Predicted text for each example (the chosen label word under rank scoring)."""
     backbone, words = model.backbone, data.task.label_words
     out: list[str] = []
-    device = next(model.method.parameters(), torch.empty(0)).device
+    device = next(model.model.parameters()).device  # the backbone's (a baseline's NoPrompt has no parameters)
     for start in range(0, len(examples), config.batch_size):
         chunk = examples[start:start + config.batch_size]
         task_ids = torch.full((len(chunk),), task_id, dtype=torch.long, device=device)

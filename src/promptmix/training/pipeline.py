@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from promptmix._io import atomic_write_text
-from promptmix.training.config import TrainConfig, apply_overrides, read_yaml
+from promptmix.training.config import TrainConfig
+from promptmix.training.yamlio import apply_overrides, read_yaml
 from promptmix.training.runs import StageResult
 
 

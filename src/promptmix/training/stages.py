@@ -111,8 +111,7 @@ def per_task(single: Callable[[Context], StageResult]) -> Callable[[Context], St
             return single(ctx)
         run_dir, children = Path(cfg.run.dir), []
         for task in cfg.data.tasks:
-            options = {task: cfg.data.task_options[task]} if task in cfg.data.task_options else {}
-            child = _with(cfg, data={"tasks": [task], "task_options": options}, run={"dir": str(run_dir / task)})
+            child = _with(cfg, data={"tasks": [task]}, run={"dir": str(run_dir / task)})
             children.append(single(dataclasses.replace(ctx, config=child)))
         return _combine(ctx, children, run_dir)
 
