@@ -116,11 +116,10 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
     @app.post("/v1/predict", response_model=PredictResponse)
     async def predict(request: PredictRequest) -> PredictResponse:
         batcher = holder["batcher"]
-        if batcher.closing:
-            raise ShuttingDown("the server is shutting down and takes no new requests")
         if len(request.inputs) > config.max_inputs_per_request:
             return error(413, "too_many_inputs", f"{len(request.inputs)} inputs; at most "
                                                  f"{config.max_inputs_per_request} per request")
+        batcher.check_capacity(len(request.inputs))  # refuse before tokenising when overloaded
         items = as_items(request.inputs, request.task)
         prepared = await asyncio.get_running_loop().run_in_executor(
             holder["prepare_pool"], functools.partial(preparer.prepare, items, truncate=False))

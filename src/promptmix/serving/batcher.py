@@ -109,14 +109,19 @@ class DynamicBatcher:
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._loop(), name="promptmix-batcher")
 
-    async def submit(self, items: Sequence[Any]) -> list[Any]:
-        """Queue ``items`` together and wait for their results (in order)."""
+    def check_capacity(self, count: int) -> None:
+        """Raise :class:`ShuttingDown` or :class:`QueueFull` if ``count`` items would be refused
+        now (a cheap early answer under overload, before any work is spent on a request)."""
         if self._closing:
             self.metrics.rejected_shutting_down += 1
             raise ShuttingDown("the server is shutting down and takes no new requests")
-        if len(self._queue) + len(items) > self.config.max_queue:
+        if len(self._queue) + count > self.config.max_queue:
             self.metrics.rejected_full += 1
             raise QueueFull(f"queue is full ({len(self._queue)} of {self.config.max_queue} items waiting); retry later")
+
+    async def submit(self, items: Sequence[Any]) -> list[Any]:
+        """Queue ``items`` together and wait for their results (in order)."""
+        self.check_capacity(len(items))
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
         self._queue.extend(zip(items, futures))
