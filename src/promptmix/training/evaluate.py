@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from promptmix.backbone import PromptedModel
 from promptmix.inference.scoring import greedy_generate, rank_classify
@@ -30,8 +31,9 @@ from promptmix.training.data import TaskData
 
 @torch.no_grad()
 def predict(model: PromptedModel, data: TaskData, examples: Sequence[Example], task_id: int,
-            config: EvalConfig, max_source_length: int) -> list[str]:
-    """Predicted text for each example (the chosen label word under rank scoring)."""
+            config: EvalConfig, max_source_length: int, progress: Any = None) -> list[str]:
+    """Predicted text for each example (the chosen label word under rank scoring).
+    ``progress``: a tqdm bar to advance by examples (or None)."""
     backbone, words = model.backbone, data.task.label_words
     out: list[str] = []
     device = next(model.model.parameters()).device  # the backbone's (a baseline's NoPrompt has no parameters)
@@ -44,14 +46,17 @@ def predict(model: PromptedModel, data: TaskData, examples: Sequence[Example], t
         else:
             ids = [backbone.encode(ex.source, max_source_length=max_source_length)["input_ids"] for ex in chunk]
             out += greedy_generate(model, ids, task_ids, max_new_tokens=config.max_new_tokens)[0]
+        if progress is not None:
+            progress.update(len(chunk))
     return out
 
 
 def evaluate(model: PromptedModel, tasks: dict[str, TaskData], split: str, task_ids: dict[str, int],
-             config: EvalConfig, max_source_length: Any, accelerator: Any = None) -> dict[str, Any]:
+             config: EvalConfig, max_source_length: Any, accelerator: Any = None, progress: bool = False) -> dict[str, Any]:
     """``{task: metrics, ..., "score": mean of the tasks' main metrics}`` on ``split``.
 
-    ``max_source_length``: a callable ``TaskData -> int`` (the config's or the task's limit).
+    ``max_source_length``: a callable ``TaskData -> int`` (the config's or the task's limit);
+    ``progress``: show a tqdm bar (on the main process).
     """
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     was_training = model.training
@@ -63,7 +68,8 @@ def evaluate(model: PromptedModel, tasks: dict[str, TaskData], split: str, task_
             if not examples:
                 continue
             mine = list(range(rank, len(examples), world))
-            texts = predict(model, data, [examples[i] for i in mine], task_ids[name], config, max_source_length(data))
+            with tqdm(total=len(mine), desc=f"{split} {name}", leave=False, disable=not (progress and rank == 0)) as bar:
+                texts = predict(model, data, [examples[i] for i in mine], task_ids[name], config, max_source_length(data), bar)
             predictions = _gather(list(zip(mine, texts)), len(examples), world)
             results[name] = data.task.compute_metrics(predictions, examples)
     finally:

@@ -185,7 +185,8 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
     saver = saver or MethodSaver(run_dir / "method", ctx.backbone, extra)
     train_set = TrainSet(tasks, task_ids, ctx.backbone, config.data)
     has_dev = any(data.dev for data in tasks.values())
-    dev = (lambda m: evaluate(m, tasks, "dev", task_ids, config.eval, max_source_length(config), acc)) if has_dev else None
+    show = config.run.progress
+    dev = (lambda m: evaluate(m, tasks, "dev", task_ids, config.eval, max_source_length(config), acc, show)) if has_dev else None
     job = TrainingJob(
         name=f"{config.stage} {'+'.join(tasks)}", model=model, param_groups=method.param_groups(), train_set=train_set,
         batch_sampler=build_batch_sampler(config.data, train_set, config.optim.batch_size, config.run.seed),
@@ -200,5 +201,5 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
         return result  # stopped early (run.stop_after): no results.json, resume later
     saver.load_into(model)
     if config.eval.test and any(data.test for data in tasks.values()):
-        result.test = evaluate(model, tasks, "test", task_ids, config.eval, max_source_length(config), acc)
+        result.test = evaluate(model, tasks, "test", task_ids, config.eval, max_source_length(config), acc, show)
     return write_result(result, acc)
