@@ -123,3 +123,19 @@ def test_optimizer_step_changes_only_trainable_parameters(prompted):
         changed = not torch.equal(v, method_before[k])
         should = k in names and id(names[k]) in trainable
         assert changed == should, f"{k}: changed={changed}, trainable={should}"
+
+
+def test_left_padded_inputs_are_repacked_to_the_same_result(prompted):
+    """Right padding takes the no-copy path; left padding (padding inside the row, after the
+    prompt) is repacked. Both must give the same per-example losses."""
+    backbone = prompted.backbone
+    right = _batch(backbone, EXAMPLES)
+    left = {k: v.clone() for k, v in right.items()}
+    for i, row in enumerate(right["attention_mask"]):
+        n = int(row.sum())
+        for key in ("input_ids", "attention_mask", "labels"):
+            if key == "labels" and backbone.is_encoder_decoder:
+                continue
+            left[key][i] = torch.roll(right[key][i], shifts=len(row) - n)
+    assert not torch.equal(left["attention_mask"], right["attention_mask"])
+    torch.testing.assert_close(_loss(prompted, left).per_example_loss, _loss(prompted, right).per_example_loss, atol=1e-5, rtol=1e-5)

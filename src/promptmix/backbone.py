@@ -12,10 +12,12 @@ decoder gets none, as in both papers. Decoder-only models (Llama, SmolLM2, GPT-2
 get it before the input; labels of prompt slots are ignored and positions are recomputed
 from the mask, so a prompt never shifts where the text starts.
 
-Every row is packed with its padding first ([pads][prompt][text]). Real tokens are then
-contiguous, so relative (T5) and absolute/rotary (decoder-only, position = running count of
-real tokens) positions are exactly those the example would have alone, whatever the other
-rows in the batch hold: a mixed-task batch equals its examples run task by task.
+Real tokens of every row are kept contiguous: a row whose padding sits inside it (a shorter
+prompt left-padded by the router, a left-padded input) is repacked with its padding first
+([pads][prompt][text]), and decoder-only generation always packs that way. Relative (T5) and
+absolute/rotary (decoder-only, position = running count of real tokens) positions are then
+exactly those the example would have alone, whatever the other rows in the batch hold: a
+mixed-task batch equals its examples run task by task.
 """
 
 from __future__ import annotations
@@ -125,6 +127,13 @@ class Backbone:
         return [s.strip() for s in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
 
 
+def _contiguous(mask: Tensor) -> bool:
+    """True when every row's real tokens form one run (e.g. [prompt][text][pads]): then
+    positions are already those of the example alone and no reordering is needed."""
+    starts = (mask[:, 1:] > mask[:, :-1]).sum(dim=1) + (mask[:, 0] > 0)
+    return bool((starts <= 1).all())
+
+
 def _pack_left(mask: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
     """Reorder each row so padded positions (mask 0) come first, keeping the order of the
     real ones. Returns the reordered mask followed by each tensor reordered the same way."""
@@ -155,7 +164,9 @@ class PromptedModel(nn.Module):
         self.model = backbone.model
         self.method = method
 
-    def _prompted_inputs(self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None, PromptOutput]:
+    def _prompted_inputs(
+        self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor, labels: Tensor | None, *, pads_first: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor | None, PromptOutput]:
         embeds = self.model.get_input_embeddings()(input_ids)  # [B, n, d]
         source_mask = attention_mask
         if labels is not None and not self.backbone.is_encoder_decoder:
@@ -168,6 +179,9 @@ class PromptedModel(nn.Module):
         mask = torch.cat([pmask.to(attention_mask.dtype), attention_mask], dim=1)
         if labels is not None and not self.backbone.is_encoder_decoder:
             labels = torch.cat([labels.new_full((B, m), IGNORE_INDEX), labels], dim=1)
+        if not pads_first and _contiguous(mask):
+            return embeds, mask, labels, out  # right padding only: nothing to move (the common case)
+        if labels is not None and not self.backbone.is_encoder_decoder:
             mask, embeds, labels = _pack_left(mask, embeds, labels)
         else:
             mask, embeds = _pack_left(mask, embeds)
@@ -253,7 +267,9 @@ class PromptedModel(nn.Module):
         """
         if task_ids is None:
             task_ids = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
-        embeds, mask, _, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, None)
+        # Decoder-only generation appends after the last position, so every pad must come first.
+        pads_first = not self.backbone.is_encoder_decoder
+        embeds, mask, _, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, None, pads_first=pads_first)
         tok = self.backbone.tokenizer
         kwargs = {"do_sample": False, "max_new_tokens": 32, "pad_token_id": tok.pad_token_id, **generation_kwargs}
         sequences = self.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
