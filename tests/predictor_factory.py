@@ -39,19 +39,26 @@ def same_predictions(a, b, tol: float = 1e-4) -> None:
             assert all(abs(x.attention[k] - y.attention[k]) < tol for k in x.attention)
 
 
-def write_tiny_runs(root, tokenizer, data_dir) -> dict:
-    """On disk under ``root``: a tiny T5 that ``load_backbone`` can load, and two run
-    directories as training leaves them (``config.yaml`` + ``method/``): ``pt`` (prompt tuning,
-    rte/sst2, m=3) and ``attempt`` (ATTEMPT over two sources, cb/stsb, m=5)."""
+def saved_tiny_t5(root, tokenizer):
+    """A tiny T5 saved as a model directory under ``root`` and loaded back with
+    ``load_backbone``, as the CLI loads models: ``(directory, backbone)``."""
     from promptmix.loading import load_backbone
-    from promptmix.prompts.checkpoint import save_method
-    from promptmix.training.config import TrainConfig
     from tiny_models import tiny_t5
 
     model_dir = root / "tiny-t5"
     tiny_t5().save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    backbone = load_backbone(str(model_dir))
+    return model_dir, load_backbone(str(model_dir))
+
+
+def write_tiny_runs(root, tokenizer, data_dir) -> dict:
+    """On disk under ``root``: a tiny T5 that ``load_backbone`` can load, and two run
+    directories as training leaves them (``config.yaml`` + ``method/``): ``pt`` (prompt tuning,
+    rte/sst2, m=3) and ``attempt`` (ATTEMPT over two sources, cb/stsb, m=5)."""
+    from promptmix.prompts.checkpoint import save_method
+    from promptmix.training.config import TrainConfig
+
+    model_dir, backbone = saved_tiny_t5(root, tokenizer)
     d = backbone.hidden_size
     runs = {
         "pt": ("prompt-tuning", ["rte", "sst2"], 3, {}),

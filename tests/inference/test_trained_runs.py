@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from promptmix.cli import main
-from promptmix.loading import load_backbone
 from promptmix.prompts.library import PromptLibrary
 from promptmix.training import load_config, run_stage
 
-from tiny_models import REPO, tiny_t5
+from predictor_factory import saved_tiny_t5
+from tiny_models import REPO
 
 FIXTURES = REPO / "tests" / "tasks" / "fixtures"
 SOURCES = {"src-sst2": "sst2", "src-rte": "rte"}
@@ -24,10 +24,7 @@ SOURCES = {"src-sst2": "sst2", "src-rte": "rte"}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, t5_tokenizer):
     root = tmp_path_factory.mktemp("trained")
-    model_dir = root / "tiny-t5"
-    tiny_t5().save_pretrained(model_dir)
-    t5_tokenizer.save_pretrained(model_dir)
-    backbone = load_backbone(str(model_dir))
+    model_dir, backbone = saved_tiny_t5(root, t5_tokenizer)
     gen = torch.Generator().manual_seed(0)
     library = PromptLibrary(root / "prompts")
     for entry, task in SOURCES.items():
