@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
-exec .venv/bin/promptmix demo "$@"
+exec .venv/bin/promptmix pipeline "$@"
