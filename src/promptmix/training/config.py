@@ -142,6 +142,9 @@ class DistillConfig:
     temperature: float = _help("softmax temperature τ of teacher and student (KL scaled by τ²); not given in the paper", 2.0)
     use_kl: bool = _help("include L_KL (ablation: False)", True)
     use_hidden: bool = _help("include L_hidden (ablation 'without hidden loss': False)", True)
+    hidden_rms_norm: bool = _help(
+        "divide every hidden vector by its RMS before the MSE: for decoder-only models whose residual stream carries "
+        "massive activations (SmolLM2: mean square ~77,000 in layers 12-28), which would make L_hidden swamp the rest", False)
 
     def __post_init__(self) -> None:
         _check(self.weight >= 0, "distill.weight must be >= 0")

@@ -12,7 +12,9 @@
   each layer), for encoder-decoder models the encoder states over prompt + input and the
   decoder states over the target positions, for decoder-only models every layer over
   prompt + input. Per example it is the mean over its (state, position, dimension) entries;
-  the batch value is the mean over examples.
+  the batch value is the mean over examples. ``hidden_rms_norm`` (off by default, on in the
+  SmolLM2 presets) first scales every hidden vector to unit RMS: Llama-style residual streams
+  carry a few massive activations that would otherwise make L_hidden swamp L_task and L_KL.
 
 The teacher is the same frozen backbone with a :class:`SoftPrompt` holding task k's teacher
 prompt in slot k (prompt tuning from the library), run without gradients. Teacher and
@@ -61,14 +63,24 @@ def hidden_masks(batch: dict[str, Any], prompt_length: int, is_encoder_decoder: 
     return main, decoder
 
 
-def hidden_mse_per_example(student: tuple[Tensor, ...], teacher: tuple[Tensor, ...], masks: list[Tensor]) -> Tensor:
+def rms_normalized(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """Each vector (last axis) divided by its root mean square."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+def hidden_mse_per_example(student: tuple[Tensor, ...], teacher: tuple[Tensor, ...], masks: list[Tensor],
+                           rms_norm: bool = False) -> Tensor:
     """Per example, the mean squared difference over every (state, real position, dim): [B].
 
-    ``masks[i]`` [B, L_i] marks the real positions of state i."""
+    ``masks[i]`` [B, L_i] marks the real positions of state i; ``rms_norm`` compares the
+    vectors after :func:`rms_normalized`."""
     total = 0.0
     entries = 0.0
     for s, t, mask in zip(student, teacher, masks):
-        diff = ((s.float() - t.float()) ** 2).sum(-1)  # [B, L]
+        s, t = s.float(), t.float()
+        if rms_norm:
+            s, t = rms_normalized(s), rms_normalized(t)
+        diff = ((s - t) ** 2).sum(-1)  # [B, L]
         total = total + (diff * mask).sum(1)
         entries = entries + mask.sum(1) * s.shape[-1]
     return total / entries
@@ -118,4 +130,4 @@ class DistillLoss:
         main, decoder = hidden_masks(batch, self.prompt_length, backbone.is_encoder_decoder)
         n_decoder = _decoder_states(backbone.model.config) if decoder is not None else 0
         masks = [main] * (len(student) - n_decoder) + [decoder] * n_decoder
-        return hidden_mse_per_example(student, teacher, masks).sum()
+        return hidden_mse_per_example(student, teacher, masks, self.config.hidden_rms_norm).sum()

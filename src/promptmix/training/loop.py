@@ -111,7 +111,6 @@ class _Run:
             raise ValueError(f"optim.batch_size {self.optim.batch_size} must be divisible by processes × "
                              f"accumulation steps = {accelerator.num_processes} × {self.optim.gradient_accumulation_steps}")
         groups = optimizer_groups(job.param_groups, self.optim)
-        self.group_names = [g["name"] for g in groups]
         self.trainable = [p for g in groups for p in g["params"]]
         optimizer = build_optimizer(groups, self.optim)
         self.stream = BatchStream(job.batch_sampler)
