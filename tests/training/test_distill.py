@@ -89,3 +89,15 @@ def test_identical_teacher_and_student_give_zero_distillation(tiny_backbone):
     torch.testing.assert_close(loss, logs["ce"], atol=1e-6, rtol=0)
     expected_ce = teacher(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["task_ids"]).loss
     torch.testing.assert_close(logs["ce"], expected_ce, atol=1e-6, rtol=1e-6)
+
+
+def test_rms_normalised_hidden_mse_by_hand():
+    """hidden_rms_norm: s = (3, 4) -> (3, 4) / 3.5355; t = (1, 0) -> (1, 0) / 0.7071;
+    squared differences 0.32 + 1.28 over 2 entries = 0.8 (and scale-free: 1000 s gives the same)."""
+    from promptmix.training.distill import hidden_mse_per_example
+
+    mask = [torch.tensor([[True]])]
+    s, t = torch.tensor([[[3.0, 4.0]]]), torch.tensor([[[1.0, 0.0]]])
+    assert math.isclose(hidden_mse_per_example((s,), (t,), mask, rms_norm=True).item(), 0.8, rel_tol=1e-5)
+    assert math.isclose(hidden_mse_per_example((1000 * s,), (t,), mask, rms_norm=True).item(), 0.8, rel_tol=1e-5)
+    assert math.isclose(hidden_mse_per_example((s,), (t,), mask).item(), (4 + 16) / 2, rel_tol=1e-6)
