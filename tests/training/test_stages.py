@@ -1,0 +1,86 @@
+"""Stages beyond the main job: ATTEMPT-m vs one run per task, few-shot, SPoT, baselines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import safetensors.torch
+
+from trainhelpers import PROMPT_LENGTH, config, model_dirs, random_library  # noqa: F401  (fixture)
+
+D = 32  # tiny model width
+R = 8  # attn_dim in the tiny configs
+
+
+def test_attempt_m_shares_g_and_mixes_tasks(model_dirs, tmp_path):
+    from promptmix.training.stages import run_stage
+
+    random_library(tmp_path / "prompts", model_dirs["t5"])
+    result = run_stage(config("attempt", model_dirs["t5"], tmp_path, data__tasks=["cb", "rte"], data__multi_task=True,
+                              library__sources=["sst2", "rte"], library__init_from="sst2", optim__batch_size=8))
+    assert result.tasks == ["cb", "rte"] and set(result.test) == {"cb", "rte", "score"}
+    assert result.trainable_parameters == 2 * PROMPT_LENGTH * D + 2 * D * R + 2 * D  # one shared G
+    record = json.loads((tmp_path / "run" / "method" / "method.json").read_text())
+    assert record["config"]["tasks"] == ["cb", "rte"] and record["config"]["shared_attention"]
+
+
+def test_one_run_per_task_without_multi_task(model_dirs, tmp_path):
+    from promptmix.training.stages import run_stage
+
+    random_library(tmp_path / "prompts", model_dirs["t5"])
+    result = run_stage(config("mpt-source", model_dirs["t5"], tmp_path, library__sources=["sst2", "rte"],
+                              run__dir=str(tmp_path / "mpt-source")))
+    targets = run_stage(config("mpt-target", model_dirs["t5"], tmp_path, data__tasks=["cb", "rte"],
+                               library__mpt_source=str(tmp_path / "mpt-source")))
+    assert result.completed and targets.completed
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.is_dir()) == ["cb", "rte"]
+    for task in ("cb", "rte"):
+        record = json.loads((tmp_path / "run" / task / "method" / "method.json").read_text())
+        assert record["config"]["tasks"] == [task]
+    combined = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(combined["dev"]) == {"cb", "rte", "score"} and combined["trainable_parameters"] == 2 * (PROMPT_LENGTH * D + PROMPT_LENGTH + D)
+
+
+def test_few_shot_smaller_than_a_batch(model_dirs, tmp_path):
+    """k = 2 per class on CB is 6 examples; batches of 8 are still full (the sampler reshuffles)."""
+    from promptmix.training.stages import run_stage
+
+    result = run_stage(config("prompt-tuning", model_dirs["llama"], tmp_path, data__tasks=["cb"], data__few_shot_k=2,
+                              optim__batch_size=8, optim__max_steps=2))
+    assert result.completed and result.steps == 2
+
+
+def test_spot_generic_source_and_init(model_dirs, tmp_path):
+    from promptmix.prompts.library import PromptLibrary
+    from promptmix.training.stages import run_stage
+
+    run_stage(config("source", model_dirs["t5"], tmp_path, data__tasks=["sst2", "rte"], library__mixture_prompt="mix",
+                     run__dir=str(tmp_path / "mix")))
+    record = PromptLibrary(tmp_path / "prompts").get("mix")
+    assert record.task == "sst2+rte" and "score" in record.metrics
+    result = run_stage(config("prompt-tuning", model_dirs["t5"], tmp_path, data__tasks=["cb"], library__init_from="mix",
+                              optim__max_steps=1, eval__every=0))
+    assert result.completed
+
+
+# LoRA rank 8 on q and v (32 -> 32) of 6 attention blocks: 2 encoder self, 2 decoder self, 2 cross.
+@pytest.mark.parametrize("kind, expected", [("lora", 6 * 2 * (8 * D + D * 8)), ("full", None)])
+def test_finetune_baselines(model_dirs, tmp_path, kind, expected):
+    from promptmix.loading import load_backbone
+    from promptmix.training.stages import run_stage
+
+    result = run_stage(config("finetune", model_dirs["t5"], tmp_path, data__tasks=["cb"], baseline__kind=kind,
+                              optim__lr=3e-4, optim__max_steps=2))
+    full = sum(p.numel() for p in load_backbone(model_dirs["t5"]).model.parameters())
+    assert result.trainable_parameters == (expected if expected is not None else full)
+    saved = safetensors.torch.load_file(tmp_path / "run" / "model" / "trainable.safetensors")
+    assert all(("lora_" in name) == (kind == "lora") for name in saved)
+    assert json.loads((tmp_path / "run" / "model" / "model.json").read_text())["kind"] == kind
+
+
+def test_bitfit_on_a_bias_free_model_says_why(model_dirs, tmp_path):
+    from promptmix.training.stages import run_stage
+
+    with pytest.raises(ValueError, match="no bias parameters"):
+        run_stage(config("finetune", model_dirs["t5"], tmp_path, data__tasks=["cb"], baseline__kind="bitfit"))
