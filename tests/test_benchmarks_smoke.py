@@ -51,3 +51,18 @@ def test_data_speed_smoke(capsys):
     assert load_script("data_speed").main(["--smoke", "--batches", "1"]) == 0
     out = capsys.readouterr().out
     assert "grouped" in out and "pad-256" in out and "1.00x" in out
+
+
+def test_quality_smoke_runs_every_method_and_resumes(capsys, tmp_path):
+    quality = load_script("quality")
+    args = ["--smoke", "--out", str(tmp_path)]
+    assert quality.main(args) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("| method"):]
+    for label, *_ in quality.METHODS:
+        assert f"| {label} |" in table
+    first = (tmp_path / "quality.json").read_text()
+    # A rerun with the same arguments finds every run finished: nothing trains, same results.
+    assert quality.main(args) == 0
+    assert "STOPPED" not in capsys.readouterr().out
+    assert (tmp_path / "quality.json").read_text() == first
