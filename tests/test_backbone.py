@@ -139,3 +139,26 @@ def test_left_padded_inputs_are_repacked_to_the_same_result(prompted):
             left[key][i] = torch.roll(right[key][i], shifts=len(row) - n)
     assert not torch.equal(left["attention_mask"], right["attention_mask"])
     torch.testing.assert_close(_loss(prompted, left).per_example_loss, _loss(prompted, right).per_example_loss, atol=1e-5, rtol=1e-5)
+
+
+def test_label_rows_sharing_one_encoder_pass_score_like_full_rows(prompted):
+    """Rank classification on encoder-decoder models runs the prompt method and the encoder
+    once per example and the decoder once per label word: each label row's loss must equal
+    forward() on that (source, label) row, for a mixed-task batch with 2 or 3 words each."""
+    from promptmix.inference.scoring import right_pad
+
+    backbone = prompted.backbone
+    words = {0: ["entailment", "not_entailment"], 1: ["positive", "negative"], 2: ["acceptable", "unacceptable", "maybe"]}
+    rows = [(s, w, k) for s, _, k in EXAMPLES for w in words[k]]
+    counts = torch.tensor([len(words[k]) for _, _, k in EXAMPLES])
+    sources = _batch(backbone, EXAMPLES, with_targets=False)
+    labels = right_pad([backbone.encode(s, w)["labels"] for s, w, _ in rows], IGNORE_INDEX)
+    if not backbone.is_encoder_decoder:
+        with pytest.raises(ValueError, match="decoder-only"):
+            prompted.score_label_rows(sources["input_ids"], sources["attention_mask"], labels, sources["task_ids"], counts)
+        return
+    shared = prompted.score_label_rows(sources["input_ids"], sources["attention_mask"], labels, sources["task_ids"], counts)
+    full = _loss(prompted, _batch(backbone, rows))
+    assert shared.prompt_output.prompts.shape[0] == len(EXAMPLES)  # the method ran once per example
+    assert torch.equal(shared.token_counts, full.token_counts)
+    torch.testing.assert_close(shared.per_example_loss, full.per_example_loss, atol=1e-5, rtol=1e-5)

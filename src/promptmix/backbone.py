@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from transformers.modeling_outputs import BaseModelOutput
 
 from promptmix.prompts.base import PromptMethod, PromptOutput
 
@@ -233,6 +234,29 @@ class PromptedModel(nn.Module):
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         return self._loss(logits, labels[:, 1:][target_mask], target_mask, prompt_out, return_label_logits, hidden)
+
+    @torch.no_grad()
+    def score_label_rows(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor, task_ids: Tensor, counts: Tensor) -> PromptedOutput:
+        """Encoder-decoder only: score several label rows per example, running the prompt method
+        and the encoder once per example rather than once per label row.
+
+        ``input_ids``, ``attention_mask`` [B, n] and ``task_ids`` [B] are the examples;
+        ``labels`` [R, t] holds ``counts[b]`` consecutive rows for example b (R = counts.sum()).
+        The output is per label row, as :meth:`forward` on the examples repeated would give
+        (same losses up to float summation order); ``prompt_output`` is per example.
+        """
+        if not self.backbone.is_encoder_decoder:
+            raise ValueError("score_label_rows shares the encoder pass; decoder-only models score full rows with forward()")
+        embeds, mask, _, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, None)
+        encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask)
+        rows = torch.repeat_interleave(torch.arange(input_ids.shape[0], device=input_ids.device), counts.to(input_ids.device))
+        out = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoded.last_hidden_state[rows]),
+            attention_mask=mask[rows], decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels=labels),
+            use_cache=False,
+        )
+        target_mask = labels != IGNORE_INDEX
+        return self._loss(out.logits[target_mask], labels[target_mask], target_mask, prompt_out, False, None)
 
     @staticmethod
     def _loss(logits, targets, target_mask, prompt_out, return_label_logits, hidden) -> PromptedOutput:

@@ -4,7 +4,8 @@ Both take examples already encoded by :meth:`Backbone.encode` and any mix of tas
 ``task_ids`` of the model's prompt method), and run one forward / one ``generate`` per call.
 
 Rank classification (T0 / lm-eval-harness style; one forward for every candidate): each
-example is paired with every label word c of its task,
+example is paired with every label word c of its task (encoder-decoder models run the prompt
+method and the encoder once per example and only the decoder once per candidate),
 
     ll(c) = Σ_t log P(c_t | x, c_<t)            summed over c's tokens (and eos)
     chosen = argmax_c ll(c),   p(c) = softmax_c ll(c)
@@ -33,20 +34,19 @@ from promptmix.prompts.base import PromptOutput
 def collate(features: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, Tensor]:
     """Right-pad encoded examples into ``input_ids``, ``attention_mask`` (and ``labels``, padded
     with -100, when the features have them). The backbone repacks rows pads-first itself."""
-    width = max(len(f["input_ids"]) for f in features)
-    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(features), width, dtype=torch.long)
-    for i, f in enumerate(features):
-        ids[i, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
-        mask[i, : len(f["input_ids"])] = 1
-    batch = {"input_ids": ids, "attention_mask": mask}
+    ids = [f["input_ids"] for f in features]
+    batch = {"input_ids": right_pad(ids, pad_id), "attention_mask": right_pad([[1] * len(x) for x in ids], 0)}
     if "labels" in features[0]:
-        lwidth = max(len(f["labels"]) for f in features)
-        labels = torch.full((len(features), lwidth), IGNORE_INDEX, dtype=torch.long)
-        for i, f in enumerate(features):
-            labels[i, : len(f["labels"])] = torch.tensor(f["labels"])
-        batch["labels"] = labels
+        batch["labels"] = right_pad([f["labels"] for f in features], IGNORE_INDEX)
     return batch
+
+
+def right_pad(rows: Sequence[Sequence[int]], value: int) -> Tensor:
+    """[len(rows), longest] long tensor of the rows, right-padded with ``value``."""
+    out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
 
 
 def attention_rows(prompt_output: PromptOutput, rows: Sequence[int]) -> list[Tensor | None]:
@@ -67,6 +67,17 @@ def sequence_log_likelihoods(model: PromptedModel, features: Sequence[dict[str, 
     batch = {k: v.to(device) for k, v in collate(features, model.backbone.tokenizer.pad_token_id).items()}
     out = model(batch["input_ids"], batch["attention_mask"], batch["labels"], task_ids)
     return -(out.per_example_loss * out.token_counts).float(), out.token_counts, out.prompt_output
+
+
+def _encoder_shared_log_likelihoods(model: PromptedModel, candidates, rows, counts, task_ids: Tensor) -> tuple[Tensor, PromptOutput]:
+    """Summed log-likelihood of every candidate row, encoding each example's source once."""
+    device = task_ids.device
+    pad_id = model.backbone.tokenizer.pad_token_id
+    sources = collate([{"input_ids": c[0]["input_ids"]} for c in candidates], pad_id)
+    labels = right_pad([f["labels"] for f in rows], IGNORE_INDEX)
+    out = model.score_label_rows(sources["input_ids"].to(device), sources["attention_mask"].to(device), labels.to(device),
+                                 task_ids, torch.tensor(counts, device=device))
+    return -(out.per_example_loss * out.token_counts).float(), out.prompt_output
 
 
 @dataclass
@@ -91,10 +102,15 @@ def rank_classify(model: PromptedModel, candidates: Sequence[Sequence[dict[str, 
     """
     counts = [len(c) for c in candidates]
     rows = [f for c in candidates for f in c]
-    row_tasks = task_ids.repeat_interleave(torch.tensor(counts, device=task_ids.device))
-    ll, _, prompt_out = sequence_log_likelihoods(model, rows, row_tasks)
     starts = torch.tensor([0, *counts]).cumsum(0)[:-1].tolist()
-    attention = attention_rows(prompt_out, starts)  # the method sees the source only: any row will do
+    if model.backbone.is_encoder_decoder:
+        # Every candidate of an example shares its source: prompt and encoder run once per example.
+        ll, prompt_out = _encoder_shared_log_likelihoods(model, candidates, rows, counts, task_ids)
+        attention = attention_rows(prompt_out, range(len(candidates)))
+    else:
+        row_tasks = task_ids.repeat_interleave(torch.tensor(counts, device=task_ids.device))
+        ll, _, prompt_out = sequence_log_likelihoods(model, rows, row_tasks)
+        attention = attention_rows(prompt_out, starts)  # the method sees the source only: any row will do
     results = []
     for i, (start, count) in enumerate(zip(starts, counts)):
         scores = ll[start : start + count].cpu()
