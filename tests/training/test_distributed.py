@@ -1,4 +1,4 @@
-"""Two CPU processes (gloo, through torch.distributed.run) end with the same prompts as one
+"""Two CPU processes (gloo, through ``accelerate launch``) end with the same prompts as one
 process with the same global batch: each process takes half of every global batch and the
 loss is normalised by the global token count, so the DDP-averaged gradient is the same."""
 
@@ -8,11 +8,15 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import safetensors.torch
 import yaml
 
 from trainhelpers import config, model_dirs, random_library  # noqa: F401  (fixture)
+
+
+ACCELERATE_DDP = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "ddp.yaml"
 
 
 def _free_port() -> int:
@@ -30,7 +34,10 @@ def test_two_processes_match_one(model_dirs, tmp_path):
     two = config("attempt", model_dirs["t5"], tmp_path, run__dir=str(tmp_path / "two"), **settings)
     path = tmp_path / "two.yaml"
     path.write_text(yaml.safe_dump(two.to_dict()))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+    # The shipped DDP config, shrunk to 2 processes in fp32: with no GPU the processes join a
+    # gloo group on CPU, as a user's CPU run of the documented command would.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_DDP),
+           "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()),
            "-m", "promptmix.cli", "train", "attempt", "--config", str(path)]
     done = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

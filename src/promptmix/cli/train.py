@@ -3,7 +3,8 @@
 A thin layer over :func:`promptmix.training.stages.run_stage`. Several processes:
 
     accelerate launch --config_file configs/accelerate/ddp.yaml -m promptmix.cli train attempt --config ...
-    torchrun --nproc_per_node 2 -m promptmix.cli train attempt --config ...     # CPU processes (gloo)
+    accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 2 --mixed_precision no \\
+        -m promptmix.cli train attempt --config ...       # no GPU: 2 CPU processes (gloo)
 """
 
 from __future__ import annotations
