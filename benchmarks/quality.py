@@ -135,7 +135,7 @@ def mean_std(values: list[float]) -> str:
 
 def format_table(results: dict[str, Any], args: argparse.Namespace) -> str:
     targets = args.targets
-    head = "| method | params (per run) | " + " | ".join(f"{t} test" for t in targets) + " | mean | paper (T5-base) |"
+    head = "| method | trainable params (all targets) | " + " | ".join(f"{t} test" for t in targets) + " | mean | paper (T5-base) |"
     lines = [head, "|---|---:|" + "---:|" * (len(targets) + 2)]
     for label, by_seed in results["runs"].items():
         per_task = {t: [r["test"][t]["score"] for r in by_seed.values() if t in r["test"]] for t in targets}
