@@ -202,15 +202,18 @@ class PromptedModel(nn.Module):
             task_ids = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
         embeds, mask, labels, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, labels)
         if self.backbone.is_encoder_decoder:
-            return self._forward_seq2seq(embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states)
+            return self._forward_seq2seq(labels, prompt_out, return_label_logits, output_hidden_states,
+                                         inputs_embeds=embeds, attention_mask=mask)
         return self._forward_causal(embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states)
 
-    def _forward_seq2seq(self, embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states) -> PromptedOutput:
+    def _forward_seq2seq(self, labels, prompt_out, return_label_logits, output_hidden_states, **encoder_inputs) -> PromptedOutput:
+        """Decoder loss over ``labels``; ``encoder_inputs`` are the prompted ``inputs_embeds`` or
+        ready ``encoder_outputs``, with their ``attention_mask``."""
         if labels is None:
             raise ValueError("forward needs labels for an encoder-decoder backbone; use generate() to predict")
         decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
         out = self.model(
-            inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_input_ids,
+            **encoder_inputs, decoder_input_ids=decoder_input_ids,
             output_hidden_states=output_hidden_states, use_cache=False,
         )
         hidden = (*out.encoder_hidden_states, *out.decoder_hidden_states) if output_hidden_states else None
@@ -250,13 +253,8 @@ class PromptedModel(nn.Module):
         embeds, mask, _, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, None)
         encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask)
         rows = torch.repeat_interleave(torch.arange(input_ids.shape[0], device=input_ids.device), counts.to(input_ids.device))
-        out = self.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=encoded.last_hidden_state[rows]),
-            attention_mask=mask[rows], decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels=labels),
-            use_cache=False,
-        )
-        target_mask = labels != IGNORE_INDEX
-        return self._loss(out.logits[target_mask], labels[target_mask], target_mask, prompt_out, False, None)
+        return self._forward_seq2seq(labels, prompt_out, False, False, attention_mask=mask[rows],
+                                     encoder_outputs=BaseModelOutput(last_hidden_state=encoded.last_hidden_state[rows]))
 
     @staticmethod
     def _loss(logits, targets, target_mask, prompt_out, return_label_logits, hidden) -> PromptedOutput:

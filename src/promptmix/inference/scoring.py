@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 
 from promptmix.backbone import IGNORE_INDEX, PromptedModel
 from promptmix.prompts.base import PromptOutput
@@ -43,10 +44,7 @@ def collate(features: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, 
 
 def right_pad(rows: Sequence[Sequence[int]], value: int) -> Tensor:
     """[len(rows), longest] long tensor of the rows, right-padded with ``value``."""
-    out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
+    return pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True, padding_value=value)
 
 
 def attention_rows(prompt_output: PromptOutput, rows: Sequence[int]) -> list[Tensor | None]:
