@@ -47,8 +47,15 @@ class PromptedOutput:
     ``token_counts`` [B]: label tokens per example (``per_example_loss * token_counts`` is
     the summed negative log-likelihood, what rank classification compares).
     ``label_logits`` [N, V]: logits at the N label tokens in row-major order (when asked).
-    ``hidden_states``: tuple of [B, L, d] states (when asked): encoder then decoder states for
-    encoder-decoder models, every layer's states for decoder-only ones.
+    ``hidden_states``: tuple of [B, L_i, d] states (when asked): encoder then decoder states for
+    encoder-decoder models, every layer's states for decoder-only ones; each stack's first
+    state is its embedding output.
+    ``hidden_masks``: with ``hidden_states``, one bool [B, L_i] per state marking the positions
+    that hold real tokens in the layout the model actually ran (prompt + input after any
+    repacking; for a decoder, the label positions), so nothing outside this module needs to
+    know how rows were packed.
+    ``embedding_states``: indices into ``hidden_states`` of the embedding outputs (state 0 of
+    each stack), which are not a layer's output.
     """
 
     loss: Tensor | None
@@ -57,6 +64,8 @@ class PromptedOutput:
     prompt_output: PromptOutput
     label_logits: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
+    hidden_masks: tuple[Tensor, ...] | None = None
+    embedding_states: tuple[int, ...] = ()
 
 
 @dataclass
@@ -126,6 +135,21 @@ class Backbone:
 
     def decode(self, sequences: Tensor) -> list[str]:
         return [s.strip() for s in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
+
+
+@dataclass
+class _Hidden:
+    """Hidden states as run, with their real-position masks and the embedding outputs' indices."""
+
+    states: tuple[Tensor, ...]
+    masks: tuple[Tensor, ...]
+    embedding: tuple[int, ...]
+
+
+def _hidden_fields(hidden: _Hidden | None) -> dict[str, Any]:
+    if hidden is None:
+        return {}
+    return {"hidden_states": hidden.states, "hidden_masks": hidden.masks, "embedding_states": hidden.embedding}
 
 
 def _contiguous(mask: Tensor) -> bool:
@@ -216,8 +240,12 @@ class PromptedModel(nn.Module):
             **encoder_inputs, decoder_input_ids=decoder_input_ids,
             output_hidden_states=output_hidden_states, use_cache=False,
         )
-        hidden = (*out.encoder_hidden_states, *out.decoder_hidden_states) if output_hidden_states else None
         target_mask = labels != IGNORE_INDEX
+        hidden = None
+        if output_hidden_states:
+            enc, dec = out.encoder_hidden_states, out.decoder_hidden_states
+            source_mask = encoder_inputs["attention_mask"].bool()
+            hidden = _Hidden((*enc, *dec), (source_mask,) * len(enc) + (target_mask,) * len(dec), (0, len(enc)))
         return self._loss(out.logits[target_mask], labels[target_mask], target_mask, prompt_out, return_label_logits, hidden)
 
     def _forward_causal(self, embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states) -> PromptedOutput:
@@ -226,9 +254,9 @@ class PromptedModel(nn.Module):
             inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
             output_hidden_states=output_hidden_states, use_cache=False,
         )
-        hidden = tuple(out.hidden_states) if output_hidden_states else None
+        hidden = _Hidden(tuple(out.hidden_states), (mask.bool(),) * len(out.hidden_states), (0,)) if output_hidden_states else None
         if labels is None:
-            return PromptedOutput(None, None, None, prompt_out, hidden_states=hidden)
+            return PromptedOutput(None, None, None, prompt_out, **_hidden_fields(hidden))
         # Position i predicts token i+1; only label positions need the (vocab-sized) LM head.
         target_mask = labels[:, 1:] != IGNORE_INDEX  # [B, L-1]
         states = out.last_hidden_state[:, :-1][target_mask]  # [N, d]
@@ -269,7 +297,7 @@ class PromptedModel(nn.Module):
             token_counts=counts,
             prompt_output=prompt_out,
             label_logits=logits if return_label_logits else None,
-            hidden_states=hidden,
+            **_hidden_fields(hidden),
         )
 
     @torch.no_grad()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
-
+import pytest
 import torch
 
 from promptmix.backbone import PromptedOutput
@@ -16,13 +15,14 @@ from promptmix.training.distill import DistillLoss
 class Fixed(torch.nn.Module):
     """A stand-in model returning fixed outputs (decoder-only layout)."""
 
-    def __init__(self, logits, hidden, per_example, counts):
+    def __init__(self, logits, hidden, per_example, counts, masks):
         super().__init__()
         self.out = PromptedOutput(loss=torch.tensor(0.0), per_example_loss=torch.tensor(per_example),
                                   token_counts=torch.tensor(counts), prompt_output=PromptOutput(torch.zeros(1)),
                                   label_logits=torch.tensor(logits),
-                                  hidden_states=tuple(torch.tensor(h, dtype=torch.float) for h in hidden))
-        self.backbone = SimpleNamespace(is_encoder_decoder=False, model=SimpleNamespace(config=None))
+                                  hidden_states=tuple(torch.tensor(h, dtype=torch.float) for h in hidden),
+                                  hidden_masks=tuple(torch.tensor(masks, dtype=torch.bool) for _ in hidden),
+                                  embedding_states=())
 
     def forward(self, *args, **kwargs):
         return self.out
@@ -34,8 +34,8 @@ def softmax(values, tau):
 
 
 def test_distillation_loss_equals_hand_computation():
-    # Two examples, prompt length 1, input widths 2 and 3 of a 3-wide batch: after the
-    # backbone packs pads first, example 0's real positions are 1..3, example 1's 0..3.
+    # Two examples; the model's output marks example 0's real positions as 1..3 and example
+    # 1's as 0..3 (the loss takes the layout from the model, never re-derives it).
     batch = {"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": torch.tensor([[1, 1, 0], [1, 1, 1]]),
              "labels": torch.zeros(2, 3, dtype=torch.long), "task_ids": torch.zeros(2, dtype=torch.long),
              "num_label_tokens": 3, "num_examples": 2}
@@ -45,10 +45,11 @@ def test_distillation_loss_equals_hand_computation():
                 [[[1, 1], [1, 1], [1, 1], [1, 1]], [[0, 1], [0, 1], [0, 1], [0, 1]]]]
     t_hidden = [[[[9, 9], [3, 5], [5, 6], [6, 8]], [[0, 0], [1, 1], [2, 2], [3, 3]]],
                 [[[1, 1], [1, 3], [1, 1], [1, 1]], [[0, 1], [0, 1], [2, 1], [0, 1]]]]
-    student = Fixed(s_logits, s_hidden, [0.7, 0.4], [1, 2])
-    teacher = Fixed(t_logits, t_hidden, [0.0, 0.0], [1, 2])
+    real = [[0, 1, 1, 1], [1, 1, 1, 1]]
+    student = Fixed(s_logits, s_hidden, [0.7, 0.4], [1, 2], real)
+    teacher = Fixed(t_logits, t_hidden, [0.0, 0.0], [1, 2], real)
     tau, lam = 2.0, 0.9
-    loss, logs = DistillLoss(teacher, DistillConfig(weight=lam, temperature=tau), prompt_length=1)(student, batch)
+    loss, logs = DistillLoss(teacher, DistillConfig(weight=lam, temperature=tau))(student, batch)
 
     ce = (0.7 * 1 + 0.4 * 2) / 3
     kl = 0.0
@@ -79,12 +80,12 @@ def test_identical_teacher_and_student_give_zero_distillation(tiny_backbone):
     prompt = torch.randn(3, d, generator=torch.Generator().manual_seed(0))
     teacher_method = SoftPrompt(SoftPromptConfig(prompt_length=3, tasks=["rte"]), d)
     teacher_method.set_prompt("rte", prompt)
-    student = PromptedModel(tiny_backbone, MPT.from_teachers({"rte": prompt}))
+    student = PromptedModel(tiny_backbone, MPT.from_teachers({"rte": prompt}, prompt))
     teacher = PromptedModel(tiny_backbone, teacher_method)
     feats = [dict(tiny_backbone.encode(s, t), task_id=0) for s, t in [("rte a b c", "entailment"), ("rte d", "not_entailment")]]
     batch = Collator(tiny_backbone.tokenizer)(feats)
     batch.update(num_label_tokens=int((batch["labels"] != -100).sum()), num_examples=2)
-    loss, logs = DistillLoss(teacher, DistillConfig(), prompt_length=3)(student, batch)
+    loss, logs = DistillLoss(teacher, DistillConfig())(student, batch)
     assert logs["kl"].abs().item() < 1e-6 and logs["hidden"].item() < 1e-10
     torch.testing.assert_close(loss, logs["ce"], atol=1e-6, rtol=0)
     expected_ce = teacher(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["task_ids"]).loss
@@ -101,3 +102,82 @@ def test_rms_normalised_hidden_mse_by_hand():
     assert math.isclose(hidden_mse_per_example((s,), (t,), mask, rms_norm=True).item(), 0.8, rel_tol=1e-5)
     assert math.isclose(hidden_mse_per_example((1000 * s,), (t,), mask, rms_norm=True).item(), 0.8, rel_tol=1e-5)
     assert math.isclose(hidden_mse_per_example((s,), (t,), mask).item(), (4 + 16) / 2, rel_tol=1e-6)
+
+
+def _uneven_batch(backbone):
+    """Two right-padded examples of different lengths (the tokenizers' default padding)."""
+    from promptmix.training.data import Collator
+
+    pairs = [("rte premise one two three four five six seven", "entailment"), ("rte short", "not_entailment")]
+    feats = [dict(backbone.encode(s, t), task_id=0) for s, t in pairs]
+    batch = Collator(backbone.tokenizer)(feats)
+    assert batch["attention_mask"][1, -1] == 0  # padded on the right
+    batch.update(num_label_tokens=int((batch["labels"] != -100).sum()), num_examples=2)
+    return feats, batch
+
+
+def _teacher_and_student(backbone, length=3):
+    from promptmix.backbone import PromptedModel
+    from promptmix.prompts import MPT, SoftPrompt, SoftPromptConfig
+
+    d = backbone.hidden_size
+    gen = torch.Generator().manual_seed(1)
+    teacher_prompt, student_prompt = torch.randn(length, d, generator=gen), torch.randn(length, d, generator=gen)
+    teacher_method = SoftPrompt(SoftPromptConfig(prompt_length=length, tasks=["rte"]), d)
+    teacher_method.set_prompt("rte", teacher_prompt)
+    return PromptedModel(backbone, teacher_method), PromptedModel(backbone, MPT.from_teachers({"rte": teacher_prompt}, student_prompt))
+
+
+@pytest.mark.parametrize("with_embeddings", [False, True])
+def test_hidden_loss_on_an_uneven_right_padded_batch_equals_each_example_alone(tiny_backbone, with_embeddings):
+    """Teacher != student, rows of different lengths padded on the right: L_hidden equals the
+    per-example MSE computed on each example run alone (no padding, every position real),
+    over the layers' outputs only by default (state 0 of each stack, the embedding output,
+    only with hidden_embeddings)."""
+    teacher, student = _teacher_and_student(tiny_backbone)
+    feats, batch = _uneven_batch(tiny_backbone)
+    _, logs = DistillLoss(teacher, DistillConfig(weight=0.9, hidden_embeddings=with_embeddings))(student, batch)
+
+    config = tiny_backbone.model.config
+    # indices of the embedding outputs: encoder and decoder state 0 (T5), state 0 (Llama)
+    embedding = {0, config.num_layers + 1} if tiny_backbone.is_encoder_decoder else {0}
+    per_example = []
+    for feat in feats:
+        ids, labels = torch.tensor([feat["input_ids"]]), torch.tensor([feat["labels"]])
+        args = (ids, torch.ones_like(ids), labels, torch.zeros(1, dtype=torch.long))
+        with torch.no_grad():
+            s = student(*args, output_hidden_states=True).hidden_states
+            t = teacher(*args, output_hidden_states=True).hidden_states
+        keep = [i for i in range(len(s)) if with_embeddings or i not in embedding]
+        squared = sum(float(((s[i] - t[i]) ** 2).sum()) for i in keep)
+        entries = sum(s[i].numel() for i in keep)
+        per_example.append(squared / entries)
+    assert math.isclose(logs["hidden"].item(), sum(per_example) / 2, rel_tol=1e-4)
+
+
+def test_teacher_runs_deterministically_while_the_student_keeps_its_dropout(t5_tokenizer):
+    """A T5 with dropout 0.1, student and backbone in training mode (the T5 presets): two
+    teacher passes on one batch are bit-identical; the student's dropout still acts; every
+    module's mode is restored afterwards."""
+    from promptmix.backbone import Backbone
+    from tiny_models import tiny_t5
+
+    backbone = Backbone(tiny_t5(dropout=0.1).train(), t5_tokenizer, "tiny-t5-dropout")
+    teacher, student = _teacher_and_student(backbone)
+    student.train()
+    captured = []
+    teacher.register_forward_hook(lambda module, args, out: captured.append(out.label_logits.detach().clone()))
+    _, batch = _uneven_batch(backbone)
+    loss_fn = DistillLoss(teacher, DistillConfig())
+    _, first = loss_fn(student, batch)
+    _, second = loss_fn(student, batch)
+    assert len(captured) == 2 and torch.equal(captured[0], captured[1])
+    assert not torch.equal(first["ce"], second["ce"])  # the student's dropout acts
+    assert all(m.training for m in backbone.model.modules()) and student.training
+
+
+def test_no_teacher_without_a_distillation_term():
+    with pytest.raises(ValueError, match="needs a teacher"):
+        DistillLoss(None, DistillConfig(weight=0.9))
+    DistillLoss(None, DistillConfig(weight=0.0))  # decomposition only
+    DistillLoss(None, DistillConfig(use_kl=False, use_hidden=False))

@@ -8,21 +8,31 @@
   over the label tokens and multiplied by τ² (standard knowledge distillation, so the
   gradient scale does not shrink as τ grows; the paper does not say, nor give τ).
 - L_hidden (Eq. 4): mean squared error between teacher and student hidden states over real
-  (non-pad) positions: every state ``output_hidden_states`` returns (embedding output and
-  each layer), for encoder-decoder models the encoder states over prompt + input and the
-  decoder states over the target positions, for decoder-only models every layer over
-  prompt + input. Per example it is the mean over its (state, position, dimension) entries;
-  the batch value is the mean over examples. ``hidden_rms_norm`` (off by default, on in the
-  SmolLM2 presets) first scales every hidden vector to unit RMS: Llama-style residual streams
-  carry a few massive activations that would otherwise make L_hidden swamp L_task and L_KL.
+  (non-pad) positions, as :class:`PromptedOutput` marks them (``hidden_masks``: the backbone
+  is the one place that knows where each row's real tokens ended up). The states compared
+  are the layers' outputs: for encoder-decoder models the encoder's over prompt + input and
+  the decoder's over the target positions, for decoder-only models every layer's over
+  prompt + input (+ answer). The embedding outputs (state 0 of each stack) are left out by
+  default: at prompt positions state 0 IS the prompt, so including it adds a direct
+  prompt-to-prompt distance, which the MPT paper reports as a different, worse variant
+  (``hidden_embeddings: true`` puts it back). Per example it is the mean over its (state,
+  position, dimension) entries; the batch value is the mean over examples.
+  ``hidden_rms_norm`` (off by default, on in the SmolLM2 presets) first scales every hidden
+  vector to unit RMS: Llama-style residual streams carry a few massive activations that
+  would otherwise make L_hidden swamp L_task and L_KL.
 
 The teacher is the same frozen backbone with a :class:`SoftPrompt` holding task k's teacher
-prompt in slot k (prompt tuning from the library), run without gradients. Teacher and
-student prompts have the same length, so positions line up.
+prompt in slot k (prompt tuning from the library), run without gradients and in eval mode
+whatever mode the student runs in: the targets must not carry dropout noise (the T5 presets
+keep T5's dropout on for the student, as the papers do). Teacher and student prompts have
+the same length, so positions line up. With λ = 0 (or both terms switched off) the teacher
+never runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from promptmix.backbone import IGNORE_INDEX, PromptedModel
+from promptmix.backbone import PromptedModel
 from promptmix.training.config import DistillConfig
 from promptmix.training.losses import model_inputs, summed_nll
 
@@ -41,26 +51,6 @@ def kl_sum(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -
     log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
     kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)  # [N]
     return kl.sum() * temperature**2
-
-
-def right_aligned_mask(counts: Tensor, width: int) -> Tensor:
-    """[B, width] bool, True on each row's last ``counts[b]`` positions (packed pads-first rows)."""
-    positions = torch.arange(width, device=counts.device)
-    return positions.unsqueeze(0) >= (width - counts).unsqueeze(1)
-
-
-def hidden_masks(batch: dict[str, Any], prompt_length: int, is_encoder_decoder: bool) -> tuple[Tensor, Tensor | None]:
-    """Real positions of the (encoder or only) stack and, for encoder-decoder, the decoder.
-
-    The backbone packs each row pads-first, so prompt + input occupy the last
-    ``prompt_length + attention_mask.sum()`` positions; decoder positions are real where the
-    (right-padded) labels are.
-    """
-    counts = batch["attention_mask"].sum(1) + prompt_length
-    width = batch["attention_mask"].shape[1] + prompt_length
-    main = right_aligned_mask(counts, width)
-    decoder = batch["labels"] != IGNORE_INDEX if is_encoder_decoder else None
-    return main, decoder
 
 
 def rms_normalized(x: Tensor, eps: float = 1e-6) -> Tensor:
@@ -86,12 +76,22 @@ def hidden_mse_per_example(student: tuple[Tensor, ...], teacher: tuple[Tensor, .
     return total / entries
 
 
-def _decoder_states(config: Any) -> int:
-    """How many of an encoder-decoder's hidden states are the decoder's (layers + embeddings)."""
-    layers = getattr(config, "num_decoder_layers", None) or getattr(config, "decoder_layers", None)
-    if layers is None:
-        raise ValueError(f"{type(config).__name__} names no decoder layer count; cannot split hidden states")
-    return int(layers) + 1
+def distills(config: DistillConfig) -> bool:
+    """Whether the loss has a teacher term at all (False: λ = 0 or both terms off)."""
+    return config.weight > 0 and (config.use_kl or config.use_hidden)
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run ``module`` (every submodule) in eval mode, then restore each submodule's own mode:
+    the teacher shares the backbone with a student that may be training with dropout."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 @dataclass
@@ -99,35 +99,44 @@ class DistillLoss:
     """``loss_fn`` of MPT source training (see the module docstring).
 
     Args:
-        teacher: the frozen backbone with the teacher prompts (task ids as the student's).
+        teacher: the frozen backbone with the teacher prompts (task ids as the student's);
+            None only when nothing is distilled (λ = 0 or both terms off).
         config: λ, τ and the ablation switches.
-        prompt_length: l, the length of teacher and student prompts.
     """
 
-    teacher: PromptedModel
+    teacher: PromptedModel | None
     config: DistillConfig
-    prompt_length: int
+
+    def __post_init__(self) -> None:
+        if distills(self.config) and self.teacher is None:
+            raise ValueError("distillation with distill.weight > 0 needs a teacher")
 
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config
         want_hidden = cfg.use_hidden and cfg.weight > 0
-        student = model(**model_inputs(batch), return_label_logits=True, output_hidden_states=want_hidden)
-        with torch.no_grad():
-            teacher = self.teacher(**model_inputs(batch), return_label_logits=True, output_hidden_states=want_hidden)
+        teacher = None
+        if distills(cfg):
+            with torch.no_grad(), eval_mode(self.teacher):
+                teacher = self.teacher(**model_inputs(batch), return_label_logits=True, output_hidden_states=want_hidden)
+        student = model(**model_inputs(batch), return_label_logits=cfg.use_kl, output_hidden_states=want_hidden)
         ce = summed_nll(student) / batch["num_label_tokens"]
-        kl = student.loss.new_zeros(())
-        if cfg.use_kl and cfg.weight > 0:
+        kl = ce.new_zeros(())
+        if teacher is not None and cfg.use_kl:
             kl = kl_sum(student.label_logits, teacher.label_logits, cfg.temperature) / batch["num_label_tokens"]
-        hidden = student.loss.new_zeros(())
-        if want_hidden:
-            hidden = self.hidden_loss(student.hidden_states, teacher.hidden_states, batch) / batch["num_examples"]
+        hidden = ce.new_zeros(())
+        if teacher is not None and want_hidden:
+            hidden = self.hidden_loss(student, teacher) / batch["num_examples"]
         loss = ce + cfg.weight * (kl + hidden)
         return loss, {"loss": loss.detach(), "ce": ce.detach(), "kl": kl.detach(), "hidden": hidden.detach()}
 
-    def hidden_loss(self, student: tuple[Tensor, ...], teacher: tuple[Tensor, ...], batch: dict[str, Any]) -> Tensor:
-        """Σ over this micro-batch's examples of the per-example hidden-state MSE."""
-        backbone = self.teacher.backbone
-        main, decoder = hidden_masks(batch, self.prompt_length, backbone.is_encoder_decoder)
-        n_decoder = _decoder_states(backbone.model.config) if decoder is not None else 0
-        masks = [main] * (len(student) - n_decoder) + [decoder] * n_decoder
-        return hidden_mse_per_example(student, teacher, masks, self.config.hidden_rms_norm).sum()
+    def hidden_loss(self, student: Any, teacher: Any) -> Tensor:
+        """Σ over this micro-batch's examples of the per-example hidden-state MSE, over the
+        positions the backbone marked real (the same in teacher and student: one layout)."""
+        for s_mask, t_mask in zip(student.hidden_masks, teacher.hidden_masks):
+            if s_mask.shape != t_mask.shape or not torch.equal(s_mask, t_mask):
+                raise ValueError("teacher and student hidden states have different layouts (prompt lengths differ?)")
+        keep = [i for i in range(len(student.hidden_states))
+                if self.config.hidden_embeddings or i not in student.embedding_states]
+        pick = lambda states: tuple(states[i] for i in keep)  # noqa: E731
+        return hidden_mse_per_example(pick(student.hidden_states), pick(teacher.hidden_states),
+                                      list(pick(student.hidden_masks)), self.config.hidden_rms_norm).sum()
