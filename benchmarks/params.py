@@ -39,7 +39,7 @@ def build(method: str, d: int, m: int, r: int, num_tasks: int = 1):
     if method == "attempt":
         sources = {f"s{i}": torch.zeros(m, d) for i in range(6)}
         return Attempt.from_prompts(sources, tasks, init_from="s0", attn_dim=r)
-    return MPT.from_teachers({t: torch.zeros(m, d) for t in tasks})
+    return MPT.from_teachers({t: torch.zeros(m, d) for t in tasks}, torch.zeros(m, d))
 
 
 def main(argv: list[str] | None = None) -> int:

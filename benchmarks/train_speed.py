@@ -121,7 +121,7 @@ def promptmix_methods(d: int, m: int, std: float) -> dict[str, Callable[[], obje
         "pm-pt": lambda: SoftPrompt(SoftPromptConfig(prompt_length=m, tasks=tasks[:1]), d),
         "pm-attempt": lambda: Attempt.from_prompts(sources, tasks[:1], init_from="source0", attn_dim=100),
         "pm-attempt-m": lambda: Attempt.from_prompts(sources, tasks, init_from="source0", attn_dim=100),
-        "pm-mpt-m": lambda: MPT.from_teachers({t: sources[f"source{i % NUM_SOURCES}"] for i, t in enumerate(tasks)}),
+        "pm-mpt-m": lambda: MPT.from_teachers({t: sources[f"source{i % NUM_SOURCES}"] for i, t in enumerate(tasks)}, sources["source0"]),
     }
 
 

@@ -30,6 +30,6 @@ def make_method(name: str, tasks: list[str], hidden_size: int, prompt_length: in
         return _randomize(method, gen)
     if name == "mpt":
         teachers = {t: torch.randn(prompt_length, hidden_size, generator=gen) for t in tasks}
-        method = MPT.from_teachers(teachers, rank=2)
+        method = MPT.from_teachers(teachers, torch.randn(prompt_length, hidden_size, generator=gen), rank=2)
         return _randomize(method, gen)
     raise KeyError(f"no test factory for prompt method {name!r}; add one in tests/method_factories.py")

@@ -105,14 +105,20 @@ def test_export_prompt_equals_forward_and_loads_into_a_soft_prompt():
     torch.testing.assert_close(soft(embeds, mask, torch.tensor([0])).prompts, forward, atol=0, rtol=0)
 
 
-def test_from_teachers_starts_every_task_at_the_mean_teacher():
+def test_from_teachers_starts_every_task_at_the_given_student_prompt():
     gen = torch.Generator().manual_seed(0)
     teachers = {"mnli": torch.randn(L, D, generator=gen), "sst2": torch.randn(L, D, generator=gen)}
-    method = MPT.from_teachers(teachers, rank=2)
+    student = torch.randn(L, D, generator=gen)
+    method = MPT.from_teachers(teachers, student, rank=2)
+    torch.testing.assert_close(prompts(method, [0, 1]), student.expand(2, L, D))
+    # the project's extension: the teachers' mean
+    method = MPT.from_teachers(teachers, "teacher-mean", rank=2)
     mean = (teachers["mnli"] + teachers["sst2"]) / 2
     torch.testing.assert_close(prompts(method, [0, 1]), mean.expand(2, L, D))
     with pytest.raises(ValueError, match=r"teacher prompt 'b' has length 2 .* length 3"):
-        MPT.from_teachers({"a": torch.zeros(3, D), "b": torch.zeros(2, D)})
+        MPT.from_teachers({"a": torch.zeros(3, D), "b": torch.zeros(2, D)}, "teacher-mean")
+    with pytest.raises(ValueError, match=r"'teacher-mean'"):
+        MPT.from_teachers(teachers, "mean")
 
 
 def test_parameter_counts_match_the_paper():

@@ -62,7 +62,8 @@ class MPT(PromptMethod):
 
     Example::
 
-        source = MPT.from_teachers({"mnli": p_mnli, "sst2": p_sst2})   # distil into this
+        p_star = initial_prompt(embeddings, 100, "vocab")             # the paper's student init
+        source = MPT.from_teachers({"mnli": p_mnli, "sst2": p_sst2}, p_star)   # distil into this
         target = MPT.for_targets(source, ["rte", "cb"])                # MPT-m on the targets
         out = target(embeds, mask, target.task_ids_for(["rte", "cb"]))
     """
@@ -140,11 +141,16 @@ class MPT(PromptMethod):
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def from_teachers(cls, teacher_prompts: Mapping[str, Tensor], **config_kwargs: Any) -> MPT:
+    def from_teachers(cls, teacher_prompts: Mapping[str, Tensor], shared_prompt: Tensor | str, **config_kwargs: Any) -> MPT:
         """An MPT to distil ``teacher_prompts`` ({task: [l, d]}, plain prompt tuning) into: one
-        task per teacher, P* = the teachers' mean and u_k v_k = 1, so every task starts at the
-        mean teacher prompt (the paper leaves P*'s initialisation unspecified). Other
-        ``MPTConfig`` fields (``rank``) as keywords."""
+        task per teacher, u_k v_k = 1, so every task starts at P*.
+
+        ``shared_prompt``: P*'s initial value [l, d]. The paper "randomly initialize[s] a
+        corresponding student prompt" (Sec. 3.1) by "randomly sampling tokens from T5's
+        vocabulary" (App. A): pass ``initial_prompt(embeddings, l, "vocab", ...)``. The string
+        ``"teacher-mean"`` starts P* at the teachers' mean instead, an extension of this project
+        (the student then starts close to every teacher; it is not the paper's method).
+        Other ``MPTConfig`` fields (``rank``) as keywords."""
         names = list(teacher_prompts)
         if not names:
             raise ValueError("from_teachers needs at least one teacher prompt")
@@ -152,7 +158,11 @@ class MPT(PromptMethod):
         method = cls(MPTConfig(prompt_length=int(first.shape[0]), tasks=names, **config_kwargs), int(first.shape[-1]))
         for name in names:
             method.check_prompt(f"teacher prompt {name!r}", teacher_prompts[name])
-        method.set_shared_prompt(torch.stack([teacher_prompts[n].detach().float() for n in names]).mean(0))
+        if isinstance(shared_prompt, str):
+            if shared_prompt != "teacher-mean":
+                raise ValueError(f"shared_prompt must be a [l, d] tensor or 'teacher-mean', got {shared_prompt!r}")
+            shared_prompt = torch.stack([teacher_prompts[n].detach().float() for n in names]).mean(0)
+        method.set_shared_prompt(shared_prompt)
         return method
 
     @classmethod

@@ -32,6 +32,7 @@ BASELINES = ("full", "bitfit", "lora")
 OPTIMIZERS = ("adamw", "adam")
 INITS = ("vocab", "text", "random")
 ATTENTION = ("instance", "token", "constant")
+MPT_INITS = ("vocab", "teacher-mean")
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
@@ -109,6 +110,9 @@ class MethodConfig:
     temperature: float | None = _help("ATTEMPT: softmax temperature T; None: d·e", None)
     learn_temperature: bool = _help("ATTEMPT: train log T with G", False)
     mpt_rank: int = _help("MPT: rank of u_k v_k (the paper: 1)", 1)
+    mpt_init: str = _help(
+        "mpt-source: the student's P* at the start: 'vocab' (the paper: sampled vocabulary embeddings, as method.init='vocab') "
+        "or 'teacher-mean' (this project's extension: the mean of the teacher prompts)", "vocab")
 
     def __post_init__(self) -> None:
         _check(self.prompt_length >= 1, "method.prompt_length must be >= 1")
@@ -117,6 +121,7 @@ class MethodConfig:
         _check(self.attention in ATTENTION, f"method.attention must be one of {ATTENTION}, got {self.attention!r}")
         _check(self.attn_dim >= 1 and self.mpt_rank >= 1, "method.attn_dim and method.mpt_rank must be >= 1")
         _check(self.temperature is None or self.temperature > 0, "method.temperature must be > 0 or null")
+        _check(self.mpt_init in MPT_INITS, f"method.mpt_init must be one of {MPT_INITS}, got {self.mpt_init!r}")
 
 
 @dataclass
@@ -129,11 +134,13 @@ class LibraryConfig:
     mixture_prompt: str | None = _help("source stage: train ONE prompt on the mixture of data.tasks, saved under this name (SPoT-g)", None)
     attention_prior: str | None = _help("ATTEMPT: run directory of a 'prior' run whose G initialises this one", None)
     mpt_source: str | None = _help("mpt-target: run directory of the 'mpt-source' run", None)
-    probe_steps: int = _help("SPoT-targeted (init_from='auto'): steps of the brief target prompt run", 100)
+    probe_steps: int | None = _help(
+        "SPoT-targeted (init_from='auto'): steps of the probe prompt-tuning run on the target; None: the paper's "
+        "length (ATTEMPT App. C.6), 20 epochs below 10,000 training examples and 5 above", None)
 
     def __post_init__(self) -> None:
         _check(len(set(self.sources)) == len(self.sources), f"library.sources has duplicates: {self.sources}")
-        _check(self.probe_steps >= 1, "library.probe_steps must be >= 1")
+        _check(self.probe_steps is None or self.probe_steps >= 1, "library.probe_steps must be >= 1 or null")
 
 
 @dataclass
@@ -142,6 +149,9 @@ class DistillConfig:
     temperature: float = _help("softmax temperature τ of teacher and student (KL scaled by τ²); not given in the paper", 2.0)
     use_kl: bool = _help("include L_KL (ablation: False)", True)
     use_hidden: bool = _help("include L_hidden (ablation 'without hidden loss': False)", True)
+    hidden_embeddings: bool = _help(
+        "include the embedding outputs (state 0 of each stack) in L_hidden; at prompt positions that is the prompt itself, "
+        "a direct prompt-to-prompt distance the paper reports as a different variant", False)
     hidden_rms_norm: bool = _help(
         "divide every hidden vector by its RMS before the MSE: for decoder-only models whose residual stream carries "
         "massive activations (SmolLM2: mean square ~77,000 in layers 12-28), which would make L_hidden swamp the rest", False)

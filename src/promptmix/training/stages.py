@@ -12,7 +12,8 @@ Every stage builds (method, loss, sampler, parameter groups) and calls the one l
 ``mpt-source``     MPT distillation of the library's teacher prompts into P* and task vectors.
 ``mpt-target``     MPT adaptation (MPT-m for several targets), task vectors = source mean.
 ``prompt-tuning``  prompt tuning baseline; SPoT-generic (library.init_from = an entry) and
-                   SPoT-targeted (library.init_from = "auto": a brief probe run, then the
+                   SPoT-targeted (library.init_from = "auto": a probe prompt-tuning run,
+                   5 epochs or 20 below 10k examples unless library.probe_steps, then the
                    most cosine-similar source prompt).
 ``finetune``       full fine-tuning, BitFit or LoRA (baseline.kind).
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,8 @@ from promptmix.prompts.library import PromptLibrary
 from promptmix.training.baselines import NoPrompt, ParamSaver, unfreeze
 from promptmix.training.config import TrainConfig
 from promptmix.training.data import TaskData, load_tasks
-from promptmix.training.distill import DistillLoss
+from promptmix.training.loop import SMALL_DATASET
+from promptmix.training.distill import DistillLoss, distills
 from promptmix.training.runs import (Context, StageResult, load_backbone_for, make_accelerator, open_run_dir, run_method,
                                      write_result)
 
@@ -77,9 +80,17 @@ def _source_task_names(ctx: Context, entry_tasks: dict[str, str]) -> list[str]:
     return tasks
 
 
-def _new_prompt(ctx: Context, seed_offset: int) -> torch.Tensor:
+def task_seed(run_seed: int, task: str) -> int:
+    """The seed of ``task``'s new prompt: a function of the run seed and the task's NAME, so the
+    prompts of different tasks start apart even when each is trained in its own run (where a
+    position in a task list would be 0 for all), and a rerun or resume draws the same one."""
+    digest = hashlib.sha256(f"{run_seed}:{task}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _new_prompt(ctx: Context, task: str) -> torch.Tensor:
     method_cfg = ctx.config.method
-    gen = torch.Generator().manual_seed(ctx.config.run.seed + seed_offset)
+    gen = torch.Generator().manual_seed(task_seed(ctx.config.run.seed, task))
     return initial_prompt(ctx.backbone.embeddings, method_cfg.prompt_length, method_cfg.init,
                           tokenizer=ctx.backbone.tokenizer, text=method_cfg.init_text, generator=gen)
 
@@ -89,8 +100,8 @@ def _soft_prompt(ctx: Context, tasks: list[str], inits: dict[str, torch.Tensor] 
     inits = inits or {}
     m = next(iter(inits.values())).shape[0] if inits else ctx.config.method.prompt_length
     method = SoftPrompt(SoftPromptConfig(prompt_length=m, tasks=list(tasks)), ctx.backbone.hidden_size)
-    for i, task in enumerate(tasks):
-        method.set_prompt(task, inits[task] if task in inits else _new_prompt(ctx, i))
+    for task in tasks:
+        method.set_prompt(task, inits[task] if task in inits else _new_prompt(ctx, task))
     return method
 
 
@@ -198,17 +209,31 @@ def train_attempt(ctx: Context) -> StageResult:
 
 
 # -- 4./5. MPT ----------------------------------------------------------------------------------
+def mpt_student(ctx: Context, teachers: dict[str, torch.Tensor]) -> MPT:
+    """The MPT student before distillation: P* per ``method.mpt_init`` ('vocab', the paper's
+    sampled vocabulary embeddings, seeded by the run seed; or 'teacher-mean'), u_k v_k = 1."""
+    mc = ctx.config.method
+    shared: torch.Tensor | str = "teacher-mean"
+    if mc.mpt_init == "vocab":
+        gen = torch.Generator().manual_seed(task_seed(ctx.config.run.seed, "mpt-shared-prompt"))
+        shared = initial_prompt(ctx.backbone.embeddings, next(iter(teachers.values())).shape[0], "vocab",
+                                tokenizer=ctx.backbone.tokenizer, generator=gen)
+    return MPT.from_teachers(teachers, shared, rank=mc.mpt_rank)
+
+
 def train_mpt_source(ctx: Context) -> StageResult:
     prompts, entry_tasks = _source_prompts(ctx)
     tasks = _source_task_names(ctx, entry_tasks)
     data = load_tasks(ctx.config.data, tasks)
     teachers = {task: prompts[entry] for entry, task in entry_tasks.items()}
     teachers = {name: teachers[name] for name in data}  # task-id order = data order
-    student = MPT.from_teachers(teachers, rank=ctx.config.method.mpt_rank)
-    teacher_method = _soft_prompt(ctx, list(teachers), teachers).to(ctx.accelerator.device).requires_grad_(False)
-    teacher = PromptedModel(ctx.backbone, teacher_method).eval()
-    loss = DistillLoss(teacher, ctx.config.distill, student.prompt_length)
-    return run_method(ctx, student, data, _ids(list(data)), Path(ctx.config.run.dir), loss_fn=loss)
+    student = mpt_student(ctx, teachers)
+    teacher = None
+    if distills(ctx.config.distill):  # λ = 0 (decomposition only): no teacher is built or run
+        teacher_method = _soft_prompt(ctx, list(teachers), teachers).to(ctx.accelerator.device).requires_grad_(False)
+        teacher = PromptedModel(ctx.backbone, teacher_method).eval()
+    return run_method(ctx, student, data, _ids(list(data)), Path(ctx.config.run.dir),
+                      loss_fn=DistillLoss(teacher, ctx.config.distill))
 
 
 @per_task
@@ -237,12 +262,19 @@ def train_prompt_tuning(ctx: Context) -> StageResult:
     return run_method(ctx, _soft_prompt(ctx, list(data), inits), data, _ids(list(data)), Path(cfg.run.dir), extra=extra)
 
 
+SPOT_PROBE_EPOCHS, SPOT_PROBE_EPOCHS_SMALL = 5, 20  # ATTEMPT App. C.6, below SMALL_DATASET training examples
+
+
 def _spot_targeted(ctx: Context, data: dict[str, TaskData]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """SPoT-t: train fresh target prompts briefly (``<run>/probe``), then start each target from
-    the source prompt whose mean-pooled prompt has the highest cosine similarity to it."""
+    """SPoT-t: train fresh target prompts (``<run>/probe``; the paper's 5 or 20 epochs unless
+    ``library.probe_steps``), then start each target from the source prompt whose mean-pooled
+    prompt has the highest cosine similarity to it."""
     cfg = ctx.config
-    probe_cfg = _with(cfg, optim={"max_steps": cfg.library.probe_steps}, eval={"test": False},
-                      run={"dir": str(Path(cfg.run.dir) / "probe")})
+    probe_optim: dict[str, Any] = {"max_steps": cfg.library.probe_steps}
+    if cfg.library.probe_steps is None:  # the paper: 5 epochs, 20 for small datasets
+        examples = sum(len(d.train) for d in data.values())
+        probe_optim["epochs"] = float(SPOT_PROBE_EPOCHS_SMALL if examples < SMALL_DATASET else SPOT_PROBE_EPOCHS)
+    probe_cfg = _with(cfg, optim=probe_optim, eval={"test": False}, run={"dir": str(Path(cfg.run.dir) / "probe")})
     probe_ctx = dataclasses.replace(ctx, config=probe_cfg)
     probe = run_method(probe_ctx, _soft_prompt(ctx, list(data)), data, _ids(list(data)), Path(probe_cfg.run.dir))
     trained = load_method(Path(probe.run_dir) / "method", ctx.backbone)
