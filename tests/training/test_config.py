@@ -34,6 +34,9 @@ def test_preset_loads_and_validates(path):
     if path.parent.name != "cpu":
         assert config.model.name in ("t5-base", "facebook/bart-base")
         assert config.optim.weight_decay == 1e-5 and config.optim.warmup_steps in (500, 30)
+        assert config.eval.scoring == "generate"  # the papers' text-to-text protocol
+        assert config.method.mpt_init == "vocab" and not config.distill.hidden_embeddings
+        assert config.library.probe_steps is None  # SPoT-t probes as long as the paper
 
 
 def test_paper_hyperparameters():
@@ -47,6 +50,14 @@ def test_paper_hyperparameters():
     source = load_config(CONFIGS / "mpt" / "source.yaml")
     assert source.distill.weight == 0.9 and source.data.mixing == "stochastic" and source.optim.epochs == 5
     assert load_config(CONFIGS / "attempt" / "ablation-no-attention.yaml").optim.group_lr == {}
+    decomposition_only = load_config(CONFIGS / "mpt" / "ablation-decomposition-only.yaml")
+    assert decomposition_only.distill.weight == 0.0 and decomposition_only.method.mpt_init == "vocab"
+    for k in (4, 16, 32):  # few-shot PT: one prompt on the 8 GLUE tasks, then transferred (ATTEMPT App. C.8)
+        fewshot = load_config(CONFIGS / "baselines" / f"prompt-tuning-fewshot-k{k}.yaml")
+        assert fewshot.stage == "prompt-tuning" and fewshot.data.few_shot_k == k
+        assert fewshot.library.init_from == load_config(CONFIGS / "source" / "spot-generic.yaml").library.mixture_prompt
+    glue8 = load_config(CONFIGS / "source" / "spot-generic.yaml").data.tasks
+    assert sorted(glue8) == sorted(["mnli", "qqp", "qnli", "sst2", "stsb", "mrpc", "rte", "cola"])
 
 
 def test_pipeline_presets_validate_every_stage():

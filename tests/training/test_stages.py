@@ -84,3 +84,29 @@ def test_bitfit_on_a_bias_free_model_says_why(model_dirs, tmp_path):
 
     with pytest.raises(ValueError, match="no bias parameters"):
         run_stage(config("finetune", model_dirs["t5"], tmp_path, data__tasks=["cb"], baseline__kind="bitfit"))
+
+
+@pytest.mark.parametrize("probe_steps", [None, 3])
+def test_spot_targeted_probes_as_long_as_the_paper_and_picks_the_most_similar_source(model_dirs, tmp_path, probe_steps):
+    """library.probe_steps null: the probe trains 20 epochs on CB's 18 fixture examples
+    (below 10,000: ATTEMPT App. C.6), i.e. 20 × ceil(18 / 4) steps; then the target starts from
+    the source prompt most cosine-similar to the probe's prompt."""
+    import math
+
+    import torch.nn.functional as F
+
+    from promptmix.loading import load_backbone
+    from promptmix.prompts.checkpoint import load_method
+    from promptmix.prompts.library import PromptLibrary
+    from promptmix.training.stages import run_stage
+
+    sources = random_library(tmp_path / "prompts", model_dirs["t5"])
+    result = run_stage(config("prompt-tuning", model_dirs["t5"], tmp_path, data__tasks=["cb"], library__init_from="auto",
+                              library__sources=sources, library__probe_steps=probe_steps, optim__max_steps=1, eval__every=0))
+    probe = json.loads((tmp_path / "run" / "probe" / "results.json").read_text())
+    assert probe["steps"] == (20 * math.ceil(18 / 4) if probe_steps is None else probe_steps)
+    backbone = load_backbone(model_dirs["t5"])
+    target = load_method(tmp_path / "run" / "probe" / "method", backbone).task_prompt("cb").mean(0)
+    lib = PromptLibrary(tmp_path / "prompts")
+    sims = {s: float(F.cosine_similarity(target, lib.load(s, backbone).mean(0), dim=0)) for s in sources}
+    assert result.extra["spot_targeted"]["cb"]["chosen"] == max(sims, key=sims.get)
