@@ -107,3 +107,36 @@ def test_latest_checkpoint_survives_an_interrupted_write(tmp_path, monkeypatch):
     assert latest.name == "step-000001"
     assert ckpt.load_checkpoint(latest, 0)["trainable"]["w"].equal(torch.ones(2))
     assert not (tmp_path / "step-000002").exists()
+
+
+def test_patience_stops_when_dev_flattens_and_a_resume_stops_at_the_same_step(model_dirs, tmp_path):
+    """eval.patience 2 with dev scored every step and scripted scores 50, 60, 55, 58, 70, ...:
+    the best is step 2, steps 3 and 4 bring nothing new, so the run ends at step 4 of 10,
+    completed and early_stopped; stopping at step 3 and resuming ends at the same step with the
+    same best and the same prompts."""
+    import dataclasses
+
+    from promptmix.training.loop import train
+
+    scores = {1: 50.0, 2: 60.0, 3: 55.0, 4: 58.0, 5: 70.0}
+    outcomes, finals = [], []
+    for stop_after in (None, 3):
+        run_dir = tmp_path / f"run-{stop_after}"
+        cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path / f"lib-{stop_after}", optim__max_steps=10, eval__every=1,
+                                             eval__patience=2, run__save_every=1, run__stop_after=stop_after)
+        steps = iter(range(1, 11))
+        job = dataclasses.replace(job, evaluate=lambda model, steps=steps: {"score": scores.get(next(steps), 0.0)})
+        outcome = train(job, cfg, run_dir, ctx.accelerator)
+        if stop_after is not None:
+            assert outcome.step == 3 and not outcome.completed
+            cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, stop_after=None))
+            steps = iter(range(4, 11))  # dev at steps 4, 5, ... after the resume
+            job = dataclasses.replace(job, evaluate=lambda model, steps=steps: {"score": scores.get(next(steps), 0.0)})
+            outcome = train(job, cfg, run_dir, ctx.accelerator, resume=True)
+        outcomes.append(outcome)
+        finals.append({k: v.detach().clone() for k, v in method.state_dict().items()})
+    for outcome in outcomes:
+        assert (outcome.step, outcome.total_steps, outcome.best_step, outcome.best_score) == (4, 10, 2, 60.0)
+        assert outcome.completed and outcome.early_stopped
+    for key in finals[0]:
+        assert torch.equal(finals[0][key], finals[1][key])

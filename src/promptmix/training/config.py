@@ -210,9 +210,13 @@ class EvalConfig:
     batch_size: int = _help("examples per evaluation forward", 32)
     max_new_tokens: int = _help("generation length", 16)
     test: bool = _help("score the best checkpoint on the test split at the end", True)
+    patience: int | None = _help(
+        "stop training once this many dev evaluations in a row bring no new best (the dev curve has flattened); "
+        "None: train to the end", None)
 
     def __post_init__(self) -> None:
         _check(self.every >= 0, "eval.every must be >= 0")
+        _check(self.patience is None or self.patience >= 1, "eval.patience must be >= 1 or null")
         _check(self.scoring in SCORING, f"eval.scoring must be one of {SCORING}, got {self.scoring!r}")
         _check(self.batch_size >= 1 and self.max_new_tokens >= 1, "eval.batch_size and max_new_tokens must be >= 1")
 

@@ -68,6 +68,9 @@ class LoopResult:
     best_step: int | None
     best_metrics: dict[str, Any]
     seconds: float
+    """Loop wall time over every invocation of the run (resumes included)."""
+    early_stopped: bool = False
+    """Stopped before total_steps because the dev score stopped improving (eval.patience)."""
 
 
 def optimizer_groups(groups: dict[str, list[nn.Parameter]], config: OptimConfig) -> list[dict[str, Any]]:
@@ -120,6 +123,9 @@ class _Run:
         self.collate = Collator(job.train_set.backbone.tokenizer)
         self.step, self.best_score, self.best_step, self.best_metrics = 0, None, None, {}
         self.last_eval_step = -1
+        self.evals_since_best = 0  # dev evaluations since the last new best (eval.patience)
+        self.earlier_seconds = 0.0  # loop time of earlier invocations of this run (resume)
+        self.started = time.monotonic()
 
     # -- state ---------------------------------------------------------------------------------
     def trainable_state(self) -> dict[str, Tensor]:
@@ -136,7 +142,8 @@ class _Run:
             return
         trainer = {"step": self.step, "total_steps": self.total, "epoch": self.stream.state.epoch,
                    "position": self.stream.state.position, "best_score": self.best_score,
-                   "best_step": self.best_step, "best_metrics": self.best_metrics, "last_eval_step": self.last_eval_step}
+                   "best_step": self.best_step, "best_metrics": self.best_metrics, "last_eval_step": self.last_eval_step,
+                   "evals_since_best": self.evals_since_best, "seconds": self.seconds}
         ckpt.save_checkpoint(self.dir / "checkpoints", trainable=self.trainable_state(),
                              optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                              rng=rng, trainer=trainer, keep=self.config.run.keep_checkpoints)
@@ -160,7 +167,21 @@ class _Run:
         self.step, self.stream.state = t["step"], StreamState(t["epoch"], t["position"])
         self.best_score, self.best_step, self.best_metrics = t["best_score"], t["best_step"], t["best_metrics"]
         self.last_eval_step = t["last_eval_step"]
+        self.evals_since_best = t.get("evals_since_best", 0)  # absent in checkpoints written before eval.patience
+        self.earlier_seconds = t.get("seconds", 0.0)
         return True
+
+    @property
+    def seconds(self) -> float:
+        """Wall time spent in the loop over every invocation of this run (up to its last checkpoint
+        for the earlier ones)."""
+        return self.earlier_seconds + time.monotonic() - self.started
+
+    @property
+    def flattened(self) -> bool:
+        """eval.patience evaluations in a row without a new best: the run is done."""
+        patience = self.config.eval.patience
+        return patience is not None and self.evals_since_best >= patience
 
     # -- one optimizer step --------------------------------------------------------------------
     def set_train_mode(self) -> None:
@@ -205,8 +226,10 @@ class _Run:
         self.set_train_mode()
         self.last_eval_step = self.step
         score = metrics.get("score")
+        self.evals_since_best += 1
         if score is not None and (self.best_score is None or score > self.best_score):
             self.best_score, self.best_step, self.best_metrics = score, self.step, metrics
+            self.evals_since_best = 0
             if self.job.on_best is not None and self.acc.is_main_process:
                 self.job.on_best(self.acc.unwrap_model(self.model), self.step, metrics)
         self.acc.wait_for_everyone()
@@ -268,9 +291,9 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerator: Any, *, resume: bool = False) -> LoopResult:
-    """Run ``job`` to ``optim.max_steps`` (or ``optim.epochs``), or until ``run.stop_after`` steps
-    in this invocation; see the module docstring."""
-    started = time.monotonic()
+    """Run ``job`` to ``optim.max_steps`` (or ``optim.epochs``), until ``run.stop_after`` steps
+    in this invocation, or until ``eval.patience`` dev evaluations in a row bring no new best
+    (completed, ``early_stopped``); see the module docstring."""
     if accelerator.is_main_process:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
     run = _Run(job, config, Path(run_dir), accelerator)
@@ -281,7 +304,7 @@ def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerato
     stop_at = run.total if config.run.stop_after is None else min(run.total, run.step + config.run.stop_after)
     batches = iter(run.stream)
     try:
-        while run.step < stop_at:
+        while run.step < stop_at and not run.flattened:
             tick = time.monotonic()
             logs = run.optimizer_step(next(batches))
             run.step += 1
@@ -293,12 +316,12 @@ def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerato
             if metrics is not None:
                 log.write({"step": run.step, "dev": metrics})
             every = config.run.save_every
-            if (every and run.step % every == 0) or run.step == stop_at:
+            if (every and run.step % every == 0) or run.step == stop_at or run.flattened:
                 run.save()
     finally:
         log.close()
     if run.step == run.total and job.evaluate is None and job.on_best is not None and accelerator.is_main_process:
         job.on_best(accelerator.unwrap_model(run.model), run.step, {})
     accelerator.wait_for_everyone()
-    return LoopResult(run.step, run.total, run.step == run.total, run.best_score, run.best_step,
-                      run.best_metrics, time.monotonic() - started)
+    return LoopResult(run.step, run.total, run.step == run.total or run.flattened, run.best_score, run.best_step,
+                      run.best_metrics, run.seconds, early_stopped=run.flattened and run.step < run.total)

@@ -196,7 +196,7 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
     outcome = train(job, config, run_dir, acc, resume=ctx.resume)
     result = StageResult(config.stage, str(run_dir), list(tasks), outcome.completed, outcome.step, outcome.best_step,
                          outcome.best_metrics, {}, sum(p.numel() for ps in job.param_groups.values() for p in ps if p.requires_grad),
-                         outcome.seconds, extra)
+                         outcome.seconds, {**extra, "early_stopped": True} if outcome.early_stopped else extra)
     if not outcome.completed:
         return result  # stopped early (run.stop_after): no results.json, resume later
     saver.load_into(model)
