@@ -218,9 +218,12 @@ def test_cli_add_list_show_remove(run_cli, tmp_path, base):
     assert header.split() == ["name", "task", "method", "backbone", "d", "m", "metrics", "created"]
     assert row.split()[:7] == ["rte-pt", "rte", "prompt-tuning", "tiny-base", "16", "5", "accuracy=0.8125"]
 
-    code, out, _ = run_cli("prompts", "show", "rte-pt", *lib)
+    code, out, _ = run_cli("prompts", "show", "rte-pt", "--json", *lib)
     shown = json.loads(out)
     assert shown["fingerprint"] == base.fingerprint() and shown["file"].endswith("rte-pt.safetensors")
+    code, out, _ = run_cli("prompts", "show", "rte-pt", *lib)  # the card
+    assert code == 0 and out.startswith("# rte-pt\n") and "task `rte` (prompt-tuning), 5 × 16" in out
+    assert "dev metrics: accuracy 0.8125" in out
 
     code, _, err = run_cli("prompts", "add", "rte-pt", "--from", run_dir, "--task", "rte", *lib)
     assert code == 2 and "already exists" in err
@@ -243,3 +246,23 @@ def test_cli_refuses_input_dependent_prompts(run_cli, tmp_path, base):
     run_dir = save_method(method, tmp_path / "run", base)
     code, _, err = run_cli("prompts", "add", "rte-attempt", "--from", run_dir, "--task", "rte", "--library", tmp_path / "lib")
     assert code == 2 and "depends on the input" in err
+
+
+def test_cards_round_trip_and_shipped_libraries_resolve(tmp_path, base):
+    from promptmix.prompts.library import card_markdown, resolve_library_root, shipped_libraries
+
+    lib = PromptLibrary(tmp_path / "lib")
+    card = {"metric": "accuracy", "dev_score": 81.25, "majority_dev_score": 50.9, "best_step": 300, "seed": 42,
+            "command": "promptmix train source --config x.yaml", "git_revision": "abc123"}
+    lib.add("sst2", torch.randn(5, 16), task="sst2", method="prompt-tuning", backbone=base, card=card)
+    record = lib.get("sst2")
+    assert record.card == card
+    text = card_markdown(record)
+    assert "dev accuracy: **81.2** (majority class: 50.9)" in text and "- git revision: `abc123`" in text
+    with pytest.raises(TypeError):  # not JSON: refused before anything is written
+        lib.add("bad", torch.randn(5, 16), task="sst2", method="prompt-tuning", backbone=base, card={"x": object()})
+    assert "bad" not in lib and not lib.tensor_path("bad").exists()
+    for name, path in shipped_libraries().items():
+        assert resolve_library_root(f"promptmix:{name}") == path
+    with pytest.raises(ValueError, match="no shipped prompt library 'promptmix:nope'"):
+        resolve_library_root("promptmix:nope")

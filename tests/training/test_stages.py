@@ -110,3 +110,28 @@ def test_spot_targeted_probes_as_long_as_the_paper_and_picks_the_most_similar_so
     lib = PromptLibrary(tmp_path / "prompts")
     sims = {s: float(F.cosine_similarity(target, lib.load(s, backbone).mean(0), dim=0)) for s in sources}
     assert result.extra["spot_targeted"]["cb"]["chosen"] == max(sims, key=sims.get)
+
+
+def test_source_prompts_carry_a_card(model_dirs, tmp_path):
+    """The library entry of a source prompt says how good it is beside the majority-class floor
+    (here computed by hand from the fixture files) and how it was made."""
+    from collections import Counter
+
+    from promptmix.prompts.library import PromptLibrary
+    from promptmix.training.data import load_tasks
+    from promptmix.training.stages import run_stage
+
+    cfg = config("source", model_dirs["t5"], tmp_path, data__tasks=["sst2"], eval__patience=1, optim__max_steps=6,
+                 eval__every=2)
+    result = run_stage(cfg)
+    card = PromptLibrary(tmp_path / "prompts").get("sst2").card
+    data = load_tasks(cfg.data, ["sst2"])["sst2"]
+    guess = Counter(ex.target for ex in data.train).most_common(1)[0][0]
+    majority = 100 * sum(ex.target == guess for ex in data.dev) / len(data.dev)
+    assert card["metric"] == "accuracy" and card["majority_dev_score"] == pytest.approx(majority)
+    assert card["dev_score"] == result.dev["sst2"]["accuracy"] and card["best_step"] == result.best_step
+    assert card["examples_seen"] == result.best_step * 4 and card["seed"] == 42
+    assert card["settings"]["prompt_length"] == PROMPT_LENGTH and card["settings"]["patience"] == 1
+    assert card["command"] and "versions" in card and card["git_revision"]
+    # patience 1: the run ends at the first dev evaluation without a new best
+    assert card["steps"] == result.steps <= 6 and (card["steps"] == 6 or card["early_stopped"])

@@ -12,22 +12,25 @@ import json
 from pathlib import Path
 
 from promptmix.prompts.checkpoint import load_method, read_method_record
-from promptmix.prompts.library import PromptLibrary, default_library_root, fixed_task_prompt
+from promptmix.prompts.library import (SHIPPED_PREFIX, PromptLibrary, card_markdown, default_library_root, fixed_task_prompt,
+                                       shipped_libraries)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "prompts", help="list, show, add and remove named prompts in the prompt library",
         description="Manage named soft prompts stored as safetensors + JSON, each tied to the "
-                    "backbone it was trained on. Library: --library, else $PROMPTMIX_LIBRARY, else "
-                    f"{default_library_root()}.")
+                    "backbone it was trained on. Library: --library (a directory, or promptmix:NAME for a "
+                    "library shipped with promptmix), else $PROMPTMIX_LIBRARY, else "
+                    f"{default_library_root()}; 'list' without --library also lists the shipped libraries.")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--library", type=Path, default=None, help="library directory (see above)")
+    common.add_argument("--library", default=None, help="library directory or promptmix:NAME (see above)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     actions.add_parser("list", parents=[common], help="one line per prompt").set_defaults(func=run_list)
-    show = actions.add_parser("show", parents=[common], help="a prompt's full record as JSON")
+    show = actions.add_parser("show", parents=[common], help="a prompt's card (--json: its full record)")
     show.add_argument("name")
+    show.add_argument("--json", action="store_true", help="print the whole JSON record instead of the card")
     show.set_defaults(func=run_show)
     remove = actions.add_parser("remove", parents=[common], help="delete a prompt")
     remove.add_argument("name")
@@ -65,24 +68,42 @@ def parse_metrics(items: list[str]) -> dict[str, float]:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    library = _library(args)
+    """The chosen library; without --library, the user library and then every shipped one."""
+    if args.library is not None:
+        libraries = [_library(args)]
+    else:
+        libraries = [PromptLibrary(default_library_root())] + [PromptLibrary(SHIPPED_PREFIX + n) for n in shipped_libraries()]
+    for i, library in enumerate(libraries):
+        if i:
+            print()
+        _print_library(library, args.library is None)
+    return 0
+
+
+def _print_library(library: PromptLibrary, titled: bool) -> None:
     records = library.list()
+    shipped = {str(path): name for name, path in shipped_libraries().items()}
+    where = f"{SHIPPED_PREFIX}{shipped[str(library.root)]} (shipped, {library.root})" if str(library.root) in shipped else str(library.root)
+    if titled:
+        print(f"# {where}")
     if not records:
         print(f"no prompts in {library.root}")
-        return 0
+        return
     header = ("name", "task", "method", "backbone", "d", "m", "metrics", "created")
     rows = [(r.name, r.task, r.method, r.backbone, str(r.hidden_size), str(r.prompt_length),
              " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items()) or "-", r.created) for r in records]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
     library = _library(args)
     record = library.get(args.name)
-    print(json.dumps({**record.to_dict(), "file": str(library.tensor_path(args.name))}, indent=2))
+    if args.json:
+        print(json.dumps({**record.to_dict(), "file": str(library.tensor_path(args.name))}, indent=2))
+    else:
+        print(card_markdown(record) + f"- file: {library.tensor_path(args.name)}")
     return 0
 
 

@@ -120,6 +120,10 @@ class PromptRecord:
     """ISO 8601 UTC time of ``add``."""
     metrics: dict[str, float] = field(default_factory=dict)
     """Dev-set metrics of the prompt when it was saved (e.g. ``{"accuracy": 0.73}``)."""
+    card: dict[str, Any] = field(default_factory=dict)
+    """Where the prompt came from, free-form JSON: the source stage records the dev metric and
+    the majority-class score beside it, steps, examples seen, wall time, seed, the command and
+    the git revision (see :func:`card_markdown`)."""
     format_version: int = FORMAT_VERSION
 
     @property
@@ -132,8 +136,8 @@ class PromptRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike = "<dict>") -> PromptRecord:
         """Validate and build; errors name ``source`` (the JSON file) and the field."""
-        kinds = {f.name: (dict if f.name == "metrics" else int if f.type == "int" else str) for f in dataclasses.fields(cls)}
-        missing = sorted(set(kinds) - set(data) - {"metrics", "format_version"})
+        kinds = {f.name: (dict if f.name in ("metrics", "card") else int if f.type == "int" else str) for f in dataclasses.fields(cls)}
+        missing = sorted(set(kinds) - set(data) - {"metrics", "card", "format_version"})
         if missing:
             raise ValueError(f"{source}: missing field(s) {missing}")
         for key, value in data.items():
@@ -172,6 +176,56 @@ def _check_prompt(prompt: Tensor, hidden_size: int, name: str) -> Tensor:
     return prompt.detach().to("cpu", torch.float32).contiguous().clone()
 
 
+SHIPPED_PREFIX = "promptmix:"
+
+
+def shipped_libraries() -> dict[str, Path]:
+    """The prompt libraries shipped inside the package, ``{name: directory}``: trained source
+    prompts for a backbone (``promptmix:smollm2-135m``), read like any library."""
+    root = Path(__file__).resolve().parent / "pretrained"
+    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir()} if root.is_dir() else {}
+
+
+def resolve_library_root(spec: str | os.PathLike) -> Path:
+    """A library directory from a path or ``promptmix:<name>`` (a shipped library)."""
+    text = os.fspath(spec)
+    if not text.startswith(SHIPPED_PREFIX):
+        return Path(text).expanduser()
+    name = text[len(SHIPPED_PREFIX):]
+    shipped = shipped_libraries()
+    if name not in shipped:
+        close = difflib.get_close_matches(name, list(shipped), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(SHIPPED_PREFIX + c for c in close)}?" if close else (
+            f"shipped: {', '.join(SHIPPED_PREFIX + n for n in shipped) or 'none'}")
+        raise ValueError(f"no shipped prompt library {text!r}; {hint}")
+    return shipped[name]
+
+
+def card_markdown(record: PromptRecord) -> str:
+    """A prompt's card as Markdown: what it is, how well it does, how it was made."""
+    card = record.card
+    lines = [f"# {record.name}", "",
+             f"Soft prompt for task `{record.task}` ({record.method}), {record.prompt_length} × {record.hidden_size}, "
+             f"trained on backbone `{record.backbone}` (embedding fingerprint {record.fingerprint}).", ""]
+    metric = card.get("metric")
+    if metric is not None and card.get("dev_score") is not None:
+        majority = card.get("majority_dev_score")
+        lines.append(f"- dev {metric}: **{card['dev_score']:.1f}**" +
+                     (f" (majority class: {majority:.1f})" if isinstance(majority, (int, float)) else ""))
+    labels = {"best_step": "best step", "steps": "steps trained", "examples_seen": "examples seen at the best step",
+              "seconds": "training wall time (s)", "seed": "seed", "settings": "settings", "command": "command",
+              "git_revision": "git revision", "machine": "machine", "date": "date"}
+    for key, label in labels.items():
+        if key in card:
+            value = card[key]
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value
+            lines.append(f"- {label}: `{value}`" if key in ("command", "git_revision") else f"- {label}: {value}")
+    if record.metrics:
+        lines.append("- dev metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in record.metrics.items()))
+    lines.append(f"- created: {record.created}; tensor sha256 {record.sha256[:16]}…")
+    return "\n".join(lines) + "\n"
+
+
 def default_library_root() -> Path:
     """``$PROMPTMIX_LIBRARY``, else ``$XDG_DATA_HOME/promptmix/prompts`` (``~/.local/share/...``)."""
     if os.environ.get("PROMPTMIX_LIBRARY"):
@@ -194,7 +248,7 @@ class PromptLibrary:
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root).expanduser()
+        self.root = resolve_library_root(root)
 
     def __repr__(self) -> str:
         return f"PromptLibrary({str(self.root)!r})"
@@ -223,10 +277,12 @@ class PromptLibrary:
         method: str,
         backbone: Any,
         metrics: Mapping[str, float] | None = None,
+        card: Mapping[str, Any] | None = None,
         overwrite: bool = False,
     ) -> PromptRecord:
         """Save ``prompt`` [m, d] under ``name``; ``backbone`` is the :class:`Backbone` it was
-        trained on or its ``identity()`` dict. Refuses to replace an entry unless ``overwrite``."""
+        trained on or its ``identity()`` dict; ``card`` is free-form JSON provenance. Refuses to
+        replace an entry unless ``overwrite``."""
         identity = backbone_identity(backbone)
         value = _check_prompt(prompt, identity["hidden_size"], check_name(name))
         for label, text in (("task", task), ("method", method)):
@@ -236,11 +292,12 @@ class PromptLibrary:
             old = self.get(name)
             raise PromptExistsError(f"prompt {name!r} already exists in {self.root} (task {old.task!r}, "
                                     f"backbone {old.backbone!r}, created {old.created}); pass overwrite=True to replace it")
+        card = json.loads(json.dumps(dict(card or {})))  # a JSON copy, or a TypeError before anything is written
         digest = atomic_save_safetensors({TENSOR_KEY: value}, self.tensor_path(name), metadata={"format": "pt", "name": name})
         record = PromptRecord(
             name=name, task=task, method=method, **identity, prompt_length=int(value.shape[0]),
             sha256=digest, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            metrics=_clean_metrics(metrics),
+            metrics=_clean_metrics(metrics), card=card,
         )
         atomic_write_text(self.record_path(name), json.dumps(record.to_dict(), indent=2) + "\n")
         return record

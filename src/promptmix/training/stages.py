@@ -25,6 +25,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import math
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from promptmix._provenance import provenance
 from promptmix.backbone import Backbone, PromptedModel
 from promptmix.prompts import MPT, Attempt, SoftPrompt, SoftPromptConfig, initial_prompt
 from promptmix.prompts.checkpoint import load_method
@@ -166,16 +170,49 @@ def _source_prompt(ctx: Context) -> StageResult:
     data = load_tasks(cfg.data, cfg.data.tasks)
     (task,) = data
     result = run_method(ctx, _soft_prompt(ctx, [task]), data, {task: 0}, Path(cfg.run.dir))
-    _add_to_library(ctx, result, cfg.library.save_prefix + task, task, task, result.dev.get(task, {}))
+    _add_to_library(ctx, result, cfg.library.save_prefix + task, task, task, result.dev.get(task, {}),
+                    card=source_card(ctx.config, result, data[task]))
     return result
 
 
+def majority_dev_score(data: TaskData) -> float | None:
+    """The main dev metric of always answering the most frequent training target (the floor a
+    prompt must clear to have learned anything); None where that is undefined (a constant
+    answer has no correlation)."""
+    targets = Counter(ex.target for ex in data.train)
+    if not targets or not data.dev:
+        return None
+    guess = targets.most_common(1)[0][0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns on a constant input
+        value = data.task.compute_metrics([guess] * len(data.dev), data.dev).get(data.task.main_metric)
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def source_card(config: TrainConfig, result: StageResult, data: TaskData) -> dict[str, Any]:
+    """A source prompt's card (see :func:`promptmix.prompts.library.card_markdown`)."""
+    task = data.task
+    names = list(task.metric_names)
+    metric = (names[0] if len(names) == 1 else "mean of " + " and ".join(names)) if task.main_metric == "score" else task.main_metric
+    dev = result.dev.get(task.name, {})
+    settings = {"prompt_length": config.method.prompt_length, "init": config.method.init, "lr": config.optim.lr,
+                "batch_size": config.optim.batch_size, "max_source_length": data.max_source_length(config.data),
+                "max_steps": config.optim.max_steps, "warmup_steps": config.optim.warmup_steps,
+                "eval_every": config.eval.every, "patience": config.eval.patience, "scoring": config.eval.scoring,
+                "dev_examples": len(data.dev), "train_examples": len(data.train)}
+    return {"metric": metric, "dev_score": dev.get(task.main_metric), "majority_dev_score": majority_dev_score(data),
+            "best_step": result.best_step, "steps": result.steps,
+            "examples_seen": (result.best_step or 0) * config.optim.batch_size, "seconds": round(result.seconds, 1),
+            "early_stopped": bool(result.extra.get("early_stopped")), "seed": config.run.seed, "settings": settings,
+            **provenance()}
+
+
 def _add_to_library(ctx: Context, result: StageResult, entry: str, prompt_task: str, task: str,
-                    metrics: dict[str, Any]) -> None:
+                    metrics: dict[str, Any], card: dict[str, Any] | None = None) -> None:
     if result.completed and ctx.accelerator.is_main_process:
         method = load_method(Path(result.run_dir) / "method", ctx.backbone)
         _library(ctx).add(entry, method.task_prompt(prompt_task), task=task, method="prompt-tuning", backbone=ctx.backbone,
-                          metrics={k: float(v) for k, v in metrics.items()}, overwrite=True)
+                          metrics={k: float(v) for k, v in metrics.items()}, card=card, overwrite=True)
     ctx.accelerator.wait_for_everyone()  # every process sees the entry from here on
 
 
