@@ -31,7 +31,7 @@ def test_preset_loads_and_validates(path):
     assert config.run.dir.startswith("runs/")
     # Presets say every choice: the resolved config round-trips through YAML unchanged.
     assert TrainConfig.from_dict(yaml.safe_load(config.to_yaml())) == config
-    if path.parent.name != "cpu":
+    if path.parent.name not in ("cpu", "smollm2"):  # the SmolLM2 presets are sized for CPU, not the papers
         assert config.model.name in ("t5-base", "facebook/bart-base")
         assert config.optim.weight_decay == 1e-5 and config.optim.warmup_steps in (500, 30)
         assert config.eval.scoring == "generate"  # the papers' text-to-text protocol
