@@ -1,29 +1,25 @@
-"""Learning on real data: SmolLM2-135M-Instruct on ../shared/data, every transfer method
-against plain prompt tuning, several seeds, mean ± std per target task.
+"""The transfer study: SmolLM2-135M-Instruct on ../shared/data, every transfer method against
+prompt tuning on target tasks never used as sources, with full training data and few-shot
+(k = 4, 16, 32 per class), three seeds, learning curves, ATTEMPT's attention and MPT's
+distillation losses.
 
-    python benchmarks/quality.py                        # the committed table (about 1.5 hours on 2 idle cores)
-    python benchmarks/quality.py --seeds 42 43 --targets cb   # a subset
-    python benchmarks/quality.py --smoke --out /tmp/q   # a tiny random T5, seconds (the test)
+    python benchmarks/quality.py --workers 2             # the study (resumable; hours on 2 cores)
+    python benchmarks/quality.py --report                # tables and figures from the results so far
+    python benchmarks/quality.py --smoke --out /tmp/q    # a tiny random T5, seconds (the test)
 
-Resumable: every run lives in ``--out`` (default ``runs/quality``) and a rerun skips the runs
-that finished and resumes the one that was interrupted (the training loop's ``--resume``), so
-the script can be killed at any time and started again with the same arguments.
+Sources are the prompts shipped in ``promptmix:smollm2-135m`` (trained with
+``promptmix train source --config configs/smollm2/sources.yaml``). Every run is a stage of
+``promptmix train`` built from the ``configs/smollm2`` presets plus the overrides below, so a
+row of the table is something a user can rerun. All methods get the same number of target
+steps; -m methods train all targets together with that many steps per target.
 
-What runs (each a stage of ``promptmix train``, built from the ``configs/cpu`` presets, whose
-short-run settings apply: prompts of 16 vectors, inputs cut at 96 tokens, batch 8,
-rank-classification scoring):
-
-1. source prompts, once (seed 42), for SST-2, QQP (the local subset), STS-B, RTE, MultiRC;
-2. MPT distillation of those five into P* and task vectors, once;
-3. per seed, on each target (CB, MRPC): prompt tuning; SPoT-targeted (a probe run, then the
-   most cosine-similar source prompt as the init); ATTEMPT (target prompt from the RTE prompt,
-   the NLI source standing in for the papers' MNLI); MPT; and on the targets together
-   ATTEMPT-m (shared G) and MPT-m (shared P*), with twice the steps so each task sees as
-   many examples as in its single-task run.
-
-Scores are the task's main metric on its test split (CB: macro-F1/accuracy mean; MRPC: F1/
-accuracy mean), each from the best-dev checkpoint. The table is printed last and written
-to ``<out>/quality.md`` and ``<out>/quality.json``.
+Resumable across machines: a finished run's summary goes to ``--results`` (committed, by
+default ``benchmarks/results/transfer``) and is never rerun; an interrupted run resumes from
+its run directory under ``--out``. ``--workers N`` runs N single-threaded worker processes
+that take runs in priority order (claims are directories under ``--out``, so two workers
+never take the same run): MPT distillation first, then the k = 16 few-shot and full-data
+comparisons of prompt tuning, ATTEMPT and MPT, then the other shot counts, SPoT-targeted,
+MPT from the teacher-mean start and the -m variants.
 """
 
 from __future__ import annotations
@@ -31,9 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
+import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,165 +38,331 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _common import REPO, SHARED, load_backbone, machine_line  # noqa: E402
 
-CPU_PRESETS = REPO / "configs" / "cpu"
+PRESETS = REPO / "configs" / "smollm2"
 SOURCES = ["sst2", "qqp", "stsb", "rte", "multirc"]
-TARGETS = ["cb", "mrpc"]
+TARGETS = ["mrpc", "cb", "wic", "cola"]
 SEEDS = [42, 43, 44]
-INIT_FROM = "rte"  # ATTEMPT's target prompt: from the NLI source (the papers use MNLI)
-# (row label, preset, overrides, multi-task); the order of the table
-METHODS: list[tuple[str, str, dict[str, Any], bool]] = [
-    ("prompt tuning", "prompt-tuning.yaml", {}, False),
-    ("SPoT-targeted", "prompt-tuning.yaml", {"library.init_from": "auto", "library.sources": SOURCES}, False),
-    ("ATTEMPT", "attempt.yaml", {"library.sources": SOURCES, "library.init_from": INIT_FROM}, False),
-    ("ATTEMPT-m", "attempt.yaml", {"library.sources": SOURCES, "library.init_from": INIT_FROM}, True),
-    ("MPT", "mpt-target.yaml", {}, False),
-    ("MPT-m", "mpt-target.yaml", {}, True),
-]
-PAPER = {  # T5-base, full data (NOTES.md): CB and MRPC
-    "prompt tuning": {"cb": 67.9, "mrpc": 68.1}, "SPoT-targeted": {"cb": 46.4, "mrpc": 79.7},
-    "ATTEMPT": {"cb": 78.6, "mrpc": 85.7}, "ATTEMPT-m": {"cb": 82.1}, "MPT": {"cb": 79.8, "mrpc": 89.1},
-    "MPT-m": {"cb": 89.3},
+REGIMES = {"k4": 4, "k16": 16, "k32": 32, "full": None}  # few-shot k per class; None: all training data
+STEPS = {"few": 60, "full": 150}  # target steps per task, the same for every method
+EVAL_EVERY = {"few": 15, "full": 25}
+INIT_FROM = "rte"  # ATTEMPT's target prompt: the NLI source (the papers' MNLI is not in ../shared/data)
+PROBE_STEPS = 30  # SPoT-targeted's probe run on the target (the paper's 5-20 epochs would exceed the budget)
+# label -> (preset, overrides, multi-task); "{sources}" and "{mpt:<init>}" are filled in by the plan
+METHODS: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "prompt tuning": ("prompt-tuning.yaml", {}, False),
+    "SPoT-targeted": ("prompt-tuning.yaml", {"library.init_from": "auto", "library.sources": "{sources}",
+                                             "library.probe_steps": PROBE_STEPS}, False),
+    "ATTEMPT": ("attempt.yaml", {"library.sources": "{sources}", "library.init_from": INIT_FROM}, False),
+    "ATTEMPT-m": ("attempt.yaml", {"library.sources": "{sources}", "library.init_from": INIT_FROM}, True),
+    "MPT": ("mpt-target.yaml", {"library.mpt_source": "{mpt:vocab}"}, False),
+    "MPT (teacher-mean)": ("mpt-target.yaml", {"library.mpt_source": "{mpt:teacher-mean}"}, False),
+    "MPT-m": ("mpt-target.yaml", {"library.mpt_source": "{mpt:vocab}"}, True),
 }
+CORE = ("prompt tuning", "ATTEMPT", "MPT")
+MPT_INITS = ("vocab", "teacher-mean")
 
 
-def stage_config(preset: str, overrides: dict[str, Any], common: dict[str, Any]):
-    """A TrainConfig from a configs/cpu preset with dotted overrides."""
+@dataclass
+class Item:
+    """One run of the study."""
+
+    id: str
+    priority: int
+    preset: str
+    overrides: dict[str, Any]
+    info: dict[str, Any]
+    needs: list[str] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return self.id.replace("/", "__")
+
+
+def slug(label: str) -> str:
+    return label.lower().replace(" ", "-").replace("(", "").replace(")", "")
+
+
+def _priority(regime: str, method: str) -> int:
+    if method in CORE:
+        return {"k16": 1, "full": 2}.get(regime, 3)
+    if method in ("SPoT-targeted", "MPT (teacher-mean)") and regime in ("k16", "full"):
+        return 4
+    if method.endswith("-m") and regime in ("k16", "full"):
+        return 5
+    return 6
+
+
+def plan(args: argparse.Namespace) -> list[Item]:
+    """Every run of the study in the order workers take them."""
+    out = Path(args.out)
+    items = [Item(f"mpt-source/{init}", 0, "mpt-source.yaml",
+                  {"library.sources": args.sources, "method.mpt_init": init, "optim.max_steps": args.distill_steps,
+                   "run.dir": str(out / "runs" / f"mpt-source-{init}")},
+                  {"kind": "mpt-source", "init": init}) for init in MPT_INITS]
+    fill = {"{sources}": args.sources, **{f"{{mpt:{i}}}": str(out / "runs" / f"mpt-source-{i}") for i in MPT_INITS}}
+    for regime in args.regimes:
+        k, phase = REGIMES[regime], "few" if REGIMES[regime] else "full"
+        for seed in args.seeds:
+            for label in args.methods:
+                preset, overrides, multi = METHODS[label]
+                groups = [args.targets] if multi else [[t] for t in args.targets]
+                for tasks in groups:
+                    steps = args.steps[phase] * len(tasks)
+                    item_id = f"{regime}/{tasks[0] if len(tasks) == 1 else 'all'}/{slug(label)}/seed{seed}"
+                    values = {key: fill.get(v, v) if isinstance(v, str) else v for key, v in overrides.items()}
+                    needs = [f"mpt-source/{v[5:-1]}" for v in overrides.values() if isinstance(v, str) and v.startswith("{mpt:")]
+                    values.update({
+                        "data.tasks": tasks, "data.multi_task": multi, "data.few_shot_k": k, "data.few_shot_seed": seed,
+                        "optim.max_steps": steps, "eval.every": args.eval_every[phase] * len(tasks), "run.seed": seed,
+                        "run.dir": str(out / "runs" / item_id.replace("/", "__"))})
+                    items.append(Item(item_id, _priority(regime, label), preset, values,
+                                      {"kind": "target", "regime": regime, "k": k, "tasks": tasks, "method": label,
+                                       "seed": seed, "steps_per_task": args.steps[phase]}, needs))
+    return sorted(items, key=lambda item: (item.priority, item.info.get("seed", 0), item.id))
+
+
+def item_config(item: Item, args: argparse.Namespace):
     from promptmix.training.config import TrainConfig
     from promptmix.training.yamlio import apply_overrides, read_yaml
 
-    path = CPU_PRESETS / preset
-    return TrainConfig.from_dict(apply_overrides(read_yaml(path), {**common, **overrides}), str(path))
+    path = PRESETS / item.preset
+    overrides = {**args.common, **item.overrides, "run.progress": False}
+    return TrainConfig.from_dict(apply_overrides(read_yaml(path), overrides), str(path))
 
 
-def plan(args: argparse.Namespace) -> list[tuple[str, str, Any]]:
-    """(label, seed or "", config) for every run, in the order they must happen."""
-    out = Path(args.out)
-    common = {"library.root": str(out / "prompts"), **args.common}
-    eval_caps = {"data.max_dev_examples": args.max_dev, "data.max_test_examples": args.max_test}  # targets only
-    runs = [("sources", "", stage_config("source.yaml", {
-                "data.tasks": args.sources, "optim.max_steps": args.source_steps, "run.seed": 42,
-                "run.dir": str(out / "sources")}, common)),
-            ("mpt-source", "", stage_config("mpt-source.yaml", {
-                "library.sources": args.sources, "optim.max_steps": args.distill_steps, "run.seed": 42,
-                "run.dir": str(out / "mpt-source")}, common))]
-    for seed in args.seeds:
-        for label, preset, overrides, multi in METHODS:
-            if label not in args.methods:
-                continue
-            overrides = {k: (args.sources if v is SOURCES else v) for k, v in overrides.items()}
-            if INIT_FROM not in args.sources and overrides.get("library.init_from") == INIT_FROM:
-                overrides["library.init_from"] = args.sources[0]
-            steps = args.steps * (len(args.targets) if multi else 1)
-            run_dir = out / f"seed{seed}" / label.lower().replace(" ", "-")
-            config = stage_config(preset, {
-                **overrides, **eval_caps, "data.tasks": args.targets, "data.multi_task": multi, "optim.max_steps": steps,
-                "library.probe_steps": args.probe_steps, "library.mpt_source": str(out / "mpt-source"),
-                "run.seed": seed, "run.dir": str(run_dir)}, common)
-            runs.append((label, seed, config))
-    return runs
+# -- results --------------------------------------------------------------------------------------
+def result_path(args: argparse.Namespace, item: Item) -> Path:
+    return Path(args.results) / f"{item.slug}.json"
 
 
-def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    """Run (or resume, or skip) every planned run; return {label: {seed: test metrics}}."""
+def done(args: argparse.Namespace, item: Item) -> bool:
+    return result_path(args, item).is_file()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+
+
+def dev_curves(records: list[dict[str, Any]], tasks: list[str], main: dict[str, str]) -> dict[str, list[list[float]]]:
+    """{task: [[step, dev main metric], ...]} from a run's metrics.jsonl."""
+    curves: dict[str, list[list[float]]] = {t: [] for t in tasks}
+    for rec in records:
+        for task in tasks:
+            value = rec.get("dev", {}).get(task, {}).get(main[task])
+            if value is not None:
+                curves[task].append([rec["step"], value])
+    return curves
+
+
+def summarize(item: Item, config: Any, result: Any, backbone: Any) -> dict[str, Any]:
+    """What the report needs of one finished run (small, committed)."""
+    from promptmix.training.data import load_tasks
+    from promptmix.training.stages import majority_score
+
+    run_dir = Path(config.run.dir)
+    records = read_metrics(run_dir)
+    tasks = list(result.tasks)
+    data = load_tasks(config.data, tasks) if item.info["kind"] == "target" else {}
+    main = {t: data[t].task.main_metric for t in data} if data else {t: "score" for t in tasks}
+    summary = {"id": item.id, **item.info, "completed": result.completed, "steps": result.steps,
+               "best_step": result.best_step, "seconds": round(result.seconds, 1), "scoring": config.eval.scoring,
+               "trainable_parameters": result.trainable_parameters, "dev": result.dev, "test": result.test,
+               "train_examples": {t: len(d.train) for t, d in data.items()}, "main_metric": main,
+               "majority_test": {t: majority_score(d, "test") for t, d in data.items()},
+               "curves": dev_curves(records, tasks, main), "extra": _jsonable(result.extra)}
+    if item.info["kind"] == "mpt-source":
+        keys = ("loss", "ce", "kl", "hidden")
+        summary["losses"] = [[r["step"], *(r.get(k) for k in keys)] for r in records if "loss" in r]
+        summary["dev_curve"] = [[r["step"], r["dev"].get("score")] for r in records if "dev" in r]
+    if item.info.get("method", "").startswith("ATTEMPT"):
+        summary["attention"] = attention_summary(config, data, backbone)
+    return summary
+
+
+def attention_summary(config: Any, data: dict[str, Any], backbone: Any) -> dict[str, Any]:
+    """ATTEMPT's mean attention per target over its dev inputs, with the best checkpoint."""
+    from promptmix.inference.attention_map import mean_attention
+    from promptmix.prompts.checkpoint import load_method
+
+    method = load_method(Path(config.run.dir) / "method", backbone)
+    inputs = {t: [ex.source for ex in (d.dev or d.train)] for t, d in data.items()}
+    table = mean_attention(method, backbone, inputs, max_source_length=config.data.max_source_length or 256)
+    return {"columns": table.columns, "rows": {t: w for t, w in zip(table.targets, table.weights.tolist())}}
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+# -- workers --------------------------------------------------------------------------------------
+def claim(args: argparse.Namespace, item: Item) -> bool:
+    """Take ``item`` for this process: an atomic mkdir; a claim whose process is gone is taken over."""
+    path = Path(args.out) / "claims" / item.slug
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        pid_file = path / "pid"
+        try:
+            os.kill(int(pid_file.read_text()), 0)
+            return False  # a live worker has it
+        except (OSError, ValueError):
+            pass  # its worker died: take it over
+    (path / "pid").write_text(str(os.getpid()))
+    return True
+
+
+def release(args: argparse.Namespace, item: Item) -> None:
+    path = Path(args.out) / "claims" / item.slug
+    (path / "pid").unlink(missing_ok=True)
+    path.rmdir()
+
+
+def next_item(args: argparse.Namespace, items: list[Item]) -> Item | None:
+    finished = {item.id for item in items if done(args, item)}
+    for item in items:
+        if item.id not in finished and all(n in finished for n in item.needs) and claim(args, item):
+            return item
+    return None
+
+
+def running_elsewhere(args: argparse.Namespace, items: list[Item]) -> bool:
+    """Whether another live worker holds an unfinished item (which may unblock others)."""
+    for item in items:
+        pid_file = Path(args.out) / "claims" / item.slug / "pid"
+        try:
+            pid = int(pid_file.read_text())
+            if pid != os.getpid() and not done(args, item):
+                os.kill(pid, 0)
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def work(args: argparse.Namespace) -> None:
+    """Run items until none is left that this worker can take."""
     from promptmix.training.runs import load_backbone_for, make_accelerator
+
+    items = plan(args)
+    accelerator = make_accelerator(item_config(items[0], args))
+    backbone = load_backbone("tiny") if args.smoke else None
+    while True:
+        item = next_item(args, items)
+        if item is None:
+            if running_elsewhere(args, items):
+                time.sleep(20)  # what is left may need what another worker is running
+                continue
+            return
+        try:
+            config = item_config(item, args)
+            backbone = backbone or load_backbone_for(config)
+            run_item(args, item, config, backbone, accelerator)
+        finally:
+            release(args, item)
+
+
+def run_item(args: argparse.Namespace, item: Item, config: Any, backbone: Any, accelerator: Any) -> None:
+    from promptmix._io import atomic_write_text
     from promptmix.training.stages import run_stage
 
-    runs = plan(args)
-    first = runs[0][2]
-    accelerator = make_accelerator(first)
-    backbone = load_backbone("tiny") if args.smoke else load_backbone_for(first)
-    scores: dict[str, dict[str, Any]] = {}
-    sources: dict[str, Any] = {}
-    for i, (label, seed, config) in enumerate(runs, 1):
-        started = time.monotonic()
-        print(f"[{i}/{len(runs)}] {label} {'seed ' + str(seed) if seed != '' else ''}: {config.run.dir}", flush=True)
-        result = run_stage(config, resume=True, backbone=backbone, accelerator=accelerator)
-        print(f"    {'done' if result.completed else 'STOPPED'} in {time.monotonic() - started:.0f} s "
-              f"(training {result.seconds:.0f} s)", flush=True)
-        if label == "sources":
-            sources = {t: m.get("score") for t, m in result.dev.items() if isinstance(m, dict)}
-        elif seed != "":
-            scores.setdefault(label, {})[str(seed)] = {
-                "test": {t: result.test[t] for t in args.targets if t in result.test},
-                "trainable_parameters": result.trainable_parameters, "seconds": result.seconds}
-    return {"sources_dev": sources, "runs": scores}
+    started = time.monotonic()
+    print(f"[{os.getpid()}] {item.id}: {config.run.dir}", flush=True)
+    result = run_stage(config, resume=True, backbone=backbone, accelerator=accelerator)
+    if result.completed:
+        summary = summarize(item, config, result, backbone)
+        atomic_write_text(result_path(args, item), json.dumps(summary, indent=1) + "\n")
+    print(f"[{os.getpid()}] {item.id}: {'done' if result.completed else 'STOPPED'} in {time.monotonic() - started:.0f} s",
+          flush=True)
 
 
-def mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+def spawn_workers(args: argparse.Namespace, argv: list[str]) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    procs = [subprocess.Popen([sys.executable, __file__, *argv, "--worker"], env=env) for _ in range(args.workers)]
+    for proc in procs:
+        proc.wait()
 
 
-def format_table(results: dict[str, Any], args: argparse.Namespace) -> str:
-    targets = args.targets
-    head = "| method | trainable params (all targets) | " + " | ".join(f"{t} test" for t in targets) + " | mean | paper (T5-base) |"
-    lines = [head, "|---|---:|" + "---:|" * (len(targets) + 2)]
-    for label, by_seed in results["runs"].items():
-        per_task = {t: [r["test"][t]["score"] for r in by_seed.values() if t in r["test"]] for t in targets}
-        means = [statistics.mean([r["test"][t]["score"] for t in targets]) for r in by_seed.values()
-                 if all(t in r["test"] for t in targets)]
-        params = sorted({r["trainable_parameters"] for r in by_seed.values()})
-        paper = ", ".join(f"{t} {v}" for t, v in PAPER.get(label, {}).items() if t in targets) or "-"
-        lines.append(f"| {label} | {', '.join(f'{p:,}' for p in params)} | "
-                     + " | ".join(mean_std(per_task[t]) for t in targets) + f" | {mean_std(means)} | {paper} |")
-    src = ", ".join(f"{t} {s:.1f}" for t, s in results["sources_dev"].items() if isinstance(s, (int, float)))
-    lines.append(f"\nseeds {', '.join(map(str, args.seeds))} (mean ± sample std); source prompts' dev scores: {src}")
-    return "\n".join(lines)
+# -- command line ---------------------------------------------------------------------------------
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(REPO / "runs" / "transfer"), help="run directories and claims (resumable)")
+    p.add_argument("--results", default=None, help="one JSON per finished run (default: benchmarks/results/transfer; "
+                                                   "with --smoke: <out>/results)")
+    p.add_argument("--figures", default=None, help="where the report's PNGs go (default: docs/figures/transfer)")
+    p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
+    p.add_argument("--targets", nargs="+", default=TARGETS)
+    p.add_argument("--sources", nargs="+", default=SOURCES, help="library entries used as sources")
+    p.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), metavar="LABEL", help=f"of: {', '.join(METHODS)}")
+    p.add_argument("--few-steps", type=int, default=STEPS["few"], help="target steps per task, few-shot")
+    p.add_argument("--full-steps", type=int, default=STEPS["full"], help="target steps per task, full data")
+    p.add_argument("--distill-steps", type=int, default=400, help="MPT distillation steps")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (0: run in this process)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--report", action="store_true", help="only build the tables and figures from --results")
+    p.add_argument("--smoke", action="store_true", help="a tiny random T5, 2 sources, 1 target, k = 4, 1 seed, 2 steps")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        p.error(f"unknown --methods {unknown}; choose from {list(METHODS)}")
+    args.common = {}
+    if (SHARED / "data").is_dir():  # the presets' ../shared/data is relative to the repository root
+        args.common["data.data_dir"] = str(SHARED / "data")
+    if args.smoke:
+        args.common.update({"model.name": "tiny", "data.max_source_length": 48, "data.max_train_examples": 32,
+                            "data.max_dev_examples": 8, "data.max_test_examples": 8, "method.prompt_length": 4,
+                            "method.attn_dim": 8, "optim.batch_size": 4, "run.save_every": 1, "run.log_every": 1,
+                            "library.root": str(Path(args.out) / "prompts")})
+        args.sources, args.targets, args.seeds, args.regimes = ["sst2", "rte"], ["cb"], [42], ["k4"]
+        args.few_steps = args.full_steps = args.distill_steps = 2
+    args.steps = {"few": args.few_steps, "full": args.full_steps}
+    args.eval_every = {phase: max(1, min(EVAL_EVERY[phase], args.steps[phase] // 2)) for phase in EVAL_EVERY}
+    args.results = args.results or str(Path(args.out) / "results" if args.smoke else REPO / "benchmarks" / "results" / "transfer")
+    args.figures = args.figures or str(Path(args.out) / "figures" if args.smoke else REPO / "docs" / "figures" / "transfer")
+    return args
+
+
+def smoke_sources(args: argparse.Namespace) -> None:
+    """The smoke run's tiny-T5 source prompts (the real study uses the shipped library)."""
+    from promptmix.training.runs import make_accelerator
+    from promptmix.training.stages import run_stage
+
+    config = item_config(Item("sources", 0, "sources.yaml", {"data.tasks": args.sources, "optim.max_steps": 2,
+                                                              "eval.every": 1, "run.dir": str(Path(args.out) / "sources")}, {}), args)
+    run_stage(config, resume=True, backbone=load_backbone("tiny"), accelerator=make_accelerator(config))
+
+
+def check_sources(args: argparse.Namespace) -> None:
+    from promptmix.prompts.library import PromptLibrary
+
+    root = args.common.get("library.root") or item_config(plan(args)[0], args).library.root
+    missing = [s for s in args.sources if s not in PromptLibrary(root)]
+    if missing:
+        raise SystemExit(f"source prompt(s) {missing} are not in {root}; train them first with "
+                         "`promptmix train source --config configs/smollm2/sources.yaml`, or pass --sources")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(REPO / "runs" / "quality"), help="runs, results and table (resumable)")
-    p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
-    p.add_argument("--targets", nargs="+", default=TARGETS)
-    p.add_argument("--sources", nargs="+", default=SOURCES)
-    p.add_argument("--methods", nargs="+", default=[m[0] for m in METHODS], metavar="LABEL",
-                   help=f"rows to run, of: {', '.join(repr(m[0]) for m in METHODS)}")
-    p.add_argument("--steps", type=int, default=30, help="training steps per target run (x tasks for the -m runs)")
-    p.add_argument("--source-steps", type=int, default=30, help="training steps per source prompt")
-    p.add_argument("--distill-steps", type=int, default=30, help="MPT distillation steps")
-    p.add_argument("--probe-steps", type=int, default=10, help="SPoT-targeted probe steps")
-    # With the presets' eval.every = 0 dev is scored once, at the end, so its size only sets what
-    # the runs report on dev; test is what the table shows.
-    p.add_argument("--max-dev", type=int, default=32, help="cap on the targets' dev examples (sources keep the presets' 48)")
-    p.add_argument("--max-test", type=int, default=100, help="cap on the targets' test examples")
-    p.add_argument("--model", default=None, help="model name or directory (default: the presets' smollm2-135m)")
-    p.add_argument("--smoke", action="store_true", help="a tiny random T5 on 2 sources, 1 target, 1 seed, 2 steps")
-    args = p.parse_args(argv)
-    args.common = {}
-    if args.model:
-        args.common["model.name"] = args.model
-    if args.smoke:  # the backbone is benchmarks/_common's random T5 "tiny", built in memory
-        args.common.update({"data.max_source_length": 48,
-                            "data.max_train_examples": 32, "method.prompt_length": 4, "method.attn_dim": 8,
-                            "optim.batch_size": 4, "run.save_every": 1, "run.progress": False})
-        args.sources, args.targets, args.seeds = ["sst2", "rte"], ["cb"], [42]
-        args.steps = args.source_steps = args.distill_steps = args.probe_steps = 2
-        args.max_dev = args.max_test = 8
-    if (SHARED / "data").is_dir():  # the presets' ../shared/data is relative to the repository root
-        args.common.setdefault("data.data_dir", str(SHARED / "data"))
-    unknown = sorted(set(args.methods) - {m[0] for m in METHODS})
-    if unknown:
-        p.error(f"unknown --methods {unknown}; choose from {[m[0] for m in METHODS]}")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse(argv)
+    from quality_report import write_report
 
+    if args.worker:
+        work(args)
+        return 0
     print(machine_line(), flush=True)
-    started = time.monotonic()
-    results = run_all(args)
-    table = format_table(results, args)
-    settings = (f"SmolLM2-135M-Instruct, configs/cpu presets: prompt length 16, inputs cut at 96 tokens, batch 8, "
-                f"{args.source_steps} steps per source, {args.distill_steps} distillation steps, {args.steps} steps per "
-                f"target run, SPoT probe {args.probe_steps} steps, dev/test capped at {args.max_dev}/{args.max_test} examples"
-                if not args.smoke else "smoke mode: tiny random T5")
-    out = Path(args.out)
-    from promptmix._io import atomic_write_text
-
-    atomic_write_text(out / "quality.json", json.dumps({"settings": settings, **results}, indent=2) + "\n")
-    atomic_write_text(out / "quality.md", f"{settings}\n\n{table}\n")
-    print(f"\n{settings}; wall time of this invocation {(time.monotonic() - started) / 60:.1f} min\n")
-    print(table)
+    if not args.report:
+        if args.smoke:
+            smoke_sources(args)
+        check_sources(args)
+        if args.workers:
+            spawn_workers(args, argv)
+        else:
+            work(args)
+    print(write_report(args, plan(args)))
     return 0
 
 

@@ -20,6 +20,7 @@ def load_script(name: str):
     sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
@@ -54,15 +55,30 @@ def test_data_speed_smoke(capsys):
 
 
 def test_quality_smoke_runs_every_method_and_resumes(capsys, tmp_path):
+    """The transfer study on a tiny T5: MPT distillation from both P* inits, every method on
+    one target, a results JSON per run, figures; a rerun finds every run finished and trains
+    nothing."""
+    import json
+
     quality = load_script("quality")
     args = ["--smoke", "--out", str(tmp_path)]
     assert quality.main(args) == 0
     out = capsys.readouterr().out
     table = out[out.index("| method"):]
-    for label, *_ in quality.METHODS:
+    for label in quality.METHODS:
         assert f"| {label} |" in table
-    first = (tmp_path / "quality.json").read_text()
+    results = sorted((tmp_path / "results").glob("*.json"))
+    assert len(results) == 2 + len(quality.METHODS)  # two distillations, one run per method
+    attempt = json.loads((tmp_path / "results" / "k4__cb__attempt__seed42.json").read_text())
+    assert attempt["steps"] == 2 and attempt["curves"]["cb"] and attempt["test"]["cb"]["score"] >= 0
+    assert attempt["attention"]["columns"] == ["sst2", "rte", "target"]
+    assert abs(sum(attempt["attention"]["rows"]["cb"]) - 1) < 1e-5  # a softmax over sources and target
+    distill = json.loads((tmp_path / "results" / "mpt-source__vocab.json").read_text())
+    assert [row[0] for row in distill["losses"]] == [1, 2] and all(v is not None for v in distill["losses"][0])
+    for figure in ("curves-k4.png", "attention-k4.png", "mpt-distillation.png"):
+        assert (tmp_path / "figures" / figure).stat().st_size > 0
+    first = {p.name: p.read_text() for p in results}
     # A rerun with the same arguments finds every run finished: nothing trains, same results.
     assert quality.main(args) == 0
-    assert "STOPPED" not in capsys.readouterr().out
-    assert (tmp_path / "quality.json").read_text() == first
+    assert "done in" not in capsys.readouterr().out
+    assert {p.name: p.read_text() for p in sorted((tmp_path / "results").glob("*.json"))} == first

@@ -135,3 +135,19 @@ def test_source_prompts_carry_a_card(model_dirs, tmp_path):
     assert card["command"] and "versions" in card and card["git_revision"]
     # patience 1: the run ends at the first dev evaluation without a new best
     assert card["steps"] == result.steps <= 6 and (card["steps"] == 6 or card["early_stopped"])
+
+
+def test_few_shot_seed_redraws_the_training_set_and_keeps_dev_and_test(tmp_path):
+    """data.few_shot_seed changes the k-shot draw alone; split_seed would also move dev/test."""
+    from promptmix.training.config import DataConfig
+    from promptmix.training.data import load_tasks
+    from trainhelpers import FIXTURES
+
+    def splits(**extra):
+        (data,) = load_tasks(DataConfig(data_dir=str(FIXTURES), few_shot_k=2, **extra), ["cb"]).values()
+        return [[ex.source for ex in part] for part in (data.train, data.dev, data.test)]
+
+    base, redrawn, resplit = splits(), splits(few_shot_seed=7), splits(split_seed=7)
+    assert base == splits(few_shot_seed=42)  # None means split_seed
+    assert redrawn[0] != base[0] and redrawn[1:] == base[1:]
+    assert resplit[1:] != base[1:]

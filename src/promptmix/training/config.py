@@ -76,7 +76,10 @@ class DataConfig:
     max_dev_examples: int | None = _help("seeded cap on each task's dev split (None: all)", None)
     max_test_examples: int | None = _help("seeded cap on each task's test split (None: all)", None)
     few_shot_k: int | None = _help("train on k examples per class (k in total for non-classification)", None)
-    split_seed: int = _help("seed of the dev/test partition, caps and few-shot draws", 42)
+    split_seed: int = _help("seed of the dev/test partition, caps and (unless few_shot_seed) few-shot draws", 42)
+    few_shot_seed: int | None = _help(
+        "seed of the few-shot draw alone, so repeated draws (the papers average several) keep one dev/test partition; "
+        "None: split_seed", None)
     mixing: str = _help("'proportional' (examples-proportional, ATTEMPT-m) or 'stochastic' (MPT task sampling)", "proportional")
     mixing_cap: int | None = _help("examples-proportional mixing cap K (T5); None: no cap", None)
     mixing_temperature: float = _help("rates ∝ min(n, cap) ** (1 / temperature)", 1.0)

@@ -70,7 +70,8 @@ def load_tasks(config: DataConfig, names: Sequence[str]) -> dict[str, TaskData]:
         splits = task.load_splits(config.data_dir, seed=config.split_seed)
         train = splits["train"]
         if config.few_shot_k is not None:
-            train = sample_few_shot(train, config.few_shot_k, config.split_seed, task)
+            draw_seed = config.split_seed if config.few_shot_seed is None else config.few_shot_seed
+            train = sample_few_shot(train, config.few_shot_k, draw_seed, task)
         out[task.name] = TaskData(
             task, train,
             _subset(splits["dev"], config.max_dev_examples, config.split_seed),

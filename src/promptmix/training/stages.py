@@ -175,24 +175,25 @@ def _source_prompt(ctx: Context) -> StageResult:
     return result
 
 
-def majority_dev_score(data: TaskData) -> float | None:
-    """The main dev metric of always answering the most frequent training target (the floor a
-    prompt must clear to have learned anything); None where that is undefined (a constant
-    answer has no correlation)."""
+def majority_score(data: TaskData, split: str = "dev") -> float | None:
+    """The main metric on ``split`` of always answering the most frequent training target (the
+    floor a prompt must clear to have learned anything); None where that is undefined (a
+    constant answer has no correlation)."""
     targets = Counter(ex.target for ex in data.train)
-    if not targets or not data.dev:
+    examples = getattr(data, split)
+    if not targets or not examples:
         return None
     guess = targets.most_common(1)[0][0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns on a constant input
-        value = data.task.compute_metrics([guess] * len(data.dev), data.dev).get(data.task.main_metric)
+        value = data.task.compute_metrics([guess] * len(examples), examples).get(data.task.main_metric)
     return float(value) if value is not None and math.isfinite(value) else None
 
 
 def source_card(config: TrainConfig, result: StageResult, data: TaskData) -> dict[str, Any]:
     """A source prompt's card (see :func:`promptmix.prompts.library.card_markdown`)."""
     task = data.task
-    names = list(task.metric_names)
+    names = list(task.score_metrics or task.metric_names)
     metric = (names[0] if len(names) == 1 else "mean of " + " and ".join(names)) if task.main_metric == "score" else task.main_metric
     dev = result.dev.get(task.name, {})
     settings = {"prompt_length": config.method.prompt_length, "init": config.method.init, "lr": config.optim.lr,
@@ -200,7 +201,7 @@ def source_card(config: TrainConfig, result: StageResult, data: TaskData) -> dic
                 "max_steps": config.optim.max_steps, "warmup_steps": config.optim.warmup_steps,
                 "eval_every": config.eval.every, "patience": config.eval.patience, "scoring": config.eval.scoring,
                 "dev_examples": len(data.dev), "train_examples": len(data.train)}
-    return {"metric": metric, "dev_score": dev.get(task.main_metric), "majority_dev_score": majority_dev_score(data),
+    return {"metric": metric, "dev_score": dev.get(task.main_metric), "majority_dev_score": majority_score(data, "dev"),
             "best_step": result.best_step, "steps": result.steps,
             "examples_seen": (result.best_step or 0) * config.optim.batch_size, "seconds": round(result.seconds, 1),
             "early_stopped": bool(result.extra.get("early_stopped")), "seed": config.run.seed, "settings": settings,
