@@ -42,7 +42,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PretrainedConfig
 
-from promptmix._io import atomic_directory, atomic_write_text
+from promptmix._io import atomic_directory, atomic_write_text, recover_directory
 from promptmix.backbone import Backbone
 
 logger = logging.getLogger(__name__)
@@ -231,6 +231,7 @@ def prepare_smollm2(cache_dir: str | os.PathLike | None = None) -> Path:
     an existing cache is still used (it needs nothing from it).
     """
     target = cache_root(cache_dir) / SMOLLM2_ALIAS
+    recover_directory(target)  # a reconversion a crash interrupted between its renames
     try:
         gguf = smollm2_gguf()
     except ModelNotFoundError:
