@@ -41,7 +41,7 @@ from promptmix.prompts import SoftPrompt, SoftPromptConfig  # noqa: E402
 from promptmix.prompts.router import PromptRouter  # noqa: E402
 from promptmix.serving.app import ServeConfig, create_app  # noqa: E402
 from promptmix.serving.batcher import BatcherConfig  # noqa: E402
-from promptmix.serving.server import BackgroundServer  # noqa: E402
+from promptmix.serving.server import BackgroundServer, default_threads  # noqa: E402
 from promptmix.tasks import get_task  # noqa: E402
 
 TASKS = ["rte", "sst2", "cola", "mrpc", "stsb"]  # four classification tasks and one regression
@@ -62,13 +62,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--tasks", default=None, help=f"comma-separated tasks (default: {','.join(TASKS)})")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's; --smoke: 1, since 2 threads on shared, busy cores stall)")
+                   help="torch intra-op threads (default: what `promptmix serve` uses, serving.server.default_threads(); "
+                        "--smoke: 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=None, help="offline timings: median of this many rounds (variants interleaved)")
     args = p.parse_args(argv)
     smoke = args.smoke
     args.backbone = args.backbone or ("tiny" if smoke else "t5-small")
-    args.threads = args.threads or (1 if smoke else None)
+    args.threads = args.threads or (1 if smoke else default_threads())
     args.tasks = args.tasks.split(",") if args.tasks else (SMOKE_TASKS if smoke else TASKS)
     args.examples = args.examples or (4 if smoke else 24)
     args.prompt_length = args.prompt_length or (4 if smoke else 100)

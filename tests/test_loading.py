@@ -192,3 +192,31 @@ def test_smollm2_alias_is_the_pretrained_model_and_is_cached():
     assert torch.equal(a, b) and second.fingerprint() == first.fingerprint()
     assert isinstance(second, Backbone)
 
+
+
+class _RunsCode:
+    """Pickles as a call to open(marker, "w"): a file that appears means the pickle ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_weights_with_code_are_refused_with_a_clear_error(tmp_path, tiny_backbone):
+    """A pytorch_model.bin holding more than tensors: torch.load(weights_only=True) refuses
+    it; the error names the file and says what to do, and nothing in it ran."""
+    import pickle
+
+    model_dir, marker = tmp_path / "model", tmp_path / "ran"
+    tiny_backbone.model.config.save_pretrained(model_dir)
+    tiny_backbone.tokenizer.save_pretrained(model_dir)
+    with open(model_dir / "pytorch_model.bin", "wb") as handle:
+        pickle.dump({"lm_head.weight": _RunsCode(marker)}, handle, protocol=2)
+    with pytest.raises(ValueError) as info:
+        load_backbone(model_dir)
+    message = str(info.value)
+    assert message.startswith(f"{model_dir / 'pytorch_model.bin'}: torch refused to load it as plain tensors")
+    assert "safetensors" in message and "Re-running" not in message  # not torch's advice to unpickle it
+    assert not marker.exists()

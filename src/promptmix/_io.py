@@ -7,14 +7,22 @@ final rename stays on one filesystem, where ``os.replace`` is atomic), fsyncs it
 into place and fsyncs the directory so the rename itself survives a power cut. On any error
 the temporary is removed and the previous version is left untouched.
 
+Replacing a *directory* takes two renames (no system call swaps two directories), so a
+crash between them is possible; the swap goes through two fixed hidden names,
+``.<name>.new.tmp`` (the finished new copy) and ``.<name>.old.tmp`` (the old copy moved
+aside), so :func:`recover_directory` can tell an interrupted swap from anything else and
+finish it. Readers and resuming writers call it before they look for the directory.
+
 Only safetensors and JSON/text are written: nothing in promptmix is pickled.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +33,8 @@ from typing import Any
 import safetensors.torch
 from torch import Tensor
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "atomic_directory",
     "atomic_file",
@@ -32,6 +42,7 @@ __all__ = [
     "atomic_write_text",
     "read_json",
     "read_safetensors",
+    "recover_directory",
     "sha256_file",
 ]
 
@@ -151,7 +162,8 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     (before the block runs, or at the rename if another process created it meanwhile, in
     which case the other process's directory wins); with ``overwrite=True`` the old
     directory is moved aside, the new one renamed in, and the old one deleted, so ``path``
-    is missing only for the instant between the two renames, never half-written.
+    is missing only for the instant between the two renames, never half-written; after a
+    crash in that instant :func:`recover_directory` puts the new copy in place.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -170,24 +182,73 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     _fsync_path(path.parent)
 
 
+def _swap_names(path: Path) -> tuple[Path, Path]:
+    """The fixed hidden names a directory swap goes through: (new copy, old copy)."""
+    return path.with_name(f".{path.name}.new.tmp"), path.with_name(f".{path.name}.old.tmp")
+
+
 def _rename_directory(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Move the finished ``tmp`` to ``path``; an existing ``path`` is replaced only if allowed."""
-    old = None
-    if path.exists():
-        if not overwrite:
-            raise FileExistsError(f"{path} was created by someone else while this copy was being built")
-        old = _temp_name(path, "dir")
-        os.replace(path, old)  # rename(2) onto the empty placeholder directory
+    """Move the finished ``tmp`` to ``path``; an existing ``path`` is replaced only if allowed.
+
+    Replacing: ``tmp`` -> ``.<name>.new.tmp``; ``path`` -> ``.<name>.old.tmp`` (the commit
+    point: from here on :func:`recover_directory` completes the swap rather than undoing it);
+    ``.<name>.new.tmp`` -> ``path``; the old copy is deleted.
+    """
+    if not path.exists():
+        try:
+            os.rename(tmp, path)
+        except OSError as err:
+            if path.exists():
+                raise FileExistsError(f"{path} was created by someone else while this copy was being built") from err
+            raise
+        return
+    if not overwrite:
+        raise FileExistsError(f"{path} was created by someone else while this copy was being built")
+    staged, retired = _swap_names(path)
+    for stale in (staged, retired):  # left by an earlier interrupted swap; path is the version that stands
+        shutil.rmtree(stale, ignore_errors=True)
+    os.rename(tmp, staged)
+    _fsync_path(path.parent)
+    os.rename(path, retired)
     try:
-        os.rename(tmp, path)
-    except OSError as err:
-        if old is not None:
-            os.replace(old, path)  # put the previous version back
+        os.rename(staged, path)
+    except FileNotFoundError:
+        if not path.is_dir():  # a reader's recover_directory may have finished the swap for us
+            raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def recover_directory(path: str | os.PathLike, *, clean: bool = False) -> bool:
+    """Finish a replacement of ``path`` that a crash interrupted between its renames.
+
+    If ``path`` is missing and the finished new copy (``.<name>.new.tmp``) exists, it is
+    renamed into place (the swap had committed); if only the old copy (``.<name>.old.tmp``)
+    exists, it is put back. Once ``path`` exists an old copy left behind is deleted. With
+    ``clean`` (only for the directory's single writer, e.g. a run being resumed) a new copy
+    that never got swapped in and half-built ``.<name>.*.tmp`` directories are deleted too.
+    Returns True when ``path`` was missing and has been restored. A read-only location is
+    left as it is (logged).
+    """
+    path = Path(path)
+    staged, retired = _swap_names(path)
+    restored = False
+    try:
+        if not path.exists():
+            for copy in (staged, retired):
+                if copy.is_dir():
+                    os.rename(copy, path)
+                    _fsync_path(path.parent)
+                    logger.warning("%s was missing after an interrupted replacement; restored it from %s", path, copy.name)
+                    restored = True
+                    break
         if path.exists():
-            raise FileExistsError(f"{path} was created by someone else while this copy was being built") from err
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(retired, ignore_errors=True)
+            if clean:
+                for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+                    shutil.rmtree(leftover, ignore_errors=True)
+    except OSError as err:  # e.g. a run directory served read-only: report, let the reader fail as before
+        logger.warning("could not recover %s from an interrupted replacement: %s", path, err)
+    return restored
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

@@ -34,6 +34,7 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PretrainedConfig
 
-from promptmix._io import atomic_directory, atomic_write_text
+from promptmix._io import atomic_directory, atomic_write_text, recover_directory
 from promptmix.backbone import Backbone
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,8 @@ def load_backbone(
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     try:
         model = auto.from_pretrained(source, config=config, dtype=dtype, cache_dir=hub_cache)
+    except pickle.UnpicklingError as err:  # torch.load(weights_only=True) met something other than tensors
+        raise ValueError(_refused_pickle(source, name, err)) from None
     except ValueError as err:  # e.g. a BERT config: no LM head class for it
         raise ValueError(f"model {name!r} ({type(config).__name__}) is not a generative LM that "
                          f"{auto.__name__} can load; promptmix needs an encoder-decoder or decoder-only LM") from err
@@ -145,6 +148,18 @@ def load_backbone(
     if device is not None:
         model.to(device)
     return Backbone(model, tokenizer, name)
+
+
+def _refused_pickle(source: str, name: str, err: Exception) -> str:
+    """The error for pickled weights that torch would not load as plain tensors."""
+    local = Path(source)
+    files = sorted(str(p) for p in local.glob("*.bin")) if local.is_dir() else []
+    where = ", ".join(files) or f"the pickled weights of {name!r}"
+    return (f"{where}: torch refused to load it as plain tensors (torch.load with weights_only=True: "
+            f"{type(err).__name__}); "
+            "it holds other pickled objects, which could run code. promptmix does not unpickle those: if you trust "
+            "the file, convert it to safetensors elsewhere (model.save_pretrained(dir) writes model.safetensors) "
+            "and load that directory")
 
 
 def _not_found(name: str, err: Exception) -> ModelNotFoundError:
@@ -231,6 +246,7 @@ def prepare_smollm2(cache_dir: str | os.PathLike | None = None) -> Path:
     an existing cache is still used (it needs nothing from it).
     """
     target = cache_root(cache_dir) / SMOLLM2_ALIAS
+    recover_directory(target)  # a reconversion a crash interrupted between its renames
     try:
         gguf = smollm2_gguf()
     except ModelNotFoundError:

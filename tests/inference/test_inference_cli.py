@@ -101,3 +101,15 @@ def test_attention_heatmap_and_csv_from_an_attempt_run(runs, tmp_path, capsys):
 def test_attention_refuses_a_run_without_attention(runs, tmp_path, capsys):
     assert main(["attention", "--run", str(runs["pt"]), "--out", str(tmp_path / "x.png")]) == 2
     assert "no attention over prompts" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("raw, words", [
+    (b'{"sentence1": "a \\ud800 b", "sentence2": "b"}', ["in.jsonl, line 2", "lone surrogate", "'\\ud800' at character"]),
+    (b'{"sentence1": "caf\xe9", "sentence2": "b"}', ["in.jsonl, line 2", "not valid UTF-8 (byte 0xe9 at byte 19 of the line)"]),
+])
+def test_predict_names_the_line_of_text_it_cannot_read_without_a_traceback(runs, tmp_path, capsys, raw, words):
+    """A lone surrogate (valid JSON, no Unicode) and a Latin-1 byte (not UTF-8) on line 2."""
+    (tmp_path / "in.jsonl").write_bytes(b'{"sentence1": "a", "sentence2": "b"}\n' + raw + b"\n")
+    code = main(["predict", "--run", str(runs["pt"]), "--task", "rte", "--input", str(tmp_path / "in.jsonl"), "--output", "-"])
+    err = capsys.readouterr().err
+    assert code == 2 and all(w in err for w in words) and "Traceback" not in err, err

@@ -100,3 +100,54 @@ def test_long_inputs_are_truncated_when_allowed(tiny_backbone):
     predictor = tiny_predictor(tiny_backbone)
     [prepared] = predictor.prepare([{"task": "rte", "text": "word " * 400}])
     assert len(prepared.input_ids) == 256
+
+
+@pytest.mark.parametrize("item", [{"task": "sst2", "text": "a \ud800 b"},
+                                  {"task": "rte", "record": {"sentence1": "x\udfff", "sentence2": "y"}}])
+def test_text_the_tokenizer_cannot_take_is_an_input_error(tiny_backbone, item):
+    predictor = tiny_predictor(tiny_backbone)
+    with pytest.raises(InputError) as info:
+        predictor.predict([ITEMS[0], item])
+    assert info.value.kind == "invalid" and info.value.index == 1 and "lone surrogate" in info.value.reason
+
+
+def test_an_input_too_long_in_characters_is_refused_before_tokenising(tiny_backbone, monkeypatch):
+    predictor = tiny_predictor(tiny_backbone)
+    limit, per_token = predictor.tasks["sst2"].max_source_length, predictor.max_token_chars
+    assert per_token == max(len(t) for t in tiny_backbone.tokenizer.get_vocab())  # 16 for the t5-small vocabulary
+    calls = []
+    encode = tiny_backbone.encode
+    monkeypatch.setattr(tiny_backbone, "encode", lambda *a, **k: calls.append(a) or encode(*a, **k))
+    huge = "x" * (limit * per_token + 1)  # one character more than the limit's tokens could hold
+    with pytest.raises(InputError) as info:
+        predictor.prepare([{"task": "sst2", "text": huge}], truncate=False)
+    assert info.value.kind == "too_long" and calls == []
+    assert f"input is {len(huge)} characters" in info.value.reason
+    long_words = "word " * 400  # 2,000 characters: under the bound, over the limit in tokens
+    with pytest.raises(InputError, match="tokens, over the limit of 256"):
+        predictor.prepare([{"task": "sst2", "text": long_words}], truncate=False)
+    assert len(calls) == 1
+    [truncated] = predictor.prepare([{"task": "sst2", "text": huge}])  # truncation still takes any length
+    assert len(truncated.input_ids) == limit
+
+
+def test_an_unknown_task_error_does_not_echo_a_huge_name(tiny_backbone):
+    with pytest.raises(InputError) as info:
+        tiny_predictor(tiny_backbone).predict([{"task": "rte" + "e" * 100_000, "text": "x"}])
+    assert info.value.kind == "unknown_task" and len(str(info.value)) < 300
+    assert "'rteeee" in str(info.value) and "(100005 characters)" in str(info.value)
+
+
+def test_a_generated_answer_that_is_no_number_is_none(tiny_backbone):
+    """The random tiny model's STS-B generation is words, not a score: prediction None (the
+    API's null), never a made-up -1.0."""
+    [pred] = tiny_predictor(tiny_backbone).predict([ITEMS[3]])
+    assert pred.task == "stsb" and pred.text and pred.prediction is None
+    with pytest.raises(ValueError):
+        float(pred.text)
+
+
+@pytest.mark.parametrize("option", ["max_new_tokens", "max_batch_size", "token_budget"])
+def test_limits_below_one_are_refused(tiny_backbone, option):
+    with pytest.raises(ValueError, match=f"{option} must be an integer >= 1, got 0"):
+        tiny_predictor(tiny_backbone, **{option: 0})

@@ -4,6 +4,7 @@ requests it accepted before exiting."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -73,3 +74,76 @@ def test_serve_answers_and_drains_accepted_requests_on_sigterm(server):
     same_predictions([Prediction(**r.json()["predictions"][0]) for r in responses], expected)
     # uvicorn re-raises the signal once drained, so the exit status says "ended by SIGTERM".
     assert proc.wait(30) in (0, -signal.SIGTERM)
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--max-body-bytes", "-1", "argument --max-body-bytes: must be >= 1024, got -1"),
+    ("--max-connections", "0", "argument --max-connections: must be >= 1, got 0"),
+    ("--max-new-tokens", "0", "argument --max-new-tokens: must be >= 1, got 0"),
+    ("--port", "70000", "argument --port: must be in 0..65535, got 70000"),
+    ("--max-queue", "0", "argument --max-queue: must be >= 1, got 0"),
+    ("--max-wait-ms", "-5", "argument --max-wait-ms: must be a finite number >= 0, got -5"),
+    ("--read-timeout", "nan", "argument --read-timeout: must be a finite number > 0, got nan"),
+    ("--threads", "0", "argument --threads: must be >= 1, got 0"),
+    ("--batch-size", "many", "argument --batch-size: expected an integer, got 'many'"),
+    ("--max-inputs-per-request", "300", "max_inputs_per_request must lie in [1, max_queue=256], got 300"),
+])
+def test_a_flag_that_would_break_the_server_is_refused_before_anything_loads(tmp_path, capsys, flag, value, words):
+    """The run given does not exist: had the flag been accepted, the error would be about the run."""
+    from promptmix.cli import main
+
+    try:
+        code = main(["serve", "--run", str(tmp_path / "no-run"), flag, value])
+    except SystemExit as exit_:  # argparse's own refusal
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "no-run" not in err, err
+
+
+def test_a_port_in_use_is_refused_before_anything_loads(tmp_path, capsys):
+    from promptmix.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--run", str(tmp_path / "no-run"), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err and "no-run" not in err, err
+
+
+@pytest.mark.parametrize("cpus, env, flag, threads", [
+    (2, None, None, 1),  # this machine's case: one core left for the event loop and the tokenizer
+    (8, None, None, 6),
+    (8, "3", None, 3),  # an operator's OMP_NUM_THREADS is kept
+    (8, "3", "5", 5),  # --threads wins
+])
+def test_serve_sets_the_model_threads_before_loading(tmp_path, t5_tokenizer, monkeypatch, capsys, cpus, env, flag, threads):
+    import torch
+
+    from promptmix.cli import main
+    from promptmix.serving import server as server_module
+
+    runs = write_tiny_runs(tmp_path, t5_tokenizer, REPO / "tests" / "tasks" / "fixtures")
+    seen = {}
+
+    class NotServing:  # records what run() would have served with, instead of listening
+        def __init__(self, *args, **kwargs):
+            seen["threads"] = torch.get_num_threads()
+
+        def run(self):
+            pass
+
+    monkeypatch.setattr(server_module, "make_server", NotServing)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    before = torch.get_num_threads()
+    try:
+        code = main(["serve", "--run", str(runs["pt"]), "--port", "0"] + (["--threads", flag] if flag else []))
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0 and seen["threads"] == threads
+    assert f"with {threads} model thread(s)" in capsys.readouterr().out

@@ -119,3 +119,37 @@ def test_no_data_anywhere_lists_the_files_to_put_in_place(tmp_path):
         "Hub: datasets.load_dataset('mrqa-workshop/mrqa') not tried: HF_HUB_OFFLINE=1 is set"])
     with pytest.raises(MissingDataError, match="No data directory was given; pass one holding the SQuAD"):
         get_task("squad").load_splits()
+
+
+@pytest.mark.parametrize("layout", ["tsv", "jsonl", "jsonl.gz"])
+def test_a_byte_that_is_not_utf8_names_file_and_line(tmp_path, layout):
+    """Text is decoded in chunks, so the decoder's own error cannot say where; the line named
+    is the one holding the byte (line 30 of 40, far past the first chunk's start)."""
+    import gzip
+
+    if layout == "tsv":
+        rows = [f"{i}\tA dog runs {'far ' * 60}.\tAn animal moves.\tentailment\n".encode() for i in range(40)]
+        rows[29] = rows[29].replace(b"dog", b"d\xf6g")  # Latin-1 'ö'
+        path = tmp_path / "glue/RTE/train.tsv"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(RTE_HEADER.encode() + b"".join(rows[1:]))
+        write(tmp_path, "glue/RTE/dev.tsv", RTE_HEADER + rows[0].decode())
+        task, line, byte = "rte", 30, rows[29].index(b"\xf6") + 1
+    else:
+        rows = [json.dumps({"premise": "p " * 100, "hypothesis": "h", "label": "neutral", "idx": i}).encode() + b"\n"
+                for i in range(40)]
+        rows[29] = rows[29].replace(b'"h"', b'"h\xff"')
+        path = tmp_path / f"superglue/CB/train.{layout}"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(gzip.compress(b"".join(rows)) if layout.endswith(".gz") else b"".join(rows))
+        write(tmp_path, "superglue/CB/val.jsonl", rows[0].decode())
+        task, line, byte = "cb", 30, rows[29].index(b"\xff") + 1
+    with pytest.raises(DataError) as info:
+        if layout.endswith(".gz"):  # no task ships gzipped files by default: the reader itself
+            from promptmix.tasks.readers import read_jsonl
+            list(read_jsonl(path))
+        else:
+            get_task(task).load_splits(tmp_path, hub=False)
+    assert info.value.file == path and info.value.where == f"line {line}"
+    assert str(info.value).startswith(f"{path}, line {line}: not valid UTF-8 (byte ")
+    assert f"at byte {byte} of the line" in str(info.value)

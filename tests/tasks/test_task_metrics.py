@@ -121,7 +121,10 @@ def test_parse_prediction_maps_text_back():
     assert get_task("rte").parse_prediction("  Not_Entailment\n") == "not_entailment"
     assert get_task("rte").parse_prediction("entail") is None
     assert get_task("stsb").parse_prediction(" 3.8 ") == 3.8
-    assert get_task("stsb").parse_prediction("nan") == -1.0
+    # No number is an invalid prediction, None as for every task (the API answers null); the
+    # correlation metrics still count it as -1.0 (test_stsb_pearson_and_spearman).
+    assert get_task("stsb").parse_prediction("nan") is None
+    assert get_task("stsb").parse_prediction("five") is None
     assert get_task("squad").parse_prediction(" Denver Broncos ") == "Denver Broncos"
 
 

@@ -25,6 +25,33 @@ SUBCOMMANDS = [
 ]
 
 
+def int_in(low: int, high: int | None = None):
+    """An argparse ``type``: an int in [low, high], refused while the arguments are parsed
+    (before anything is loaded) with the accepted range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {f'in {low}..{high}' if high is not None else f'>= {low}'}, got {value}")
+        return value
+    return parse
+
+
+def float_from(low: float, *, inclusive: bool = True):
+    """An argparse ``type``: a float >= low (> low with ``inclusive=False``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (value >= low if inclusive else value > low) or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if inclusive else '>'} {low:g}, got {text}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="promptmix",

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from promptmix.cli import int_in
 from promptmix.inference.predictor import InputError, as_items
 from promptmix.inference.runs import load_predictor
 
@@ -35,9 +36,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--library", type=Path, default=None, help="prompt library directory (default: $PROMPTMIX_LIBRARY)")
     group.add_argument("--backbone", default=None, help="backbone to load (default: the one the first run recorded)")
     limits = parser.add_argument_group("batching")
-    limits.add_argument("--token-budget", type=int, default=16384, help="most rows x padded tokens per forward")
-    limits.add_argument("--batch-size", type=int, default=64, help="most examples per forward")
-    limits.add_argument("--max-new-tokens", type=int, default=32, help="generation length (non-classification tasks)")
+    limits.add_argument("--token-budget", type=int_in(1), default=16384, help="most rows x padded tokens per forward")
+    limits.add_argument("--batch-size", type=int_in(1), default=64, help="most examples per forward")
+    limits.add_argument("--max-new-tokens", type=int_in(1), default=32, help="generation length (non-classification tasks)")
 
 
 def predictor_from_args(args: argparse.Namespace):
@@ -59,9 +60,16 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def read_lines(handle: IO[str], name: str) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed JSON) of every non-blank line; a bad line names file and line."""
-    for number, line in enumerate(handle, 1):
+def read_lines(handle: IO[Any], name: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) of every non-blank line; a bad line (not UTF-8, not JSON)
+    names file and line. A binary handle's lines are decoded one by one, so the line number
+    of a decoding error is exact."""
+    for number, raw in enumerate(handle, 1):
+        try:
+            line = raw if isinstance(raw, str) else raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{name}, line {number}: not valid UTF-8 (byte {raw[err.start]:#04x} at byte "
+                             f"{err.start + 1} of the line)") from None
         if line.strip():
             try:
                 yield number, json.loads(line)
@@ -70,11 +78,12 @@ def read_lines(handle: IO[str], name: str) -> Iterator[tuple[int, Any]]:
 
 
 @contextmanager
-def _open(path: str, mode: str) -> Iterator[IO[str]]:
+def _open(path: str, mode: str) -> Iterator[IO[Any]]:
+    """Input ("r") opens as bytes (see :func:`read_lines`), output ("w") as UTF-8 text; "-" is stdin/stdout."""
     if path == "-":
-        yield sys.stdin if mode == "r" else sys.stdout
+        yield getattr(sys.stdin, "buffer", sys.stdin) if mode == "r" else sys.stdout
     else:
-        with open(path, mode, encoding="utf-8") as handle:
+        with open(path, "rb") if mode == "r" else open(path, mode, encoding="utf-8") as handle:
             yield handle
 
 

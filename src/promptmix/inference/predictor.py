@@ -43,11 +43,28 @@ from promptmix.tasks import Task, UnknownTaskError, get_task, resolve_name
 
 
 UNLIMITED = 10**9  # max_source_length meaning "do not truncate"
+SHOWN_CHARS = 60  # most characters of a client's value an error message repeats
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, cut to :data:`SHOWN_CHARS` characters: an error names what was sent
+    without echoing a 100 KB string back to the client or into the logs."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}… ({len(text)} characters)"
+
+
+def longest_token_chars(tokenizer: Any) -> int:
+    """Most characters of text one token can stand for: the longest vocabulary entry (an
+    upper bound; byte tokens such as ``<0xFF>`` are spelled longer than the byte they mean).
+    So a text longer than ``limit × this`` cannot fit in ``limit`` tokens, unless the
+    tokenizer's normaliser drops characters (runs of spaces, for instance)."""
+    return max((len(token) for token in tokenizer.get_vocab()), default=1)
 
 
 class InputError(ValueError):
     """An item the predictor cannot answer. ``kind`` is ``"unknown_task"``, ``"invalid"``
-    (malformed item, missing record field) or ``"too_long"``; ``index`` is its position."""
+    (malformed item, missing record field, text the tokenizer cannot take) or ``"too_long"``;
+    ``index`` is its position."""
 
     def __init__(self, index: int, reason: str, kind: str = "invalid") -> None:
         super().__init__(f"input {index}: {reason}")
@@ -144,7 +161,11 @@ class Predictor:
         missing = set(self.method.task_names) - set(self.tasks)
         if missing:
             raise ValueError(f"no Task given for loaded prompt task(s) {sorted(missing)}")
+        for option, value in (("token_budget", token_budget), ("max_batch_size", max_batch_size), ("max_new_tokens", max_new_tokens)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{option} must be an integer >= 1, got {value!r}")
         self.token_budget, self.max_batch_size, self.max_new_tokens = token_budget, max_batch_size, max_new_tokens
+        self.max_token_chars = longest_token_chars(backbone.tokenizer)
         device = next(backbone.model.parameters()).device
         self.model = PromptedModel(backbone, self.method.to(device)).eval()
 
@@ -182,7 +203,7 @@ class Predictor:
     def resolve_task(self, name: Any, index: int = 0) -> str:
         """The loaded task a name or alias refers to; InputError(kind="unknown_task") if none."""
         if not isinstance(name, str) or not name:
-            raise InputError(index, f"'task' must be a task name, got {name!r}")
+            raise InputError(index, f"'task' must be a task name, got {shown(name)}")
         if name in self.tasks:
             return name
         try:
@@ -191,14 +212,17 @@ class Predictor:
             canonical = name
         if canonical in self.tasks:
             return canonical
-        near = difflib.get_close_matches(name.lower(), self.task_names, n=3, cutoff=0.5)
+        near = difflib.get_close_matches(name[:SHOWN_CHARS].lower(), self.task_names, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
-        raise InputError(index, f"no prompt is loaded for task {name!r}.{hint} Loaded: {', '.join(self.task_names)}", "unknown_task")
+        raise InputError(index, f"no prompt is loaded for task {shown(name)}.{hint} Loaded: {', '.join(self.task_names)}",
+                         "unknown_task")
 
     def prepare(self, items: Sequence[Mapping[str, Any]], *, truncate: bool = True) -> list[PreparedInput]:
         """Validate and tokenise items ``{"task": name, "record": {...}}`` or ``{"task": name,
         "text": "..."}``. Inputs longer than the task's ``max_source_length`` tokens are
-        truncated, or refused (InputError kind "too_long") when ``truncate`` is False."""
+        truncated, or refused (InputError kind "too_long") when ``truncate`` is False; then a
+        text over ``max_source_length × max_token_chars`` characters is refused before it is
+        tokenised, since it cannot fit (see :func:`longest_token_chars`)."""
         return [self._prepare_one(i, item, truncate) for i, item in enumerate(items)]
 
     def _prepare_one(self, index: int, item: Mapping[str, Any], truncate: bool) -> PreparedInput:
@@ -208,7 +232,10 @@ class Predictor:
         task = self.tasks[name]
         source = self._source_text(index, task, item)
         limit = task.max_source_length
-        ids = self.backbone.encode(source, max_source_length=UNLIMITED)["input_ids"]
+        if not truncate and len(source) > limit * self.max_token_chars:  # tokenising it would only waste time
+            raise InputError(index, f"input is {len(source)} characters, more than the limit of {limit} tokens for task "
+                                    f"{name!r} can hold (at most {limit} × {self.max_token_chars})", "too_long")
+        ids = self._tokens(index, source)
         if len(ids) > limit:
             if not truncate:
                 raise InputError(index, f"input is {len(ids)} tokens, over the limit of {limit} for task {name!r}", "too_long")
@@ -217,6 +244,18 @@ class Predictor:
         if task.label_words:
             prepared.candidates = [prepared.encode(self.backbone, word) for word in task.label_words]
         return prepared
+
+    def _tokens(self, index: int, source: str) -> list[int]:
+        """``source``'s token ids, untruncated; text the tokenizer cannot take is an InputError."""
+        try:
+            source.encode("utf-8")
+        except UnicodeEncodeError as err:  # JSON's "\ud800" decodes to a lone surrogate, no Unicode character
+            raise InputError(index, f"the input holds {source[err.start]!r} at character {err.start}, a lone "
+                                    "surrogate that is no Unicode character; send valid Unicode text") from None
+        try:
+            return self.backbone.encode(source, max_source_length=UNLIMITED)["input_ids"]
+        except (TypeError, ValueError) as err:  # whatever else the tokenizer refuses is the input's fault
+            raise InputError(index, f"the tokenizer cannot take this input: {shown(str(err))}") from None
 
     def _source_text(self, index: int, task: Any, item: Mapping[str, Any]) -> str:
         has_record, has_text = item.get("record") is not None, item.get("text") is not None

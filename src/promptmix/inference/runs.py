@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promptmix._io import recover_directory
 from promptmix.backbone import Backbone
 from promptmix.prompts import PromptMethod, SoftPrompt, SoftPromptConfig
 from promptmix.prompts.checkpoint import RECORD_FILE, load_method, read_method_record
@@ -32,6 +33,8 @@ def find_methods(run: str | os.PathLike) -> list[tuple[Path, Path]]:
     (``<run>/method``, or ``run`` itself when save_method wrote it), or, for an experiment
     trained as one run per task (``<run>/<task>/method``), each task run's, in task order."""
     run = Path(run)
+    for parent in [run] + (sorted(p for p in run.iterdir() if p.is_dir()) if run.is_dir() else []):
+        recover_directory(parent / RUN_METHOD_DIR)  # a crash while training replaced it
     for candidate in (run, run / RUN_METHOD_DIR):
         if (candidate / RECORD_FILE).is_file():
             return [(run, candidate)]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptmix._io import atomic_save_safetensors, atomic_write_text, read_json, read_safetensors
+from promptmix._io import atomic_save_safetensors, atomic_write_text, read_json, read_safetensors, recover_directory
 from promptmix.prompts import PromptMethod, build_method
 from promptmix.prompts.library import IncompatiblePromptError, backbone_identity, check_compatible
 
@@ -76,7 +76,9 @@ def save_method(method: PromptMethod, directory: str | os.PathLike, backbone: An
 
 
 def read_method_record(directory: str | os.PathLike) -> MethodRecord:
-    """Read and validate ``directory/method.json`` without touching the tensors."""
+    """Read and validate ``directory/method.json`` without touching the tensors. A directory a
+    crash left mid-replacement is put back first (:func:`promptmix._io.recover_directory`)."""
+    recover_directory(directory)
     path = Path(directory) / RECORD_FILE
     data = read_json(path)
     expected = {"config": dict, "backbone": dict, "sha256": str, "extra": dict, "format_version": int}

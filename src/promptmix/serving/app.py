@@ -10,15 +10,19 @@
 With a top-level ``task`` every input is a raw record (an object of the dataset's fields) or
 preformatted text (a string); without one, every input is ``{"task", "record" | "text"}``.
 
-Errors are 4xx with ``{"error": {"type", "message", "index"}}`` naming the problem: 400
-malformed JSON, 422 schema violations / unknown task / missing field, 413 body, input
-count or input tokens over the limits, 429 queue full, 503 shutting down.
+Every error is ``{"error": {"type", "message", "index"}}`` naming the problem: 400
+malformed JSON (or not UTF-8, or nested too deeply), 404 / 405 unknown path or method, 408
+headers or body slower than ``read_timeout``, 422 schema violations / unknown task / missing
+field / text the tokenizer cannot take, 413 body, input count or input length over the
+limits, 429 queue full, 503 shutting down; anything unexpected is a 500 in the same shape
+(the exception is re-raised after the answer, so the server logs its traceback).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,9 +32,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from promptmix.inference.predictor import InputError, Predictor, as_items
 from promptmix.serving.batcher import BatcherConfig, DynamicBatcher, QueueFull, ShuttingDown
+from promptmix.serving.limits import DEFAULT_READ_TIMEOUT, MIN_BODY_BYTES, BodyLimit, error
 
 STATUS_OF_INPUT_ERROR = {"unknown_task": 422, "invalid": 422, "too_long": 413}
 
@@ -44,11 +50,17 @@ class ServeConfig:
     """Most inputs in one request (413 beyond)."""
     max_body_bytes: int = 1 << 20
     """Largest request body accepted (413 beyond), checked before it is parsed."""
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    """Seconds a request's body may take to arrive after its headers (408 beyond)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_inputs_per_request <= self.batcher.max_queue:
             raise ValueError(f"max_inputs_per_request must lie in [1, max_queue={self.batcher.max_queue}], "
                              f"got {self.max_inputs_per_request}")
+        if self.max_body_bytes < MIN_BODY_BYTES:
+            raise ValueError(f"max_body_bytes must be at least {MIN_BODY_BYTES}, got {self.max_body_bytes}")
+        if not self.read_timeout > 0:
+            raise ValueError(f"read_timeout must be > 0 seconds, got {self.read_timeout}")
 
 
 class PredictRequest(BaseModel):
@@ -86,10 +98,6 @@ class TaskInfo(BaseModel):
     attention_over: list[str] | None = Field(description="Prompts ATTEMPT attends over, or null.")
 
 
-def error(status: int, kind: str, message: str, index: int | None = None, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message, "index": index}}, status_code=status, headers=headers)
-
-
 def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastAPI:
     """The ASGI app answering requests with ``predictor``; serve it with uvicorn."""
     config = config or ServeConfig()
@@ -110,7 +118,7 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
 
     app = FastAPI(title="promptmix", version="1", lifespan=lifespan,
                   description="One frozen language model, every task's soft prompt, mixed-task batches.")
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, read_timeout=config.read_timeout)
     _add_error_handlers(app)
 
     @app.post("/v1/predict", response_model=PredictResponse)
@@ -134,7 +142,7 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
     async def health() -> dict[str, Any]:
         batcher = holder.get("batcher")
         status = "starting" if batcher is None else "draining" if batcher.closing else "ok"
-        return {"status": status, "tasks": len(predictor.task_names), "backbone": predictor.backbone.name,
+        return {"status": status, "tasks": len(predictor.task_names), "backbone": public_name(predictor.backbone.name),
                 "queue_depth": batcher.queue_depth if batcher else 0, "max_queue": config.batcher.max_queue}
 
     @app.get("/metrics")
@@ -143,6 +151,12 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
         return batcher.metrics.to_dict(batcher.queue_depth)
 
     return app
+
+
+def public_name(name: str) -> str:
+    """A backbone name fit for anyone who can reach the server: a local model directory (an
+    absolute path, see :func:`promptmix.loading.resolve_model_name`) by its last part only."""
+    return os.path.basename(name.rstrip("/\\")) if os.path.isabs(name) else name
 
 
 def _task_info(predictor: Predictor, name: str) -> TaskInfo:
@@ -175,42 +189,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def shutting_down(request: Request, exc: ShuttingDown) -> JSONResponse:
         return error(503, "shutting_down", str(exc), headers={"Retry-After": "1"})
 
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not decode the body: not UTF-8, or too deep for the parser
+            return error(400, "malformed_json", "request body is not valid JSON: it is not UTF-8, or it nests too deeply")
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error(exc.status_code, kind, str(exc.detail), headers=getattr(exc, "headers", None))
 
-class BodyLimit:
-    """ASGI middleware: 413 for a request body over ``max_bytes`` (declared or streamed),
-    before anything parses it, so a huge body cannot grow memory."""
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises the exception once this answer is sent, so the server logs the traceback.
+        return error(500, "internal_error", f"the server failed to answer ({type(exc).__name__}); it is logged")
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(scope, receive, send)
-        chunks, size, more = [], 0, True
-        while more:  # read the (bounded) body here, then hand it on in one piece
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                return await self._refuse(scope, receive, send)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
-        response = error(413, "body_too_large", f"request body over {self.max_bytes} bytes")
-        await response(scope, receive, send)

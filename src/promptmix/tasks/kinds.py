@@ -3,7 +3,8 @@
 - :class:`ClassificationTask`: the target is a label word; text that is no label word is
   an invalid prediction (``None``), scored as wrong.
 - :class:`RegressionTask` (STS-B): the target is the score rounded to the nearest 0.2 and
-  written with one decimal, as T5 did ("3.8"); unparseable text reads as -1.0 (T5's default).
+  written with one decimal, as T5 did ("3.8"); unparseable text is an invalid prediction
+  (``None``), which the correlation metrics read as -1.0 (T5's default).
 - :class:`QATask`: the target is the first gold answer, the label all of them.
 - :class:`GenerationTask`: the target is one reference, the label all references of the input.
 """
@@ -85,6 +86,7 @@ class RegressionTask(Task):
 
     metric_names: ClassVar[tuple[str, ...]] = ("pearson", "spearman")
     invalid_value: ClassVar[float] = -1.0
+    """What the metrics count an invalid prediction as (T5's default for STS-B)."""
 
     def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
         raw = record.get(self.label_field)
@@ -98,12 +100,12 @@ class RegressionTask(Task):
             raise DataError(f"not a number: {raw!r}", field=self.label_field)
         return round_to_fifth(value), value
 
-    def parse_prediction(self, text: str) -> float:
+    def parse_prediction(self, text: str) -> float | None:
         try:
             value = float(text.strip())
         except ValueError:
-            return self.invalid_value
-        return value if math.isfinite(value) else self.invalid_value
+            return None
+        return value if math.isfinite(value) else None
 
 
 class QATask(Task):

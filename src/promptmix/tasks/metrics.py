@@ -7,8 +7,9 @@ Register another with :func:`register_metric`.
 Invalid classification predictions (text that is no label word) count as wrong: in a binary
 task they become the label opposite to the gold one (T5's ``f1_score_with_invalid``
 convention, which also keeps F1 and Matthews correlation defined); in a multi-class task
-they become a class of their own that no gold example has. An undefined correlation
-(constant predictions) scores 0.
+they become a class of their own that no gold example has. An invalid number (STS-B text
+that is no number) counts as the task's ``invalid_value``, -1.0 as in T5. An undefined
+correlation (constant predictions) scores 0.
 """
 
 from __future__ import annotations
@@ -179,8 +180,16 @@ def _against_labels(fn: Callable[[list, list], float]) -> MetricFn:
     return lambda task, parsed, examples: fn(parsed, [ex.label for ex in examples])
 
 
+def _correlation_of(fn: Callable[[list, list], float]) -> MetricFn:
+    """A correlation of parsed numbers, an invalid one (None) counted as ``task.invalid_value``."""
+    def metric(task, parsed, examples):
+        filled = [task.invalid_value if p is None else p for p in parsed]
+        return fn(filled, [ex.label for ex in examples])
+    return metric
+
+
 # Metrics of parsed predictions against the gold labels as they are (numbers, answer lists,
 # reference lists).
-METRICS.update({"pearson": _against_labels(pearson), "spearman": _against_labels(spearman),
+METRICS.update({"pearson": _correlation_of(pearson), "spearman": _correlation_of(spearman),
                 "squad_em": _against_labels(squad_exact_match), "squad_f1": _against_labels(squad_f1),
                 "bleu": _against_labels(bleu)})

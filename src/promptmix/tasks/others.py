@@ -22,7 +22,7 @@ from pathlib import Path
 
 from promptmix.tasks.base import DataError
 from promptmix.tasks.kinds import ClassificationTask
-from promptmix.tasks.readers import Row, read_csv, read_jsonl, read_tsv
+from promptmix.tasks.readers import Row, read_csv, read_jsonl, read_tsv, utf8_errors
 from promptmix.tasks.registry import register_task
 from promptmix.tasks.sources import LABELLED_TEST_SPLITS, DataSource, release_files
 
@@ -70,7 +70,8 @@ def read_winogrande(path: Path) -> Iterator[Row]:
     """WinoGrande JSONL; answers come from the ``<stem>-labels.lst`` file beside it when
     present (one "1" / "2" per line), else from each row's ``answer``."""
     labels_path = path.with_name(f"{path.stem}-labels.lst")
-    labels = labels_path.read_text(encoding="utf-8").split() if labels_path.exists() else None
+    with utf8_errors(labels_path):
+        labels = labels_path.read_text(encoding="utf-8").split() if labels_path.exists() else None
     for position, (where, item) in enumerate(read_jsonl(path)):
         if isinstance(item, dict) and labels is not None:
             if position >= len(labels):

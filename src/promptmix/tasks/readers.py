@@ -9,6 +9,7 @@ Dataset-specific readers (MultiRC, SQuAD, MRQA, ...) sit beside their tasks and 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -33,9 +34,36 @@ def open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8-sig", newline="")
 
 
+@contextlib.contextmanager
+def utf8_errors(path: Path) -> Iterator[None]:
+    """Turn a UnicodeDecodeError while reading ``path`` into a DataError naming the file and
+    the exact line (text is decoded in chunks, so the error itself cannot say where)."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        found = _first_undecodable(path)
+        if found is None:
+            raise DataError(f"not valid UTF-8 ({err.reason}); save the file as UTF-8", file=path) from None
+        line, column, byte = found
+        raise DataError(f"not valid UTF-8 (byte {byte:#04x} at byte {column} of the line: {err.reason}); "
+                        "save the file as UTF-8", file=path, where=f"line {line}") from None
+
+
+def _first_undecodable(path: Path) -> tuple[int, int, int] | None:
+    """(line number, 1-based byte position in it, the byte) of the first byte that is not UTF-8."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return number, err.start + 1, raw[err.start]
+    return None
+
+
 def _delimited(path: Path, delimiter: str, quoting: int) -> Iterator[tuple[int, list[str]]]:
     """``(line number, fields)`` of a delimited file; blank lines are skipped."""
-    with open_text(path) as handle:
+    with open_text(path) as handle, utf8_errors(path):
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
         for fields in reader:
             if fields and any(f.strip() for f in fields):
@@ -93,7 +121,7 @@ def read_csv(path: Path, *, columns: Sequence[str], names: Sequence[str] | None 
 
 def read_jsonl(path: Path) -> Iterator[Row]:
     """Records of a JSON-lines file (``.jsonl`` or ``.jsonl.gz``), one object per line."""
-    with open_text(path) as handle:
+    with open_text(path) as handle, utf8_errors(path):
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -127,8 +155,8 @@ def read_nested_jsonl(path: Path, expand: Callable[[dict], Iterable[tuple[str, d
 
 
 def read_json(path: Path) -> Any:
-    """The parsed content of a JSON file; a parse error names the file, line and column."""
-    with open_text(path) as handle:
+    """The parsed content of a JSON file; a parse or decoding error names the file and line."""
+    with open_text(path) as handle, utf8_errors(path):
         try:
             return json.load(handle)
         except json.JSONDecodeError as err:

@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from promptmix._io import atomic_directory, atomic_save_safetensors, atomic_write_text, read_json, read_safetensors
+from promptmix._io import (atomic_directory, atomic_save_safetensors, atomic_write_text, read_json, read_safetensors,
+                           recover_directory)
 from promptmix.backbone import Backbone, PromptedModel
 from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput
 from promptmix.training.config import BaselineConfig
@@ -117,6 +118,7 @@ class ParamSaver:
             atomic_write_text(tmp / "model.json", json.dumps(record, indent=2) + "\n")
 
     def load_into(self, model: PromptedModel) -> None:
+        recover_directory(self.directory)
         record = read_json(self.directory / "model.json")
         state = read_safetensors(self.directory / "trainable.safetensors", record["sha256"])
         params = dict(model.model.named_parameters())

@@ -7,7 +7,8 @@
         scheduler.json          the LR scheduler's state_dict
         rng.safetensors         torch CPU RNG state (uint8) per process, CUDA states where present
         trainer.json            step, data position (epoch, batch), best dev score, python and
-                                numpy RNG states per process
+                                numpy RNG states per process, and the sha256 of every other
+                                file ("sha256": {file name: digest}), checked on load
     <run>/checkpoints/latest.json   {"checkpoint": "step-000120", "step": 120}
 
 A checkpoint directory is built under a temporary name and renamed into place
@@ -28,7 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from promptmix._io import atomic_directory, atomic_save_safetensors, atomic_write_text, read_json, read_safetensors
+from promptmix._io import (atomic_directory, atomic_save_safetensors, atomic_write_text, read_json, read_safetensors,
+                           recover_directory, sha256_file)
 
 LATEST = "latest.json"
 
@@ -112,12 +114,16 @@ def save_checkpoint(directory: Path, *, trainable: dict[str, Tensor], optimizer:
     rng_tensors = {f"rank{r}.{k}": v for r, (tensors, _) in enumerate(rng) for k, v in tensors.items()}
     trainer = {**trainer, "rng": [doc for _, doc in rng]}
     with atomic_directory(directory / name, overwrite=True) as tmp:
-        atomic_save_safetensors({k: v.detach().to("cpu").contiguous().clone() for k, v in trainable.items()},
-                                tmp / "trainable.safetensors")
-        atomic_save_safetensors(opt_tensors, tmp / "optimizer.safetensors")
-        atomic_write_text(tmp / "optimizer.json", json.dumps(opt_doc) + "\n")
-        atomic_write_text(tmp / "scheduler.json", json.dumps(_to_json(scheduler)) + "\n")
-        atomic_save_safetensors(rng_tensors, tmp / "rng.safetensors")
+        digests = {
+            "trainable.safetensors": atomic_save_safetensors(
+                {k: v.detach().to("cpu").contiguous().clone() for k, v in trainable.items()}, tmp / "trainable.safetensors"),
+            "optimizer.safetensors": atomic_save_safetensors(opt_tensors, tmp / "optimizer.safetensors"),
+            "rng.safetensors": atomic_save_safetensors(rng_tensors, tmp / "rng.safetensors"),
+        }
+        for file, document in (("optimizer.json", opt_doc), ("scheduler.json", _to_json(scheduler))):
+            atomic_write_text(tmp / file, json.dumps(document) + "\n")
+            digests[file] = sha256_file(tmp / file)
+        trainer["sha256"] = digests
         atomic_write_text(tmp / "trainer.json", json.dumps(_to_json(trainer), indent=1) + "\n")
     atomic_write_text(directory / LATEST, json.dumps({"checkpoint": name, "step": int(trainer["step"])}) + "\n")
     _prune(directory, keep)
@@ -139,24 +145,38 @@ def latest_checkpoint(directory: Path) -> Path | None:
     if not pointer.is_file():
         return None
     path = directory / read_json(pointer)["checkpoint"]
+    recover_directory(path)  # a crash while a checkpoint of the same step was rewritten
     if not (path / "trainer.json").is_file():
         raise FileNotFoundError(f"{pointer} names {path.name}, which is missing or incomplete")
     return path
 
 
 def load_checkpoint(path: Path, rank: int) -> dict[str, Any]:
-    """Everything :func:`save_checkpoint` wrote, with this process's RNG state."""
+    """Everything :func:`save_checkpoint` wrote, with this process's RNG state. Every file is
+    checked against the sha256 ``trainer.json`` recorded for it (checkpoints written before
+    digests were recorded load unchecked); a mismatch raises ValueError naming the file."""
     trainer = read_json(path / "trainer.json")
     rng_docs = trainer.pop("rng")
     if rank >= len(rng_docs):
         raise ValueError(f"{path} was written by {len(rng_docs)} process(es); process {rank} has no RNG state to resume "
                          "(resume with the same number of processes)")
-    rng_all = read_safetensors(path / "rng.safetensors")
+    digests = trainer.pop("sha256", {})
+    for file in ("optimizer.json", "scheduler.json"):
+        _check_digest(path / file, digests.get(file))
+    rng_all = read_safetensors(path / "rng.safetensors", digests.get("rng.safetensors"))
     prefix = f"rank{rank}."
     return {
-        "trainable": read_safetensors(path / "trainable.safetensors"),
-        "optimizer": optimizer_from_files(read_safetensors(path / "optimizer.safetensors"), read_json(path / "optimizer.json")),
+        "trainable": read_safetensors(path / "trainable.safetensors", digests.get("trainable.safetensors")),
+        "optimizer": optimizer_from_files(read_safetensors(path / "optimizer.safetensors", digests.get("optimizer.safetensors")),
+                                          read_json(path / "optimizer.json")),
         "scheduler": read_json(path / "scheduler.json"),
         "rng": ({k[len(prefix):]: v for k, v in rng_all.items() if k.startswith(prefix)}, rng_docs[rank]),
         "trainer": trainer,
     }
+
+
+def _check_digest(path: Path, expected: str | None) -> None:
+    if expected is not None and path.is_file() and sha256_file(path) != expected:
+        raise ValueError(f"{path} does not match the sha256 {path.parent / 'trainer.json'} holds ({expected[:12]}…): "
+                         "the file was changed or damaged after the checkpoint was written; point latest.json at an older "
+                         "step-* directory, or start the run again")

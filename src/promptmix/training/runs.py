@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from promptmix._io import atomic_directory, atomic_write_text, read_json
+from promptmix._io import atomic_directory, atomic_write_text, read_json, recover_directory
 from promptmix.backbone import Backbone, PromptedModel
 from promptmix.prompts import PromptMethod
 from promptmix.prompts.checkpoint import load_method, save_method
@@ -117,6 +117,9 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
                              "resume with the run's own config")
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:  # finish or roll back a replacement of the best method a crash interrupted
+            for kept in ("method", "model"):
+                recover_directory(run_dir / kept, clean=True)
         # run.stop_after belongs to one invocation: a later --resume from config.yaml runs to the end.
         saved = dataclasses.replace(config, run=dataclasses.replace(config.run, stop_after=None))
         atomic_write_text(run_dir / CONFIG, saved.to_yaml())
