@@ -264,5 +264,6 @@ def test_cards_round_trip_and_shipped_libraries_resolve(tmp_path, base):
     assert "bad" not in lib and not lib.tensor_path("bad").exists()
     for name, path in shipped_libraries().items():
         assert resolve_library_root(f"promptmix:{name}") == path
+        assert resolve_library_root(f"promptmix:{name}/mpt-source") == path / "mpt-source"
     with pytest.raises(ValueError, match="no shipped prompt library 'promptmix:nope'"):
         resolve_library_root("promptmix:nope")

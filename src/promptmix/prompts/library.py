@@ -187,18 +187,19 @@ def shipped_libraries() -> dict[str, Path]:
 
 
 def resolve_library_root(spec: str | os.PathLike) -> Path:
-    """A library directory from a path or ``promptmix:<name>`` (a shipped library)."""
+    """A directory from a path or ``promptmix:<name>[/<subpath>]`` (a shipped library, or a
+    file or folder inside it, such as ``promptmix:smollm2-135m/mpt-source``)."""
     text = os.fspath(spec)
     if not text.startswith(SHIPPED_PREFIX):
         return Path(text).expanduser()
-    name = text[len(SHIPPED_PREFIX):]
+    name, _, subpath = text[len(SHIPPED_PREFIX):].partition("/")
     shipped = shipped_libraries()
     if name not in shipped:
         close = difflib.get_close_matches(name, list(shipped), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(SHIPPED_PREFIX + c for c in close)}?" if close else (
             f"shipped: {', '.join(SHIPPED_PREFIX + n for n in shipped) or 'none'}")
-        raise ValueError(f"no shipped prompt library {text!r}; {hint}")
-    return shipped[name]
+        raise ValueError(f"no shipped prompt library {SHIPPED_PREFIX + name!r}; {hint}")
+    return shipped[name] / subpath if subpath else shipped[name]
 
 
 def card_markdown(record: PromptRecord) -> str:

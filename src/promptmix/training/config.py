@@ -136,7 +136,8 @@ class LibraryConfig:
     save_prefix: str = _help("source stage: library entry name = prefix + task name", "")
     mixture_prompt: str | None = _help("source stage: train ONE prompt on the mixture of data.tasks, saved under this name (SPoT-g)", None)
     attention_prior: str | None = _help("ATTEMPT: run directory of a 'prior' run whose G initialises this one", None)
-    mpt_source: str | None = _help("mpt-target: run directory of the 'mpt-source' run", None)
+    mpt_source: str | None = _help(
+        "mpt-target: run directory of the 'mpt-source' run (or a shipped one, e.g. promptmix:smollm2-135m/mpt-source)", None)
     probe_steps: int | None = _help(
         "SPoT-targeted (init_from='auto'): steps of the probe prompt-tuning run on the target; None: the paper's "
         "length (ATTEMPT App. C.6), 20 epochs below 10,000 training examples and 5 above", None)

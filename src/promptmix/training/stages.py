@@ -39,7 +39,7 @@ from promptmix._provenance import provenance
 from promptmix.backbone import Backbone, PromptedModel
 from promptmix.prompts import MPT, Attempt, SoftPrompt, SoftPromptConfig, initial_prompt
 from promptmix.prompts.checkpoint import load_method
-from promptmix.prompts.library import PromptLibrary
+from promptmix.prompts.library import PromptLibrary, resolve_library_root
 from promptmix.training.baselines import NoPrompt, ParamSaver, unfreeze
 from promptmix.training.config import TrainConfig
 from promptmix.training.data import TaskData, load_tasks
@@ -276,7 +276,7 @@ def train_mpt_source(ctx: Context) -> StageResult:
 
 @per_task
 def train_mpt_target(ctx: Context) -> StageResult:
-    source = load_method(Path(ctx.config.library.mpt_source) / "method", ctx.backbone)
+    source = load_method(resolve_library_root(ctx.config.library.mpt_source) / "method", ctx.backbone)
     if not isinstance(source, MPT):
         raise ValueError(f"library.mpt_source {ctx.config.library.mpt_source} holds a {source.config.method} method, not MPT")
     data = load_tasks(ctx.config.data, ctx.config.data.tasks)
