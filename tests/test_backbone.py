@@ -162,3 +162,28 @@ def test_label_rows_sharing_one_encoder_pass_score_like_full_rows(prompted):
     assert shared.prompt_output.prompts.shape[0] == len(EXAMPLES)  # the method ran once per example
     assert torch.equal(shared.token_counts, full.token_counts)
     torch.testing.assert_close(shared.per_example_loss, full.per_example_loss, atol=1e-5, rtol=1e-5)
+
+
+def test_continuations_sharing_one_prefix_score_like_full_rows(prompted):
+    """Decoder-only rank classification runs prompt + input once per example, keeps its KV cache
+    and feeds each candidate answer on top: every candidate's loss must equal forward() on the
+    full (source, answer) row, for a mixed-task batch whose examples have 1 to 3 candidates of
+    different token lengths (per-example answer lists, not only label words)."""
+    from promptmix.inference.scoring import right_pad
+
+    backbone = prompted.backbone
+    answers = [["entailment", "not_entailment"], ["positive"], ["a rather long free-form answer", "no", "maybe so"],
+               ["negative", "positive"], ["not_entailment", "entailment"]]
+    rows = [(s, a, k) for (s, _, k), options in zip(EXAMPLES, answers) for a in options]
+    counts = torch.tensor([len(options) for options in answers])
+    sources = _batch(backbone, EXAMPLES, with_targets=False)
+    if backbone.is_encoder_decoder:
+        with pytest.raises(ValueError, match="encoder-decoder"):
+            prompted.score_continuations(sources["input_ids"], sources["attention_mask"], sources["input_ids"], sources["task_ids"], counts)
+        return
+    continuations = right_pad([backbone.encode(s, a)["labels"][len(backbone.encode(s)["input_ids"]):] for s, a, _ in rows], IGNORE_INDEX)
+    shared = prompted.score_continuations(sources["input_ids"], sources["attention_mask"], continuations, sources["task_ids"], counts)
+    full = _loss(prompted, _batch(backbone, rows))
+    assert shared.prompt_output.prompts.shape[0] == len(EXAMPLES)  # the method ran once per example
+    assert torch.equal(shared.token_counts, full.token_counts)
+    torch.testing.assert_close(shared.per_example_loss, full.per_example_loss, atol=1e-5, rtol=1e-5)
