@@ -289,9 +289,10 @@ def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerato
             log.progress(logs)
             if run.step % config.run.log_every == 0 or run.step == stop_at:
                 log.write({"step": run.step, "epoch": run.stream.state.epoch, **logs, "step_seconds": time.monotonic() - tick})
+            eval_tick = time.monotonic()
             metrics = run.maybe_evaluate(force=run.step == run.total)
             if metrics is not None:
-                log.write({"step": run.step, "dev": metrics})
+                log.write({"step": run.step, "dev": metrics, "dev_seconds": time.monotonic() - eval_tick})
             every = config.run.save_every
             if (every and run.step % every == 0) or run.step == stop_at:
                 run.save()

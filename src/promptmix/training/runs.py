@@ -4,7 +4,8 @@ Run directory layout (``run.dir``)::
 
     config.yaml          the resolved TrainConfig (every field, defaults included)
     metrics.jsonl        one JSON object per line: {"step", "epoch", "loss", "lr/<group>", ...}
-                         every run.log_every steps, and {"step", "dev": {task: metrics, "score"}}
+                         every run.log_every steps, and {"step", "dev": {task: metrics, "score"},
+                         "dev_seconds"} (dev_seconds: the evaluation's wall time)
     tb/                  TensorBoard event files (same scalars)
     checkpoints/         resumable state (see promptmix.training.checkpoint); latest.json
     method/              the best-on-dev prompt method (the final one without dev data),
