@@ -105,7 +105,9 @@ class Backbone:
         """sha256 of the input-embedding matrix (fp32 bytes): prompts only transfer between
         backbones whose embedding spaces are identical."""
         if self._fingerprint is None:
-            weight = self.embeddings.detach().to("cpu", torch.float32).contiguous()
+            # A copy: numpy would otherwise share (and pin) the live weight's storage, which FSDP
+            # must be able to free when it reshards.
+            weight = self.embeddings.detach().to("cpu", torch.float32, copy=True).contiguous()
             self._fingerprint = hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
         return self._fingerprint
 
@@ -209,6 +211,12 @@ class PromptedModel(nn.Module):
         self.backbone = backbone
         self.model = backbone.model
         self.method = method
+
+    @property
+    def _no_split_modules(self) -> list[str] | None:
+        """The backbone's transformer-layer classes: FSDP's transformer auto-wrap policy reads this
+        attribute to shard the model layer by layer."""
+        return getattr(self.model, "_no_split_modules", None)
 
     def _prompted_inputs(
         self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor, labels: Tensor | None, *, pads_first: bool = False,

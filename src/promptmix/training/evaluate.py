@@ -12,7 +12,7 @@ Both feed strings to ``Task.compute_metrics``:
 
 Both are :mod:`promptmix.inference.scoring`'s functions, the ones serving uses. With several
 processes each scores every ``world``-th example and the predictions are gathered, so every
-process returns the same metrics.
+process returns the same metrics (with a sharded backbone every process scores every example).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from promptmix.backbone import PromptedModel
 from promptmix.inference.scoring import greedy_generate, rank_classify
 from promptmix.tasks import Example
+from promptmix.training import sharding
 from promptmix.training.config import EvalConfig
 from promptmix.training.data import TaskData
 
@@ -64,7 +65,10 @@ def evaluate(model: PromptedModel, tasks: dict[str, TaskData], split: str, task_
     ``max_source_length``: a callable ``TaskData -> int`` (the config's or the task's limit);
     ``progress``: show a tqdm bar (on the main process).
     """
-    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    # Each process scores every world-th example, unless the backbone is sharded: then every
+    # process takes part in every forward, so each scores them all (and nothing is gathered).
+    divide = accelerator is not None and not sharding.is_sharded(accelerator)
+    rank, world = (accelerator.process_index, accelerator.num_processes) if divide else (0, 1)
     was_training = model.training
     model.eval()
     try:
