@@ -19,7 +19,7 @@ work on it unchanged. Only the method's parameters are in the optimizer.
   in each forward).
 - Not supported, with a clear error: FSDP1 configs, stages that train backbone weights
   (``finetune``), MPT distillation (its teacher runs the backbone outside the student), and
-  DeepSpeed without a GPU.
+  DeepSpeed without a GPU (Accelerate drops DeepSpeed for CPU processes and would run DDP).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def configure(accelerator: Any, cpu_processes: bool) -> None:
     """Make the launcher's FSDP / DeepSpeed request real (or refuse it) on a new Accelerator."""
     if _env_flag("ACCELERATE_USE_DEEPSPEED") and cpu_processes:
         raise ShardingError(
-            "the DeepSpeed config needs CUDA GPUs: this machine has none, and promptmix does not run DeepSpeed's CPU "
-            "back-end. On CPU use configs/accelerate/fsdp.yaml (shards the frozen backbone) or ddp.yaml")
+            "the DeepSpeed config needs CUDA GPUs: on CPU processes Accelerate does not use DeepSpeed (the run would "
+            "silently be plain DDP). On CPU use configs/accelerate/fsdp.yaml (shards the frozen backbone) or ddp.yaml")
     if not _env_flag("ACCELERATE_USE_FSDP"):
         return
     from accelerate.state import PartialState
