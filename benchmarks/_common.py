@@ -31,13 +31,22 @@ T5_SHAPES = {
     "tiny": dict(d_model=32, d_ff=64, d_kv=8, num_heads=4, num_layers=2, num_decoder_layers=2),
     "t5-small": {},
     "t5-base": dict(d_model=768, d_ff=3072, d_kv=64, num_heads=12, num_layers=12, num_decoder_layers=12),
+    "t5-large": dict(d_model=1024, d_ff=4096, d_kv=64, num_heads=16, num_layers=24, num_decoder_layers=24),
 }
 
 
 def load_backbone(name: str) -> Backbone:
-    """'tiny' / 't5-small' / 't5-base' (random weights, real tokenizer) or any name
+    """'tiny' / 't5-small' / 't5-base' / 't5-large' (random weights, real tokenizer), 'tiny-llama' (a tiny
+    random decoder-only model over the same tokenizer) or any name
     :func:`promptmix.loading.load_backbone` takes (e.g. 'smollm2-135m', real weights).
     The model is in eval mode: dropout off, for every variant alike."""
+    if name == "tiny-llama":
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(0)
+        config = LlamaConfig(vocab_size=32128, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                             num_key_value_heads=2, num_hidden_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=1)
+        return Backbone(LlamaForCausalLM(config).eval(), AutoTokenizer.from_pretrained(T5_TOKENIZER), name)
     if name in T5_SHAPES:
         from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
@@ -57,17 +66,22 @@ def load_backbone(name: str) -> Backbone:
 def machine_line() -> str:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    gpu = f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "; no GPU"
     return (f"{now}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
-            f"torch {torch.__version__} threads {torch.get_num_threads()}; load average (1/5/15 min) {load}")
+            f"torch {torch.__version__} threads {torch.get_num_threads()}{gpu}; load average (1/5/15 min) {load}")
 
 
 def interleaved_times(fns: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds of each timed call of each function, called round-robin ``warmup + repeats`` times."""
+    """Seconds of each timed call of each function, called round-robin ``warmup + repeats`` times
+    (on a GPU each call is timed to the end of its kernels)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for round_ in range(warmup + repeats):
         for name, fn in fns.items():
+            sync()
             start = time.perf_counter()
             fn()
+            sync()
             if round_ >= warmup:
                 times[name].append(time.perf_counter() - start)
     return times

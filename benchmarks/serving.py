@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="torch intra-op threads (default: what `promptmix serve` uses, serving.server.default_threads(); "
                         "--smoke: 1)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda: where the model runs")
     p.add_argument("--repeats", type=int, default=None, help="offline timings: median of this many rounds (variants interleaved)")
     args = p.parse_args(argv)
     smoke = args.smoke
@@ -123,7 +124,7 @@ def offline(args: argparse.Namespace, backbone: Backbone, inputs: dict[str, list
             from transformers import AutoTokenizer
 
             for t in args.tasks:
-                model = type(backbone.model).from_pretrained(tmp).eval()
+                model = type(backbone.model).from_pretrained(tmp).to(backbone.model.device).eval()
                 fresh = Backbone(model, AutoTokenizer.from_pretrained(tmp), backbone.name)
                 Predictor(fresh, router.member_of(t)[1], max_batch_size=args.max_batch_size, max_new_tokens=4).predict(by_task[t])
 
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 def report(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     backbone = load_backbone(args.backbone)
+    backbone.model.to(args.device)
     inputs = task_inputs(args)
     print(machine_line())
     print(f"backbone {backbone.name} (d={backbone.hidden_size}), {len(args.tasks)} tasks {args.tasks}, "

@@ -5,6 +5,16 @@
     python benchmarks/train_speed.py --backbone t5-base --batch 4
     python benchmarks/train_speed.py --backbone smollm2-135m --batch 4
     python benchmarks/train_speed.py --backbone t5-small --batch 32 --input-length 256   # the papers' shape
+    python benchmarks/train_speed.py --backbone t5-base --batch 32 --input-length 256 --device cuda --precision bf16
+    bash benchmarks/gpu.sh                       # the GPU matrix (T5-base/large, fp32/bf16, SDPA/eager, compile)
+
+On a GPU (``--device cuda``) add ``--precision bf16`` (autocast around the forward; weights stay
+fp32, as Accelerate's mixed precision does), ``--attn eager|sdpa|flex_attention`` and
+``--compile`` (``torch.compile`` of the frozen backbone). The FLOPs of one ``limit`` step are
+counted with ``torch.utils.flop_counter`` (frozen weights: the backward computes gradients of
+activations only, about as many FLOPs as the forward); each variant's ``TFLOP/s`` is that work
+over its step time, ``% peak`` its share of the device's dense bf16 peak (``--peak-tflops``,
+looked up for H100/H200/A100).
 
 A step is forward + backward + Adam step on the trainable parameters, the frozen backbone in
 eval mode (dropout off) for every variant alike. Every row of the batch is a full-length
@@ -62,6 +72,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
     p.add_argument("--memory-steps", type=int, default=2)
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast around the forward")
+    p.add_argument("--attn", default=None, help="attention implementation: eager, sdpa (the default), flex_attention")
+    p.add_argument("--compile", action="store_true", help="torch.compile the frozen backbone")
+    p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the device (default: looked up)")
     args = p.parse_args(argv)
     smoke = args.smoke
     args.backbone = args.backbone or ("tiny" if smoke else "t5-small")
@@ -91,26 +106,33 @@ def make_batch(backbone: Backbone, args: argparse.Namespace) -> dict[str, torch.
         labels = torch.full((B, n), IGNORE_INDEX)
         labels[:, -t:] = ids[:, -t:]
         batch["labels"] = labels
-    return batch
+    return {k: v.to(args.device) for k, v in batch.items()}
 
 
-def adam_step(params: list[torch.nn.Parameter], loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
+def autocast(args: argparse.Namespace):
+    """bf16 autocast around a forward (a no-op context in fp32)."""
+    return torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+
+
+def adam_step(params: list[torch.nn.Parameter], loss_fn: Callable[[], torch.Tensor], args: argparse.Namespace) -> Callable[[], None]:
     opt = torch.optim.Adam(params, lr=0.3)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss_fn().backward()
+        with autocast(args):
+            loss = loss_fn()
+        loss.backward()
         opt.step()
 
     return step
 
 
-def promptmix_step(backbone: Backbone, method, batch: dict, multi: bool) -> Callable[[], None]:
-    model = PromptedModel(backbone, method)
+def promptmix_step(backbone: Backbone, method, batch: dict, multi: bool, args: argparse.Namespace) -> Callable[[], None]:
+    model = PromptedModel(backbone, method.to(args.device))
     kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
     task_ids = batch["task_ids"] if multi else torch.zeros_like(batch["task_ids"])
     params = [p for group in method.param_groups().values() for p in group if p.requires_grad]
-    return adam_step(params, lambda: model(**kwargs, task_ids=task_ids).loss)
+    return adam_step(params, lambda: model(**kwargs, task_ids=task_ids).loss, args)
 
 
 def promptmix_methods(d: int, m: int, std: float) -> dict[str, Callable[[], object]]:
@@ -140,13 +162,13 @@ def peft_step(backbone: Backbone, batch: dict, args: argparse.Namespace, multita
     peft_config = MultitaskPromptTuningConfig(**common, num_tasks=NUM_TASKS, num_ranks=1) if multitask else PromptTuningConfig(**common)
     # PEFT wraps (and marks) the model it is given: give it its own shallow copy of the module
     # tree; the weight tensors stay shared with the other variants.
-    model = get_peft_model(copy.copy(backbone.model), peft_config)
+    model = get_peft_model(copy.copy(backbone.model), peft_config).to(args.device)
     model.eval()
     kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
     if multitask:
         kwargs["task_ids"] = batch["task_ids"]
     params = [p for p in model.parameters() if p.requires_grad]
-    return adam_step(params, lambda: model(**kwargs).loss)
+    return adam_step(params, lambda: model(**kwargs).loss, args)
 
 
 def limit_step(backbone: Backbone, batch: dict, args: argparse.Namespace, all_logits: bool) -> Callable[[], None]:
@@ -156,7 +178,7 @@ def limit_step(backbone: Backbone, batch: dict, args: argparse.Namespace, all_lo
     with torch.no_grad():
         embeds = model.get_input_embeddings()(batch["input_ids"])
     embeds = torch.cat([embeds.new_zeros(B, m, embeds.shape[-1]).normal_(), embeds], 1).requires_grad_(True)
-    mask = torch.ones(B, embeds.shape[1], dtype=torch.long)
+    mask = torch.ones(B, embeds.shape[1], dtype=torch.long, device=embeds.device)
     labels = batch["labels"]
     if backbone.is_encoder_decoder:
         loss_fn = lambda: model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss  # noqa: E731
@@ -172,7 +194,9 @@ def limit_step(backbone: Backbone, batch: dict, args: argparse.Namespace, all_lo
 
     def step() -> None:
         embeds.grad = None
-        loss_fn().backward()
+        with autocast(args):
+            loss = loss_fn()
+        loss.backward()
 
     return step
 
@@ -186,14 +210,43 @@ def build_steps(backbone: Backbone, args: argparse.Namespace, names: list[str]) 
         if name in ("limit", "limit-all-logits"):
             steps[name] = limit_step(backbone, batch, args, all_logits=name == "limit-all-logits")
         elif name in methods:
-            steps[name] = promptmix_step(backbone, methods[name](), batch, multi=name.endswith("-m"))
+            steps[name] = promptmix_step(backbone, methods[name](), batch, name.endswith("-m"), args)
         else:
             steps[name] = peft_step(backbone, batch, args, multitask=name == "peft-mpt-m")
     return steps
 
 
-def memory_child(args: argparse.Namespace) -> None:
+PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0}  # dense, SXM parts
+
+
+def prepare_backbone(args: argparse.Namespace) -> Backbone:
+    """The backbone on ``--device`` with the requested attention implementation."""
     backbone = load_backbone(args.backbone)
+    backbone.model.to(args.device)
+    if args.attn:
+        backbone.model.set_attn_implementation(args.attn)
+    return backbone
+
+
+def limit_flops(backbone: Backbone, args: argparse.Namespace) -> float:
+    """FLOPs of one bare frozen forward + backward (the ``limit`` step), counted op by op."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step = limit_step(backbone, make_batch(backbone, args), args, all_logits=False)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def peak_tflops(args: argparse.Namespace) -> float | None:
+    if args.peak_tflops or not torch.cuda.is_available() or torch.device(args.device).type != "cuda":
+        return args.peak_tflops
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def memory_child(args: argparse.Namespace) -> None:
+    backbone = prepare_backbone(args)
     step = build_steps(backbone, args, [args.memory_child])[args.memory_child]
     print(json.dumps({"mib": peak_rss_growth_mib(step, args.memory_steps)}))
 
@@ -207,11 +260,12 @@ def measure_memory(args: argparse.Namespace, argv: list[str]) -> dict[str, float
     return out
 
 
-def report(median: dict[str, float], best: dict[str, float], memory: dict[str, float], causal: bool) -> None:
+def report(median: dict[str, float], best: dict[str, float], memory: dict[str, float], causal: bool,
+           flops: float, peak: float | None) -> None:
     """Ratios from the median step time, then from the fastest step (the least disturbed by
-    other work on the shared cores)."""
+    other work on the shared cores); the backbone's TFLOP/s at the median step time."""
     print(f"\n{'variant':<18}{'med s':>7}{'min s':>7}{'vs limit':>9}{'vs PEFT':>8}{'vs pm-pt':>9}"
-          f"{'| min: vs limit':>15}{'vs PEFT':>8}{'vs pm-pt':>9}{'peak MiB':>9}{'vs pm-pt':>9}")
+          f"{'| min: vs limit':>15}{'vs PEFT':>8}{'vs pm-pt':>9}{'peak MiB':>9}{'vs pm-pt':>9}{'TFLOP/s':>9}{'% peak':>8}")
     for name in median:
         row = ""
         for sec in (median, best):
@@ -221,7 +275,9 @@ def report(median: dict[str, float], best: dict[str, float], memory: dict[str, f
             row += "  |   " if sec is median else ""
         mem = memory.get(name)
         mem_s = f"{mem:9.0f}{ratio(mem, memory.get('pm-pt')):>9}" if mem is not None else f"{'-':>9}{'-':>9}"
-        print(f"{name:<18}{median[name]:7.2f}{best[name]:7.2f}{row}{mem_s}")
+        tflops = flops / median[name] / 1e12
+        share = f"{100 * tflops / peak:7.1f}%" if peak else f"{'-':>8}"
+        print(f"{name:<18}{median[name]:7.3f}{best[name]:7.3f}{row}{mem_s}{tflops:9.3g}{share}")
     if causal:
         print("(decoder-only: 'vs limit' of peft-* is against limit-all-logits, PEFT's own floor)")
 
@@ -233,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         memory_child(args)
         return 0
     started = time.perf_counter()
-    backbone = load_backbone(args.backbone)
+    backbone = prepare_backbone(args)
     causal = not backbone.is_encoder_decoder
     names = [v for v in args.variants if causal or v != "limit-all-logits"]
     args.variants = names
@@ -241,12 +297,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"backbone {backbone.name} (d={backbone.hidden_size}), batch {args.batch} x ({args.prompt_length} prompt + "
           f"{args.input_length} input) tokens, target {args.target_length}; eval mode (dropout off); "
           f"{args.warmup} warm-up + {args.repeats} timed rounds, variants interleaved")
+    flops = limit_flops(backbone, args)  # eager, before any compilation
+    peak = peak_tflops(args)
+    print(f"device {args.device}, {args.precision}, attention {backbone.model.config._attn_implementation}, "
+          f"compile {args.compile}; one limit step = {flops / 1e12:.4g} TFLOP; bf16 peak {peak or '-'} TFLOP/s")
+    if args.compile:
+        backbone.model.compile()  # in place: every variant calls the compiled forward
     steps = build_steps(backbone, args, names)
     times = interleaved_times(steps, args.warmup, args.repeats)
     del steps
     memory = {} if args.no_memory else measure_memory(args, [a for a in argv if a != "--no-memory"] + ["--variants", ",".join(names)])
     print(f"load average after timing: {', '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}")
-    report({k: statistics.median(v) for k, v in times.items()}, {k: min(v) for k, v in times.items()}, memory, causal)
+    report({k: statistics.median(v) for k, v in times.items()}, {k: min(v) for k, v in times.items()}, memory, causal, flops, peak)
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -82,3 +82,14 @@ def test_quality_smoke_runs_every_method_and_resumes(capsys, tmp_path):
     assert quality.main(args) == 0
     assert "done in" not in capsys.readouterr().out
     assert {p.name: p.read_text() for p in sorted((tmp_path / "results").glob("*.json"))} == first
+
+
+def test_inference_speed_smoke_prints_every_part(capsys):
+    fixtures = Path(__file__).resolve().parent / "tasks" / "fixtures"
+    assert load_script("inference_speed").main(["--smoke", "--data-dir", str(fixtures)]) == 0
+    out = capsys.readouterr().out
+    for task in ("mrpc", "cb", "rte"):
+        assert f"\n{task} " in out[out.index("rank classification"):]
+    for variant in ("promptmix", "hf-plain", "hf-embeds", "dev, old", "dev, now", "evaluation"):
+        assert variant in out
+    assert "load average" in out

@@ -23,6 +23,7 @@ mixed-task batch equals its examples run task by task.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +105,9 @@ class Backbone:
         """sha256 of the input-embedding matrix (fp32 bytes): prompts only transfer between
         backbones whose embedding spaces are identical."""
         if self._fingerprint is None:
-            weight = self.embeddings.detach().to("cpu", torch.float32).contiguous()
+            # A copy: numpy would otherwise share (and pin) the live weight's storage, which FSDP
+            # must be able to free when it reshards.
+            weight = self.embeddings.detach().to("cpu", torch.float32, copy=True).contiguous()
             self._fingerprint = hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
         return self._fingerprint
 
@@ -170,6 +173,26 @@ def _pack_left(mask: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
     return tuple(out)
 
 
+def _positions(mask: Tensor) -> Tensor:
+    """Decoder position of each slot: the running count of real tokens before it."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _cache_keyword(module: nn.Module) -> str:
+    """The KV-cache argument's name: transformers 5 calls it ``cache`` (``past_key_values``, the
+    4.x name, is deprecated there and logs a warning)."""
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
+
+def _new_cache(model: nn.Module) -> Any:
+    """An empty transformers ``DynamicCache`` for ``model`` (built from its config where the
+    installed version takes one, so sliding-window layers get their own cache layers)."""
+    from transformers import DynamicCache
+
+    takes_config = "config" in inspect.signature(DynamicCache).parameters
+    return DynamicCache(config=model.config) if takes_config else DynamicCache()
+
+
 class PromptedModel(nn.Module):
     """A frozen backbone with a prompt method in front.
 
@@ -188,6 +211,12 @@ class PromptedModel(nn.Module):
         self.backbone = backbone
         self.model = backbone.model
         self.method = method
+
+    @property
+    def _no_split_modules(self) -> list[str] | None:
+        """The backbone's transformer-layer classes: FSDP's transformer auto-wrap policy reads this
+        attribute to shard the model layer by layer."""
+        return getattr(self.model, "_no_split_modules", None)
 
     def _prompted_inputs(
         self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor, labels: Tensor | None, *, pads_first: bool = False,
@@ -249,9 +278,8 @@ class PromptedModel(nn.Module):
         return self._loss(out.logits[target_mask], labels[target_mask], target_mask, prompt_out, return_label_logits, hidden)
 
     def _forward_causal(self, embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states) -> PromptedOutput:
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         out = self.model.base_model(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+            inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
             output_hidden_states=output_hidden_states, use_cache=False,
         )
         hidden = _Hidden(tuple(out.hidden_states), (mask.bool(),) * len(out.hidden_states), (0,)) if output_hidden_states else None
@@ -259,11 +287,7 @@ class PromptedModel(nn.Module):
             return PromptedOutput(None, None, None, prompt_out, **_hidden_fields(hidden))
         # Position i predicts token i+1; only label positions need the (vocab-sized) LM head.
         target_mask = labels[:, 1:] != IGNORE_INDEX  # [B, L-1]
-        states = out.last_hidden_state[:, :-1][target_mask]  # [N, d]
-        logits = self.model.get_output_embeddings()(states)
-        softcap = getattr(self.model.config, "final_logit_softcapping", None)
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
+        logits = self._lm_head(out.last_hidden_state[:, :-1][target_mask])  # [N, V]
         return self._loss(logits, labels[:, 1:][target_mask], target_mask, prompt_out, return_label_logits, hidden)
 
     @torch.no_grad()
@@ -277,12 +301,57 @@ class PromptedModel(nn.Module):
         (same losses up to float summation order); ``prompt_output`` is per example.
         """
         if not self.backbone.is_encoder_decoder:
-            raise ValueError("score_label_rows shares the encoder pass; decoder-only models score full rows with forward()")
+            raise ValueError("score_label_rows shares the encoder pass; decoder-only models share the prefix's "
+                             "key/value cache with score_continuations()")
         embeds, mask, _, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, None)
         encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask)
         rows = torch.repeat_interleave(torch.arange(input_ids.shape[0], device=input_ids.device), counts.to(input_ids.device))
         return self._forward_seq2seq(labels, prompt_out, False, False, attention_mask=mask[rows],
                                      encoder_outputs=BaseModelOutput(last_hidden_state=encoded.last_hidden_state[rows]))
+
+    @torch.no_grad()
+    def score_continuations(self, input_ids: Tensor, attention_mask: Tensor, continuations: Tensor, task_ids: Tensor, counts: Tensor) -> PromptedOutput:
+        """Decoder-only only: score several continuations per example (rank classification's
+        candidate answers), running the prompt method and prompt + input once per example and
+        every continuation as a short extension of that prefix's key/value cache.
+
+        ``input_ids``, ``attention_mask`` [B, n] and ``task_ids`` [B] are the examples' prefixes
+        (source + answer prefix, padded on either side); ``continuations`` [R, t] holds ``counts[b]``
+        consecutive rows of answer tokens for example b, right-padded with -100. The output is
+        per continuation, as :meth:`forward` on the full rows (prefix + continuation) would
+        give up to float summation order; ``prompt_output`` is per example.
+        """
+        if self.backbone.is_encoder_decoder:
+            raise ValueError("score_continuations extends a decoder-only prefix; encoder-decoder models use score_label_rows()")
+        # Pads first ([pads][prompt][input]): every prefix ends in the last column, and the distance
+        # between any two real tokens is the full row's, which sliding-window attention needs.
+        embeds, mask, _, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, None, pads_first=True)
+        cache = _new_cache(self.model)
+        base = self.model.base_model
+        prefix = base(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask), use_cache=True,
+                      **{_cache_keyword(base): cache})
+        rows = torch.repeat_interleave(torch.arange(mask.shape[0], device=mask.device), counts.to(mask.device))
+        states = prefix.last_hidden_state[rows, -1:]  # [R, 1, d]: predicts each answer's first token
+        target_mask = continuations != IGNORE_INDEX  # [R, t]
+        if continuations.shape[1] > 1:
+            # Every answer token but the last is fed on top of its example's cached prefix: the
+            # cache is indexed per row, the mask covers the prefix then the answer (right-padded),
+            # and positions continue from the prefix's real-token count, as in the full row.
+            cache.batch_select_indices(rows)
+            feed = continuations[:, :-1].clamp(min=0)
+            feed_mask = torch.cat([mask[rows], target_mask[:, :-1].to(mask.dtype)], dim=1)
+            positions = mask.sum(dim=1)[rows, None] + torch.arange(feed.shape[1], device=mask.device)
+            tail = base(input_ids=feed, attention_mask=feed_mask, position_ids=positions, use_cache=True,
+                        **{_cache_keyword(base): cache})
+            states = torch.cat([states, tail.last_hidden_state], dim=1)  # [R, t, d]: state j predicts token j
+        logits = self._lm_head(states[target_mask])
+        return self._loss(logits, continuations[target_mask], target_mask, prompt_out, False, None)
+
+    def _lm_head(self, states: Tensor) -> Tensor:
+        """Decoder-only logits [N, V] of hidden states [N, d] (with the model's final soft-capping)."""
+        logits = self.model.get_output_embeddings()(states)
+        softcap = getattr(self.model.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / softcap) * softcap if softcap else logits
 
     @staticmethod
     def _loss(logits, targets, target_mask, prompt_out, return_label_logits, hidden) -> PromptedOutput:

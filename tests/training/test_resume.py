@@ -75,6 +75,7 @@ def test_stop_and_resume_is_bit_identical(stage, model_dirs, tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "parted" / "metrics.jsonl").read_text().splitlines()]
     steps_logged = [x["step"] for x in lines if "dev" in x]
     assert steps_logged == sorted(set(steps_logged))  # no duplicate lines from the interrupted invocations
+    assert all(x["dev_seconds"] > 0 for x in lines if "dev" in x)  # each evaluation's wall time is logged
 
 
 def test_sigkill_then_resume(model_dirs, tmp_path):

@@ -5,6 +5,8 @@ A thin layer over :func:`promptmix.training.stages.run_stage`. Several processes
     accelerate launch --config_file configs/accelerate/ddp.yaml -m promptmix.cli train attempt --config ...
     accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 2 --mixed_precision no \\
         -m promptmix.cli train attempt --config ...       # no GPU: 2 CPU processes (gloo)
+    accelerate launch --config_file configs/accelerate/fsdp.yaml -m promptmix.cli train attempt --config ...
+                                                          # the frozen backbone sharded (FSDP2), GPUs or CPU
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ An item is a task name plus either a raw ``record`` (the dataset's own fields, f
 ``Task.format``) or preformatted ``text``. Classification tasks (those with label words) are
 answered by rank classification, the rest by greedy generation and ``Task.parse_prediction``
 (see :mod:`promptmix.inference.scoring` for both scores). Examples of every task share
-forward passes: all classification items of a batch go through one forward, all others
-through one ``generate``; a batch mixing the two kinds needs those two passes.
+forward passes: all classification items of a batch are scored together (their inputs once,
+then every label word on top of them), all others go through one ``generate``; a batch mixing
+the two kinds needs both.
 
 Batches are sorted by length and sized by a token budget (rows × padded width, so one
 long input does not make a batch of short ones expensive); an out-of-memory error halves

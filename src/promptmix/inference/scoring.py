@@ -1,11 +1,13 @@
 """Scoring answers of a prompted model: rank classification and greedy generation.
 
 Both take examples already encoded by :meth:`Backbone.encode` and any mix of tasks (the
-``task_ids`` of the model's prompt method), and run one forward / one ``generate`` per call.
+``task_ids`` of the model's prompt method), and score the whole batch at once.
 
-Rank classification (T0 / lm-eval-harness style; one forward for every candidate): each
-example is paired with every label word c of its task (encoder-decoder models run the prompt
-method and the encoder once per example and only the decoder once per candidate),
+Rank classification (T0 / lm-eval-harness style): each example is paired with every label
+word c of its task, and the prompt method and the example's source run once per example, not
+once per candidate: encoder-decoder models encode the source once and run the decoder once
+per candidate; decoder-only models run prompt + input once, keep its key/value cache and
+score every candidate as a short continuation of it (both tested equal to full rows),
 
     ll(c) = Σ_t log P(c_t | x, c_<t)            summed over c's tokens (and eos)
     chosen = argmax_c ll(c),   p(c) = softmax_c ll(c)
@@ -67,14 +69,24 @@ def sequence_log_likelihoods(model: PromptedModel, features: Sequence[dict[str, 
     return -(out.per_example_loss * out.token_counts).float(), out.token_counts, out.prompt_output
 
 
-def _encoder_shared_log_likelihoods(model: PromptedModel, candidates, rows, counts, task_ids: Tensor) -> tuple[Tensor, PromptOutput]:
-    """Summed log-likelihood of every candidate row, encoding each example's source once."""
+def _shared_source_log_likelihoods(model: PromptedModel, candidates, counts, task_ids: Tensor) -> tuple[Tensor, PromptOutput]:
+    """Summed log-likelihood of every candidate row, running each example's source once: the
+    encoder on encoder-decoder models, prompt + input (kept as a KV cache) on decoder-only ones."""
+    decoder_only = not model.backbone.is_encoder_decoder
+    sources, answers = [], []
+    for i, rows in enumerate(candidates):
+        # Decoder-only rows are source + answer, labels -100 on the source: split them there.
+        cut = sum(1 for x in rows[0]["labels"] if x == IGNORE_INDEX) if decoder_only else None
+        sources.append(rows[0]["input_ids"][:cut])
+        if any(f["input_ids"][:cut] != sources[-1] for f in rows):
+            raise ValueError(f"example {i}: its candidate rows differ before the answer; every candidate of an "
+                             "example must be backbone.encode(source, answer) with the same source")
+        answers += [f["labels"][cut:] if decoder_only else f["labels"] for f in rows]
     device = task_ids.device
-    pad_id = model.backbone.tokenizer.pad_token_id
-    sources = collate([{"input_ids": c[0]["input_ids"]} for c in candidates], pad_id)
-    labels = right_pad([f["labels"] for f in rows], IGNORE_INDEX)
-    out = model.score_label_rows(sources["input_ids"].to(device), sources["attention_mask"].to(device), labels.to(device),
-                                 task_ids, torch.tensor(counts, device=device))
+    batch = collate([{"input_ids": x} for x in sources], model.backbone.tokenizer.pad_token_id)
+    score = model.score_continuations if decoder_only else model.score_label_rows
+    out = score(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                right_pad(answers, IGNORE_INDEX).to(device), task_ids, torch.tensor(counts, device=device))
     return -(out.per_example_loss * out.token_counts).float(), out.prompt_output
 
 
@@ -91,24 +103,18 @@ class RankResult:
 
 @torch.no_grad()
 def rank_classify(model: PromptedModel, candidates: Sequence[Sequence[dict[str, list[int]]]], task_ids: Tensor) -> list[RankResult]:
-    """Rank each example's candidates in one forward.
+    """Rank each example's candidates, all examples and candidates batched together.
 
     Args:
         candidates: per example, its candidate rows ``backbone.encode(source, word)``, one per
-            label word (examples may have different numbers of candidates).
+            label word or answer candidate (examples may have different numbers of candidates;
+            the candidates of one example must share its encoded source).
         task_ids: [B] the examples' task ids in the model's prompt method.
     """
     counts = [len(c) for c in candidates]
-    rows = [f for c in candidates for f in c]
     starts = torch.tensor([0, *counts]).cumsum(0)[:-1].tolist()
-    if model.backbone.is_encoder_decoder:
-        # Every candidate of an example shares its source: prompt and encoder run once per example.
-        ll, prompt_out = _encoder_shared_log_likelihoods(model, candidates, rows, counts, task_ids)
-        attention = attention_rows(prompt_out, range(len(candidates)))
-    else:
-        row_tasks = task_ids.repeat_interleave(torch.tensor(counts, device=task_ids.device))
-        ll, _, prompt_out = sequence_log_likelihoods(model, rows, row_tasks)
-        attention = attention_rows(prompt_out, starts)  # the method sees the source only: any row will do
+    ll, prompt_out = _shared_source_log_likelihoods(model, candidates, counts, task_ids)
+    attention = attention_rows(prompt_out, range(len(candidates)))
     results = []
     for i, (start, count) in enumerate(zip(starts, counts)):
         scores = ll[start : start + count].cpu()

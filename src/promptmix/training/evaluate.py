@@ -3,15 +3,16 @@
 Both feed strings to ``Task.compute_metrics``:
 
 - ``rank`` (for tasks with label words): every label word is scored by its summed
-  log-likelihood ``-per_example_loss * token_counts`` in ONE forward per batch (all
-  candidates of all examples), and the best word is the prediction. It is fast (no decoding)
-  and never produces an invalid label. Tasks without label words fall back to generation.
+  log-likelihood, all candidates of all examples of a batch together, each example's prompt
+  and source run once (:func:`promptmix.inference.scoring.rank_classify`), and the best word
+  is the prediction. It is fast (no decoding) and never produces an invalid label. Tasks
+  without label words fall back to generation.
 - ``generate``: greedy decoding of at most ``max_new_tokens`` tokens; the text is parsed by
   the task, so an invalid answer scores as wrong.
 
 Both are :mod:`promptmix.inference.scoring`'s functions, the ones serving uses. With several
 processes each scores every ``world``-th example and the predictions are gathered, so every
-process returns the same metrics.
+process returns the same metrics (with a sharded backbone every process scores every example).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 from promptmix.backbone import PromptedModel
 from promptmix.inference.scoring import greedy_generate, rank_classify
 from promptmix.tasks import Example
+from promptmix.training import sharding
 from promptmix.training.config import EvalConfig
 from promptmix.training.data import TaskData
 
@@ -32,20 +34,25 @@ from promptmix.training.data import TaskData
 @torch.no_grad()
 def predict(model: PromptedModel, data: TaskData, examples: Sequence[Example], task_id: int,
             config: EvalConfig, max_source_length: int, progress: Any = None) -> list[str]:
-    """Predicted text for each example (the chosen label word under rank scoring).
-    ``progress``: a tqdm bar to advance by examples (or None)."""
+    """Predicted text for each example (the chosen label word under rank scoring), in order.
+    Batches are length-grouped (examples sorted by tokenised source length), so a batch pads
+    its rows to similar lengths. ``progress``: a tqdm bar to advance by examples (or None)."""
     backbone, words = model.backbone, data.task.label_words
-    out: list[str] = []
+    rank = config.scoring == "rank" and bool(words)
+    sources = [backbone.encode(ex.source, max_source_length=max_source_length)["input_ids"] for ex in examples]
+    order = sorted(range(len(examples)), key=lambda i: len(sources[i]))
+    out: list[str] = [""] * len(examples)
     device = next(model.model.parameters()).device  # the backbone's (a baseline's NoPrompt has no parameters)
-    for start in range(0, len(examples), config.batch_size):
-        chunk = examples[start:start + config.batch_size]
+    for start in range(0, len(order), config.batch_size):
+        chunk = order[start:start + config.batch_size]
         task_ids = torch.full((len(chunk),), task_id, dtype=torch.long, device=device)
-        if config.scoring == "rank" and words:
-            candidates = [[backbone.encode(ex.source, w, max_source_length=max_source_length) for w in words] for ex in chunk]
-            out += [words[r.index] for r in rank_classify(model, candidates, task_ids)]
+        if rank:
+            candidates = [[backbone.encode(examples[i].source, w, max_source_length=max_source_length) for w in words] for i in chunk]
+            answers = [words[r.index] for r in rank_classify(model, candidates, task_ids)]
         else:
-            ids = [backbone.encode(ex.source, max_source_length=max_source_length)["input_ids"] for ex in chunk]
-            out += greedy_generate(model, ids, task_ids, max_new_tokens=config.max_new_tokens)[0]
+            answers = greedy_generate(model, [sources[i] for i in chunk], task_ids, max_new_tokens=config.max_new_tokens)[0]
+        for i, answer in zip(chunk, answers):
+            out[i] = answer
         if progress is not None:
             progress.update(len(chunk))
     return out
@@ -58,7 +65,10 @@ def evaluate(model: PromptedModel, tasks: dict[str, TaskData], split: str, task_
     ``max_source_length``: a callable ``TaskData -> int`` (the config's or the task's limit);
     ``progress``: show a tqdm bar (on the main process).
     """
-    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    # Each process scores every world-th example, unless the backbone is sharded: then every
+    # process takes part in every forward, so each scores them all (and nothing is gathered).
+    divide = accelerator is not None and not sharding.is_sharded(accelerator)
+    rank, world = (accelerator.process_index, accelerator.num_processes) if divide else (0, 1)
     was_training = model.training
     model.eval()
     try:

@@ -3,7 +3,8 @@ and adaptation, the baselines) is a :class:`TrainingJob` handed to :func:`train`
 parameter groups, a batch sampler, a loss, a dev evaluation and what to do with a new best.
 
 - HuggingFace Accelerate: one CPU or GPU, or several processes / nodes via
-  ``accelerate launch`` (DDP; FSDP and DeepSpeed configs in ``configs/accelerate``); mixed
+  ``accelerate launch`` (DDP, or FSDP2 sharding the frozen backbone:
+  :mod:`promptmix.training.sharding`; configs in ``configs/accelerate``); mixed
   precision (``optim.mixed_precision``); gradient accumulation (``accelerator.accumulate``).
 - AdamW (or Adam) with weight decay, one optimizer parameter group per method group, each
   with its own learning rate (ATTEMPT's and MPT's two-speed rates), and
@@ -34,6 +35,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from promptmix._io import atomic_write_text
 from promptmix.training import checkpoint as ckpt
+from promptmix.training import sharding
 from promptmix.training.config import OptimConfig, TrainConfig
 from promptmix.training.data import BatchStream, Collator, StreamState, TrainSet, count_label_tokens, micro_batch
 from promptmix.training.losses import LossFn
@@ -119,7 +121,13 @@ class _Run:
         self.stream = BatchStream(job.batch_sampler)
         self.total = total_steps(self.optim, self.stream.batches_per_epoch, len(job.train_set))
         self.scheduler = get_linear_schedule_with_warmup(optimizer, min(self.optim.warmup_steps, self.total), self.total)
+        self.sharded = sharding.is_sharded(accelerator)
+        if self.sharded:
+            sharding.check_trainable(job.model, self.trainable)
+            job.train_set.backbone.fingerprint()  # saved prompts name the backbone: hash its embeddings while whole
         self.model, self.optimizer = accelerator.prepare(job.model, optimizer)
+        if self.sharded:
+            sharding.register_forward_methods(self.model)
         self.collate = Collator(job.train_set.backbone.tokenizer)
         self.step, self.best_score, self.best_step, self.best_metrics = 0, None, None, {}
         self.last_eval_step = -1
@@ -202,6 +210,8 @@ class _Run:
                 loss, micro_logs = self.job.loss_fn(self.model, {**batch, **totals})
                 acc.backward(loss * (world * accumulation))  # undo DDP's mean and Accelerate's 1/accumulation
                 if acc.sync_gradients:
+                    if self.sharded:  # the method is replicated, not sharded: average its gradients
+                        sharding.average_gradients(self.trainable, world)
                     if self.optim.max_grad_norm is not None:
                         acc.clip_grad_norm_(self.trainable, self.optim.max_grad_norm)
                     self.optimizer.step()
@@ -300,6 +310,7 @@ def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerato
     if resume:
         run.restore()
     log = _Logger(run, run.step)
+    log.write({"step": run.step, "setup": sharding.layout(run.model, run.optimizer, accelerator)})
     run.set_train_mode()
     stop_at = run.total if config.run.stop_after is None else min(run.total, run.step + config.run.stop_after)
     batches = iter(run.stream)
@@ -312,9 +323,10 @@ def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerato
             log.progress(logs)
             if run.step % config.run.log_every == 0 or run.step == stop_at:
                 log.write({"step": run.step, "epoch": run.stream.state.epoch, **logs, "step_seconds": time.monotonic() - tick})
+            eval_tick = time.monotonic()
             metrics = run.maybe_evaluate(force=run.step == run.total)
             if metrics is not None:
-                log.write({"step": run.step, "dev": metrics})
+                log.write({"step": run.step, "dev": metrics, "dev_seconds": time.monotonic() - eval_tick})
             every = config.run.save_every
             if (every and run.step % every == 0) or run.step == stop_at or run.flattened:
                 run.save()

@@ -4,7 +4,10 @@ Run directory layout (``run.dir``)::
 
     config.yaml          the resolved TrainConfig (every field, defaults included)
     metrics.jsonl        one JSON object per line: {"step", "epoch", "loss", "lr/<group>", ...}
-                         every run.log_every steps, and {"step", "dev": {task: metrics, "score"}}
+                         every run.log_every steps, {"step", "dev": {task: metrics, "score"},
+                         "dev_seconds"} (dev_seconds: the evaluation's wall time), and at each
+                         start {"step", "setup": {distributed, processes, fsdp_units, frozen
+                         parameters in all and held per process, optimized_parameters}}
     tb/                  TensorBoard event files (same scalars)
     checkpoints/         resumable state (see promptmix.training.checkpoint); latest.json
     method/              the best-on-dev prompt method (the final one without dev data),
@@ -33,6 +36,7 @@ from promptmix._io import atomic_directory, atomic_write_text, read_json, recove
 from promptmix.backbone import Backbone, PromptedModel
 from promptmix.prompts import PromptMethod
 from promptmix.prompts.checkpoint import load_method, save_method
+from promptmix.training import sharding
 from promptmix.training.config import TrainConfig
 from promptmix.training.data import TaskData, TrainSet, build_batch_sampler
 from promptmix.training.evaluate import evaluate
@@ -81,15 +85,18 @@ class Context:
 def make_accelerator(config: TrainConfig) -> Any:
     """An Accelerator for the config. Under a distributed launcher (LOCAL_RANK set) on a
     machine without CUDA it asks for CPU processes explicitly: Accelerate only picks its
-    multi-CPU (gloo) mode when told the run is on CPU."""
+    multi-CPU (gloo) mode when told the run is on CPU. An FSDP launch shards the frozen
+    backbone there as well (:mod:`promptmix.training.sharding`)."""
     import os
 
     import torch
     from accelerate import Accelerator
 
     cpu_processes = os.environ.get("LOCAL_RANK") is not None and not torch.cuda.is_available()
-    return Accelerator(gradient_accumulation_steps=config.optim.gradient_accumulation_steps,
-                       mixed_precision=config.optim.mixed_precision, cpu=cpu_processes)
+    accelerator = Accelerator(gradient_accumulation_steps=config.optim.gradient_accumulation_steps,
+                              mixed_precision=config.optim.mixed_precision, cpu=cpu_processes)
+    sharding.configure(accelerator, cpu_processes)  # FSDP on CPU processes too; DeepSpeed refused without a GPU
+    return accelerator
 
 
 def load_backbone_for(config: TrainConfig) -> Backbone:

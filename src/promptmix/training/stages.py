@@ -41,6 +41,7 @@ from promptmix.prompts import MPT, Attempt, SoftPrompt, SoftPromptConfig, initia
 from promptmix.prompts.checkpoint import load_method
 from promptmix.prompts.library import PromptLibrary, resolve_library_root
 from promptmix.training.baselines import NoPrompt, ParamSaver, unfreeze
+from promptmix.training import sharding
 from promptmix.training.config import TrainConfig
 from promptmix.training.data import TaskData, load_tasks
 from promptmix.training.loop import SMALL_DATASET
@@ -268,6 +269,9 @@ def train_mpt_source(ctx: Context) -> StageResult:
     student = mpt_student(ctx, teachers)
     teacher = None
     if distills(ctx.config.distill):  # λ = 0 (decomposition only): no teacher is built or run
+        if sharding.is_sharded(ctx.accelerator):
+            raise sharding.ShardingError("MPT distillation runs its teacher on the backbone outside the student, which FSDP "
+                                         "cannot gather for; run mpt-source with configs/accelerate/ddp.yaml")
         teacher_method = _soft_prompt(ctx, list(teachers), teachers).to(ctx.accelerator.device).requires_grad_(False)
         teacher = PromptedModel(ctx.backbone, teacher_method).eval()
     return run_method(ctx, student, data, _ids(list(data)), Path(ctx.config.run.dir),
