@@ -43,8 +43,8 @@ SOURCES = ["sst2", "qqp", "stsb", "rte", "multirc"]
 TARGETS = ["mrpc", "cb", "wic", "cola"]
 SEEDS = [42, 43, 44]
 REGIMES = {"k4": 4, "k16": 16, "k32": 32, "full": None}  # few-shot k per class; None: all training data
-STEPS = {"few": 60, "full": 150}  # target steps per task, the same for every method
-EVAL_EVERY = {"few": 15, "full": 25}
+STEPS = {"few": 60, "full": 100}  # target steps per task, the same for every method
+EVAL_EVERY = {"few": 20, "full": 25}
 INIT_FROM = "rte"  # ATTEMPT's target prompt: the NLI source (the papers' MNLI is not in ../shared/data)
 PROBE_STEPS = 30  # SPoT-targeted's probe run on the target (the paper's 5-20 epochs would exceed the budget)
 # label -> (preset, overrides, multi-task); "{sources}" and "{mpt:<init>}" are filled in by the plan
@@ -298,7 +298,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", default=list(METHODS), metavar="LABEL", help=f"of: {', '.join(METHODS)}")
     p.add_argument("--few-steps", type=int, default=STEPS["few"], help="target steps per task, few-shot")
     p.add_argument("--full-steps", type=int, default=STEPS["full"], help="target steps per task, full data")
-    p.add_argument("--distill-steps", type=int, default=400, help="MPT distillation steps")
+    p.add_argument("--distill-steps", type=int, default=300, help="MPT distillation steps")
     p.add_argument("--workers", type=int, default=0, help="worker processes (0: run in this process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--report", action="store_true", help="only build the tables and figures from --results")
