@@ -184,7 +184,10 @@ def write_report(args: Any, items: list[Any]) -> str:
     results = load_results(args, items)
     figures = Path(args.figures)
     methods = [m for m in args.methods]
-    parts = [f"{len(results)} of {len(items)} runs finished (results in {args.results}).", ""]
+    scorings = sorted({r.get("scoring") for r in results.values() if r.get("kind") == "target"} - {None})
+    parts = [f"{len(results)} of {len(items)} runs finished (results in {args.results}); scores are the test "
+             f"split's main metric from the best-dev checkpoint, scoring: {', '.join(scorings) or '-'} "
+             "(rank = rank classification over the label words).", ""]
     if distillation_figure(results, figures / "mpt-distillation.png"):
         parts += ["MPT distillation:", "", f"![MPT distillation]({figures / 'mpt-distillation.png'})", ""]
         for r in sorted((r for r in results.values() if r.get("kind") == "mpt-source"), key=lambda r: r["init"]):
