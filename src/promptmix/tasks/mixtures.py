@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
-from promptmix.tasks.base import Example
+from promptmix.tasks.example import Example
 
 
 class MultiTaskDataset(Dataset):
