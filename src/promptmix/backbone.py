@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 from transformers.modeling_outputs import BaseModelOutput
 
 from promptmix.prompts.base import PromptMethod, PromptOutput
@@ -44,9 +46,9 @@ class PromptedOutput:
     """Result of :meth:`PromptedModel.forward`.
 
     ``loss``: mean token cross-entropy over the batch's label tokens (HF convention).
-    ``per_example_loss`` [B]: each example's mean over its own label tokens.
-    ``token_counts`` [B]: label tokens per example (``per_example_loss * token_counts`` is
-    the summed negative log-likelihood, what rank classification compares).
+    ``per_example_nll`` [B]: each example's negative log-likelihood summed over its own label
+    tokens (what rank classification compares, and what a loss over several processes sums);
+    ``token_counts`` [B]: its label tokens; ``per_example_loss`` divides the two.
     ``label_logits`` [N, V]: logits at the N label tokens in row-major order (when asked).
     ``hidden_states``: tuple of [B, L_i, d] states (when asked): encoder then decoder states for
     encoder-decoder models, every layer's states for decoder-only ones; each stack's first
@@ -60,13 +62,18 @@ class PromptedOutput:
     """
 
     loss: Tensor | None
-    per_example_loss: Tensor | None
+    per_example_nll: Tensor | None
     token_counts: Tensor | None
     prompt_output: PromptOutput
     label_logits: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     hidden_masks: tuple[Tensor, ...] | None = None
     embedding_states: tuple[int, ...] = ()
+
+    @property
+    def per_example_loss(self) -> Tensor | None:
+        """[B] each example's mean cross-entropy over its own label tokens."""
+        return None if self.per_example_nll is None else self.per_example_nll / self.token_counts.clamp(min=1)
 
 
 @dataclass
@@ -136,8 +143,23 @@ class Backbone:
         tgt = tok(" " + target, add_special_tokens=False)["input_ids"][: max_target_length - 1] + [tok.eos_token_id]
         return {"input_ids": src + tgt, "labels": [IGNORE_INDEX] * len(src) + tgt}
 
+    def pad(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, Tensor]:
+        """Encoded examples -> a batch: ``input_ids`` and ``attention_mask`` [B, n], right-padded
+        (and ``labels`` padded with -100 when the features have them). Training and scoring both
+        batch this way; :class:`PromptedModel` repacks a row pads-first where it needs to."""
+        ids = [f["input_ids"] for f in features]
+        batch = {"input_ids": right_pad(ids, self.tokenizer.pad_token_id), "attention_mask": right_pad([[1] * len(x) for x in ids], 0)}
+        if "labels" in features[0]:
+            batch["labels"] = right_pad([f["labels"] for f in features], IGNORE_INDEX)
+        return batch
+
     def decode(self, sequences: Tensor) -> list[str]:
         return [s.strip() for s in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
+
+
+def right_pad(rows: Sequence[Sequence[int]], value: int) -> Tensor:
+    """[len(rows), longest] long tensor of the rows, right-padded with ``value``."""
+    return pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True, padding_value=value)
 
 
 @dataclass
@@ -358,11 +380,10 @@ class PromptedModel(nn.Module):
         token_loss = F.cross_entropy(logits.float(), targets, reduction="none")  # [N]
         counts = target_mask.sum(dim=1)  # [B]
         rows = target_mask.nonzero()[:, 0]
-        per_example = torch.zeros(target_mask.shape[0], device=logits.device).index_add(0, rows, token_loss)
-        loss = token_loss.sum() / counts.sum().clamp(min=1)
+        nll = torch.zeros(target_mask.shape[0], device=logits.device).index_add(0, rows, token_loss)  # [B], summed
         return PromptedOutput(
-            loss=loss,
-            per_example_loss=per_example / counts.clamp(min=1),
+            loss=token_loss.sum() / counts.sum().clamp(min=1),
+            per_example_nll=nll,
             token_counts=counts,
             prompt_output=prompt_out,
             label_logits=logits if return_label_logits else None,

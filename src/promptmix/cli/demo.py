@@ -12,7 +12,6 @@ import argparse
 import time
 
 import torch
-from transformers import DataCollatorForSeq2Seq
 
 from promptmix.backbone import PromptedModel
 from promptmix.loading import SMOLLM2_ALIAS, load_backbone
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     model = PromptedModel(backbone, method).eval()
     examples = [t.load_splits(args.data_dir, seed=args.seed)["dev"][0] for t in tasks]
     feats = [backbone.encode(ex.source, max_source_length=min(t.max_source_length, 128)) for ex, t in zip(examples, tasks)]
-    batch = DataCollatorForSeq2Seq(backbone.tokenizer, padding=True)(feats)
+    batch = backbone.pad(feats)
     task_ids = method.task_ids_for([ex.task for ex in examples])
     t0 = time.perf_counter()
     out, prompt_out = model.generate(batch["input_ids"], batch["attention_mask"], task_ids,

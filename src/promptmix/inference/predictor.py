@@ -11,7 +11,7 @@
 An item is a task name plus either a raw ``record`` (the dataset's own fields, formatted by
 ``Task.format``) or preformatted ``text``. Classification tasks (those with label words) are
 answered by rank classification, the rest by greedy generation and ``Task.parse_prediction``
-(see :mod:`promptmix.inference.scoring` for both scores). Examples of every task share
+(see :mod:`promptmix.scoring` for both scores). Examples of every task share
 forward passes: all classification items of a batch are scored together (their inputs once,
 then every label word on top of them), all others go through one ``generate``; a batch mixing
 the two kinds needs both.
@@ -36,8 +36,7 @@ import torch
 from torch import Tensor
 
 from promptmix.backbone import Backbone, PromptedModel
-from promptmix.inference.scoring import (greedy_generate, mean_token_probability, rank_classify,
-                                         sequence_log_likelihoods)
+from promptmix.scoring import greedy_generate, mean_token_probability, rank_classify, sequence_log_likelihoods
 from promptmix.prompts.base import PromptMethod
 from promptmix.prompts.router import PromptRouter
 from promptmix.tasks import Task, UnknownTaskError, get_task, resolve_name
