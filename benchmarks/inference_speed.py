@@ -100,7 +100,7 @@ def random_prompts(backbone: Backbone, tasks: list[str], m: int) -> PromptRouter
     gen, std = torch.Generator().manual_seed(0), float(backbone.embeddings.std())
     members = {}
     for name in tasks:
-        method = SoftPrompt(SoftPromptConfig(prompt_length=m, tasks=[name]), backbone.hidden_size)
+        method = SoftPrompt(SoftPromptConfig(prompt_length=m), backbone.hidden_size, [name])
         with torch.no_grad():
             method.prompts.copy_(torch.randn(method.prompts.shape, generator=gen) * std)
         members[f"run-{name}"] = method

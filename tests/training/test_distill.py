@@ -79,7 +79,7 @@ def test_identical_teacher_and_student_give_zero_distillation(tiny_backbone):
 
     d = tiny_backbone.hidden_size
     prompt = torch.randn(3, d, generator=torch.Generator().manual_seed(0))
-    teacher_method = SoftPrompt(SoftPromptConfig(prompt_length=3, tasks=["rte"]), d)
+    teacher_method = SoftPrompt(SoftPromptConfig(prompt_length=3), d, ["rte"])
     teacher_method.set_prompt("rte", prompt)
     student = PromptedModel(tiny_backbone, MPT.from_teachers({"rte": prompt}, prompt))
     teacher = PromptedModel(tiny_backbone, teacher_method)
@@ -124,7 +124,7 @@ def _teacher_and_student(backbone, length=3):
     d = backbone.hidden_size
     gen = torch.Generator().manual_seed(1)
     teacher_prompt, student_prompt = torch.randn(length, d, generator=gen), torch.randn(length, d, generator=gen)
-    teacher_method = SoftPrompt(SoftPromptConfig(prompt_length=length, tasks=["rte"]), d)
+    teacher_method = SoftPrompt(SoftPromptConfig(prompt_length=length), d, ["rte"])
     teacher_method.set_prompt("rte", teacher_prompt)
     return PromptedModel(backbone, teacher_method), PromptedModel(backbone, MPT.from_teachers({"rte": teacher_prompt}, student_prompt))
 

@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from promptmix.cli import HELP
 from promptmix.backbone import PromptedModel
 from promptmix.loading import SMOLLM2_ALIAS, load_backbone
 from promptmix.prompts import initial_prompt
@@ -23,7 +24,7 @@ DEFAULT_DATA = "../shared/data"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="ATTEMPT over two source prompts answering a mixed-task batch (untrained)",
+    p = sub.add_parser("demo", help=HELP["demo"],
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=SMOLLM2_ALIAS, help="hub id, local path or alias (default: %(default)s)")
     p.add_argument("--data-dir", default=DEFAULT_DATA, help="GLUE/SuperGLUE files in their release layout (default: %(default)s)")
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     out, prompt_out = model.generate(batch["input_ids"], batch["attention_mask"], task_ids,
                                      return_prompt_output=True, max_new_tokens=8)
     print(f"one forward pass, {len(examples)} examples of {len(tasks)} tasks: {time.perf_counter() - t0:.1f}s")
-    names = [*method.config.source_names, "target"]
+    names = method.attention_names(tasks[0].name)
     for ex, text, att in zip(examples, backbone.decode(out), prompt_out.attention):
         weights = ", ".join(f"{n} {w:.3f}" for n, w in zip(names, att.tolist()))
         print(f"[{ex.task}] {ex.source[:70]}...\n    gold: {ex.target!r}  generated: {text!r}\n    attention: {weights}")

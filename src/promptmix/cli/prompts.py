@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from promptmix.cli import HELP
 from promptmix.prompts.checkpoint import load_method, read_method_record
 from promptmix.prompts.library import (SHIPPED_PREFIX, PromptLibrary, card_markdown, default_library_root, fixed_task_prompt,
                                        shipped_libraries)
@@ -18,7 +19,7 @@ from promptmix.prompts.library import (SHIPPED_PREFIX, PromptLibrary, card_markd
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "prompts", help="list, show, add and remove named prompts in the prompt library",
+        "prompts", help=HELP["prompts"],
         description="Manage named soft prompts stored as safetensors + JSON, each tied to the "
                     "backbone it was trained on. Library: --library (a directory, or promptmix:NAME for a "
                     "library shipped with promptmix), else $PROMPTMIX_LIBRARY, else "

@@ -1,6 +1,7 @@
 """Multi-task prediction: one frozen backbone, every loaded prompt, mixed-task batches.
 
-    predictor = Predictor.from_runs(["runs/glue-attempt-m", "runs/boolq-mpt"])
+    methods = find_methods("runs/glue-attempt-m") + find_methods("runs/boolq-mpt")  # promptmix.training.rundir
+    predictor = load_predictor(methods)                                             # promptmix.inference.loader
     predictor.predict([
         {"task": "rte", "record": {"sentence1": "A cat sat.", "sentence2": "A cat sits."}},
         {"task": "boolq", "text": "boolq question: is it dry passage: it rains"},
@@ -26,7 +27,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import os
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -168,13 +168,6 @@ class Predictor:
         self.max_token_chars = longest_token_chars(backbone.tokenizer)
         device = next(backbone.model.parameters()).device
         self.model = PromptedModel(backbone, self.method.to(device)).eval()
-
-    @classmethod
-    def from_runs(cls, runs: Sequence[str | os.PathLike] = (), **kwargs: Any) -> Predictor:
-        """Load run directories and library prompts: see :func:`promptmix.inference.runs.load_predictor`."""
-        from promptmix.inference.runs import load_predictor
-
-        return load_predictor(runs, **kwargs)
 
     def with_own_tokenizer(self) -> Predictor:
         """A view sharing this predictor's model, prompts and tasks with its own copy of the
