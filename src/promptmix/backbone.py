@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
+from transformers import DynamicCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from promptmix.prompts.base import PromptMethod, PromptOutput
@@ -162,19 +163,10 @@ def right_pad(rows: Sequence[Sequence[int]], value: int) -> Tensor:
     return pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True, padding_value=value)
 
 
-@dataclass
-class _Hidden:
-    """Hidden states as run, with their real-position masks and the embedding outputs' indices."""
-
-    states: tuple[Tensor, ...]
-    masks: tuple[Tensor, ...]
-    embedding: tuple[int, ...]
-
-
-def _hidden_fields(hidden: _Hidden | None) -> dict[str, Any]:
-    if hidden is None:
-        return {}
-    return {"hidden_states": hidden.states, "hidden_masks": hidden.masks, "embedding_states": hidden.embedding}
+def _hidden(states: tuple[Tensor, ...], masks: tuple[Tensor, ...], embedding: tuple[int, ...]) -> dict[str, Any]:
+    """PromptedOutput's hidden-state fields: the states as run, their real-position masks and
+    the embedding outputs' indices."""
+    return {"hidden_states": states, "hidden_masks": masks, "embedding_states": embedding}
 
 
 def _contiguous(mask: Tensor) -> bool:
@@ -209,8 +201,6 @@ def _cache_keyword(module: nn.Module) -> str:
 def _new_cache(model: nn.Module) -> Any:
     """An empty transformers ``DynamicCache`` for ``model`` (built from its config where the
     installed version takes one, so sliding-window layers get their own cache layers)."""
-    from transformers import DynamicCache
-
     takes_config = "config" in inspect.signature(DynamicCache).parameters
     return DynamicCache(config=model.config) if takes_config else DynamicCache()
 
@@ -292,11 +282,11 @@ class PromptedModel(nn.Module):
             output_hidden_states=output_hidden_states, use_cache=False,
         )
         target_mask = labels != IGNORE_INDEX
-        hidden = None
+        hidden = {}
         if output_hidden_states:
             enc, dec = out.encoder_hidden_states, out.decoder_hidden_states
             source_mask = encoder_inputs["attention_mask"].bool()
-            hidden = _Hidden((*enc, *dec), (source_mask,) * len(enc) + (target_mask,) * len(dec), (0, len(enc)))
+            hidden = _hidden((*enc, *dec), (source_mask,) * len(enc) + (target_mask,) * len(dec), (0, len(enc)))
         return self._loss(out.logits[target_mask], labels[target_mask], target_mask, prompt_out, return_label_logits, hidden)
 
     def _forward_causal(self, embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states) -> PromptedOutput:
@@ -304,9 +294,9 @@ class PromptedModel(nn.Module):
             inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
             output_hidden_states=output_hidden_states, use_cache=False,
         )
-        hidden = _Hidden(tuple(out.hidden_states), (mask.bool(),) * len(out.hidden_states), (0,)) if output_hidden_states else None
+        hidden = _hidden(tuple(out.hidden_states), (mask.bool(),) * len(out.hidden_states), (0,)) if output_hidden_states else {}
         if labels is None:
-            return PromptedOutput(None, None, None, prompt_out, **_hidden_fields(hidden))
+            return PromptedOutput(None, None, None, prompt_out, **hidden)
         # Position i predicts token i+1; only label positions need the (vocab-sized) LM head.
         target_mask = labels[:, 1:] != IGNORE_INDEX  # [B, L-1]
         logits = self._lm_head(out.last_hidden_state[:, :-1][target_mask])  # [N, V]
@@ -387,7 +377,7 @@ class PromptedModel(nn.Module):
             token_counts=counts,
             prompt_output=prompt_out,
             label_logits=logits if return_label_logits else None,
-            **_hidden_fields(hidden),
+            **hidden,
         )
 
     @torch.no_grad()
