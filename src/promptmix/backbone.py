@@ -357,7 +357,7 @@ class PromptedModel(nn.Module):
                         **{_cache_keyword(base): cache})
             states = torch.cat([states, tail.last_hidden_state], dim=1)  # [R, t, d]: state j predicts token j
         logits = self._lm_head(states[target_mask])
-        return self._loss(logits, continuations[target_mask], target_mask, prompt_out, False, None)
+        return self._loss(logits, continuations[target_mask], target_mask, prompt_out, False, {})
 
     def _lm_head(self, states: Tensor) -> Tensor:
         """Decoder-only logits [N, V] of hidden states [N, d] (with the model's final soft-capping)."""

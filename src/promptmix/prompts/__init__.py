@@ -20,6 +20,8 @@ def build_method(config: dict, hidden_size: int | None = None) -> PromptMethod:
         raise ValueError(f"unknown prompt method {name!r}; known: {sorted(METHODS)}")
     if hidden_size is not None:
         config.setdefault("hidden_size", hidden_size)
+    if config.get("hidden_size") is None:
+        raise ValueError(f"a {name} config without hidden_size needs build_method(config, hidden_size=...)")
     config["hidden_size"] = int(config["hidden_size"])
     return METHODS[name].from_config(config)
 
