@@ -97,7 +97,7 @@ def run_task(backbone: Backbone, task: str, args: argparse.Namespace) -> dict[st
     rows = encode_split(backbone, task, args)
     lengths = np.array([len(r["input_ids"]) for r in rows])
     policies = epoch_batches(lengths, args)
-    method = SoftPrompt(SoftPromptConfig(prompt_length=args.prompt_length, tasks=[task]), backbone.hidden_size)
+    method = SoftPrompt(SoftPromptConfig(prompt_length=args.prompt_length), backbone.hidden_size, [task])
     model = PromptedModel(backbone, method)
     opt = torch.optim.Adam([method.prompts], lr=0.3)
     pad_id = backbone.tokenizer.pad_token_id

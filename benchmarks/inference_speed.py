@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED, interleaved_times, load_backbone, machine_line  # noqa: E402
 
 from promptmix.backbone import IGNORE_INDEX, Backbone, PromptedModel  # noqa: E402
-from promptmix.inference.scoring import collate, rank_classify, sequence_log_likelihoods  # noqa: E402
+from promptmix.scoring import rank_classify, sequence_log_likelihoods  # noqa: E402
 from promptmix.prompts import SoftPrompt, SoftPromptConfig  # noqa: E402
 from promptmix.prompts.router import PromptRouter  # noqa: E402
 from promptmix.tasks import Example, get_task  # noqa: E402
@@ -100,7 +100,7 @@ def random_prompts(backbone: Backbone, tasks: list[str], m: int) -> PromptRouter
     gen, std = torch.Generator().manual_seed(0), float(backbone.embeddings.std())
     members = {}
     for name in tasks:
-        method = SoftPrompt(SoftPromptConfig(prompt_length=m, tasks=[name]), backbone.hidden_size)
+        method = SoftPrompt(SoftPromptConfig(prompt_length=m), backbone.hidden_size, [name])
         with torch.no_grad():
             method.prompts.copy_(torch.randn(method.prompts.shape, generator=gen) * std)
         members[f"run-{name}"] = method
@@ -127,7 +127,7 @@ def limit_batches(model: PromptedModel, candidates: list[list[dict]], batches: l
     with torch.no_grad():
         for batch in batches:
             rows = [max(candidates[i], key=lambda f: len(f["input_ids"]) + len(f["labels"])) for i in batch]
-            data = collate(rows, backbone.tokenizer.pad_token_id)
+            data = backbone.pad(rows)
             embeds = backbone.model.get_input_embeddings()(data["input_ids"])
             embeds = torch.cat([prompt.expand(len(batch), m, -1), embeds], dim=1)
             mask = torch.cat([torch.ones(len(batch), m, dtype=torch.long), data["attention_mask"]], dim=1)
@@ -189,7 +189,7 @@ def generate_part(backbone: Backbone, args: argparse.Namespace) -> None:
     model = PromptedModel(backbone, router).eval()
     sources = [ex.source for ex in split(args, args.tasks[0], "dev", args.batch)]
     ids = [backbone.encode(s, max_source_length=args.max_source_length)["input_ids"] for s in sources]
-    right = collate([{"input_ids": x} for x in ids], backbone.tokenizer.pad_token_id)
+    right = backbone.pad([{"input_ids": x} for x in ids])
     task_ids = torch.arange(len(ids)) % 2  # both prompts in the batch
     with torch.no_grad():
         embeds, mask, _, _ = model._prompted_inputs(right["input_ids"], right["attention_mask"], task_ids, None,
@@ -238,7 +238,7 @@ def eval_part(backbone: Backbone, args: argparse.Namespace) -> None:
     model = PromptedModel(backbone, random_prompts(backbone, [task.name], args.prompt_length)).eval()
     train, dev = split(args, task.name, "train", args.train_batch), split(args, task.name, "dev", args.dev_examples)
     feats = [backbone.encode(ex.source, ex.target, max_source_length=args.max_source_length, max_target_length=8) for ex in train]
-    batch = collate(feats, backbone.tokenizer.pad_token_id)
+    batch = backbone.pad(feats)
     optimizer = torch.optim.AdamW(model.method.parameters(), lr=0.3)
 
     def train_step() -> None:  # the loop's step: forward + backward + AdamW, frozen backbone in eval mode

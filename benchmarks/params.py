@@ -35,7 +35,7 @@ def build(method: str, d: int, m: int, r: int, num_tasks: int = 1):
     """The real module at these sizes, to check the formula against."""
     tasks = [f"t{i}" for i in range(num_tasks)]
     if method == "prompt-tuning":
-        return SoftPrompt(SoftPromptConfig(prompt_length=m, tasks=tasks), d)
+        return SoftPrompt(SoftPromptConfig(prompt_length=m), d, tasks)
     if method == "attempt":
         sources = {f"s{i}": torch.zeros(m, d) for i in range(6)}
         return Attempt.from_prompts(sources, tasks, init_from="s0", attn_dim=r)

@@ -96,7 +96,7 @@ def plan(args: argparse.Namespace) -> list[Item]:
     """Every run of the study in the order workers take them."""
     out = Path(args.out)
     items = [Item(f"mpt-source/{init}", 0, "mpt-source.yaml",
-                  {"library.sources": args.sources, "method.mpt_init": init, "optim.max_steps": args.distill_steps,
+                  {"library.sources": args.sources, "method.mpt.init": init, "optim.max_steps": args.distill_steps,
                    "run.dir": str(out / "runs" / f"mpt-source-{init}")},
                   {"kind": "mpt-source", "init": init}) for init in MPT_INITS]
     fill = {"{sources}": args.sources, **{f"{{mpt:{i}}}": str(out / "runs" / f"mpt-source-{i}") for i in MPT_INITS}}
@@ -123,7 +123,7 @@ def plan(args: argparse.Namespace) -> list[Item]:
 
 def item_config(item: Item, args: argparse.Namespace):
     from promptmix.training.config import TrainConfig
-    from promptmix.training.yamlio import apply_overrides, read_yaml
+    from promptmix.training.configio import apply_overrides, read_yaml
 
     path = PRESETS / item.preset
     overrides = {**args.common, **item.overrides, "run.progress": False}
@@ -313,8 +313,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.common["data.data_dir"] = str(SHARED / "data")
     if args.smoke:
         args.common.update({"model.name": "tiny", "data.max_source_length": 48, "data.max_train_examples": 32,
-                            "data.max_dev_examples": 8, "data.max_test_examples": 8, "method.prompt_length": 4,
-                            "method.attn_dim": 8, "optim.batch_size": 4, "run.save_every": 1, "run.log_every": 1,
+                            "data.max_dev_examples": 8, "data.max_test_examples": 8, "method.prompt_tuning.prompt_length": 4,
+                            "method.attempt.attn_dim": 8, "optim.batch_size": 4, "run.save_every": 1, "run.log_every": 1,
                             "library.root": str(Path(args.out) / "prompts")})
         args.sources, args.targets, args.seeds, args.regimes = ["sst2", "rte"], ["cb"], [42], ["k4"]
         args.few_steps = args.full_steps = args.distill_steps = 2

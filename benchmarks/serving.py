@@ -102,7 +102,7 @@ def build_router(backbone: Backbone, tasks: list[str], prompt_length: int, seed:
     gen = torch.Generator().manual_seed(seed)
     members = {}
     for name in tasks:
-        method = SoftPrompt(SoftPromptConfig(prompt_length=prompt_length, tasks=[name]), backbone.hidden_size)
+        method = SoftPrompt(SoftPromptConfig(prompt_length=prompt_length), backbone.hidden_size, [name])
         with torch.no_grad():
             method.prompts.copy_(torch.randn(method.prompts.shape, generator=gen) * float(backbone.embeddings.std()))
         members[f"run-{name}"] = method

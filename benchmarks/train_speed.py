@@ -140,7 +140,7 @@ def promptmix_methods(d: int, m: int, std: float) -> dict[str, Callable[[], obje
     sources = {f"source{i}": torch.randn(m, d, generator=gen) * std for i in range(NUM_SOURCES)}
     tasks = [f"task{i}" for i in range(NUM_TASKS)]
     return {
-        "pm-pt": lambda: SoftPrompt(SoftPromptConfig(prompt_length=m, tasks=tasks[:1]), d),
+        "pm-pt": lambda: SoftPrompt(SoftPromptConfig(prompt_length=m), d, tasks[:1]),
         "pm-attempt": lambda: Attempt.from_prompts(sources, tasks[:1], init_from="source0", attn_dim=100),
         "pm-attempt-m": lambda: Attempt.from_prompts(sources, tasks, init_from="source0", attn_dim=100),
         "pm-mpt-m": lambda: MPT.from_teachers({t: sources[f"source{i % NUM_SOURCES}"] for i, t in enumerate(tasks)}, sources["source0"]),

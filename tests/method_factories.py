@@ -22,7 +22,7 @@ def _randomize(method: PromptMethod, gen: torch.Generator) -> PromptMethod:
 def make_method(name: str, tasks: list[str], hidden_size: int, prompt_length: int = 4, seed: int = 0) -> PromptMethod:
     gen = torch.Generator().manual_seed(seed)
     if name == "prompt-tuning":
-        method = SoftPrompt(SoftPromptConfig(prompt_length=prompt_length, tasks=list(tasks)), hidden_size)
+        method = SoftPrompt(SoftPromptConfig(prompt_length=prompt_length), hidden_size, list(tasks))
         return _randomize(method, gen)
     if name == "attempt":
         sources = {f"src{i}": torch.randn(prompt_length, hidden_size, generator=gen) for i in range(2)}

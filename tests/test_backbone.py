@@ -145,7 +145,7 @@ def test_label_rows_sharing_one_encoder_pass_score_like_full_rows(prompted):
     """Rank classification on encoder-decoder models runs the prompt method and the encoder
     once per example and the decoder once per label word: each label row's loss must equal
     forward() on that (source, label) row, for a mixed-task batch with 2 or 3 words each."""
-    from promptmix.inference.scoring import right_pad
+    from promptmix.backbone import right_pad
 
     backbone = prompted.backbone
     words = {0: ["entailment", "not_entailment"], 1: ["positive", "negative"], 2: ["acceptable", "unacceptable", "maybe"]}
@@ -169,7 +169,7 @@ def test_continuations_sharing_one_prefix_score_like_full_rows(prompted):
     and feeds each candidate answer on top: every candidate's loss must equal forward() on the
     full (source, answer) row, for a mixed-task batch whose examples have 1 to 3 candidates of
     different token lengths (per-example answer lists, not only label words)."""
-    from promptmix.inference.scoring import right_pad
+    from promptmix.backbone import right_pad
 
     backbone = prompted.backbone
     answers = [["entailment", "not_entailment"], ["positive"], ["a rather long free-form answer", "no", "maybe so"],

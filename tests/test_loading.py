@@ -16,15 +16,8 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, T5ForCond
 from promptmix import loading
 from promptmix._io import atomic_directory
 from promptmix.backbone import Backbone
-from promptmix.loading import (
-    SMOLLM2_ALIAS,
-    ModelNotFoundError,
-    export_causal_lm,
-    load_backbone,
-    resolve_model_name,
-    set_dropout,
-    verify_export,
-)
+from promptmix.gguf_convert import export_causal_lm, verify_export
+from promptmix.loading import SMOLLM2_ALIAS, ModelNotFoundError, load_backbone, resolve_model_name, set_dropout
 
 
 HAS_SMOLLM2 = importlib.util.find_spec(loading.SMOLLM2_PACKAGE) is not None

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
+from transformers import DynamicCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from promptmix.prompts.base import PromptMethod, PromptOutput
@@ -44,9 +47,9 @@ class PromptedOutput:
     """Result of :meth:`PromptedModel.forward`.
 
     ``loss``: mean token cross-entropy over the batch's label tokens (HF convention).
-    ``per_example_loss`` [B]: each example's mean over its own label tokens.
-    ``token_counts`` [B]: label tokens per example (``per_example_loss * token_counts`` is
-    the summed negative log-likelihood, what rank classification compares).
+    ``per_example_nll`` [B]: each example's negative log-likelihood summed over its own label
+    tokens (what rank classification compares, and what a loss over several processes sums);
+    ``token_counts`` [B]: its label tokens; ``per_example_loss`` divides the two.
     ``label_logits`` [N, V]: logits at the N label tokens in row-major order (when asked).
     ``hidden_states``: tuple of [B, L_i, d] states (when asked): encoder then decoder states for
     encoder-decoder models, every layer's states for decoder-only ones; each stack's first
@@ -60,13 +63,18 @@ class PromptedOutput:
     """
 
     loss: Tensor | None
-    per_example_loss: Tensor | None
+    per_example_nll: Tensor | None
     token_counts: Tensor | None
     prompt_output: PromptOutput
     label_logits: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     hidden_masks: tuple[Tensor, ...] | None = None
     embedding_states: tuple[int, ...] = ()
+
+    @property
+    def per_example_loss(self) -> Tensor | None:
+        """[B] each example's mean cross-entropy over its own label tokens."""
+        return None if self.per_example_nll is None else self.per_example_nll / self.token_counts.clamp(min=1)
 
 
 @dataclass
@@ -136,23 +144,29 @@ class Backbone:
         tgt = tok(" " + target, add_special_tokens=False)["input_ids"][: max_target_length - 1] + [tok.eos_token_id]
         return {"input_ids": src + tgt, "labels": [IGNORE_INDEX] * len(src) + tgt}
 
+    def pad(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, Tensor]:
+        """Encoded examples -> a batch: ``input_ids`` and ``attention_mask`` [B, n], right-padded
+        (and ``labels`` padded with -100 when the features have them). Training and scoring both
+        batch this way; :class:`PromptedModel` repacks a row pads-first where it needs to."""
+        ids = [f["input_ids"] for f in features]
+        batch = {"input_ids": right_pad(ids, self.tokenizer.pad_token_id), "attention_mask": right_pad([[1] * len(x) for x in ids], 0)}
+        if "labels" in features[0]:
+            batch["labels"] = right_pad([f["labels"] for f in features], IGNORE_INDEX)
+        return batch
+
     def decode(self, sequences: Tensor) -> list[str]:
         return [s.strip() for s in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
 
 
-@dataclass
-class _Hidden:
-    """Hidden states as run, with their real-position masks and the embedding outputs' indices."""
-
-    states: tuple[Tensor, ...]
-    masks: tuple[Tensor, ...]
-    embedding: tuple[int, ...]
+def right_pad(rows: Sequence[Sequence[int]], value: int) -> Tensor:
+    """[len(rows), longest] long tensor of the rows, right-padded with ``value``."""
+    return pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True, padding_value=value)
 
 
-def _hidden_fields(hidden: _Hidden | None) -> dict[str, Any]:
-    if hidden is None:
-        return {}
-    return {"hidden_states": hidden.states, "hidden_masks": hidden.masks, "embedding_states": hidden.embedding}
+def _hidden(states: tuple[Tensor, ...], masks: tuple[Tensor, ...], embedding: tuple[int, ...]) -> dict[str, Any]:
+    """PromptedOutput's hidden-state fields: the states as run, their real-position masks and
+    the embedding outputs' indices."""
+    return {"hidden_states": states, "hidden_masks": masks, "embedding_states": embedding}
 
 
 def _contiguous(mask: Tensor) -> bool:
@@ -187,8 +201,6 @@ def _cache_keyword(module: nn.Module) -> str:
 def _new_cache(model: nn.Module) -> Any:
     """An empty transformers ``DynamicCache`` for ``model`` (built from its config where the
     installed version takes one, so sliding-window layers get their own cache layers)."""
-    from transformers import DynamicCache
-
     takes_config = "config" in inspect.signature(DynamicCache).parameters
     return DynamicCache(config=model.config) if takes_config else DynamicCache()
 
@@ -270,11 +282,11 @@ class PromptedModel(nn.Module):
             output_hidden_states=output_hidden_states, use_cache=False,
         )
         target_mask = labels != IGNORE_INDEX
-        hidden = None
+        hidden = {}
         if output_hidden_states:
             enc, dec = out.encoder_hidden_states, out.decoder_hidden_states
             source_mask = encoder_inputs["attention_mask"].bool()
-            hidden = _Hidden((*enc, *dec), (source_mask,) * len(enc) + (target_mask,) * len(dec), (0, len(enc)))
+            hidden = _hidden((*enc, *dec), (source_mask,) * len(enc) + (target_mask,) * len(dec), (0, len(enc)))
         return self._loss(out.logits[target_mask], labels[target_mask], target_mask, prompt_out, return_label_logits, hidden)
 
     def _forward_causal(self, embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states) -> PromptedOutput:
@@ -282,9 +294,9 @@ class PromptedModel(nn.Module):
             inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
             output_hidden_states=output_hidden_states, use_cache=False,
         )
-        hidden = _Hidden(tuple(out.hidden_states), (mask.bool(),) * len(out.hidden_states), (0,)) if output_hidden_states else None
+        hidden = _hidden(tuple(out.hidden_states), (mask.bool(),) * len(out.hidden_states), (0,)) if output_hidden_states else {}
         if labels is None:
-            return PromptedOutput(None, None, None, prompt_out, **_hidden_fields(hidden))
+            return PromptedOutput(None, None, None, prompt_out, **hidden)
         # Position i predicts token i+1; only label positions need the (vocab-sized) LM head.
         target_mask = labels[:, 1:] != IGNORE_INDEX  # [B, L-1]
         logits = self._lm_head(out.last_hidden_state[:, :-1][target_mask])  # [N, V]
@@ -345,7 +357,7 @@ class PromptedModel(nn.Module):
                         **{_cache_keyword(base): cache})
             states = torch.cat([states, tail.last_hidden_state], dim=1)  # [R, t, d]: state j predicts token j
         logits = self._lm_head(states[target_mask])
-        return self._loss(logits, continuations[target_mask], target_mask, prompt_out, False, None)
+        return self._loss(logits, continuations[target_mask], target_mask, prompt_out, False, {})
 
     def _lm_head(self, states: Tensor) -> Tensor:
         """Decoder-only logits [N, V] of hidden states [N, d] (with the model's final soft-capping)."""
@@ -358,15 +370,14 @@ class PromptedModel(nn.Module):
         token_loss = F.cross_entropy(logits.float(), targets, reduction="none")  # [N]
         counts = target_mask.sum(dim=1)  # [B]
         rows = target_mask.nonzero()[:, 0]
-        per_example = torch.zeros(target_mask.shape[0], device=logits.device).index_add(0, rows, token_loss)
-        loss = token_loss.sum() / counts.sum().clamp(min=1)
+        nll = torch.zeros(target_mask.shape[0], device=logits.device).index_add(0, rows, token_loss)  # [B], summed
         return PromptedOutput(
-            loss=loss,
-            per_example_loss=per_example / counts.clamp(min=1),
+            loss=token_loss.sum() / counts.sum().clamp(min=1),
+            per_example_nll=nll,
             token_counts=counts,
             prompt_output=prompt_out,
             label_logits=logits if return_label_logits else None,
-            **_hidden_fields(hidden),
+            **hidden,
         )
 
     @torch.no_grad()

@@ -12,10 +12,7 @@ safetensors model directory (``$PROMPTMIX_CACHE/smollm2-135m``, default
 is checked before it is published: the reloaded copy must give bit-identical logits to the
 GGUF model, keep its tied input/output embeddings and tokenize a chat prompt identically;
 the directory is built under a temporary name and renamed into place, so a cache that
-exists is complete. ``model.save_pretrained`` refuses GGUF-loaded models ("not
-serializable"), although after loading they are plain fp32 modules; we therefore write the
-config without its ``quantization_config`` and the weights with
-``safetensors.torch.save_model`` (which keeps one copy of tied tensors).
+exists is complete. The conversion itself is :mod:`promptmix.gguf_convert`.
 
 Dropout: ``dropout=None`` keeps the model's own config, which is what both papers do
 (T5's default 0.1 stays on while prompts train). A float overrides every dropout rate the
@@ -27,7 +24,6 @@ is left as HF returns it; the training loop decides.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import importlib.metadata
 import importlib.util
@@ -38,13 +34,13 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PretrainedConfig
 
 from promptmix._io import atomic_directory, atomic_write_text, recover_directory
 from promptmix.backbone import Backbone
+from promptmix.gguf_convert import convert_gguf
 
 logger = logging.getLogger(__name__)
 
@@ -275,57 +271,9 @@ def _read_cache_record(target: Path) -> dict[str, Any] | None:
 
 
 def _convert_gguf(gguf: Path, out: Path, source: dict[str, Any]) -> None:
-    """Dequantise ``gguf`` into the (temporary) directory ``out`` and verify the copy."""
+    """Dequantise ``gguf`` into the (temporary) directory ``out``, verify it and record where it came from."""
     if importlib.util.find_spec("gguf") is None:
         raise ModelNotFoundError(f"reading {gguf.name} needs the gguf package: {SMOLLM2_INSTALL}")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    export_causal_lm(model, tokenizer, out)
-    checks = verify_export(model, tokenizer, out)
+    checks = convert_gguf(gguf, out)
     record = {"alias": SMOLLM2_ALIAS, "source": source, "transformers_version": transformers.__version__, "verified": checks}
     atomic_write_text(out / CACHE_RECORD, json.dumps(record, indent=2) + "\n")
-
-
-def export_causal_lm(model: torch.nn.Module, tokenizer: Any, out: str | os.PathLike) -> None:
-    """Write ``model`` and ``tokenizer`` as a plain HF directory, even when ``save_pretrained``
-    would refuse (a GGUF-loaded model carries a non-serialisable ``quantization_config``,
-    though its weights are already dequantised fp32 tensors)."""
-    out = Path(out)
-    config = copy.deepcopy(model.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    config.save_pretrained(out)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(out)
-    # save_model drops the duplicate of tied tensors (lm_head = embed_tokens); from_pretrained re-ties.
-    safetensors.torch.save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
-    tokenizer.save_pretrained(out)
-
-
-VERIFY_PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-def verify_export(model: torch.nn.Module, tokenizer: Any, out: str | os.PathLike) -> dict[str, bool]:
-    """Reload ``out`` and require bit-identical logits on a fixed chat prompt, the same token
-    ids from the saved tokenizer, and tied embeddings where the original had them."""
-    copy_tok = AutoTokenizer.from_pretrained(out)
-    ids = _chat_ids(tokenizer, VERIFY_PROMPT)
-    same_tokens = torch.equal(ids, _chat_ids(copy_tok, VERIFY_PROMPT))
-    reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
-    with torch.no_grad():
-        same_logits = torch.equal(model.eval()(ids).logits, reloaded.eval()(ids).logits)
-    tied = _is_tied(reloaded) == _is_tied(model)
-    checks = {"logits_bit_identical": same_logits, "tokenizer_identical": same_tokens, "tied_embeddings_kept": tied}
-    if not all(checks.values()):
-        raise RuntimeError(f"converted copy in {out} differs from the original ({checks}); not publishing it")
-    return checks
-
-
-def _chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> torch.Tensor:
-    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
-    return encoded["input_ids"] if hasattr(encoded, "keys") else encoded  # BatchEncoding in transformers 5
-
-
-def _is_tied(model: torch.nn.Module) -> bool:
-    out = model.get_output_embeddings()
-    return out is not None and out.weight is model.get_input_embeddings().weight

@@ -2,8 +2,10 @@
 
 Both papers compare methods by "parameters per task" (ATTEMPT Table 1, MPT Tables 1–2), and
 those numbers are easy to get subtly wrong (is the attention module shared? are the source
-prompts counted?). This module states the formulas once; ``tests/test_params.py`` checks each
-one against ``num_trainable_parameters()`` of a module actually built at those sizes.
+prompts counted?). Each method's config states its own formula
+(``MethodConfig.parameter_counts``); this module looks the method up by name and reports per
+task and in total. ``tests/test_params.py`` checks every formula against
+``num_trainable_parameters()`` of a module actually built at those sizes.
 
 With d = model width, m = l = prompt length, r = attention bottleneck (ATTEMPT) or
 decomposition rank (MPT), N = number of target tasks:
@@ -23,9 +25,16 @@ decomposition rank (MPT), N = number of target tasks:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
-PARAM_METHODS = ("prompt-tuning", "attempt", "mpt")
+from promptmix.prompts import METHODS
+from promptmix.prompts.base import MethodConfig
+
+# Every registered method whose config states its formula.
+PARAM_METHODS = tuple(name for name, cls in METHODS.items()
+                      if cls.config_class.parameter_counts is not MethodConfig.parameter_counts)
 
 
 @dataclass(frozen=True)
@@ -34,52 +43,38 @@ class ParamCount:
 
     ``per_task``: ``total / num_tasks`` (fractional when a shared part does not divide evenly);
     ``total``: every trainable parameter; ``breakdown``: parameter group -> count, summing to
-    ``total``.
+    ``total``; ``config``: the method's config the count is for.
     """
 
     per_task: float
     total: int
     breakdown: dict[str, int] = field(default_factory=dict)
+    config: MethodConfig | None = None
 
 
-def _check_sizes(**sizes: int) -> None:
+def _check_sizes(**sizes: Any) -> None:
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def count_parameters(
-    method: str,
-    d_model: int,
-    prompt_length: int,
-    attn_dim: int = 100,
-    num_tasks: int = 1,
-    rank: int = 1,
-    shared_attention: bool = True,
-) -> ParamCount:
-    """Trainable parameters of ``method`` ("prompt-tuning", "attempt" or "mpt").
+def count_parameters(method: str, d_model: int, prompt_length: int, num_tasks: int = 1, **sizes: Any) -> ParamCount:
+    """Trainable parameters of ``method`` (a name in :data:`PARAM_METHODS`) holding ``num_tasks``
+    tasks at width ``d_model``.
 
-    ``attn_dim`` is used by ATTEMPT only (r), ``rank`` by MPT only, ``shared_attention`` by
-    ATTEMPT only (True: one G for all N tasks, as in ATTEMPT-m; False: one G per task).
+    ``sizes`` are config fields (``attn_dim``, ``shared_attention``, ``rank``, ...): each method
+    takes the ones its config has and ignores the rest, so one call can size every method.
     """
-    _check_sizes(d_model=d_model, prompt_length=prompt_length, attn_dim=attn_dim, num_tasks=num_tasks, rank=rank)
-    d, m, n = d_model, prompt_length, num_tasks
-    if method == "prompt-tuning":
-        breakdown = {"prompts": n * m * d}
-    elif method == "attempt":
-        copies = 1 if shared_attention else n
-        breakdown = {
-            "target_prompts": n * m * d,
-            "attention.down": copies * d * attn_dim,
-            "attention.up": copies * attn_dim * d,
-            "attention.layer_norm": copies * 2 * d,
-        }
-    elif method == "mpt":
-        breakdown = {"shared_prompt": m * d, "task_u": n * rank * m, "task_v": n * rank * d}
-    else:
+    if method not in PARAM_METHODS:
         raise ValueError(f"unknown method {method!r} for parameter counting; choose one of {PARAM_METHODS}")
+    _check_sizes(d_model=d_model, prompt_length=prompt_length, num_tasks=num_tasks,
+                 **{k: v for k, v in sizes.items() if not isinstance(v, bool)})
+    config_class = METHODS[method].config_class
+    names = {f.name for f in dataclasses.fields(config_class)}
+    config = config_class(prompt_length=prompt_length, **{k: v for k, v in sizes.items() if k in names})
+    breakdown = config.parameter_counts(d_model, num_tasks)
     total = sum(breakdown.values())
-    return ParamCount(per_task=total / n, total=total, breakdown=breakdown)
+    return ParamCount(per_task=total / num_tasks, total=total, breakdown=breakdown, config=config)
 
 
 def format_count(value: float) -> str:

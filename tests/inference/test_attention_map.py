@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -23,17 +23,19 @@ TEXTS = {
 @dataclass
 class ToyConfig(MethodConfig):
     method = "toy-attention"
-    source_names: list[str] = field(default_factory=lambda: ["mnli", "sst2"])
 
 
 class ToyAttention(PromptMethod):
     """a = softmax(first 3 dims of the max-pooled input + a per-task bias): an attention whose
     mean is easy to compute by hand."""
 
-    def __init__(self, config, hidden_size):
-        super().__init__(config, hidden_size)
-        self.prompts = nn.Parameter(torch.randn(len(config.tasks), config.prompt_length, hidden_size))
-        self.bias = nn.Parameter(torch.randn(len(config.tasks), 3))
+    def __init__(self, config, hidden_size, tasks):
+        super().__init__(config, hidden_size, tasks)
+        self.prompts = nn.Parameter(torch.randn(len(tasks), config.prompt_length, hidden_size))
+        self.bias = nn.Parameter(torch.randn(len(tasks), 3))
+
+    def attention_names(self, task):
+        return ["mnli", "sst2", "target"]
 
     def forward(self, inputs_embeds, attention_mask, task_ids):
         a = torch.softmax(masked_max_pool(inputs_embeds, attention_mask)[:, :3] + self.bias[task_ids], dim=-1)
@@ -44,7 +46,7 @@ class ToyAttention(PromptMethod):
 
 
 def test_mean_attention_rows_are_hand_computed_means_and_sum_to_one(tiny_backbone, tmp_path):
-    method = ToyAttention(ToyConfig(prompt_length=2, tasks=["rte", "cb"]), tiny_backbone.hidden_size)
+    method = ToyAttention(ToyConfig(prompt_length=2), tiny_backbone.hidden_size, ["rte", "cb"])
     table = mean_attention(method, tiny_backbone, TEXTS, batch_size=2)
     assert table.targets == ["rte", "cb"] and table.columns == ["mnli", "sst2", "target"] and table.counts == [2, 3]
     embed = tiny_backbone.model.get_input_embeddings()

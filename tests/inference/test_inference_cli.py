@@ -6,12 +6,14 @@ import csv
 import io
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from promptmix.cli import main
-from promptmix.inference.runs import load_predictor
+from promptmix.inference.loader import load_predictor
+from promptmix.training.rundir import find_methods
 from promptmix.training.data import load_tasks
 
 from predictor_factory import ITEMS, same_predictions, write_tiny_runs
@@ -33,10 +35,22 @@ def test_predict_file_of_mixed_tasks_equals_the_library_call(runs, tmp_path):
     from promptmix.inference.predictor import Prediction
 
     got = [Prediction(**json.loads(line)) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    expected = load_predictor([runs["pt"], runs["attempt"]], backbone=runs["backbone"]).predict(ITEMS)
+    expected = load_predictor([*find_methods(runs["pt"]), *find_methods(runs["attempt"])], backbone=runs["backbone"]).predict(ITEMS)
     same_predictions(got, expected)
     assert got[1].attention is not None and set(got[1].attention) == {"src0", "src1", "target"}
     assert sum(got[1].attention.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_predict_reads_each_saved_method_record_once(runs, tmp_path, monkeypatch):
+    """The runs are walked once and what was found is passed on: one read of each method.json."""
+    from promptmix.prompts import checkpoint
+
+    reads, real = [], checkpoint.read_method_record
+    monkeypatch.setattr(checkpoint, "read_method_record", lambda directory: reads.append(Path(directory)) or real(directory))
+    (tmp_path / "in.jsonl").write_text(json.dumps(ITEMS[0]) + "\n")
+    assert main(["predict", "--run", str(runs["pt"]), "--run", str(runs["attempt"]),
+                 "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl")]) == 0
+    assert sorted(reads) == sorted([runs["pt"] / "method", runs["attempt"] / "method"])
 
 
 def test_predict_one_task_from_stdin_to_stdout(runs, monkeypatch, capsys):
@@ -75,7 +89,7 @@ def test_eval_prints_the_runs_test_metrics_equal_to_predicting_its_test_split(ru
     assert main(["eval", "--run", str(runs["pt"]), "--split", "test", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"rte", "sst2", "score"}
-    predictor = load_predictor([runs["pt"]], backbone=runs["backbone"])
+    predictor = load_predictor(find_methods(runs["pt"]), backbone=runs["backbone"])
     from promptmix.training.config import DataConfig
 
     for name, data in load_tasks(DataConfig(data_dir=str(FIXTURES), tasks=["rte", "sst2"]), ["rte", "sst2"]).items():

@@ -35,7 +35,7 @@ def test_rank_classification_score_is_softmax_of_summed_log_likelihoods(tiny_bac
         enc = tiny_backbone.encode(source, word)
         out = model(torch.tensor([enc["input_ids"]]), torch.ones(1, len(enc["input_ids"]), dtype=torch.long),
                     torch.tensor([enc["labels"]]), method.task_ids_for(["cb"]))
-        lls.append(-(out.per_example_loss * out.token_counts).item())
+        lls.append(-out.per_example_nll.item())
     probs = torch.softmax(torch.tensor(lls), 0)
     best = int(probs.argmax())
     assert pred.prediction == pred.text == ["entailment", "contradiction", "neutral"][best]

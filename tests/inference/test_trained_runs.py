@@ -12,7 +12,8 @@ import torch
 
 from promptmix.cli import main
 from promptmix.prompts.library import PromptLibrary
-from promptmix.training import load_config, run_stage
+from promptmix.training.config import load_config
+from promptmix.training.stages import run_stage
 
 from predictor_factory import saved_tiny_t5
 from tiny_models import REPO
@@ -31,7 +32,7 @@ def trained(tmp_path_factory, t5_tokenizer):
         library.add(entry, torch.randn(4, backbone.hidden_size, generator=gen) * 0.5, task=task,
                     method="prompt-tuning", backbone=backbone)
     common = {
-        "model.name": str(model_dir), "data.data_dir": str(FIXTURES), "method.prompt_length": 4, "method.attn_dim": 8,
+        "model.name": str(model_dir), "data.data_dir": str(FIXTURES), "method.prompt_tuning.prompt_length": 4, "method.attempt.attn_dim": 8,
         "optim.batch_size": 4, "optim.max_steps": 3, "optim.warmup_steps": 1, "eval.every": 0, "eval.batch_size": 8,
         "eval.max_new_tokens": 4, "run.save_every": 0, "run.progress": False, "run.tensorboard": False,
         "library.root": str(root / "prompts"), "library.sources": list(SOURCES), "library.init_from": "src-sst2",

@@ -60,7 +60,7 @@ def t(x):
 
 def hand_model(**kw) -> Attempt:
     kw = {"attn_dim": R, **kw}
-    method = Attempt(AttemptConfig(prompt_length=M, tasks=["rte"], source_names=["mnli", "sst2"], **kw), D)
+    method = Attempt(AttemptConfig(prompt_length=M, **kw), D, ["rte"], ["mnli", "sst2"])
     method.set_source_prompts(["mnli", "sst2"], t(SOURCES))
     if method.prompts is not None:
         method.set_prompt("rte", t(TARGET))
@@ -209,8 +209,8 @@ def test_parameter_counts_match_the_papers():
     d, m, r = 768, 100, 100
 
     def count(n, **kw):
-        config = AttemptConfig(prompt_length=m, tasks=[f"t{i}" for i in range(n)], source_names=["a", "b"], attn_dim=r, **kw)
-        return Attempt(config, d).num_trainable_parameters()
+        config = AttemptConfig(prompt_length=m, attn_dim=r, **kw)
+        return Attempt(config, d, [f"t{i}" for i in range(n)], ["a", "b"]).num_trainable_parameters()
 
     assert count(1) == 231_936
     assert count(8) == 8 * m * d + 2 * d * (r + 1)  # ATTEMPT-m: d(m + 2(r+1)/N) per task
@@ -247,8 +247,10 @@ def test_prompt_length_mismatch_names_the_prompt_and_both_lengths():
     {"source_names": ["a", "a"]},
 ])
 def test_config_validation(bad):
+    bad = dict(bad)
+    sources = bad.pop("source_names", ["a"])  # the module's own state, checked when it is built
     with pytest.raises(ValueError):
-        AttemptConfig(**{"source_names": ["a"], **bad})
+        Attempt(AttemptConfig(**bad), D, ["rte"], sources)
 
 
 def test_targets_init_from_sources_and_add_task():

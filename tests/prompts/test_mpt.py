@@ -21,7 +21,7 @@ def t(x):
 def model(tasks=("rte", "cb"), rank=1, l=L, d=D, seed=0) -> MPT:
     """An MPT with non-trivial random P*, u, v."""
     torch.manual_seed(seed)
-    method = MPT(MPTConfig(prompt_length=l, tasks=list(tasks), rank=rank), d)
+    method = MPT(MPTConfig(prompt_length=l, rank=rank), d, list(tasks))
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in method.parameters():
@@ -36,7 +36,7 @@ def prompts(method, task_ids, d=D):
 
 
 def test_rank_one_prompt_is_p_star_times_outer_product():
-    method = MPT(MPTConfig(prompt_length=L, tasks=["rte", "cb"]), D)
+    method = MPT(MPTConfig(prompt_length=L), D, ["rte", "cb"])
     u, v = np.array([2.0, -1.0, 0.5]), np.array([1.0, 3.0, -2.0, 0.25])
     method.set_shared_prompt(t(P_STAR))
     method.set_task_vectors("cb", t(u[:, None]), t(v[None, :]))
@@ -46,7 +46,7 @@ def test_rank_one_prompt_is_p_star_times_outer_product():
 
 
 def test_rank_two_prompt_is_p_star_times_low_rank_product():
-    method = MPT(MPTConfig(prompt_length=L, tasks=["rte"], rank=2), D)
+    method = MPT(MPTConfig(prompt_length=L, rank=2), D, ["rte"])
     u = np.array([[1.0, 2.0], [-1.0, 0.5], [0.0, 3.0]])
     v = np.array([[1.0, 0.0, -1.0, 2.0], [0.5, 1.0, 1.0, -0.5]])
     method.set_shared_prompt(t(P_STAR))
@@ -57,7 +57,7 @@ def test_rank_two_prompt_is_p_star_times_low_rank_product():
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
 def test_fresh_task_vectors_multiply_to_ones(rank):
-    method = MPT(MPTConfig(prompt_length=L, tasks=["a", "b"], rank=rank), D)
+    method = MPT(MPTConfig(prompt_length=L, rank=rank), D, ["a", "b"])
     torch.testing.assert_close(torch.bmm(method.u, method.v), torch.ones(2, L, D))
     method.set_shared_prompt(t(P_STAR))
     torch.testing.assert_close(prompts(method, [0, 1]), t(P_STAR).expand(2, L, D))
@@ -66,7 +66,7 @@ def test_fresh_task_vectors_multiply_to_ones(rank):
 def test_rank_two_is_really_used_after_training():
     """u = 1, v = 1/r would give both components identical gradients forever (rank 1)."""
     torch.manual_seed(0)
-    method = MPT(MPTConfig(prompt_length=6, tasks=["a"], rank=2), 5)
+    method = MPT(MPTConfig(prompt_length=6, rank=2), 5, ["a"])
     method.set_shared_prompt(torch.randn(6, 5))
     goal = torch.randn(6, 5)
     optim = torch.optim.Adam(method.parameters(), lr=0.05)
@@ -97,7 +97,7 @@ def test_add_task_and_for_targets_start_from_the_mean_source_vectors():
 
 def test_export_prompt_equals_forward_and_loads_into_a_soft_prompt():
     method = model(tasks=("rte", "cb"), rank=2)
-    soft = SoftPrompt(SoftPromptConfig(prompt_length=L, tasks=["cb"]), D)
+    soft = SoftPrompt(SoftPromptConfig(prompt_length=L), D, ["cb"])
     soft.set_prompt("cb", method.export_prompt("cb"))
     embeds, mask = torch.randn(1, 2, D), torch.ones(1, 2)
     forward = method(embeds, mask, torch.tensor([1])).prompts
@@ -123,7 +123,7 @@ def test_from_teachers_starts_every_task_at_the_given_student_prompt():
 
 def test_parameter_counts_match_the_paper():
     def count(n, rank=1):
-        return MPT(MPTConfig(prompt_length=100, tasks=[f"t{i}" for i in range(n)], rank=rank), 768).num_trainable_parameters()
+        return MPT(MPTConfig(prompt_length=100, rank=rank), 768, [f"t{i}" for i in range(n)]).num_trainable_parameters()
 
     assert count(1) == 77_668
     assert count(8) == 100 * 768 + 8 * (100 + 768)

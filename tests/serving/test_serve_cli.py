@@ -14,7 +14,8 @@ import time
 import httpx
 import pytest
 
-from promptmix.inference.runs import load_predictor
+from promptmix.inference.loader import load_predictor
+from promptmix.training.rundir import find_methods
 
 from predictor_factory import ITEMS, same_predictions, write_tiny_runs
 from tiny_models import REPO
@@ -55,7 +56,7 @@ def server(tmp_path, t5_tokenizer):
 
 def test_serve_answers_and_drains_accepted_requests_on_sigterm(server):
     url, proc, runs = server
-    expected = load_predictor([runs["pt"], runs["attempt"]], backbone=runs["backbone"], max_new_tokens=4).predict(ITEMS)
+    expected = load_predictor([*find_methods(runs["pt"]), *find_methods(runs["attempt"])], backbone=runs["backbone"], max_new_tokens=4).predict(ITEMS)
 
     async def main():
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:

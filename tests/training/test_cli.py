@@ -16,7 +16,7 @@ def _write_presets(tmp_path, model_dir):
     """Tiny stage presets (as configs/cpu/ has them) and a pipeline over them."""
     base = {"model": {"name": str(model_dir)},
             "data": {"data_dir": str(FIXTURES), "max_dev_examples": 4, "max_test_examples": 4},
-            "method": {"prompt_length": PROMPT_LENGTH, "attn_dim": 8},
+            "method": {"prompt_tuning": {"prompt_length": PROMPT_LENGTH}, "attempt": {"attn_dim": 8}},
             "optim": {"batch_size": 4, "max_steps": 2, "warmup_steps": 1},
             "eval": {"every": 0, "batch_size": 8}, "run": {"progress": False, "save_every": 1}}
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
@@ -74,14 +74,14 @@ def test_train_stages_with_overrides_and_resume(model_dirs, tmp_path, capsys):
     assert main(["train", "source", "--config", str(tmp_path / "source.yaml"), "--set", lib,
                  "--run-dir", str(tmp_path / "src")]) == 0
     run_dir = tmp_path / "att"
-    args = ["train", "attempt", "--config", str(tmp_path / "attempt.yaml"), "--set", lib, "--set", "method.attention=token",
+    args = ["train", "attempt", "--config", str(tmp_path / "attempt.yaml"), "--set", lib, "--set", "method.attempt.attention=token",
             "--set", "optim.max_steps=3", "--run-dir", str(run_dir)]
     assert main([*args, "--set", "run.stop_after=1"]) == 3  # stopped early: exit 3, resumable
     assert main(["train", "attempt", "--resume", "--run-dir", str(run_dir)]) == 0  # the run's own config.yaml
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["completed"] and summary["steps"] == 3
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert saved["method"]["attention"] == "token" and saved["stage"] == "attempt"
+    assert saved["method"]["attempt"]["attention"] == "token" and saved["stage"] == "attempt"
     assert main([*args[:-2], "--set", "optim.max_steps=5", "--run-dir", str(run_dir), "--resume"]) == 2
     err = capsys.readouterr().err
     assert "differs from" in err and "optim.max_steps" in err

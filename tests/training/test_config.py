@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -35,14 +37,14 @@ def test_preset_loads_and_validates(path):
         assert config.model.name in ("t5-base", "facebook/bart-base")
         assert config.optim.weight_decay == 1e-5 and config.optim.warmup_steps in (500, 30)
         assert config.eval.scoring == "generate"  # the papers' text-to-text protocol
-        assert config.method.mpt_init == "vocab" and not config.distill.hidden_embeddings
+        assert config.method.mpt.init == "vocab" and not config.distill.hidden_embeddings
         assert config.library.probe_steps is None  # SPoT-t probes as long as the paper
 
 
 def test_paper_hyperparameters():
     attempt = load_config(CONFIGS / "attempt" / "superglue.yaml")
     assert (attempt.optim.lr, attempt.optim.group_lr) == (0.3, {"attention": 0.1})
-    assert attempt.method.prompt_length == 100 and attempt.method.attn_dim == 100 and attempt.optim.batch_size == 32
+    assert attempt.method.prompt_tuning.prompt_length == 100 and attempt.method.attempt.attn_dim == 100 and attempt.optim.batch_size == 32
     assert load_config(CONFIGS / "attempt" / "glue.yaml").optim.group_lr == {"attention": 0.3}
     assert load_config(CONFIGS / "attempt" / "glue-m.yaml").data.multi_task
     mpt = load_config(CONFIGS / "mpt" / "superglue.yaml")
@@ -51,7 +53,7 @@ def test_paper_hyperparameters():
     assert source.distill.weight == 0.9 and source.data.mixing == "stochastic" and source.optim.epochs == 5
     assert load_config(CONFIGS / "attempt" / "ablation-no-attention.yaml").optim.group_lr == {}
     decomposition_only = load_config(CONFIGS / "mpt" / "ablation-decomposition-only.yaml")
-    assert decomposition_only.distill.weight == 0.0 and decomposition_only.method.mpt_init == "vocab"
+    assert decomposition_only.distill.weight == 0.0 and decomposition_only.method.mpt.init == "vocab"
     for k in (4, 16, 32):  # few-shot PT: one prompt on the 8 GLUE tasks, then transferred (ATTEMPT App. C.8)
         fewshot = load_config(CONFIGS / "baselines" / f"prompt-tuning-fewshot-k{k}.yaml")
         assert fewshot.stage == "prompt-tuning" and fewshot.data.few_shot_k == k
@@ -100,3 +102,52 @@ def test_include_and_overrides(tmp_path):
     assert config.data.tasks == ["rte", "cb"]
     with pytest.raises(ValueError, match="is a 'attempt' config but stage 'source'"):
         load_config(tmp_path / "child.yaml", stage="source")
+
+
+def _leaves(section: dict, prefix: str = "") -> list[str]:
+    """Dotted keys of a config dict (a non-empty mapping is a section, an empty one a value)."""
+    keys = []
+    for name, value in section.items():
+        keys += _leaves(value, f"{prefix}{name}.") if isinstance(value, dict) and value else [prefix + name]
+    return keys
+
+
+def test_train_help_lists_every_config_key_with_type_default_and_help(capsys):
+    from promptmix.cli import main
+    from promptmix.training.configio import config_keys
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    keys = config_keys(TrainConfig)
+    assert [k.key for k in keys] == _leaves(load_config(None, ["data.tasks=[rte]"]).to_dict())
+    flat = " ".join(out.split())
+    for key in keys:
+        assert key.help, f"{key.key} has no help text"
+        assert f"{key.key}: {key.type} = {json.dumps(key.default)}" in out
+        assert " ".join(key.help.split()) in flat, key.key
+    assert "method.attempt.attn_dim: int = 100" in out and 'method.mpt.init: str = "vocab"' in out
+
+
+def test_yaml_12_numbers_and_strict_types():
+    assert load_config(None, ["data.tasks=[rte]", "optim.lr=1e-3", "optim.weight_decay=0"]).optim.lr == 0.001
+    for override, message in [("optim.lr=true", "optim.lr: expected float, got True"),
+                              ("run.seed=1.5", "run.seed: expected int, got 1.5"),
+                              ("optim.lr=.nan", "optim.lr: expected a finite number"),
+                              ("method.attempt.attn_dim=0", "method.attempt: attn_dim must be >= 1, got 0")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_config(None, ["data.tasks=[rte]", override])
+
+
+def test_a_run_config_with_the_old_flat_method_section_still_loads():
+    old = {"prompt_length": 16, "init": "vocab", "init_text": None, "attention": "token", "use_target": True,
+           "shared_attention": False, "attn_dim": 32, "temperature": None, "learn_temperature": False,
+           "mpt_rank": 2, "mpt_init": "teacher-mean"}
+    config = TrainConfig.from_dict({"stage": "attempt", "data": {"tasks": ["rte"]},
+                                    "library": {"sources": ["a"], "init_from": "a"}, "method": old})
+    method = config.method
+    assert (method.prompt_tuning.prompt_length, method.prompt_tuning.init, method.attempt.attention) == (16, "vocab", "token")
+    assert (method.attempt.attn_dim, method.attempt.shared_attention, method.mpt.rank, method.mpt.init) == (32, False, 2, "teacher-mean")
+    with pytest.raises(ValueError, match=re.escape("method: unknown key(s) ['attn_dim'] (did you mean attempt.attn_dim")):
+        load_config(None, ["data.tasks=[rte]", "method.attn_dim=3", "method.attempt.use_target=false"])

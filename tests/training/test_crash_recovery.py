@@ -89,7 +89,7 @@ def test_resume_and_serving_after_a_kill_between_the_renames_of_method(model_dir
     """The state a kill mid-swap leaves (no method/, the copies under hidden names): a server
     loading the run finds the method, and --resume completes the run to exactly the
     uninterrupted run's state, with no hidden leftovers."""
-    from promptmix.inference.runs import find_methods
+    from promptmix.training.rundir import find_methods
     from promptmix.prompts.checkpoint import load_method
     from promptmix.training.stages import run_stage
 
@@ -113,7 +113,8 @@ def test_resume_and_serving_after_a_kill_between_the_renames_of_method(model_dir
     assert_identical(_final_state(tmp_path / "whole"), _final_state(run))
     assert _hidden(run) == []
 
-    [(_, method_dir)] = find_methods(served)
+    [found] = find_methods(served)
+    method_dir = found.directory
     assert method_dir == served / "method"
     expected = load_method(same)
     for key, value in load_method(method_dir).state_dict().items():

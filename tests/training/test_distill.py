@@ -17,7 +17,8 @@ class Fixed(torch.nn.Module):
 
     def __init__(self, logits, hidden, per_example, counts, masks):
         super().__init__()
-        self.out = PromptedOutput(loss=torch.tensor(0.0), per_example_loss=torch.tensor(per_example),
+        nll = [mean * n for mean, n in zip(per_example, counts)]  # the backbone reports summed NLL
+        self.out = PromptedOutput(loss=torch.tensor(0.0), per_example_nll=torch.tensor(nll),
                                   token_counts=torch.tensor(counts), prompt_output=PromptOutput(torch.zeros(1)),
                                   label_logits=torch.tensor(logits),
                                   hidden_states=tuple(torch.tensor(h, dtype=torch.float) for h in hidden),
@@ -78,12 +79,12 @@ def test_identical_teacher_and_student_give_zero_distillation(tiny_backbone):
 
     d = tiny_backbone.hidden_size
     prompt = torch.randn(3, d, generator=torch.Generator().manual_seed(0))
-    teacher_method = SoftPrompt(SoftPromptConfig(prompt_length=3, tasks=["rte"]), d)
+    teacher_method = SoftPrompt(SoftPromptConfig(prompt_length=3), d, ["rte"])
     teacher_method.set_prompt("rte", prompt)
     student = PromptedModel(tiny_backbone, MPT.from_teachers({"rte": prompt}, prompt))
     teacher = PromptedModel(tiny_backbone, teacher_method)
     feats = [dict(tiny_backbone.encode(s, t), task_id=0) for s, t in [("rte a b c", "entailment"), ("rte d", "not_entailment")]]
-    batch = Collator(tiny_backbone.tokenizer)(feats)
+    batch = Collator(tiny_backbone)(feats)
     batch.update(num_label_tokens=int((batch["labels"] != -100).sum()), num_examples=2)
     loss, logs = DistillLoss(teacher, DistillConfig())(student, batch)
     assert logs["kl"].abs().item() < 1e-6 and logs["hidden"].item() < 1e-10
@@ -110,7 +111,7 @@ def _uneven_batch(backbone):
 
     pairs = [("rte premise one two three four five six seven", "entailment"), ("rte short", "not_entailment")]
     feats = [dict(backbone.encode(s, t), task_id=0) for s, t in pairs]
-    batch = Collator(backbone.tokenizer)(feats)
+    batch = Collator(backbone)(feats)
     assert batch["attention_mask"][1, -1] == 0  # padded on the right
     batch.update(num_label_tokens=int((batch["labels"] != -100).sum()), num_examples=2)
     return feats, batch
@@ -123,7 +124,7 @@ def _teacher_and_student(backbone, length=3):
     d = backbone.hidden_size
     gen = torch.Generator().manual_seed(1)
     teacher_prompt, student_prompt = torch.randn(length, d, generator=gen), torch.randn(length, d, generator=gen)
-    teacher_method = SoftPrompt(SoftPromptConfig(prompt_length=length, tasks=["rte"]), d)
+    teacher_method = SoftPrompt(SoftPromptConfig(prompt_length=length), d, ["rte"])
     teacher_method.set_prompt("rte", teacher_prompt)
     return PromptedModel(backbone, teacher_method), PromptedModel(backbone, MPT.from_teachers({"rte": teacher_prompt}, student_prompt))
 

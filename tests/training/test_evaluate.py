@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from promptmix.backbone import PromptedModel
-from promptmix.inference.scoring import RankResult, rank_classify
+from promptmix.scoring import RankResult, rank_classify
 from promptmix.tasks import get_task
 from promptmix.training import evaluate as evaluation
 from promptmix.training.config import EvalConfig

@@ -64,7 +64,7 @@ def test_mpt_student_starts_as_configured(model_dirs, tmp_path, init):
     from promptmix.prompts.init import VOCAB_TOP_K, special_ids
     from promptmix.training.stages import mpt_student
 
-    ctx = _ctx(model_dirs["t5"], tmp_path, method__mpt_init=init)
+    ctx = _ctx(model_dirs["t5"], tmp_path, method__mpt__init=init)
     gen = torch.Generator().manual_seed(0)
     teachers = {t: torch.randn(PROMPT_LENGTH, ctx.backbone.hidden_size, generator=gen) for t in ("sst2", "rte")}
     student = mpt_student(ctx, teachers)
@@ -80,7 +80,7 @@ def test_mpt_student_starts_as_configured(model_dirs, tmp_path, init):
     pool = [i for i in range(emb.shape[0]) if i not in skip][:VOCAB_TOP_K]
     ids = [int((emb[pool] == row).all(-1).nonzero()[0, 0]) for row in p_star]  # each row is a vocabulary row
     assert len(set(ids)) == PROMPT_LENGTH
-    assert torch.equal(p_star, mpt_student(_ctx(model_dirs["t5"], tmp_path, method__mpt_init=init), teachers).shared_prompt.detach())
+    assert torch.equal(p_star, mpt_student(_ctx(model_dirs["t5"], tmp_path, method__mpt__init=init), teachers).shared_prompt.detach())
 
 
 @pytest.mark.parametrize("weight, teacher_calls", [(0.0, 0), (0.9, 2)])

@@ -1,7 +1,10 @@
 """`promptmix` command line: one subcommand per module, each a thin layer over library calls.
 
 Every subcommand module exposes ``register(subparsers)`` which adds its parser and sets
-``func`` to a callable taking the parsed namespace and returning an exit code.
+``func`` to a callable taking the parsed namespace and returning an exit code. Only the
+module of the subcommand being run is imported, with the library it needs (torch,
+transformers, ...): ``promptmix --help`` and ``promptmix --version`` import neither and
+answer at once, listing the subcommands from :data:`HELP`.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from promptmix import __version__
 
 # Module names under promptmix.cli, in the order `promptmix --help` lists them.
 SUBCOMMANDS = [
@@ -23,6 +28,19 @@ SUBCOMMANDS = [
     "serve",
     "attention",
 ]
+# Each subcommand's line in `promptmix --help` (its module registers it with the same text).
+HELP = {
+    "params": "trainable parameters of a prompt method, per task and in total",
+    "prompts": "list, show, add and remove named prompts in the prompt library",
+    "tasks": "list tasks, their data source, split sizes and metrics",
+    "train": "train one stage: source prompts, attention prior, ATTEMPT, MPT, baselines",
+    "pipeline": "the main job: source prompts -> ATTEMPT and MPT -> table against prompt tuning",
+    "demo": "ATTEMPT over two source prompts answering a mixed-task batch (untrained)",
+    "predict": "answer a JSONL file of inputs with trained prompts",
+    "eval": "score a run's prompts on its dev or test split",
+    "serve": "HTTP server answering any loaded task, batched across requests",
+    "attention": "heatmap (PNG + CSV) of an ATTEMPT run's attention over prompts",
+}
 
 
 def int_in(low: int, high: int | None = None):
@@ -52,19 +70,27 @@ def float_from(low: float, *, inclusive: bool = True):
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with ``command``'s subparser built by its module; every other subcommand is
+    only listed (parsing never reaches it: :func:`main` builds the parser for the command it runs)."""
     parser = argparse.ArgumentParser(
         prog="promptmix",
         description="Soft prompts on a frozen language model: ATTEMPT, MPT and prompt tuning.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
-        importlib.import_module(f"promptmix.cli.{name}").register(sub)
+        if name == command:
+            importlib.import_module(f"promptmix.cli.{name}").register(sub)
+        else:
+            sub.add_parser(name, help=HELP.get(name))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)  # the top level has no valued options
+    args = build_parser(command).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as err:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from promptmix.cli import HELP
 from promptmix.inference.attention_map import mean_attention, write_heatmap
-from promptmix.inference.runs import load_run_with_data
+from promptmix.training.rundir import load_run_with_data
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("attention", help="heatmap (PNG + CSV) of an ATTEMPT run's attention over prompts",
+    parser = subparsers.add_parser("attention", help=HELP["attention"],
                                    description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     parser.add_argument("--run", required=True, type=Path, metavar="DIR", help="ATTEMPT training run directory")
     parser.add_argument("--split", default="dev", choices=("dev", "test", "train"))

@@ -12,8 +12,8 @@ import argparse
 import time
 
 import torch
-from transformers import DataCollatorForSeq2Seq
 
+from promptmix.cli import HELP
 from promptmix.backbone import PromptedModel
 from promptmix.loading import SMOLLM2_ALIAS, load_backbone
 from promptmix.prompts import initial_prompt
@@ -24,7 +24,7 @@ DEFAULT_DATA = "../shared/data"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="ATTEMPT over two source prompts answering a mixed-task batch (untrained)",
+    p = sub.add_parser("demo", help=HELP["demo"],
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=SMOLLM2_ALIAS, help="hub id, local path or alias (default: %(default)s)")
     p.add_argument("--data-dir", default=DEFAULT_DATA, help="GLUE/SuperGLUE files in their release layout (default: %(default)s)")
@@ -47,13 +47,13 @@ def run(args: argparse.Namespace) -> int:
     model = PromptedModel(backbone, method).eval()
     examples = [t.load_splits(args.data_dir, seed=args.seed)["dev"][0] for t in tasks]
     feats = [backbone.encode(ex.source, max_source_length=min(t.max_source_length, 128)) for ex, t in zip(examples, tasks)]
-    batch = DataCollatorForSeq2Seq(backbone.tokenizer, padding=True)(feats)
+    batch = backbone.pad(feats)
     task_ids = method.task_ids_for([ex.task for ex in examples])
     t0 = time.perf_counter()
     out, prompt_out = model.generate(batch["input_ids"], batch["attention_mask"], task_ids,
                                      return_prompt_output=True, max_new_tokens=8)
     print(f"one forward pass, {len(examples)} examples of {len(tasks)} tasks: {time.perf_counter() - t0:.1f}s")
-    names = [*method.config.source_names, "target"]
+    names = method.attention_names(tasks[0].name)
     for ex, text, att in zip(examples, backbone.decode(out), prompt_out.attention):
         weights = ", ".join(f"{n} {w:.3f}" for n, w in zip(names, att.tolist()))
         print(f"[{ex.task}] {ex.source[:70]}...\n    gold: {ex.target!r}  generated: {text!r}\n    attention: {weights}")

@@ -12,12 +12,14 @@ import argparse
 import json
 from pathlib import Path
 
+from promptmix.cli import HELP
 from promptmix.backbone import PromptedModel
-from promptmix.inference.runs import load_run_with_data
+from promptmix.training.evaluate import evaluate
+from promptmix.training.rundir import load_run_with_data
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("eval", help="score a run's prompts on its dev or test split",
+    parser = subparsers.add_parser("eval", help=HELP["eval"],
                                    description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     parser.add_argument("--run", required=True, type=Path, metavar="DIR", help="training run directory")
     parser.add_argument("--split", default="test", choices=("dev", "test", "train"))
@@ -28,8 +30,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from promptmix.training.evaluate import evaluate
-
     loaded = load_run_with_data(args.run, data_dir=args.data_dir, backbone=args.backbone)
     model = PromptedModel(loaded.backbone, loaded.method).eval()
     results = evaluate(model, loaded.tasks, args.split, loaded.task_ids(), loaded.config.eval,

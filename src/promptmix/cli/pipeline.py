@@ -12,6 +12,8 @@ from pathlib import Path
 # configs/ sits at the repository root (src/promptmix/cli/pipeline.py -> parents[3]).
 REPO_PRESET = Path(__file__).resolve().parents[3] / "configs" / "cpu" / "pipeline.yaml"
 
+from promptmix.cli import HELP
+
 
 def default_preset() -> Path:
     local = Path("configs/cpu/pipeline.yaml")
@@ -20,7 +22,7 @@ def default_preset() -> Path:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "pipeline", help="the main job: source prompts -> ATTEMPT and MPT -> table against prompt tuning",
+        "pipeline", help=HELP["pipeline"],
         description="Run a pipeline of training stages on one backbone and print a table of the target scores. "
                     "Relative paths in the config (data, runs) are relative to the current directory.")
     parser.add_argument("--config", type=Path, default=None, help=f"pipeline YAML (default: {default_preset()})")
@@ -32,7 +34,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from promptmix.training.yamlio import parse_override
+    from promptmix.training.configio import parse_override
     from promptmix.training.pipeline import PipelineConfig, run_pipeline
 
     overrides = dict(parse_override(item) for item in args.overrides)

@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from promptmix.cli import int_in
+from promptmix.cli import HELP, int_in
 from promptmix.inference.predictor import InputError, as_items
-from promptmix.inference.runs import load_predictor
+from promptmix.inference.loader import load_predictor
+from promptmix.training.rundir import find_methods
 
 CHUNK = 1024  # input lines answered (and written) at a time: memory stays bounded on big files
 
@@ -44,12 +45,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def predictor_from_args(args: argparse.Namespace):
     if not args.run and not args.prompt:
         raise ValueError("nothing to load: give at least one --run DIR or --prompt NAME")
-    return load_predictor(args.run, library=args.library, prompts=args.prompt, backbone=args.backbone,
+    methods = [saved for run in args.run for saved in find_methods(run)]  # each run walked once, each record read once
+    return load_predictor(methods, library=args.library, prompts=args.prompt, backbone=args.backbone,
                           token_budget=args.token_budget, max_batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("predict", help="answer a JSONL file of inputs with trained prompts",
+    parser = subparsers.add_parser("predict", help=HELP["predict"],
                                    description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     add_model_arguments(parser)
     parser.add_argument("--task", default=None, help="task of every input line (else each line names its own)")

@@ -11,14 +11,15 @@ import argparse
 import json
 from pathlib import Path
 
-from promptmix.prompts.checkpoint import load_method, read_method_record
+from promptmix.cli import HELP
+from promptmix.prompts.checkpoint import SavedMethod
 from promptmix.prompts.library import (SHIPPED_PREFIX, PromptLibrary, card_markdown, default_library_root, fixed_task_prompt,
                                        shipped_libraries)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "prompts", help="list, show, add and remove named prompts in the prompt library",
+        "prompts", help=HELP["prompts"],
         description="Manage named soft prompts stored as safetensors + JSON, each tied to the "
                     "backbone it was trained on. Library: --library (a directory, or promptmix:NAME for a "
                     "library shipped with promptmix), else $PROMPTMIX_LIBRARY, else "
@@ -115,11 +116,11 @@ def run_remove(args: argparse.Namespace) -> int:
 
 def run_add(args: argparse.Namespace) -> int:
     metrics = parse_metrics(args.metric)
-    saved = read_method_record(args.source)
-    method = load_method(args.source)
+    saved = SavedMethod.read(args.source)
+    method = saved.load()
     prompt = fixed_task_prompt(method, args.task)
     record = _library(args).add(args.name, prompt, task=args.task, method=method.config.method,
-                                backbone=saved.backbone, metrics=metrics, overwrite=args.overwrite)
+                                backbone=saved.record.backbone, metrics=metrics, overwrite=args.overwrite)
     print(f"added {record.name}: task {record.task}, {record.method}, [{record.prompt_length}, {record.hidden_size}] "
           f"for backbone {record.backbone} ({record.fingerprint})")
     return 0

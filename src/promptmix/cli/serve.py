@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 
-from promptmix.cli import float_from, int_in
+from promptmix.cli import HELP, float_from, int_in
 from promptmix.cli.predict import add_model_arguments, predictor_from_args
 
 
 def register(subparsers) -> None:
     from promptmix.serving.limits import DEFAULT_READ_TIMEOUT, MIN_BODY_BYTES
 
-    parser = subparsers.add_parser("serve", help="HTTP server answering any loaded task, batched across requests",
+    parser = subparsers.add_parser("serve", help=HELP["serve"],
                                    description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     add_model_arguments(parser)
     http = parser.add_argument_group("server (every value is checked before the model loads)")

@@ -7,13 +7,14 @@ import os
 import re
 from pathlib import Path
 
+from promptmix.cli import HELP
 from promptmix.tasks import DataError, MissingDataError, Task, get_task, list_tasks
 from promptmix.tasks.sources import local_paths
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "tasks", help="list tasks, their data source, split sizes and metrics",
+        "tasks", help=HELP["tasks"],
         description="List every registered task: where its data comes from, the train/dev/test "
                     "sizes under the papers' protocol when its files are in --data-dir, and its "
                     "metrics (the task's score is their mean).")

@@ -13,16 +13,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from pathlib import Path
 
-from promptmix.training.config import STAGES
+from promptmix.cli import HELP
+from promptmix.training.config import STAGES, TrainConfig, load_config
+from promptmix.training.configio import config_keys
+
+
+def config_help(width: int = 100) -> str:
+    """Every config key with its type, default and help: what a YAML preset or --set may name."""
+    lines = ["config keys (a YAML preset's sections and keys; --set KEY=VALUE overrides one, the value read as YAML):"]
+    for key in config_keys(TrainConfig):
+        lines.append(f"  {key.key}: {key.type} = {json.dumps(key.default)}")
+        lines += textwrap.wrap(key.help, width, initial_indent=" " * 6, subsequent_indent=" " * 6, break_on_hyphens=False)
+    return "\n".join(lines)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "train", help="train one stage: source prompts, attention prior, ATTEMPT, MPT, baselines",
-        description="Train one stage of the pipeline into a run directory (config.yaml, metrics.jsonl, tb/, "
-                    "checkpoints/, method/, results.json). Stages: " + ", ".join(STAGES) + ".")
+        "train", help=HELP["train"], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=config_help(),
+        description=textwrap.fill("Train one stage of the pipeline into a run directory (config.yaml, metrics.jsonl, "
+                                  "tb/, checkpoints/, method/, results.json). Stages: " + ", ".join(STAGES) + ".", 100))
     parser.add_argument("stage", choices=STAGES, help="which stage")
     parser.add_argument("--config", type=Path, default=None, help="YAML preset (configs/...); default: the run's own config.yaml with --resume")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -32,24 +44,24 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def build_config(args: argparse.Namespace):
-    from promptmix.training.config import load_config
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    from promptmix.training.rundir import CONFIG  # the training stack: loaded once a stage runs, not for --help
 
     overrides = list(args.overrides)
     if args.run_dir is not None:
         overrides.append(f"run.dir={args.run_dir}")
     path = args.config
     if path is None and args.resume and args.run_dir is not None:
-        path = args.run_dir / "config.yaml"
+        path = args.run_dir / CONFIG
     if path is None:
         raise ValueError("give --config YAML (or --resume --run-dir DIR to continue a run with its own config)")
     return load_config(path, overrides, stage=args.stage)
 
 
 def run(args: argparse.Namespace) -> int:
-    from promptmix.training.stages import run_stage
-
     from accelerate import PartialState
+
+    from promptmix.training.stages import run_stage
 
     result = run_stage(build_config(args), resume=args.resume)
     if not PartialState().is_main_process:

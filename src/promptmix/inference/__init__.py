@@ -1,5 +1,6 @@
 """Inference: one frozen backbone with every loaded prompt, answering mixed-task batches.
 
-``scoring`` (rank classification, greedy generation), ``predictor`` (items -> predictions),
-``runs`` (loading trained runs and library prompts), ``attention_map`` (ATTEMPT's heatmap).
+``predictor`` (items -> predictions), ``loader`` (saved methods and library prompts onto one
+backbone), ``attention_map`` (ATTEMPT's heatmap). The scoring they share with training's
+evaluation is :mod:`promptmix.scoring`; inference imports nothing of :mod:`promptmix.training`.
 """

@@ -22,7 +22,6 @@ import torch
 
 from promptmix._io import atomic_file, atomic_write_text
 from promptmix.backbone import Backbone
-from promptmix.inference.scoring import collate
 from promptmix.prompts.base import PromptMethod
 from promptmix.prompts.router import PromptRouter
 
@@ -72,7 +71,7 @@ def mean_attention(method: PromptMethod, backbone: Backbone, sources: Mapping[st
         limit = max_source_length[task] if isinstance(max_source_length, Mapping) else max_source_length
         for start in range(0, len(texts), batch_size):
             chunk = [backbone.encode(t, max_source_length=limit) for t in texts[start : start + batch_size]]
-            batch = {k: v.to(device) for k, v in collate(chunk, backbone.tokenizer.pad_token_id).items()}
+            batch = {k: v.to(device) for k, v in backbone.pad(chunk).items()}
             task_ids = router.task_ids_for([task] * len(chunk), device)
             out = router(embed(batch["input_ids"]), batch["attention_mask"], task_ids)
             weights = out.attention[:, : len(columns)]

@@ -1,6 +1,7 @@
 """Multi-task prediction: one frozen backbone, every loaded prompt, mixed-task batches.
 
-    predictor = Predictor.from_runs(["runs/glue-attempt-m", "runs/boolq-mpt"])
+    methods = find_methods("runs/glue-attempt-m") + find_methods("runs/boolq-mpt")  # promptmix.training.rundir
+    predictor = load_predictor(methods)                                             # promptmix.inference.loader
     predictor.predict([
         {"task": "rte", "record": {"sentence1": "A cat sat.", "sentence2": "A cat sits."}},
         {"task": "boolq", "text": "boolq question: is it dry passage: it rains"},
@@ -11,7 +12,7 @@
 An item is a task name plus either a raw ``record`` (the dataset's own fields, formatted by
 ``Task.format``) or preformatted ``text``. Classification tasks (those with label words) are
 answered by rank classification, the rest by greedy generation and ``Task.parse_prediction``
-(see :mod:`promptmix.inference.scoring` for both scores). Examples of every task share
+(see :mod:`promptmix.scoring` for both scores). Examples of every task share
 forward passes: all classification items of a batch are scored together (their inputs once,
 then every label word on top of them), all others go through one ``generate``; a batch mixing
 the two kinds needs both.
@@ -26,7 +27,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import os
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,8 +36,7 @@ import torch
 from torch import Tensor
 
 from promptmix.backbone import Backbone, PromptedModel
-from promptmix.inference.scoring import (greedy_generate, mean_token_probability, rank_classify,
-                                         sequence_log_likelihoods)
+from promptmix.scoring import greedy_generate, mean_token_probability, rank_classify, sequence_log_likelihoods
 from promptmix.prompts.base import PromptMethod
 from promptmix.prompts.router import PromptRouter
 from promptmix.tasks import Task, UnknownTaskError, get_task, resolve_name
@@ -169,13 +168,6 @@ class Predictor:
         self.max_token_chars = longest_token_chars(backbone.tokenizer)
         device = next(backbone.model.parameters()).device
         self.model = PromptedModel(backbone, self.method.to(device)).eval()
-
-    @classmethod
-    def from_runs(cls, runs: Sequence[str | os.PathLike] = (), **kwargs: Any) -> Predictor:
-        """Load run directories and library prompts: see :func:`promptmix.inference.runs.load_predictor`."""
-        from promptmix.inference.runs import load_predictor
-
-        return load_predictor(runs, **kwargs)
 
     def with_own_tokenizer(self) -> Predictor:
         """A view sharing this predictor's model, prompts and tasks with its own copy of the

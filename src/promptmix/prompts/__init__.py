@@ -6,32 +6,24 @@ from promptmix.prompts.init import initial_prompt
 from promptmix.prompts.mpt import MPT, MPTConfig
 from promptmix.prompts.soft import SoftPrompt, SoftPromptConfig
 
-# Method name (as written in configs and checkpoints) -> (config class, module class).
-# Each method module adds itself here; ``build_method`` and checkpoint loading look it up.
-METHODS: dict[str, tuple[type[MethodConfig], type[PromptMethod]]] = {
-    SoftPromptConfig.method: (SoftPromptConfig, SoftPrompt),
-    AttemptConfig.method: (AttemptConfig, Attempt),
-    MPTConfig.method: (MPTConfig, MPT),
-}
+# Method name (as written in checkpoints) -> module class; its ``config_class`` is the method's
+# config. ``build_method``, checkpoint loading and ``promptmix.params`` look methods up here.
+METHODS: dict[str, type[PromptMethod]] = {cls.config_class.method: cls for cls in (SoftPrompt, Attempt, MPT)}
 
 
-def build_method(config: dict | MethodConfig, hidden_size: int | None = None) -> PromptMethod:
-    """Build a prompt method from its config (a :class:`MethodConfig` or the dict that
-    ``PromptMethod.to_config`` wrote). Parameters start at zero: initialise or load them."""
-    if isinstance(config, MethodConfig):
-        if hidden_size is None:
-            raise ValueError("build_method needs hidden_size when given a config object")
-        name, cfg = config.method, config
-    else:
-        config = dict(config)
-        name = config.pop("method", None)
-        hidden_size = config.pop("hidden_size", hidden_size)
-        if name not in METHODS:
-            raise ValueError(f"unknown prompt method {name!r}; known: {sorted(METHODS)}")
-        cfg = METHODS[name][0](**config)
+def build_method(config: dict, hidden_size: int | None = None) -> PromptMethod:
+    """Build a prompt method from the dict that ``PromptMethod.to_config`` wrote (``hidden_size``
+    fills in when the dict has none). Parameters start at zero: initialise or load them."""
+    config = dict(config)
+    name = config.get("method")
     if name not in METHODS:
         raise ValueError(f"unknown prompt method {name!r}; known: {sorted(METHODS)}")
-    return METHODS[name][1](cfg, int(hidden_size))
+    if hidden_size is not None:
+        config.setdefault("hidden_size", hidden_size)
+    if config.get("hidden_size") is None:
+        raise ValueError(f"a {name} config without hidden_size needs build_method(config, hidden_size=...)")
+    config["hidden_size"] = int(config["hidden_size"])
+    return METHODS[name].from_config(config)
 
 
 __all__ = [

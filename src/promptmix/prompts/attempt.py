@@ -21,17 +21,19 @@ sources only (attention [B, t] / [B, t, m]) and only G trains. One source (t = 1
 Trainable: the target prompts P_k (one [T, m, d] parameter) and G (W_down, W_up and the
 LayerNorm's weight and bias; optionally log T). G is one module shared by every target task
 (ATTEMPT-m) or one per task, stored stacked ([n_G, r, d] ...) and gathered per example so a
-batch may mix tasks either way. Frozen: the source prompts, a persistent buffer [t, m, d]
-(saved in the state dict, never given to an optimizer).
+batch may mix tasks either way: N·m·d + 2d(r + 1) trainable parameters for N tasks and a shared
+G (231,936 for one task at m = r = 100, d = 768). Frozen: the source prompts, a persistent buffer
+[t, m, d] (saved in the state dict, never given to an optimizer).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,34 +43,28 @@ from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput, mas
 
 ATTENTION_CHOICES = ("instance", "token", "constant")
 G_PARAMS = ("down_proj", "up_proj", "ln_weight", "ln_bias")
+TARGET_PROMPT = "target"  # the name attention reports a task's own prompt under
 
 
 @dataclass
 class AttemptConfig(MethodConfig):
-    """ATTEMPT. ``tasks`` are the target tasks; ``source_names`` the frozen source prompts."""
+    """ATTEMPT: the attention module G and the variant of Eq. 3-4."""
 
-    method = "attempt"
-    source_names: list[str] = field(default_factory=list)
-    """Names of the frozen source prompts P_1..P_t, in the order the attention reports them."""
-    attn_dim: int = 100
-    """r: width of G's bottleneck (W_down: d -> r, W_up: r -> d)."""
-    attention: str = "instance"
-    """'instance' (Eq. 3), 'token' (App. A.5) or 'constant' (a_j = 1/t, no G)."""
-    shared_attention: bool = True
-    """One G shared by all target tasks (ATTEMPT-m) instead of one G per task."""
-    use_target: bool = True
-    """False: the no-target ablation (no P_target in Eq. 4, softmax over the sources only)."""
-    temperature: float | None = None
-    """Softmax temperature T of Eq. 3; None means d·e (2087.9 at d = 768)."""
-    learn_temperature: bool = False
-    """Train log T (initialised from ``temperature``) with G."""
+    method: ClassVar[str] = "attempt"
+    attn_dim: int = field(default=100, metadata={"help": "r: width of G's bottleneck (W_down: d -> r, W_up: r -> d)"})
+    attention: str = field(default="instance", metadata={
+        "help": "'instance' (Eq. 3), 'token' (App. A.5, one weight per prompt position) or 'constant' "
+                "(the no-attention ablation: a_j = 1/t, no G)"})
+    shared_attention: bool = field(default=True, metadata={
+        "help": "one G shared by all target tasks (ATTEMPT-m) instead of one G per task"})
+    use_target: bool = field(default=True, metadata={
+        "help": "False: the no-target ablation (no P_target in Eq. 4, softmax over the sources only)"})
+    temperature: float | None = field(default=None, metadata={
+        "help": "softmax temperature T of Eq. 3; None: d·e (2087.9 at d = 768)"})
+    learn_temperature: bool = field(default=False, metadata={"help": "train log T (starting from temperature) with G"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.source_names:
-            raise ValueError("ATTEMPT needs at least one source prompt; source_names is empty")
-        if len(set(self.source_names)) != len(self.source_names):
-            raise ValueError(f"source names must be unique, got {self.source_names}")
         if self.attn_dim < 1:
             raise ValueError(f"attn_dim must be >= 1, got {self.attn_dim}")
         if self.attention not in ATTENTION_CHOICES:
@@ -80,13 +76,27 @@ class AttemptConfig(MethodConfig):
         if self.attention == "constant" and not self.use_target:
             raise ValueError("attention='constant' with use_target=False leaves nothing to train")
 
+    def parameter_counts(self, hidden_size: int, num_tasks: int) -> dict[str, int]:
+        """Target prompts N·m·d; G: W_down and W_up (d·r each, no biases) and the LayerNorm (2d),
+        once (shared) or per task; log T when learned. Source prompts are buffers, not counted."""
+        d, r = hidden_size, self.attn_dim
+        counts = {"target_prompts": num_tasks * self.prompt_length * d} if self.use_target else {}
+        if self.attention != "constant":
+            copies = 1 if self.shared_attention else num_tasks
+            counts.update({"attention.down": copies * d * r, "attention.up": copies * r * d, "attention.layer_norm": copies * 2 * d})
+            if self.learn_temperature:
+                counts["attention.temperature"] = 1
+        return counts
+
 
 class Attempt(PromptMethod):
     """Instance prompts mixed from frozen source prompts and a trainable target prompt.
 
     Args:
-        config: source names, target tasks, prompt length m, r, variant, temperature.
+        config: prompt length m, r, variant, temperature.
         hidden_size: d, the backbone's embedding width.
+        tasks: the target tasks, in task-id order.
+        source_names: the frozen source prompts P_1..P_t, in the order attention reports them.
 
     Target prompts and source prompts start at zero: fill them (``set_source_prompts``,
     ``init_target_from`` / ``set_prompt``) or load a state dict. G starts like nn.Linear
@@ -105,11 +115,14 @@ class Attempt(PromptMethod):
         out.attention  # [2, 3]: a_mnli, a_sst2, a_target per example
     """
 
+    config_class = AttemptConfig
     config: AttemptConfig
 
-    def __init__(self, config: AttemptConfig, hidden_size: int) -> None:
-        super().__init__(config, hidden_size)
-        t, n_tasks, m, d = len(config.source_names), len(config.tasks), config.prompt_length, hidden_size
+    def __init__(self, config: AttemptConfig, hidden_size: int, tasks: Sequence[str] = (),
+                 source_names: Sequence[str] = ()) -> None:
+        super().__init__(config, hidden_size, tasks)
+        self._source_names = _checked_source_names(source_names)
+        t, n_tasks, m, d = len(self._source_names), len(self.task_names), config.prompt_length, hidden_size
         self.register_buffer("source_prompts", torch.zeros(t, m, d))
         self.register_parameter("prompts", nn.Parameter(torch.zeros(n_tasks, m, d)) if config.use_target else None)
         if config.attention == "constant":
@@ -143,6 +156,14 @@ class Attempt(PromptMethod):
             attention = self._attention(h, target)
         prompts = self._interpolate(attention, target)
         return PromptOutput(prompts=prompts.to(inputs_embeds.dtype), attention=attention)
+
+    def attention_names(self, task: str) -> list[str]:
+        """The source prompts in order, then ``"target"`` (the task's own prompt; absent in the
+        no-target ablation), for every task."""
+        return [*self._source_names, TARGET_PROMPT] if self.config.use_target else list(self._source_names)
+
+    def to_config(self) -> dict[str, Any]:
+        return {**super().to_config(), "source_names": self.source_names}
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         groups: dict[str, list[nn.Parameter]] = {}
@@ -202,8 +223,12 @@ class Attempt(PromptMethod):
         return mixed
 
     # -- prompts -------------------------------------------------------------------------------
+    @property
+    def source_names(self) -> list[str]:
+        return list(self._source_names)
+
     def source_id(self, name: str) -> int:
-        names = self.config.source_names
+        names = self._source_names
         if name not in names:
             near = difflib.get_close_matches(name, names, n=3)
             hint = f"; did you mean {near}?" if near else ""
@@ -216,15 +241,13 @@ class Attempt(PromptMethod):
         G's shapes do not depend on t, so sources may be added or removed (Sec. 3.3's
         modularity) and a trained G keeps working.
         """
-        names = list(names)
-        if not names or prompts.dim() != 3 or prompts.shape[0] != len(names):
+        names = _checked_source_names(names)
+        if prompts.dim() != 3 or prompts.shape[0] != len(names):
             raise ValueError(f"need one [m, d] prompt per source name: {len(names)} names, prompts of shape {tuple(prompts.shape)}")
-        if len(set(names)) != len(names):
-            raise ValueError(f"source names must be unique, got {names}")
         for name, value in zip(names, prompts):
             self.check_prompt(f"source prompt {name!r}", value)
         self.source_prompts = prompts.detach().to(self.source_prompts).clone()
-        self.config.source_names = names
+        self._source_names = names
 
     def _require_targets(self) -> nn.Parameter:
         if self.prompts is None:
@@ -250,7 +273,7 @@ class Attempt(PromptMethod):
         """Append a target task. ``value``: its initial prompt [m, d] or the name of a source
         prompt to copy (required with target prompts, refused without). With per-task G the
         task also gets a fresh G (nn.Linear init; ``load_attention_prior(state, task)``)."""
-        if task in self.config.tasks:
+        if task in self.task_names:
             raise ValueError(f"task {task!r} already has a prompt")
         if (value is None) == self.config.use_target:
             raise ValueError(f"add_task({task!r}): give an initial prompt or source name exactly when use_target=True")
@@ -262,7 +285,7 @@ class Attempt(PromptMethod):
         if self.config.attention != "constant" and not self.config.shared_attention:
             for name, fresh in zip(G_PARAMS, self._fresh_g(1)):
                 setattr(self, name, _grown(getattr(self, name), fresh))
-        self.config.tasks.append(task)
+        self._new_task(task)
 
     # -- G: attention prior --------------------------------------------------------------------
     def attention_state(self) -> dict[str, Tensor]:
@@ -307,19 +330,19 @@ class Attempt(PromptMethod):
         source_prompts: Mapping[str, Tensor],
         tasks: Sequence[str],
         init_from: str | Mapping[str, str] | None = None,
-        **config_kwargs: Any,
+        config: AttemptConfig | None = None,
+        **fields: Any,
     ) -> Attempt:
         """A ready ATTEMPT model: frozen ``source_prompts`` ({name: [m, d]}), one target prompt
         per task in ``tasks``, each a copy of source ``init_from`` (one name for all, or
-        {task: source name}); other ``AttemptConfig`` fields as keywords. m and d come from the
-        first source prompt unless ``prompt_length`` is given."""
+        {task: source name}). ``config`` (default ``AttemptConfig()``) with ``fields`` replaced;
+        m and d come from the first source prompt."""
         names = list(source_prompts)
         if not names:
             raise ValueError("from_prompts needs at least one source prompt")
         first = source_prompts[names[0]]
-        config_kwargs.setdefault("prompt_length", int(first.shape[0]))
-        config = AttemptConfig(source_names=names, tasks=list(tasks), **config_kwargs)
-        method = cls(config, hidden_size=int(first.shape[-1]))
+        config = dataclasses.replace(config or AttemptConfig(), **{"prompt_length": int(first.shape[0]), **fields})
+        method = cls(config, int(first.shape[-1]), tasks, names)
         for name in names:
             method.check_prompt(f"source prompt {name!r}", source_prompts[name])
         method.set_source_prompts(names, torch.stack([source_prompts[n].detach().float() for n in names]))
@@ -334,6 +357,15 @@ class Attempt(PromptMethod):
         for task in tasks:
             method.init_target_from(task, chosen[task])
         return method
+
+
+def _checked_source_names(names: Sequence[str]) -> list[str]:
+    names = list(names)
+    if not names:
+        raise ValueError("ATTEMPT needs at least one source prompt; source_names is empty")
+    if len(set(names)) != len(names):
+        raise ValueError(f"source names must be unique, got {names}")
+    return names
 
 
 def _grown(param: nn.Parameter, rows: Tensor) -> nn.Parameter:

@@ -14,14 +14,21 @@ any tasks, and every method computes each example from its own task's parameters
 mixed batch equals the same examples run task by task.
 
 Nothing outside a method asks which method it is: the backbone calls ``forward``, training
-calls ``param_groups``, checkpointing calls ``to_config`` / ``state_dict`` and
-:func:`promptmix.prompts.build_method` rebuilds one from its config.
+calls ``param_groups``, checkpointing calls ``to_config`` / ``state_dict``,
+:func:`promptmix.prompts.build_method` rebuilds one from its config, inference asks
+``attention_names`` and :mod:`promptmix.params` asks the config's ``parameter_counts``.
+
+A method's config (a :class:`MethodConfig` subclass) holds its hyperparameters, each field with
+its help text; the same dataclass is a section of the training YAML (``method.<name>``). The
+tasks a module holds (and ATTEMPT's source prompts) are the module's own state, given when it is
+built and grown by ``add_task``: building or growing a method never edits a config.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -43,19 +50,21 @@ class PromptOutput:
 
 @dataclass
 class MethodConfig:
-    """Fields shared by every method's config. Subclasses add their own and validate them."""
+    """Hyperparameters every method has; each method's config adds its own and checks them."""
 
     method: ClassVar[str] = ""
-    prompt_length: int = 100
-    """m: number of prompt vectors prepended to every input."""
-    tasks: list[str] = dataclasses.field(default_factory=list)
-    """Names of the tasks this method holds prompts for; task id i is tasks[i]."""
+    prompt_length: int = field(default=100, metadata={
+        "help": "m (l for MPT): prompt vectors prepended to every input; stages that start from "
+                "library or source-run prompts take it from those"})
 
     def __post_init__(self) -> None:
         if self.prompt_length < 1:
             raise ValueError(f"prompt_length must be >= 1, got {self.prompt_length}")
-        if len(set(self.tasks)) != len(self.tasks):
-            raise ValueError(f"task names must be unique, got {self.tasks}")
+
+    def parameter_counts(self, hidden_size: int, num_tasks: int) -> dict[str, int]:
+        """Trainable parameters by group of a module with these settings holding ``num_tasks``
+        tasks at width ``hidden_size`` (what :mod:`promptmix.params` reports)."""
+        raise NotImplementedError(f"{type(self).__name__} does not count its parameters")
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, **dataclasses.asdict(self)}
@@ -64,16 +73,26 @@ class MethodConfig:
 class PromptMethod(nn.Module):
     """Base class: maps (inputs_embeds, attention_mask, task_ids) to instance prompts.
 
-    Subclasses set ``config`` (a :class:`MethodConfig`) and implement ``forward``,
-    ``param_groups`` and, where tasks can be added after construction, ``add_task``.
+    Args:
+        config: the method's :class:`MethodConfig` (kept, never edited).
+        hidden_size: d, the backbone's embedding width.
+        tasks: names of the tasks held, in task-id order.
+
+    Subclasses set ``config_class`` and implement ``forward``, ``param_groups`` and, where
+    tasks can be added after construction, ``add_task``.
     """
 
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
     config: MethodConfig
 
-    def __init__(self, config: MethodConfig, hidden_size: int) -> None:
+    def __init__(self, config: MethodConfig, hidden_size: int, tasks: Sequence[str] = ()) -> None:
         super().__init__()
+        tasks = list(tasks)
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"task names must be unique, got {tasks}")
         self.config = config
         self.hidden_size = hidden_size
+        self._tasks = tasks
 
     # -- the interface -------------------------------------------------------------------------
     def forward(self, inputs_embeds: Tensor, attention_mask: Tensor, task_ids: Tensor) -> PromptOutput:
@@ -84,10 +103,15 @@ class PromptMethod(nn.Module):
         learning rate (e.g. ``{"prompts": [...], "attention": [...]}``)."""
         raise NotImplementedError
 
+    def attention_names(self, task: str) -> list[str] | None:
+        """What the k weights of ``PromptOutput.attention`` are over for an example of ``task``,
+        or None for a method without attention over prompts."""
+        return None
+
     # -- shared helpers ------------------------------------------------------------------------
     @property
     def task_names(self) -> list[str]:
-        return list(self.config.tasks)
+        return list(self._tasks)
 
     @property
     def prompt_length(self) -> int:
@@ -95,17 +119,23 @@ class PromptMethod(nn.Module):
 
     def task_id(self, name: str) -> int:
         try:
-            return self.config.tasks.index(name)
+            return self._tasks.index(name)
         except ValueError:
-            raise KeyError(f"task {name!r} has no prompt in this {self.config.method} model; it holds {self.config.tasks}") from None
+            raise KeyError(f"task {name!r} has no prompt in this {self.config.method} model; it holds {self._tasks}") from None
 
     def task_ids_for(self, names: list[str], device: torch.device | None = None) -> Tensor:
         """Task-name list -> the [B] long tensor ``forward`` takes."""
         return torch.tensor([self.task_id(n) for n in names], dtype=torch.long, device=device)
 
     def check_task_ids(self, task_ids: Tensor) -> None:
-        if task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= len(self.config.tasks)):
-            raise IndexError(f"task ids must lie in [0, {len(self.config.tasks)}), got {task_ids.tolist()}")
+        if task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= len(self._tasks)):
+            raise IndexError(f"task ids must lie in [0, {len(self._tasks)}), got {task_ids.tolist()}")
+
+    def _new_task(self, task: str) -> None:
+        """Append ``task`` to the tasks held (``add_task`` calls this once its tensors have grown)."""
+        if task in self._tasks:
+            raise ValueError(f"task {task!r} already has a prompt")
+        self._tasks.append(task)
 
     def check_prompt(self, what: str, value: Tensor) -> None:
         """Refuse a prompt that is not [prompt_length, hidden_size], naming ``what`` and both shapes."""
@@ -116,9 +146,20 @@ class PromptMethod(nn.Module):
             raise ValueError(f"{what} has length {value.shape[0]} but this {self.config.method} model's prompts have length {m}; "
                              "every prompt it holds must have the same length")
 
+    # -- config round trip ---------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:
-        """JSON-serialisable description from which :func:`build_method` rebuilds this module."""
-        return {**self.config.to_dict(), "hidden_size": self.hidden_size}
+        """JSON-serialisable description from which :func:`build_method` rebuilds this module:
+        the config's fields, ``tasks``, ``hidden_size`` (and what else the constructor takes)."""
+        return {**self.config.to_dict(), "tasks": self.task_names, "hidden_size": self.hidden_size}
+
+    @classmethod
+    def from_config(cls, description: dict[str, Any]) -> PromptMethod:
+        """The module :meth:`to_config` described, parameters at zero: the config's fields build
+        ``config_class``, the other keys (``hidden_size``, ``tasks``, ...) go to the constructor."""
+        names = {f.name for f in dataclasses.fields(cls.config_class)}
+        rest = {k: v for k, v in description.items() if k not in names and k != "method"}
+        config = cls.config_class(**{k: v for k, v in description.items() if k in names})
+        return cls(config, **rest)
 
     def num_trainable_parameters(self) -> int:
         return sum(p.numel() for group in self.param_groups().values() for p in group if p.requires_grad)

@@ -33,7 +33,7 @@ WEIGHTS_FILE = "method.safetensors"
 RECORD_FILE = "method.json"
 FORMAT_VERSION = 1
 
-__all__ = ["IncompatiblePromptError", "MethodRecord", "load_method", "read_method_record", "save_method"]
+__all__ = ["IncompatiblePromptError", "MethodRecord", "SavedMethod", "load_method", "read_method_record", "save_method"]
 
 
 @dataclass
@@ -48,6 +48,25 @@ class MethodRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     """Caller's additions (training step, dev metrics, ...)."""
     format_version: int = FORMAT_VERSION
+
+
+@dataclass(frozen=True)
+class SavedMethod:
+    """A directory written by :func:`save_method`, found on disk with its record read once:
+    what loaders pass on. ``name`` says where it came from (its training run's directory, for
+    one found by :func:`promptmix.training.rundir.find_methods`) in errors and listings."""
+
+    name: str
+    directory: Path
+    record: MethodRecord
+
+    @classmethod
+    def read(cls, directory: str | os.PathLike, name: str | None = None) -> SavedMethod:
+        return cls(name if name is not None else str(directory), Path(directory), read_method_record(directory))
+
+    def load(self, backbone: Any = None) -> PromptMethod:
+        """:func:`load_method` with the record already read."""
+        return load_method(self.directory, backbone, record=self.record)
 
 
 def save_method(method: PromptMethod, directory: str | os.PathLike, backbone: Any, *, extra: dict[str, Any] | None = None) -> Path:
@@ -100,15 +119,16 @@ def read_method_record(directory: str | os.PathLike) -> MethodRecord:
     return MethodRecord(**data)
 
 
-def load_method(directory: str | os.PathLike, backbone: Any = None) -> PromptMethod:
+def load_method(directory: str | os.PathLike, backbone: Any = None, *, record: MethodRecord | None = None) -> PromptMethod:
     """Rebuild the method saved in ``directory``, bit-exactly.
 
     With ``backbone`` (a :class:`Backbone` or identity dict) it is checked first and the
     method is moved to the backbone's device; a method trained on another backbone raises
-    :class:`IncompatiblePromptError`.
+    :class:`IncompatiblePromptError`. ``record``: the directory's record when the caller has
+    read it already (:class:`SavedMethod`).
     """
     directory = Path(directory)
-    record = read_method_record(directory)
+    record = record if record is not None else read_method_record(directory)
     weights = directory / WEIGHTS_FILE
     if backbone is not None:
         name = record.config.get("method", "prompt")

@@ -21,38 +21,50 @@ components such as u = 1, v = 1/r get identical gradients forever: rank r would 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput
 
-TASK_INIT_CHOICES = ("mean", "ones")
+TASK_INIT_CHOICES = ("mean", "ones")  # a task added later: the mean of the others, or u v = 1
+SHARED_INIT_CHOICES = ("vocab", "teacher-mean")  # P* before distillation
 
 
 @dataclass
 class MPTConfig(MethodConfig):
-    """MPT. ``prompt_length`` is l; ``tasks`` the tasks holding their own u_k, v_k."""
+    """MPT: ``prompt_length`` is l; the rank of the task vectors and how P* starts."""
 
-    method = "mpt"
-    rank: int = 1
-    """r: rank of the task-specific multiplier u_k v_k (the paper uses 1)."""
+    method: ClassVar[str] = "mpt"
+    rank: int = field(default=1, metadata={"help": "r: rank of the task-specific multiplier u_k v_k (the paper: 1)"})
+    init: str = field(default="vocab", metadata={
+        "help": "mpt-source: the student's P* at the start: 'vocab' (the paper: sampled vocabulary embeddings) "
+                "or 'teacher-mean' (this project's extension: the mean of the teacher prompts)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.rank < 1:
             raise ValueError(f"rank must be >= 1, got {self.rank}")
+        if self.init not in SHARED_INIT_CHOICES:
+            raise ValueError(f"init must be one of {SHARED_INIT_CHOICES}, got {self.init!r}")
+
+    def parameter_counts(self, hidden_size: int, num_tasks: int) -> dict[str, int]:
+        """P* (l·d) once, u_k (l·r) and v_k (r·d) per task."""
+        l, r = self.prompt_length, self.rank
+        return {"shared_prompt": l * hidden_size, "task_u": num_tasks * r * l, "task_v": num_tasks * r * hidden_size}
 
 
 class MPT(PromptMethod):
     """A shared prompt P* modulated per task by a low-rank multiplier.
 
     Args:
-        config: prompt length l, rank r, task names.
+        config: prompt length l, rank r.
         hidden_size: d, the backbone's embedding width.
+        tasks: the tasks holding their own u_k, v_k, in task-id order.
 
     P* starts at zero (fill it with ``set_shared_prompt`` or load a state dict); the task
     vectors start so that u_k v_k = 1 (see the module docstring).
@@ -68,12 +80,13 @@ class MPT(PromptMethod):
         out = target(embeds, mask, target.task_ids_for(["rte", "cb"]))
     """
 
+    config_class = MPTConfig
     config: MPTConfig
 
-    def __init__(self, config: MPTConfig, hidden_size: int) -> None:
-        super().__init__(config, hidden_size)
+    def __init__(self, config: MPTConfig, hidden_size: int, tasks: Sequence[str] = ()) -> None:
+        super().__init__(config, hidden_size, tasks)
         self.shared_prompt = nn.Parameter(torch.zeros(config.prompt_length, hidden_size))
-        u, v = self._fresh_vectors(len(config.tasks))
+        u, v = self._fresh_vectors(len(self.task_names))
         self.u, self.v = nn.Parameter(u), nn.Parameter(v)
 
     def _fresh_vectors(self, n: int) -> tuple[Tensor, Tensor]:
@@ -125,23 +138,24 @@ class MPT(PromptMethod):
     def add_task(self, task: str, init: str = "mean") -> None:
         """Append a task. ``init='mean'``: u, v = the mean of the tasks already held (MPT's
         target adaptation from source tasks); ``'ones'``: fresh vectors, u v = 1."""
-        if task in self.config.tasks:
+        if task in self.task_names:
             raise ValueError(f"task {task!r} already has task vectors")
         if init not in TASK_INIT_CHOICES:
             raise ValueError(f"init must be one of {TASK_INIT_CHOICES}, got {init!r}")
         if init == "mean":
-            if not self.config.tasks:
+            if not self.task_names:
                 raise ValueError("init='mean' needs tasks to average; this MPT model holds none (use init='ones')")
             u, v = self.u.detach().mean(0, keepdim=True), self.v.detach().mean(0, keepdim=True)
         else:
             u, v = self._fresh_vectors(1)
         self.u = nn.Parameter(torch.cat([self.u.detach(), u.to(self.u)]), requires_grad=self.u.requires_grad)
         self.v = nn.Parameter(torch.cat([self.v.detach(), v.to(self.v)]), requires_grad=self.v.requires_grad)
-        self.config.tasks.append(task)
+        self._new_task(task)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def from_teachers(cls, teacher_prompts: Mapping[str, Tensor], shared_prompt: Tensor | str, **config_kwargs: Any) -> MPT:
+    def from_teachers(cls, teacher_prompts: Mapping[str, Tensor], shared_prompt: Tensor | str,
+                      config: MPTConfig | None = None, **fields: Any) -> MPT:
         """An MPT to distil ``teacher_prompts`` ({task: [l, d]}, plain prompt tuning) into: one
         task per teacher, u_k v_k = 1, so every task starts at P*.
 
@@ -150,12 +164,14 @@ class MPT(PromptMethod):
         vocabulary" (App. A): pass ``initial_prompt(embeddings, l, "vocab", ...)``. The string
         ``"teacher-mean"`` starts P* at the teachers' mean instead, an extension of this project
         (the student then starts close to every teacher; it is not the paper's method).
-        Other ``MPTConfig`` fields (``rank``) as keywords."""
+        ``config`` (default ``MPTConfig()``) with ``fields`` replaced; l and d come from the
+        teachers."""
         names = list(teacher_prompts)
         if not names:
             raise ValueError("from_teachers needs at least one teacher prompt")
         first = teacher_prompts[names[0]]
-        method = cls(MPTConfig(prompt_length=int(first.shape[0]), tasks=names, **config_kwargs), int(first.shape[-1]))
+        config = dataclasses.replace(config or MPTConfig(), **{"prompt_length": int(first.shape[0]), **fields})
+        method = cls(config, int(first.shape[-1]), names)
         for name in names:
             method.check_prompt(f"teacher prompt {name!r}", teacher_prompts[name])
         if isinstance(shared_prompt, str):
@@ -169,11 +185,11 @@ class MPT(PromptMethod):
     def for_targets(cls, source: MPT, targets: Sequence[str]) -> MPT:
         """Target adaptation (Sec. 3.2): a new MPT over ``targets`` whose P* is a copy of the
         trained ``source``'s P* and whose every task starts at the mean source task vectors.
-        One target is MPT; several share P* (MPT-m)."""
-        if not source.config.tasks:
+        One target is MPT; several share P* (MPT-m). The config is the source's."""
+        if not source.task_names:
             raise ValueError("the source MPT holds no tasks whose vectors could be averaged")
-        config = MPTConfig(prompt_length=source.prompt_length, tasks=list(targets), rank=source.config.rank)
-        method = cls(config, source.hidden_size).to(device=source.shared_prompt.device, dtype=source.shared_prompt.dtype)
+        method = cls(source.config, source.hidden_size, targets).to(device=source.shared_prompt.device,
+                                                                   dtype=source.shared_prompt.dtype)
         with torch.no_grad():
             method.shared_prompt.copy_(source.shared_prompt)
             method.u.copy_(source.u.mean(0, keepdim=True).expand_as(method.u))

@@ -19,15 +19,13 @@ members (``promptmix.prompts.checkpoint.save_method`` on each), never as a whole
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput
-
-TARGET_PROMPT = "target"  # the name attention reports a task's own prompt under
-
 
 @dataclass
 class RoutedPromptOutput(PromptOutput):
@@ -50,12 +48,9 @@ class RoutedPromptOutput(PromptOutput):
 
 @dataclass
 class RouterConfig(MethodConfig):
-    """Built by :class:`PromptRouter` from its members: ``tasks`` is the global task list and
-    ``prompt_length`` the longest member prompt."""
+    """Built by :class:`PromptRouter` from its members: ``prompt_length`` is the longest member prompt."""
 
-    method = "router"
-    members: list[str] = field(default_factory=list)
-    """Member names (run directories, library prompt names), in order."""
+    method: ClassVar[str] = "router"
 
 
 class PromptRouter(PromptMethod):
@@ -97,9 +92,9 @@ class PromptRouter(PromptMethod):
                 holder[task] = name
                 owner.append(j)
                 local.append(k)
-        config = RouterConfig(prompt_length=max(m.prompt_length for _, m in pairs), tasks=list(holder),
-                              members=[name for name, _ in pairs])
-        super().__init__(config, next(iter(widths.values())))
+        config = RouterConfig(prompt_length=max(m.prompt_length for _, m in pairs))
+        super().__init__(config, next(iter(widths.values())), list(holder))
+        self.member_names = [name for name, _ in pairs]  # run directories, library prompt names, in order
         self.members = nn.ModuleList(m for _, m in pairs)
         self.register_buffer("owner", torch.tensor(owner, dtype=torch.long), persistent=False)  # [T]
         self.register_buffer("local_id", torch.tensor(local, dtype=torch.long), persistent=False)  # [T]
@@ -108,17 +103,11 @@ class PromptRouter(PromptMethod):
     def member_of(self, task: str) -> tuple[str, PromptMethod]:
         """The (name, method) holding ``task``."""
         j = int(self.owner[self.task_id(task)])
-        return self.config.members[j], self.members[j]
+        return self.member_names[j], self.members[j]
 
     def attention_names(self, task: str) -> list[str] | None:
-        """What the k attention weights of a ``task`` example are over, or None when its method
-        has no attention. ATTEMPT: its source prompts in order, then ``"target"``, the task's
-        own prompt (absent in the no-target ablation)."""
-        config = self.member_of(task)[1].config
-        sources = getattr(config, "source_names", None)
-        if sources is None:
-            return None
-        return [*sources, TARGET_PROMPT] if getattr(config, "use_target", True) else list(sources)
+        """What the k attention weights of a ``task`` example are over: its own method's."""
+        return self.member_of(task)[1].attention_names(task)
 
     # -- the interface -------------------------------------------------------------------------
     def forward(self, inputs_embeds: Tensor, attention_mask: Tensor, task_ids: Tensor) -> RoutedPromptOutput:

@@ -7,13 +7,15 @@
     ('rte sentence1: No Weapon', 'not_entailment')
     >>> rte.compute_metrics(["entailment"], splits["dev"][:1])["score"]  # doctest: +SKIP
 
-Modules: ``base`` (Example, Task), ``kinds`` (classification, regression, QA, generation),
-``registry``, ``sources`` (local files / hub), ``readers`` (file formats), ``splits``
-(the papers' protocol), ``metrics``, ``fewshot``, ``mixtures`` (multi-task samplers), and one
-module per benchmark: ``glue``, ``superglue``, ``mrqa``, ``others``, ``nlg``.
+Modules: ``example`` (Example, DataError: the leaf the others build on), ``base`` (Task),
+``kinds`` (classification, regression, QA, generation), ``registry``, ``sources`` (local files /
+hub), ``readers`` (file formats), ``splits`` (the papers' protocol), ``metrics``, ``fewshot``,
+``mixtures`` (multi-task samplers), and one module per benchmark: ``glue``, ``superglue``,
+``mrqa``, ``others``, ``nlg``.
 """
 
-from promptmix.tasks.base import DataError, Example, Task
+from promptmix.tasks.base import Task
+from promptmix.tasks.example import DataError, Example
 from promptmix.tasks.kinds import ClassificationTask, GenerationTask, QATask, RegressionTask
 from promptmix.tasks.registry import (
     BENCHMARKS,

@@ -19,54 +19,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from promptmix.tasks.example import DataError, Example
+from promptmix.tasks.metrics import METRICS
+from promptmix.tasks.sources import load_raw_splits
+from promptmix.tasks.splits import first_of_each_group, protocol_splits
+
 _DEFAULT = object()  # marks "use the task's declared default" for an option
-
-
-@dataclass(frozen=True)
-class Example:
-    """One text-to-text example.
-
-    Attributes:
-        source: formatted input text, e.g. ``"rte sentence1: ... sentence2: ..."``.
-        target: target text, e.g. ``"entailment"``; ``""`` when the record has no label.
-        task: canonical task name.
-        label: gold label: a label word (classification), a float (regression), a list of
-            answer strings (QA) or of reference texts (generation); ``None`` if unlabelled.
-        group: examples that must stay together (a MultiRC question, a ReCoRD query, an E2E
-            meaning representation); ``None`` for independent examples.
-        idx: the record's own id, or its position in the file when it has none.
-    """
-
-    source: str
-    target: str
-    task: str
-    label: Any = None
-    group: str | None = None
-    idx: Any = None
-
-
-class DataError(ValueError):
-    """A record that cannot be used. Names the file, the place in it and the field when known."""
-
-    def __init__(self, reason: str, *, field: str | None = None, file: str | Path | None = None,
-                 where: str | None = None):
-        self.reason, self.field, self.file, self.where = reason, field, file, where
-        parts = []
-        if file is not None:
-            parts.append(f"{file}, {where}" if where else str(file))
-        elif where:
-            parts.append(where)
-        if field:
-            parts.append(f"field '{field}'")
-        super().__init__(": ".join(parts + [reason]))
-
-    def located(self, file: str | Path, where: str | None) -> DataError:
-        """The same error, placed at ``file`` / ``where`` (a line number, a JSON path)."""
-        return DataError(self.reason, field=self.field, file=file, where=where)
 
 
 def text_field(record: Mapping[str, Any], field: str) -> str:
@@ -177,9 +138,6 @@ class Task:
         Returns one entry per metric name plus ``"score"``, the mean of ``score_metrics``
         (the papers' per-task average, e.g. (F1 + accuracy) / 2 for MRPC).
         """
-        from promptmix.tasks.metrics import METRICS
-        from promptmix.tasks.splits import first_of_each_group
-
         if len(predictions) != len(examples):
             raise ValueError(f"{len(predictions)} predictions for {len(examples)} examples")
         if self.dedupe_eval_groups:
@@ -203,9 +161,6 @@ class Task:
             hub: ``True`` loads from the hub only, ``False`` from ``data_dir`` only,
                 ``None`` tries local files first and then the hub (unless offline).
         """
-        from promptmix.tasks.sources import load_raw_splits
-        from promptmix.tasks.splits import protocol_splits
-
         raw = load_raw_splits(self, data_dir, hub=hub)
         return protocol_splits(raw, seed, max_train=self.max_train_examples,
                                dedupe_eval_groups=self.dedupe_eval_groups)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from promptmix.tasks.base import Example, Task
+from promptmix.tasks.base import Task
+from promptmix.tasks.example import Example
+from promptmix.tasks.registry import get_task
 from promptmix.tasks.splits import permutation
 
 
 def _resolve(task: Task | str | None, examples: Sequence[Example]) -> Task:
-    from promptmix.tasks.registry import get_task
-
     if isinstance(task, Task):
         return task
     if task is None:

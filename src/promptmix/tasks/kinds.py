@@ -15,7 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from promptmix.tasks.base import DataError, Task, text_field
+from promptmix.tasks.base import Task, text_field
+from promptmix.tasks.example import DataError
 
 
 def is_missing_label(raw: Any) -> bool:

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from promptmix.tasks.base import Example
+from promptmix.tasks.example import Example
 
 MetricFn = Callable[[Any, list, list[Example]], float]
 METRICS: dict[str, MetricFn] = {}

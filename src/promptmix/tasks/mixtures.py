@@ -7,7 +7,7 @@
 - :class:`StochasticTaskBatchSampler`: MPT's stochastic task sampling: each batch draws
   K from [2, κ], then K distinct tasks, then the batch's examples from those tasks.
 - :class:`LengthGroupedBatchSampler`: batches of similar input length, so that dynamic
-  padding (``transformers.DataCollatorForSeq2Seq``) pads each batch only to its own maximum.
+  padding (training pads with :meth:`promptmix.backbone.Backbone.pad`) pads each batch only to its own maximum.
 
 Every sampler is a function of ``(seed, epoch)`` alone: call ``set_epoch(e)`` before each
 epoch, and a resumed run that skips the batches already seen sees the same data.
@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
-from promptmix.tasks.base import Example
+from promptmix.tasks.example import Example
 
 
 class MultiTaskDataset(Dataset):

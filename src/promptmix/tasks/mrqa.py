@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from promptmix.tasks.base import DataError
+from promptmix.tasks.example import DataError
 from promptmix.tasks.kinds import QATask
 from promptmix.tasks.readers import Row, read_json, read_nested_jsonl
 from promptmix.tasks.registry import register_task

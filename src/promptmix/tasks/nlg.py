@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
-from promptmix.tasks.base import DataError
+from promptmix.tasks.example import DataError
 from promptmix.tasks.kinds import GenerationTask
 from promptmix.tasks.readers import Row, read_csv
 from promptmix.tasks.registry import register_task

@@ -20,7 +20,7 @@ import functools
 from collections.abc import Iterator
 from pathlib import Path
 
-from promptmix.tasks.base import DataError
+from promptmix.tasks.example import DataError
 from promptmix.tasks.kinds import ClassificationTask
 from promptmix.tasks.readers import Row, read_csv, read_jsonl, read_tsv, utf8_errors
 from promptmix.tasks.registry import register_task

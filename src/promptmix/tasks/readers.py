@@ -2,7 +2,7 @@
 
 Every reader yields ``(where, item)`` pairs: ``where`` places the row in its file ("line 12")
 and ``item`` is either the record (a dict with the hub's field names) or a
-:class:`~promptmix.tasks.base.DataError` for a row that is malformed. Yielding the error
+:class:`~promptmix.tasks.example.DataError` for a row that is malformed. Yielding the error
 instead of raising it lets the loader either stop (the default) or skip and log the row.
 Dataset-specific readers (MultiRC, SQuAD, MRQA, ...) sit beside their tasks and build on these.
 """
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from promptmix.tasks.base import DataError
+from promptmix.tasks.example import DataError
 
 Row = tuple[str, "dict[str, Any] | DataError"]
 

@@ -21,6 +21,7 @@ import re
 from typing import Any, TypeVar
 
 from promptmix.tasks.base import Task
+from promptmix.tasks.metrics import METRICS
 
 T = TypeVar("T", bound=type[Task])
 
@@ -83,8 +84,6 @@ def _unregister(name: str) -> None:
 
 
 def _check_declaration(task_cls: type) -> None:
-    from promptmix.tasks.metrics import METRICS
-
     if not (inspect.isclass(task_cls) and issubclass(task_cls, Task)):
         raise ValueError(f"register_task expects a Task subclass, got {task_cls!r}")
     name = task_cls.name

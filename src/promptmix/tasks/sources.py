@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptmix.tasks.base import DataError, Example
+from promptmix.tasks.example import DataError, Example
 
 if TYPE_CHECKING:
     from promptmix.tasks.base import Task

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from promptmix.tasks.base import Example
+from promptmix.tasks.example import Example
 
 SMALL_TRAIN = 10_000
 DEV_HOLDOUT = 1_000

@@ -20,7 +20,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from promptmix.tasks.base import DataError, text_field
+from promptmix.tasks.base import text_field
+from promptmix.tasks.example import DataError
 from promptmix.tasks.kinds import ClassificationTask, QATask
 from promptmix.tasks.readers import Row, nested, read_jsonl, read_nested_jsonl
 from promptmix.tasks.registry import register_task

@@ -1,16 +1,10 @@
-"""Training: one loop (``loop``) into which every stage (``stages``) plugs a loss, a sampler
-and parameter groups; configs (``config``), data (``data``), evaluation (``evaluate``), MPT
-distillation (``distill``), checkpoints (``checkpoint``), runs (``runs``), baselines
-(``baselines``) and the README's main job (``pipeline``)."""
+"""Training: one loop (``loop``) into which every stage (``stages``: ``run_stage``) plugs a loss,
+a sampler and parameter groups; configs (``config``: ``TrainConfig``, ``load_config``; read by
+``configio``), data (``data``), evaluation (``evaluate``), MPT distillation (``distill``),
+checkpoints (``checkpoint``), the run directory (``rundir``: ``StageResult``, ``find_methods``)
+and what every stage does in it (``runs``), baselines (``baselines``) and the README's main job
+(``pipeline``).
 
-from promptmix.training.config import TrainConfig, load_config
-from promptmix.training.runs import StageResult
-
-__all__ = ["StageResult", "TrainConfig", "load_config", "run_stage"]
-
-
-def run_stage(config: TrainConfig, **kwargs) -> StageResult:
-    """Run ``config.stage`` (see :func:`promptmix.training.stages.run_stage`)."""
-    from promptmix.training.stages import run_stage as _run
-
-    return _run(config, **kwargs)
+Nothing is imported here, so reading a config (``promptmix train --help``) does not load the
+training stack (transformers, accelerate).
+"""

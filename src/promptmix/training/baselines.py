@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -37,14 +37,12 @@ from promptmix.training.config import BaselineConfig
 class NoPromptConfig(MethodConfig):
     """An empty prompt: the baselines train the backbone instead."""
 
-    method = "none"
+    method: ClassVar[str] = "none"
     prompt_length: int = 0
 
     def __post_init__(self) -> None:  # prompt_length 0 is the point; MethodConfig demands >= 1
         if self.prompt_length != 0:
             raise ValueError("NoPrompt has prompt_length 0")
-        if len(set(self.tasks)) != len(self.tasks):
-            raise ValueError(f"task names must be unique, got {self.tasks}")
 
 
 class NoPrompt(PromptMethod):
@@ -54,10 +52,11 @@ class NoPrompt(PromptMethod):
     ``"backbone"`` (they stay registered in the backbone, not here).
     """
 
+    config_class = NoPromptConfig
     config: NoPromptConfig
 
     def __init__(self, tasks: list[str], hidden_size: int, trainable: list[nn.Parameter] | None = None) -> None:
-        super().__init__(NoPromptConfig(tasks=list(tasks)), hidden_size)
+        super().__init__(NoPromptConfig(), hidden_size, tasks)
         self._trainable = list(trainable or [])
 
     def forward(self, inputs_embeds: Tensor, attention_mask: Tensor, task_ids: Tensor) -> PromptOutput:

@@ -1,10 +1,16 @@
-"""Training configuration: one dataclass per section, validated on construction, loaded from YAML.
+"""Training configuration: one dataclass per section, each field with its help, loaded from YAML.
 
 A run is described by a :class:`TrainConfig` with sections ``model``, ``data``, ``method``,
-``library``, ``distill``, ``baseline``, ``optim``, ``eval`` and ``run``. YAML presets under
-``configs/`` hold the same structure; ``include: other.yaml`` (relative path) merges another
-file first, so presets share a base. Unknown keys are errors that name the key, the section
-and the nearest valid names. ``--set optim.lr=0.1`` style overrides go through the same path.
+``library``, ``distill``, ``baseline``, ``optim``, ``eval`` and ``run``. ``method`` holds one
+section per prompt method, each that method's own config dataclass (``method.prompt_tuning``:
+:class:`~promptmix.prompts.soft.SoftPromptConfig`, ``method.attempt``, ``method.mpt``); a stage
+uses the one it trains. YAML presets under ``configs/`` hold the same structure
+(:mod:`promptmix.training.configio` reads them with their ``include:`` files, applies
+``--set optim.lr=0.1`` style overrides and validates the result with pydantic against the
+dataclasses' types: strictly, so an int where a float is meant is fine, a string, a bool or a
+non-finite number is not). Each section's ``__post_init__`` checks its values; errors name
+the file, the section and the key, with the nearest valid names. ``configio.config_keys``
+lists every key with its type, default and help (``promptmix train --help`` prints it).
 
 The papers' settings are the defaults (T5-base, m = 100, Adam(W) with weight decay 1e-5,
 500 warmup steps then linear decay, batch 32, lr 0.3, input length 256).
@@ -13,15 +19,15 @@ The papers' settings are the defaults (T5-base, m = 100, Adam(W) with weight dec
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import yaml
 
-from promptmix.training.yamlio import apply_overrides, read_yaml
+from promptmix.prompts import AttemptConfig, MPTConfig, SoftPromptConfig
+from promptmix.training.configio import apply_overrides, read_yaml, validate
 
 STAGES = ("source", "prior", "attempt", "mpt-source", "mpt-target", "prompt-tuning", "finetune")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -30,9 +36,6 @@ SCORING = ("rank", "generate")
 MIXING = ("proportional", "stochastic")
 BASELINES = ("full", "bitfit", "lora")
 OPTIMIZERS = ("adamw", "adam")
-INITS = ("vocab", "text", "random")
-ATTENTION = ("instance", "token", "constant")
-MPT_INITS = ("vocab", "teacher-mean")
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
@@ -102,29 +105,15 @@ class DataConfig:
 
 
 @dataclass
-class MethodConfig:
-    prompt_length: int = _help("m (l for MPT): prompt vectors per input; target stages take it from the source prompts", 100)
-    init: str = _help("new prompts: 'vocab' (5,000 most frequent ids), 'text' or 'random'", "vocab")
-    init_text: str | None = _help("text whose embeddings initialise a prompt when init='text'", None)
-    attention: str = _help("ATTEMPT: 'instance' (Eq. 3), 'token' (App. A.5) or 'constant' (no-attention ablation)", "instance")
-    use_target: bool = _help("ATTEMPT: False is the no-target ablation", True)
-    shared_attention: bool = _help("ATTEMPT: one G for all target tasks (ATTEMPT-m) or one per task", True)
-    attn_dim: int = _help("ATTEMPT: r, G's bottleneck width", 100)
-    temperature: float | None = _help("ATTEMPT: softmax temperature T; None: d·e", None)
-    learn_temperature: bool = _help("ATTEMPT: train log T with G", False)
-    mpt_rank: int = _help("MPT: rank of u_k v_k (the paper: 1)", 1)
-    mpt_init: str = _help(
-        "mpt-source: the student's P* at the start: 'vocab' (the paper: sampled vocabulary embeddings, as method.init='vocab') "
-        "or 'teacher-mean' (this project's extension: the mean of the teacher prompts)", "vocab")
+class MethodSection:
+    """One config per prompt method, each the method's own dataclass (with its own checks); a
+    stage uses the one it trains: ``prompt_tuning`` for source, prompt-tuning (SPoT) and the
+    MPT teachers, ``attempt`` for prior and attempt, ``mpt`` for mpt-source (mpt-target takes
+    the source run's). Stages that start from library prompts take ``prompt_length`` from them."""
 
-    def __post_init__(self) -> None:
-        _check(self.prompt_length >= 1, "method.prompt_length must be >= 1")
-        _check(self.init in INITS, f"method.init must be one of {INITS}, got {self.init!r}")
-        _check(self.init != "text" or bool(self.init_text), "method.init='text' needs method.init_text")
-        _check(self.attention in ATTENTION, f"method.attention must be one of {ATTENTION}, got {self.attention!r}")
-        _check(self.attn_dim >= 1 and self.mpt_rank >= 1, "method.attn_dim and method.mpt_rank must be >= 1")
-        _check(self.temperature is None or self.temperature > 0, "method.temperature must be > 0 or null")
-        _check(self.mpt_init in MPT_INITS, f"method.mpt_init must be one of {MPT_INITS}, got {self.mpt_init!r}")
+    prompt_tuning: SoftPromptConfig = _help("prompt tuning (Lester et al., 2021): new soft prompts", factory=SoftPromptConfig)
+    attempt: AttemptConfig = _help("ATTEMPT (Asai et al., 2022): the attention module G and its variants", factory=AttemptConfig)
+    mpt: MPTConfig = _help("MPT (Wang et al., 2023): the decomposition P* ∘ (u_k v_k)", factory=MPTConfig)
 
 
 @dataclass
@@ -242,26 +231,23 @@ class RunConfig:
         _check(self.stop_after is None or self.stop_after >= 1, "run.stop_after must be >= 1 or null")
 
 
-SECTIONS: dict[str, type] = {
-    "model": ModelConfig, "data": DataConfig, "method": MethodConfig, "library": LibraryConfig,
-    "distill": DistillConfig, "baseline": BaselineConfig, "optim": OptimConfig, "eval": EvalConfig, "run": RunConfig,
-}
-
-
 @dataclass
 class TrainConfig:
     """A whole run. ``stage`` is one of :data:`STAGES`."""
 
-    stage: str = "prompt-tuning"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
-    library: LibraryConfig = field(default_factory=LibraryConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    # Strict types (see the module docstring), unknown keys refused, no inf or nan.
+    __pydantic_config__ = pydantic.ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+    stage: str = _help(f"the stage this run trains: {', '.join(STAGES)}", "prompt-tuning")
+    model: ModelConfig = _help("the frozen backbone", factory=ModelConfig)
+    data: DataConfig = _help("tasks, splits and how batches mix them", factory=DataConfig)
+    method: MethodSection = _help("the prompt methods' own configs", factory=MethodSection)
+    library: LibraryConfig = _help("prompts trained earlier: where they are, which to use", factory=LibraryConfig)
+    distill: DistillConfig = _help("MPT distillation (mpt-source)", factory=DistillConfig)
+    baseline: BaselineConfig = _help("the finetune stage's baselines", factory=BaselineConfig)
+    optim: OptimConfig = _help("optimizer, schedule and batch size", factory=OptimConfig)
+    eval: EvalConfig = _help("dev and test scoring", factory=EvalConfig)
+    run: RunConfig = _help("the run directory, seed, checkpoints and logs", factory=RunConfig)
 
     def __post_init__(self) -> None:
         _check(self.stage in STAGES, f"stage must be one of {STAGES}, got {self.stage!r}")
@@ -271,7 +257,7 @@ class TrainConfig:
             _check(bool(lib.sources), f"stage {self.stage!r} needs library.sources ({needs_sources[self.stage]})")
         if self.stage in ("source", "attempt", "mpt-target", "prompt-tuning", "finetune"):
             _check(bool(data.tasks), f"stage {self.stage!r} needs data.tasks")
-        if self.stage == "attempt" and self.method.use_target:
+        if self.stage == "attempt" and self.method.attempt.use_target:
             _check(lib.init_from is not None, "stage 'attempt' needs library.init_from (the source prompt copied into the target prompt)")
         if self.stage == "mpt-target":
             _check(lib.mpt_source is not None, "stage 'mpt-target' needs library.mpt_source (an mpt-source run directory)")
@@ -296,62 +282,31 @@ class TrainConfig:
         """Build and validate; errors name ``source``, the section and the key."""
         if not isinstance(data, dict):
             raise ValueError(f"{source}: a config must be a mapping of sections, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(SECTIONS) - {"stage"})
-        if unknown:
-            raise ValueError(f"{source}: unknown section(s) {unknown}{_near(unknown[0], [*SECTIONS, 'stage'])}; "
-                             f"sections: stage, {', '.join(SECTIONS)}")
-        sections = {}
-        for name, kind in SECTIONS.items():
-            sections[name] = _section(kind, data.get(name) or {}, f"{source}: {name}")
-        try:
-            return cls(stage=data.get("stage", cls.stage), **sections)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{source}: {err}") from None
+        return validate(cls, _upgrade(data), source)
 
 
-def _near(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
+# The method section before each method had its own config was one flat mapping; run
+# directories written then still hold one in config.yaml: old key -> (section, key).
+LEGACY_METHOD_KEYS = {
+    "prompt_length": [("prompt_tuning", "prompt_length"), ("attempt", "prompt_length"), ("mpt", "prompt_length")],
+    "init": [("prompt_tuning", "init")], "init_text": [("prompt_tuning", "init_text")],
+    **{key: [("attempt", key)] for key in ("attention", "use_target", "shared_attention", "attn_dim", "temperature",
+                                            "learn_temperature")},
+    "mpt_rank": [("mpt", "rank")], "mpt_init": [("mpt", "init")],
+}
 
 
-def _section(kind: type, values: Any, where: str) -> Any:
-    if not isinstance(values, dict):
-        raise ValueError(f"{where}: must be a mapping of keys, got {values!r}")
-    names = [f.name for f in dataclasses.fields(kind)]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}{_near(unknown[0], names)}; valid keys: {', '.join(names)}")
-    values = {key: _coerce(kind, key, value, where) for key, value in values.items()}
-    try:
-        return kind(**values)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: {err}") from None
-
-
-def _coerce(kind: type, key: str, value: Any, where: str) -> Any:
-    """Check a value against its field's annotation. YAML reads ``1e-5`` as a string and
-    ``lr: 1`` as an int; both are accepted where a float is meant."""
-    annotation = {f.name: f.type for f in dataclasses.fields(kind)}[key]
-    if value is None:
-        return value
-    base = str(annotation).split(" ")[0].split("[")[0]  # float, int, bool, str, list, dict
-    ok = {
-        "float": isinstance(value, (int, float, str)) and not isinstance(value, bool),
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-        "str": isinstance(value, str),
-        "list": isinstance(value, list),
-        "dict": isinstance(value, dict),
-    }.get(base, True)
-    if ok and base == "float":
-        try:
-            value = float(value)
-        except ValueError:
-            ok = False
-        ok = ok and math.isfinite(value)
-    if not ok:
-        raise ValueError(f"{where}.{key}: expected {annotation}, got {value!r}")
-    return value
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with a method section in the old flat shape (every key in LEGACY_METHOD_KEYS)
+    moved into the per-method sections; any other shape unchanged."""
+    method = data.get("method")
+    if not isinstance(method, dict) or not method or not set(method) <= set(LEGACY_METHOD_KEYS):
+        return data
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in method.items():
+        for section, new_key in LEGACY_METHOD_KEYS[key]:
+            sections.setdefault(section, {})[new_key] = value
+    return {**data, "method": sections}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None,

@@ -5,8 +5,8 @@
 - :class:`TrainSet`: the training examples of every task in one index space
   (:class:`~promptmix.tasks.mixtures.MultiTaskDataset`), encoded lazily with
   :meth:`Backbone.encode` (a few dozen steps never tokenise all of SST-2).
-- :class:`Collator`: ``transformers.DataCollatorForSeq2Seq`` (dynamic padding, labels padded
-  with -100) plus ``task_ids``.
+- :class:`Collator`: :meth:`Backbone.pad` (dynamic padding, labels padded with -100, the
+  padding scoring uses too) plus ``task_ids``.
 - :func:`build_batch_sampler`: global batches from the mixtures' samplers
   (examples-proportional with cap and temperature, or MPT's stochastic task sampling;
   optionally length-grouped). Each is a function of (seed, epoch).
@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from transformers import DataCollatorForSeq2Seq
 
 from promptmix.backbone import IGNORE_INDEX, Backbone
 from promptmix.tasks import Example, Task, get_task
@@ -123,15 +122,14 @@ class TrainSet:
 
 
 class Collator:
-    """Features -> padded tensors: ``DataCollatorForSeq2Seq`` plus ``task_ids`` [B]."""
+    """Features -> padded tensors: :meth:`Backbone.pad` plus ``task_ids`` [B]."""
 
-    def __init__(self, tokenizer: Any) -> None:
-        self.pad = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True, return_tensors="pt")
+    def __init__(self, backbone: Backbone) -> None:
+        self.backbone = backbone
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Tensor]:
-        task_ids = torch.tensor([f["task_id"] for f in features], dtype=torch.long)
-        batch = dict(self.pad([{k: v for k, v in f.items() if k != "task_id"} for f in features]))
-        batch["task_ids"] = task_ids
+        batch = self.backbone.pad(features)
+        batch["task_ids"] = torch.tensor([f["task_id"] for f in features], dtype=torch.long)
         return batch
 
 

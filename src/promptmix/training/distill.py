@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from promptmix.backbone import PromptedModel
 from promptmix.training.config import DistillConfig
-from promptmix.training.losses import model_inputs, summed_nll
+from promptmix.training.losses import model_inputs
 
 
 def kl_sum(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -119,7 +119,7 @@ class DistillLoss:
             with torch.no_grad(), eval_mode(self.teacher):
                 teacher = self.teacher(**model_inputs(batch), return_label_logits=True, output_hidden_states=want_hidden)
         student = model(**model_inputs(batch), return_label_logits=cfg.use_kl, output_hidden_states=want_hidden)
-        ce = summed_nll(student) / batch["num_label_tokens"]
+        ce = student.per_example_nll.sum() / batch["num_label_tokens"]
         kl = ce.new_zeros(())
         if teacher is not None and cfg.use_kl:
             kl = kl_sum(student.label_logits, teacher.label_logits, cfg.temperature) / batch["num_label_tokens"]

@@ -4,13 +4,13 @@ Both feed strings to ``Task.compute_metrics``:
 
 - ``rank`` (for tasks with label words): every label word is scored by its summed
   log-likelihood, all candidates of all examples of a batch together, each example's prompt
-  and source run once (:func:`promptmix.inference.scoring.rank_classify`), and the best word
+  and source run once (:func:`promptmix.scoring.rank_classify`), and the best word
   is the prediction. It is fast (no decoding) and never produces an invalid label. Tasks
   without label words fall back to generation.
 - ``generate``: greedy decoding of at most ``max_new_tokens`` tokens; the text is parsed by
   the task, so an invalid answer scores as wrong.
 
-Both are :mod:`promptmix.inference.scoring`'s functions, the ones serving uses. With several
+Both are :mod:`promptmix.scoring`'s functions, the ones serving uses. With several
 processes each scores every ``world``-th example and the predictions are gathered, so every
 process returns the same metrics (with a sharded backbone every process scores every example).
 """
@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from promptmix.backbone import PromptedModel
-from promptmix.inference.scoring import greedy_generate, rank_classify
+from promptmix.scoring import greedy_generate, rank_classify
 from promptmix.tasks import Example
 from promptmix.training import sharding
 from promptmix.training.config import EvalConfig

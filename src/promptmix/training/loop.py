@@ -128,7 +128,7 @@ class _Run:
         self.model, self.optimizer = accelerator.prepare(job.model, optimizer)
         if self.sharded:
             sharding.register_forward_methods(self.model)
-        self.collate = Collator(job.train_set.backbone.tokenizer)
+        self.collate = Collator(job.train_set.backbone)
         self.step, self.best_score, self.best_step, self.best_metrics = 0, None, None, {}
         self.last_eval_step = -1
         self.evals_since_best = 0  # dev evaluations since the last new best (eval.patience)

@@ -27,14 +27,8 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Tensor]:
     return {key: batch[key] for key in MODEL_KEYS}
 
 
-def summed_nll(out: Any) -> Tensor:
-    """Summed label-token cross-entropy of a :class:`PromptedOutput` (sum over examples of
-    per-example mean × token count)."""
-    return (out.per_example_loss * out.token_counts).sum()
-
-
 def task_loss(model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
     """Token-mean cross-entropy over the global batch (HF's convention for one process)."""
     out = model(**model_inputs(batch))
-    loss = summed_nll(out) / batch["num_label_tokens"]
+    loss = out.per_example_nll.sum() / batch["num_label_tokens"]
     return loss, {"loss": loss.detach()}

@@ -29,8 +29,10 @@ from typing import Any
 
 from promptmix._io import atomic_write_text
 from promptmix.training.config import TrainConfig
-from promptmix.training.yamlio import apply_overrides, read_yaml
-from promptmix.training.runs import StageResult
+from promptmix.training.configio import apply_overrides, read_yaml
+from promptmix.training.rundir import StageResult
+from promptmix.training.runs import load_backbone_for, make_accelerator
+from promptmix.training.stages import run_stage
 
 
 @dataclass
@@ -103,9 +105,6 @@ def _expand(value: Any, root: str) -> Any:
 
 def run_pipeline(config: PipelineConfig, *, resume: bool = False, echo: Any = print) -> list[tuple[PipelineStage, StageResult]]:
     """Run every stage in order (one backbone, one Accelerator) and print the table."""
-    from promptmix.training.runs import load_backbone_for, make_accelerator
-    from promptmix.training.stages import run_stage
-
     started = time.monotonic()
     configs = [config.stage_config(s) for s in config.stages]
     accelerator = make_accelerator(configs[0])

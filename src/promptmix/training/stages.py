@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from promptmix._provenance import provenance
 from promptmix.backbone import Backbone, PromptedModel
-from promptmix.prompts import MPT, Attempt, SoftPrompt, SoftPromptConfig, initial_prompt
+from promptmix.prompts import MPT, Attempt, SoftPrompt, initial_prompt
 from promptmix.prompts.checkpoint import load_method
 from promptmix.prompts.library import PromptLibrary, resolve_library_root
 from promptmix.training.baselines import NoPrompt, ParamSaver, unfreeze
@@ -46,19 +46,19 @@ from promptmix.training.config import TrainConfig
 from promptmix.training.data import TaskData, load_tasks
 from promptmix.training.loop import SMALL_DATASET
 from promptmix.training.distill import DistillLoss, distills
-from promptmix.training.runs import (Context, StageResult, load_backbone_for, make_accelerator, open_run_dir, run_method,
-                                     write_result)
+from promptmix.training.rundir import METHOD, MODEL, StageResult, open_run_dir, write_result
+from promptmix.training.runs import Context, load_backbone_for, make_accelerator, run_method
 
 
 def run_stage(config: TrainConfig, *, resume: bool = False, backbone: Backbone | None = None, accelerator: Any = None) -> StageResult:
     """Run ``config.stage``; ``backbone`` / ``accelerator`` may be shared between stages."""
-    from accelerate.utils import set_seed
+    from accelerate.utils import set_seed  # only where a run trains: it is slow to import
 
     accelerator = accelerator or make_accelerator(config)
     set_seed(config.run.seed)
     backbone = backbone or load_backbone_for(config)
     ctx = Context(config, accelerator, backbone, resume)
-    return STAGES[config.stage](ctx)
+    return RUNNERS[config.stage](ctx)
 
 
 def _ids(names: list[str]) -> dict[str, int]:
@@ -93,20 +93,19 @@ def task_seed(run_seed: int, task: str) -> int:
     return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def _new_prompt(ctx: Context, task: str) -> torch.Tensor:
-    method_cfg = ctx.config.method
-    gen = torch.Generator().manual_seed(task_seed(ctx.config.run.seed, task))
-    return initial_prompt(ctx.backbone.embeddings, method_cfg.prompt_length, method_cfg.init,
-                          tokenizer=ctx.backbone.tokenizer, text=method_cfg.init_text, generator=gen)
-
-
 def _soft_prompt(ctx: Context, tasks: list[str], inits: dict[str, torch.Tensor] | None = None) -> SoftPrompt:
-    """Prompt tuning over ``tasks``; each starts from ``inits[task]`` or a fresh init."""
-    inits = inits or {}
-    m = next(iter(inits.values())).shape[0] if inits else ctx.config.method.prompt_length
-    method = SoftPrompt(SoftPromptConfig(prompt_length=m, tasks=list(tasks)), ctx.backbone.hidden_size)
+    """Prompt tuning over ``tasks`` (method.prompt_tuning); each starts from ``inits[task]``
+    (which then sets the prompt length) or a fresh prompt as the config's ``init`` says."""
+    inits, config = inits or {}, ctx.config.method.prompt_tuning
+    if inits:
+        config = dataclasses.replace(config, prompt_length=next(iter(inits.values())).shape[0])
+    method = SoftPrompt(config, ctx.backbone.hidden_size, tasks)
     for task in tasks:
-        method.set_prompt(task, inits[task] if task in inits else _new_prompt(ctx, task))
+        if task in inits:
+            method.set_prompt(task, inits[task])
+        else:
+            gen = torch.Generator().manual_seed(task_seed(ctx.config.run.seed, task))
+            method.initialize(task, ctx.backbone.embeddings, ctx.backbone.tokenizer, gen)
     return method
 
 
@@ -197,7 +196,8 @@ def source_card(config: TrainConfig, result: StageResult, data: TaskData) -> dic
     names = list(task.score_metrics or task.metric_names)
     metric = (names[0] if len(names) == 1 else "mean of " + " and ".join(names)) if task.main_metric == "score" else task.main_metric
     dev = result.dev.get(task.name, {})
-    settings = {"prompt_length": config.method.prompt_length, "init": config.method.init, "lr": config.optim.lr,
+    settings = {"prompt_length": config.method.prompt_tuning.prompt_length, "init": config.method.prompt_tuning.init,
+                "lr": config.optim.lr,
                 "batch_size": config.optim.batch_size, "max_source_length": data.max_source_length(config.data),
                 "max_steps": config.optim.max_steps, "warmup_steps": config.optim.warmup_steps,
                 "eval_every": config.eval.every, "patience": config.eval.patience, "scoring": config.eval.scoring,
@@ -212,7 +212,7 @@ def source_card(config: TrainConfig, result: StageResult, data: TaskData) -> dic
 def _add_to_library(ctx: Context, result: StageResult, entry: str, prompt_task: str, task: str,
                     metrics: dict[str, Any], card: dict[str, Any] | None = None) -> None:
     if result.completed and ctx.accelerator.is_main_process:
-        method = load_method(Path(result.run_dir) / "method", ctx.backbone)
+        method = load_method(Path(result.run_dir) / METHOD, ctx.backbone)
         _library(ctx).add(entry, method.task_prompt(prompt_task), task=task, method="prompt-tuning", backbone=ctx.backbone,
                           metrics={k: float(v) for k, v in metrics.items()}, card=card, overwrite=True)
     ctx.accelerator.wait_for_everyone()  # every process sees the entry from here on
@@ -221,13 +221,11 @@ def _add_to_library(ctx: Context, result: StageResult, entry: str, prompt_task: 
 # -- 2./3. ATTEMPT ------------------------------------------------------------------------------
 def _attempt(ctx: Context, targets: list[str], init_from: Any) -> Attempt:
     prompts, _ = _source_prompts(ctx)
-    mc = ctx.config.method
-    method = Attempt.from_prompts(prompts, targets, init_from=init_from if mc.use_target else None,
-                                  attn_dim=mc.attn_dim, attention=mc.attention, shared_attention=mc.shared_attention,
-                                  use_target=mc.use_target, temperature=mc.temperature, learn_temperature=mc.learn_temperature)
+    config = ctx.config.method.attempt
+    method = Attempt.from_prompts(prompts, targets, init_from=init_from if config.use_target else None, config=config)
     prior = ctx.config.library.attention_prior
     if prior is not None:
-        method.load_attention_prior(load_method(Path(prior) / "method", ctx.backbone).attention_state())
+        method.load_attention_prior(load_method(Path(prior) / METHOD, ctx.backbone).attention_state())
     return method
 
 
@@ -249,15 +247,15 @@ def train_attempt(ctx: Context) -> StageResult:
 
 # -- 4./5. MPT ----------------------------------------------------------------------------------
 def mpt_student(ctx: Context, teachers: dict[str, torch.Tensor]) -> MPT:
-    """The MPT student before distillation: P* per ``method.mpt_init`` ('vocab', the paper's
+    """The MPT student before distillation: P* per ``method.mpt.init`` ('vocab', the paper's
     sampled vocabulary embeddings, seeded by the run seed; or 'teacher-mean'), u_k v_k = 1."""
-    mc = ctx.config.method
+    config = ctx.config.method.mpt
     shared: torch.Tensor | str = "teacher-mean"
-    if mc.mpt_init == "vocab":
+    if config.init == "vocab":
         gen = torch.Generator().manual_seed(task_seed(ctx.config.run.seed, "mpt-shared-prompt"))
         shared = initial_prompt(ctx.backbone.embeddings, next(iter(teachers.values())).shape[0], "vocab",
                                 tokenizer=ctx.backbone.tokenizer, generator=gen)
-    return MPT.from_teachers(teachers, shared, rank=mc.mpt_rank)
+    return MPT.from_teachers(teachers, shared, config=config)
 
 
 def train_mpt_source(ctx: Context) -> StageResult:
@@ -280,7 +278,7 @@ def train_mpt_source(ctx: Context) -> StageResult:
 
 @per_task
 def train_mpt_target(ctx: Context) -> StageResult:
-    source = load_method(resolve_library_root(ctx.config.library.mpt_source) / "method", ctx.backbone)
+    source = load_method(resolve_library_root(ctx.config.library.mpt_source) / METHOD, ctx.backbone)
     if not isinstance(source, MPT):
         raise ValueError(f"library.mpt_source {ctx.config.library.mpt_source} holds a {source.config.method} method, not MPT")
     data = load_tasks(ctx.config.data, ctx.config.data.tasks)
@@ -319,7 +317,7 @@ def _spot_targeted(ctx: Context, data: dict[str, TaskData]) -> tuple[dict[str, t
     probe_cfg = _with(cfg, optim=probe_optim, eval={"test": False}, run={"dir": str(Path(cfg.run.dir) / "probe")})
     probe_ctx = dataclasses.replace(ctx, config=probe_cfg)
     probe = run_method(probe_ctx, _soft_prompt(ctx, list(data)), data, _ids(list(data)), Path(probe_cfg.run.dir))
-    trained = load_method(Path(probe.run_dir) / "method", ctx.backbone)
+    trained = load_method(Path(probe.run_dir) / METHOD, ctx.backbone)
     sources, _ = _source_prompts(ctx)
     inits, report = {}, {}
     for task in data:
@@ -340,12 +338,13 @@ def train_finetune(ctx: Context) -> StageResult:
     extra = {"stage": "finetune", "kind": cfg.baseline.kind, "tasks": list(data),
              "baseline": dataclasses.asdict(cfg.baseline), "model": cfg.model.name}
     method = NoPrompt(list(data), backbone.hidden_size, trainable=params)
-    saver = ParamSaver(run_dir / "model", backbone, extra)
+    saver = ParamSaver(run_dir / MODEL, backbone, extra)
     return run_method(dataclasses.replace(ctx, backbone=backbone), method, data, _ids(list(data)), run_dir,
                       saver=saver, extra=extra, frozen_backbone=False)
 
 
-STAGES = {
+# The function of each of promptmix.training.config.STAGES.
+RUNNERS: dict[str, Callable[[Context], StageResult]] = {
     "source": train_source, "prior": train_prior, "attempt": train_attempt, "mpt-source": train_mpt_source,
     "mpt-target": train_mpt_target, "prompt-tuning": train_prompt_tuning, "finetune": train_finetune,
 }

@@ -1,7 +1,8 @@
 """Scoring answers of a prompted model: rank classification and greedy generation.
 
 Both take examples already encoded by :meth:`Backbone.encode` and any mix of tasks (the
-``task_ids`` of the model's prompt method), and score the whole batch at once.
+``task_ids`` of the model's prompt method), and score the whole batch at once. They sit beside
+the backbone because training's dev evaluation and inference both use them.
 
 Rank classification (T0 / lm-eval-harness style): each example is paired with every label
 word c of its task, and the prompt method and the example's source run once per example, not
@@ -28,25 +29,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 
-from promptmix.backbone import IGNORE_INDEX, PromptedModel
+from promptmix.backbone import IGNORE_INDEX, PromptedModel, right_pad
 from promptmix.prompts.base import PromptOutput
-
-
-def collate(features: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, Tensor]:
-    """Right-pad encoded examples into ``input_ids``, ``attention_mask`` (and ``labels``, padded
-    with -100, when the features have them). The backbone repacks rows pads-first itself."""
-    ids = [f["input_ids"] for f in features]
-    batch = {"input_ids": right_pad(ids, pad_id), "attention_mask": right_pad([[1] * len(x) for x in ids], 0)}
-    if "labels" in features[0]:
-        batch["labels"] = right_pad([f["labels"] for f in features], IGNORE_INDEX)
-    return batch
-
-
-def right_pad(rows: Sequence[Sequence[int]], value: int) -> Tensor:
-    """[len(rows), longest] long tensor of the rows, right-padded with ``value``."""
-    return pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True, padding_value=value)
 
 
 def attention_rows(prompt_output: PromptOutput, rows: Sequence[int]) -> list[Tensor | None]:
@@ -63,10 +48,9 @@ def attention_rows(prompt_output: PromptOutput, rows: Sequence[int]) -> list[Ten
 def sequence_log_likelihoods(model: PromptedModel, features: Sequence[dict[str, list[int]]], task_ids: Tensor) -> tuple[Tensor, Tensor, PromptOutput]:
     """Summed log-likelihood [N] of each row's labels, its label-token count [N], and the
     prompt output, from one teacher-forced forward."""
-    device = task_ids.device
-    batch = {k: v.to(device) for k, v in collate(features, model.backbone.tokenizer.pad_token_id).items()}
+    batch = {k: v.to(task_ids.device) for k, v in model.backbone.pad(features).items()}
     out = model(batch["input_ids"], batch["attention_mask"], batch["labels"], task_ids)
-    return -(out.per_example_loss * out.token_counts).float(), out.token_counts, out.prompt_output
+    return -out.per_example_nll.float(), out.token_counts, out.prompt_output
 
 
 def _shared_source_log_likelihoods(model: PromptedModel, candidates, counts, task_ids: Tensor) -> tuple[Tensor, PromptOutput]:
@@ -83,11 +67,11 @@ def _shared_source_log_likelihoods(model: PromptedModel, candidates, counts, tas
                              "example must be backbone.encode(source, answer) with the same source")
         answers += [f["labels"][cut:] if decoder_only else f["labels"] for f in rows]
     device = task_ids.device
-    batch = collate([{"input_ids": x} for x in sources], model.backbone.tokenizer.pad_token_id)
+    batch = model.backbone.pad([{"input_ids": x} for x in sources])
     score = model.score_continuations if decoder_only else model.score_label_rows
     out = score(batch["input_ids"].to(device), batch["attention_mask"].to(device),
                 right_pad(answers, IGNORE_INDEX).to(device), task_ids, torch.tensor(counts, device=device))
-    return -(out.per_example_loss * out.token_counts).float(), out.prompt_output
+    return -out.per_example_nll.float(), out.prompt_output
 
 
 @dataclass
@@ -126,8 +110,7 @@ def rank_classify(model: PromptedModel, candidates: Sequence[Sequence[dict[str, 
 @torch.no_grad()
 def greedy_generate(model: PromptedModel, input_ids: Sequence[list[int]], task_ids: Tensor, **generation_kwargs) -> tuple[list[str], list[Tensor | None]]:
     """Greedy answers (decoded text) and each row's prompt attention, in one ``generate``."""
-    tok = model.backbone.tokenizer
-    batch = {k: v.to(task_ids.device) for k, v in collate([{"input_ids": x} for x in input_ids], tok.pad_token_id).items()}
+    batch = {k: v.to(task_ids.device) for k, v in model.backbone.pad([{"input_ids": x} for x in input_ids]).items()}
     sequences, prompt_out = model.generate(batch["input_ids"], batch["attention_mask"], task_ids,
                                            return_prompt_output=True, **generation_kwargs)
     return model.backbone.decode(sequences), attention_rows(prompt_out, range(len(input_ids)))

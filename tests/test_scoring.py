@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from promptmix.backbone import Backbone, PromptedModel
-from promptmix.inference.scoring import rank_classify, sequence_log_likelihoods
+from promptmix.scoring import rank_classify, sequence_log_likelihoods
 from promptmix.prompts import METHODS
 from promptmix.prompts.router import PromptRouter
 

@@ -1,0 +1,227 @@
+"""The run directory: what a training run writes there, and reading it back.
+
+Run directory layout (``run.dir``)::
+
+    config.yaml          the resolved TrainConfig (every field, defaults included)
+    metrics.jsonl        one JSON object per line: {"step", "epoch", "loss", "lr/<group>", ...}
+                         every run.log_every steps, {"step", "dev": {task: metrics, "score"},
+                         "dev_seconds"} (dev_seconds: the evaluation's wall time), and at each
+                         start {"step", "setup": {distributed, processes, fsdp_units, frozen
+                         parameters in all and held per process, optimized_parameters}}
+    tb/                  TensorBoard event files (same scalars)
+    checkpoints/         resumable state (see promptmix.training.checkpoint); latest.json
+    method/              the best-on-dev prompt method (the final one without dev data),
+                         written with promptmix.prompts.checkpoint.save_method: method.json
+                         (config incl. task names, backbone identity, extra = {stage, tasks,
+                         step, dev}) + method.safetensors; load with load_method(dir, backbone)
+    model/               baselines that tune the backbone (finetune stage) instead of method/
+    results.json         {stage, tasks, completed, steps, best_step, dev, test,
+                         trainable_parameters, seconds, ...}
+    <task>/              a stage given several data.tasks without data.multi_task trains one
+                         run per task here; the directory above holds their combined results.json
+
+Written by :func:`open_run_dir` (config.yaml), :class:`MethodSaver` (method/) and
+:func:`write_result` (results.json); the loop writes metrics.jsonl, tb/ and checkpoints/.
+Read back by :func:`finished_result` (resume skips a finished run), :func:`find_methods`
+(every method a run holds, each record read once: what ``promptmix predict`` and ``serve``
+load) and :func:`load_run_with_data` (a run with its config, backbone, method and data:
+``promptmix eval`` and ``attention``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from promptmix._io import atomic_directory, atomic_write_text, read_json, recover_directory
+from promptmix.backbone import Backbone, PromptedModel
+from promptmix.loading import load_backbone
+from promptmix.prompts import PromptMethod
+from promptmix.prompts.checkpoint import RECORD_FILE, SavedMethod, load_method, save_method
+from promptmix.prompts.router import PromptRouter
+from promptmix.training.config import TrainConfig, load_config
+from promptmix.training.data import TaskData, load_tasks
+
+RESULTS = "results.json"
+CONFIG = "config.yaml"
+METHOD = "method"  # the best prompt method
+MODEL = "model"  # a baseline's tuned backbone parameters
+RESUMABLE_KEYS = ("run.dir", "run.stop_after", "run.progress")  # may differ between invocations of one run
+
+
+class RunExistsError(FileExistsError, ValueError):
+    """A fresh run asked for a directory that already holds one (resume it or pick another)."""
+
+
+@dataclass
+class StageResult:
+    """What a stage reports (also ``results.json``)."""
+
+    stage: str
+    run_dir: str
+    tasks: list[str]
+    completed: bool
+    steps: int = 0
+    best_step: int | None = None
+    dev: dict[str, Any] = field(default_factory=dict)
+    test: dict[str, Any] = field(default_factory=dict)
+    trainable_parameters: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# -- writing ----------------------------------------------------------------------------------
+def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: Any) -> Path:
+    """Create ``run_dir`` and write config.yaml; refuse to mix a fresh run into an old one."""
+    started = (run_dir / "checkpoints").exists() or (run_dir / RESULTS).exists()
+    if started and not resume:
+        raise RunExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another run.dir")
+    if resume and (run_dir / CONFIG).is_file():
+        # Through the parser, so a config.yaml written before a key existed compares equal.
+        saved = load_config(run_dir / CONFIG).to_dict()
+        changed = _differences(saved, config.to_dict())
+        if changed:
+            raise ValueError(f"--resume with a config that differs from {run_dir / CONFIG} in {changed}; "
+                             "resume with the run's own config")
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:  # finish or roll back a replacement of the best method a crash interrupted
+            for kept in (METHOD, MODEL):
+                recover_directory(run_dir / kept, clean=True)
+        # run.stop_after belongs to one invocation: a later --resume from config.yaml runs to the end.
+        saved = dataclasses.replace(config, run=dataclasses.replace(config.run, stop_after=None))
+        atomic_write_text(run_dir / CONFIG, saved.to_yaml())
+    accelerator.wait_for_everyone()
+    return run_dir
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ (ignoring RESUMABLE_KEYS)."""
+    keys = sorted(set(saved) | set(current))
+    out = []
+    for key in keys:
+        a, b, name = saved.get(key), current.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{name}.")
+        elif a != b and name not in RESUMABLE_KEYS:
+            out.append(name)
+    return out
+
+
+def finished_result(run_dir: Path) -> StageResult | None:
+    """The result of a run that already completed (resume skips it), else None."""
+    path = run_dir / RESULTS
+    if not path.is_file():
+        return None
+    result = StageResult(**read_json(path))
+    return result if result.completed else None
+
+
+def write_result(result: StageResult, accelerator: Any) -> StageResult:
+    if accelerator.is_main_process:
+        atomic_write_text(Path(result.run_dir) / RESULTS, json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
+
+
+class MethodSaver:
+    """Keeps the best prompt method in ``<run>/method`` (save_method inside an atomic directory)."""
+
+    def __init__(self, directory: Path, backbone: Backbone, extra: dict[str, Any]) -> None:
+        self.directory, self.backbone, self.extra = directory, backbone, extra
+
+    def __call__(self, model: PromptedModel, step: int, metrics: dict[str, Any]) -> None:
+        with atomic_directory(self.directory, overwrite=True) as tmp:
+            save_method(model.method, tmp, self.backbone, extra={**self.extra, "step": step, "dev": metrics})
+
+    def load_into(self, model: PromptedModel) -> None:
+        best = load_method(self.directory, self.backbone)
+        model.method.load_state_dict(best.state_dict())
+
+
+# -- reading back -----------------------------------------------------------------------------
+def find_methods(run: str | os.PathLike) -> list[SavedMethod]:
+    """Every trained method ``run`` holds, each named by its run directory: its own
+    (``<run>/method``, or ``run`` itself when save_method wrote it), or, for an experiment
+    trained as one run per task (``<run>/<task>/method``), each task run's, in task order."""
+    run = Path(run)
+    for parent in [run] + (sorted(p for p in run.iterdir() if p.is_dir()) if run.is_dir() else []):
+        recover_directory(parent / METHOD)  # a crash while training replaced it
+    for candidate in (run, run / METHOD):
+        if (candidate / RECORD_FILE).is_file():
+            return [SavedMethod.read(candidate, str(run))]
+    if not run.is_dir():
+        raise FileNotFoundError(f"run directory {run} does not exist")
+    children = sorted(p.parent.parent for p in run.glob(f"*/{METHOD}/{RECORD_FILE}"))
+    if children:
+        order = _run_tasks(run)
+        children.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
+        return [SavedMethod.read(child / METHOD, str(child)) for child in children]
+    if (run / MODEL).is_dir():
+        raise ValueError(f"{run} is a baseline run that tuned the backbone itself ({run / MODEL}); it has no prompt to serve")
+    raise FileNotFoundError(f"{run} holds no trained prompt method: expected {run / METHOD / RECORD_FILE} "
+                            "(written when a run saves its best checkpoint) or a directory written by save_method")
+
+
+def _run_tasks(run: Path) -> list[str]:
+    """``data.tasks`` of the run's config.yaml, or [] without one."""
+    path = run / CONFIG
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return list(((data or {}).get("data") or {}).get("tasks") or [])
+
+
+@dataclass
+class RunWithData:
+    """A run loaded for scoring on its own data: its config (the data protocol and evaluation
+    settings it was trained with), backbone, method and each task's splits."""
+
+    config: TrainConfig
+    backbone: Backbone
+    method: PromptMethod
+    tasks: dict[str, TaskData]
+
+    def task_ids(self) -> dict[str, int]:
+        return {name: self.method.task_id(name) for name in self.tasks}
+
+    def max_source_length(self, name: str) -> int:
+        return self.tasks[name].max_source_length(self.config.data)
+
+
+def load_run_with_data(run: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
+                       backbone: Backbone | str | None = None) -> RunWithData:
+    """Load ``run`` with its tasks' splits under its own config (``config.yaml``; a bare
+    save_method directory gets the default protocol for the method's tasks). A run trained
+    per task loads every task run, behind one router. ``data_dir`` replaces the config's
+    data directory; ``backbone`` its model (default: the one the run trained on)."""
+    overrides = {"data.data_dir": str(data_dir)} if data_dir is not None else {}
+    found = [(saved, _run_config(saved, overrides)) for saved in find_methods(run)]
+    if not isinstance(backbone, Backbone):
+        first, config = found[0]
+        default = config.model.name if (Path(first.name) / CONFIG).is_file() else first.record.backbone["backbone"]
+        backbone = load_backbone(backbone or default)
+        backbone.model.eval()
+    members, tasks = [], {}
+    for saved, config in found:
+        method = saved.load(backbone).eval()
+        names = [t for t in config.data.tasks if t in method.task_names] or method.task_names
+        members.append((saved.name, method))
+        tasks.update(load_tasks(config.data, names))
+    method = members[0][1] if len(members) == 1 else PromptRouter(members)
+    return RunWithData(found[0][1], backbone, method, tasks)
+
+
+def _run_config(saved: SavedMethod, overrides: dict[str, Any]) -> TrainConfig:
+    """The config a found method's run trained with (its directory is ``saved.name``), or the
+    defaults for the method's tasks when it has none."""
+    path = Path(saved.name) / CONFIG
+    if path.is_file():
+        return load_config(path, overrides)
+    return load_config(None, {**overrides, "data.tasks": list(saved.record.config.get("tasks", []))})
