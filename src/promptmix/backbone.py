@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 from transformers import DynamicCache
 from transformers.modeling_outputs import BaseModelOutput
+from transformers.utils import ModelOutput
 
 from promptmix.prompts.base import PromptMethod, PromptOutput
 
@@ -43,8 +44,9 @@ ANSWER_PREFIX = "\nAnswer:"
 
 
 @dataclass
-class PromptedOutput:
-    """Result of :meth:`PromptedModel.forward`.
+class PromptedOutput(ModelOutput):
+    """Result of :meth:`PromptedModel.forward`: a transformers ``ModelOutput`` (attributes, or
+    keys for the fields that are set), so a plain HF ``Trainer`` reads its ``loss``.
 
     ``loss``: mean token cross-entropy over the batch's label tokens (HF convention).
     ``per_example_nll`` [B]: each example's negative log-likelihood summed over its own label
@@ -58,18 +60,19 @@ class PromptedOutput:
     that hold real tokens in the layout the model actually ran (prompt + input after any
     repacking; for a decoder, the label positions), so nothing outside this module needs to
     know how rows were packed.
-    ``embedding_states``: indices into ``hidden_states`` of the embedding outputs (state 0 of
-    each stack), which are not a layer's output.
+    ``embedding_states``: with ``hidden_states``, indices into them of the embedding outputs
+    (state 0 of each stack), which are not a layer's output.
     """
 
-    loss: Tensor | None
-    per_example_nll: Tensor | None
-    token_counts: Tensor | None
-    prompt_output: PromptOutput
+    # ModelOutput wants every field after the first to default to None.
+    loss: Tensor | None = None
+    per_example_nll: Tensor | None = None
+    token_counts: Tensor | None = None
+    prompt_output: PromptOutput | None = None
     label_logits: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     hidden_masks: tuple[Tensor, ...] | None = None
-    embedding_states: tuple[int, ...] = ()
+    embedding_states: tuple[int, ...] | None = None
 
     @property
     def per_example_loss(self) -> Tensor | None:

@@ -136,7 +136,7 @@ class DistillLoss:
             if s_mask.shape != t_mask.shape or not torch.equal(s_mask, t_mask):
                 raise ValueError("teacher and student hidden states have different layouts (prompt lengths differ?)")
         keep = [i for i in range(len(student.hidden_states))
-                if self.config.hidden_embeddings or i not in student.embedding_states]
+                if self.config.hidden_embeddings or i not in (student.embedding_states or ())]
         pick = lambda states: tuple(states[i] for i in keep)  # noqa: E731
         return hidden_mse_per_example(pick(student.hidden_states), pick(teacher.hidden_states),
                                       list(pick(student.hidden_masks)), self.config.hidden_rms_norm).sum()
