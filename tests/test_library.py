@@ -267,3 +267,22 @@ def test_cards_round_trip_and_shipped_libraries_resolve(tmp_path, base):
         assert resolve_library_root(f"promptmix:{name}/mpt-source") == path / "mpt-source"
     with pytest.raises(ValueError, match="no shipped prompt library 'promptmix:nope'"):
         resolve_library_root("promptmix:nope")
+
+
+def test_cli_add_takes_a_training_run_directory_as_predict_eval_and_serve_do(run_cli, tmp_path, base):
+    """``--from RUN``: the run's method/ (a single run), or the task's run under it (one run per task)."""
+    lib = ["--library", tmp_path / "lib"]
+    methods = {}
+    for i, task in enumerate(["rte", "cb"]):  # a run trained one run per task: <run>/<task>/method
+        methods[task] = build_method({"method": "prompt-tuning", "prompt_length": 5, "tasks": [task], "hidden_size": 16})
+        with torch.no_grad():
+            methods[task].prompts.copy_(torch.randn(1, 5, 16, generator=torch.Generator().manual_seed(i)))
+        save_method(methods[task], tmp_path / "per-task" / task / "method", base)
+    code, out, err = run_cli("prompts", "add", "cb-pt", "--from", tmp_path / "per-task", "--task", "cb", *lib)
+    assert code == 0, err
+    assert torch.equal(PromptLibrary(tmp_path / "lib").load("cb-pt", base), methods["cb"].task_prompt("cb"))
+    code, out, err = run_cli("prompts", "add", "rte-pt", "--from", tmp_path / "per-task" / "rte", "--task", "rte", *lib)
+    assert code == 0, err  # <run>/method of a single run
+    assert torch.equal(PromptLibrary(tmp_path / "lib").load("rte-pt", base), methods["rte"].task_prompt("rte"))
+    code, _, err = run_cli("prompts", "add", "x", "--from", tmp_path / "per-task", "--task", "wic", *lib)
+    assert code == 2 and "holds no prompt for it; its tasks: cb, rte" in err

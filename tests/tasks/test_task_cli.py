@@ -50,3 +50,15 @@ def test_the_promptmix_dispatcher_reports_a_bad_benchmark(capsys):
 
     assert main(["tasks", "--benchmark", "glu"]) == 2
     assert "unknown benchmark 'glu'. Did you mean 'glue'?" in capsys.readouterr().err
+
+
+def test_a_data_dir_that_does_not_exist_warns_and_lists_without_sizes(capsys, tmp_path):
+    missing = tmp_path / "no-such-data"
+    parser = argparse.ArgumentParser(prog="promptmix")
+    tasks_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["tasks", "--data-dir", str(missing), "--benchmark", "glue"])
+    assert args.func(args) == 0
+    captured = capsys.readouterr()
+    assert f"--data-dir {missing} ({missing}) is not a directory" in captured.err
+    sizes = {re.split(r"\s{2,}", line.strip())[3] for line in captured.out.splitlines()[1:]}
+    assert sizes == {"-"}  # not "missing train, validation" for every task

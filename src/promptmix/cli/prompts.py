@@ -42,7 +42,8 @@ def register(subparsers) -> None:
                                          "P* ∘ u v). Input-dependent prompts (ATTEMPT) cannot be stored as one tensor.")
     add.add_argument("name", help="entry name: letters, digits, '-', '_', '.'")
     add.add_argument("--from", dest="source", type=Path, required=True, metavar="RUN_DIR",
-                     help="directory written by save_method (method.json + method.safetensors)")
+                     help="a training run directory (its best method/, or the task's run under it when the run trained "
+                          "one run per task), as predict, eval and serve take, or a directory written by save_method")
     add.add_argument("--task", required=True, help="which of the method's tasks to take the prompt of")
     add.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
                      help="a dev metric to record, e.g. --metric accuracy=0.853 (repeatable)")
@@ -114,9 +115,22 @@ def run_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def saved_method_of(run: Path, task: str) -> SavedMethod:
+    """The method ``run`` holds for ``task``: a run directory is read as predict, eval and serve
+    read it (:func:`promptmix.training.rundir.find_methods`)."""
+    from promptmix.training.rundir import find_methods  # the training stack, only when a run is read
+
+    found = find_methods(run)
+    holding = [saved for saved in found if task in saved.record.config.get("tasks", [])]
+    if not holding:
+        held = sorted({t for saved in found for t in saved.record.config.get("tasks", [])})
+        raise ValueError(f"--task {task!r}: {run} holds no prompt for it; its tasks: {', '.join(held) or 'none'}")
+    return holding[0]
+
+
 def run_add(args: argparse.Namespace) -> int:
     metrics = parse_metrics(args.metric)
-    saved = SavedMethod.read(args.source)
+    saved = saved_method_of(args.source, args.task)
     method = saved.load()
     prompt = fixed_task_prompt(method, args.task)
     record = _library(args).add(args.name, prompt, task=args.task, method=method.config.method,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from pathlib import Path
 
 from promptmix.cli import HELP
@@ -63,6 +64,11 @@ def source_of(task: Task) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        # Every task would otherwise show "missing ...", as if the data were gone rather than the path wrong.
+        print(f"promptmix tasks: warning: --data-dir {args.data_dir} ({args.data_dir.resolve()}) is not a directory; "
+              "listing tasks without split sizes", file=sys.stderr)
+        args.data_dir = None
     names = list_tasks(args.benchmark)
     rows = [("TASK", "BENCHMARK", "SOURCE (local | hub)", "TRAIN/DEV/TEST", "METRICS")]
     for name in names:
