@@ -52,7 +52,7 @@ def test_concurrent_mixed_task_requests_equal_offline_predict_and_share_batches(
             calls = [client.post("/v1/predict", json=single_request(item)) for item in ITEMS]
             calls.append(client.post("/v1/predict", json={"inputs": ITEMS}))  # per-input tasks
             responses = await asyncio.gather(*calls)
-            return responses, (await client.get("/metrics")).json()
+            return responses, (await client.get("/metrics.json")).json()
 
     with serve(predictor) as server:
         responses, metrics = asyncio.run(main(server.url))
@@ -105,7 +105,7 @@ def test_flood_past_the_queue_bound_gets_429_and_every_accepted_request_is_right
             depths = [client.get("/health") for _ in range(5)]
             responses = await asyncio.gather(*calls, *depths)
             after = await client.post("/v1/predict", json={"inputs": ITEMS[:max_queue]})
-            return responses[:flood], responses[flood:], after, (await client.get("/metrics")).json()
+            return responses[:flood], responses[flood:], after, (await client.get("/metrics.json")).json()
 
     with serve(predictor, max_batch_size=4, max_wait_ms=300, max_queue=max_queue, max_inputs_per_request=6) as server:
         responses, health, after, metrics = asyncio.run(main(server.url))
@@ -155,3 +155,47 @@ def test_tasks_health_and_openapi(predictor):
     paths = schema.json()["paths"]
     assert {"/v1/predict", "/v1/tasks", "/health", "/metrics"} <= set(paths)
     assert "PredictRequest" in schema.text
+
+
+def test_metrics_speak_prometheus_and_the_openapi_document_carries_the_version(predictor):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from promptmix import __version__
+
+    async def main(url):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            await asyncio.gather(*[client.post("/v1/predict", json=single_request(item)) for item in ITEMS])
+            await client.post("/v1/predict", json={"inputs": ITEMS[:4]})
+            return [await client.get(p) for p in ("/metrics", "/metrics.json", "/openapi.json")]
+
+    with serve(predictor, max_batch_size=4) as server:
+        text, as_json, schema = asyncio.run(main(server.url))
+    assert text.headers["content-type"].startswith("text/plain; version=")
+    families = {f.name: f for f in text_string_to_metric_families(text.text)}  # prometheus-client's own parser
+    value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    counts = as_json.json()
+    assert value[("promptmix_requests_total", ())] == counts["requests"] == len(ITEMS) + 1
+    assert value[("promptmix_inputs_total", ())] == counts["items"] == len(ITEMS) + 4
+    assert value[("promptmix_batches_total", ())] == counts["batches"] >= 1
+    assert value[("promptmix_rejected_total", (("reason", "queue_full"),))] == 0
+    # The batch-size histogram: +Inf counts every batch, the sum every input, buckets are cumulative.
+    assert value[("promptmix_batch_size_count", ())] == counts["batches"]
+    assert value[("promptmix_batch_size_sum", ())] == counts["items"]
+    assert value[("promptmix_batch_size_bucket", (("le", "4.0"),))] == counts["batches"]  # max_batch_size 4
+    assert value[("promptmix_batch_size_bucket", (("le", "1.0"),))] == counts["batch_sizes"].get("1", 0)
+    assert families["promptmix_queue_capacity"].samples[0].value == 64
+    assert schema.json()["info"]["version"] == __version__
+
+
+def test_tasks_report_the_input_limit_the_prompts_were_trained_with(t5_tokenizer):
+    limited = tiny_predictor(Backbone(tiny_t5(), t5_tokenizer, "tiny-t5"), max_source_lengths={"rte": 96, "cb": 40})
+
+    async def main(url):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            return (await client.get("/v1/tasks")).json(), await client.post(
+                "/v1/predict", json={"task": "rte", "inputs": ["word " * 150]})
+
+    with serve(limited) as server:
+        tasks, too_long = asyncio.run(main(server.url))
+    assert {t["name"]: t["max_source_length"] for t in tasks} == {"rte": 96, "sst2": 256, "cb": 40, "stsb": 256}
+    assert too_long.status_code == 413 and "over the limit of 96" in too_long.text  # and inputs are held to it

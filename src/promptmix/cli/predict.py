@@ -21,8 +21,8 @@ from typing import IO, Any
 
 from promptmix.cli import HELP, int_in
 from promptmix.inference.predictor import InputError, as_items
-from promptmix.inference.loader import load_predictor
-from promptmix.training.rundir import find_methods
+from promptmix.inference.loader import load_predictor, recorded_source_lengths
+from promptmix.training.rundir import configured_source_lengths, find_methods
 
 CHUNK = 1024  # input lines answered (and written) at a time: memory stays bounded on big files
 
@@ -46,8 +46,12 @@ def predictor_from_args(args: argparse.Namespace):
     if not args.run and not args.prompt:
         raise ValueError("nothing to load: give at least one --run DIR or --prompt NAME")
     methods = [saved for run in args.run for saved in find_methods(run)]  # each run walked once, each record read once
+    # Truncate as each run trained: its method record says (runs saved before it did: their config).
+    lengths = {task: n for saved in methods for task, n in configured_source_lengths(saved).items()}
+    lengths.update(recorded_source_lengths(methods))
     return load_predictor(methods, library=args.library, prompts=args.prompt, backbone=args.backbone,
-                          token_budget=args.token_budget, max_batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+                          token_budget=args.token_budget, max_batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                          max_source_lengths=lengths)
 
 
 def register(subparsers) -> None:

@@ -3,7 +3,7 @@
     promptmix serve --run runs/glue --run runs/superglue --port 8000
     curl -s localhost:8000/v1/predict -d '{"task": "rte", "inputs": [{"sentence1": "...", "sentence2": "..."}]}'
 
-Endpoints: POST /v1/predict, GET /v1/tasks, /health, /metrics, /openapi.json, /docs
+Endpoints: POST /v1/predict, GET /v1/tasks, /health, /metrics (Prometheus), /metrics.json, /openapi.json, /docs
 (see :mod:`promptmix.serving.app`). Ctrl-C or SIGTERM stops accepting connections, answers
 every accepted request, then exits.
 """

@@ -61,7 +61,19 @@ def load_predictor(methods: Sequence[SavedMethod] = (), *, library: str | os.Pat
     if not isinstance(backbone, Backbone):
         backbone = load_backbone(backbone or recorded_backbone(methods, library, prompts))
         backbone.model.eval()
+    options.setdefault("max_source_lengths", recorded_source_lengths(methods))
     return Predictor(backbone, load_router(backbone, methods, library=library, prompts=prompts), **options)
+
+
+def recorded_source_lengths(methods: Sequence[SavedMethod]) -> dict[str, int]:
+    """``{task: input token limit}`` the saved methods were trained with: what a training run
+    records in ``method.json`` (``extra.max_source_length``); methods saved without it add nothing."""
+    lengths: dict[str, int] = {}
+    for saved in methods:
+        recorded = saved.record.extra.get("max_source_length")
+        if isinstance(recorded, dict):
+            lengths.update({str(task): int(n) for task, n in recorded.items()})
+    return lengths
 
 
 def _library(root: str | os.PathLike | None) -> PromptLibrary:

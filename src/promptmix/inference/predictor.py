@@ -151,10 +151,14 @@ class Predictor:
             out-of-memory).
         max_batch_size: most items per forward.
         max_new_tokens: generation length for non-classification tasks.
+        max_source_lengths: ``{task: input token limit}`` the prompts were trained with (a run
+            records it, see :mod:`promptmix.inference.loader`); a task not named gets its own
+            ``Task.max_source_length``.
     """
 
     def __init__(self, backbone: Backbone, method: PromptMethod, tasks: Mapping[str, Task] | None = None, *,
-                 token_budget: int = 16384, max_batch_size: int = 64, max_new_tokens: int = 32) -> None:
+                 token_budget: int = 16384, max_batch_size: int = 64, max_new_tokens: int = 32,
+                 max_source_lengths: Mapping[str, int] | None = None) -> None:
         self.backbone = backbone
         self.method = method if isinstance(method, PromptRouter) else PromptRouter({"method": method})
         self.tasks = dict(tasks) if tasks is not None else {name: self._registered(name) for name in self.method.task_names}
@@ -165,6 +169,8 @@ class Predictor:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{option} must be an integer >= 1, got {value!r}")
         self.token_budget, self.max_batch_size, self.max_new_tokens = token_budget, max_batch_size, max_new_tokens
+        given = dict(max_source_lengths or {})
+        self.max_source_lengths = {name: int(given.get(name) or task.max_source_length) for name, task in self.tasks.items()}
         self.max_token_chars = longest_token_chars(backbone.tokenizer)
         device = next(backbone.model.parameters()).device
         self.model = PromptedModel(backbone, self.method.to(device)).eval()
@@ -212,7 +218,7 @@ class Predictor:
 
     def prepare(self, items: Sequence[Mapping[str, Any]], *, truncate: bool = True) -> list[PreparedInput]:
         """Validate and tokenise items ``{"task": name, "record": {...}}`` or ``{"task": name,
-        "text": "..."}``. Inputs longer than the task's ``max_source_length`` tokens are
+        "text": "..."}``. Inputs longer than the task's limit (:attr:`max_source_lengths`) are
         truncated, or refused (InputError kind "too_long") when ``truncate`` is False; then a
         text over ``max_source_length × max_token_chars`` characters is refused before it is
         tokenised, since it cannot fit (see :func:`longest_token_chars`)."""
@@ -224,7 +230,7 @@ class Predictor:
         name = self.resolve_task(item.get("task"), index)
         task = self.tasks[name]
         source = self._source_text(index, task, item)
-        limit = task.max_source_length
+        limit = self.max_source_lengths[name]
         if not truncate and len(source) > limit * self.max_token_chars:  # tokenising it would only waste time
             raise InputError(index, f"input is {len(source)} characters, more than the limit of {limit} tokens for task "
                                     f"{name!r} can hold (at most {limit} × {self.max_token_chars})", "too_long")

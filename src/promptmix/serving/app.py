@@ -4,8 +4,9 @@
                        {"inputs": [{"task": "rte", "record": {...}}, {"task": "cb", "text": "cb premise: ..."}]}
     GET  /v1/tasks     loaded tasks: kind, label words, input fields, length limit, prompt source
     GET  /health       status ("ok" / "draining"), queue depth
-    GET  /metrics      batching counters and histograms (batch sizes, tasks per batch)
-    GET  /openapi.json the schema (FastAPI), /docs to try it
+    GET  /metrics      batching counters and histograms in the Prometheus text format
+    GET  /metrics.json the same counters as JSON (batch sizes, tasks per batch)
+    GET  /openapi.json the schema (FastAPI, carrying the promptmix version), /docs to try it
 
 With a top-level ``task`` every input is a raw record (an object of the dataset's fields) or
 preformatted text (a string); without one, every input is ``{"task", "record" | "text"}``.
@@ -30,13 +31,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from promptmix import __version__
 from promptmix.inference.predictor import InputError, Predictor, as_items
 from promptmix.serving.batcher import BatcherConfig, DynamicBatcher, QueueFull, ShuttingDown
 from promptmix.serving.limits import DEFAULT_READ_TIMEOUT, MIN_BODY_BYTES, BodyLimit, error
+from promptmix.serving.prometheus import CONTENT_TYPE_LATEST, exposition
 
 STATUS_OF_INPUT_ERROR = {"unknown_task": 422, "invalid": 422, "too_long": 413}
 
@@ -116,7 +119,7 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
             yield
             await batcher.close()  # answers every accepted request before the worker stops
 
-    app = FastAPI(title="promptmix", version="1", lifespan=lifespan,
+    app = FastAPI(title="promptmix", version=__version__, lifespan=lifespan,
                   description="One frozen language model, every task's soft prompt, mixed-task batches.")
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, read_timeout=config.read_timeout)
     _add_error_handlers(app)
@@ -145,8 +148,16 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
         return {"status": status, "tasks": len(predictor.task_names), "backbone": public_name(predictor.backbone.name),
                 "queue_depth": batcher.queue_depth if batcher else 0, "max_queue": config.batcher.max_queue}
 
-    @app.get("/metrics")
-    async def metrics() -> dict[str, Any]:
+    scrape = exposition(lambda: (holder["batcher"].metrics, holder["batcher"].queue_depth, config.batcher.max_queue,
+                                 config.batcher.max_batch_size))
+
+    @app.get("/metrics", response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+    async def metrics() -> Response:
+        return Response(scrape(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/metrics.json")
+    async def metrics_json() -> dict[str, Any]:
         batcher = holder["batcher"]
         return batcher.metrics.to_dict(batcher.queue_depth)
 
@@ -163,7 +174,7 @@ def _task_info(predictor: Predictor, name: str) -> TaskInfo:
     task = predictor.tasks[name]
     return TaskInfo(name=name, kind="classification" if task.label_words else "generation",
                     label_words=list(task.label_words) if task.label_words else None,
-                    input_fields=list(task.input_fields), max_source_length=task.max_source_length,
+                    input_fields=list(task.input_fields), max_source_length=predictor.max_source_lengths[name],
                     prompt_from=predictor.method.member_of(name)[0],
                     attention_over=predictor.method.attention_names(name))
 

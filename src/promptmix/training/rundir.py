@@ -178,6 +178,17 @@ def _run_tasks(run: Path) -> list[str]:
     return list(((data or {}).get("data") or {}).get("tasks") or [])
 
 
+def configured_source_lengths(saved: SavedMethod) -> dict[str, int]:
+    """``{task: data.max_source_length}`` from the config.yaml of the run ``saved`` came from, for
+    runs saved before their method record held the limits; {} where the config sets none (each
+    task's own limit applies) or there is no config."""
+    path = Path(saved.name) / CONFIG
+    if not path.is_file():
+        return {}
+    limit = load_config(path).data.max_source_length
+    return {task: limit for task in saved.record.config.get("tasks", [])} if limit is not None else {}
+
+
 @dataclass
 class RunWithData:
     """A run loaded for scoring on its own data: its config (the data protocol and evaluation

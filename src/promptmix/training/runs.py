@@ -71,7 +71,9 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
     if done is not None:
         return done
     model = PromptedModel(ctx.backbone, method.to(acc.device))
-    extra = {"stage": config.stage, "tasks": list(tasks), **(extra or {})}
+    # The input limits go with the saved method, so inference truncates as training did.
+    limits = {name: data.max_source_length(config.data) for name, data in tasks.items()}
+    extra = {"stage": config.stage, "tasks": list(tasks), "max_source_length": limits, **(extra or {})}
     saver = saver or MethodSaver(run_dir / METHOD, ctx.backbone, extra)
     train_set = TrainSet(tasks, task_ids, ctx.backbone, config.data)
     has_dev = any(data.dev for data in tasks.values())
