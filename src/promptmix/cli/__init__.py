@@ -27,11 +27,12 @@ SUBCOMMANDS = [
     "eval",
     "serve",
     "attention",
+    "export",
 ]
 # Each subcommand's line in `promptmix --help` (its module registers it with the same text).
 HELP = {
     "params": "trainable parameters of a prompt method, per task and in total",
-    "prompts": "list, show, add and remove named prompts in the prompt library",
+    "prompts": "list, show, add, import (from PEFT) and remove named prompts in the prompt library",
     "tasks": "list tasks, their data source, split sizes and metrics",
     "train": "train one stage: source prompts, attention prior, ATTEMPT, MPT, baselines",
     "pipeline": "the main job: source prompts -> ATTEMPT and MPT -> table against prompt tuning",
@@ -40,6 +41,7 @@ HELP = {
     "eval": "score a run's prompts on its dev or test split",
     "serve": "HTTP server answering any loaded task, batched across requests",
     "attention": "heatmap (PNG + CSV) of an ATTEMPT run's attention over prompts",
+    "export": "write prompts as PEFT prompt-tuning adapters (PeftModel.from_pretrained loads them)",
 }
 
 

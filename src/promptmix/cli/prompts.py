@@ -1,8 +1,9 @@
-"""``promptmix prompts {list,show,add,remove}``: manage the on-disk prompt library.
+"""``promptmix prompts {list,show,add,import,remove}``: manage the on-disk prompt library.
 
 A thin layer over :class:`promptmix.prompts.library.PromptLibrary`. ``add`` takes a task's
-prompt from a method saved with ``save_method`` (a run directory holding method.json and
-method.safetensors) and records the backbone that run was trained on.
+prompt from a training run (or a directory written by ``save_method``) and records the backbone
+that run was trained on; ``import --from-peft`` takes a PEFT prompt-tuning adapter's prompt
+(:mod:`promptmix.prompts.peft`), checked against the backbone it names.
 """
 
 from __future__ import annotations
@@ -49,6 +50,18 @@ def register(subparsers) -> None:
                      help="a dev metric to record, e.g. --metric accuracy=0.853 (repeatable)")
     add.add_argument("--overwrite", action="store_true", help="replace an existing entry of that name")
     add.set_defaults(func=run_add)
+
+    imp = actions.add_parser("import", parents=[common], help="store a PEFT prompt-tuning adapter's prompt",
+                             description="Store the soft prompt of a PEFT prompt-tuning adapter (adapter_config.json + "
+                                         "adapter_model.safetensors), e.g. as a source prompt for ATTEMPT. The backbone "
+                                         "is the adapter's base_model_name_or_path unless --backbone says otherwise; an "
+                                         "adapter made for another model or width is refused with the reason.")
+    imp.add_argument("--from-peft", dest="adapter", type=Path, required=True, metavar="DIR", help="the PEFT adapter directory")
+    imp.add_argument("name", help="entry name: letters, digits, '-', '_', '.'")
+    imp.add_argument("--task", default=None, help="the task the prompt is for (default: the one promptmix recorded, if any)")
+    imp.add_argument("--backbone", default=None, help="the model the adapter was trained on (default: its base_model_name_or_path)")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing entry of that name")
+    imp.set_defaults(func=run_import)
 
 
 def _library(args: argparse.Namespace) -> PromptLibrary:
@@ -137,4 +150,41 @@ def run_add(args: argparse.Namespace) -> int:
                                 backbone=saved.record.backbone, metrics=metrics, overwrite=args.overwrite)
     print(f"added {record.name}: task {record.task}, {record.method}, [{record.prompt_length}, {record.hidden_size}] "
           f"for backbone {record.backbone} ({record.fingerprint})")
+    return 0
+
+
+def names_same_model(base_model: str, backbone_name: str) -> bool:
+    """Whether an adapter's ``base_model_name_or_path`` names the backbone loaded as ``backbone_name``
+    (the alias's converted directory names the alias)."""
+    from promptmix.loading import ModelNotFoundError, base_model_reference, resolve_model_name
+
+    try:
+        if resolve_model_name(base_model) == backbone_name:
+            return True
+    except (ModelNotFoundError, ValueError):
+        return False
+    return base_model_reference(backbone_name).name_or_path == str(base_model)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from promptmix.loading import load_backbone
+    from promptmix.prompts.peft import check_adapter_fits, read_adapter
+
+    adapter = read_adapter(args.adapter)
+    model = args.backbone or (adapter.record.get("backbone") or {}).get("backbone") or adapter.base_model
+    if model is None:
+        raise ValueError(f"{args.adapter / 'adapter_config.json'}: field 'base_model_name_or_path' is empty; pass "
+                         "--backbone with the model the adapter was trained on")
+    task = args.task or adapter.record.get("task")
+    if not task:
+        raise ValueError(f"{args.adapter} does not say which task its prompt is for; pass --task")
+    backbone = load_backbone(model)
+    same = None if adapter.base_model is None else names_same_model(adapter.base_model, backbone.name)
+    check_adapter_fits(adapter, backbone.identity(), same)
+    card = {"imported_from": str(args.adapter.resolve()), "base_model_name_or_path": adapter.base_model,
+            "peft_task_type": adapter.task_type, **{k: adapter.record[k] for k in ("source", "method") if k in adapter.record}}
+    record = _library(args).add(args.name, adapter.prompt, task=task, method=adapter.record.get("method", "prompt-tuning"),
+                                backbone=backbone, card=card, overwrite=args.overwrite)
+    print(f"imported {record.name}: task {record.task}, [{record.prompt_length}, {record.hidden_size}] for backbone "
+          f"{record.backbone} ({record.fingerprint}) from {args.adapter}")
     return 0
