@@ -37,11 +37,16 @@ FIRST_TRAIN = {
            "it was peeled down. hypothesis: the language was peeled down", "entailment", "entailment"),
     "copa": ("copa choice1: The sun was rising. choice2: The grass was cut. premise: My body cast a "
              "shadow over the grass. question: cause", "choice1", "choice1"),
+    "copa-choices": ("copa-choices premise: My body cast a shadow over the grass. question: cause",
+                     "The sun was rising.", "The sun was rising."),
     "multirc": ("multirc question: What causes a change in motion? answer: A force paragraph: Sent 1: "
                 "What causes a change in motion? Sent 2: The application of a force.", "True", "True"),
     "record": ("record query: Visitors flocked to @placeholder to see the Louvre. entities: France, "
                "London, Paris passage: The Louvre in Paris drew record crowds. Paris is the capital "
                "of France. London came second", "Paris", ["Paris"]),
+    "record-choices": ("record-choices query: Visitors flocked to @placeholder to see the Louvre. entities: France, "
+                       "London, Paris passage: The Louvre in Paris drew record crowds. Paris is the capital "
+                       "of France. London came second", "Paris", ["Paris"]),
     "superglue-rte": ("superglue-rte premise: No Weapons of Mass Destruction Found in Iraq Yet. "
                       "hypothesis: Weapons of Mass Destruction Found in Iraq.",
                       "not_entailment", "not_entailment"),
@@ -76,6 +81,8 @@ FIRST_TRAIN = {
     "winogrande": ("winogrande sentence: Ian volunteered to eat Dennis's menudo after already having "
                    "a bowl because _ despised eating intestine. option1: Ian option2: Dennis",
                    "option2", "option2"),
+    "winogrande-choices": ("winogrande-choices sentence: Ian volunteered to eat Dennis's menudo after already having "
+                           "a bowl because _ despised eating intestine.", "Dennis", "Dennis"),
     "paws": ("paws sentence1: In Paris , in October 1560 , he secretly met the English ambassador , "
              "Nicolas Throckmorton , asking him for a passport to return to England through Scotland "
              ". sentence2: In October 1560 , he secretly met with the English ambassador , Nicolas "
@@ -93,13 +100,14 @@ FIRST_TRAIN = {
 
 # task -> (train, dev, test) sizes of the fixture under the protocol
 FIXTURE_SIZES = {name: (3, 2, 2) for name in FIRST_TRAIN}
-FIXTURE_SIZES.update({"multirc": (5, 4, 4), "record": (2, 1, 1), "squad": (2, 2, 2),
+FIXTURE_SIZES.update({"multirc": (5, 4, 4), "record": (2, 1, 1), "record-choices": (2, 1, 1), "squad": (2, 2, 2),
                       "yelp_polarity": (3, 2, 2)})
 
 
 def test_every_paper_dataset_is_registered_and_has_a_fixture_case():
     papers = {name for names in BENCHMARKS.values() for name in names}
     extra = {"wnli", "copa", "superglue-rte", "triviaqa"}  # the issue's "(and ...)" tasks
+    extra |= {"copa-choices", "winogrande-choices", "record-choices"}  # answers from each example's own candidates
     assert papers | extra == set(list_tasks()) == set(FIRST_TRAIN)
 
 
@@ -154,3 +162,22 @@ def test_format_serves_unlabelled_user_records():
     assert (ex.source, ex.target, ex.label) == ("rte sentence1: A man sleeps. sentence2: A man is awake.", "", None)
     hub_test_row = get_task("cb").format({"premise": "p", "hypothesis": "h", "label": -1, "idx": 7})
     assert (hub_test_row.label, hub_test_row.idx) == (None, 7)
+
+
+
+@pytest.mark.parametrize("name, choices", [
+    ("copa-choices", ("The sun was rising.", "The grass was cut.")),
+    ("winogrande-choices", ("Ian", "Dennis")),
+    ("record-choices", ("France", "London", "Paris")),
+])
+def test_multiple_choice_variants_carry_each_examples_candidates(name, choices):
+    """The papers' copa / winogrande answer literal words and record generates; these variants
+    answer with one of the example's own candidates, which rank classification scores."""
+    task = get_task(name)
+    first = task.load_splits(FIXTURES, seed=42, hub=False)["train"][0]
+    assert first.choices == choices and task.answer_candidates(first) == list(choices)
+    assert first.target in choices
+    paper = get_task(name.removesuffix("-choices"))
+    paper_first = paper.load_splits(FIXTURES, seed=42, hub=False)["train"][0]
+    assert paper_first.choices is None
+    assert paper.answer_candidates(paper_first) == (paper.label_words or None)

@@ -10,8 +10,10 @@
     #             attention={'mnli': 0.31, ..., 'target': 0.22}, label_scores={...}), ...]
 
 An item is a task name plus either a raw ``record`` (the dataset's own fields, formatted by
-``Task.format``) or preformatted ``text``. Classification tasks (those with label words) are
-answered by rank classification, the rest by greedy generation and ``Task.parse_prediction``
+``Task.format``) or preformatted ``text`` (with its ``choices`` for a multiple-choice task).
+Classification tasks (label words) and multiple-choice tasks (each input's own candidate
+answers) are answered by rank classification over those candidates, the rest by greedy
+generation and ``Task.parse_prediction``
 (see :mod:`promptmix.scoring` for both scores). Examples of every task share
 forward passes: all classification items of a batch are scored together (their inputs once,
 then every label word on top of them), all others go through one ``generate``; a batch mixing
@@ -75,7 +77,8 @@ def as_items(inputs: Sequence[Any], task: str | None = None) -> list[dict[str, A
     """Inputs as given to the CLI and the HTTP API -> predictor items.
 
     With ``task``, each input is a raw record (a mapping of the dataset's fields) or
-    formatted text (a string). Without, each input must be ``{"task", "record" | "text"}``.
+    formatted text (a string). Without, each input must be ``{"task", "record" | "text"}``
+    (and ``"choices"``, the candidate answers, with the text of a multiple-choice task).
     """
     if task is not None:
         return [{"task": task, "text": x} if isinstance(x, str) else {"task": task, "record": x} for x in inputs]
@@ -84,9 +87,10 @@ def as_items(inputs: Sequence[Any], task: str | None = None) -> list[dict[str, A
         if not isinstance(x, Mapping) or "task" not in x:
             raise InputError(i, "no task: give the task for all inputs, or make each input "
                                 "{\"task\": ..., \"record\": {...}} or {\"task\": ..., \"text\": ...}")
-        extra = set(x) - {"task", "record", "text"}
+        extra = set(x) - {"task", "record", "text", "choices"}
         if extra:
-            raise InputError(i, f"unexpected key(s) {sorted(extra)}; an input with its own task has 'task' and 'record' or 'text'")
+            raise InputError(i, f"unexpected key(s) {sorted(extra)}; an input with its own task has 'task' and 'record' "
+                                "or 'text' (and 'choices' with the text of a multiple-choice task)")
         items.append(dict(x))
     return items
 
@@ -100,7 +104,8 @@ class Prediction:
     probability of the chosen label among the label words (classification) or the answer's
     geometric-mean token probability (generation). ``attention``: ATTEMPT's weights over
     its source prompts and the task's own prompt, by prompt name (None for other methods).
-    ``label_scores``: every label word's probability (classification only).
+    ``label_scores``: every candidate's probability (the label words, or a multiple-choice
+    input's own choices; None for generation).
     """
 
     task: str
@@ -124,7 +129,8 @@ class PreparedInput:
     source: str
     max_source_length: int
     input_ids: list[int]
-    candidates: list[dict[str, list[int]]] | None = None  # rank classification rows, one per label word
+    candidates: list[dict[str, list[int]]] | None = None  # rank classification rows, one per answer
+    answers: list[str] | None = None  # the candidate answers those rows spell: label words or the input's choices
 
     def encode(self, backbone: Backbone, answer: str) -> dict[str, list[int]]:
         """This input with ``answer`` as its target, in the backbone's training layout."""
@@ -229,7 +235,7 @@ class Predictor:
             raise InputError(index, f"expected an object with 'task' and 'record' or 'text', got {type(item).__name__}")
         name = self.resolve_task(item.get("task"), index)
         task = self.tasks[name]
-        source = self._source_text(index, task, item)
+        source, choices = self._source_text(index, task, item)
         limit = self.max_source_lengths[name]
         if not truncate and len(source) > limit * self.max_token_chars:  # tokenising it would only waste time
             raise InputError(index, f"input is {len(source)} characters, more than the limit of {limit} tokens for task "
@@ -240,8 +246,10 @@ class Predictor:
                 raise InputError(index, f"input is {len(ids)} tokens, over the limit of {limit} for task {name!r}", "too_long")
             ids = self.backbone.encode(source, max_source_length=limit)["input_ids"]
         prepared = PreparedInput(name, self.method.task_id(name), source, limit, ids)
-        if task.label_words:
-            prepared.candidates = [prepared.encode(self.backbone, word) for word in task.label_words]
+        answers = list(choices) if choices else (list(task.label_words) if task.label_words else None)
+        if answers:
+            prepared.answers = answers
+            prepared.candidates = [prepared.encode(self.backbone, answer) for answer in answers]
         return prepared
 
     def _tokens(self, index: int, source: str) -> list[int]:
@@ -256,20 +264,35 @@ class Predictor:
         except (TypeError, ValueError) as err:  # whatever else the tokenizer refuses is the input's fault
             raise InputError(index, f"the tokenizer cannot take this input: {shown(str(err))}") from None
 
-    def _source_text(self, index: int, task: Any, item: Mapping[str, Any]) -> str:
+    def _source_text(self, index: int, task: Any, item: Mapping[str, Any]) -> tuple[str, list[str] | None]:
+        """The formatted input and, for a multiple-choice task, its candidate answers."""
         has_record, has_text = item.get("record") is not None, item.get("text") is not None
         if has_record == has_text:
             raise InputError(index, "give exactly one of 'record' (the dataset's fields) or 'text' (formatted input)")
         if has_text:
             if not isinstance(item["text"], str) or not item["text"].strip():
                 raise InputError(index, "'text' must be a non-empty string")
-            return item["text"]
+            return item["text"], self._choices(index, task, item.get("choices"))
         if not isinstance(item["record"], Mapping):
             raise InputError(index, f"'record' must be an object of the dataset's fields, got {type(item['record']).__name__}")
         try:
-            return task.format(item["record"]).source
+            example = task.format(item["record"])
         except ValueError as err:  # DataError names the missing or malformed field
             raise InputError(index, f"task {task.name!r}: {err}") from None
+        return example.source, list(example.choices) if example.choices else None
+
+    @staticmethod
+    def _choices(index: int, task: Any, choices: Any) -> list[str] | None:
+        """A text input's candidate answers: required for a multiple-choice task, refused for others."""
+        if not task.choices_per_example:
+            if choices is not None:
+                raise InputError(index, f"task {task.name!r} answers with its own label words or generated text; "
+                                        "'choices' are for multiple-choice tasks")
+            return None
+        if not isinstance(choices, list) or not choices or not all(isinstance(c, str) and c.strip() for c in choices):
+            raise InputError(index, f"task {task.name!r} answers from each input's own candidates: give 'choices', "
+                                    f"a non-empty list of answer strings, with the text (got {shown(choices)})")
+        return [c.strip() for c in choices]
 
     # -- tokens -> predictions -----------------------------------------------------------------
     def predict(self, items: Sequence[Mapping[str, Any]], *, truncate: bool = True) -> list[Prediction]:
@@ -329,10 +352,9 @@ class Predictor:
                 for p, t, s, a in zip(batch, texts, scores, attention)]
 
     def _ranked_prediction(self, p: PreparedInput, r: Any) -> Prediction:
-        words = self.tasks[p.task].label_words
-        word = words[r.index]
-        return Prediction(p.task, self.tasks[p.task].parse_prediction(word), r.probabilities[r.index], word,
-                          self._attention(p.task, r.attention), dict(zip(words, r.probabilities)))
+        answer = p.answers[r.index]
+        return Prediction(p.task, self.tasks[p.task].parse_prediction(answer), r.probabilities[r.index], answer,
+                          self._attention(p.task, r.attention), dict(zip(p.answers, r.probabilities)))
 
     def _attention(self, task: str, row: Tensor | None) -> dict[str, Any] | None:
         if row is None:

@@ -72,7 +72,8 @@ class PredictRequest(BaseModel):
     inputs: list[dict[str, Any] | str] = Field(
         ..., min_length=1,
         description="With `task`: raw records (objects of the dataset's fields) or formatted input strings. "
-                    "Without: objects {\"task\", \"record\"} or {\"task\", \"text\"}.",
+                    "Without: objects {\"task\", \"record\"} or {\"task\", \"text\"} (plus \"choices\", the "
+                    "candidate answers, with the text of a multiple-choice task).",
         examples=[[{"sentence1": "A cat sat on the mat.", "sentence2": "A cat sits."}]])
 
 
@@ -84,7 +85,8 @@ class PredictionOut(BaseModel):
     text: str = Field(description="The label word or the generated text.")
     attention: dict[str, float | list[float]] | None = Field(
         None, description="ATTEMPT: weight of each source prompt and of the task's own prompt.")
-    label_scores: dict[str, float] | None = Field(None, description="Probability of every label word.")
+    label_scores: dict[str, float] | None = Field(None, description="Probability of every candidate answer (label "
+                                                                    "words, or the input's own choices).")
 
 
 class PredictResponse(BaseModel):
@@ -93,7 +95,8 @@ class PredictResponse(BaseModel):
 
 class TaskInfo(BaseModel):
     name: str
-    kind: str = Field(description="'classification' (rank classification) or 'generation'.")
+    kind: str = Field(description="'classification' (rank classification over label words), 'multiple_choice' (over "
+                                  "each input's own candidate answers) or 'generation'.")
     label_words: list[str] | None
     input_fields: list[str]
     max_source_length: int
@@ -172,7 +175,8 @@ def public_name(name: str) -> str:
 
 def _task_info(predictor: Predictor, name: str) -> TaskInfo:
     task = predictor.tasks[name]
-    return TaskInfo(name=name, kind="classification" if task.label_words else "generation",
+    kind = "multiple_choice" if task.choices_per_example else "classification" if task.label_words else "generation"
+    return TaskInfo(name=name, kind=kind,
                     label_words=list(task.label_words) if task.label_words else None,
                     input_fields=list(task.input_fields), max_source_length=predictor.max_source_lengths[name],
                     prompt_from=predictor.method.member_of(name)[0],

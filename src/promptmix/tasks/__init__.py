@@ -16,7 +16,7 @@ hub), ``readers`` (file formats), ``splits`` (the papers' protocol), ``metrics``
 
 from promptmix.tasks.base import Task
 from promptmix.tasks.example import DataError, Example
-from promptmix.tasks.kinds import ClassificationTask, GenerationTask, QATask, RegressionTask
+from promptmix.tasks.kinds import ClassificationTask, GenerationTask, MultipleChoiceTask, QATask, RegressionTask
 from promptmix.tasks.registry import (
     BENCHMARKS,
     UnknownTaskError,
@@ -38,6 +38,7 @@ __all__ = [
     "Example",
     "GenerationTask",
     "MissingDataError",
+    "MultipleChoiceTask",
     "QATask",
     "RegressionTask",
     "Task",

@@ -51,6 +51,8 @@ class Task:
         input_fields: record fields rendered as ``"<field>: <text>"``, in order.
         label_field, id_field: record fields holding the label and the record's id.
         label_words: target strings of a classification task, else ``None``.
+        choices_per_example: each example brings its own candidate answers (``choices_of``)
+            instead of label words (multiple-choice tasks; see ``kinds.py``).
         metric_names: keys of :data:`promptmix.tasks.metrics.METRICS`.
         score_metrics: metrics averaged into ``"score"`` (default: all of ``metric_names``).
         main_metric: the key used for best-checkpoint selection.
@@ -73,6 +75,7 @@ class Task:
     label_field: ClassVar[str] = "label"
     id_field: ClassVar[str] = "idx"
     label_words: ClassVar[list[str] | None] = None
+    choices_per_example: ClassVar[bool] = False
     metric_names: ClassVar[tuple[str, ...]] = ()
     score_metrics: ClassVar[tuple[str, ...] | None] = None
     main_metric: ClassVar[str] = "score"
@@ -111,6 +114,24 @@ class Task:
         """Key of the group a record belongs to (see :attr:`Example.group`)."""
         return None
 
+    def choices_of(self, record: Mapping[str, Any]) -> list[str] | None:
+        """The record's own candidate answers (see :attr:`Example.choices`); None for tasks
+        without per-example candidates."""
+        return None
+
+    def answer_candidates(self, example: Example) -> list[str] | None:
+        """What rank classification scores for ``example``: its own choices, else the task's
+        label words; None when answers are generated."""
+        if example.choices:
+            return list(example.choices)
+        return list(self.label_words) if self.label_words else None
+
+    def source_text(self, record: Mapping[str, Any]) -> str:
+        """The formatted input: ``"<prefix> <field>: <text> ..."`` (T5 / ATTEMPT style)."""
+        words = [self.prefix or self.name]
+        words += [f"{field}: {text}" for field, text in self.inputs(record)]
+        return " ".join(words)
+
     def format(self, record: Mapping[str, Any], *, idx: Any = None,
                require_label: bool = False) -> Example:
         """Turn a raw record (the dataset's own field names) into an :class:`Example`.
@@ -118,13 +139,13 @@ class Task:
         Raises DataError naming the field when an input field is missing, a label is
         unknown or a number is malformed; with ``require_label`` also when there is no label.
         """
-        words = [self.prefix or self.name]
-        words += [f"{field}: {text}" for field, text in self.inputs(record)]
+        source = self.source_text(record)
         target, label = self.target_and_label(record)
         if label is None and require_label:
             raise DataError("missing label", field=self.label_field)
-        return Example(source=" ".join(words), target=target, task=self.name, label=label,
-                       group=self.group_of(record), idx=_as_id(record.get(self.id_field, idx)))
+        choices = self.choices_of(record)
+        return Example(source=source, target=target, task=self.name, label=label, group=self.group_of(record),
+                       idx=_as_id(record.get(self.id_field, idx)), choices=tuple(choices) if choices is not None else None)
 
     def parse_prediction(self, text: str) -> Any:
         """Map generated text back to a label word / number / span; ``None`` if invalid."""

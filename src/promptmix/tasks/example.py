@@ -23,6 +23,9 @@ class Example:
         group: examples that must stay together (a MultiRC question, a ReCoRD query, an E2E
             meaning representation); ``None`` for independent examples.
         idx: the record's own id, or its position in the file when it has none.
+        choices: this example's own candidate answers (COPA's two alternatives, ReCoRD's
+            entities), which rank classification scores; ``None`` for tasks whose answers are
+            fixed label words or free text.
     """
 
     source: str
@@ -31,6 +34,7 @@ class Example:
     label: Any = None
     group: str | None = None
     idx: Any = None
+    choices: tuple[str, ...] | None = None
 
 
 class DataError(ValueError):

@@ -7,6 +7,9 @@
   (``None``), which the correlation metrics read as -1.0 (T5's default).
 - :class:`QATask`: the target is the first gold answer, the label all of them.
 - :class:`GenerationTask`: the target is one reference, the label all references of the input.
+- :class:`MultipleChoiceTask`: each example brings its own candidate answers (COPA's two
+  alternatives, WinoGrande's options); the target and label are the right candidate's text,
+  rank classification scores the candidates, and a generated text is right when it is that text.
 """
 
 from __future__ import annotations
@@ -154,6 +157,46 @@ class GenerationTask(Task):
 
     def group_of(self, record: Mapping[str, Any]) -> str | None:
         return " ".join(text for _, text in self.inputs(record))
+
+    def parse_prediction(self, text: str) -> str:
+        return text.strip()
+
+
+class MultipleChoiceTask(Task):
+    """A task whose examples carry their own candidate answers.
+
+    Candidates come from ``choice_fields`` (one record field per candidate) or ``choices_field``
+    (one field holding the list). The raw label is the right candidate's index, counted from
+    ``label_base`` (WinoGrande's "1"/"2": 1), or its text.
+    """
+
+    choices_per_example: ClassVar[bool] = True
+    choice_fields: ClassVar[tuple[str, ...]] = ()
+    choices_field: ClassVar[str | None] = None
+    label_base: ClassVar[int] = 0
+    metric_names: ClassVar[tuple[str, ...]] = ("accuracy",)
+
+    def choices_of(self, record: Mapping[str, Any]) -> list[str]:
+        if self.choice_fields:
+            return [text_field(record, field) for field in self.choice_fields]
+        value = record.get(self.choices_field)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+            raise DataError(f"expected a non-empty list of candidate answer strings, got {value!r}", field=self.choices_field)
+        return [v.strip() for v in value]
+
+    def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
+        raw = record.get(self.label_field)
+        if is_missing_label(raw):
+            return "", None
+        choices = self.choices_of(record)
+        if isinstance(raw, str) and raw.strip() in choices:
+            return raw.strip(), raw.strip()
+        text = str(raw).strip()
+        index = (int(text) if text.lstrip("-").isdigit() else -1) - self.label_base if not isinstance(raw, bool) else -1
+        if not 0 <= index < len(choices):
+            raise DataError(f"label {raw!r} is neither one of the {len(choices)} candidates' text nor an index "
+                            f"{self.label_base}..{self.label_base + len(choices) - 1}", field=self.label_field)
+        return choices[index], choices[index]
 
     def parse_prediction(self, text: str) -> str:
         return text.strip()

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from promptmix.tasks.example import DataError
-from promptmix.tasks.kinds import ClassificationTask
+from promptmix.tasks.kinds import ClassificationTask, MultipleChoiceTask
 from promptmix.tasks.readers import Row, read_csv, read_jsonl, read_tsv, utf8_errors
 from promptmix.tasks.registry import register_task
 from promptmix.tasks.sources import LABELLED_TEST_SPLITS, DataSource, release_files
@@ -84,20 +84,13 @@ def read_winogrande(path: Path) -> Iterator[Row]:
 WINOGRANDE_SIZES = ("xs", "s", "m", "l", "xl")
 
 
-@register_task
-class WinoGrande(ClassificationTask):
-    """WinoGrande; option ``size`` picks the training set (xs, s, m, l, xl; the papers use xl)."""
+class _WinoGrandeSize:
+    """Option ``size`` picks the training set (xs, s, m, l, xl; the papers use xl)."""
 
-    name = "winogrande"
-    benchmark = "others"
     source = DataSource(
         files=release_files("winogrande_1.1/{}.jsonl", train="train_xl"),
         reader=read_winogrande, release="WinoGrande 1.1 (winogrande.allenai.org) JSONL + label files",
         hub_id="allenai/winogrande", hub_config="winogrande_xl")
-    input_fields = ("sentence", "option1", "option2")
-    label_field = "answer"
-    label_words = ["option1", "option2"]
-    raw_labels = {"1": 0, "2": 1}
 
     def __init__(self, *, size: str = "xl", **options):
         if size not in WINOGRANDE_SIZES:
@@ -107,6 +100,31 @@ class WinoGrande(ClassificationTask):
             type(self).source, hub_config=f"winogrande_{size}",
             files={**type(self).source.files, "train": f"winogrande_1.1/train_{size}.jsonl"})
         super().__init__(**options)
+
+
+@register_task
+class WinoGrande(_WinoGrandeSize, ClassificationTask):
+    """WinoGrande; option ``size`` picks the training set (xs, s, m, l, xl; the papers use xl)."""
+
+    name = "winogrande"
+    benchmark = "others"
+    input_fields = ("sentence", "option1", "option2")
+    label_field = "answer"
+    label_words = ["option1", "option2"]
+    raw_labels = {"1": 0, "2": 1}
+
+
+@register_task
+class WinoGrandeChoices(_WinoGrandeSize, MultipleChoiceTask):
+    """WinoGrande answered with the options' own text (the papers' ``winogrande`` answers the
+    words "option1" / "option2"); option ``size`` as there."""
+
+    name = "winogrande-choices"
+    benchmark = "others"
+    input_fields = ("sentence",)
+    label_field = "answer"
+    choice_fields = ("option1", "option2")
+    label_base = 1
 
 
 @register_task

@@ -1,4 +1,6 @@
-"""SuperGLUE: BoolQ, CB, COPA, MultiRC, ReCoRD, RTE, WiC and WSC.
+"""SuperGLUE: BoolQ, CB, COPA, MultiRC, ReCoRD, RTE, WiC and WSC, plus ``copa-choices`` and
+``record-choices``, which answer from each example's own candidates (the alternatives'
+text, the passage's entities) instead of the papers' label words and generation.
 
 Local layout (the SuperGLUE release)::
 
@@ -22,7 +24,7 @@ from typing import Any
 
 from promptmix.tasks.base import text_field
 from promptmix.tasks.example import DataError
-from promptmix.tasks.kinds import ClassificationTask, QATask
+from promptmix.tasks.kinds import ClassificationTask, MultipleChoiceTask, QATask
 from promptmix.tasks.readers import Row, nested, read_jsonl, read_nested_jsonl
 from promptmix.tasks.registry import register_task
 from promptmix.tasks.sources import DataSource, release_files
@@ -116,6 +118,18 @@ class COPA(ClassificationTask):
     label_words = ["choice1", "choice2"]
 
 
+@register_task
+class COPAChoices(MultipleChoiceTask):
+    """COPA answered with the alternatives' own text (rank classification over the two
+    sentences), where the papers' ``copa`` answers the literal words "choice1" / "choice2"."""
+
+    name = "copa-choices"
+    benchmark = "superglue"
+    source = COPA.source
+    input_fields = ("premise", "question")
+    choice_fields = ("choice1", "choice2")
+
+
 def remove_markup(text: str) -> str:
     """MultiRC's HTML markup out (``<br>``, ``<b>``, ``</b>``), as T5 does."""
     return re.sub(r"</?b>", "", text.replace("<br>", " "))
@@ -159,6 +173,22 @@ class ReCoRD(QATask):
     def group_of(self, record):
         idx = record.get("idx")
         return f"{idx.get('passage')}-{idx.get('query')}" if isinstance(idx, Mapping) else None
+
+
+@register_task
+class ReCoRDChoices(ReCoRD):
+    """ReCoRD answered by ranking the passage's entities (its candidate answers) instead of
+    generating the answer; scored like ``record`` (SQuAD EM / F1 against every gold answer)."""
+
+    name = "record-choices"
+    aliases = ()
+    choices_per_example = True
+
+    def choices_of(self, record):
+        entities = record.get("entities")
+        if not isinstance(entities, list) or not entities:
+            raise DataError(f"expected a non-empty list of entity strings, got {entities!r}", field="entities")
+        return [str(e).strip() for e in entities]
 
 
 @register_task

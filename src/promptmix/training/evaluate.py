@@ -2,11 +2,12 @@
 
 Both feed strings to ``Task.compute_metrics``:
 
-- ``rank`` (for tasks with label words): every label word is scored by its summed
+- ``rank`` (for tasks with label words, or with candidate answers per example): every
+  candidate (a label word, or one of the example's own choices) is scored by its summed
   log-likelihood, all candidates of all examples of a batch together, each example's prompt
-  and source run once (:func:`promptmix.scoring.rank_classify`), and the best word
-  is the prediction. It is fast (no decoding) and never produces an invalid label. Tasks
-  without label words fall back to generation.
+  and source run once (:func:`promptmix.scoring.rank_classify`), and the best candidate
+  is the prediction. It is fast (no decoding) and never produces an invalid answer. Tasks
+  with neither fall back to generation.
 - ``generate``: greedy decoding of at most ``max_new_tokens`` tokens; the text is parsed by
   the task, so an invalid answer scores as wrong.
 
@@ -34,11 +35,12 @@ from promptmix.training.data import TaskData
 @torch.no_grad()
 def predict(model: PromptedModel, data: TaskData, examples: Sequence[Example], task_id: int,
             config: EvalConfig, max_source_length: int, progress: Any = None) -> list[str]:
-    """Predicted text for each example (the chosen label word under rank scoring), in order.
+    """Predicted text for each example (the chosen candidate under rank scoring), in order.
     Batches are length-grouped (examples sorted by tokenised source length), so a batch pads
     its rows to similar lengths. ``progress``: a tqdm bar to advance by examples (or None)."""
-    backbone, words = model.backbone, data.task.label_words
-    rank = config.scoring == "rank" and bool(words)
+    backbone = model.backbone
+    candidates = [data.task.answer_candidates(ex) for ex in examples]
+    rank = config.scoring == "rank" and all(candidates)
     sources = [backbone.encode(ex.source, max_source_length=max_source_length)["input_ids"] for ex in examples]
     order = sorted(range(len(examples)), key=lambda i: len(sources[i]))
     out: list[str] = [""] * len(examples)
@@ -47,8 +49,9 @@ def predict(model: PromptedModel, data: TaskData, examples: Sequence[Example], t
         chunk = order[start:start + config.batch_size]
         task_ids = torch.full((len(chunk),), task_id, dtype=torch.long, device=device)
         if rank:
-            candidates = [[backbone.encode(examples[i].source, w, max_source_length=max_source_length) for w in words] for i in chunk]
-            answers = [words[r.index] for r in rank_classify(model, candidates, task_ids)]
+            rows = [[backbone.encode(examples[i].source, c, max_source_length=max_source_length) for c in candidates[i]]
+                    for i in chunk]
+            answers = [candidates[i][r.index] for i, r in zip(chunk, rank_classify(model, rows, task_ids))]
         else:
             answers = greedy_generate(model, [sources[i] for i in chunk], task_ids, max_new_tokens=config.max_new_tokens)[0]
         for i, answer in zip(chunk, answers):
