@@ -29,3 +29,15 @@ def tiny_backbone(request, t5_tokenizer):
 
     model = tiny_t5() if request.param == "t5" else tiny_llama()
     return Backbone(model, t5_tokenizer, f"tiny-{request.param}")
+
+
+@pytest.fixture
+def clean_task_registry():
+    """Every task a test registers (task files, plugins) is gone after it: other tests compare
+    the registry with the papers' tasks."""
+    from promptmix.tasks import registry
+
+    tasks, keys = dict(registry._TASKS), dict(registry._KEYS)
+    yield
+    registry._TASKS.clear(), registry._TASKS.update(tasks)
+    registry._KEYS.clear(), registry._KEYS.update(keys)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from promptmix import __version__
 
@@ -72,6 +73,13 @@ def float_from(low: float, *, inclusive: bool = True):
     return parse
 
 
+def add_tasks_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """``--tasks-dir DIR`` (repeatable): task files to load before anything looks a task up."""
+    parser.add_argument("--tasks-dir", dest="tasks_dirs", action="append", default=[], type=Path, metavar="DIR",
+                        help="directory of task files (YAML, see docs/tasks.md) to load first; repeatable; "
+                             "$PROMPTMIX_TASKS_DIR names more")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser, with ``command``'s subparser built by its module; every other subcommand is
     only listed (parsing never reaches it: :func:`main` builds the parser for the command it runs)."""
@@ -94,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     command = next((arg for arg in argv if not arg.startswith("-")), None)  # the top level has no valued options
     args = build_parser(command).parse_args(argv)
     try:
+        if getattr(args, "tasks_dirs", None):
+            from promptmix.tasks import load_task_dir  # only for the commands that take --tasks-dir
+
+            for directory in args.tasks_dirs:
+                load_task_dir(directory)
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as err:
         # Errors raised for bad user input carry their own explanation; a traceback adds nothing.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from promptmix.cli import HELP
+from promptmix.cli import HELP, add_tasks_dir_argument
 from promptmix.inference.attention_map import mean_attention, write_heatmap
 from promptmix.training.rundir import load_run_with_data
 
@@ -25,6 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="datasets directory (default: the run's)")
     parser.add_argument("--max-examples", type=int, default=None, help="first N examples per task (default: all)")
     parser.add_argument("--backbone", default=None, help="backbone to load (default: the run's)")
+    add_tasks_dir_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from promptmix.cli import HELP
+from promptmix.cli import HELP, add_tasks_dir_argument
 from promptmix.backbone import PromptedModel
 from promptmix.training.evaluate import evaluate
 from promptmix.training.rundir import load_run_with_data
@@ -26,6 +26,7 @@ def register(subparsers) -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="datasets directory (default: the run's)")
     parser.add_argument("--backbone", default=None, help="backbone to load (default: the run's)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    add_tasks_dir_argument(parser)
     parser.set_defaults(func=run)
 
 

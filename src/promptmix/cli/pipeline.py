@@ -12,7 +12,7 @@ from pathlib import Path
 # configs/ sits at the repository root (src/promptmix/cli/pipeline.py -> parents[3]).
 REPO_PRESET = Path(__file__).resolve().parents[3] / "configs" / "cpu" / "pipeline.yaml"
 
-from promptmix.cli import HELP
+from promptmix.cli import HELP, add_tasks_dir_argument
 
 
 def default_preset() -> Path:
@@ -30,6 +30,7 @@ def register(subparsers) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of every stage, e.g. --set optim.max_steps=10 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="skip finished stages and resume the interrupted one")
+    add_tasks_dir_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from promptmix.cli import HELP, int_in
+from promptmix.cli import HELP, add_tasks_dir_argument, int_in
 from promptmix.inference.predictor import InputError, as_items
 from promptmix.inference.loader import load_predictor, recorded_source_lengths
 from promptmix.training.rundir import configured_source_lengths, find_methods
@@ -36,6 +36,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="library prompt to serve as prompt tuning for its task; repeatable")
     group.add_argument("--library", type=Path, default=None, help="prompt library directory (default: $PROMPTMIX_LIBRARY)")
     group.add_argument("--backbone", default=None, help="backbone to load (default: the one the first run recorded)")
+    add_tasks_dir_argument(parser)  # a run's own task files load with it; these are for library prompts
     limits = parser.add_argument_group("batching")
     limits.add_argument("--token-budget", type=int_in(1), default=16384, help="most rows x padded tokens per forward")
     limits.add_argument("--batch-size", type=int_in(1), default=64, help="most examples per forward")

@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from promptmix.cli import HELP
+from promptmix.cli import HELP, add_tasks_dir_argument
 from promptmix.tasks import DataError, MissingDataError, Task, get_task, list_tasks
 from promptmix.tasks.sources import local_paths
 
@@ -25,6 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--benchmark", default=None,
                         help="only the tasks of one group: sources, glue, superglue, mrqa, others, nlg")
     parser.add_argument("--seed", type=int, default=42, help="seed of the dev/test partition")
+    add_tasks_dir_argument(parser)
     parser.set_defaults(func=run)
 
 

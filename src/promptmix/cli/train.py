@@ -16,7 +16,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from promptmix.cli import HELP
+from promptmix.cli import HELP, add_tasks_dir_argument
 from promptmix.training.config import STAGES, TrainConfig, load_config
 from promptmix.training.configio import config_keys
 
@@ -41,6 +41,7 @@ def register(subparsers) -> None:
                         help="override a config field, e.g. --set optim.lr=0.1 --set data.tasks=[rte,cb] (repeatable)")
     parser.add_argument("--run-dir", type=Path, default=None, help="run directory (overrides run.dir)")
     parser.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    add_tasks_dir_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -8,8 +8,10 @@
     >>> rte.compute_metrics(["entailment"], splits["dev"][:1])["score"]  # doctest: +SKIP
 
 Modules: ``example`` (Example, DataError: the leaf the others build on), ``base`` (Task),
-``kinds`` (classification, regression, QA, generation), ``registry``, ``sources`` (local files /
-hub), ``readers`` (file formats), ``splits`` (the papers' protocol), ``metrics``, ``fewshot``,
+``kinds`` (classification, regression, QA, generation, multiple choice), ``registry``,
+``declared`` (tasks declared in YAML files), ``plugins`` (task directories and the
+``promptmix.tasks`` entry-point group), ``sources`` (local files / hub), ``readers`` (file
+formats), ``splits`` (the papers' protocol), ``metrics``, ``fewshot``,
 ``mixtures`` (multi-task samplers), and one module per benchmark: ``glue``, ``superglue``,
 ``mrqa``, ``others``, ``nlg``.
 """
@@ -27,8 +29,10 @@ from promptmix.tasks.registry import (
 )
 from promptmix.tasks.sources import DataSource, MissingDataError
 
-# Importing the benchmark modules registers their tasks, in this order.
+# Importing the benchmark modules registers their tasks, in this order; plugins (task files,
+# entry points) are found at the first lookup.
 from promptmix.tasks import glue, superglue, mrqa, others, nlg  # noqa: E402,F401  isort: skip
+from promptmix.tasks.plugins import TASKS_DIR_ENV, load_task_dir  # noqa: E402  isort: skip
 
 __all__ = [
     "BENCHMARKS",
@@ -41,10 +45,12 @@ __all__ = [
     "MultipleChoiceTask",
     "QATask",
     "RegressionTask",
+    "TASKS_DIR_ENV",
     "Task",
     "UnknownTaskError",
     "get_task",
     "list_tasks",
+    "load_task_dir",
     "register_task",
     "resolve_name",
 ]

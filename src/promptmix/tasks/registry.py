@@ -59,6 +59,9 @@ def register_task(task_cls: T | None = None, *, overwrite: bool = False) -> Any:
     if task_cls is None:
         return lambda cls: register_task(cls, overwrite=overwrite)
     _check_declaration(task_cls)
+    existing = _TASKS.get(task_cls.name)
+    if getattr(existing, "definition", None) and _same_class(existing, task_cls) and not overwrite:
+        return existing  # the same task file again (a run's copy of it): the first registration stands
     keys = {_normalise(n) for n in (task_cls.name, *task_cls.aliases)}
     clashes = {_KEYS[k] for k in keys if k in _KEYS}
     if _same_class(_TASKS.get(task_cls.name), task_cls):
@@ -74,7 +77,34 @@ def register_task(task_cls: T | None = None, *, overwrite: bool = False) -> Any:
 
 
 def _same_class(a: type | None, b: type) -> bool:
-    return a is not None and (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+    """The same task declared again: the same Python class, or a task file with the same
+    definition (a run's copy of the file its task came from)."""
+    if a is None:
+        return False
+    definition = getattr(b, "definition", None)
+    if definition:
+        return getattr(a, "definition", None) == definition
+    return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
+# Functions registering tasks from outside this package (entry points, task directories), run
+# once before the first lookup: see promptmix.tasks.plugins.
+_DISCOVERY: list[Any] = []
+_discovered = False
+
+
+def add_discovery(find: Any) -> None:
+    """Run ``find()`` (which registers tasks) once, before the first name lookup."""
+    _DISCOVERY.append(find)
+
+
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True  # first: a discovery that looks a name up must not recurse
+    for find in _DISCOVERY:
+        find()
 
 
 def _unregister(name: str) -> None:
@@ -100,13 +130,16 @@ def _check_declaration(task_cls: type) -> None:
 
 def resolve_name(name: str) -> str:
     """The canonical name of a task name or alias; UnknownTaskError with near matches."""
+    _discover()
     key = _normalise(name)
     if key in _KEYS:
         return _KEYS[key]
     near = difflib.get_close_matches(key, list(_KEYS), n=4, cutoff=0.6)
     suggestions = list(dict.fromkeys(_KEYS[k] for k in near))
     hint = f" Did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-    raise UnknownTaskError(f"unknown task {name!r}.{hint} Registered tasks: {', '.join(_TASKS)}")
+    raise UnknownTaskError(f"unknown task {name!r}.{hint} Registered tasks: {', '.join(_TASKS)}. A task of your own: "
+                           "declare it in a YAML file in a directory given with --tasks-dir or $PROMPTMIX_TASKS_DIR, "
+                           "or register it from Python (register_task, or the 'promptmix.tasks' entry-point group)")
 
 
 def get_task(name: str, **options: Any) -> Task:
@@ -140,6 +173,7 @@ def task_options(cls: type[Task]) -> list[str]:
 
 def list_tasks(benchmark: str | None = None) -> list[str]:
     """Canonical names of registered tasks, in registration order, or of one benchmark group."""
+    _discover()
     if benchmark is None:
         return list(_TASKS)
     key = benchmark.strip().lower()

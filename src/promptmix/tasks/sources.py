@@ -76,10 +76,12 @@ class MissingDataError(FileNotFoundError):
         return str(self.args[0])
 
 
-def local_paths(task: Task, data_dir: str | Path) -> dict[str, Path]:
-    """``{split: path}`` of the task's local files under ``data_dir`` (existing or not)."""
-    root = Path(data_dir)
-    return {split: root / rel for split, rel in task.files.items()}
+def local_paths(task: Task, data_dir: str | Path | None) -> dict[str, Path]:
+    """``{split: path}`` of the task's local files under ``data_dir`` (existing or not); absolute
+    paths (a task file's, see ``declared.py``) stand without a data directory."""
+    if data_dir is None:
+        return {split: Path(p) for split, p in task.files.items() if Path(p).is_absolute()}
+    return {split: Path(data_dir) / rel for split, rel in task.files.items()}
 
 
 def hub_offline() -> bool:
@@ -100,7 +102,9 @@ def load_raw_splits(task: Task, data_dir: str | Path | None, *, hub: bool | None
     if task.source is None:
         raise MissingDataError(f"task '{task.name}' declares no data source; build its examples "
                                "with task.format(record) from your own data")
-    paths = local_paths(task, data_dir) if data_dir is not None else {}
+    paths = local_paths(task, data_dir)
+    if len(paths) < len(task.files):
+        paths = {}  # relative files and no data directory: only the hub can serve
     if hub is not True and paths and all(path.exists() for path in paths.values()):
         return {split: read_local_split(task, path) for split, path in paths.items()}
     hub_note = _hub_skip_reason(task, hub)

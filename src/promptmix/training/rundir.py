@@ -17,6 +17,10 @@ Run directory layout (``run.dir``)::
     model/               baselines that tune the backbone (finetune stage) instead of method/
     results.json         {stage, tasks, completed, steps, best_step, dev, test,
                          trainable_parameters, seconds, ...}
+    tasks/<name>.yaml    a copy of each task file (YAML) the run trained on, file paths made absolute:
+                         reading the run registers them, so eval, predict and serve need no --tasks-dir
+    README.md, training_curves.png
+                         the run's card (promptmix.training.card), written at the end of every invocation
     <task>/              a stage given several data.tasks without data.multi_task trains one
                          run per task here; the directory above holds their combined results.json
 
@@ -46,9 +50,12 @@ from promptmix.prompts import PromptMethod
 from promptmix.prompts.checkpoint import RECORD_FILE, SavedMethod, load_method, save_method
 from promptmix.prompts.router import PromptRouter
 from promptmix.training.config import TrainConfig, load_config
+from promptmix.tasks import load_task_dir
+from promptmix.tasks.declared import definition_text
 from promptmix.training.data import TaskData, load_tasks
 
 RESULTS = "results.json"
+TASKS = "tasks"  # copies of the task files a run trained on
 CONFIG = "config.yaml"
 METHOD = "method"  # the best prompt method
 MODEL = "model"  # a baseline's tuned backbone parameters
@@ -117,6 +124,23 @@ def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "
     return out
 
 
+def save_task_definitions(run_dir: Path, tasks: dict[str, TaskData], accelerator: Any) -> None:
+    """Copy the definition of every task declared in a task file into ``<run>/tasks/``."""
+    if accelerator.is_main_process:
+        for data in tasks.values():
+            text = definition_text(data.task)
+            if text is not None:
+                atomic_write_text(run_dir / TASKS / f"{data.task.name}.yaml", text)
+
+
+def register_run_tasks(run: str | os.PathLike) -> list[str]:
+    """Register the task files a run (and each per-task run under it) keeps in ``tasks/``; a
+    task already registered with the same definition is left as it is."""
+    run = Path(run)
+    found = [run / TASKS] + (sorted(run.glob(f"*/{TASKS}")) if run.is_dir() else [])
+    return [name for directory in found if directory.is_dir() for name in load_task_dir(directory)]
+
+
 def finished_result(run_dir: Path) -> StageResult | None:
     """The result of a run that already completed (resume skips it), else None."""
     path = run_dir / RESULTS
@@ -151,8 +175,10 @@ class MethodSaver:
 def find_methods(run: str | os.PathLike) -> list[SavedMethod]:
     """Every trained method ``run`` holds, each named by its run directory: its own
     (``<run>/method``, or ``run`` itself when save_method wrote it), or, for an experiment
-    trained as one run per task (``<run>/<task>/method``), each task run's, in task order."""
+    trained as one run per task (``<run>/<task>/method``), each task run's, in task order. The
+    task files the run keeps are registered first (:func:`register_run_tasks`)."""
     run = Path(run)
+    register_run_tasks(run)
     for parent in [run] + (sorted(p for p in run.iterdir() if p.is_dir()) if run.is_dir() else []):
         recover_directory(parent / METHOD)  # a crash while training replaced it
     for candidate in (run, run / METHOD):

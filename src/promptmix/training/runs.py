@@ -22,7 +22,8 @@ from promptmix.training.data import TaskData, TrainSet, build_batch_sampler
 from promptmix.training.evaluate import evaluate
 from promptmix.training.loop import TrainingJob, train
 from promptmix.training.losses import LossFn, task_loss
-from promptmix.training.rundir import METHOD, MethodSaver, StageResult, finished_result, open_run_dir, write_result
+from promptmix.training.rundir import (METHOD, MethodSaver, StageResult, finished_result, open_run_dir, save_task_definitions,
+                                       write_result)
 
 @dataclass
 class Context:
@@ -67,6 +68,7 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
     """Train ``method`` on ``tasks`` in ``run_dir`` through the loop; score the best on test."""
     config, acc = ctx.config, ctx.accelerator
     open_run_dir(config, run_dir, ctx.resume, acc)
+    save_task_definitions(run_dir, tasks, acc)
     done = finished_result(run_dir) if ctx.resume else None
     if done is not None:
         return done

@@ -46,7 +46,7 @@ from promptmix.training.config import TrainConfig
 from promptmix.training.data import TaskData, load_tasks
 from promptmix.training.loop import SMALL_DATASET
 from promptmix.training.distill import DistillLoss, distills
-from promptmix.training.rundir import METHOD, MODEL, StageResult, open_run_dir, write_result
+from promptmix.training.rundir import METHOD, MODEL, StageResult, open_run_dir, register_run_tasks, write_result
 from promptmix.training.runs import Context, load_backbone_for, make_accelerator, run_method
 
 
@@ -54,6 +54,8 @@ def run_stage(config: TrainConfig, *, resume: bool = False, backbone: Backbone |
     """Run ``config.stage``; ``backbone`` / ``accelerator`` may be shared between stages."""
     from accelerate.utils import set_seed  # only where a run trains: it is slow to import
 
+    if resume:  # the task files a run keeps: resuming needs no --tasks-dir
+        register_run_tasks(config.run.dir)
     accelerator = accelerator or make_accelerator(config)
     set_seed(config.run.seed)
     backbone = backbone or load_backbone_for(config)

@@ -1,0 +1,67 @@
+"""A user's task in YAML, through the command line on a tiny T5: trained with ``promptmix
+train --tasks-dir``, then evaluated, answered and served from the run alone (the run keeps a
+copy of its task file), and the run's card."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+import yaml
+
+from promptmix.cli import main
+from promptmix.tasks import registry
+from trainhelpers import model_dirs  # noqa: F401  (fixture)
+from tiny_models import REPO
+
+EXAMPLE_TASKS = REPO / "docs" / "example" / "tasks"
+
+
+@pytest.fixture
+def trained(model_dirs, tmp_path, clean_task_registry):
+    config = {"stage": "prompt-tuning", "model": {"name": str(model_dirs["t5"])}, "data": {"tasks": ["headlines"]},
+              "method": {"prompt_tuning": {"prompt_length": 4}}, "optim": {"batch_size": 4, "max_steps": 4, "warmup_steps": 1},
+              "eval": {"every": 2, "batch_size": 8}, "run": {"dir": str(tmp_path / "run"), "progress": False,
+                                                              "tensorboard": False, "log_every": 1}}
+    (tmp_path / "headlines.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", "prompt-tuning", "--config", str(tmp_path / "headlines.yaml"), "--tasks-dir", str(EXAMPLE_TASKS)]) == 0
+    registry._unregister("headlines")  # what follows must find the task through the run alone
+    return tmp_path / "run"
+
+
+def test_a_yaml_task_trains_evaluates_predicts_and_serves(trained, tmp_path, capsys):
+    from promptmix.cli.predict import add_model_arguments, predictor_from_args
+    from promptmix.serving.app import create_app
+    from promptmix.serving.server import BackgroundServer
+
+    summary = json.loads((trained / "results.json").read_text())
+    copy = yaml.safe_load((trained / "tasks" / "headlines.yaml").read_text())
+    assert copy["data"]["files"]["train"] == str(EXAMPLE_TASKS / "headlines" / "train.jsonl")  # absolute
+    assert main(["eval", "--run", str(trained), "--split", "test", "--json"]) == 0  # no --tasks-dir
+    test = json.loads(capsys.readouterr().out)
+    assert test["headlines"] == pytest.approx(summary["test"]["headlines"])  # what training reported
+    (tmp_path / "in.jsonl").write_text(json.dumps({"headline": "Dog elected mayor"}) + "\n")
+    assert main(["predict", "--run", str(trained), "--task", "headlines", "--input", str(tmp_path / "in.jsonl"),
+                 "--output", str(tmp_path / "out.jsonl")]) == 0
+    answer = json.loads((tmp_path / "out.jsonl").read_text())
+    assert answer["prediction"] in ("literal", "sarcastic") and set(answer["label_scores"]) == {"literal", "sarcastic"}
+
+    import argparse
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    predictor = predictor_from_args(parser.parse_args(["--run", str(trained)]))
+
+    async def ask(url):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            tasks = (await client.get("/v1/tasks")).json()
+            served = await client.post("/v1/predict", json={"task": "headlines", "inputs": [{"headline": "Dog elected mayor"}]})
+            return tasks, served.json()["predictions"][0]
+
+    with BackgroundServer(create_app(predictor)) as server:
+        tasks, served = asyncio.run(ask(server.url))
+    assert tasks == [{"name": "headlines", "kind": "classification", "label_words": ["literal", "sarcastic"],
+                      "input_fields": ["headline"], "max_source_length": 64, "prompt_from": str(trained),
+                      "attention_over": None}]
+    assert served["prediction"] == answer["prediction"] and served["score"] == pytest.approx(answer["score"], abs=1e-5)
