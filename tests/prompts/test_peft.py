@@ -107,6 +107,11 @@ def test_import_round_trip_and_a_library_prompt_exported_again(models, tmp_path,
     assert torch.equal(stored, adapter_tensor) and torch.equal(stored, method.task_prompt("rte"))
     record = PromptLibrary(tmp_path / "lib").get("rte-from-peft")
     assert record.task == "rte" and record.fingerprint == backbone.fingerprint()  # promptmix.json said the task
+    capsys.readouterr()
+    assert main(["prompts", "show", "rte-from-peft", *lib]) == 0  # the card says where it came from
+    shown = capsys.readouterr().out
+    assert f"- imported from the PEFT adapter: {tmp_path / 'adapter'}" in shown
+    assert f"- the adapter's base model: {model_dir}" in shown and f"- exported from: run {tmp_path / 'run'}" in shown
     # ... and the library entry exports again, to the same tensor.
     assert main(["export", "--to", "peft", "rte-from-peft", str(tmp_path / "again"), *lib]) == 0
     again = safetensors.torch.load_file(tmp_path / "again" / "adapter_model.safetensors")["prompt_embeddings"]

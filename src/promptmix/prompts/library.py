@@ -215,7 +215,9 @@ def card_markdown(record: PromptRecord) -> str:
                      (f" (majority class: {majority:.1f})" if isinstance(majority, (int, float)) else ""))
     labels = {"best_step": "best step", "steps": "steps trained", "examples_seen": "examples seen at the best step",
               "seconds": "training wall time (s)", "seed": "seed", "settings": "settings", "command": "command",
-              "git_revision": "git revision", "machine": "machine", "date": "date"}
+              "git_revision": "git revision", "machine": "machine", "date": "date",
+              "imported_from": "imported from the PEFT adapter", "base_model_name_or_path": "the adapter's base model",
+              "source": "exported from"}
     for key, label in labels.items():
         if key in card:
             value = card[key]

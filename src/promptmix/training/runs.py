@@ -17,6 +17,7 @@ from promptmix.backbone import Backbone, PromptedModel
 from promptmix.loading import load_backbone
 from promptmix.prompts import PromptMethod
 from promptmix.training import sharding
+from promptmix.training.card import write_card
 from promptmix.training.config import TrainConfig
 from promptmix.training.data import TaskData, TrainSet, build_batch_sampler
 from promptmix.training.evaluate import evaluate
@@ -71,6 +72,7 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
     save_task_definitions(run_dir, tasks, acc)
     done = finished_result(run_dir) if ctx.resume else None
     if done is not None:
+        write_card(run_dir, config, done, ctx.backbone, tasks, acc)
         return done
     model = PromptedModel(ctx.backbone, method.to(acc.device))
     # The input limits go with the saved method, so inference truncates as training did.
@@ -92,8 +94,11 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
                          outcome.best_metrics, {}, sum(p.numel() for ps in job.param_groups.values() for p in ps if p.requires_grad),
                          outcome.seconds, {**extra, "early_stopped": True} if outcome.early_stopped else extra)
     if not outcome.completed:
+        write_card(run_dir, config, result, ctx.backbone, tasks, acc, outcome.total_steps)
         return result  # stopped early (run.stop_after): no results.json, resume later
     saver.load_into(model)
     if config.eval.test and any(data.test for data in tasks.values()):
         result.test = evaluate(model, tasks, "test", task_ids, config.eval, max_source_length(config), acc, show)
-    return write_result(result, acc)
+    write_result(result, acc)
+    write_card(run_dir, config, result, ctx.backbone, tasks, acc, outcome.total_steps)
+    return result

@@ -42,6 +42,7 @@ from promptmix.prompts.checkpoint import load_method
 from promptmix.prompts.library import PromptLibrary, resolve_library_root
 from promptmix.training.baselines import NoPrompt, ParamSaver, unfreeze
 from promptmix.training import sharding
+from promptmix.training.card import write_card
 from promptmix.training.config import TrainConfig
 from promptmix.training.data import TaskData, load_tasks
 from promptmix.training.loop import SMALL_DATASET
@@ -150,6 +151,7 @@ def _combine(ctx: Context, children: list[StageResult], run_dir: Path) -> StageR
     if done:
         open_run_dir(ctx.config, run_dir, True, ctx.accelerator)
         write_result(result, ctx.accelerator)
+        write_card(run_dir, ctx.config, result, ctx.backbone, {}, ctx.accelerator)
     return result
 
 
