@@ -65,3 +65,13 @@ def test_a_yaml_task_trains_evaluates_predicts_and_serves(trained, tmp_path, cap
                       "input_fields": ["headline"], "max_source_length": 64, "prompt_from": str(trained),
                       "attention_over": None}]
     assert served["prediction"] == answer["prediction"] and served["score"] == pytest.approx(answer["score"], abs=1e-5)
+
+
+def test_the_worked_examples_config_is_a_valid_preset_for_its_task(clean_task_registry):
+    from promptmix.tasks import get_task, load_task_dir
+    from promptmix.training.config import load_config
+
+    config = load_config(REPO / "docs" / "example" / "headlines-prompt-tuning.yaml")
+    assert config.stage == "prompt-tuning" and config.data.tasks == ["headlines"] and config.model.name == "smollm2-135m"
+    load_task_dir(EXAMPLE_TASKS)
+    assert get_task(config.data.tasks[0]).label_words == ["literal", "sarcastic"]
