@@ -167,9 +167,9 @@ def serving(args: argparse.Namespace, backbone: Backbone, inputs: dict[str, list
     with BackgroundServer(create_app(predictor, config), max_connections=2048) as server:
         asyncio.run(load_level(server.url, items, 1, 2))  # warm-up
         for c in args.concurrency:
-            before = httpx.get(server.url + "/metrics").json()
+            before = httpx.get(server.url + "/metrics.json").json()
             seconds, lat = asyncio.run(load_level(server.url, items, c, args.requests))
-            after = httpx.get(server.url + "/metrics").json()
+            after = httpx.get(server.url + "/metrics.json").json()
             batches = after["batches"] - before["batches"]
             lat_ms = sorted(1000 * x for x in lat)
             rows.append({"concurrency": c, "rps": len(lat) / seconds, "p50": statistics.median(lat_ms),

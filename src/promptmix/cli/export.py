@@ -17,9 +17,16 @@ from typing import Any
 from promptmix.cli import HELP
 
 
+DESCRIPTION = (
+    "Write prompts as PEFT prompt-tuning adapters. RUN_OR_PROMPT is a training run directory (as predict, eval and "
+    "serve take it) or the name of a library prompt (--library). Every fixed prompt it holds (prompt tuning; each MPT "
+    "task's composed P* ∘ u v) becomes an adapter that peft.PeftModel.from_pretrained loads: in OUT_DIR when there "
+    "is one task (or --task picks one), else in OUT_DIR/<task>. An ATTEMPT target is refused: its prompt depends on "
+    "each input, and a PEFT prompt-tuning adapter holds one fixed prompt.")
+
+
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("export", help=HELP["export"], description=__doc__.split("\n\n")[0].split(": ", 1)[1]
-                                   + " " + " ".join(__doc__.split("\n\n")[1].split()))
+    parser = subparsers.add_parser("export", help=HELP["export"], description=DESCRIPTION)
     parser.add_argument("--to", required=True, choices=("peft",), help="the format: peft (a prompt-tuning adapter)")
     parser.add_argument("source", metavar="RUN_OR_PROMPT", help="training run directory, or a library prompt's name")
     parser.add_argument("out", type=Path, metavar="OUT_DIR", help="where the adapter(s) go")
