@@ -52,6 +52,7 @@ def test_pipeline_end_to_end(model_dirs, tmp_path, capsys):
     assert rows["MPT"] == f"{PROMPT_LENGTH * d + PROMPT_LENGTH + d:,}"  # l·d + l + d
     pipe = tmp_path / "pipe"
     assert (pipe / "table.md").read_text().startswith("| method")
+    assert "scoring: rank (rank classification over the label words); target cb, all training examples" in out
     assert sorted(p.name for p in (pipe / "prompts").glob("*.json")) == ["rte.json", "sst2.json"]
     record = json.loads((pipe / "attempt" / "method" / "method.json").read_text())
     assert record["config"]["method"] == "attempt" and record["config"]["tasks"] == ["cb"]

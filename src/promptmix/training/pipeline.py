@@ -116,7 +116,7 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, echo: Any = pr
         result = run_stage(stage_config, resume=resume, backbone=backbone, accelerator=accelerator)
         echo(f"    done in {result.seconds:.0f} s; dev {_score(result.dev)}, test {_score(result.test)}")
         results.append((stage, result))
-    table = format_table(results, time.monotonic() - started)
+    table = format_table(results, time.monotonic() - started, configs)
     if accelerator.is_main_process:
         root = Path(config.root)
         atomic_write_text(root / "table.md", table + "\n")
@@ -131,8 +131,10 @@ def _score(metrics: dict[str, Any]) -> str:
     return f"{score:.1f}" if isinstance(score, (int, float)) else "-"
 
 
-def format_table(results: list[tuple[PipelineStage, StageResult]], seconds: float) -> str:
-    """The Markdown table of the labelled stages (and the source prompts' dev scores)."""
+def format_table(results: list[tuple[PipelineStage, StageResult]], seconds: float,
+                 configs: list[TrainConfig] | None = None) -> str:
+    """The Markdown table of the labelled stages (and the source prompts' dev scores), with how
+    the rows were scored and on what training data."""
     lines = ["| method | trainable params | target dev score | target test score | train time |",
              "|---|---:|---:|---:|---:|"]
     for stage, result in results:
@@ -143,5 +145,11 @@ def format_table(results: list[tuple[PipelineStage, StageResult]], seconds: floa
     for result in sources:
         scores = ", ".join(f"{task} {m['score']:.1f}" for task, m in result.dev.items() if isinstance(m, dict) and "score" in m)
         lines.append(f"\nsource prompts (dev score): {scores}")
+    labelled = [c for (stage, _), c in zip(results, configs or []) if stage.label is not None]
+    if labelled:
+        data, scoring = labelled[0].data, sorted({c.eval.scoring for c in labelled})
+        shots = f"k = {data.few_shot_k} training examples per class" if data.few_shot_k else "all training examples"
+        lines.append(f"\nscoring: {', '.join(scoring)} ({'rank classification over the label words' if scoring == ['rank'] else 'see eval.scoring'}); "
+                     f"target {', '.join(data.tasks)}, {shots}, {labelled[0].optim.max_steps} steps per method")
     lines.append(f"\ntotal wall time {seconds / 60:.1f} min")
     return "\n".join(lines)
