@@ -15,7 +15,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # Files named _*.yaml and base/ are shared fragments (included by presets), not presets.
 PRESETS = sorted(p for p in CONFIGS.rglob("*.yaml")
                  if not p.name.startswith("_") and p.parent.name not in ("base", "accelerate")
-                 and p.name not in ("base.yaml", "pipeline.yaml"))
+                 and p.name not in ("base.yaml", "pipeline.yaml", "pipeline-sources.yaml"))
 
 
 def test_there_are_presets_for_the_papers_experiments():
@@ -65,7 +65,17 @@ def test_paper_hyperparameters():
 def test_pipeline_presets_validate_every_stage():
     from promptmix.training.pipeline import PipelineConfig
 
+    # the main job: three methods on few-shot MRPC from the shipped sources, at one budget
     pipeline = PipelineConfig.load(CONFIGS / "cpu" / "pipeline.yaml")
+    stages = {s.name: pipeline.stage_config(s) for s in pipeline.stages}
+    assert [c.stage for c in stages.values()] == ["prompt-tuning", "attempt", "mpt-target"]
+    assert stages["mpt"].library.mpt_source == "promptmix:smollm2-135m/mpt-source"
+    assert stages["attempt"].library.sources == ["sst2", "qqp", "rte", "multirc"]
+    assert {(c.library.root, c.model.name, tuple(c.data.tasks), c.data.few_shot_k, c.optim.max_steps, c.run.seed)
+            for c in stages.values()} == {("promptmix:smollm2-135m", "smollm2-135m", ("mrpc",), 16, 60, 42)}
+    assert [c.run.dir for c in stages.values()] == [f"runs/pipeline-cpu/{n}" for n in ("prompt-tuning", "attempt", "mpt")]
+    # the whole chain from scratch, sources included, into its own library
+    pipeline = PipelineConfig.load(CONFIGS / "cpu" / "pipeline-sources.yaml")
     stages = {s.name: pipeline.stage_config(s) for s in pipeline.stages}
     assert [c.stage for c in stages.values()] == ["source", "prompt-tuning", "attempt", "mpt-source", "mpt-target"]
     assert stages["mpt"].library.mpt_source == "runs/pipeline-cpu/mpt-source"
