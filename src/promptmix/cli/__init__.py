@@ -36,7 +36,7 @@ HELP = {
     "prompts": "list, show, add, import (from PEFT) and remove named prompts in the prompt library",
     "tasks": "list tasks, their data source, split sizes and metrics",
     "train": "train one stage: source prompts, attention prior, ATTEMPT, MPT, baselines",
-    "pipeline": "the main job: source prompts -> ATTEMPT and MPT -> table against prompt tuning",
+    "pipeline": "the main job: prompt tuning, ATTEMPT and MPT on a target from the shipped sources -> table",
     "demo": "ATTEMPT over two source prompts answering a mixed-task batch (untrained)",
     "predict": "answer a JSONL file of inputs with trained prompts",
     "eval": "score a run's prompts on its dev or test split",

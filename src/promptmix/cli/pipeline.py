@@ -1,7 +1,8 @@
 """``promptmix pipeline [--config configs/cpu/pipeline.yaml] [--root DIR] [--set k=v] [--resume]``.
 
-The README's main job: source prompts, ATTEMPT and MPT on a target, prompt tuning for
-comparison, and a printed table (see :mod:`promptmix.training.pipeline`).
+The README's main job: prompt tuning, ATTEMPT and MPT on a few-shot target from the source
+prompts shipped with promptmix, and a printed table (``configs/cpu/pipeline-sources.yaml``
+trains the sources first; see :mod:`promptmix.training.pipeline`).
 """
 
 from __future__ import annotations

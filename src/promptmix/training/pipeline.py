@@ -1,7 +1,8 @@
-"""The README's main job: source prompts -> ATTEMPT and MPT on a target -> a table against
-prompt tuning, as a sequence of stages sharing one backbone.
+"""Pipelines of training stages sharing one backbone, such as the README's main job (prompt
+tuning, ATTEMPT and MPT on a few-shot target from the shipped source prompts -> a table) or
+the whole chain from source prompts on (``configs/cpu/pipeline-sources.yaml``).
 
-A pipeline YAML (``configs/cpu/pipeline.yaml``) lists stages, each a preset plus overrides::
+A pipeline YAML (``configs/cpu/pipeline-sources.yaml``) lists stages, each a preset plus overrides::
 
     root: runs/pipeline-cpu                 # every stage runs in <root>/<name>; "{root}" expands
     common: {library.root: "{root}/prompts"}   # dotted overrides of every stage
