@@ -25,6 +25,7 @@ MPT from the teacher-mean start and the -m variants.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -123,6 +124,18 @@ def plan(args: argparse.Namespace) -> list[Item]:
     return sorted(items, key=lambda item: (item.priority, item.info.get("seed", 0), item.id))
 
 
+def full_data_majority(args: argparse.Namespace) -> dict[str, float | None]:
+    """Each target's test score when always answering the most frequent label of its full
+    training data: the majority-class row of every regime's table (results written before this
+    floor was stored hold the k-shot sample's tie-broken label instead)."""
+    from promptmix.training.data import load_tasks
+    from promptmix.training.stages import majority_score
+
+    config = item_config(next(i for i in plan(args) if i.info["kind"] == "target"), args)
+    data = load_tasks(dataclasses.replace(config.data, few_shot_k=None), args.targets)
+    return {t: majority_score(d, "test") for t, d in data.items()}
+
+
 def item_config(item: Item, args: argparse.Namespace):
     from promptmix.training.config import TrainConfig
     from promptmix.training.configio import apply_overrides, read_yaml
@@ -166,12 +179,15 @@ def summarize(item: Item, config: Any, result: Any, backbone: Any) -> dict[str, 
     records = read_metrics(run_dir)
     tasks = list(result.tasks)
     data = load_tasks(config.data, tasks) if item.info["kind"] == "target" else {}
+    # the floor: the most frequent label of the *full* training data (a k-shot sample is balanced,
+    # so its own most frequent label is a tie); the test split does not depend on the draw
+    full = load_tasks(dataclasses.replace(config.data, few_shot_k=None), tasks) if data else {}
     main = {t: data[t].task.main_metric for t in data} if data else {t: "score" for t in tasks}
     summary = {"id": item.id, **item.info, "completed": result.completed, "steps": result.steps,
                "best_step": result.best_step, "seconds": round(result.seconds, 1), "scoring": config.eval.scoring,
                "trainable_parameters": result.trainable_parameters, "dev": result.dev, "test": result.test,
                "train_examples": {t: len(d.train) for t, d in data.items()}, "main_metric": main,
-               "majority_test": {t: majority_score(d, "test") for t, d in data.items()},
+               "majority_test": {t: majority_score(d, "test") for t, d in full.items()},
                "curves": dev_curves(records, tasks, main), "extra": _jsonable(result.extra)}
     if item.info["kind"] == "mpt-source":
         keys = ("loss", "ce", "kl", "hidden")
@@ -364,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             spawn_workers(args, argv)
         else:
             work(args)
+    if not args.smoke:
+        args.majority = full_data_majority(args)
     print(write_report(args, plan(args)))
     return 0
 
