@@ -128,11 +128,18 @@ def full_data_majority(args: argparse.Namespace) -> dict[str, float | None]:
     """Each target's test score when always answering the most frequent label of its full
     training data: the majority-class row of every regime's table (results written before this
     floor was stored hold the k-shot sample's tie-broken label instead)."""
+    config = item_config(next(i for i in plan(args) if i.info["kind"] == "target"), args)
+    return majority_floor(config.data, args.targets)
+
+
+def majority_floor(data_config: Any, tasks: list[str]) -> dict[str, float | None]:
+    """The test score of always answering the most frequent label of the *full* training data
+    (a k-shot sample is balanced, so its own most frequent label is a tie); the test split
+    does not depend on the few-shot draw."""
     from promptmix.training.data import load_tasks
     from promptmix.training.stages import majority_score
 
-    config = item_config(next(i for i in plan(args) if i.info["kind"] == "target"), args)
-    data = load_tasks(dataclasses.replace(config.data, few_shot_k=None), args.targets)
+    data = load_tasks(dataclasses.replace(data_config, few_shot_k=None), tasks)
     return {t: majority_score(d, "test") for t, d in data.items()}
 
 
@@ -173,21 +180,17 @@ def dev_curves(records: list[dict[str, Any]], tasks: list[str], main: dict[str, 
 def summarize(item: Item, config: Any, result: Any, backbone: Any) -> dict[str, Any]:
     """What the report needs of one finished run (small, committed)."""
     from promptmix.training.data import load_tasks
-    from promptmix.training.stages import majority_score
 
     run_dir = Path(config.run.dir)
     records = read_metrics(run_dir)
     tasks = list(result.tasks)
     data = load_tasks(config.data, tasks) if item.info["kind"] == "target" else {}
-    # the floor: the most frequent label of the *full* training data (a k-shot sample is balanced,
-    # so its own most frequent label is a tie); the test split does not depend on the draw
-    full = load_tasks(dataclasses.replace(config.data, few_shot_k=None), tasks) if data else {}
     main = {t: data[t].task.main_metric for t in data} if data else {t: "score" for t in tasks}
     summary = {"id": item.id, **item.info, "completed": result.completed, "steps": result.steps,
                "best_step": result.best_step, "seconds": round(result.seconds, 1), "scoring": config.eval.scoring,
                "trainable_parameters": result.trainable_parameters, "dev": result.dev, "test": result.test,
                "train_examples": {t: len(d.train) for t, d in data.items()}, "main_metric": main,
-               "majority_test": {t: majority_score(d, "test") for t, d in full.items()},
+               "majority_test": majority_floor(config.data, tasks) if data else {},
                "curves": dev_curves(records, tasks, main), "extra": _jsonable(result.extra)}
     if item.info["kind"] == "mpt-source":
         keys = ("loss", "ce", "kl", "hidden")
