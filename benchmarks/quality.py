@@ -16,16 +16,18 @@ steps; -m methods train all targets together with that many steps per target.
 Resumable across machines: a finished run's summary goes to ``--results`` (committed, by
 default ``benchmarks/results/transfer``) and is never rerun; an interrupted run resumes from
 its run directory under ``--out``. ``--workers N`` runs N single-threaded worker processes
-that take runs in priority order (claims are directories under ``--out``, so two workers
-never take the same run): MPT distillation first, then the k = 16 few-shot and full-data
-comparisons of prompt tuning, ATTEMPT and MPT, then the other shot counts, SPoT-targeted,
-MPT from the teacher-mean start and the -m variants.
+that take runs in priority order (a claim is an ``flock`` on a file under ``--out``, so two
+workers never take the same run and a dead worker's run is free again at once): MPT
+distillation first, then the k = 16 few-shot and full-data comparisons of prompt tuning,
+ATTEMPT and MPT, then the other shot counts, SPoT-targeted, MPT from the teacher-mean start
+and the -m variants.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import os
 import subprocess
@@ -217,49 +219,66 @@ def _jsonable(value: Any) -> Any:
 
 
 # -- workers --------------------------------------------------------------------------------------
+_HELD: dict[str, int] = {}  # slug -> the open, locked claim file of each run this worker holds
+
+
+def _claim_path(args: argparse.Namespace, item: Item) -> Path:
+    return Path(args.out) / "claims" / f"{item.slug}.lock"
+
+
 def claim(args: argparse.Namespace, item: Item) -> bool:
-    """Take ``item`` for this process: an atomic mkdir; a claim whose process is gone is taken over."""
-    path = Path(args.out) / "claims" / item.slug
+    """Take ``item`` for this process: an exclusive ``flock`` on its claim file.
+
+    The kernel drops the lock when its process dies, so a dead worker's run is free again at
+    once, and two workers can never both take it (a pid file checked and then overwritten
+    could: two workers restarted together each saw the dead pid and took the same run).
+    """
+    path = _claim_path(args, item)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        path.mkdir()
-    except FileExistsError:
-        pid_file = path / "pid"
-        try:
-            os.kill(int(pid_file.read_text()), 0)
-            return False  # a live worker has it
-        except (OSError, ValueError):
-            pass  # its worker died: take it over
-    (path / "pid").write_text(str(os.getpid()))
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _HELD[item.slug] = fd
     return True
 
 
 def release(args: argparse.Namespace, item: Item) -> None:
-    path = Path(args.out) / "claims" / item.slug
-    (path / "pid").unlink(missing_ok=True)
-    path.rmdir()
+    # The file stays: unlinking it could let a worker that just opened it lock a dead inode.
+    os.close(_HELD.pop(item.slug))
+
+
+def held_elsewhere(args: argparse.Namespace, item: Item) -> bool:
+    """Whether another live process holds ``item``'s claim."""
+    path = _claim_path(args, item)
+    if item.slug in _HELD or not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock if this probe took it
 
 
 def next_item(args: argparse.Namespace, items: list[Item]) -> Item | None:
     finished = {item.id for item in items if done(args, item)}
     for item in items:
         if item.id not in finished and all(n in finished for n in item.needs) and claim(args, item):
+            if done(args, item):  # another worker finished it since `finished` was read
+                release(args, item)
+                continue
             return item
     return None
 
 
 def running_elsewhere(args: argparse.Namespace, items: list[Item]) -> bool:
     """Whether another live worker holds an unfinished item (which may unblock others)."""
-    for item in items:
-        pid_file = Path(args.out) / "claims" / item.slug / "pid"
-        try:
-            pid = int(pid_file.read_text())
-            if pid != os.getpid() and not done(args, item):
-                os.kill(pid, 0)
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
+    return any(not done(args, item) and held_elsewhere(args, item) for item in items)
 
 
 def work(args: argparse.Namespace) -> None:

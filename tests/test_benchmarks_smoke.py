@@ -93,3 +93,36 @@ def test_inference_speed_smoke_prints_every_part(capsys):
     for variant in ("promptmix", "hf-plain", "hf-embeds", "dev, old", "dev, now", "evaluation"):
         assert variant in out
     assert "load average" in out
+
+
+def test_quality_claims_exclude_a_live_worker_and_free_a_dead_ones_run(tmp_path):
+    """Two workers restarted together once took the same stale claim (each read the dead pid,
+    then wrote its own); a claim is now a lock that one live process holds at a time."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    quality = load_script("quality")
+    args = SimpleNamespace(out=str(tmp_path))
+    item = SimpleNamespace(slug="k4__cb__attempt__seed42")
+    lock = tmp_path / "claims" / f"{item.slug}.lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert quality.held_elsewhere(args, item)
+        assert not quality.claim(args, item)  # a live worker has it
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not quality.held_elsewhere(args, item)
+    assert quality.claim(args, item)  # its worker died: free at once
+    assert not quality.held_elsewhere(args, item)  # this process's own claim is not "elsewhere"
+    quality.release(args, item)
+    assert quality.claim(args, item)  # released claims can be taken again
+    quality.release(args, item)
