@@ -338,6 +338,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", default=list(METHODS), metavar="LABEL", help=f"of: {', '.join(METHODS)}")
     p.add_argument("--few-steps", type=int, default=STEPS["few"], help="target steps per task, few-shot")
     p.add_argument("--full-steps", type=int, default=STEPS["full"], help="target steps per task, full data")
+    p.add_argument("--eval-at-start", action="store_true",
+                   help="also score dev before the first target step (each method's head start, measured)")
     p.add_argument("--distill-steps", type=int, default=300, help="MPT distillation steps")
     p.add_argument("--workers", type=int, default=0, help="worker processes (0: run in this process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
@@ -351,6 +353,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.common = {}
     if (SHARED / "data").is_dir():  # the presets' ../shared/data is relative to the repository root
         args.common["data.data_dir"] = str(SHARED / "data")
+    if args.eval_at_start:
+        args.common["eval.at_start"] = True
     if args.smoke:
         args.common.update({"model.name": "tiny", "data.max_source_length": 48, "data.max_train_examples": 32,
                             "data.max_dev_examples": 8, "data.max_test_examples": 8, "method.prompt_tuning.prompt_length": 4,

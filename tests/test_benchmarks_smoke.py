@@ -126,3 +126,11 @@ def test_quality_claims_exclude_a_live_worker_and_free_a_dead_ones_run(tmp_path)
     quality.release(args, item)
     assert quality.claim(args, item)  # released claims can be taken again
     quality.release(args, item)
+
+
+def test_quality_eval_at_start_reaches_every_target_run(tmp_path):
+    quality = load_script("quality")
+    for flag, expected in (([], False), (["--eval-at-start"], True)):
+        args = quality.parse(["--smoke", "--out", str(tmp_path), *flag])
+        targets = [item for item in quality.plan(args) if item.info["kind"] == "target"]
+        assert targets and {quality.item_config(item, args).eval.at_start for item in targets} == {expected}

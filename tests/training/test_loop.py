@@ -140,3 +140,33 @@ def test_patience_stops_when_dev_flattens_and_a_resume_stops_at_the_same_step(mo
         assert outcome.completed and outcome.early_stopped
     for key in finals[0]:
         assert torch.equal(finals[0][key], finals[1][key])
+
+
+def test_eval_at_start_scores_the_initial_prompt_as_step_0(model_dirs, tmp_path):
+    """eval.at_start: the first dev evaluation sees the untouched initial parameters, is logged
+    at step 0 and can be the best (a transferred start that training only makes worse); a
+    resume from a later checkpoint does not score step 0 again."""
+    import dataclasses
+
+    from promptmix.training.loop import train
+
+    cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path / "lib", optim__max_steps=4, eval__every=2,
+                                         eval__at_start=True, run__save_every=1, run__stop_after=3)
+    initial = {k: v.detach().clone() for k, v in method.state_dict().items()}
+    seen: list[bool] = []  # per evaluation: were the parameters still the initial ones?
+    scores = iter([80.0, 60.0, 70.0])
+
+    def evaluate(model):
+        seen.append(all(torch.equal(v, initial[k]) for k, v in method.state_dict().items()))
+        return {"score": next(scores)}
+
+    run_dir = tmp_path / "run"
+    outcome = train(dataclasses.replace(job, evaluate=evaluate), cfg, run_dir, ctx.accelerator)
+    assert seen == [True, False] and outcome.step == 3  # step 0 and step 2
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, stop_after=None))
+    outcome = train(dataclasses.replace(job, evaluate=evaluate), cfg, run_dir, ctx.accelerator, resume=True)
+    assert seen == [True, False, False]  # only step 4 after the resume
+    assert (outcome.best_step, outcome.best_score) == (0, 80.0)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    dev = [r for r in records if "dev" in r]
+    assert [(r["step"], r["dev"]["score"]) for r in dev] == [(0, 80.0), (2, 60.0), (4, 70.0)]

@@ -203,6 +203,9 @@ class EvalConfig:
     batch_size: int = _help("examples per evaluation forward", 32)
     max_new_tokens: int = _help("generation length", 16)
     test: bool = _help("score the best checkpoint on the test split at the end", True)
+    at_start: bool = _help(
+        "also evaluate the initial prompt, before the first step (a transferred start's head start, "
+        "measured; the step-0 prompt can be the best)", False)
     patience: int | None = _help(
         "stop training once this many dev evaluations in a row bring no new best (the dev curve has flattened); "
         "None: train to the end", None)

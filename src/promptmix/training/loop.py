@@ -312,6 +312,11 @@ def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerato
     log = _Logger(run, run.step)
     log.write({"step": run.step, "setup": sharding.layout(run.model, run.optimizer, accelerator)})
     run.set_train_mode()
+    if config.eval.at_start and run.step == 0:
+        eval_tick = time.monotonic()
+        metrics = run.maybe_evaluate(force=True)
+        if metrics is not None:
+            log.write({"step": 0, "dev": metrics, "dev_seconds": time.monotonic() - eval_tick})
     stop_at = run.total if config.run.stop_after is None else min(run.total, run.step + config.run.stop_after)
     batches = iter(run.stream)
     try:
