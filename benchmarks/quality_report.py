@@ -5,6 +5,8 @@
   tuning, the majority-class score of each target's test split beside them;
 - learning curves: dev main metric against target steps per task, mean over seeds, one line
   per method, one panel per target (-m runs: global steps / number of tasks);
+- the head start, where runs scored dev before their first step (``--eval-at-start``): dev at
+  step 0, at the first evaluation after it and at the best evaluation, per method and target;
 - ATTEMPT's mean attention per target (the papers' Figure 6), averaged over seeds;
 - MPT distillation: the loss terms over steps and the sources' mean dev score, per P* init.
 """
@@ -80,6 +82,32 @@ def _seed_means(by_target: dict[str, dict[int, float]], targets: list[str]) -> d
     """Per seed, the mean over targets (only seeds that have every target)."""
     seeds = set.intersection(*(set(by_target.get(t, {})) for t in targets)) if targets else set()
     return {s: statistics.mean(by_target[t][s] for t in targets) for s in sorted(seeds)}
+
+
+def head_start_table(args: Any, results: list[dict[str, Any]], methods: list[str]) -> str | None:
+    """Dev at step 0, at the first evaluation after it and at the best one (mean over seeds);
+    None when no run scored step 0."""
+    cells: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
+    firsts = set()  # the first evaluated step after 0, per task (-m runs count global steps)
+    for r in results:
+        for task, points in r["curves"].items():
+            if len(points) >= 2 and points[0][0] == 0:
+                cells[(r["method"], task)].append((points[0][1], points[1][1], max(v for _, v in points)))
+                firsts.add(points[1][0] / len(r["tasks"]))
+    if not cells:
+        return None
+    first = f"step {firsts.pop():g}" if len(firsts) == 1 else "first evaluation"
+    targets = [t for t in args.targets if any(task == t for _, task in cells)]
+    lines = ["| method | " + " | ".join(f"{t}: step 0 → {first} → best" for t in targets) + " |",
+             "|---|" + "---:|" * len(targets)]
+    for method in methods:
+        if any((method, t) in cells for t in targets):
+            row = []
+            for t in targets:
+                runs = cells.get((method, t))
+                row.append(" → ".join(f"{statistics.mean(v[i] for v in runs):.1f}" for i in range(3)) if runs else "-")
+            lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def _pyplot():
@@ -202,6 +230,10 @@ def write_report(args: Any, items: list[Any]) -> str:
         if not rows:
             continue
         parts += [f"### {REGIME_TITLES[regime]}", "", regime_table(args, rows, methods), ""]
+        head_start = head_start_table(args, rows, methods)
+        if head_start:
+            parts += ["Dev score at the start, after the first evaluation interval and at the best (mean over seeds):",
+                      "", head_start, ""]
         if curves_figure(args, regime, rows, methods, figures / f"curves-{regime}.png"):
             parts += [f"![dev curves, {regime}]({figures / f'curves-{regime}.png'})", ""]
         if attention_figure(rows, regime, figures / f"attention-{regime}.png"):

@@ -134,3 +134,22 @@ def test_quality_eval_at_start_reaches_every_target_run(tmp_path):
         args = quality.parse(["--smoke", "--out", str(tmp_path), *flag])
         targets = [item for item in quality.plan(args) if item.info["kind"] == "target"]
         assert targets and {quality.item_config(item, args).eval.at_start for item in targets} == {expected}
+
+
+def test_quality_report_head_start_table_averages_step_0_first_and_best_over_seeds():
+    from types import SimpleNamespace
+
+    report = load_script("quality_report")
+
+    def run(method, seed, points):
+        return {"method": method, "seed": seed, "tasks": ["cb"], "curves": {"cb": points}}
+
+    results = [run("prompt tuning", 42, [[0, 30.0], [20, 40.0], [40, 50.0]]),
+               run("prompt tuning", 43, [[0, 20.0], [20, 60.0], [40, 45.0]]),
+               run("ATTEMPT", 42, [[0, 55.0], [20, 50.0], [40, 52.0]])]
+    table = report.head_start_table(SimpleNamespace(targets=["mrpc", "cb"]), results, ["prompt tuning", "ATTEMPT", "MPT"])
+    assert table.splitlines()[0] == "| method | cb: step 0 → step 20 → best |"
+    assert "| prompt tuning | 25.0 → 50.0 → 55.0 |" in table  # best: mean of 50 and 60
+    assert "| ATTEMPT | 55.0 → 50.0 → 55.0 |" in table and "| MPT |" not in table
+    no_step_0 = [run("prompt tuning", 42, [[20, 40.0], [40, 50.0]])]
+    assert report.head_start_table(SimpleNamespace(targets=["cb"]), no_step_0, ["prompt tuning"]) is None
