@@ -281,24 +281,32 @@ def running_elsewhere(args: argparse.Namespace, items: list[Item]) -> bool:
     return any(not done(args, item) and held_elsewhere(args, item) for item in items)
 
 
-def work(args: argparse.Namespace) -> None:
-    """Run items until none is left that this worker can take."""
+def work(args: argparse.Namespace) -> list[str]:
+    """Run items until none is left that this worker can take; return the ids that failed.
+
+    A run that raises (e.g. a k-shot draw the task's training split cannot give) is reported
+    and skipped, with everything that needs it, so one bad cell does not stop the plan."""
     from promptmix.training.runs import load_backbone_for, make_accelerator
 
     items = plan(args)
     accelerator = make_accelerator(item_config(items[0], args))
     backbone = load_backbone("tiny") if args.smoke else None
+    failed: list[str] = []
     while True:
-        item = next_item(args, items)
+        left = [item for item in items if item.id not in failed and not set(item.needs) & set(failed)]
+        item = next_item(args, left)
         if item is None:
-            if running_elsewhere(args, items):
+            if running_elsewhere(args, left):
                 time.sleep(20)  # what is left may need what another worker is running
                 continue
-            return
+            return failed
         try:
             config = item_config(item, args)
             backbone = backbone or load_backbone_for(config)
             run_item(args, item, config, backbone, accelerator)
+        except Exception as exc:  # noqa: BLE001 - reported, then the plan goes on
+            print(f"[{os.getpid()}] {item.id}: FAILED: {type(exc).__name__}: {exc}", flush=True)
+            failed.append(item.id)
         finally:
             release(args, item)
 
@@ -317,11 +325,11 @@ def run_item(args: argparse.Namespace, item: Item, config: Any, backbone: Any, a
           flush=True)
 
 
-def spawn_workers(args: argparse.Namespace, argv: list[str]) -> None:
+def spawn_workers(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run ``--workers`` worker processes to the end; the number that reported a failed run."""
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     procs = [subprocess.Popen([sys.executable, __file__, *argv, "--worker"], env=env) for _ in range(args.workers)]
-    for proc in procs:
-        proc.wait()
+    return sum(proc.wait() != 0 for proc in procs)
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -395,20 +403,20 @@ def main(argv: list[str] | None = None) -> int:
     from quality_report import write_report
 
     if args.worker:
-        work(args)
-        return 0
+        return 1 if work(args) else 0
     print(machine_line(), flush=True)
+    failed = 0
     if not args.report:
         if args.smoke:
             smoke_sources(args)
         check_sources(args)
-        if args.workers:
-            spawn_workers(args, argv)
-        else:
-            work(args)
+        failed = spawn_workers(args, argv) if args.workers else len(work(args))
     if not args.smoke:
         args.majority = full_data_majority(args)
     print(write_report(args, plan(args)))
+    if not args.report and failed:
+        print("some runs FAILED (see above); the table leaves them out", flush=True)
+        return 1
     return 0
 
 

@@ -153,3 +153,27 @@ def test_quality_report_head_start_table_averages_step_0_first_and_best_over_see
     assert "| ATTEMPT | 55.0 → 50.0 → 55.0 |" in table and "| MPT |" not in table
     no_step_0 = [run("prompt tuning", 42, [[20, 40.0], [40, 50.0]])]
     assert report.head_start_table(SimpleNamespace(targets=["cb"]), no_step_0, ["prompt tuning"]) is None
+
+
+def test_quality_worker_reports_a_failed_run_and_goes_on(tmp_path, monkeypatch, capsys):
+    """A run that raises (CB at k = 32 has only 16 "neutral" examples) once stopped the whole
+    worker; now it is reported, skipped with the runs that need it, and the rest still run."""
+    quality = load_script("quality")
+    args = quality.parse(["--smoke", "--out", str(tmp_path)])
+    items = quality.plan(args)
+    bad = items[0]  # the first distillation: the MPT runs starting from it must be skipped too
+    ran = []
+
+    def run_item(args, item, config, backbone, accelerator):
+        ran.append(item.id)
+        if item.id == bad.id:
+            raise ValueError("cb: class 'neutral' has 16 examples, fewer than k * runs = 32 * 1")
+        quality.result_path(args, item).parent.mkdir(parents=True, exist_ok=True)
+        quality.result_path(args, item).write_text("{}")
+
+    monkeypatch.setattr(quality, "run_item", run_item)
+    monkeypatch.setattr(quality, "load_backbone", lambda name: object())
+    assert quality.work(args) == [bad.id]
+    expected = [i.id for i in items if i.id != bad.id and bad.id not in i.needs]
+    assert sorted(ran) == sorted([bad.id, *expected]) and len(expected) >= 3
+    assert f"{bad.id}: FAILED: ValueError: cb: class 'neutral'" in capsys.readouterr().out
