@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke:
         args.majority = full_data_majority(args)
     print(write_report(args, plan(args)))
-    if not args.report and failed:
+    if failed:
         print("some runs FAILED (see above); the table leaves them out", flush=True)
         return 1
     return 0

@@ -300,6 +300,14 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _evaluate(run: _Run, log: _Logger, force: bool) -> None:
+    """A dev evaluation if one is due (or forced), logged with its wall time."""
+    tick = time.monotonic()
+    metrics = run.maybe_evaluate(force=force)
+    if metrics is not None:
+        log.write({"step": run.step, "dev": metrics, "dev_seconds": time.monotonic() - tick})
+
+
 def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerator: Any, *, resume: bool = False) -> LoopResult:
     """Run ``job`` to ``optim.max_steps`` (or ``optim.epochs``), until ``run.stop_after`` steps
     in this invocation, or until ``eval.patience`` dev evaluations in a row bring no new best
@@ -313,10 +321,7 @@ def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerato
     log.write({"step": run.step, "setup": sharding.layout(run.model, run.optimizer, accelerator)})
     run.set_train_mode()
     if config.eval.at_start and run.step == 0:
-        eval_tick = time.monotonic()
-        metrics = run.maybe_evaluate(force=True)
-        if metrics is not None:
-            log.write({"step": 0, "dev": metrics, "dev_seconds": time.monotonic() - eval_tick})
+        _evaluate(run, log, force=True)
     stop_at = run.total if config.run.stop_after is None else min(run.total, run.step + config.run.stop_after)
     batches = iter(run.stream)
     try:
@@ -328,10 +333,7 @@ def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerato
             log.progress(logs)
             if run.step % config.run.log_every == 0 or run.step == stop_at:
                 log.write({"step": run.step, "epoch": run.stream.state.epoch, **logs, "step_seconds": time.monotonic() - tick})
-            eval_tick = time.monotonic()
-            metrics = run.maybe_evaluate(force=run.step == run.total)
-            if metrics is not None:
-                log.write({"step": run.step, "dev": metrics, "dev_seconds": time.monotonic() - eval_tick})
+            _evaluate(run, log, force=run.step == run.total)
             every = config.run.save_every
             if (every and run.step % every == 0) or run.step == stop_at or run.flattened:
                 run.save()
