@@ -190,6 +190,7 @@ def summarize(item: Item, config: Any, result: Any, backbone: Any) -> dict[str, 
     main = {t: data[t].task.main_metric for t in data} if data else {t: "score" for t in tasks}
     summary = {"id": item.id, **item.info, "completed": result.completed, "steps": result.steps,
                "best_step": result.best_step, "seconds": round(result.seconds, 1), "scoring": config.eval.scoring,
+               "library": str(config.library.root),
                "trainable_parameters": result.trainable_parameters, "dev": result.dev, "test": result.test,
                "train_examples": {t: len(d.train) for t, d in data.items()}, "main_metric": main,
                "majority_test": majority_floor(config.data, tasks) if data else {},
@@ -342,6 +343,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     p.add_argument("--targets", nargs="+", default=TARGETS)
     p.add_argument("--sources", nargs="+", default=SOURCES, help="library entries used as sources")
+    p.add_argument("--library", default=None, metavar="ROOT",
+                   help="prompt library the sources come from (default: the presets' promptmix:smollm2-135m); "
+                        "run IDs do not name it, so give another library its own --out and --results")
     p.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
     p.add_argument("--methods", nargs="+", default=list(METHODS), metavar="LABEL", help=f"of: {', '.join(METHODS)}")
     p.add_argument("--few-steps", type=int, default=STEPS["few"], help="target steps per task, few-shot")
@@ -363,6 +367,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.common["data.data_dir"] = str(SHARED / "data")
     if args.eval_at_start:
         args.common["eval.at_start"] = True
+    if args.library:
+        args.common["library.root"] = args.library
     if args.smoke:
         args.common.update({"model.name": "tiny", "data.max_source_length": 48, "data.max_train_examples": 32,
                             "data.max_dev_examples": 8, "data.max_test_examples": 8, "method.prompt_tuning.prompt_length": 4,

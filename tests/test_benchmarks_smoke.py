@@ -71,6 +71,7 @@ def test_quality_smoke_runs_every_method_and_resumes(capsys, tmp_path):
     assert len(results) == 2 + len(quality.METHODS)  # two distillations, one run per method
     attempt = json.loads((tmp_path / "results" / "k4__cb__attempt__seed42.json").read_text())
     assert attempt["steps"] == 2 and attempt["curves"]["cb"] and attempt["test"]["cb"]["score"] >= 0
+    assert attempt["library"] == str(tmp_path / "prompts")  # the smoke run's own tiny-T5 sources
     assert attempt["attention"]["columns"] == ["sst2", "rte", "target"]
     assert abs(sum(attempt["attention"]["rows"]["cb"]) - 1) < 1e-5  # a softmax over sources and target
     distill = json.loads((tmp_path / "results" / "mpt-source__vocab.json").read_text())
@@ -82,6 +83,21 @@ def test_quality_smoke_runs_every_method_and_resumes(capsys, tmp_path):
     assert quality.main(args) == 0
     assert "done in" not in capsys.readouterr().out
     assert {p.name: p.read_text() for p in sorted((tmp_path / "results").glob("*.json"))} == first
+
+
+def test_quality_library_option_points_every_run_at_that_library(tmp_path):
+    """--library swaps the source library of every run (ATTEMPT's sources, SPoT's candidates,
+    the MPT distillation), and a library without the sources is refused up front, by name."""
+    quality = load_script("quality")
+    other = tmp_path / "other-library"
+    args = quality.parse(["--library", str(other), "--out", str(tmp_path), "--regimes", "k16", "--seeds", "42"])
+    items = quality.plan(args)
+    assert {item.preset for item in items} >= {"mpt-source.yaml", "attempt.yaml", "prompt-tuning.yaml"}
+    assert {str(quality.item_config(item, args).library.root) for item in items} == {str(other)}
+    with pytest.raises(SystemExit, match=r"\['sst2', 'qqp', 'rte', 'multirc'\] are not in .*other-library"):
+        quality.check_sources(args)
+    default = quality.parse(["--out", str(tmp_path)])
+    assert str(quality.item_config(quality.plan(default)[0], default).library.root) == "promptmix:smollm2-135m"
 
 
 def test_inference_speed_smoke_prints_every_part(capsys):
