@@ -259,6 +259,11 @@ def test_cards_round_trip_and_shipped_libraries_resolve(tmp_path, base):
     assert record.card == card
     text = card_markdown(record)
     assert "dev accuracy: **81.2** (majority class: 50.9)" in text and "- git revision: `abc123`" in text
+    lib.add("multirc", torch.randn(5, 16), task="multirc", method="prompt-tuning", backbone=base,
+            card={"metric": "mean of f1 and group_em", "dev_score": 44.19, "majority_dev_score": 27.65,
+                  "best_constant_dev_score": 46.36, "best_constant_answer": "True"})
+    assert ("dev mean of f1 and group_em: **44.2** (majority class: 27.6; best constant answer 'True': 46.4)"
+            in card_markdown(lib.get("multirc")))
     with pytest.raises(TypeError):  # not JSON: refused before anything is written
         lib.add("bad", torch.randn(5, 16), task="sst2", method="prompt-tuning", backbone=base, card={"x": object()})
     assert "bad" not in lib and not lib.tensor_path("bad").exists()

@@ -129,12 +129,37 @@ def test_source_prompts_carry_a_card(model_dirs, tmp_path):
     guess = Counter(ex.target for ex in data.train).most_common(1)[0][0]
     majority = 100 * sum(ex.target == guess for ex in data.dev) / len(data.dev)
     assert card["metric"] == "accuracy" and card["majority_dev_score"] == pytest.approx(majority)
+    by_answer = {w: 100 * sum(ex.target == w for ex in data.dev) / len(data.dev) for w in ("negative", "positive")}
+    best = max(by_answer, key=by_answer.get)
+    assert (card["best_constant_answer"], card["best_constant_dev_score"]) == (best, pytest.approx(by_answer[best]))
     assert card["dev_score"] == result.dev["sst2"]["accuracy"] and card["best_step"] == result.best_step
     assert card["examples_seen"] == result.best_step * 4 and card["seed"] == 42
     assert card["settings"]["prompt_length"] == PROMPT_LENGTH and card["settings"]["patience"] == 1
     assert card["command"] and "versions" in card and card["git_revision"]
     # patience 1: the run ends at the first dev evaluation without a new best
     assert card["steps"] == result.steps <= 6 and (card["steps"] == 6 or card["early_stopped"])
+
+
+def test_the_floor_is_the_best_constant_answer_not_the_majority_class():
+    """MRPC scores the mean of F1 (of "equivalent") and accuracy. With 7 "not_equivalent" and 3
+    "equivalent" dev examples, the majority answer scores (F1 0 + accuracy 70) / 2 = 35.0, while
+    answering "equivalent" everywhere scores (F1 2*3/(3+10) = 46.15 + accuracy 30) / 2 = 38.08:
+    the rarer answer is the floor a prompt must clear."""
+    from promptmix.tasks import get_task
+    from promptmix.tasks.example import Example
+    from promptmix.training.data import TaskData
+    from promptmix.training.stages import best_constant_score, constant_score, majority_score
+
+    def examples(n_not: int, n_eq: int) -> list[Example]:
+        labels = ["not_equivalent"] * n_not + ["equivalent"] * n_eq
+        return [Example(source=f"s{i}", target=label, task="mrpc", label=label) for i, label in enumerate(labels)]
+
+    data = TaskData(get_task("mrpc"), train=examples(6, 4), dev=examples(7, 3), test=[])
+    assert majority_score(data) == pytest.approx(35.0)
+    assert constant_score(data, "equivalent") == pytest.approx((100 * 6 / 13 + 30) / 2)
+    answer, score = best_constant_score(data)
+    assert answer == "equivalent" and score == pytest.approx(38.0769, abs=1e-4)
+    assert constant_score(data, "equivalent", "test") is None and best_constant_score(data, "test") is None
 
 
 def test_few_shot_seed_redraws_the_training_set_and_keeps_dev_and_test(tmp_path):

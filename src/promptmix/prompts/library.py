@@ -121,9 +121,9 @@ class PromptRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     """Dev-set metrics of the prompt when it was saved (e.g. ``{"accuracy": 0.73}``)."""
     card: dict[str, Any] = field(default_factory=dict)
-    """Where the prompt came from, free-form JSON: the source stage records the dev metric and
-    the majority-class score beside it, steps, examples seen, wall time, seed, the command and
-    the git revision (see :func:`card_markdown`)."""
+    """Where the prompt came from, free-form JSON: the source stage records the dev metric with
+    the majority class's and the best constant answer's scores beside it, steps, examples seen,
+    wall time, seed, the command and the git revision (see :func:`card_markdown`)."""
     format_version: int = FORMAT_VERSION
 
     @property
@@ -210,9 +210,11 @@ def card_markdown(record: PromptRecord) -> str:
              f"trained on backbone `{record.backbone}` (embedding fingerprint {record.fingerprint}).", ""]
     metric = card.get("metric")
     if metric is not None and card.get("dev_score") is not None:
-        majority = card.get("majority_dev_score")
-        lines.append(f"- dev {metric}: **{card['dev_score']:.1f}**" +
-                     (f" (majority class: {majority:.1f})" if isinstance(majority, (int, float)) else ""))
+        majority, best = card.get("majority_dev_score"), card.get("best_constant_dev_score")
+        floors = [f"majority class: {majority:.1f}"] if isinstance(majority, (int, float)) else []
+        if isinstance(best, (int, float)) and best != majority:  # an F1-type metric can favour a rarer answer
+            floors.append(f"best constant answer {card.get('best_constant_answer')!r}: {best:.1f}")
+        lines.append(f"- dev {metric}: **{card['dev_score']:.1f}**" + (f" ({'; '.join(floors)})" if floors else ""))
     labels = {"best_step": "best step", "steps": "steps trained", "examples_seen": "examples seen at the best step",
               "seconds": "training wall time (s)", "seed": "seed", "settings": "settings", "command": "command",
               "git_revision": "git revision", "machine": "machine", "date": "date",
