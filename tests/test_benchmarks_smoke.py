@@ -97,7 +97,8 @@ def test_quality_library_option_points_every_run_at_that_library(tmp_path):
     with pytest.raises(SystemExit, match=r"\['sst2', 'qqp', 'rte', 'multirc'\] are not in .*other-library"):
         quality.check_sources(args)
     default = quality.parse(["--out", str(tmp_path)])
-    assert str(quality.item_config(quality.plan(default)[0], default).library.root) == "promptmix:smollm2-135m"
+    assert str(quality.item_config(quality.plan(default)[0], default).library.root) == str(quality.LIBRARY)
+    quality.check_sources(default)  # the study's own library holds its four sources
 
 
 def test_inference_speed_smoke_prints_every_part(capsys):
