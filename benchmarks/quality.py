@@ -362,6 +362,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=0, help="worker processes (0: run in this process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--report", action="store_true", help="only build the tables and figures from --results")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="with --report: prompt tuning's results (it reads no source library) from DIR where --results "
+                        "lacks them, e.g. the main study's for a study on another --library")
     p.add_argument("--smoke", action="store_true", help="a tiny random T5, 2 sources, 1 target, k = 4, 1 seed, 2 steps")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

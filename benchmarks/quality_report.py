@@ -24,10 +24,16 @@ REGIME_TITLES = {"full": "full training data", "k4": "few-shot, k = 4 per class"
 
 
 def load_results(args: Any, items: list[Any]) -> dict[str, dict[str, Any]]:
+    """Each finished run's summary from ``args.results``; with ``args.baseline``, prompt tuning's
+    runs missing there come from that folder (prompt tuning reads no source library, so a study
+    on another library shares them)."""
     out = {}
     for item in items:
-        path = Path(args.results) / f"{item.slug}.json"
-        if path.is_file():
+        folders = [Path(args.results)]
+        if getattr(args, "baseline", None) and item.info.get("method") == "prompt tuning":
+            folders.append(Path(args.baseline))
+        path = next((f / f"{item.slug}.json" for f in folders if (f / f"{item.slug}.json").is_file()), None)
+        if path is not None:
             out[item.id] = json.loads(path.read_text())
     return out
 

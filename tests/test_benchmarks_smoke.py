@@ -101,6 +101,28 @@ def test_quality_library_option_points_every_run_at_that_library(tmp_path):
     quality.check_sources(default)  # the study's own library holds its four sources
 
 
+def test_quality_report_takes_only_prompt_tuning_from_the_baseline(tmp_path):
+    """--baseline fills in prompt tuning's runs (no source library) and nothing else: a method
+    that reads sources must come from the study's own --results."""
+    import json
+
+    quality = load_script("quality")
+    from quality_report import load_results
+
+    results, baseline = tmp_path / "results", tmp_path / "baseline"
+    results.mkdir()
+    baseline.mkdir()
+    args = quality.parse(["--report", "--results", str(results), "--baseline", str(baseline), "--regimes", "k16",
+                          "--seeds", "42", "--targets", "cb", "--methods", "prompt tuning", "ATTEMPT"])
+    items = {item.info.get("method"): item for item in quality.plan(args) if item.info.get("kind") == "target"}
+    (baseline / f"{items['prompt tuning'].slug}.json").write_text(json.dumps({"from": "baseline"}))
+    (baseline / f"{items['ATTEMPT'].slug}.json").write_text(json.dumps({"from": "baseline"}))
+    assert load_results(args, list(items.values())) == {items["prompt tuning"].id: {"from": "baseline"}}
+    (results / f"{items['prompt tuning'].slug}.json").write_text(json.dumps({"from": "results"}))
+    (results / f"{items['ATTEMPT'].slug}.json").write_text(json.dumps({"from": "results"}))
+    assert load_results(args, list(items.values())) == {item.id: {"from": "results"} for item in items.values()}
+
+
 def test_inference_speed_smoke_prints_every_part(capsys):
     fixtures = Path(__file__).resolve().parent / "tasks" / "fixtures"
     assert load_script("inference_speed").main(["--smoke", "--data-dir", str(fixtures)]) == 0
