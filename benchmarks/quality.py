@@ -376,8 +376,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.common["data.data_dir"] = str(SHARED / "data")
     if args.eval_at_start:
         args.common["eval.at_start"] = True
-    if args.library:
-        args.common["library.root"] = args.library
+    args.common["library.root"] = args.library  # --smoke replaces it with its own tiny-T5 library
     if args.smoke:
         args.common.update({"model.name": "tiny", "data.max_source_length": 48, "data.max_train_examples": 32,
                             "data.max_dev_examples": 8, "data.max_test_examples": 8, "method.prompt_tuning.prompt_length": 4,
@@ -405,7 +404,7 @@ def smoke_sources(args: argparse.Namespace) -> None:
 def check_sources(args: argparse.Namespace) -> None:
     from promptmix.prompts.library import PromptLibrary
 
-    root = args.common.get("library.root") or item_config(plan(args)[0], args).library.root
+    root = args.common["library.root"]
     missing = [s for s in args.sources if s not in PromptLibrary(root)]
     if missing:
         raise SystemExit(f"source prompt(s) {missing} are not in {root}; train them first with "

@@ -32,9 +32,11 @@ def load_results(args: Any, items: list[Any]) -> dict[str, dict[str, Any]]:
         folders = [Path(args.results)]
         if getattr(args, "baseline", None) and item.info.get("method") == "prompt tuning":
             folders.append(Path(args.baseline))
-        path = next((f / f"{item.slug}.json" for f in folders if (f / f"{item.slug}.json").is_file()), None)
-        if path is not None:
-            out[item.id] = json.loads(path.read_text())
+        for folder in folders:
+            path = folder / f"{item.slug}.json"
+            if path.is_file():
+                out[item.id] = json.loads(path.read_text())
+                break
     return out
 
 
