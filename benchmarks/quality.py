@@ -104,13 +104,15 @@ def _priority(regime: str, method: str) -> int:
 def plan(args: argparse.Namespace) -> list[Item]:
     """Every run of the study in the order workers take them."""
     out = Path(args.out)
-    # only the distillations that the chosen methods start from
-    inits = [i for i in MPT_INITS if any(f"{{mpt:{i}}}" in METHODS[m][1].values() for m in args.methods)]
+    # only the distillations that the chosen methods start from, less one given by --mpt-source
+    given = {"vocab": args.mpt_source} if args.mpt_source else {}
+    inits = [i for i in MPT_INITS if i not in given and any(f"{{mpt:{i}}}" in METHODS[m][1].values() for m in args.methods)]
     items = [Item(f"mpt-source/{init}", 0, "mpt-source.yaml",
                   {"library.sources": args.sources, "method.mpt.init": init, "optim.max_steps": args.distill_steps,
                    "run.dir": str(out / "runs" / f"mpt-source-{init}")},
                   {"kind": "mpt-source", "init": init}) for init in inits]
-    fill = {"{sources}": args.sources, **{f"{{mpt:{i}}}": str(out / "runs" / f"mpt-source-{i}") for i in MPT_INITS}}
+    fill = {"{sources}": args.sources,
+            **{f"{{mpt:{i}}}": given.get(i) or str(out / "runs" / f"mpt-source-{i}") for i in MPT_INITS}}
     for regime in args.regimes:
         k, phase = REGIMES[regime], "few" if REGIMES[regime] else "full"
         for seed in args.seeds:
@@ -121,7 +123,8 @@ def plan(args: argparse.Namespace) -> list[Item]:
                     steps = args.steps[phase] * len(tasks)
                     item_id = f"{regime}/{tasks[0] if len(tasks) == 1 else 'all'}/{slug(label)}/seed{seed}"
                     values = {key: fill.get(v, v) if isinstance(v, str) else v for key, v in overrides.items()}
-                    needs = [f"mpt-source/{v[5:-1]}" for v in overrides.values() if isinstance(v, str) and v.startswith("{mpt:")]
+                    needs = [f"mpt-source/{v[5:-1]}" for v in overrides.values()
+                             if isinstance(v, str) and v.startswith("{mpt:") and v[5:-1] not in given]
                     values.update({
                         "data.tasks": tasks, "data.multi_task": multi, "data.few_shot_k": k, "data.few_shot_seed": seed,
                         "optim.max_steps": steps, "eval.every": args.eval_every[phase] * len(tasks), "run.seed": seed,
@@ -359,6 +362,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-at-start", action="store_true",
                    help="also score dev before the first target step (each method's head start, measured)")
     p.add_argument("--distill-steps", type=int, default=300, help="MPT distillation steps")
+    p.add_argument("--mpt-source", default=None, metavar="DIR",
+                   help="adapt MPT and MPT-m from this finished distillation of --sources (vocabulary start) instead "
+                        "of distilling one into --out, e.g. promptmix:smollm2-135m/mpt-source (checked against --sources)")
     p.add_argument("--workers", type=int, default=0, help="worker processes (0: run in this process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--report", action="store_true", help="only build the tables and figures from --results")
@@ -411,6 +417,26 @@ def check_sources(args: argparse.Namespace) -> None:
                          "`promptmix train source --config configs/smollm2/sources.yaml`, or pass --sources")
 
 
+def check_mpt_source(args: argparse.Namespace) -> None:
+    """A distillation given by ``--mpt-source`` must be MPT of exactly ``--sources`` (the target
+    stage starts from the mean of their task vectors) from the vocabulary start it stands in for."""
+    from promptmix.prompts.library import resolve_library_root
+
+    if not args.mpt_source:
+        return
+    path = resolve_library_root(args.mpt_source) / "method" / "method.json"
+    if not path.is_file():
+        raise SystemExit(f"--mpt-source {args.mpt_source}: no {path}; give an mpt-source run directory or a library's "
+                         "mpt-source folder, e.g. promptmix:smollm2-135m/mpt-source")
+    config = json.loads(path.read_text())["config"]
+    found = {"method": config.get("method"), "tasks": sorted(config.get("tasks") or []), "init": config.get("init")}
+    wanted = {"method": "mpt", "tasks": sorted(args.sources), "init": "vocab"}
+    wrong = {key: found[key] for key in wanted if found[key] != wanted[key]}
+    if wrong:
+        raise SystemExit(f"--mpt-source {args.mpt_source}: {path} has {wrong}, the study needs "
+                         f"{ {key: wanted[key] for key in wrong} } (--sources {' '.join(args.sources)})")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)
@@ -424,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.smoke:
             smoke_sources(args)
         check_sources(args)
+        check_mpt_source(args)
         failed = spawn_workers(args, argv) if args.workers else len(work(args))
     if not args.smoke:
         args.majority = full_data_majority(args)

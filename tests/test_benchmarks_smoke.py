@@ -101,6 +101,29 @@ def test_quality_library_option_points_every_run_at_that_library(tmp_path):
     quality.check_sources(default)  # the study's own library holds its four sources
 
 
+def test_quality_mpt_source_option_replaces_the_vocab_distillation(tmp_path):
+    """--mpt-source: MPT and MPT-m adapt from the given distillation and wait for none; the
+    teacher-mean one is still distilled; a distillation of other sources is refused by file."""
+    quality = load_script("quality")
+    shipped = "promptmix:smollm2-135m/mpt-source"  # sst2, qqp, rte from the vocabulary start
+    argv = ["--out", str(tmp_path), "--regimes", "k16", "--seeds", "42", "--targets", "cb", "--sources", "rte", "sst2", "qqp"]
+    args = quality.parse([*argv, "--mpt-source", shipped])
+    items = quality.plan(args)
+    assert [i.id for i in items if i.info["kind"] == "mpt-source"] == ["mpt-source/teacher-mean"]
+    mpt = {i.info["method"]: i for i in items if i.info.get("method", "").startswith("MPT")}
+    assert mpt["MPT"].overrides["library.mpt_source"] == mpt["MPT-m"].overrides["library.mpt_source"] == shipped
+    assert mpt["MPT"].needs == [] and mpt["MPT (teacher-mean)"].needs == ["mpt-source/teacher-mean"]
+    quality.check_mpt_source(args)  # the same three sources, in another order
+    default = quality.plan(quality.parse(argv))
+    assert {i.id for i in default if i.info["kind"] == "mpt-source"} == {"mpt-source/vocab", "mpt-source/teacher-mean"}
+    assert next(i for i in default if i.info.get("method") == "MPT").needs == ["mpt-source/vocab"]
+    with pytest.raises(SystemExit, match=r"mpt-source/method/method.json has \{'tasks': \['qqp', 'rte', 'sst2'\]\}.*"
+                                         r"needs \{'tasks': \['rte', 'sst2'\]\}"):
+        quality.check_mpt_source(quality.parse([*argv[:-1], "--mpt-source", shipped]))
+    with pytest.raises(SystemExit, match="no .*method.json"):
+        quality.check_mpt_source(quality.parse([*argv, "--mpt-source", str(tmp_path)]))
+
+
 def test_quality_report_takes_only_prompt_tuning_from_the_baseline(tmp_path):
     """--baseline fills in prompt tuning's runs (no source library) and nothing else: a method
     that reads sources must come from the study's own --results."""
