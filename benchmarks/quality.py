@@ -159,7 +159,7 @@ def item_config(item: Item, args: argparse.Namespace):
     from promptmix.training.configio import apply_overrides, read_yaml
 
     path = PRESETS / item.preset
-    overrides = {**args.common, **item.overrides, "run.progress": False}
+    overrides = {**args.common, **item.overrides, **args.set, "run.progress": False}
     return TrainConfig.from_dict(apply_overrides(read_yaml(path), overrides), str(path))
 
 
@@ -188,7 +188,7 @@ def dev_curves(records: list[dict[str, Any]], tasks: list[str], main: dict[str, 
     return curves
 
 
-def summarize(item: Item, config: Any, result: Any, backbone: Any) -> dict[str, Any]:
+def summarize(args: argparse.Namespace, item: Item, config: Any, result: Any, backbone: Any) -> dict[str, Any]:
     """What the report needs of one finished run (small, committed)."""
     from promptmix.training.data import load_tasks
 
@@ -204,6 +204,8 @@ def summarize(item: Item, config: Any, result: Any, backbone: Any) -> dict[str, 
                "train_examples": {t: len(d.train) for t, d in data.items()}, "main_metric": main,
                "majority_test": majority_floor(config.data, tasks) if data else {},
                "curves": dev_curves(records, tasks, main), "extra": _jsonable(result.extra)}
+    if args.set:
+        summary["set"] = args.set  # the run is not the study's preset: say how
     if item.info["kind"] == "mpt-source":
         keys = ("loss", "ce", "kl", "hidden")
         summary["losses"] = [[r["step"], *(r.get(k) for k in keys)] for r in records if "loss" in r]
@@ -329,7 +331,7 @@ def run_item(args: argparse.Namespace, item: Item, config: Any, backbone: Any, a
     print(f"[{os.getpid()}] {item.id}: {config.run.dir}", flush=True)
     result = run_stage(config, resume=True, backbone=backbone, accelerator=accelerator)
     if result.completed:
-        summary = summarize(item, config, result, backbone)
+        summary = summarize(args, item, config, result, backbone)
         atomic_write_text(result_path(args, item), json.dumps(summary, indent=1) + "\n")
     print(f"[{os.getpid()}] {item.id}: {'done' if result.completed else 'STOPPED'} in {time.monotonic() - started:.0f} s",
           flush=True)
@@ -365,6 +367,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mpt-source", default=None, metavar="DIR",
                    help="adapt MPT and MPT-m from this finished distillation of --sources (vocabulary start) instead "
                         "of distilling one into --out, e.g. promptmix:smollm2-135m/mpt-source (checked against --sources)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field of every run, applied last, e.g. --set optim.lr=0.03 (repeatable; "
+                        "run IDs do not name it, so give such a study its own --out and --results)")
     p.add_argument("--workers", type=int, default=0, help="worker processes (0: run in this process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--report", action="store_true", help="only build the tables and figures from --results")
@@ -377,6 +382,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         p.error(f"unknown --methods {unknown}; choose from {list(METHODS)}")
+    from promptmix.training.configio import parse_override
+
+    try:
+        args.set = dict(parse_override(item) for item in args.overrides)
+    except ValueError as err:
+        p.error(str(err))
     args.common = {}
     if (SHARED / "data").is_dir():  # the presets' ../shared/data is relative to the repository root
         args.common["data.data_dir"] = str(SHARED / "data")

@@ -124,6 +124,20 @@ def test_quality_mpt_source_option_replaces_the_vocab_distillation(tmp_path):
         quality.check_mpt_source(quality.parse([*argv, "--mpt-source", str(tmp_path)]))
 
 
+def test_quality_set_overrides_every_run_last(tmp_path, capsys):
+    """--set reaches every run's config over the study's own values; a malformed one is an error."""
+    quality = load_script("quality")
+    args = quality.parse(["--out", str(tmp_path), "--regimes", "full", "--seeds", "42", "--targets", "mrpc",
+                          "--set", "optim.lr=0.03", "--set", "optim.max_steps=7"])
+    configs = [quality.item_config(item, args) for item in quality.plan(args)]
+    assert {(c.optim.lr, c.optim.max_steps) for c in configs} == {(0.03, 7)}
+    plain = quality.parse(["--out", str(tmp_path), "--regimes", "full", "--seeds", "42", "--targets", "mrpc"])
+    assert {quality.item_config(item, plain).optim.lr for item in quality.plan(plain)} == {0.3}
+    with pytest.raises(SystemExit):
+        quality.parse(["--set", "optim.lr"])
+    assert "must look like section.key=value" in capsys.readouterr().err
+
+
 def test_quality_report_takes_only_prompt_tuning_from_the_baseline(tmp_path):
     """--baseline fills in prompt tuning's runs (no source library) and nothing else: a method
     that reads sources must come from the study's own --results."""
