@@ -431,15 +431,19 @@ def check_sources(args: argparse.Namespace) -> None:
 def check_mpt_source(args: argparse.Namespace) -> None:
     """A distillation given by ``--mpt-source`` must be MPT of exactly ``--sources`` (the target
     stage starts from the mean of their task vectors) from the vocabulary start it stands in for."""
+    from promptmix.prompts.checkpoint import RECORD_FILE, read_method_record
     from promptmix.prompts.library import resolve_library_root
+    from promptmix.training.rundir import METHOD
 
     if not args.mpt_source:
         return
-    path = resolve_library_root(args.mpt_source) / "method" / "method.json"
-    if not path.is_file():
+    directory = resolve_library_root(args.mpt_source) / METHOD
+    path = directory / RECORD_FILE
+    try:
+        config = read_method_record(directory).config
+    except FileNotFoundError:
         raise SystemExit(f"--mpt-source {args.mpt_source}: no {path}; give an mpt-source run directory or a library's "
-                         "mpt-source folder, e.g. promptmix:smollm2-135m/mpt-source")
-    config = json.loads(path.read_text())["config"]
+                         "mpt-source folder, e.g. promptmix:smollm2-135m/mpt-source") from None
     found = {"method": config.get("method"), "tasks": sorted(config.get("tasks") or []), "init": config.get("init")}
     wanted = {"method": "mpt", "tasks": sorted(args.sources), "init": "vocab"}
     wrong = {key: found[key] for key in wanted if found[key] != wanted[key]}
