@@ -23,6 +23,12 @@ workers never take the same run and a dead worker's run is free again at once): 
 distillation first, then the k = 16 few-shot and full-data comparisons of prompt tuning,
 ATTEMPT and MPT, then the other shot counts, SPoT-targeted, MPT from the teacher-mean start
 and the -m variants.
+
+``--methods LoRA fine-tuning`` adds two references that are not prompt methods and run only
+when named: LoRA (PEFT, rank 8 on q and v) and full fine-tuning of the backbone, on the same
+data, batch, steps and scoring (presets ``configs/smollm2/lora.yaml`` and ``finetune.yaml``).
+They show whether a target can be learned at all at the study's budget, with 50x to 15,000x
+the trainable parameters of a prompt.
 """
 
 from __future__ import annotations
@@ -67,6 +73,12 @@ METHODS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "MPT (teacher-mean)": ("mpt-target.yaml", {"library.mpt_source": "{mpt:teacher-mean}"}, False),
     "MPT-m": ("mpt-target.yaml", {"library.mpt_source": "{mpt:vocab}"}, True),
 }
+# Not prompt methods: the backbone itself trains (LoRA's ~460K or all 135M parameters) on the same
+# data, batch, steps and scoring, to show what these targets allow at this budget. Opt-in only.
+REFERENCES: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "LoRA": ("lora.yaml", {}, False),
+    "fine-tuning": ("finetune.yaml", {}, False),
+}
 CORE = ("prompt tuning", "ATTEMPT", "MPT")
 MPT_INITS = ("vocab", "teacher-mean")
 
@@ -106,7 +118,8 @@ def plan(args: argparse.Namespace) -> list[Item]:
     out = Path(args.out)
     # only the distillations that the chosen methods start from, less one given by --mpt-source
     given = {"vocab": args.mpt_source} if args.mpt_source else {}
-    inits = [i for i in MPT_INITS if i not in given and any(f"{{mpt:{i}}}" in METHODS[m][1].values() for m in args.methods)]
+    inits = [i for i in MPT_INITS if i not in given
+             and any(f"{{mpt:{i}}}" in METHODS[m][1].values() for m in args.methods if m in METHODS)]
     items = [Item(f"mpt-source/{init}", 0, "mpt-source.yaml",
                   {"library.sources": args.sources, "method.mpt.init": init, "optim.max_steps": args.distill_steps,
                    "run.dir": str(out / "runs" / f"mpt-source-{init}")},
@@ -117,7 +130,7 @@ def plan(args: argparse.Namespace) -> list[Item]:
         k, phase = REGIMES[regime], "few" if REGIMES[regime] else "full"
         for seed in args.seeds:
             for label in args.methods:
-                preset, overrides, multi = METHODS[label]
+                preset, overrides, multi = {**METHODS, **REFERENCES}[label]
                 groups = [args.targets] if multi else [[t] for t in args.targets]
                 for tasks in groups:
                     steps = args.steps[phase] * len(tasks)
@@ -358,7 +371,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="prompt library the sources come from (default: the study's own, benchmarks/results/transfer/"
                         "library); run IDs do not name it, so give another library its own --out and --results")
     p.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
-    p.add_argument("--methods", nargs="+", default=list(METHODS), metavar="LABEL", help=f"of: {', '.join(METHODS)}")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), metavar="LABEL",
+                   help=f"of: {', '.join(METHODS)} (default: all of these); and the references that train the backbone, "
+                        f"only when named: {', '.join(REFERENCES)}")
     p.add_argument("--few-steps", type=int, default=STEPS["few"], help="target steps per task, few-shot")
     p.add_argument("--full-steps", type=int, default=STEPS["full"], help="target steps per task, full data")
     p.add_argument("--eval-at-start", action="store_true",
@@ -379,9 +394,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="a tiny random T5, 2 sources, 1 target, k = 4, 1 seed, 2 steps")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    unknown = sorted(set(args.methods) - set(METHODS))
+    unknown = sorted(set(args.methods) - set(METHODS) - set(REFERENCES))
     if unknown:
-        p.error(f"unknown --methods {unknown}; choose from {list(METHODS)}")
+        p.error(f"unknown --methods {unknown}; choose from {[*METHODS, *REFERENCES]}")
     from promptmix.training.configio import parse_override
 
     try:

@@ -85,6 +85,25 @@ def test_quality_smoke_runs_every_method_and_resumes(capsys, tmp_path):
     assert {p.name: p.read_text() for p in sorted((tmp_path / "results").glob("*.json"))} == first
 
 
+def test_quality_references_train_the_backbone_only_when_named(capsys, tmp_path):
+    """LoRA and full fine-tuning run through the study like any method, train exactly the
+    backbone parameters they should, and are never part of the default plan."""
+    import json
+
+    quality = load_script("quality")
+    assert quality.main(["--smoke", "--out", str(tmp_path), "--methods", "LoRA", "fine-tuning"]) == 0
+    table = capsys.readouterr().out
+    assert "| LoRA |" in table and "| fine-tuning |" in table
+    model = quality.load_backbone("tiny").model
+    # rank 8 on every q and v projection of T5 (PEFT's default targets): r * (d_in + d_out) each
+    lora = sum(8 * (m.in_features + m.out_features) for name, m in model.named_modules() if name.split(".")[-1] in ("q", "v"))
+    full = sum(p.numel() for p in model.parameters())
+    for label, expected in (("lora", lora), ("fine-tuning", full)):
+        result = json.loads((tmp_path / "results" / f"k4__cb__{label}__seed42.json").read_text())
+        assert result["trainable_parameters"] == expected and result["steps"] == 2 and result["test"]["cb"]
+    assert not any(i.info.get("method") in quality.REFERENCES for i in quality.plan(quality.parse(["--out", str(tmp_path)])))
+
+
 def test_quality_library_option_points_every_run_at_that_library(tmp_path):
     """--library swaps the source library of every run (ATTEMPT's sources, SPoT's candidates,
     the MPT distillation), and a library without the sources is refused up front, by name."""
