@@ -301,9 +301,20 @@ def next_item(args: argparse.Namespace, items: list[Item]) -> Item | None:
     return None
 
 
-def running_elsewhere(args: argparse.Namespace, items: list[Item]) -> bool:
-    """Whether another live worker holds an unfinished item (which may unblock others)."""
-    return any(not done(args, item) and held_elsewhere(args, item) for item in items)
+def waits_on_elsewhere(args: argparse.Namespace, items: list[Item]) -> bool:
+    """Whether an unfinished item that no one holds needs, directly or through other unfinished
+    items, one that another live worker is running: then this worker waits for it; otherwise
+    what is left is the other workers' and this one can stop (and free its core)."""
+    pending = [item for item in items if not done(args, item)]
+    running = {item.id for item in pending if held_elsewhere(args, item)}
+    blocked, grew = set(running), True
+    while grew:
+        grew = False
+        for item in pending:
+            if item.id not in blocked and set(item.needs) & blocked:
+                blocked.add(item.id)
+                grew = True
+    return bool(blocked - running)
 
 
 def work(args: argparse.Namespace) -> list[str]:
@@ -321,8 +332,8 @@ def work(args: argparse.Namespace) -> list[str]:
         left = [item for item in items if item.id not in failed and not set(item.needs) & set(failed)]
         item = next_item(args, left)
         if item is None:
-            if running_elsewhere(args, left):
-                time.sleep(20)  # what is left may need what another worker is running
+            if waits_on_elsewhere(args, left):
+                time.sleep(20)
                 continue
             return failed
         try:

@@ -223,6 +223,44 @@ def test_quality_claims_exclude_a_live_worker_and_free_a_dead_ones_run(tmp_path)
     quality.release(args, item)
 
 
+def test_quality_idle_worker_waits_only_for_runs_that_unblock_its_own(tmp_path):
+    """A worker with nothing to take waits while another worker runs a distillation that
+    target runs need (directly or through another run), and stops when what is running
+    elsewhere unblocks nothing, instead of holding its core for the other's whole run."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    quality = load_script("quality")
+    args = SimpleNamespace(out=str(tmp_path), results=str(tmp_path / "results"))
+
+    def item(name: str, *needs: str):
+        return quality.Item(name, 0, "p.yaml", {}, {}, list(needs))
+
+    lock = tmp_path / "claims" / "mpt-source__vocab.lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, time\n"
+         f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        distill, mpt = item("mpt-source/vocab"), item("k4/cb/mpt/seed42", "mpt-source/vocab")
+        assert quality.waits_on_elsewhere(args, [distill, mpt])
+        assert quality.waits_on_elsewhere(args, [distill, mpt, item("k4/cb/later/seed42", "k4/cb/mpt/seed42")])
+        assert not quality.waits_on_elsewhere(args, [distill, item("k4/cb/attempt/seed42")])
+        (tmp_path / "results").mkdir()
+        (tmp_path / "results" / "k4__cb__mpt__seed42.json").write_text("{}")  # its dependant already finished
+        assert not quality.waits_on_elsewhere(args, [distill, mpt])
+    finally:
+        holder.kill()
+        holder.wait()
+    (tmp_path / "results" / "k4__cb__mpt__seed42.json").unlink()
+    assert not quality.waits_on_elsewhere(args, [distill, mpt])  # the holder died: nothing runs elsewhere
+
+
 def test_quality_eval_at_start_reaches_every_target_run(tmp_path):
     quality = load_script("quality")
     for flag, expected in (([], False), (["--eval-at-start"], True)):
