@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -190,31 +191,40 @@ def test_inference_speed_smoke_prints_every_part(capsys):
     assert "load average" in out
 
 
-def test_quality_claims_exclude_a_live_worker_and_free_a_dead_ones_run(tmp_path):
-    """Two workers restarted together once took the same stale claim (each read the dead pid,
-    then wrote its own); a claim is now a lock that one live process holds at a time."""
+@contextmanager
+def claim_held_by_another_process(out: Path, slug: str):
+    """A live process holding the study's claim lock on run ``slug`` (as another worker would),
+    killed on exit."""
     import subprocess
     import sys
-    from types import SimpleNamespace
 
-    quality = load_script("quality")
-    args = SimpleNamespace(out=str(tmp_path))
-    item = SimpleNamespace(slug="k4__cb__attempt__seed42")
-    lock = tmp_path / "claims" / f"{item.slug}.lock"
-    lock.parent.mkdir(parents=True)
+    lock = out / "claims" / f"{slug}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import fcntl, os, sys, time\n"
+         "import fcntl, os, time\n"
          f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
          "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n"],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert quality.held_elsewhere(args, item)
-        assert not quality.claim(args, item)  # a live worker has it
+        yield
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_quality_claims_exclude_a_live_worker_and_free_a_dead_ones_run(tmp_path):
+    """Two workers restarted together once took the same stale claim (each read the dead pid,
+    then wrote its own); a claim is now a lock that one live process holds at a time."""
+    from types import SimpleNamespace
+
+    quality = load_script("quality")
+    args = SimpleNamespace(out=str(tmp_path))
+    item = SimpleNamespace(slug="k4__cb__attempt__seed42")
+    with claim_held_by_another_process(tmp_path, item.slug):
+        assert quality.held_elsewhere(args, item)
+        assert not quality.claim(args, item)  # a live worker has it
     assert not quality.held_elsewhere(args, item)
     assert quality.claim(args, item)  # its worker died: free at once
     assert not quality.held_elsewhere(args, item)  # this process's own claim is not "elsewhere"
@@ -227,8 +237,6 @@ def test_quality_idle_worker_waits_only_for_runs_that_unblock_its_own(tmp_path):
     """A worker with nothing to take waits while another worker runs a distillation that
     target runs need (directly or through another run), and stops when what is running
     elsewhere unblocks nothing, instead of holding its core for the other's whole run."""
-    import subprocess
-    import sys
     from types import SimpleNamespace
 
     quality = load_script("quality")
@@ -237,16 +245,7 @@ def test_quality_idle_worker_waits_only_for_runs_that_unblock_its_own(tmp_path):
     def item(name: str, *needs: str):
         return quality.Item(name, 0, "p.yaml", {}, {}, list(needs))
 
-    lock = tmp_path / "claims" / "mpt-source__vocab.lock"
-    lock.parent.mkdir(parents=True)
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import fcntl, os, time\n"
-         f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with claim_held_by_another_process(tmp_path, "mpt-source__vocab"):
         distill, mpt = item("mpt-source/vocab"), item("k4/cb/mpt/seed42", "mpt-source/vocab")
         assert quality.waits_on_elsewhere(args, [distill, mpt])
         assert quality.waits_on_elsewhere(args, [distill, mpt, item("k4/cb/later/seed42", "k4/cb/mpt/seed42")])
@@ -254,9 +253,6 @@ def test_quality_idle_worker_waits_only_for_runs_that_unblock_its_own(tmp_path):
         (tmp_path / "results").mkdir()
         (tmp_path / "results" / "k4__cb__mpt__seed42.json").write_text("{}")  # its dependant already finished
         assert not quality.waits_on_elsewhere(args, [distill, mpt])
-    finally:
-        holder.kill()
-        holder.wait()
     (tmp_path / "results" / "k4__cb__mpt__seed42.json").unlink()
     assert not quality.waits_on_elsewhere(args, [distill, mpt])  # the holder died: nothing runs elsewhere
 
