@@ -79,6 +79,7 @@ REFERENCES: dict[str, tuple[str, dict[str, Any], bool]] = {
     "LoRA": ("lora.yaml", {}, False),
     "fine-tuning": ("finetune.yaml", {}, False),
 }
+ALL_METHODS = {**METHODS, **REFERENCES}  # what --methods may name
 CORE = ("prompt tuning", "ATTEMPT", "MPT")
 MPT_INITS = ("vocab", "teacher-mean")
 
@@ -118,8 +119,7 @@ def plan(args: argparse.Namespace) -> list[Item]:
     out = Path(args.out)
     # only the distillations that the chosen methods start from, less one given by --mpt-source
     given = {"vocab": args.mpt_source} if args.mpt_source else {}
-    inits = [i for i in MPT_INITS if i not in given
-             and any(f"{{mpt:{i}}}" in METHODS[m][1].values() for m in args.methods if m in METHODS)]
+    inits = [i for i in MPT_INITS if i not in given and any(f"{{mpt:{i}}}" in ALL_METHODS[m][1].values() for m in args.methods)]
     items = [Item(f"mpt-source/{init}", 0, "mpt-source.yaml",
                   {"library.sources": args.sources, "method.mpt.init": init, "optim.max_steps": args.distill_steps,
                    "run.dir": str(out / "runs" / f"mpt-source-{init}")},
@@ -130,7 +130,7 @@ def plan(args: argparse.Namespace) -> list[Item]:
         k, phase = REGIMES[regime], "few" if REGIMES[regime] else "full"
         for seed in args.seeds:
             for label in args.methods:
-                preset, overrides, multi = {**METHODS, **REFERENCES}[label]
+                preset, overrides, multi = ALL_METHODS[label]
                 groups = [args.targets] if multi else [[t] for t in args.targets]
                 for tasks in groups:
                     steps = args.steps[phase] * len(tasks)
@@ -405,9 +405,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="a tiny random T5, 2 sources, 1 target, k = 4, 1 seed, 2 steps")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    unknown = sorted(set(args.methods) - set(METHODS) - set(REFERENCES))
+    unknown = sorted(set(args.methods) - set(ALL_METHODS))
     if unknown:
-        p.error(f"unknown --methods {unknown}; choose from {[*METHODS, *REFERENCES]}")
+        p.error(f"unknown --methods {unknown}; choose from {list(ALL_METHODS)}")
     from promptmix.training.configio import parse_override
 
     try:
