@@ -44,7 +44,7 @@ MAX_LENGTH = 256
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny T5, few RTE examples: seconds")
     p.add_argument("--backbone", default=None, help="tiny, t5-small, t5-base (random weights) or smollm2-135m")
     p.add_argument("--tasks", default=None, help="comma-separated (default sst2,rte)")

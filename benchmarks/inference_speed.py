@@ -60,7 +60,7 @@ PARTS = ("rank", "generate", "eval")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny random Llama, few examples: seconds")
     p.add_argument("--backbone", default=None, help="smollm2-135m (default), tiny-llama, tiny, t5-small, t5-base or a model name")
     p.add_argument("--parts", default=",".join(PARTS))

@@ -43,7 +43,7 @@ def build(method: str, d: int, m: int, r: int, num_tasks: int = 1):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="accepted for symmetry with the other scripts")
     p.add_argument("--prompt-length", type=int, default=100)
     p.add_argument("--attn-dim", type=int, default=100)

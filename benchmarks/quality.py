@@ -370,7 +370,7 @@ def spawn_workers(args: argparse.Namespace, argv: list[str]) -> int:
 
 # -- command line ---------------------------------------------------------------------------------
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(REPO / "runs" / "transfer"), help="run directories and claims (resumable)")
     p.add_argument("--results", default=None, help="one JSON per finished run (default: benchmarks/results/transfer; "
                                                    "with --smoke: <out>/results)")

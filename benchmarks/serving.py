@@ -50,7 +50,7 @@ WORDS = "the a cat dog film plot sat ran on under good bad long short movie stor
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny model, few examples: finishes in seconds")
     p.add_argument("--backbone", default=None, help="'tiny', 't5-small', 't5-base' (random weights, real shapes) or a name/path for promptmix.loading.load_backbone")
     p.add_argument("--data-dir", default=str(SHARED / "data"))

@@ -108,7 +108,7 @@ def figure(library_root: Path, curves: dict[str, dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--collect", nargs="+", metavar="TASK=RUN_DIR", help="keep these runs' dev curves")
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--figure", default=str(FIGURE))

@@ -59,7 +59,7 @@ VARIANTS = ("limit", "limit-all-logits", "pm-pt", "peft-pt", "pm-attempt", "pm-a
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny T5, tiny shapes: seconds")
     p.add_argument("--backbone", default=None, help="tiny, t5-small, t5-base (random weights) or smollm2-135m")
     p.add_argument("--batch", type=int, default=None)
