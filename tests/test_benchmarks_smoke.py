@@ -8,9 +8,12 @@ subprocess would.
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -59,8 +62,6 @@ def test_quality_smoke_runs_every_method_and_resumes(capsys, tmp_path):
     """The transfer study on a tiny T5: MPT distillation from both P* inits, every method on
     one target, a results JSON per run, figures; a rerun finds every run finished and trains
     nothing."""
-    import json
-
     quality = load_script("quality")
     args = ["--smoke", "--out", str(tmp_path)]
     assert quality.main(args) == 0
@@ -89,8 +90,6 @@ def test_quality_smoke_runs_every_method_and_resumes(capsys, tmp_path):
 def test_quality_references_train_the_backbone_only_when_named(capsys, tmp_path):
     """LoRA and full fine-tuning run through the study like any method, train exactly the
     backbone parameters they should, and are never part of the default plan."""
-    import json
-
     quality = load_script("quality")
     assert quality.main(["--smoke", "--out", str(tmp_path), "--methods", "LoRA", "fine-tuning"]) == 0
     table = capsys.readouterr().out
@@ -161,8 +160,6 @@ def test_quality_set_overrides_every_run_last(tmp_path, capsys):
 def test_quality_report_takes_only_prompt_tuning_from_the_baseline(tmp_path):
     """--baseline fills in prompt tuning's runs (no source library) and nothing else: a method
     that reads sources must come from the study's own --results."""
-    import json
-
     quality = load_script("quality")
     from quality_report import load_results
 
@@ -195,9 +192,6 @@ def test_inference_speed_smoke_prints_every_part(capsys):
 def claim_held_by_another_process(out: Path, slug: str):
     """A live process holding the study's claim lock on run ``slug`` (as another worker would),
     killed on exit."""
-    import subprocess
-    import sys
-
     lock = out / "claims" / f"{slug}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
@@ -217,8 +211,6 @@ def claim_held_by_another_process(out: Path, slug: str):
 def test_quality_claims_exclude_a_live_worker_and_free_a_dead_ones_run(tmp_path):
     """Two workers restarted together once took the same stale claim (each read the dead pid,
     then wrote its own); a claim is now a lock that one live process holds at a time."""
-    from types import SimpleNamespace
-
     quality = load_script("quality")
     args = SimpleNamespace(out=str(tmp_path))
     item = SimpleNamespace(slug="k4__cb__attempt__seed42")
@@ -237,8 +229,6 @@ def test_quality_idle_worker_waits_only_for_runs_that_unblock_its_own(tmp_path):
     """A worker with nothing to take waits while another worker runs a distillation that
     target runs need (directly or through another run), and stops when what is running
     elsewhere unblocks nothing, instead of holding its core for the other's whole run."""
-    from types import SimpleNamespace
-
     quality = load_script("quality")
     args = SimpleNamespace(out=str(tmp_path), results=str(tmp_path / "results"))
 
@@ -266,8 +256,6 @@ def test_quality_eval_at_start_reaches_every_target_run(tmp_path):
 
 
 def test_quality_report_head_start_table_averages_step_0_first_and_best_over_seeds():
-    from types import SimpleNamespace
-
     report = load_script("quality_report")
 
     def run(method, seed, points):
