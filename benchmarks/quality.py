@@ -317,16 +317,21 @@ def waits_on_elsewhere(args: argparse.Namespace, items: list[Item]) -> bool:
     return bool(blocked - running)
 
 
-def work(args: argparse.Namespace) -> list[str]:
-    """Run items until none is left that this worker can take; return the ids that failed.
+def work(args: argparse.Namespace, items: list[Item] | None = None, run: Any = None, *,
+         backbone: Any = None) -> list[str]:
+    """Run items (the study's :func:`plan`, or another script's) until none is left that this
+    worker can take; return the ids that failed. ``run(args, item, config, backbone,
+    accelerator)`` runs one (default :func:`run_item`).
 
     A run that raises (e.g. a k-shot draw the task's training split cannot give) is reported
     and skipped, with everything that needs it, so one bad cell does not stop the plan."""
     from promptmix.training.runs import load_backbone_for, make_accelerator
 
-    items = plan(args)
+    items = plan(args) if items is None else items
+    run = run or run_item
     accelerator = make_accelerator(item_config(items[0], args))
-    backbone = load_backbone("tiny") if args.smoke else None
+    if backbone is None and args.smoke:
+        backbone = load_backbone("tiny")
     failed: list[str] = []
     while True:
         left = [item for item in items if item.id not in failed and not set(item.needs) & set(failed)]
@@ -339,7 +344,7 @@ def work(args: argparse.Namespace) -> list[str]:
         try:
             config = item_config(item, args)
             backbone = backbone or load_backbone_for(config)
-            run_item(args, item, config, backbone, accelerator)
+            run(args, item, config, backbone, accelerator)
         except Exception as exc:  # noqa: BLE001 - reported, then the plan goes on
             print(f"[{os.getpid()}] {item.id}: FAILED: {type(exc).__name__}: {exc}", flush=True)
             failed.append(item.id)
@@ -347,7 +352,9 @@ def work(args: argparse.Namespace) -> list[str]:
             release(args, item)
 
 
-def run_item(args: argparse.Namespace, item: Item, config: Any, backbone: Any, accelerator: Any) -> None:
+def run_item(args: argparse.Namespace, item: Item, config: Any, backbone: Any, accelerator: Any, *,
+             summary_of: Any = None) -> None:
+    """Run one item to the end (resuming its run directory) and write its summary."""
     from promptmix._io import atomic_write_text
     from promptmix.training.stages import run_stage
 
@@ -355,16 +362,16 @@ def run_item(args: argparse.Namespace, item: Item, config: Any, backbone: Any, a
     print(f"[{os.getpid()}] {item.id}: {config.run.dir}", flush=True)
     result = run_stage(config, resume=True, backbone=backbone, accelerator=accelerator)
     if result.completed:
-        summary = summarize(args, item, config, result, backbone)
+        summary = (summary_of or summarize)(args, item, config, result, backbone)
         atomic_write_text(result_path(args, item), json.dumps(summary, indent=1) + "\n")
     print(f"[{os.getpid()}] {item.id}: {'done' if result.completed else 'STOPPED'} in {time.monotonic() - started:.0f} s",
           flush=True)
 
 
-def spawn_workers(args: argparse.Namespace, argv: list[str]) -> int:
-    """Run ``--workers`` worker processes to the end; the number that reported a failed run."""
+def spawn_workers(args: argparse.Namespace, argv: list[str], script: str = __file__) -> int:
+    """Run ``--workers`` worker processes of ``script`` to the end; the number that reported a failed run."""
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    procs = [subprocess.Popen([sys.executable, __file__, *argv, "--worker"], env=env) for _ in range(args.workers)]
+    procs = [subprocess.Popen([sys.executable, script, *argv, "--worker"], env=env) for _ in range(args.workers)]
     return sum(proc.wait() != 0 for proc in procs)
 
 

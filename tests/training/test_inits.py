@@ -103,3 +103,24 @@ def test_teacher_runs_only_when_distilling(model_dirs, tmp_path, monkeypatch, we
                               optim__max_steps=2, eval__every=0, eval__test=False, eval__scoring="generate"))
     assert result.completed
     assert calls["teacher"] == teacher_calls and calls["student"] >= 2
+
+
+@pytest.mark.parametrize("kind", ["t5", "llama"])
+def test_class_label_init_puts_the_label_words_first(model_dirs, tmp_path, kind):
+    """Lester et al.'s class-label init: vector i = the mean embedding of label word i's tokens
+    (as the word follows the input), the rest = the vocab draw of the same seed."""
+    from promptmix.prompts.init import initial_prompt
+    from promptmix.tasks import get_task
+
+    ctx = _ctx(model_dirs[kind], tmp_path, method__prompt_tuning__init="class-label")
+    prompt = _one_task_prompts(ctx, ["cb"])["cb"]
+    vocab = _one_task_prompts(_ctx(model_dirs[kind], tmp_path), ["cb"])["cb"]
+    tok, table = ctx.backbone.tokenizer, ctx.backbone.embeddings.detach().float()
+    words = get_task("cb").label_words
+    assert len(words) == 3 and PROMPT_LENGTH == 4
+    for i, word in enumerate(words):
+        ids = [t for t in tok(" " + word, add_special_tokens=False)["input_ids"] if t not in tok.all_special_ids]
+        assert torch.allclose(prompt[i], table[ids].mean(0)), word
+    assert torch.equal(prompt[3], vocab[3])  # past the labels: the vocab draw, unchanged
+    with pytest.raises(ValueError, match="label words"):
+        initial_prompt(table, 4, "class-label", tokenizer=tok, label_words=None)

@@ -170,3 +170,30 @@ def test_eval_at_start_scores_the_initial_prompt_as_step_0(model_dirs, tmp_path)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     dev = [r for r in records if "dev" in r]
     assert [(r["step"], r["dev"]["score"]) for r in dev] == [(0, 80.0), (2, 60.0), (4, 70.0)]
+
+
+@pytest.mark.parametrize("schedule, expected_warmup", [({"optim__warmup_steps": 10}, 10),
+                                                       ({"optim__warmup_ratio": 0.25}, 2)])
+def test_learning_rate_follows_transformers_schedule(model_dirs, tmp_path, schedule, expected_warmup):
+    """The rate at every step equals transformers' linear schedule with the warm-up as given:
+    a 6-step run under a 10-step warm-up ends at 6/10 of the peak (not clamped to the peak at
+    its last step), and a ratio gives ceil(ratio × steps)."""
+    from transformers import get_linear_schedule_with_warmup
+
+    from promptmix.training.loop import train
+
+    cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path, optim__max_steps=6, optim__lr=0.3, eval__every=0,
+                                         run__log_every=1, **schedule)
+    train(job, cfg, tmp_path / "run", ctx.accelerator)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["lr/prompts"] for r in logged if "lr/prompts" in r]
+    reference = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.3)
+    scheduler = get_linear_schedule_with_warmup(reference, expected_warmup, 6)
+    expected = []
+    for _ in range(6):
+        reference.step()
+        scheduler.step()
+        expected.append(reference.param_groups[0]["lr"])
+    assert rates == pytest.approx(expected, abs=1e-12)
+    if expected_warmup == 10:
+        assert max(rates) == pytest.approx(0.3 * 6 / 10)

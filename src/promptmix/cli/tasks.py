@@ -10,7 +10,7 @@ from pathlib import Path
 
 from promptmix.cli import HELP, add_tasks_dir_argument
 from promptmix.tasks import DataError, MissingDataError, Task, get_task, list_tasks
-from promptmix.tasks.sources import local_paths
+from promptmix.tasks.sources import alternate_layout, local_paths
 
 
 def register(subparsers) -> None:
@@ -34,7 +34,7 @@ def split_sizes(task: Task, data_dir: Path | None, seed: int) -> str:
     if data_dir is None:
         return "-"
     missing = [split for split, path in local_paths(task, data_dir).items() if not path.exists()]
-    if missing:
+    if missing and alternate_layout(task, data_dir) is None:
         return f"missing {', '.join(missing)}"
     try:
         splits = task.load_splits(data_dir, seed, hub=False)
@@ -54,9 +54,13 @@ def brace(paths: list[str]) -> str:
     return f"{head}{{{','.join(middles)}}}{tail}"
 
 
-def source_of(task: Task) -> str:
-    """Local files and hub dataset, e.g. ``glue/RTE/{train,dev}.tsv | nyu-mll/glue/rte``."""
-    local = brace(list(task.files.values()))
+def source_of(task: Task, data_dir: Path | None = None) -> str:
+    """Local files and hub dataset, e.g. ``glue/RTE/{train,dev}.tsv | nyu-mll/glue/rte``; the
+    alternate layout's files where the release files are absent from ``data_dir`` and it is there."""
+    layout = None
+    if data_dir is not None and not all(p.exists() for p in local_paths(task, data_dir).values()):
+        layout = alternate_layout(task, data_dir)
+    local = brace(list((layout.files if layout is not None else task.files).values()))
     source = task.source
     if source is None or source.hub_id is None:
         return local
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [("TASK", "BENCHMARK", "SOURCE (local | hub)", "TRAIN/DEV/TEST", "METRICS")]
     for name in names:
         task = get_task(name)
-        rows.append((name, task.benchmark, source_of(task), split_sizes(task, args.data_dir, args.seed),
+        rows.append((name, task.benchmark, source_of(task, args.data_dir), split_sizes(task, args.data_dir, args.seed),
                      ", ".join(task.metric_names)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:

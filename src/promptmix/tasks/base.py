@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from promptmix.tasks.example import DataError, Example
 from promptmix.tasks.metrics import METRICS
-from promptmix.tasks.sources import load_raw_splits
+from promptmix.tasks.sources import load_raw_layout
 from promptmix.tasks.splits import first_of_each_group, protocol_splits
 
 _DEFAULT = object()  # marks "use the task's declared default" for an option
@@ -64,6 +64,9 @@ class Task:
         files: ``{split: path}`` replacing the declared local files (relative to the data
             directory, or absolute), e.g. ``{"train": "glue/QQP/train_subset_mieseung.tsv"}``.
         skip_malformed: skip (and log) malformed rows instead of failing on the first one.
+        dev_from_train: hold this many training examples out as dev and keep the whole
+            evaluation set as test (``splits.py``); ``None``: the papers' protocol, or the
+            alternate layout's own hold-out where one is read.
     """
 
     name: ClassVar[str] = ""
@@ -84,7 +87,7 @@ class Task:
     dedupe_eval_groups: ClassVar[bool] = False
 
     def __init__(self, *, max_train_examples: Any = _DEFAULT, files: Mapping[str, str] | None = None,
-                 skip_malformed: bool = False):
+                 skip_malformed: bool = False, dev_from_train: int | None = None):
         if max_train_examples is _DEFAULT:
             max_train_examples = self.default_max_train_examples
         if max_train_examples is not None and int(max_train_examples) < 1:
@@ -95,7 +98,11 @@ class Task:
         if unknown:
             raise ValueError(f"files: unknown split(s) {sorted(unknown)}; use train, validation, test")
         self.files = {**declared, **(files or {})}
+        self.files_replaced = bool(files)  # the declared release files (and alternate layouts) no longer apply
         self.skip_malformed = bool(skip_malformed)
+        if dev_from_train is not None and (isinstance(dev_from_train, bool) or int(dev_from_train) < 1):
+            raise ValueError(f"dev_from_train must be a positive number of examples or None, got {dev_from_train!r}")
+        self.dev_from_train = None if dev_from_train is None else int(dev_from_train)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -182,9 +189,10 @@ class Task:
             hub: ``True`` loads from the hub only, ``False`` from ``data_dir`` only,
                 ``None`` tries local files first and then the hub (unless offline).
         """
-        raw = load_raw_splits(self, data_dir, hub=hub)
+        raw, layout = load_raw_layout(self, data_dir, hub=hub)
+        dev_from_train = self.dev_from_train if self.dev_from_train is not None else getattr(layout, "dev_from_train", None)
         return protocol_splits(raw, seed, max_train=self.max_train_examples,
-                               dedupe_eval_groups=self.dedupe_eval_groups)
+                               dedupe_eval_groups=self.dedupe_eval_groups, dev_from_train=dev_from_train)
 
 
 

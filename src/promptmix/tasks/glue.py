@@ -18,21 +18,51 @@ import functools
 from collections.abc import Mapping, Sequence
 
 from promptmix.tasks.kinds import ClassificationTask, RegressionTask
-from promptmix.tasks.readers import read_tsv
+from promptmix.tasks.readers import drop_unlabelled, read_csv, read_json_records, read_tsv
 from promptmix.tasks.registry import register_task
-from promptmix.tasks.sources import DataSource, release_files
+from promptmix.tasks.sources import DataSource, LocalLayout, release_files
 
 
 def glue_source(folder: str, config: str, columns: Sequence[str], *, names: Sequence[str] | None = None,
                 rename: Mapping[str, str] | None = None, dev_file: str = "dev",
-                dev_split: str = "validation") -> DataSource:
+                dev_split: str = "validation", alternates: tuple[LocalLayout, ...] = ()) -> DataSource:
     """A GLUE task's files ``glue/<folder>/{train,dev}.tsv`` and hub config ``nyu-mll/glue``."""
-    reader = functools.partial(read_tsv, columns=columns, names=names,
-                               rename={"index": "idx", **(rename or {})})
     return DataSource(
         files=release_files(f"glue/{folder}/{{}}.tsv", validation=dev_file),
-        reader=reader, release="GLUE (gluebenchmark.com) TSV", hub_id="nyu-mll/glue",
-        hub_config=config, hub_splits={"train": "train", "validation": dev_split})
+        reader=glue_reader(columns, names=names, rename=rename), release="GLUE (gluebenchmark.com) TSV",
+        hub_id="nyu-mll/glue", hub_config=config, hub_splits={"train": "train", "validation": dev_split},
+        alternates=alternates)
+
+
+def glue_reader(columns: Sequence[str], *, names: Sequence[str] | None = None,
+                rename: Mapping[str, str] | None = None):
+    return functools.partial(read_tsv, columns=columns, names=names, rename={"index": "idx", **(rename or {})})
+
+
+# Training subsets kept as one JSON object of {id: {text_a, text_b, label}} (``more/`` in
+# ../shared/data; its README says where they come from).
+_SUBSET = "more/{}/train_subset/{}.json"
+
+# MNLI: the 8,999-example training subset trains, the disjoint 1,000 held-out training examples
+# are dev (the papers' dev for a task over 10,000 examples is 1,000 held-out training examples),
+# and the MultiNLI dev_matched CSV (9,815 labelled pairs: "-" rows dropped, as GLUE does) is test.
+MNLI_SUBSET = LocalLayout(
+    files={"train": _SUBSET.format("MNLI", "train"), "validation": _SUBSET.format("MNLI", "dev"),
+           "test": "more/MNLI/multinli_1.0_dev_matched.csv"},
+    readers={"train": functools.partial(read_json_records, rename={"text_a": "premise", "text_b": "hypothesis"}),
+             "validation": functools.partial(read_json_records, rename={"text_a": "premise", "text_b": "hypothesis"}),
+             "test": lambda path: drop_unlabelled(read_csv(
+                 path, columns=("pairID", "sentence1", "sentence2", "label"),
+                 rename={"sentence1": "premise", "sentence2": "hypothesis", "pairID": "idx"}))},
+    release="MNLI training subset (JSON) + MultiNLI 1.0 dev_matched (CSV)")
+
+# QNLI: the 8,999-example training subset trains; GLUE's dev set is halved into dev and test
+# by the papers' rule for a training set under 10,000 examples.
+QNLI_SUBSET = LocalLayout(
+    files={"train": _SUBSET.format("QNLI", "train"), "validation": "glue/QNLI/dev.tsv"},
+    readers={"train": functools.partial(read_json_records, rename={"text_a": "question", "text_b": "sentence"}),
+             "validation": glue_reader(("question", "sentence", "label"))},
+    release="QNLI training subset (JSON) + GLUE QNLI dev (TSV)")
 
 
 _PAIR = ("sentence1", "sentence2", "label")
@@ -45,7 +75,7 @@ class MNLI(ClassificationTask):
     benchmark = "glue"
     source = glue_source("MNLI", "mnli", ("sentence1", "sentence2", "gold_label"),
                          rename={"sentence1": "premise", "sentence2": "hypothesis", "gold_label": "label"},
-                         dev_file="dev_matched", dev_split="validation_matched")
+                         dev_file="dev_matched", dev_split="validation_matched", alternates=(MNLI_SUBSET,))
     input_fields = ("premise", "hypothesis")
     label_words = ["entailment", "neutral", "contradiction"]
 
@@ -71,7 +101,7 @@ class QNLI(ClassificationTask):
     name = "qnli"
     aliases = ("glue-qnli",)
     benchmark = "glue"
-    source = glue_source("QNLI", "qnli", ("question", "sentence", "label"))
+    source = glue_source("QNLI", "qnli", ("question", "sentence", "label"), alternates=(QNLI_SUBSET,))
     input_fields = ("question", "sentence")
     label_words = ["entailment", "not_entailment"]
 

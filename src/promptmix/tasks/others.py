@@ -24,9 +24,29 @@ from promptmix.tasks.example import DataError
 from promptmix.tasks.kinds import ClassificationTask, MultipleChoiceTask
 from promptmix.tasks.readers import Row, read_csv, read_jsonl, read_tsv, utf8_errors
 from promptmix.tasks.registry import register_task
-from promptmix.tasks.sources import LABELLED_TEST_SPLITS, DataSource, release_files
+from promptmix.tasks.sources import LABELLED_TEST_SPLITS, DataSource, LocalLayout, release_files
 
 _PAIR_LABEL = ("premise", "hypothesis", "label")
+
+
+def read_scitail_tokenised(path: Path) -> Iterator[Row]:
+    """A header-less, tokenised SciTail TSV of premise, hypothesis and 0 (entails) / 1 (neutral)."""
+    for where, item in read_tsv(path, columns=_PAIR_LABEL, names=_PAIR_LABEL):
+        if isinstance(item, dict):
+            label = item["label"].strip()
+            if label not in ("0", "1"):
+                item = DataError(f"unknown label {label!r} (expected 0 = entails or 1 = neutral)", field="label")
+            else:
+                item["label"] = "entails" if label == "0" else "neutral"
+        yield where, item
+
+
+# No SciTail training set in ../shared/data/more: its dev file (1,304 pairs) is the pool few-shot
+# training sets are drawn from, 500 of them held out as dev, and its test file (2,126) is test.
+SCITAIL_DEV_TEST = LocalLayout(
+    files={"train": "more/SciTail/dev.txt", "test": "more/SciTail/test.txt"},
+    readers={"train": read_scitail_tokenised, "test": read_scitail_tokenised},
+    release="SciTail v1.1 dev and test (tokenised TSV, 0 = entails)", dev_from_train=500)
 
 
 @register_task
@@ -37,7 +57,7 @@ class SciTail(ClassificationTask):
         files=release_files("SciTailV1.1/tsv_format/scitail_1.0_{}.tsv", test="test"),
         reader=functools.partial(read_tsv, columns=_PAIR_LABEL, names=_PAIR_LABEL),
         release="SciTail v1.1 (allenai.org/data/scitail) tsv_format", hub_id="allenai/scitail",
-        hub_config="tsv_format", hub_splits=LABELLED_TEST_SPLITS)
+        hub_config="tsv_format", hub_splits=LABELLED_TEST_SPLITS, alternates=(SCITAIL_DEV_TEST,))
     input_fields = ("premise", "hypothesis")
     label_words = ["entailment", "neutral"]
     raw_labels = {"entails": 0, "neutral": 1}

@@ -172,3 +172,29 @@ def nested(record: Mapping[str, Any], *keys: str) -> Any:
             raise DataError("missing", field=".".join(keys[: depth + 1]))
         value = value[key]
     return value
+
+
+def read_json_records(path: Path, *, rename: Mapping[str, str] | None = None) -> Iterator[Row]:
+    """Records of a JSON file holding one object of records keyed by id,
+    ``{"0": {"text_a": ..., "text_b": ..., "label": ...}, ...}`` (the layout of the MNLI and QNLI
+    training subsets in ``more/``); the key becomes ``idx`` and ``rename`` maps field names."""
+    content = read_json(path)
+    if not isinstance(content, dict):
+        yield "line 1", DataError(f"expected a JSON object of records keyed by id, got {type(content).__name__}")
+        return
+    rename = rename or {}
+    for key, record in content.items():
+        where = f"record {key!r}"
+        if not isinstance(record, dict):
+            yield where, DataError(f"expected a JSON object, got {type(record).__name__}")
+            continue
+        yield where, {"idx": key, **{rename.get(name, name): value for name, value in record.items()}}
+
+
+def drop_unlabelled(rows: Iterable[Row], field: str = "label", marks: Sequence[str] = ("-",)) -> Iterator[Row]:
+    """``rows`` without the records whose ``field`` is one of ``marks``: MultiNLI's dev files
+    keep the pairs whose annotators did not agree, with gold label "-" (GLUE drops them)."""
+    for where, item in rows:
+        if isinstance(item, dict) and str(item.get(field, "")).strip() in marks:
+            continue
+        yield where, item

@@ -37,6 +37,27 @@ def release_files(pattern: str, train: str = "train", validation: str = "dev",
 
 
 @dataclass(frozen=True)
+class LocalLayout:
+    """Another local layout of a task's data, read when the release files are absent: a copy
+    kept by another repository (``../shared/data/more``), or a subset of the release.
+
+    Attributes:
+        files: ``{split: path relative to the data directory}``; ``"train"`` and at least one
+            of ``"validation"`` / ``"test"``.
+        readers: ``{split: reader}`` (the files of one layout may differ in format).
+        release: what the files are, for messages.
+        dev_from_train: hold this many training examples out as dev (the layout has no dev
+            file of its own, or its evaluation files are better kept whole as test); a task's
+            own ``dev_from_train`` option wins.
+    """
+
+    files: Mapping[str, str]
+    readers: Mapping[str, Reader]
+    release: str
+    dev_from_train: int | None = None
+
+
+@dataclass(frozen=True)
 class DataSource:
     """How to find a dataset.
 
@@ -48,6 +69,8 @@ class DataSource:
         hub_id, hub_config: arguments of ``datasets.load_dataset``.
         hub_splits: ``{split: hub split name}``, same keys as ``files``.
         hub_filter: ``(field, value)`` keeping only matching hub rows (MRQA's ``subset``).
+        alternates: other local layouts, tried in order when the release files are absent
+            and the task's files were not replaced by its ``files`` option.
     """
 
     files: Mapping[str, str]
@@ -58,6 +81,7 @@ class DataSource:
     hub_splits: Mapping[str, str] = field(
         default_factory=lambda: {"train": "train", "validation": "validation"})
     hub_filter: tuple[str, str] | None = None
+    alternates: tuple[LocalLayout, ...] = ()
 
     def hub_name(self) -> str:
         """``"id"`` or ``"id/config"``, for messages and the CLI."""
@@ -92,7 +116,15 @@ def hub_offline() -> bool:
 
 def load_raw_splits(task: Task, data_dir: str | Path | None, *, hub: bool | None = None
                     ) -> dict[str, list[Example]]:
-    """The released splits of ``task`` as examples, from local files or the hub.
+    """The released splits of ``task`` as examples (see :func:`load_raw_layout`)."""
+    return load_raw_layout(task, data_dir, hub=hub)[0]
+
+
+def load_raw_layout(task: Task, data_dir: str | Path | None, *, hub: bool | None = None
+                    ) -> tuple[dict[str, list[Example]], LocalLayout | None]:
+    """The released splits of ``task`` as examples, from local files (the release layout,
+    else the first complete alternate layout) or the hub, and the alternate layout read (None
+    for the release files or the hub).
 
     Args:
         data_dir: directory holding the original release files (may be ``None``).
@@ -106,18 +138,33 @@ def load_raw_splits(task: Task, data_dir: str | Path | None, *, hub: bool | None
     if len(paths) < len(task.files):
         paths = {}  # relative files and no data directory: only the hub can serve
     if hub is not True and paths and all(path.exists() for path in paths.values()):
-        return {split: read_local_split(task, path) for split, path in paths.items()}
+        return {split: read_local_split(task, path) for split, path in paths.items()}, None
+    layout = alternate_layout(task, data_dir) if hub is not True else None
+    if layout is not None:
+        return {split: format_rows(task, layout.readers[split](Path(data_dir) / rel), Path(data_dir) / rel)
+                for split, rel in layout.files.items()}, layout
     hub_note = _hub_skip_reason(task, hub)
     if hub_note is None:
         try:
-            return {split: read_hub_split(task, name, split) for split, name in task.source.hub_splits.items()}
+            return {split: read_hub_split(task, name, split) for split, name in task.source.hub_splits.items()}, None
         except DataError:
             raise
         except Exception as err:  # noqa: BLE001 - any hub failure becomes part of the message
             if hub:
                 raise
             hub_note = f"loading it failed: {type(err).__name__}: {err}"
-    raise MissingDataError(missing_data_message(task, paths, hub_note))
+    raise MissingDataError(missing_data_message(task, paths, hub_note, data_dir))
+
+
+def alternate_layout(task: Task, data_dir: str | Path | None) -> LocalLayout | None:
+    """The first of the task's alternate layouts whose files all exist under ``data_dir``;
+    None without one, or when the task's ``files`` option replaced the release files."""
+    if data_dir is None or getattr(task, "files_replaced", False):
+        return None
+    for layout in task.source.alternates:
+        if all((Path(data_dir) / rel).exists() for rel in layout.files.values()):
+            return layout
+    return None
 
 
 def _hub_skip_reason(task: Task, hub: bool | None) -> str | None:
@@ -131,7 +178,8 @@ def _hub_skip_reason(task: Task, hub: bool | None) -> str | None:
     return None
 
 
-def missing_data_message(task: Task, paths: Mapping[str, Path], hub_note: str) -> str:
+def missing_data_message(task: Task, paths: Mapping[str, Path], hub_note: str,
+                         data_dir: str | Path | None = None) -> str:
     """The error text naming each file to put in place, and why the hub did not serve."""
     lines = [f"no data for task '{task.name}'."]
     if paths:
@@ -139,6 +187,12 @@ def missing_data_message(task: Task, paths: Mapping[str, Path], hub_note: str) -
         for split, path in paths.items():
             state = "found" if path.exists() else "MISSING"
             lines.append(f"  {split:<10} {path}  ({state})")
+        if data_dir is not None and not getattr(task, "files_replaced", False):
+            for layout in task.source.alternates:
+                lines.append(f"or the {layout.release} files:")
+                for split, rel in layout.files.items():
+                    path = Path(data_dir) / rel
+                    lines.append(f"  {split:<10} {path}  ({'found' if path.exists() else 'MISSING'})")
     else:
         lines.append(f"No data directory was given; pass one holding the {task.source.release} "
                      f"files at: {', '.join(task.files.values())}")

@@ -10,6 +10,9 @@ Given the released splits:
      test = the rest, so RTE's 277 rows give 138 dev / 139 test) when the training set
      has fewer than 10,000 examples;
    - 1,000 held-out training examples otherwise (SST-2: 66,349 train / 1,000 dev / 872 test).
+   With ``dev_from_train = n`` (a task option, or an alternate layout's default) the dev set
+   is n training examples held out instead, and the evaluation set stays whole as test:
+   RTE's 277 and CB's 56 validation examples all score, where halving leaves 139 and 28.
 3. A training cap (``max_train_examples``, Yelp 100k) keeps a seeded sample of the rest.
 
 Grouped tasks move whole groups: sizes are counted in groups (MultiRC has 5,131 training
@@ -91,7 +94,7 @@ def cap(examples: Sequence[Example], count: int | None, seed: int) -> list[Examp
 
 def protocol_splits(raw: dict[str, list[Example]], seed: int, *, max_train: int | None = None,
                     dedupe_eval_groups: bool = False, small_train: int = SMALL_TRAIN,
-                    dev_holdout: int = DEV_HOLDOUT) -> dict[str, list[Example]]:
+                    dev_holdout: int = DEV_HOLDOUT, dev_from_train: int | None = None) -> dict[str, list[Example]]:
     """``{"train", "dev", "test"}`` from released ``{"train", "validation"[, "test"]}``.
 
     Args:
@@ -100,9 +103,17 @@ def protocol_splits(raw: dict[str, list[Example]], seed: int, *, max_train: int 
         max_train: cap on the final training split.
         dedupe_eval_groups: keep one example per group in dev and test (generation tasks,
             whose examples of one input carry all references in their label).
+        dev_from_train: hold this many training examples out as dev; test is then the
+            release's labelled test set, else its whole validation set.
     """
     train = raw["train"]
-    if "test" in raw and "validation" in raw:
+    if dev_from_train is not None:
+        if dev_from_train >= len(train):
+            raise ValueError(f"dev_from_train={dev_from_train}: cannot hold out {dev_from_train} of the "
+                             f"{len(train)} training examples as dev")
+        train, dev = hold_out(train, dev_from_train, seed)
+        test = raw["test"] if "test" in raw else raw["validation"]
+    elif "test" in raw and "validation" in raw:
         dev, test = raw["validation"], raw["test"]
     elif len(groups_of(train)) < small_train:
         dev, test = halve(raw.get("validation", raw.get("test")), seed)

@@ -27,15 +27,15 @@ from promptmix.tasks.example import DataError
 from promptmix.tasks.kinds import ClassificationTask, MultipleChoiceTask, QATask
 from promptmix.tasks.readers import Row, nested, read_jsonl, read_nested_jsonl
 from promptmix.tasks.registry import register_task
-from promptmix.tasks.sources import DataSource, release_files
+from promptmix.tasks.sources import DataSource, LocalLayout, release_files
 
 
-def superglue_source(folder: str, config: str, reader=read_jsonl) -> DataSource:
+def superglue_source(folder: str, config: str, reader=read_jsonl, alternates: tuple[LocalLayout, ...] = ()) -> DataSource:
     """A SuperGLUE task's files ``superglue/<folder>/{train,val}.jsonl``, hub ``aps/super_glue``."""
     return DataSource(
         files=release_files(f"superglue/{folder}/{{}}.jsonl", validation="val"),
         reader=reader, release="SuperGLUE (super.gluebenchmark.com) JSONL",
-        hub_id="aps/super_glue", hub_config=config)
+        hub_id="aps/super_glue", hub_config=config, alternates=alternates)
 
 
 def _multirc_rows(item: Mapping[str, Any]) -> Iterator[tuple[str, dict]]:
@@ -87,12 +87,29 @@ def read_wsc(path: Path) -> Iterator[Row]:
 _BINARY = ["False", "True"]
 
 
+def read_boolq_rows(path: Path) -> Iterator[Row]:
+    """BoolQ rows in the original release layout (question, passage, answer true/false, title),
+    as the SuperGLUE layout names them (``answer`` -> ``label``, ``qid`` -> ``idx``)."""
+    for where, item in read_jsonl(path):
+        if isinstance(item, dict):
+            item = {("label" if k == "answer" else "idx" if k == "qid" else k): v for k, v in item.items()}
+        yield where, item
+
+
+# The first 1,550 rows of BoolQ train (release layout) train; the SuperGLUE validation set is
+# halved into dev and test by the papers' rule for a training set under 10,000 examples.
+BOOLQ_TRAIN_ROWS = LocalLayout(
+    files={"train": "more/BoolQ/boolq_train_1550_en.jsonl", "validation": "superglue/BoolQ/val.jsonl"},
+    readers={"train": read_boolq_rows, "validation": read_jsonl},
+    release="BoolQ train rows (release JSONL) + SuperGLUE BoolQ val")
+
+
 @register_task
 class BoolQ(ClassificationTask):
     name = "boolq"
     aliases = ("superglue-boolq",)
     benchmark = "superglue"
-    source = superglue_source("BoolQ", "boolq")
+    source = superglue_source("BoolQ", "boolq", alternates=(BOOLQ_TRAIN_ROWS,))
     input_fields = ("question", "passage")
     label_words = list(_BINARY)
 

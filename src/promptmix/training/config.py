@@ -173,7 +173,12 @@ class OptimConfig:
     lr: float = _help("learning rate of every parameter group not in group_lr", 0.3)
     group_lr: dict[str, float] = _help("per-group rates: ATTEMPT {attention: 0.1}, MPT target {task_vectors: 0.4}", factory=dict)
     weight_decay: float = _help("weight decay", 1e-5)
-    warmup_steps: int = _help("linear warmup steps, then linear decay to 0", 500)
+    warmup_steps: int = _help(
+        "linear warm-up steps, then linear decay to 0 at the last step; not clamped to the run's length (a run shorter "
+        "than its warm-up ends below the peak rate, as in the official code)", 500)
+    warmup_ratio: float | None = _help(
+        "warm-up as a fraction of the run's steps (ceil(ratio × steps), as transformers' TrainingArguments); "
+        "replaces warmup_steps when set", None)
     epochs: float | None = _help(
         "epochs; None: the papers' rule, 20 below 10,000 training examples, else 10 (MRQA and sources: set 5); ignored with max_steps", None)
     max_steps: int | None = _help("optimizer steps; overrides epochs", None)
@@ -187,6 +192,7 @@ class OptimConfig:
         _check(self.optimizer in OPTIMIZERS, f"optim.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         _check(self.lr > 0 and all(v > 0 for v in self.group_lr.values()), "learning rates must be > 0")
         _check(self.weight_decay >= 0 and self.warmup_steps >= 0, "optim.weight_decay and warmup_steps must be >= 0")
+        _check(self.warmup_ratio is None or 0 <= self.warmup_ratio < 1, f"optim.warmup_ratio must be in [0, 1) or null, got {self.warmup_ratio}")
         _check(self.epochs is None or self.epochs > 0, "optim.epochs must be > 0 or null")
         _check(self.max_steps is None or self.max_steps >= 1, "optim.max_steps must be >= 1 or null")
         _check(self.batch_size >= 1 and self.gradient_accumulation_steps >= 1, "optim.batch_size and gradient_accumulation_steps must be >= 1")

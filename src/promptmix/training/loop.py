@@ -8,7 +8,7 @@ parameter groups, a batch sampler, a loss, a dev evaluation and what to do with 
   precision (``optim.mixed_precision``); gradient accumulation (``accelerator.accumulate``).
 - AdamW (or Adam) with weight decay, one optimizer parameter group per method group, each
   with its own learning rate (ATTEMPT's and MPT's two-speed rates), and
-  ``get_linear_schedule_with_warmup``. The scheduler is stepped once per optimizer step
+  ``get_linear_schedule_with_warmup`` (warm-up in steps or as a fraction of the run). The scheduler is stepped once per optimizer step
   (not handed to ``accelerator.prepare``, which would step it once per process).
 - Global batches: ``optim.batch_size`` examples per optimizer step over all processes and
   micro-steps; each process takes its share (:func:`promptmix.training.data.micro_batch`),
@@ -98,6 +98,16 @@ def build_optimizer(groups: list[dict[str, Any]], config: OptimConfig) -> torch.
 SMALL_DATASET = 10_000  # the papers train 20 epochs below this many examples, 10 above
 
 
+def warmup_steps(config: OptimConfig, total: int) -> int:
+    """Warm-up length: ``ceil(warmup_ratio × total)`` when a ratio is set, else ``warmup_steps``
+    as given, never clamped to the run: the official ATTEMPT code hands its 500 steps to
+    ``get_linear_schedule_with_warmup`` unchanged, so a 160-step CB run ends at 160/500 of the
+    peak rate (a clamp would end it at the peak, on the step whose checkpoint is scored)."""
+    if config.warmup_ratio is not None:
+        return math.ceil(config.warmup_ratio * total)
+    return config.warmup_steps
+
+
 def total_steps(config: OptimConfig, batches_per_epoch: int, train_examples: int) -> int:
     if config.max_steps is not None:
         return config.max_steps
@@ -120,7 +130,7 @@ class _Run:
         optimizer = build_optimizer(groups, self.optim)
         self.stream = BatchStream(job.batch_sampler)
         self.total = total_steps(self.optim, self.stream.batches_per_epoch, len(job.train_set))
-        self.scheduler = get_linear_schedule_with_warmup(optimizer, min(self.optim.warmup_steps, self.total), self.total)
+        self.scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps(self.optim, self.total), self.total)
         self.sharded = sharding.is_sharded(accelerator)
         if self.sharded:
             sharding.check_trainable(job.model, self.trainable)

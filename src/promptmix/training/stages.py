@@ -47,6 +47,7 @@ from promptmix.training.config import TrainConfig
 from promptmix.training.data import TaskData, load_tasks
 from promptmix.training.loop import SMALL_DATASET
 from promptmix.training.distill import DistillLoss, distills
+from promptmix.tasks import get_task
 from promptmix.training.rundir import METHOD, MODEL, StageResult, open_run_dir, register_run_tasks, write_result
 from promptmix.training.runs import Context, load_backbone_for, make_accelerator, run_method
 
@@ -108,7 +109,8 @@ def _soft_prompt(ctx: Context, tasks: list[str], inits: dict[str, torch.Tensor] 
             method.set_prompt(task, inits[task])
         else:
             gen = torch.Generator().manual_seed(task_seed(ctx.config.run.seed, task))
-            method.initialize(task, ctx.backbone.embeddings, ctx.backbone.tokenizer, gen)
+            words = get_task(task).label_words if config.init == "class-label" else None
+            method.initialize(task, ctx.backbone.embeddings, ctx.backbone.tokenizer, gen, label_words=words)
     return method
 
 
