@@ -92,3 +92,13 @@ def test_the_card_of_a_stopped_run_says_so_and_a_resume_updates_it(model_dirs, t
     assert run_stage(load_config(None, overrides, stage="prompt-tuning"), resume=True).completed
     card = (tmp_path / "run" / "README.md").read_text()
     assert "- status: completed: 4 steps" in card and "| test | rte |" in card
+
+
+def test_test_predictions_are_kept_and_give_the_test_score(trained):
+    """<run>/test_predictions/<task>.jsonl holds the scored checkpoint's answer per test example,
+    in order: the accuracy recomputed from it is results.json's test score."""
+    results = json.loads((trained / "results.json").read_text())
+    rows = [json.loads(line) for line in (trained / "test_predictions" / "rte.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(set(r) == {"idx", "prediction", "label"} for r in rows)
+    accuracy = 100 * sum(r["prediction"] == r["label"] for r in rows) / len(rows)
+    assert accuracy == pytest.approx(results["test"]["rte"]["accuracy"])

@@ -18,12 +18,15 @@ process returns the same metrics (with a sharded backbone every process scores e
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from promptmix._io import atomic_write_text
 from promptmix.backbone import PromptedModel
 from promptmix.scoring import greedy_generate, rank_classify
 from promptmix.tasks import Example
@@ -62,11 +65,14 @@ def predict(model: PromptedModel, data: TaskData, examples: Sequence[Example], t
 
 
 def evaluate(model: PromptedModel, tasks: dict[str, TaskData], split: str, task_ids: dict[str, int],
-             config: EvalConfig, max_source_length: Any, accelerator: Any = None, progress: bool = False) -> dict[str, Any]:
+             config: EvalConfig, max_source_length: Any, accelerator: Any = None, progress: bool = False,
+             predictions_dir: Path | None = None) -> dict[str, Any]:
     """``{task: metrics, ..., "score": mean of the tasks' main metrics}`` on ``split``.
 
     ``max_source_length``: a callable ``TaskData -> int`` (the config's or the task's limit);
-    ``progress``: show a tqdm bar (on the main process).
+    ``progress``: show a tqdm bar (on the main process); ``predictions_dir``: also write each
+    task's predictions there, ``<task>.jsonl`` of ``{"idx", "prediction", "label"}`` in example
+    order (what a paired bootstrap over examples needs; written by the main process).
     """
     # Each process scores every world-th example, unless the backbone is sharded: then every
     # process takes part in every forward, so each scores them all (and nothing is gathered).
@@ -85,11 +91,20 @@ def evaluate(model: PromptedModel, tasks: dict[str, TaskData], split: str, task_
                 texts = predict(model, data, [examples[i] for i in mine], task_ids[name], config, max_source_length(data), bar)
             predictions = _gather(list(zip(mine, texts)), len(examples), world)
             results[name] = data.task.compute_metrics(predictions, examples)
+            if predictions_dir is not None and (accelerator is None or accelerator.is_main_process):
+                write_predictions(Path(predictions_dir) / f"{name}.jsonl", predictions, examples)
     finally:
         model.train(was_training)
     if results:
         results["score"] = sum(m[tasks[n].task.main_metric] for n, m in results.items()) / len(results)
     return results
+
+
+def write_predictions(path: Path, predictions: Sequence[str], examples: Sequence[Example]) -> None:
+    """One JSON line per example: its id, the prediction and the gold label (atomically)."""
+    lines = (json.dumps({"idx": ex.idx, "prediction": text, "label": ex.label}, default=str) for text, ex in zip(predictions, examples))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "".join(f"{line}\n" for line in lines))
 
 
 def _gather(pairs: list[tuple[int, str]], total: int, world: int) -> list[str]:

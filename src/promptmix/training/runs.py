@@ -59,6 +59,9 @@ def load_backbone_for(config: TrainConfig) -> Backbone:
     return backbone
 
 
+TEST_PREDICTIONS = "test_predictions"  # <run>/test_predictions/<task>.jsonl: the scored checkpoint's answers
+
+
 def max_source_length(config: TrainConfig):
     return lambda data: data.max_source_length(config.data)
 
@@ -98,7 +101,8 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
         return result  # stopped early (run.stop_after): no results.json, resume later
     saver.load_into(model)
     if config.eval.test and any(data.test for data in tasks.values()):
-        result.test = evaluate(model, tasks, "test", task_ids, config.eval, max_source_length(config), acc, show)
+        result.test = evaluate(model, tasks, "test", task_ids, config.eval, max_source_length(config), acc, show,
+                               predictions_dir=run_dir / TEST_PREDICTIONS)
     write_result(result, acc)
     write_card(run_dir, config, result, ctx.backbone, tasks, acc, outcome.total_steps)
     return result
