@@ -294,3 +294,73 @@ def test_quality_worker_reports_a_failed_run_and_goes_on(tmp_path, monkeypatch, 
     expected = [i.id for i in items if i.id != bad.id and bad.id not in i.needs]
     assert sorted(ran) == sorted([bad.id, *expected]) and len(expected) >= 3
     assert f"{bad.id}: FAILED: ValueError: cb: class 'neutral'" in capsys.readouterr().out
+
+
+# -- the second transfer study and the calibration sweep -----------------------------------------
+@pytest.mark.skipif(not (BENCHMARKS.parent.parent / "shared" / "data" / "superglue" / "CB").is_dir(), reason="needs ../shared/data")
+def test_transfer2_smoke_keeps_predictions_and_reports_intervals(capsys, tmp_path):
+    """Two draws of k = 4 on CB: each summary keeps every test prediction (checked against the
+    run's score when written), draw d of both methods trains on the same sample, and the report
+    prints the paired difference with its interval."""
+    script = load_script("transfer")
+    assert script.main(["--smoke", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    results = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")}
+    assert sorted(results) == ["k4__cb__attempt__seed1", "k4__cb__attempt__seed2",
+                               "k4__cb__prompt-tuning__seed1", "k4__cb__prompt-tuning__seed2"]
+    for r in results.values():
+        assert len(r["test_predictions"]["cb"]) == len(r["test_gold"]["cb"]) == 56  # all of CB's validation set
+        assert r["train_examples"] == {"cb": 12}  # k = 4 per class
+    assert results["k4__cb__attempt__seed1"]["test_gold"] == results["k4__cb__prompt-tuning__seed2"]["test_gold"]
+    assert "| ATTEMPT | " in out and "Δ mean vs prompt tuning [95 % CI]" in out and "2 draws" in out
+
+
+def test_transfer2_bootstrap_metrics_equal_the_tasks_metrics():
+    """The numpy metrics the bootstrap resamples equal the tasks' own (scikit-learn) metrics."""
+    import random
+
+    from promptmix.tasks import Example, get_task
+
+    script = load_script("transfer")
+    rng = random.Random(0)
+    for name in ("cb", "mrpc", "boolq", "cola"):
+        task = get_task(name)
+        words = task.label_words
+        gold = [rng.randrange(len(words)) for _ in range(60)]
+        pred = [rng.randrange(-1, len(words)) for _ in range(60)]  # -1: no label word
+        examples = [Example(source="x", target=words[g], task=name, label=words[g]) for g in gold]
+        texts = [words[p] if p >= 0 else "???" for p in pred]
+        expected = task.compute_metrics(texts, examples)[task.main_metric]
+        assert script.main_metric(task, pred, gold) == pytest.approx(expected, abs=1e-9), name
+
+
+def test_transfer2_paired_bootstrap_on_known_differences():
+    """Always right against always wrong: +100 with a zero-width interval; a method equal to the
+    baseline: 0; one answer in ten flipped to right on 3 draws: +10 inside its interval."""
+    from promptmix.tasks import get_task
+
+    script = load_script("transfer")
+    tasks = {"rte": get_task("rte")}
+    gold = [0, 1] * 10
+    wrong = [1 - g for g in gold]
+    result = script.paired_bootstrap({"rte": {d: (gold, wrong, gold) for d in (1, 2, 3)}}, tasks, 200)
+    assert result["rte"] == (100.0, 100.0, 100.0) and result["mean"] == (100.0, 100.0, 100.0)
+    assert script.paired_bootstrap({"rte": {1: (wrong, wrong, gold)}}, tasks, 50)["mean"] == (0.0, 0.0, 0.0)
+    better = list(wrong)
+    better[0], better[1] = gold[0], gold[1]  # 2 of 20 right
+    delta, low, high = script.paired_bootstrap({"rte": {d: (better, wrong, gold) for d in (1, 2, 3)}}, tasks, 500)["rte"]
+    assert delta == pytest.approx(10.0) and 0.0 <= low < 10.0 < high <= 25.0
+
+
+def test_calibration_smoke_sweeps_and_picks(capsys, tmp_path):
+    """Two rates × two inits on a tiny T5: a summary per run with its dev curve from step 0 and
+    the prompt's scale, and a pick printed from the table."""
+    assert load_script("calibrate").main(["--smoke", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    results = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    assert sorted((r["init"], r["lr"]) for r in results) == [("class-label", 0.03), ("class-label", 0.3),
+                                                              ("vocab", 0.03), ("vocab", 0.3)]
+    for r in results:
+        assert [s for s, _ in r["curve"]] == [0, 2, 4] and r["prompt_row_norm"] > 0
+        assert r["config"]["optim.warmup_ratio"] == 0.1
+    assert "**Pick: init " in out and (tmp_path / "figures" / "calibration-curves.png").is_file()
