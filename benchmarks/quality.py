@@ -52,7 +52,7 @@ from _common import REPO, SHARED, load_backbone, machine_line  # noqa: E402
 PRESETS = REPO / "configs" / "smollm2"
 # The source library the study ran on: the shipped promptmix:smollm2-135m as it was then, MultiRC
 # included; it left the shipped library afterwards (its dev score is below the constant answer
-# "True"; docs/results.md 4.1), so the study keeps its own copy and reruns on the same sources.
+# "True"; docs/transfer-study-1.md 4.1), so the study keeps its own copy and reruns on the same sources.
 LIBRARY = REPO / "benchmarks" / "results" / "transfer" / "library"
 SOURCES = ["sst2", "qqp", "rte", "multirc"]
 TARGETS = ["mrpc", "cb", "wic", "cola"]

@@ -14,7 +14,7 @@ from promptmix.prompts.library import PromptLibrary, resolve_library_root
 
 LIBRARY = "promptmix:smollm2-135m"
 # STS-B and MultiRC were trained the same way and left out: neither beat its best constant
-# answer on dev (docs/results.md 4.1)
+# answer on dev (docs/transfer-study-1.md 4.1)
 SOURCES = ["qqp", "rte", "sst2"]
 CARD_FIELDS = {"metric", "dev_score", "majority_dev_score", "best_constant_dev_score", "best_constant_answer",
                "best_step", "steps", "examples_seen", "seconds", "seed", "settings", "command", "git_revision", "date",
