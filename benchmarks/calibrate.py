@@ -36,7 +36,9 @@ import quality  # noqa: E402 - the study's workers, claims and result files
 from _common import REPO, SHARED, load_backbone, machine_line  # noqa: E402
 
 TASKS = ["sst2", "mnli"]
-LRS = [0.3, 0.1, 0.03, 0.01, 0.003]
+# Coarse to fine: the decades first (0.3, 0.03, 0.003), so a stopped sweep has already spanned
+# the range, then the rates between them.
+LRS = [0.3, 0.03, 0.003, 0.1, 0.01]
 INITS = ["vocab", "class-label"]
 SEEDS = [42, 43]
 STEPS = 300
@@ -52,7 +54,7 @@ def run_id(task: str, lr: float, init: str, seed: int) -> str:
 
 def plan(args: argparse.Namespace) -> list[quality.Item]:
     """Every run, in the order workers take them: a whole seed-42 vocabulary sweep first (the
-    question a user asks first), then class-label init, then the second seed."""
+    question a user asks first; rates coarse to fine), then class-label init, then the second seed."""
     out = Path(args.out)
     items = []
     for priority, (seed, init) in enumerate((s, i) for s in args.seeds for i in args.inits):
