@@ -37,7 +37,10 @@ def test_real_data_sizes_and_missing_files(capsys):
     assert code == 0 and list(rows)[1:] == ["mnli", "qqp", "qnli", "sst2", "stsb", "mrpc", "rte", "cola"]
     assert rows["sst2"][3] == "66349/1000/872"
     assert rows["rte"][3] == "2490/138/139"
-    assert rows["qnli"][3] == "missing train"
+    # QNLI has no train.tsv here: its training subset in more/ is read instead, and said so
+    assert rows["qnli"][2:4] == ["{more/QNLI/train_subset/train.json,glue/QNLI/dev.tsv} | nyu-mll/glue/qnli", "8999/2731/2732"]
+    code, rows = run_cli(["tasks", "--data-dir", str(REAL_DATA), "--benchmark", "others"], capsys)
+    assert rows["paws"][3] == "missing train, validation, test" and rows["scitail"][3] == "804/500/2126"
 
 
 def test_without_a_data_dir_no_sizes(capsys):

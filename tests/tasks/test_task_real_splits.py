@@ -86,11 +86,18 @@ def test_training_cap_is_a_seeded_option():
     assert get_task("yelp").max_train_examples == 100_000
 
 
-@pytest.mark.parametrize("name, missing", [("qnli", "glue/QNLI/train.tsv"),
-                                           ("boolq", "superglue/BoolQ/train.jsonl")])
-def test_missing_train_file_names_what_to_put_where(name, missing):
+@pytest.mark.parametrize("name, present, missing, other", [
+    ("qnli", "glue/QNLI/dev.tsv", "glue/QNLI/train.tsv", "more/QNLI/train_subset/train.json"),
+    ("boolq", "superglue/BoolQ/val.jsonl", "superglue/BoolQ/train.jsonl", "more/BoolQ/boolq_train_1550_en.jsonl")])
+def test_missing_train_file_names_what_to_put_where(tmp_path, name, present, missing, other):
+    """Only the evaluation file there (no more/ copy either): the error names the release's
+    missing train file and the other layout's, each with where it goes."""
+    import shutil
+
+    (tmp_path / present).parent.mkdir(parents=True)
+    shutil.copy(REAL_DATA / present, tmp_path / present)
     with pytest.raises(MissingDataError) as info:
-        get_task(name).load_splits(REAL_DATA)
+        get_task(name).load_splits(tmp_path)
     message = str(info.value)
-    assert f"{REAL_DATA / missing}  (MISSING)" in message
-    assert "(found)" in message and "HF_HUB_OFFLINE=1" in message
+    assert f"{tmp_path / missing}  (MISSING)" in message and f"{tmp_path / other}  (MISSING)" in message
+    assert f"{tmp_path / present}  (found)" in message and "HF_HUB_OFFLINE=1" in message

@@ -28,7 +28,7 @@ def test_unknown_name_suggests_near_matches():
 
 def test_unknown_option_names_the_accepted_ones():
     with pytest.raises(ValueError, match=r"task 'rte' has no option\(s\) \['max_train'\]; options: "
-                                         r"\['max_train_examples', 'files', 'skip_malformed'\]"):
+                                         r"\['max_train_examples', 'files', 'skip_malformed', 'dev_from_train'\]"):
         get_task("rte", max_train=5)
     assert get_task("winogrande", size="m").files["train"] == "winogrande_1.1/train_m.jsonl"
     assert get_task("winogrande", size="m").source.hub_config == "winogrande_m"
