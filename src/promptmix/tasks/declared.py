@@ -167,6 +167,11 @@ def template_fields(template: str, where: _Located, path: tuple) -> list[str]:
             raise where.error(path, f"placeholder {{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}} "
                                     "must name one record field, e.g. {sentence}")
         fields.append(name)
+    jinja = re.search(r"\{\{-?\s*([A-Za-z_][\w.\[\]'\"]*)\s*-?\}\}", template)
+    if jinja:
+        raise where.error(path, f"{jinja.group(0)} is Jinja (lm-eval) syntax, which this key reads as the literal text "
+                                f"{{{jinja.group(1).strip()}}}; write {{{jinja.group(1).strip()}}}, or give the template as "
+                                "doc_to_text (lm-eval's keys, rendered with Jinja)")
     return fields
 
 
@@ -268,6 +273,9 @@ def build_task_class(spec: TaskSpec, where: _Located) -> type[Task]:
     check(spec, where)
     origin = where.file
     fields = template_fields(spec.input, where, ("input",))
+    if not fields:
+        raise where.error(("input",), f"{spec.input!r} names no record field, so every example's input would be "
+                                      "this same text; name the fields it shows, e.g. \"headline: {headline}\"")
     choice_templates = tuple(spec.choices or ())
     columns = fields + [f for i, t in enumerate(choice_templates) for f in template_fields(t, where, ("choices", i))]
     columns += [spec.answer_field or spec.choices_field or spec.label_field]

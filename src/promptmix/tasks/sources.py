@@ -240,4 +240,14 @@ def format_rows(task: Task, rows: Iterable[tuple[str, Any]], file: str | Path) -
             if not task.skip_malformed:
                 raise located from None
             logger.warning("skipping malformed row: %s", located)
+    warn_if_constant_input(task, examples, file)
     return examples
+
+
+def warn_if_constant_input(task: Task, examples: list[Example], file: str | Path) -> None:
+    """Warn when every example of a split has the same input: a template that shows no field
+    of the record (or a field that never varies) leaves a model nothing to learn from."""
+    if len(examples) > 1 and len({example.source for example in examples}) == 1:
+        logger.warning("task '%s' (%s): all %d examples have the same input %r; its template shows no field "
+                       "that varies, so a model can only learn the most common answer", task.name, file,
+                       len(examples), examples[0].source[:200])
