@@ -84,7 +84,7 @@ BAD = [  # (file text, line, field, words of the reason)
     ("name: x\ndata: {files: {train: a.jsonl}}\ninput: '{a}'\nlabel_words: [y, n]\nmetric: acuracy\n", 5, "metric",
      "unknown metric 'acuracy'"),
     ("name: x\ndata:\n  files: {train: a.jsonl}\n  formt: jsonl\ninput: '{a}'\nlabel_words: [y, n]\n", 4, "data.formt",
-     "unknown key (valid keys: files, format, hub)"),
+     "unknown key (valid keys: files, file, format, hub, split_field, split_values)"),
     ("name: x\ndata: {files: {train: a.jsonl}}\ninput: '{a.b}'\nlabel_words: [y, n]\n", 3, "input",
      "placeholder {a.b} must name one record field"),
     ("name: x\ndata: {files: {train: a.jsonl}}\ninput: '{a}'\nlabel_words: [y, n]\nanswer_field: z\n", 5, "answer_field",
