@@ -214,3 +214,21 @@ def test_task_files_read_parquet_data_files(tmp_path):
     splits = get_task("pq").load_splits(None)
     assert sorted(e.source for v in splits.values() for e in v)[0] == "sentence number 0"
     assert sum(len(v) for v in splits.values()) == 10
+
+
+def test_include_data_files_and_generated_answers(tmp_path):
+    """lm-eval's include (a shared base file), data_files of the json builder and generate_until."""
+    (tmp_path / "_base.yaml").write_text("dataset_path: json\noutput_type: generate_until\ntraining_split: train\n"
+                                         "validation_split: validation\ndoc_to_target: answer\n"
+                                         "metric_list:\n  - metric: exact_match\n")
+    rows = [{"q": f"What is {i} plus one?", "answer": str(i + 1)} for i in range(5)]
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "qa.yaml").write_text("include: _base.yaml\ntask: plus-one\n"
+                                      "dataset_kwargs:\n  data_files: {train: qa.jsonl, validation: qa.jsonl}\n"
+                                      "doc_to_text: 'Question: {{q}}'\n")
+    load_task_file(tmp_path / "qa.yaml")
+    task = get_task("plus-one")
+    assert task.metric_names == ("squad_em",) and task.source.hub_id is None
+    splits = task.load_splits(None)
+    example = next(e for v in splits.values() for e in v if e.source == "Question: What is 2 plus one?")
+    assert (example.target, example.label) == ("3", ["3"])
