@@ -82,9 +82,11 @@ def test_tensorboard_by_default_under_tb_with_the_same_tags(model_dirs, tmp_path
 def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(model_dirs, tmp_path, capsys):
     _train(model_dirs, tmp_path, capsys, run__progress=True)
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if " step " in line]
+    lines = [line for line in err.splitlines() if " step " in line and " dev at " not in line]
     assert [line.split(" step ")[1].split(" ")[0] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
     assert "loss" in lines[0] and "ETA" in lines[0]
+    assert [line.split(" dev at ")[1].split(" (")[0] for line in err.splitlines() if " dev at " in line] == [
+        "step 2: score 40.00", "step 4: score 60.00"]
     assert "\r" not in err and "\x1b" not in err
 
 

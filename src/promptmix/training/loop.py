@@ -303,6 +303,8 @@ class _Logger:
                 tracker.log(values, step=record["step"])
         if self.plain is not None and "loss" in record:
             self.plain.line(record)
+        if self.plain is not None and isinstance(record.get("dev"), dict):
+            self.plain.dev(record)
 
     def progress(self, logs: dict[str, float]) -> None:
         if self.bar is not None:
@@ -325,8 +327,9 @@ def _interactive() -> bool:
 
 
 class _PlainProgress:
-    """Progress for logs that are not a terminal: ``<job> step 20/400 (5%) loss 0.412 lr_x 3e-1
-    12.3 it/s ETA 0:00:31``, one line each time a training record is written."""
+    """Progress for logs that are not a terminal: ``<job> step 20/400 (5%) loss 0.412 lr_x 0.3
+    12.3 it/s ETA 0:00:31``, one line each time a training record is written, and
+    ``<job> dev at step 20: score 61.20 (3.1 s)`` after each dev evaluation."""
 
     def __init__(self, name: str, total: int, start: int) -> None:
         self.name, self.total, self.start, self.began = name, total, start, time.monotonic()
@@ -342,6 +345,14 @@ class _PlainProgress:
                          if (k == "loss" or k.startswith("lr/")) and isinstance(v, (int, float)))
         print(f"{self.name} step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%) {shown} "
               f"{rate:.3g} it/s ETA {eta}", file=sys.stderr, flush=True)
+
+    def dev(self, record: dict[str, Any]) -> None:
+        import sys
+
+        score = record["dev"].get("score")
+        shown = f"score {score:.2f}" if isinstance(score, (int, float)) else "done"
+        print(f"{self.name} dev at step {record['step']}: {shown} ({record.get('dev_seconds', 0):.1f} s)",
+              file=sys.stderr, flush=True)
 
 
 def _trackers(run: _Run, resumed_at: int) -> list[Any]:
