@@ -225,10 +225,10 @@ def test_include_data_files_and_generated_answers(tmp_path):
     (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "qa.yaml").write_text("include: _base.yaml\ntask: plus-one\n"
                                       "dataset_kwargs:\n  data_files: {train: qa.jsonl, validation: qa.jsonl}\n"
-                                      "doc_to_text: 'Question: {{q}}'\n")
+                                      "doc_to_text: 'Question: {{q}}'\ndescription: 'Arithmetic ({{answer|length}} digit). '\n")
     load_task_file(tmp_path / "qa.yaml")
     task = get_task("plus-one")
     assert task.metric_names == ("squad_em",) and task.source.hub_id is None
     splits = task.load_splits(None)
-    example = next(e for v in splits.values() for e in v if e.source == "Question: What is 2 plus one?")
+    example = next(e for v in splits.values() for e in v if e.source == "Arithmetic (1 digit). Question: What is 2 plus one?")
     assert (example.target, example.label) == ("3", ["3"])

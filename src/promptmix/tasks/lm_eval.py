@@ -27,7 +27,7 @@ this way by :func:`promptmix.tasks.declared.load_task_file`. As in lm-eval:
   the dataset's splits; ``dataset_kwargs: {data_files: {split: file}}`` with ``dataset_path:
   json | csv | parquet`` reads local files (relative to the task file).
 - ``include: other.yaml`` (relative to the file) is read first and this file's keys override it.
-- ``description`` is put before every input; ``metric_list`` maps acc / acc_norm -> accuracy,
+- ``description`` (text, or a Jinja template over the record) is put before every input; ``metric_list`` maps acc / acc_norm -> accuracy,
   f1, mcc -> matthews_correlation, exact_match -> squad_em, bleu.
 - Keys about few-shot prompting, decontamination, grouping and bookkeeping (``tag``,
   ``group``, ``metadata``, ``num_fewshot``, ``fewshot_split``, ``fewshot_config``,
@@ -36,7 +36,8 @@ this way by :func:`promptmix.tasks.declared.load_task_file`. As in lm-eval:
   change training; any other key (``process_docs``, ``filter_list``, ...) is refused by name.
 
 lm-eval's task names are often promptmix's own (boolq, sst2, copa): such a file says so with a
-clear error; add ``name: <another name>`` to register it beside the built-in task.
+clear error; add ``name: <another name>`` to register it beside the built-in task. Besides
+``name``, promptmix reads its own ``max_source_length`` (default 256) in such a file.
 """
 
 from __future__ import annotations
@@ -193,13 +194,14 @@ class LmEvalTask:
     text: Renderer
     target: Renderer
     choice: Renderer | None = None
-    description: str = ""
+    description: str | Renderer = ""
 
     def source_text(self, record: Mapping[str, Any]) -> str:
         text = self.text(record)
         if not isinstance(text, str):
             raise DataError(f"expected text, got {text!r}", field="doc_to_text")
-        return (self.description + text).strip()
+        description = self.description(record) if callable(self.description) else self.description
+        return (str(description) + text).strip()
 
     def choices_of(self, record: Mapping[str, Any]) -> list[str] | None:
         if self.choices_per_example:
@@ -319,7 +321,8 @@ def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tup
         "name": name, "aliases": (), "source": source, "input_fields": (), "label_field": label_field,
         "metric_names": tuple(metrics), "max_source_length": int(data.get("max_source_length", 256)),
         "definition": definition, "origin": str(origin), "text": text, "target": target, "choice": choice,
-        "description": str(data.get("description") or ""), "__doc__": f"lm-eval task {data.get('task')} ({origin})",
+        "description": (Renderer("description", data["description"], error) if "{{" in str(data.get("description") or "")
+                        else str(data.get("description") or "")), "__doc__": f"lm-eval task {data.get('task')} ({origin})",
     }
     if output_type == "generate_until":
         kind, attrs["answers_field"] = AnswerTask, label_field
