@@ -24,6 +24,8 @@ Under a plain HuggingFace ``Trainer`` (see ``tests/training/test_hf_trainer.py``
 method's task list) and :class:`TaskCollator` batches them (``data_collator=TaskCollator(backbone)``;
 pass ``remove_unused_columns=False``). ``forward``'s only label argument is ``labels``, so the
 Trainer's default ``label_names`` is ``["labels"]`` and ``evaluate()`` reports ``eval_loss``.
+``model.config.keys_to_ignore_at_inference`` keeps the prompt method's own outputs out of what
+``compute_metrics`` gets: ``(per_example_nll, token_counts)`` per example.
 ``PromptedModel.state_dict()`` holds the prompt method's state only (``method.*``; the frozen
 backbone is left out and not asked for by ``load_state_dict``), so ``Trainer.save_model`` and
 its checkpoints write kilobytes, not the backbone; ``save_pretrained`` / ``from_pretrained``
@@ -220,6 +222,24 @@ def _positions(mask: Tensor) -> Tensor:
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+# PromptedOutput fields that are no predictions: HF Trainer leaves them out of what it gathers
+# for compute_metrics (it reads this list from model.config).
+NOT_PREDICTIONS = ["prompt_output", "hidden_states", "hidden_masks", "embedding_states"]
+
+
+def _prompted_config(backbone: Backbone, method: PromptMethod) -> Any:
+    """``PromptedModel.config``: a transformers config naming the backbone and the method (what
+    Trainer's loggers record) whose ``keys_to_ignore_at_inference`` keeps the outputs that are
+    not predictions out of ``compute_metrics``' predictions (then ``(per_example_nll,
+    token_counts)``, and ``label_logits`` when asked)."""
+    from transformers import PretrainedConfig
+
+    config = PretrainedConfig(backbone=backbone.name, hidden_size=backbone.hidden_size,
+                              prompt_method=type(method).__name__)
+    config.keys_to_ignore_at_inference = list(NOT_PREDICTIONS)
+    return config
+
+
 def _drop_backbone_state(module: nn.Module, state: dict[str, Any], prefix: str, _metadata: Any) -> dict[str, Any]:
     """state_dict hook of :class:`PromptedModel`: leave out the frozen backbone's tensors."""
     for key in [k for k in state if k.startswith(prefix + "model.")]:
@@ -274,6 +294,7 @@ class PromptedModel(nn.Module):
         self.backbone = backbone
         self.model = backbone.model
         self.method = method
+        self.config = _prompted_config(backbone, method)
         self._register_state_dict_hook(_drop_backbone_state)
         self.register_load_state_dict_post_hook(_backbone_never_missing)
 

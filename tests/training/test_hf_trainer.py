@@ -125,3 +125,28 @@ def test_a_backbone_left_on_the_meta_device_is_reported_missing_not_forgiven():
     model.model.to("meta")
     with pytest.raises(RuntimeError, match=r"Missing key\(s\).*model\."):
         model.load_state_dict(state, assign=True)
+
+
+def test_compute_metrics_gets_each_examples_nll_and_token_count(tiny_backbone, tmp_path):
+    """With compute_metrics the Trainer gathers the per-example outputs, not the prompt
+    method's own (PromptOutput, which it cannot pad or gather)."""
+    from promptmix.backbone import TaskCollator
+
+    model = PromptedModel(tiny_backbone, SoftPrompt(SoftPromptConfig(prompt_length=3), tiny_backbone.hidden_size, ["rte", "sst2"]))
+    features = [{**tiny_backbone.encode(src, tgt), "task_ids": task} for src, tgt, task in EXAMPLES]
+    seen = {}
+
+    def compute_metrics(prediction):
+        nll, counts = prediction.predictions
+        seen.update(nll=nll, counts=counts)
+        return {"mean_nll": float((nll / counts).mean())}
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=3, report_to=[], use_cpu=True,
+                             remove_unused_columns=False, disable_tqdm=True)
+    metrics = Trainer(model=model, args=args, eval_dataset=features, data_collator=TaskCollator(tiny_backbone),
+                      compute_metrics=compute_metrics).evaluate()
+    with torch.no_grad():
+        direct = model(**TaskCollator(tiny_backbone)(features))
+    assert seen["nll"].shape == (4,) and seen["counts"].tolist() == direct.token_counts.tolist()
+    assert seen["nll"] == pytest.approx(direct.per_example_nll.numpy(), rel=1e-4)
+    assert "eval_loss" in metrics and "eval_mean_nll" in metrics
