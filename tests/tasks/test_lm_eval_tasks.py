@@ -232,3 +232,15 @@ def test_include_data_files_and_generated_answers(tmp_path):
     splits = task.load_splits(None)
     example = next(e for v in splits.values() for e in v if e.source == "Arithmetic (1 digit). Question: What is 2 plus one?")
     assert (example.target, example.label) == ("3", ["3"])
+
+
+def test_a_built_in_tasks_files_option_reads_the_hubs_parquet_export(tmp_path):
+    import datasets
+
+    for split, n, offset in (("train", 6, 0), ("validation", 4, 100)):
+        datasets.Dataset.from_dict({**_parquet_rows(n, offset), "idx": list(range(n))}).to_parquet(
+            str(tmp_path / f"{split}.parquet"))
+    task = get_task("sst2", files={"train": str(tmp_path / "train.parquet"), "validation": str(tmp_path / "validation.parquet")})
+    splits = task.load_splits(None)
+    assert sum(len(v) for v in splits.values()) == 10
+    assert {e.source for v in splits.values() for e in v} >= {"sst2 sentence: sentence number 0"}

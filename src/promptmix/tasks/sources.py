@@ -213,8 +213,14 @@ def missing_data_message(task: Task, paths: Mapping[str, Path], hub_note: str,
 
 def read_local_split(task: Task, path: str | Path, split: str | None = None) -> list[Example]:
     """Every labelled example of one local file, formatted by ``task`` (see :func:`format_rows`);
-    with ``split``, only that split's rows of a file that holds several (``split_field``)."""
+    with ``split``, only that split's rows of a file that holds several (``split_field``). A
+    ``.parquet`` file (the hub's export of a dataset, hub field names) is read as such whatever
+    the task's release format, so a built-in task's ``files`` option can name one."""
     path = Path(path)
+    if path.suffix.lower() == ".parquet":  # the hub's own export: records with the hub's field names
+        from promptmix.tasks.readers import read_parquet
+
+        return format_rows(task, only_split(task, read_parquet(path), split), path)
     return format_rows(task, only_split(task, task.source.reader(path), split), path)
 
 
