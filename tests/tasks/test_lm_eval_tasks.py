@@ -244,3 +244,10 @@ def test_a_built_in_tasks_files_option_reads_the_hubs_parquet_export(tmp_path):
     splits = task.load_splits(None)
     assert sum(len(v) for v in splits.values()) == 10
     assert {e.source for v in splits.values() for e in v} >= {"sst2 sentence: sentence number 0"}
+
+
+def test_an_lm_eval_group_file_is_refused_with_what_to_give_instead(tmp_path):
+    path = tmp_path / "_glue.yaml"
+    path.write_text("group: glue\ntask:\n  - cola\n  - sst2\naggregate_metric_list:\n  - metric: acc\n")
+    with pytest.raises(DataError, match=rf"^{path}, line 2: field 'task': this is an lm-eval group file"):
+        load_task_file(path)

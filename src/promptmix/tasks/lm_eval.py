@@ -243,6 +243,8 @@ def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tup
     from promptmix.tasks.declared import AnswerTask, DeclaredTask, NAME, reader_for_files
     from promptmix.tasks.sources import DataSource
 
+    if isinstance(data.get("task"), list):
+        raise error(("task",), "this is an lm-eval group file (task: [...]); point promptmix at the task files it lists")
     data = read_include(dict(data), origin.parent, error)
     unknown = sorted(set(data) - KEYS - IGNORED)
     if unknown:
