@@ -318,8 +318,9 @@ def read_any(path: Path) -> Iterator[Row]:
     return read_jsonl(path)
 
 
-def reader_for_files(builder: str | None = None) -> Any:
-    """The reader of a task's local files (lm-eval's ``data_files`` or a ``files`` option)."""
+def reader_for_files() -> Any:
+    """The reader of an lm-eval task's local files (its ``data_files``, or a ``files`` option),
+    whose format only their suffixes tell."""
     return read_any
 
 

@@ -66,7 +66,7 @@ IGNORED = {"tag", "group", "metadata", "num_fewshot", "fewshot_split", "fewshot_
 MARKERS = {"task", "dataset_path", "doc_to_text", "doc_to_target", "doc_to_choice", "output_type", "include"}
 METRIC_NAMES = {"acc": "accuracy", "acc_norm": "accuracy", "f1": "f1", "mcc": "matthews_correlation",
                 "exact_match": "squad_em", "bleu": "bleu"}
-LOCAL_BUILDERS = {"json": "jsonl", "csv": "csv", "parquet": "parquet", "text": None}
+LOCAL_BUILDERS = ("json", "csv", "parquet")  # dataset_path values whose data_files promptmix reads itself
 
 
 class FunctionRef(str):
@@ -195,6 +195,7 @@ class LmEvalTask:
     target: Renderer
     choice: Renderer | None = None
     description: str | Renderer = ""
+    answers_field: str | None = None
 
     def source_text(self, record: Mapping[str, Any]) -> str:
         text = self.text(record)
@@ -215,8 +216,6 @@ class LmEvalTask:
         if isinstance(raw, list) and self.answers_field is not None:
             raw = [str(a).strip() for a in raw]
         return super().target_and_label({**record, self.label_field: raw})  # type: ignore[misc]
-
-    answers_field: str | None = None
 
 
 def read_include(data: dict[str, Any], directory: Path, error: Callable[[tuple, str], DataError], depth: int = 0) -> dict[str, Any]:
@@ -308,7 +307,7 @@ def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tup
         hub_id, config = None, None
     elif (origin.parent / path).exists() or Path(path).is_absolute():
         hub_id = str((origin.parent / path).resolve())  # a local folder: read from disk, offline too
-    source = DataSource(files=files, reader=reader_for_files(path if files else None),
+    source = DataSource(files=files, reader=reader_for_files(),
                         release=f"data of lm-eval task file {origin}", hub_id=hub_id,
                         hub_config=str(config) if config is not None else None, hub_splits=splits)
 
