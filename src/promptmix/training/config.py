@@ -236,8 +236,9 @@ class RunConfig:
     log_with: list[str] | str | None = _help(
         "experiment trackers, through Accelerate's trackers: tensorboard (<dir>/tb), wandb, mlflow, comet_ml, aim, "
         "clearml, dvclive, swanlab, trackio, all, or a name registered with accelerate.tracking.register_tracker_class; "
-        "tags train/... and eval/...; each tracker reads its own settings (WANDB_PROJECT, MLFLOW_TRACKING_URI, ...). "
-        "None: [tensorboard] if run.tensorboard, else none", None)
+        "tags train/... and eval/...; project/experiment promptmix (wandb: $WANDB_PROJECT if set, runs named "
+        "<run dir>/<job>; mlflow: $MLFLOW_EXPERIMENT_NAME if set); other settings from each tracker's environment "
+        "(WANDB_API_KEY, MLFLOW_TRACKING_URI, ...). None: [tensorboard] if run.tensorboard, else none", None)
 
     def __post_init__(self) -> None:
         _check(self.save_every >= 0 and self.keep_checkpoints >= 1 and self.log_every >= 1,

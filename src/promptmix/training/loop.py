@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -377,11 +378,17 @@ def _trackers(run: _Run, resumed_at: int) -> list[Any]:
     trackers = []
     for kind in kinds:
         cls = LOGGER_TYPE_TO_CLASS[str(kind)]
-        kwargs = {"purge_step": resumed_at + 1} if str(kind) == "tensorboard" and resumed_at else {}
+        kwargs: dict[str, Any] = {}
+        if str(kind) == "tensorboard" and resumed_at:
+            kwargs["purge_step"] = resumed_at + 1  # drop events a killed invocation wrote after the checkpoint
+        if str(kind) == "wandb":
+            kwargs["name"] = f"{run.dir.name}/{run.job.name}"
+        # The project (wandb) / experiment (mlflow, ...): the tracker's own setting where it has one.
+        project = os.environ.get("WANDB_PROJECT", "promptmix") if str(kind) == "wandb" else "promptmix"
         if cls.requires_logging_directory:
-            tracker = cls("tb" if str(kind) == "tensorboard" else run.job.name, str(run.dir), **kwargs)
+            tracker = cls("tb" if str(kind) == "tensorboard" else project, str(run.dir), **kwargs)
         else:
-            tracker = cls(run.job.name, **kwargs)
+            tracker = cls(project, **kwargs)
         tracker.start()
         if str(kind) != "tensorboard":  # the run directory keeps config.yaml; others get the config here
             tracker.store_init_configuration(_config_values(run.config))
