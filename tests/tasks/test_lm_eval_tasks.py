@@ -251,3 +251,10 @@ def test_an_lm_eval_group_file_is_refused_with_what_to_give_instead(tmp_path):
     path.write_text("group: glue\ntask:\n  - cola\n  - sst2\naggregate_metric_list:\n  - metric: acc\n")
     with pytest.raises(DataError, match=rf"^{path}, line 2: field 'task': this is an lm-eval group file"):
         load_task_file(path)
+
+
+def test_the_fields_doc_to_text_shows_are_the_tasks_input_fields(tmp_path):
+    load_task_file(named(tmp_path, "boolq.yaml", "boolq-lm-eval"))
+    load_task_file(named(tmp_path, "copa.yaml", "copa-lm-eval"))
+    assert get_task("boolq-lm-eval").input_fields == ("passage", "question")
+    assert get_task("copa-lm-eval").input_fields == ()  # a function: the fields it reads are its own

@@ -210,6 +210,9 @@ class LmEvalTask:
         return None
 
     def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
+        field = self.target.value
+        if isinstance(field, str) and re.fullmatch(r"\w+", field) and field not in record:
+            return "", None  # the label field is absent: an unlabelled record (a request to answer)
         raw = self.target(record)
         if isinstance(raw, str):
             raw = raw.strip()
@@ -318,8 +321,11 @@ def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tup
         definition["dataset_kwargs"] = {"data_files": {theirs: files[ours] for ours, theirs in splits.items()}}
     label_field = data["doc_to_target"] if isinstance(data["doc_to_target"], str) and re.fullmatch(r"\w+", data["doc_to_target"]) \
         else "doc_to_target"
+    # The fields a request must give: the ones doc_to_text shows (unknown for a function).
+    input_fields = tuple(sorted(text.names)) if text.template is not None and text.names else \
+        ((data["doc_to_text"],) if text.template is not None else ())
     attrs: dict[str, Any] = {
-        "name": name, "aliases": (), "source": source, "input_fields": (), "label_field": label_field,
+        "name": name, "aliases": (), "source": source, "input_fields": input_fields, "label_field": label_field,
         "metric_names": tuple(metrics), "max_source_length": int(data.get("max_source_length", 256)),
         "definition": definition, "origin": str(origin), "text": text, "target": target, "choice": choice,
         "description": (Renderer("description", data["description"], error) if "{{" in str(data.get("description") or "")
