@@ -96,3 +96,11 @@ def test_a_tracker_that_is_not_installed_is_named(model_dirs, tmp_path, monkeypa
     monkeypatch.setattr(accelerate.tracking, "get_available_trackers", lambda: [])
     with pytest.raises(ValueError, match=r"run.log_with: 'wandb' needs its package, which is not installed"):
         _train(model_dirs, tmp_path, run__log_with=["wandb"])
+
+
+def test_a_resume_may_log_to_other_trackers_but_not_change_training():
+    from promptmix.training.rundir import _differences
+
+    saved = {"run": {"log_with": None, "tensorboard": True}, "optim": {"lr": 0.3}}
+    assert _differences(saved, {"run": {"log_with": ["wandb"], "tensorboard": False}, "optim": {"lr": 0.3}}) == []
+    assert _differences(saved, {"run": {"log_with": None, "tensorboard": True}, "optim": {"lr": 0.1}}) == ["optim.lr"]
