@@ -199,7 +199,7 @@ def _greedy_without_cache(model, source, task_id, steps):
         ids = enc["input_ids"] + chosen + [0] if not backbone.is_encoder_decoder else enc["input_ids"]
         labels = [IGNORE_INDEX] * len(enc["input_ids"]) + chosen + [0] if not backbone.is_encoder_decoder else chosen + [0]
         out = model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), torch.tensor([labels]),
-                    torch.tensor([task_id]), return_label_logits=True)
+                    torch.tensor([task_id]), return_logits=True)
         logits = out.label_logits[-1].clone()
         logits[backbone.tokenizer.eos_token_id] = float("-inf")
         chosen.append(int(logits.argmax()))

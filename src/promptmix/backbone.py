@@ -18,6 +18,18 @@ prompt left-padded by the router, a left-padded input) is repacked with its padd
 absolute/rotary (decoder-only, position = running count of real tokens) positions are then
 exactly those the example would have alone, whatever the other rows in the batch hold: a
 mixed-task batch equals its examples run task by task.
+
+Under a plain HuggingFace ``Trainer`` (see ``tests/training/test_hf_trainer.py``): rows are
+``backbone.encode(source, target)`` dicts with a ``task_ids`` int (the task's index in the
+method's task list) and :class:`TaskCollator` batches them (``data_collator=TaskCollator(backbone)``;
+pass ``remove_unused_columns=False``). ``forward``'s only label argument is ``labels``, so the
+Trainer's default ``label_names`` is ``["labels"]`` and ``evaluate()`` reports ``eval_loss``.
+``model.config.keys_to_ignore_at_inference`` keeps the prompt method's own outputs out of what
+``compute_metrics`` gets: ``(per_example_nll, token_counts)`` per example.
+``PromptedModel.state_dict()`` holds the prompt method's state only (``method.*``; the frozen
+backbone is left out and not asked for by ``load_state_dict``), so ``Trainer.save_model`` and
+its checkpoints write kilobytes, not the backbone; ``save_pretrained`` / ``from_pretrained``
+write and read the method's self-describing directory (:mod:`promptmix.prompts.checkpoint`).
 """
 
 from __future__ import annotations
@@ -52,7 +64,8 @@ class PromptedOutput(ModelOutput):
     ``per_example_nll`` [B]: each example's negative log-likelihood summed over its own label
     tokens (what rank classification compares, and what a loss over several processes sums);
     ``token_counts`` [B]: its label tokens; ``per_example_loss`` divides the two.
-    ``label_logits`` [N, V]: logits at the N label tokens in row-major order (when asked).
+    ``label_logits`` [N, V]: logits at the N label tokens in row-major order (when asked with
+    ``return_logits=True``).
     ``hidden_states``: tuple of [B, L_i, d] states (when asked): encoder then decoder states for
     encoder-decoder models, every layer's states for decoder-only ones; each stack's first
     state is its embedding output.
@@ -161,6 +174,20 @@ class Backbone:
         return [s.strip() for s in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
 
 
+@dataclass
+class TaskCollator:
+    """A ``data_collator`` for HF ``Trainer`` (or a ``DataLoader``): rows of
+    ``backbone.encode(source, target)`` plus a ``task_ids`` int -> :meth:`Backbone.pad`'s batch
+    with ``task_ids`` [B]. A row without ``task_ids`` is task 0 (a single-task method)."""
+
+    backbone: Backbone
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
+        batch = self.backbone.pad(rows)
+        batch["task_ids"] = torch.tensor([int(r.get("task_ids", 0)) for r in rows], dtype=torch.long)
+        return batch
+
+
 def right_pad(rows: Sequence[Sequence[int]], value: int) -> Tensor:
     """[len(rows), longest] long tensor of the rows, right-padded with ``value``."""
     return pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True, padding_value=value)
@@ -195,6 +222,43 @@ def _positions(mask: Tensor) -> Tensor:
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+# PromptedOutput fields that are no predictions: HF Trainer leaves them out of what it gathers
+# for compute_metrics (it reads this list from model.config).
+NOT_PREDICTIONS = ["prompt_output", "hidden_states", "hidden_masks", "embedding_states"]
+
+
+def _prompted_config(backbone: Backbone, method: PromptMethod) -> Any:
+    """``PromptedModel.config``: a transformers config naming the backbone and the method (what
+    Trainer's loggers record) whose ``keys_to_ignore_at_inference`` keeps the outputs that are
+    not predictions out of ``compute_metrics``' predictions (then ``(per_example_nll,
+    token_counts)``, and ``label_logits`` when asked)."""
+    from transformers import PretrainedConfig
+
+    config = PretrainedConfig(backbone=backbone.name, hidden_size=backbone.hidden_size,
+                              prompt_method=type(method).__name__)
+    config.keys_to_ignore_at_inference = list(NOT_PREDICTIONS)
+    return config
+
+
+def _drop_backbone_state(module: nn.Module, state: dict[str, Any], prefix: str, _metadata: Any) -> dict[str, Any]:
+    """state_dict hook of :class:`PromptedModel`: leave out the frozen backbone's tensors."""
+    for key in [k for k in state if k.startswith(prefix + "model.")]:
+        del state[key]
+    return state
+
+
+def _backbone_never_missing(module: nn.Module, incompatible: Any) -> None:
+    """load_state_dict post-hook of :class:`PromptedModel`: the backbone is not in its state, so
+    its weights are not missing (torch lets the hook edit the report in place). A backbone whose
+    weights are not there (on the meta device, as a loader that fills the model from its
+    state_dict leaves it) is missing all the same, so a strict load says which keys."""
+    if any(p.is_meta for p in module.model.parameters()):
+        return
+    frozen = {f"model.{name}" for name, _ in module.model.state_dict().items()}
+    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys
+                                    if not any(k == f or k.endswith("." + f) for f in frozen)]
+
+
 def _cache_keyword(module: nn.Module) -> str:
     """The KV-cache argument's name: transformers 5 calls it ``cache`` (``past_key_values``, the
     4.x name, is deprecated there and logs a warning)."""
@@ -217,6 +281,10 @@ class PromptedModel(nn.Module):
 
     Shapes: ``input_ids``, ``attention_mask``, ``labels`` [B, n] (decoder-only) or labels
     [B, t] (encoder-decoder); ``task_ids`` [B], one task per example.
+
+    ``state_dict()`` is the method's state only (keys ``method.*``): the backbone is frozen and
+    identified by its name and fingerprint, never copied into checkpoints, and
+    ``load_state_dict`` does not report its weights as missing.
     """
 
     def __init__(self, backbone: Backbone, method: PromptMethod) -> None:
@@ -226,6 +294,29 @@ class PromptedModel(nn.Module):
         self.backbone = backbone
         self.model = backbone.model
         self.method = method
+        self.config = _prompted_config(backbone, method)
+        self._register_state_dict_hook(_drop_backbone_state)
+        self.register_load_state_dict_post_hook(_backbone_never_missing)
+
+    def save_pretrained(self, save_directory: str, state_dict: Any = None, is_main_process: bool = True, **_: Any) -> str:
+        """Write the prompt method (not the backbone) to ``save_directory``: ``method.json`` +
+        ``method.safetensors`` (:func:`promptmix.prompts.checkpoint.save_method`), which
+        :meth:`from_pretrained` and every promptmix command read. ``state_dict`` and other
+        ``PreTrainedModel.save_pretrained`` arguments are accepted and ignored (the method's
+        own state is written); only the main process writes."""
+        from promptmix.prompts.checkpoint import save_method
+
+        if is_main_process:
+            save_method(self.method, save_directory, self.backbone)
+        return str(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str, backbone: Backbone) -> PromptedModel:
+        """The method saved in ``directory`` (by :meth:`save_pretrained` or a training run) in
+        front of ``backbone``; a method trained on another backbone is refused."""
+        from promptmix.prompts.checkpoint import load_method
+
+        return cls(backbone, load_method(directory, backbone))
 
     @property
     def _no_split_modules(self) -> list[str] | None:
@@ -263,18 +354,18 @@ class PromptedModel(nn.Module):
         labels: Tensor | None = None,
         task_ids: Tensor | None = None,
         *,
-        return_label_logits: bool = False,
+        return_logits: bool = False,
         output_hidden_states: bool = False,
     ) -> PromptedOutput:
         if task_ids is None:
             task_ids = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
         embeds, mask, labels, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, labels)
         if self.backbone.is_encoder_decoder:
-            return self._forward_seq2seq(labels, prompt_out, return_label_logits, output_hidden_states,
+            return self._forward_seq2seq(labels, prompt_out, return_logits, output_hidden_states,
                                          inputs_embeds=embeds, attention_mask=mask)
-        return self._forward_causal(embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states)
+        return self._forward_causal(embeds, mask, labels, prompt_out, return_logits, output_hidden_states)
 
-    def _forward_seq2seq(self, labels, prompt_out, return_label_logits, output_hidden_states, **encoder_inputs) -> PromptedOutput:
+    def _forward_seq2seq(self, labels, prompt_out, return_logits, output_hidden_states, **encoder_inputs) -> PromptedOutput:
         """Decoder loss over ``labels``; ``encoder_inputs`` are the prompted ``inputs_embeds`` or
         ready ``encoder_outputs``, with their ``attention_mask``."""
         if labels is None:
@@ -290,9 +381,9 @@ class PromptedModel(nn.Module):
             enc, dec = out.encoder_hidden_states, out.decoder_hidden_states
             source_mask = encoder_inputs["attention_mask"].bool()
             hidden = _hidden((*enc, *dec), (source_mask,) * len(enc) + (target_mask,) * len(dec), (0, len(enc)))
-        return self._loss(out.logits[target_mask], labels[target_mask], target_mask, prompt_out, return_label_logits, hidden)
+        return self._loss(out.logits[target_mask], labels[target_mask], target_mask, prompt_out, return_logits, hidden)
 
-    def _forward_causal(self, embeds, mask, labels, prompt_out, return_label_logits, output_hidden_states) -> PromptedOutput:
+    def _forward_causal(self, embeds, mask, labels, prompt_out, return_logits, output_hidden_states) -> PromptedOutput:
         out = self.model.base_model(
             inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
             output_hidden_states=output_hidden_states, use_cache=False,
@@ -303,7 +394,7 @@ class PromptedModel(nn.Module):
         # Position i predicts token i+1; only label positions need the (vocab-sized) LM head.
         target_mask = labels[:, 1:] != IGNORE_INDEX  # [B, L-1]
         logits = self._lm_head(out.last_hidden_state[:, :-1][target_mask])  # [N, V]
-        return self._loss(logits, labels[:, 1:][target_mask], target_mask, prompt_out, return_label_logits, hidden)
+        return self._loss(logits, labels[:, 1:][target_mask], target_mask, prompt_out, return_logits, hidden)
 
     @torch.no_grad()
     def score_label_rows(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor, task_ids: Tensor, counts: Tensor) -> PromptedOutput:
@@ -369,7 +460,7 @@ class PromptedModel(nn.Module):
         return torch.tanh(logits / softcap) * softcap if softcap else logits
 
     @staticmethod
-    def _loss(logits, targets, target_mask, prompt_out, return_label_logits, hidden) -> PromptedOutput:
+    def _loss(logits, targets, target_mask, prompt_out, return_logits, hidden) -> PromptedOutput:
         token_loss = F.cross_entropy(logits.float(), targets, reduction="none")  # [N]
         counts = target_mask.sum(dim=1)  # [B]
         rows = target_mask.nonzero()[:, 0]
@@ -379,7 +470,7 @@ class PromptedModel(nn.Module):
             per_example_nll=nll,
             token_counts=counts,
             prompt_output=prompt_out,
-            label_logits=logits if return_label_logits else None,
+            label_logits=logits if return_logits else None,
             **hidden,
         )
 

@@ -46,7 +46,7 @@ def promptmix_logits(backbone, method, task):
     batch = backbone.pad([backbone.encode(source, target) for source, target in ROWS])
     task_ids = method.task_ids_for([task] * len(ROWS))
     out = PromptedModel(backbone, method.eval())(batch["input_ids"], batch["attention_mask"], batch["labels"], task_ids,
-                                                 return_label_logits=True)
+                                                 return_logits=True)
     return out.label_logits, batch
 
 

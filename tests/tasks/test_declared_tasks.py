@@ -84,7 +84,7 @@ BAD = [  # (file text, line, field, words of the reason)
     ("name: x\ndata: {files: {train: a.jsonl}}\ninput: '{a}'\nlabel_words: [y, n]\nmetric: acuracy\n", 5, "metric",
      "unknown metric 'acuracy'"),
     ("name: x\ndata:\n  files: {train: a.jsonl}\n  formt: jsonl\ninput: '{a}'\nlabel_words: [y, n]\n", 4, "data.formt",
-     "unknown key (valid keys: files, format, hub)"),
+     "unknown key (valid keys: files, file, format, hub, split_field, split_values)"),
     ("name: x\ndata: {files: {train: a.jsonl}}\ninput: '{a.b}'\nlabel_words: [y, n]\n", 3, "input",
      "placeholder {a.b} must name one record field"),
     ("name: x\ndata: {files: {train: a.jsonl}}\ninput: '{a}'\nlabel_words: [y, n]\nanswer_field: z\n", 5, "answer_field",
@@ -174,3 +174,29 @@ def test_python_plugins_through_the_entry_point_group(tmp_path, monkeypatch):
                                           "distribution my-tasks\\) failed to load: ModuleNotFoundError"):
         load_entry_points()
     sys.modules.pop("my_tasks", None)
+
+
+@pytest.mark.parametrize("template, reason", [
+    ("Review: {{review}}", "{{review}} is Jinja (lm-eval) syntax, which this key reads as the literal text {review}; "
+                           "write {review}"),
+    ("Review: {{ review }} ({stars} stars)", "{{ review }} is Jinja"),
+    ("Is this review positive?", "names no record field, so every example's input would be this same text"),
+])
+def test_a_template_that_names_no_field_or_uses_jinja_is_refused(tmp_path, template, reason):
+    jsonl(tmp_path / "d.jsonl", [{"review": "great", "stars": 5, "label": 1}])
+    path = write(tmp_path / "t.yaml", f"name: t\ndata: {{files: {{train: d.jsonl}}}}\ninput: {json.dumps(template)}\n"
+                                      "label_words: [bad, good]\n")
+    with pytest.raises(DataError) as err:
+        load_task_file(path)
+    assert str(err.value).startswith(f"{path}, line 3: field 'input': ") and reason in str(err.value)
+
+
+def test_a_split_whose_inputs_are_all_the_same_is_warned_about(tmp_path, caplog):
+    jsonl(tmp_path / "d.jsonl", [{"review": "same", "label": i % 2} for i in range(4)])
+    jsonl(tmp_path / "v.jsonl", [{"review": f"text {i}", "label": i % 2} for i in range(4)])
+    load_task_file(write(tmp_path / "t.yaml", "name: t\ndata: {files: {train: d.jsonl, validation: v.jsonl}}\n"
+                                              "input: 'Review: {review}'\nlabel_words: [bad, good]\n"))
+    with caplog.at_level("WARNING", logger="promptmix.tasks.sources"):
+        get_task("t").load_splits(None)
+    warned = [r.getMessage() for r in caplog.records if "same input" in r.getMessage()]
+    assert len(warned) == 1 and "d.jsonl" in warned[0] and "all 4 examples have the same input 'Review: same'" in warned[0]

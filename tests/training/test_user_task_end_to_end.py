@@ -75,3 +75,38 @@ def test_the_worked_examples_config_is_a_valid_preset_for_its_task(clean_task_re
     assert config.stage == "prompt-tuning" and config.data.tasks == ["headlines"] and config.model.name == "smollm2-135m"
     load_task_dir(EXAMPLE_TASKS)
     assert get_task(config.data.tasks[0]).label_words == ["literal", "sarcastic"]
+
+
+def test_an_lm_eval_task_file_trains_and_is_evaluated_and_answered_from_the_run_alone(model_dirs, tmp_path, capsys,
+                                                                                     clean_task_registry):
+    """lm-eval's COPA file (a !function input, Jinja choices) trains a prompt; the run keeps the
+    definition (the function's module by absolute path) and eval / predict work from it alone."""
+    import shutil
+
+    lm_eval = REPO / "tests" / "tasks" / "fixtures" / "lm_eval"
+    copa = REPO / "tests" / "tasks" / "fixtures" / "superglue" / "COPA"
+    tasks_dir = tmp_path / "tasks"
+    tasks_dir.mkdir()
+    shutil.copy(lm_eval / "utils.py", tasks_dir / "utils.py")
+    (tasks_dir / "copa.yaml").write_text((lm_eval / "copa.yaml").read_text() + "name: copa-lm-eval\n")
+    config = {"stage": "prompt-tuning", "model": {"name": str(model_dirs["t5"])},
+              "data": {"tasks": ["copa-lm-eval"], "task_options": {"copa-lm-eval": {"files": {
+                  "train": str(copa / "train.jsonl"), "validation": str(copa / "val.jsonl")}}}},
+              "method": {"prompt_tuning": {"prompt_length": 4}}, "optim": {"batch_size": 2, "max_steps": 2, "warmup_steps": 1},
+              "eval": {"every": 2, "batch_size": 8}, "run": {"dir": str(tmp_path / "run"), "progress": False,
+                                                              "tensorboard": False, "log_every": 1}}
+    (tmp_path / "copa.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", "prompt-tuning", "--config", str(tmp_path / "copa.yaml"), "--tasks-dir", str(tasks_dir)]) == 0
+    registry._unregister("copa-lm-eval")
+    trained = tmp_path / "run"
+    assert "!function" in (trained / "tasks" / "copa-lm-eval.yaml").read_text()
+    capsys.readouterr()
+    assert main(["eval", "--run", str(trained), "--split", "validation", "--json"]) == 0  # no --tasks-dir
+    assert "copa-lm-eval" in json.loads(capsys.readouterr().out)
+    record = {"premise": "The man broke his toe.", "choice1": "He dropped a hammer on his foot.",
+              "choice2": "He got a hole in his sock.", "question": "cause"}
+    (tmp_path / "in.jsonl").write_text(json.dumps(record) + "\n")
+    assert main(["predict", "--run", str(trained), "--task", "copa-lm-eval", "--input", str(tmp_path / "in.jsonl"),
+                 "--output", str(tmp_path / "out.jsonl")]) == 0
+    answer = json.loads((tmp_path / "out.jsonl").read_text())
+    assert answer["prediction"] in (record["choice1"], record["choice2"])

@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("eval", help=HELP["eval"],
                                    description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     parser.add_argument("--run", required=True, type=Path, metavar="DIR", help="training run directory")
-    parser.add_argument("--split", default="test", choices=("dev", "test", "train"))
+    parser.add_argument("--split", default="test", choices=("dev", "validation", "test", "train"),
+                        help="split to score (default: test); validation is dev's other name (lm-eval, datasets)")
     parser.add_argument("--data-dir", type=Path, default=None, help="datasets directory (default: the run's)")
     parser.add_argument("--backbone", default=None, help="backbone to load (default: the run's)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
@@ -31,6 +32,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.split == "validation":
+        args.split = "dev"
     loaded = load_run_with_data(args.run, data_dir=args.data_dir, backbone=args.backbone)
     model = PromptedModel(loaded.backbone, loaded.method).eval()
     results = evaluate(model, loaded.tasks, args.split, loaded.task_ids(), loaded.config.eval,

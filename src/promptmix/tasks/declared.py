@@ -4,8 +4,12 @@
     name: headlines                       # lower-case; the name runs, prompts and requests use
     data:
       files: {train: headlines/train.jsonl, validation: headlines/dev.jsonl}   # relative to this file
-      format: jsonl                       # jsonl, json (a list of records), csv or tsv (with a header)
+      format: jsonl                       # jsonl, json (a list of records), csv or tsv (with a header), parquet
+      # or one file holding every split, with a column naming each row's split (SICK):
+      # file: SICK.txt, split_field: SemEval_set, split_values: {train: TRAIN, validation: TRIAL, test: TEST}
       # hub: {id: user/headlines, config: null, splits: {train: train, validation: validation}}
+      #   (hub.id may be a local folder, relative to this file: parquet files or a datasets
+      #    save_to_disk directory, read from disk even with HF_HUB_OFFLINE=1)
     input: "headline: {headline}"          # the model's input, over the record's fields
     label_field: is_sarcastic
     label_words: [literal, sarcastic]      # a raw label is an index into them, a bool or the word itself
@@ -17,6 +21,8 @@ per-example candidates, which rank classification scores, or ``answer_field`` (a
 list of acceptable strings) for generated answers. ``metric`` names one or more of
 :data:`promptmix.tasks.metrics.METRICS` (default: accuracy; squad_em and squad_f1 for answers).
 Splits follow the papers' protocol (``splits.py``): give ``test`` where the release labels one.
+lm-evaluation-harness task files (``task``, ``dataset_path``, ``doc_to_text``, ...) are read as
+they are: see :mod:`promptmix.tasks.lm_eval`.
 
 :func:`load_task_file` reads one file into a registered Task class; a malformed file raises a
 :class:`~promptmix.tasks.example.DataError` naming the file, the line and the field. Each class
@@ -40,14 +46,15 @@ from promptmix.tasks.base import Task, text_field
 from promptmix.tasks.example import DataError
 from promptmix.tasks.kinds import ClassificationTask, MultipleChoiceTask, QATask
 from promptmix.tasks.metrics import METRICS
-from promptmix.tasks.readers import Row, read_csv, read_json, read_jsonl, read_tsv
+from promptmix.tasks.readers import Row, read_csv, read_json, read_jsonl, read_parquet, read_tsv
 from promptmix.tasks.registry import register_task
 from promptmix.tasks.sources import DataSource
 
 SPLITS = Literal["train", "validation", "test"]
-FORMATS = {".jsonl": "jsonl", ".gz": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv"}
+FORMATS = {".jsonl": "jsonl", ".gz": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 NEEDS_LABEL_WORDS = {"f1", "macro_f1", "matthews_correlation", "group_em"}
 NEEDS_ANSWERS = {"squad_em", "squad_f1", "bleu"}
+NAME = r"[a-z0-9][a-z0-9._-]*"
 
 
 class _Strict(pydantic.BaseModel):
@@ -62,8 +69,11 @@ class HubSpec(_Strict):
 
 class DataSpec(_Strict):
     files: dict[SPLITS, str] = {}
-    format: Literal["jsonl", "json", "csv", "tsv"] | None = None
+    file: str | None = None
+    format: Literal["jsonl", "json", "csv", "tsv", "parquet"] | None = None
     hub: HubSpec | None = None
+    split_field: str | None = None
+    split_values: dict[SPLITS, str] = {}
 
 
 class TaskSpec(_Strict):
@@ -112,13 +122,16 @@ class _Located:
         return DataError(reason, field=".".join(map(str, path)) or None, file=self.file, where="line 1")
 
 
-def read_task_file(path: str | Path) -> tuple[TaskSpec, _Located]:
-    """A task file validated against :class:`TaskSpec`; errors name file, line and field."""
+def read_yaml(path: str | Path) -> tuple[dict[str, Any], _Located]:
+    """A task file's mapping (lm-eval's ``!function`` tags read, see ``lm_eval.py``) and the
+    line of every key; YAML errors name the file and line."""
+    from promptmix.tasks.lm_eval import loader_for
+
     path = Path(path).resolve()
     text = path.read_text(encoding="utf-8")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=loader_for(path.parent))  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise DataError(f"not valid YAML: {getattr(err, 'problem', err)}", file=path,
@@ -127,6 +140,17 @@ def read_task_file(path: str | Path) -> tuple[TaskSpec, _Located]:
     if not isinstance(data, dict):
         raise DataError(f"a task file holds a mapping of keys (name, data, input, ...), got {type(data).__name__}",
                         file=path, where="line 1")
+    return data, where
+
+
+def read_task_file(path: str | Path) -> tuple[TaskSpec, _Located]:
+    """A task file validated against :class:`TaskSpec`; errors name file, line and field."""
+    data, where = read_yaml(path)
+    return validate(data, where), where
+
+
+def validate(data: dict[str, Any], where: _Located) -> TaskSpec:
+    """``data`` validated against :class:`TaskSpec`; errors name file, line and field."""
     try:
         spec = TaskSpec.model_validate(data)
     except pydantic.ValidationError as err:
@@ -134,7 +158,7 @@ def read_task_file(path: str | Path) -> tuple[TaskSpec, _Located]:
         reason = "unknown key (valid keys: " + ", ".join(_valid_keys(first["loc"])) + ")" if first["type"] == "extra_forbidden" \
             else f"{first['msg']}, got {first['input']!r}" if first["type"] != "missing" else "missing"
         raise where.error(tuple(first["loc"]), reason) from None
-    return spec, where
+    return spec
 
 
 def _valid_keys(loc: tuple) -> list[str]:
@@ -167,6 +191,11 @@ def template_fields(template: str, where: _Located, path: tuple) -> list[str]:
             raise where.error(path, f"placeholder {{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}} "
                                     "must name one record field, e.g. {sentence}")
         fields.append(name)
+    jinja = re.search(r"\{\{-?\s*([A-Za-z_][\w.\[\]'\"]*)\s*-?\}\}", template)
+    if jinja:
+        raise where.error(path, f"{jinja.group(0)} is Jinja (lm-eval) syntax, which this key reads as the literal text "
+                                f"{{{jinja.group(1).strip()}}}; write {{{jinja.group(1).strip()}}}, or give the template as "
+                                "doc_to_text (lm-eval's keys, rendered with Jinja)")
     return fields
 
 
@@ -179,7 +208,7 @@ def render(template: str, record: Mapping[str, Any]) -> str:
 
 def check(spec: TaskSpec, where: _Located) -> None:
     """What the schema cannot say: one way to answer, known metrics that fit it, a data source."""
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", spec.name):
+    if not re.fullmatch(NAME, spec.name):
         raise where.error(("name",), f"{spec.name!r}: use lower-case letters, digits, '.', '_' or '-'")
     given = [key for key in ANSWER_KEYS if getattr(spec, key)]
     if len(given) != 1:
@@ -190,7 +219,21 @@ def check(spec: TaskSpec, where: _Located) -> None:
     unknown = {raw: word for raw, word in spec.label_map.items() if word not in (spec.label_words or [])}
     if unknown:
         raise where.error(("label_map", next(iter(unknown))), f"maps to {next(iter(unknown.values()))!r}, no label word")
-    if not spec.data.files and spec.data.hub is None:
+    data = spec.data
+    if data.file is not None and (data.files or data.split_field is None):
+        raise where.error(("data", "file"), "one file holding every split needs split_field and split_values "
+                                            "(and no files)" if not data.files else "give file or files, not both")
+    if (data.split_field is None) != (not data.split_values):
+        raise where.error(("data", "split_field" if data.split_field is None else "split_values"),
+                          "give split_field (the column naming each row's split) with split_values "
+                          "({train: <value>, validation: <value>, test: <value>})")
+    if data.split_field is not None and "train" not in data.split_values:
+        raise where.error(("data", "split_values"), "needs the train value")
+    if data.split_field is not None and data.hub is not None and set(data.split_values) - set(data.hub.splits):
+        missing = sorted(set(data.split_values) - set(data.hub.splits))
+        raise where.error(("data", "hub", "splits"), f"name the hub split holding {', '.join(missing)} "
+                                                     "(the rows are then picked by split_field)")
+    if not spec.data.files and spec.data.file is None and spec.data.hub is None:
         raise where.error(("data",), "give files (relative to this file) or a hub dataset")
     if "train" not in spec.data.files and spec.data.files:
         raise where.error(("data", "files"), "needs a train file")
@@ -211,12 +254,13 @@ def metric_names(spec: TaskSpec) -> list[str]:
 
 
 def file_format(spec: TaskSpec, where: _Located) -> str:
-    if spec.data.format is not None or not spec.data.files:
+    if spec.data.format is not None or not (spec.data.files or spec.data.file):
         return spec.data.format or "jsonl"
-    suffix = Path(spec.data.files["train"]).suffix.lower()
+    suffix = Path(spec.data.file or spec.data.files["train"]).suffix.lower()
     if suffix not in FORMATS:
-        raise where.error(("data", "files", "train"), f"cannot tell the format from {suffix or 'no suffix'!r}; "
-                                                      "add data.format: jsonl, json, csv or tsv")
+        raise where.error(("data", "file") if spec.data.file else ("data", "files", "train"),
+                          f"cannot tell the format from {suffix or 'no suffix'!r}; "
+                                                      "add data.format: jsonl, json, csv, tsv or parquet")
     return FORMATS[suffix]
 
 
@@ -257,10 +301,33 @@ def read_json_records(path: Path) -> Iterator[Row]:
         yield f"record {i}", record if isinstance(record, dict) else DataError(f"expected an object, got {type(record).__name__}")
 
 
+def read_any(path: Path) -> Iterator[Row]:
+    """Records of a data file of any format promptmix reads, told by its suffix: ``.jsonl``
+    (``.gz``), ``.json`` (JSON lines, or a list of records), ``.csv``/``.tsv`` (with a
+    header) or ``.parquet``."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return read_parquet(path)
+    if suffix in (".csv", ".tsv"):
+        return (read_csv if suffix == ".csv" else read_tsv)(path, columns=())
+    if suffix == ".json":
+        with open(path, encoding="utf-8-sig") as handle:
+            head = handle.read(4096).lstrip()
+        if head.startswith("[") or head.startswith('{"data"'):
+            return read_json_records(path)
+    return read_jsonl(path)
+
+
+def reader_for_files() -> Any:
+    """The reader of an lm-eval task's local files (its ``data_files``, or a ``files`` option),
+    whose format only their suffixes tell."""
+    return read_any
+
+
 def _reader(kind: str, columns: list[str]) -> Any:
     if kind in ("csv", "tsv"):
         return functools.partial(read_csv if kind == "csv" else read_tsv, columns=tuple(dict.fromkeys(columns)))
-    return read_jsonl if kind == "jsonl" else read_json_records
+    return {"jsonl": read_jsonl, "json": read_json_records, "parquet": read_parquet}[kind]
 
 
 def build_task_class(spec: TaskSpec, where: _Located) -> type[Task]:
@@ -268,17 +335,33 @@ def build_task_class(spec: TaskSpec, where: _Located) -> type[Task]:
     check(spec, where)
     origin = where.file
     fields = template_fields(spec.input, where, ("input",))
+    if not fields:
+        raise where.error(("input",), f"{spec.input!r} names no record field, so every example's input would be "
+                                      "this same text; name the fields it shows, e.g. \"headline: {headline}\"")
     choice_templates = tuple(spec.choices or ())
     columns = fields + [f for i, t in enumerate(choice_templates) for f in template_fields(t, where, ("choices", i))]
     columns += [spec.answer_field or spec.choices_field or spec.label_field]
+    columns += [spec.data.split_field] if spec.data.split_field else []
     files = {split: str((origin.parent / rel).resolve()) for split, rel in spec.data.files.items()}
+    if spec.data.file is not None:
+        files = dict.fromkeys(spec.data.split_values, str((origin.parent / spec.data.file).resolve()))
     hub = spec.data.hub
+    hub_id = hub.id if hub else None
+    if hub_id is not None and (Path(hub_id).is_absolute() or (origin.parent / hub_id).exists()):
+        hub_id = str((origin.parent / hub_id).resolve())  # a local folder: read from disk, offline too
     source = DataSource(files=files, reader=_reader(file_format(spec, where), [c for c in columns if c]),
-                        release=f"data of task file {origin}", hub_id=hub.id if hub else None,
+                        release=f"data of task file {origin}", hub_id=hub_id,
                         hub_config=hub.config if hub else None,
-                        hub_splits=dict(hub.splits) if hub else {"train": "train", "validation": "validation"})
+                        hub_splits=({k: v for k, v in hub.splits.items() if not spec.data.split_values or k in spec.data.split_values}
+                                    if hub else {"train": "train", "validation": "validation"}),
+                        split_field=spec.data.split_field, split_values=dict(spec.data.split_values))
     definition = spec.model_dump(exclude_defaults=True)
-    definition["data"] = {**definition.get("data", {}), **({"files": files} if files else {})}
+    if spec.data.file is not None:
+        definition["data"]["file"] = files["train"]
+    else:
+        definition["data"] = {**definition.get("data", {}), **({"files": files} if files else {})}
+    if hub_id is not None and hub_id != hub.id:
+        definition["data"]["hub"] = {**definition["data"]["hub"], "id": hub_id}
     kind = ClassificationTask if spec.label_words else AnswerTask if spec.answer_field else MultipleChoiceTask
     attrs = {
         "name": spec.name, "aliases": tuple(spec.aliases), "source": source, "input_fields": tuple(fields),
@@ -302,11 +385,19 @@ def load_task_file(path: str | Path) -> type[Task]:
     """Read, check and register the task a YAML file declares; returns its class. A task of the
     same name from a file with the same definition is the same task (registering it again changes
     nothing); any other clash is an error naming the file."""
-    spec, where = read_task_file(path)
-    cls = build_task_class(spec, where)
+    from promptmix.tasks.lm_eval import build_lm_eval_class, is_lm_eval
+
+    data, where = read_yaml(path)
+    lm_eval = is_lm_eval(data)
+    cls = build_lm_eval_class(data, where.file, where.error) if lm_eval else build_task_class(validate(data, where), where)
     try:
         return register_task(cls)
     except ValueError as err:
+        if lm_eval:
+            raise where.error(("name" if "name" in data else "task",),
+                              str(err).replace("; pass overwrite=True to replace them", "") +
+                              f": add `name: {cls.name}-lm-eval` (or another free name) to this file to register it "
+                              "beside that task") from None
         raise where.error(("name",), str(err).replace("; pass overwrite=True to replace them", "") +
                           ": rename this task (a task file cannot replace a registered task)") from None
 
@@ -327,6 +418,10 @@ def definition_text(task: Task) -> str | None:
     if not isinstance(task, DeclaredTask):
         return None
     header = f"# The task definition this run trained with, copied from {task.origin}; file paths are absolute.\n"
+    from promptmix.tasks.lm_eval import LmEvalTask, dump
+
+    if isinstance(task, LmEvalTask):
+        return header + dump(task.definition)
     return header + yaml.safe_dump(task.definition, sort_keys=False, allow_unicode=True)
 
 

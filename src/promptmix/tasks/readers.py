@@ -198,3 +198,16 @@ def drop_unlabelled(rows: Iterable[Row], field: str = "label", marks: Sequence[s
         if isinstance(item, dict) and str(item.get(field, "")).strip() in marks:
             continue
         yield where, item
+
+
+def read_parquet(path: Path) -> Iterator[Row]:
+    """Records of a Parquet file (pyarrow, which ``datasets`` brings), one per row."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow's errors name no file
+        yield "file", DataError(f"not a readable Parquet file: {type(err).__name__}: {err}")
+        return
+    for number, record in enumerate(table.to_pylist()):
+        yield f"row {number}", record

@@ -3,8 +3,9 @@
 :func:`load_raw_splits` returns the released splits as examples (``"train"``,
 ``"validation"`` and, where the release has a labelled one, ``"test"``); ``splits.py`` then
 applies the papers' protocol. Local files win; the hub (``datasets.load_dataset``) is the
-fallback unless it is switched off (``HF_HUB_OFFLINE=1``). When neither has the data, the
-error lists exactly which files to put where.
+fallback unless it is switched off (``HF_HUB_OFFLINE=1``). A dataset id that is a folder on
+this machine (parquet files, a ``save_to_disk`` directory) is read from disk, offline or not.
+When neither has the data, the error lists exactly which files to put where.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class DataSource:
         hub_filter: ``(field, value)`` keeping only matching hub rows (MRQA's ``subset``).
         alternates: other local layouts, tried in order when the release files are absent
             and the task's files were not replaced by its ``files`` option.
+        split_field, split_values: a release holding every split in one file (or hub split)
+            with a column naming each row's split (SICK's ``SemEval_set``): split ``s`` is the
+            rows whose ``split_field`` is ``split_values[s]`` (e.g. ``{"validation": "TRIAL"}``).
     """
 
     files: Mapping[str, str]
@@ -82,6 +86,8 @@ class DataSource:
         default_factory=lambda: {"train": "train", "validation": "validation"})
     hub_filter: tuple[str, str] | None = None
     alternates: tuple[LocalLayout, ...] = ()
+    split_field: str | None = None
+    split_values: Mapping[str, str] = field(default_factory=dict)
 
     def hub_name(self) -> str:
         """``"id"`` or ``"id/config"``, for messages and the CLI."""
@@ -138,7 +144,7 @@ def load_raw_layout(task: Task, data_dir: str | Path | None, *, hub: bool | None
     if len(paths) < len(task.files):
         paths = {}  # relative files and no data directory: only the hub can serve
     if hub is not True and paths and all(path.exists() for path in paths.values()):
-        return {split: read_local_split(task, path) for split, path in paths.items()}, None
+        return {split: read_local_split(task, path, split) for split, path in paths.items()}, None
     layout = alternate_layout(task, data_dir) if hub is not True else None
     if layout is not None:
         return {split: format_rows(task, layout.readers[split](Path(data_dir) / rel), Path(data_dir) / rel)
@@ -171,6 +177,8 @@ def _hub_skip_reason(task: Task, hub: bool | None) -> str | None:
     """Why the hub is not tried, or ``None`` to try it."""
     if task.source.hub_id is None:
         return "the task declares no hub dataset"
+    if is_local_dataset(task.source.hub_id):
+        return None if hub is not False else "not tried (hub=False)"  # a folder on disk needs no hub
     if hub is False:
         return "not tried (hub=False)"
     if hub is None and hub_offline():
@@ -203,10 +211,35 @@ def missing_data_message(task: Task, paths: Mapping[str, Path], hub_note: str,
     return "\n".join(lines)
 
 
-def read_local_split(task: Task, path: str | Path) -> list[Example]:
-    """Every labelled example of one local file, formatted by ``task`` (see :func:`format_rows`)."""
+def read_local_split(task: Task, path: str | Path, split: str | None = None) -> list[Example]:
+    """Every labelled example of one local file, formatted by ``task`` (see :func:`format_rows`);
+    with ``split``, only that split's rows of a file that holds several (``split_field``). A
+    ``.parquet`` file (the hub's export of a dataset, hub field names) is read as such whatever
+    the task's release format, so a built-in task's ``files`` option can name one."""
     path = Path(path)
-    return format_rows(task, task.source.reader(path), path)
+    if path.suffix.lower() == ".parquet":  # the hub's own export: records with the hub's field names
+        from promptmix.tasks.readers import read_parquet
+
+        return format_rows(task, only_split(task, read_parquet(path), split), path)
+    return format_rows(task, only_split(task, task.source.reader(path), split), path)
+
+
+def only_split(task: Task, rows: Iterable[tuple[str, Any]], split: str | None) -> Iterable[tuple[str, Any]]:
+    """The rows of ``split`` when the task's source names each row's split in a column; every
+    row otherwise. A row without that column is a DataError naming it."""
+    column = task.source.split_field if task.source is not None else None
+    if column is None or split is None:
+        yield from rows
+        return
+    wanted = str(task.source.split_values[split])
+    for where, item in rows:
+        if isinstance(item, Mapping):
+            if column not in item:
+                yield where, DataError(f"missing (it names each row's split: {dict(task.source.split_values)})", field=column)
+                continue
+            if str(item[column]).strip() != wanted:
+                continue
+        yield where, item
 
 
 def read_hub_split(task: Task, hub_split: str, split: str) -> list[Example]:
@@ -214,13 +247,45 @@ def read_hub_split(task: Task, hub_split: str, split: str) -> list[Example]:
     import datasets
 
     source = task.source
-    rows = datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
+    if is_local_dataset(source.hub_id):
+        rows = load_local_dataset(source.hub_id, source.hub_config, hub_split, whole=source.split_field is not None)
+    else:
+        rows = datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
     keep = source.hub_filter
     numbered = ((f"row {i}", record) for i, record in enumerate(rows)
                 if keep is None or record.get(keep[0]) == keep[1])
-    examples = format_rows(task, numbered, f"hub {source.hub_name()} [{hub_split}]")
+    examples = format_rows(task, only_split(task, numbered, split), f"hub {source.hub_name()} [{hub_split}]")
     logger.info("%s %s: %d examples from the hub", task.name, split, len(examples))
     return examples
+
+
+def is_local_dataset(path: str | None) -> bool:
+    """True when a task's dataset id is a folder (or file) on this machine, not a hub id."""
+    return path is not None and Path(path).is_absolute() and Path(path).exists()
+
+
+def load_local_dataset(path: str, config: str | None, split: str, *, whole: bool = False) -> Any:
+    """One split of a dataset on disk, without the hub: a ``save_to_disk`` directory through
+    ``datasets.load_from_disk`` (a single saved Dataset only when ``whole``: its rows name their
+    split in a column), any other folder (parquet, csv, json files named by split) through
+    ``datasets.load_dataset`` of the folder."""
+    import datasets
+
+    folder = Path(path)
+    if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
+        loaded = datasets.load_from_disk(str(folder))
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise DataError(f"the saved dataset has splits {sorted(loaded)}, not {split!r}", file=folder)
+            return loaded[split]
+        if not whole:
+            raise DataError(f"holds one saved Dataset, not a DatasetDict of splits; save a DatasetDict, or name the "
+                            "column that gives each row's split (split_field)", file=folder)
+        return loaded
+    try:
+        return datasets.load_dataset(str(folder), config, split=split)
+    except ValueError as err:  # e.g. an unknown split: name the folder
+        raise DataError(f"{type(err).__name__}: {err}", file=folder) from None
 
 
 def format_rows(task: Task, rows: Iterable[tuple[str, Any]], file: str | Path) -> list[Example]:
@@ -240,4 +305,14 @@ def format_rows(task: Task, rows: Iterable[tuple[str, Any]], file: str | Path) -
             if not task.skip_malformed:
                 raise located from None
             logger.warning("skipping malformed row: %s", located)
+    warn_if_constant_input(task, examples, file)
     return examples
+
+
+def warn_if_constant_input(task: Task, examples: list[Example], file: str | Path) -> None:
+    """Warn when every example of a split has the same input: a template that shows no field
+    of the record (or a field that never varies) leaves a model nothing to learn from."""
+    if len(examples) > 1 and len({example.source for example in examples}) == 1:
+        logger.warning("task '%s' (%s): all %d examples have the same input %r; its template shows no field "
+                       "that varies, so a model can only learn the most common answer", task.name, file,
+                       len(examples), examples[0].source[:200])

@@ -5,7 +5,10 @@ stopped with ``run.stop_after`` says where it stopped): the method, the backbone
 embedding fingerprint (for the ``smollm2-135m`` alias, what those weights are), the tasks and
 where each is defined, dev and test results, steps and wall time, the config, and where the
 result came from (command, git revision, library versions: :mod:`promptmix._provenance`). The
-curves are the training loss and the dev score over steps, read back from ``metrics.jsonl``.
+curves are the training loss, the dev score and the learning rates over steps, read back from
+``metrics.jsonl``; the best dev step is marked on each panel, and the dev panel draws the score
+of the best constant answer (the majority-class floor a prompt must clear), averaged over the
+tasks as the dev score is. Step ticks are whole numbers.
 """
 
 from __future__ import annotations
@@ -41,24 +44,77 @@ def curves(metrics_path: Path) -> tuple[list[tuple[int, float]], list[tuple[int,
     return loss, dev
 
 
-def plot_curves(loss: list[tuple[int, float]], dev: list[tuple[int, float]], out: Path, title: str) -> bool:
-    """Draw the two curves side by side into ``out`` (PNG); False when there is nothing to draw."""
-    if not loss and not dev:
-        return False
+def learning_rates(metrics_path: Path) -> dict[str, list[tuple[int, float]]]:
+    """``{parameter group: [(step, learning rate), ...]}`` from a metrics.jsonl's ``lr/<group>``."""
+    rates: dict[str, list[tuple[int, float]]] = {}
+    if not metrics_path.is_file():
+        return rates
+    for line in metrics_path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line) if line.strip() else {}
+        for key, value in record.items():
+            if key.startswith("lr/") and isinstance(value, (int, float)) and "dev" not in record:
+                rates.setdefault(key[3:], []).append((record["step"], float(value)))
+    return rates
+
+
+def constant_floor(tasks: dict[str, TaskData]) -> float | None:
+    """The dev score of answering each task's best constant answer (its majority class on
+    accuracy), averaged over the tasks as the dev score is; None where a task has none."""
+    from promptmix.training.stages import best_constant_score  # noqa: PLC0415 - stages imports this module
+
+    scores = [best_constant_score(data, "dev") for data in tasks.values()]
+    if not scores or any(s is None for s in scores):
+        return None
+    return sum(s[1] for s in scores) / len(scores)
+
+
+def draw_curves(loss: list[tuple[int, float]], dev: list[tuple[int, float]], title: str, *, best_step: int | None = None,
+                floor: float | None = None, rates: dict[str, list[tuple[int, float]]] | None = None) -> Any:
+    """The figure of :func:`plot_curves` (a matplotlib Figure; the caller closes it)."""
     import matplotlib  # noqa: PLC0415 - plotting only where a card is drawn: slow to import
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for axes, points, label in ((left, loss, "training loss"), (right, dev, "dev score")):
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(9, 3.2))
+    for axes, points, label in ((left, loss, "training loss"), (middle, dev, "dev score")):
         if points:
-            axes.plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3)
+            axes.plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=label)
         axes.set_title(label)
+    if floor is not None:
+        middle.axhline(floor, color="grey", linestyle="--", linewidth=1, label=f"best constant answer {floor:.1f}")
+    if best_step is not None:
+        for axes in (left, middle, right):
+            axes.axvline(best_step, color="tab:red", linestyle=":", linewidth=1, label=f"best dev step {best_step}")
+        best = [value for step, value in dev if step == best_step]
+        if best:
+            middle.plot([best_step], best, marker="*", markersize=10, color="tab:red", linestyle="none")
+    for group, points in sorted((rates or {}).items()):
+        right.plot(*zip(*points), label=group)
+    right.set_title("learning rate")
+    right.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    for axes in (left, middle, right):
         axes.set_xlabel("step")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
+        if axes.get_legend_handles_labels()[0] and axes is not left:
+            axes.legend(fontsize=6, loc="best")
     figure.suptitle(title)
     figure.tight_layout()
+    return figure
+
+
+def plot_curves(loss: list[tuple[int, float]], dev: list[tuple[int, float]], out: Path, title: str, *,
+                best_step: int | None = None, floor: float | None = None,
+                rates: dict[str, list[tuple[int, float]]] | None = None) -> bool:
+    """Draw the training loss, the dev score (with the constant-answer floor) and the learning
+    rates side by side into ``out`` (PNG), the best step marked; False when there is nothing to draw."""
+    if not loss and not dev:
+        return False
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    figure = draw_curves(loss, dev, title, best_step=best_step, floor=floor, rates=rates)
     with atomic_file(out) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
     plt.close(figure)
@@ -109,7 +165,9 @@ def card_text(config: TrainConfig, result: StageResult, backbone: Backbone, task
                      f"{', '.join(data.task.metric_names)} |")
     lines += ["", "## Results", "", *_results_table(result), ""]
     if has_curves:
-        lines += ["## Training curves", "", f"![training loss and dev score over steps]({CURVES})", ""]
+        lines += ["## Training curves", "", f"![training loss and dev score over steps]({CURVES})", "",
+                  "Training loss, dev score (dashed: the best constant answer's score) and learning rates; "
+                  "the dotted line marks the best dev step.", ""]
     lines += ["## Config", "", "```yaml", config.to_yaml().rstrip(), "```", "", "## Provenance", "",
               f"- command: `{where['command']}`", f"- git revision: `{where['git_revision']}`",
               "- versions: " + ", ".join(f"{k} {v}" for k, v in where["versions"].items()),
@@ -123,5 +181,7 @@ def write_card(run_dir: Path, config: TrainConfig, result: StageResult, backbone
     if not accelerator.is_main_process:
         return
     loss, dev = curves(run_dir / "metrics.jsonl")
-    drawn = plot_curves(loss, dev, run_dir / CURVES, f"{config.stage} on {', '.join(result.tasks)}")
+    drawn = plot_curves(loss, dev, run_dir / CURVES, f"{config.stage} on {', '.join(result.tasks)}",
+                        best_step=result.best_step, floor=constant_floor(tasks) if dev else None,
+                        rates=learning_rates(run_dir / "metrics.jsonl"))
     atomic_write_text(run_dir / CARD, card_text(config, result, backbone, tasks, drawn, total_steps))

@@ -231,8 +231,14 @@ class RunConfig:
     keep_checkpoints: int = _help("resumable checkpoints kept", 2)
     log_every: int = _help("metrics.jsonl / TensorBoard every N steps", 10)
     stop_after: int | None = _help("stop (with a checkpoint) after this many steps in this invocation; resume later", None)
-    progress: bool = _help("tqdm progress bar", True)
-    tensorboard: bool = _help("write TensorBoard events under <dir>/tb", True)
+    progress: bool = _help("tqdm progress bar (plain lines, one per log_every steps, when stderr is not a terminal)", True)
+    tensorboard: bool = _help("write TensorBoard events under <dir>/tb (when log_with is not given)", True)
+    log_with: list[str] | str | None = _help(
+        "experiment trackers, through Accelerate's trackers: tensorboard (<dir>/tb), wandb, mlflow, comet_ml, aim, "
+        "clearml, dvclive, swanlab, trackio, all, or a name registered with accelerate.tracking.register_tracker_class; "
+        "tags train/... and eval/...; project/experiment promptmix (wandb: $WANDB_PROJECT if set, runs named "
+        "<run dir>/<job>; mlflow: $MLFLOW_EXPERIMENT_NAME if set); other settings from each tracker's environment "
+        "(WANDB_API_KEY, MLFLOW_TRACKING_URI, ...). None: [tensorboard] if run.tensorboard, else none", None)
 
     def __post_init__(self) -> None:
         _check(self.save_every >= 0 and self.keep_checkpoints >= 1 and self.log_every >= 1,

@@ -117,8 +117,8 @@ class DistillLoss:
         teacher = None
         if distills(cfg):
             with torch.no_grad(), eval_mode(self.teacher):
-                teacher = self.teacher(**model_inputs(batch), return_label_logits=True, output_hidden_states=want_hidden)
-        student = model(**model_inputs(batch), return_label_logits=cfg.use_kl, output_hidden_states=want_hidden)
+                teacher = self.teacher(**model_inputs(batch), return_logits=True, output_hidden_states=want_hidden)
+        student = model(**model_inputs(batch), return_logits=cfg.use_kl, output_hidden_states=want_hidden)
         ce = student.per_example_nll.sum() / batch["num_label_tokens"]
         kl = ce.new_zeros(())
         if teacher is not None and cfg.use_kl:

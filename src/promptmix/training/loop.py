@@ -15,13 +15,16 @@ parameter groups, a batch sampler, a loss, a dev evaluation and what to do with 
   so the data order and the update do not depend on the number of processes.
 - Checkpoints (:mod:`promptmix.training.checkpoint`) every ``run.save_every`` steps and at
   the end; ``resume=True`` restores parameters, optimizer, scheduler, RNG and data position.
-- Logs: ``metrics.jsonl``, TensorBoard (``tb/``) and a tqdm bar with loss, rates and ETA.
+- Logs: ``metrics.jsonl``; Accelerate's experiment trackers (``run.log_with``: TensorBoard
+  under ``tb/`` by default, wandb, mlflow, ...; tags ``train/...`` and ``eval/...``); a tqdm bar
+  with loss, rates and ETA on a terminal, plain lines when stderr is not one (a log file).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -257,20 +260,31 @@ class _Run:
 
 
 class _Logger:
-    """metrics.jsonl + TensorBoard + tqdm, on the main process only."""
+    """metrics.jsonl + Accelerate's trackers + progress, on the main process only.
+
+    Trackers are built from ``run.log_with`` with ``accelerate.tracking``'s classes (the ones
+    ``Accelerator(log_with=...)`` uses, custom ones registered with ``register_tracker_class``
+    included), with logging directory ``<run dir>`` (TensorBoard writes ``<run dir>/tb``).
+    A training record goes to them as ``train/loss``, ``train/lr/<group>``, ...; a dev
+    evaluation as ``eval/<metric>``. Progress is a tqdm bar when stderr is a terminal, and
+    otherwise one plain line per logged step (no carriage returns or cursor codes in log files).
+    """
 
     def __init__(self, run: _Run, resumed_at: int) -> None:
         self.run, self.main = run, run.acc.is_main_process
         self.path = run.dir / "metrics.jsonl"
-        self.writer = None
+        self.trackers: list[Any] = []
+        self.plain = None
+        self.bar = None
         if self.main:
             self._truncate(resumed_at)
-            if run.config.run.tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(run.dir / "tb"), purge_step=resumed_at + 1 if resumed_at else None)
-        self.bar = tqdm(total=run.total, initial=resumed_at, desc=run.job.name, dynamic_ncols=True,
-                        disable=not (self.main and run.config.run.progress), mininterval=1.0)
+            self.trackers = _trackers(run, resumed_at)
+        show = self.main and run.config.run.progress
+        if show and not _interactive():
+            self.plain = _PlainProgress(run.job.name, run.total, resumed_at)
+        else:
+            self.bar = tqdm(total=run.total, initial=resumed_at, desc=run.job.name, dynamic_ncols=True,
+                            disable=not show, mininterval=1.0)
 
     def _truncate(self, step: int) -> None:
         """Drop lines a killed invocation wrote after the checkpoint we resume from."""
@@ -284,20 +298,123 @@ class _Logger:
             return
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for key, value in _flatten(record).items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, record["step"])
+        values = _tracked(record)
+        for tracker in self.trackers:
+            if values:
+                tracker.log(values, step=record["step"])
+        if self.plain is not None and "loss" in record:
+            self.plain.line(record)
+        if self.plain is not None and isinstance(record.get("dev"), dict):
+            self.plain.dev(record)
 
     def progress(self, logs: dict[str, float]) -> None:
-        shown = {k.replace("lr/", "lr_"): f"{v:.3g}" for k, v in logs.items() if k == "loss" or k.startswith("lr/")}
-        self.bar.set_postfix(shown, refresh=False)
-        self.bar.update(1)
+        if self.bar is not None:
+            shown = {k.replace("lr/", "lr_"): f"{v:.3g}" for k, v in logs.items() if k == "loss" or k.startswith("lr/")}
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.update(1)
 
     def close(self) -> None:
-        self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+        if self.bar is not None:
+            self.bar.close()
+        for tracker in self.trackers:
+            tracker.finish()
+
+
+def _interactive() -> bool:
+    """True when stderr (where progress goes) is a terminal."""
+    import sys
+
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+class _PlainProgress:
+    """Progress for logs that are not a terminal: ``<job> step 20/400 (5%) loss 0.412 lr_x 0.3
+    12.3 it/s ETA 0:00:31``, one line each time a training record is written, and
+    ``<job> dev at step 20: score 61.20 (3.1 s)`` after each dev evaluation."""
+
+    def __init__(self, name: str, total: int, start: int) -> None:
+        self.name, self.total, self.start, self.began = name, total, start, time.monotonic()
+
+    def line(self, record: dict[str, Any]) -> None:
+        import datetime
+        import sys
+
+        step = record["step"]
+        rate = (step - self.start) / max(time.monotonic() - self.began, 1e-9)
+        eta = datetime.timedelta(seconds=round((self.total - step) / rate)) if rate > 0 else "?"
+        shown = " ".join(f"{k.replace('lr/', 'lr_')} {v:.3g}" for k, v in record.items()
+                         if (k == "loss" or k.startswith("lr/")) and isinstance(v, (int, float)))
+        print(f"{self.name} step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%) {shown} "
+              f"{rate:.3g} it/s ETA {eta}", file=sys.stderr, flush=True)
+
+    def dev(self, record: dict[str, Any]) -> None:
+        import sys
+
+        score = record["dev"].get("score")
+        shown = f"score {score:.2f}" if isinstance(score, (int, float)) else "done"
+        print(f"{self.name} dev at step {record['step']}: {shown} ({record.get('dev_seconds', 0):.1f} s)",
+              file=sys.stderr, flush=True)
+
+
+def _trackers(run: _Run, resumed_at: int) -> list[Any]:
+    """Started Accelerate trackers for ``run.log_with`` (see :class:`_Logger`); a tracker whose
+    package is not installed is an error naming it."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, filter_trackers, get_available_trackers
+
+    cfg = run.config.run
+    names = cfg.log_with if cfg.log_with is not None else (["tensorboard"] if cfg.tensorboard else [])
+    names = [names] if isinstance(names, str) else list(names)
+    available = {str(t) for t in get_available_trackers()}
+    for name in names:
+        if name in ("all",) or name not in LOGGER_TYPE_TO_CLASS:
+            continue
+        if name in {"aim", "comet_ml", "mlflow", "tensorboard", "wandb", "clearml", "dvclive", "swanlab", "trackio"} \
+                and name not in available:
+            raise ValueError(f"run.log_with: {name!r} needs its package, which is not installed (pip install {name})")
+    try:
+        kinds = filter_trackers(list(names), run.dir)
+    except ValueError as err:
+        raise ValueError(f"run.log_with: {err}") from None
+    trackers = []
+    for kind in kinds:
+        cls = LOGGER_TYPE_TO_CLASS[str(kind)]
+        kwargs: dict[str, Any] = {}
+        if str(kind) == "tensorboard" and resumed_at:
+            kwargs["purge_step"] = resumed_at + 1  # drop events a killed invocation wrote after the checkpoint
+        if str(kind) == "wandb":
+            kwargs["name"] = f"{run.dir.name}/{run.job.name}"
+        # The project (wandb) / experiment (mlflow, ...): the tracker's own setting where it has one.
+        project = os.environ.get("WANDB_PROJECT", "promptmix") if str(kind) == "wandb" else "promptmix"
+        if cls.requires_logging_directory:
+            tracker = cls("tb" if str(kind) == "tensorboard" else project, str(run.dir), **kwargs)
+        else:
+            tracker = cls(project, **kwargs)
+        tracker.start()
+        if str(kind) != "tensorboard":  # the run directory keeps config.yaml; others get the config here
+            tracker.store_init_configuration(_config_values(run.config))
+        trackers.append(tracker)
+    return trackers
+
+
+def _config_values(config: TrainConfig) -> dict[str, Any]:
+    """The config as flat ``section.key`` -> bool/int/float/str values (what trackers store)."""
+    import dataclasses
+
+    flat = _flatten(dataclasses.asdict(config))
+    return {k.replace("/", "."): v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in flat.items()}
+
+
+def _tracked(record: dict[str, Any]) -> dict[str, float]:
+    """A metrics.jsonl record as tracker values: ``train/<key>`` for a training step's,
+    ``eval/<metric>`` for a dev evaluation's; the setup record and non-numbers are left out."""
+    if "dev" in record:
+        values = {f"eval/{k}": v for k, v in _flatten(record["dev"]).items()}
+        values["eval/seconds"] = record.get("dev_seconds")
+    elif "loss" in record:
+        values = {f"train/{k}": v for k, v in _flatten(record).items() if k != "step"}
+    else:
+        return {}
+    return {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:

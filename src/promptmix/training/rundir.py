@@ -59,7 +59,8 @@ TASKS = "tasks"  # copies of the task files a run trained on
 CONFIG = "config.yaml"
 METHOD = "method"  # the best prompt method
 MODEL = "model"  # a baseline's tuned backbone parameters
-RESUMABLE_KEYS = ("run.dir", "run.stop_after", "run.progress")  # may differ between invocations of one run
+# May differ between invocations of one run (where it is, how long this invocation runs, how it logs).
+RESUMABLE_KEYS = ("run.dir", "run.stop_after", "run.progress", "run.log_with", "run.tensorboard")
 
 
 class RunExistsError(FileExistsError, ValueError):
