@@ -233,6 +233,12 @@ class RunConfig:
     stop_after: int | None = _help("stop (with a checkpoint) after this many steps in this invocation; resume later", None)
     progress: bool = _help("tqdm progress bar", True)
     tensorboard: bool = _help("write TensorBoard events under <dir>/tb", True)
+    deterministic: bool = _help(
+        "train under torch.use_deterministic_algorithms (warn_only), restored afterwards: on CPU with more than one "
+        "thread the backward of the prompt gather (prompts[task_ids], an index_put_ with accumulate) otherwise adds "
+        "rows with parallel atomic adds, so two runs on one seed part after a few steps; deterministic, it adds them "
+        "in order. On CUDA set CUBLAS_WORKSPACE_CONFIG=:4096:8 as well (torch warns where an op has no deterministic "
+        "kernel)", True)
 
     def __post_init__(self) -> None:
         _check(self.save_every >= 0 and self.keep_checkpoints >= 1 and self.log_every >= 1,

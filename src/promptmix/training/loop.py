@@ -16,6 +16,9 @@ parameter groups, a batch sampler, a loss, a dev evaluation and what to do with 
 - Checkpoints (:mod:`promptmix.training.checkpoint`) every ``run.save_every`` steps and at
   the end; ``resume=True`` restores parameters, optimizer, scheduler, RNG and data position.
 - Logs: ``metrics.jsonl``, TensorBoard (``tb/``) and a tqdm bar with loss, rates and ETA.
+- Repeatable runs: with ``run.deterministic`` (the default) the loop runs under
+  ``torch.use_deterministic_algorithms`` (:func:`deterministic_algorithms`), so a run repeats
+  bit for bit on one seed at any thread count, not only at one thread.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -318,10 +322,34 @@ def _evaluate(run: _Run, log: _Logger, force: bool) -> None:
         log.write({"step": run.step, "dev": metrics, "dev_seconds": time.monotonic() - tick})
 
 
+@contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` inside the block, the caller's
+    setting restored after it. On CPU the op it matters for is the backward of the prompt
+    gather ``prompts[task_ids]`` (an ``index_put_`` with ``accumulate=True``): with more than one
+    thread torch adds the rows with parallel atomic adds, in an order the thread scheduling
+    decides, unless deterministic algorithms are on. ``warn_only``: an op without a
+    deterministic kernel (CUDA) warns rather than stops the run."""
+    if not enabled:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
 def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerator: Any, *, resume: bool = False) -> LoopResult:
     """Run ``job`` to ``optim.max_steps`` (or ``optim.epochs``), until ``run.stop_after`` steps
     in this invocation, or until ``eval.patience`` dev evaluations in a row bring no new best
     (completed, ``early_stopped``); see the module docstring."""
+    with deterministic_algorithms(config.run.deterministic):
+        return _train(job, config, run_dir, accelerator, resume=resume)
+
+
+def _train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerator: Any, *, resume: bool) -> LoopResult:
     if accelerator.is_main_process:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
     run = _Run(job, config, Path(run_dir), accelerator)
