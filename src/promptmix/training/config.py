@@ -36,6 +36,7 @@ SCORING = ("rank", "generate")
 MIXING = ("proportional", "stochastic")
 BASELINES = ("full", "bitfit", "lora")
 OPTIMIZERS = ("adamw", "adam")
+EPOCH = "epoch"  # eval.every: once per epoch
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
@@ -204,7 +205,9 @@ class OptimConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = _help("evaluate on dev every N optimizer steps (0: only at the end)", 1000)
+    every: int | str = _help(
+        "evaluate on dev every N optimizer steps (0: only at the end), or 'epoch': after every epoch's last batch, as "
+        "the official ATTEMPT and MPT code does (keeping the best); the last step is always evaluated", 1000)
     scoring: str = _help("'rank' (rank classification over label words, where a task has them) or 'generate'", "rank")
     batch_size: int = _help("examples per evaluation forward", 32)
     max_new_tokens: int = _help("generation length", 16)
@@ -217,7 +220,8 @@ class EvalConfig:
         "None: train to the end", None)
 
     def __post_init__(self) -> None:
-        _check(self.every >= 0, "eval.every must be >= 0")
+        _check(self.every == EPOCH if isinstance(self.every, str) else self.every >= 0,
+               f"eval.every must be an integer >= 0 or {EPOCH!r}, got {self.every!r}")
         _check(self.patience is None or self.patience >= 1, "eval.patience must be >= 1 or null")
         _check(self.scoring in SCORING, f"eval.scoring must be one of {SCORING}, got {self.scoring!r}")
         _check(self.batch_size >= 1 and self.max_new_tokens >= 1, "eval.batch_size and max_new_tokens must be >= 1")

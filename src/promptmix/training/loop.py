@@ -13,6 +13,8 @@ parameter groups, a batch sampler, a loss, a dev evaluation and what to do with 
 - Global batches: ``optim.batch_size`` examples per optimizer step over all processes and
   micro-steps; each process takes its share (:func:`promptmix.training.data.micro_batch`),
   so the data order and the update do not depend on the number of processes.
+- Dev evaluation every ``eval.every`` steps or once per epoch (``eval.every: epoch``, the
+  official code's cadence), and at the last step; the best dev score's method is kept.
 - Checkpoints (:mod:`promptmix.training.checkpoint`) every ``run.save_every`` steps and at
   the end; ``resume=True`` restores parameters, optimizer, scheduler, RNG and data position.
 - Logs: ``metrics.jsonl``, TensorBoard (``tb/``) and a tqdm bar with loss, rates and ETA.
@@ -40,7 +42,7 @@ from transformers import get_linear_schedule_with_warmup
 from promptmix._io import atomic_write_text
 from promptmix.training import checkpoint as ckpt
 from promptmix.training import sharding
-from promptmix.training.config import OptimConfig, TrainConfig
+from promptmix.training.config import EPOCH, OptimConfig, TrainConfig
 from promptmix.training.data import BatchStream, Collator, StreamState, TrainSet, count_label_tokens, micro_batch
 from promptmix.training.losses import LossFn
 
@@ -241,9 +243,16 @@ class _Run:
         return {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
 
     # -- evaluation ----------------------------------------------------------------------------
-    def maybe_evaluate(self, force: bool = False) -> dict[str, Any] | None:
+    def eval_due(self) -> bool:
+        """``eval.every`` says this step is scored: every N steps, or (``'epoch'``) the last
+        step of each epoch (the sampler's batches per epoch)."""
         every = self.config.eval.every
-        due = force or (every and self.step % every == 0)
+        if every == EPOCH:
+            return self.step % self.stream.batches_per_epoch == 0
+        return bool(every) and self.step % every == 0
+
+    def maybe_evaluate(self, force: bool = False) -> dict[str, Any] | None:
+        due = force or self.eval_due()
         if self.job.evaluate is None or not due or self.last_eval_step == self.step:
             return None
         metrics = self.job.evaluate(self.acc.unwrap_model(self.model))
