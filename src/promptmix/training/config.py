@@ -84,11 +84,20 @@ class DataConfig:
     few_shot_seed: int | None = _help(
         "seed of the few-shot draw alone, so repeated draws (the papers average several) keep one dev/test partition; "
         "None: split_seed", None)
-    mixing: str = _help("'proportional' (examples-proportional, ATTEMPT-m) or 'stochastic' (MPT task sampling)", "proportional")
-    mixing_cap: int | None = _help("examples-proportional mixing cap K (T5); None: no cap", None)
-    mixing_temperature: float = _help("rates ∝ min(n, cap) ** (1 / temperature)", 1.0)
+    mixing: str = _help(
+        "'proportional': the tasks concatenated and shuffled, each task's share of an epoch its mixing rate (ATTEMPT-m); "
+        "'stochastic': MPT's task sampling, each batch K tasks (K from [2, kappa]) drawn by rate and the batch split "
+        "among them in proportion to their rates", "proportional")
+    mixing_cap: int | None = _help(
+        "T5's examples-proportional mixing limit K: a task's rate counts at most this many examples, and an epoch is "
+        "sum(min(n, cap)) examples (both mixings); None: no cap", None)
+    mixing_temperature: float = _help(
+        "mixing rates ∝ min(n, cap) ** (1 / temperature) (T5 Sec. 3.5.2; both mixings): 1 keeps the examples' "
+        "proportions, larger flattens them toward equal", 1.0)
     kappa: int | None = _help("MPT: the most tasks in one batch (K drawn from [2, κ]); None: all tasks", None)
-    length_grouped: bool = _help("batches of similar input length (dynamic padding wastes less)", False)
+    length_grouped: bool = _help(
+        "batches of similar input length (dynamic padding wastes less); on a mixture most of a batch is then one task, "
+        "where the papers concatenate and shuffle (false)", False)
     multi_task: bool = _help(
         "several data.tasks: one multi-task run (ATTEMPT-m, MPT-m) instead of one run per task in <run>/<task>", False)
 
