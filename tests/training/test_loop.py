@@ -253,3 +253,49 @@ def test_eval_every_accepts_epoch_or_a_step_count_only():
     for bad in ("epochs", -1):
         with pytest.raises(ValueError, match="eval.every"):
             load_config(None, {"data.tasks": ["cb"], "eval.every": bad})
+
+
+def test_eval_select_per_task_keeps_each_targets_best_checkpoint(model_dirs, tmp_path, monkeypatch):
+    """eval.select: per-task on a multi-task run (SST-2 and RTE, one prompt each): dev scores
+    peak for SST-2 at step 2 and for RTE at step 4 (their mean at step 4). Each target's method
+    is saved at its own best step in <run>/best-per-task/<task>, results.json's dev holds each
+    target's best, and each target is scored on test with its own saved method; <run>/method
+    keeps the mean's best."""
+    from promptmix.loading import load_backbone
+    from promptmix.prompts.checkpoint import load_method
+    from promptmix.training import runs
+    from promptmix.training.data import load_tasks
+    from promptmix.training.runs import Context, make_accelerator, run_method
+    from promptmix.training.stages import _soft_prompt
+
+    cfg = config("prompt-tuning", model_dirs["t5"], tmp_path, data__tasks=["sst2", "rte"], data__multi_task=True,
+                 optim__max_steps=6, eval__every=2, eval__select="per-task")
+    ctx = Context(cfg, make_accelerator(cfg), load_backbone(model_dirs["t5"]))
+    data = load_tasks(cfg.data, ["sst2", "rte"])
+    method = _soft_prompt(ctx, ["sst2", "rte"])
+    dev_scores = iter([{"sst2": 90.0, "rte": 50.0}, {"sst2": 60.0, "rte": 95.0}, {"sst2": 70.0, "rte": 40.0}])
+    prompts_at: dict[int, torch.Tensor] = {}  # dev evaluation number -> the prompts then
+    tested: dict[str, torch.Tensor] = {}
+
+    def fake_evaluate(model, tasks, split, task_ids, *args, **kwargs):
+        if split == "dev":
+            prompts_at[len(prompts_at)] = model.method.prompts.detach().clone()
+            scores = next(dev_scores)
+        else:
+            (name,) = tasks  # per-task test: one target at a time, with its own method loaded
+            tested[name] = model.method.prompts.detach().clone()
+            scores = {name: 1.0 if name == "sst2" else 2.0}
+        out = {name: {tasks[name].task.main_metric: scores[name]} for name in tasks}
+        return {**out, "score": sum(scores[name] for name in tasks) / len(tasks)}
+
+    monkeypatch.setattr(runs, "evaluate", fake_evaluate)
+    result = run_method(ctx, method, data, {"sst2": 0, "rte": 1}, tmp_path / "run")
+    run = tmp_path / "run"
+    for task, evaluation in (("sst2", 0), ("rte", 1)):
+        saved = load_method(run / "best-per-task" / task, ctx.backbone).prompts.detach()
+        assert torch.equal(saved, prompts_at[evaluation]) and torch.equal(tested[task], prompts_at[evaluation])
+    assert torch.equal(load_method(run / "method", ctx.backbone).prompts.detach(), prompts_at[1])  # mean 77.5 at step 4
+    stored = json.loads((run / "results.json").read_text())
+    assert stored["dev"] == {"sst2": {"score": 90.0}, "rte": {"score": 95.0}, "score": 92.5}
+    assert stored["test"] == {"sst2": {"score": 1.0}, "rte": {"score": 2.0}, "score": 1.5}
+    assert stored["extra"]["best_step_per_task"] == {"sst2": 2, "rte": 4} and result.dev["score"] == 92.5

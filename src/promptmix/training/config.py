@@ -37,6 +37,7 @@ MIXING = ("proportional", "stochastic")
 BASELINES = ("full", "bitfit", "lora")
 OPTIMIZERS = ("adamw", "adam")
 EPOCH = "epoch"  # eval.every: once per epoch
+SELECT = ("mean", "per-task")
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
@@ -224,6 +225,11 @@ class EvalConfig:
     at_start: bool = _help(
         "also evaluate the initial prompt, before the first step (a transferred start's head start, "
         "measured; the step-0 prompt can be the best)", False)
+    select: str = _help(
+        "checkpoint selection of a multi-task run: 'mean' keeps the checkpoint with the best dev mean over the targets "
+        "(<run>/method); 'per-task' keeps, in addition, each target's own best checkpoint (<run>/best-per-task/<task>/, "
+        "the whole method at that target's best step, shared parts included) and scores each target on test with it, "
+        "as training one run per target would", "mean")
     patience: int | None = _help(
         "stop training once this many dev evaluations in a row bring no new best (the dev curve has flattened); "
         "None: train to the end", None)
@@ -232,6 +238,7 @@ class EvalConfig:
         _check(self.every == EPOCH if isinstance(self.every, str) else self.every >= 0,
                f"eval.every must be an integer >= 0 or {EPOCH!r}, got {self.every!r}")
         _check(self.patience is None or self.patience >= 1, "eval.patience must be >= 1 or null")
+        _check(self.select in SELECT, f"eval.select must be one of {SELECT}, got {self.select!r}")
         _check(self.scoring in SCORING, f"eval.scoring must be one of {SCORING}, got {self.scoring!r}")
         _check(self.batch_size >= 1 and self.max_new_tokens >= 1, "eval.batch_size and max_new_tokens must be >= 1")
 

@@ -51,9 +51,11 @@ from promptmix.training.losses import LossFn
 class TrainingJob:
     """What a stage plugs into the loop.
 
-    ``evaluate(model) -> {..., "score": float}`` scores dev (None: no dev evaluation);
-    ``on_best(model, step, metrics)`` saves a new best (or, without dev evaluation, the final
-    model); ``frozen`` modules stay in eval mode while the rest trains (backbone_eval_mode).
+    ``evaluate(model) -> {task: metrics, ..., "score": float}`` scores dev (None: no dev
+    evaluation); ``on_best(model, step, metrics)`` saves a new best (or, without dev evaluation,
+    the final model); ``frozen`` modules stay in eval mode while the rest trains
+    (backbone_eval_mode). With ``eval.select: per-task``, ``on_task_best(model, task, step,
+    metrics)`` saves a target's new best, by ``metrics[task][main_metrics[task]]``.
     """
 
     name: str
@@ -65,6 +67,8 @@ class TrainingJob:
     evaluate: Callable[[nn.Module], dict[str, Any]] | None = None
     on_best: Callable[[nn.Module, int, dict[str, Any]], None] | None = None
     frozen: list[nn.Module] = field(default_factory=list)
+    on_task_best: Callable[[nn.Module, str, int, dict[str, Any]], None] | None = None
+    main_metrics: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,6 +83,8 @@ class LoopResult:
     """Loop wall time over every invocation of the run (resumes included)."""
     early_stopped: bool = False
     """Stopped before total_steps because the dev score stopped improving (eval.patience)."""
+    task_best: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """eval.select per-task: each target's best ``{"score", "step", "metrics"}``."""
 
 
 def optimizer_groups(groups: dict[str, list[nn.Parameter]], config: OptimConfig) -> list[dict[str, Any]]:
@@ -147,6 +153,7 @@ class _Run:
         self.collate = Collator(job.train_set.backbone)
         self.step, self.best_score, self.best_step, self.best_metrics = 0, None, None, {}
         self.last_eval_step = -1
+        self.task_best: dict[str, dict[str, Any]] = {}  # eval.select per-task: {task: {score, step, metrics}}
         self.evals_since_best = 0  # dev evaluations since the last new best (eval.patience)
         self.earlier_seconds = 0.0  # loop time of earlier invocations of this run (resume)
         self.started = time.monotonic()
@@ -167,7 +174,8 @@ class _Run:
         trainer = {"step": self.step, "total_steps": self.total, "epoch": self.stream.state.epoch,
                    "position": self.stream.state.position, "best_score": self.best_score,
                    "best_step": self.best_step, "best_metrics": self.best_metrics, "last_eval_step": self.last_eval_step,
-                   "evals_since_best": self.evals_since_best, "seconds": self.seconds}
+                   "evals_since_best": self.evals_since_best, "seconds": self.seconds,
+                   "task_best": self.task_best}
         ckpt.save_checkpoint(self.dir / "checkpoints", trainable=self.trainable_state(),
                              optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                              rng=rng, trainer=trainer, keep=self.config.run.keep_checkpoints)
@@ -193,6 +201,7 @@ class _Run:
         self.last_eval_step = t["last_eval_step"]
         self.evals_since_best = t.get("evals_since_best", 0)  # absent in checkpoints written before eval.patience
         self.earlier_seconds = t.get("seconds", 0.0)
+        self.task_best = t.get("task_best", {})
         return True
 
     @property
@@ -239,6 +248,21 @@ class _Run:
         reduced = acc.reduce(torch.stack([logs[k] for k in keys]).to(acc.device), "sum") if world > 1 else torch.stack([logs[k] for k in keys])
         return dict(zip(keys, reduced.tolist()))
 
+    def task_improved(self, metrics: dict[str, Any]) -> bool:
+        """eval.select per-task: record (and have ``on_task_best`` save) each target whose main
+        metric beats its best so far; whether any did."""
+        improved = False
+        for task, main in self.job.main_metrics.items():
+            value = metrics.get(task, {}).get(main)
+            best = self.task_best.get(task)
+            if value is None or (best is not None and value <= best["score"]):
+                continue
+            self.task_best[task] = {"score": value, "step": self.step, "metrics": metrics[task]}
+            improved = True
+            if self.job.on_task_best is not None and self.acc.is_main_process:
+                self.job.on_task_best(self.acc.unwrap_model(self.model), task, self.step, metrics[task])
+        return improved
+
     def learning_rates(self) -> dict[str, float]:
         return {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
 
@@ -265,6 +289,8 @@ class _Run:
             self.evals_since_best = 0
             if self.job.on_best is not None and self.acc.is_main_process:
                 self.job.on_best(self.acc.unwrap_model(self.model), self.step, metrics)
+        if self.config.eval.select == "per-task" and self.task_improved(metrics):
+            self.evals_since_best = 0  # patience: no target improved for that many evaluations
         self.acc.wait_for_everyone()
         return metrics
 
@@ -390,4 +416,5 @@ def _train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerat
         job.on_best(accelerator.unwrap_model(run.model), run.step, {})
     accelerator.wait_for_everyone()
     return LoopResult(run.step, run.total, run.step == run.total or run.flattened, run.best_score, run.best_step,
-                      run.best_metrics, run.seconds, early_stopped=run.flattened and run.step < run.total)
+                      run.best_metrics, run.seconds, early_stopped=run.flattened and run.step < run.total,
+                      task_best=run.task_best)
