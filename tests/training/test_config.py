@@ -54,10 +54,19 @@ def test_paper_hyperparameters():
     assert load_config(CONFIGS / "attempt" / "ablation-no-attention.yaml").optim.group_lr == {}
     decomposition_only = load_config(CONFIGS / "mpt" / "ablation-decomposition-only.yaml")
     assert decomposition_only.distill.weight == 0.0 and decomposition_only.method.mpt.init == "vocab"
-    for k in (4, 16, 32):  # few-shot PT: one prompt on the 8 GLUE tasks, then transferred (ATTEMPT App. C.8)
-        fewshot = load_config(CONFIGS / "baselines" / f"prompt-tuning-fewshot-k{k}.yaml")
+    for k in (4, 16, 32):  # the papers' few-shot PT: one prompt on the 8 GLUE tasks, then transferred (ATTEMPT App. C.8)
+        fewshot = load_config(CONFIGS / "baselines" / f"spot-generic-fewshot-k{k}.yaml")
         assert fewshot.stage == "prompt-tuning" and fewshot.data.few_shot_k == k
         assert fewshot.library.init_from == load_config(CONFIGS / "source" / "spot-generic.yaml").library.mixture_prompt
+        vocab = load_config(CONFIGS / "baselines" / f"prompt-tuning-fewshot-k{k}.yaml")  # prompt tuning from vocabulary
+        assert (vocab.stage, vocab.data.few_shot_k, vocab.library.init_from, vocab.method.prompt_tuning.init) == (
+            "prompt-tuning", k, None, "vocab")
+        assert vocab.run.dir != fewshot.run.dir
+    # G's rate (ATTEMPT App. C.5): 0.1 on SuperGLUE and the Others multi-task run, 0.3 elsewhere
+    assert load_config(CONFIGS / "attempt" / "others.yaml").optim.group_lr == {"attention": 0.3}
+    assert load_config(CONFIGS / "attempt" / "others-m.yaml").optim.group_lr == {"attention": 0.1}
+    for method in ("attempt", "mpt"):  # MultiRC trains apart from the -m SuperGLUE group (ATTEMPT App. C.7)
+        assert "multirc" not in load_config(CONFIGS / method / "superglue-m.yaml").data.tasks
     glue8 = load_config(CONFIGS / "source" / "spot-generic.yaml").data.tasks
     assert sorted(glue8) == sorted(["mnli", "qqp", "qnli", "sst2", "stsb", "mrpc", "rte", "cola"])
 
