@@ -199,7 +199,8 @@ def test_print_config_shows_each_paper_presets_cadence_warmup_and_epochs(path, c
     fewshot = printed["data"]["few_shot_k"] is not None
     assert printed["eval"]["every"] == (50 if fewshot else "epoch"), name
     assert printed["optim"]["warmup_steps"] == (30 if fewshot else 500) and printed["optim"]["warmup_ratio"] is None
-    assert printed["data"]["length_grouped"] is False
+    assert printed["data"]["length_grouped"] is False and printed["data"]["label_format"] == "words"
+    assert "label_format: words" in (CONFIGS / "base" / "t5-base.yaml").read_text()  # said in the preset, not a default
     if printed["data"]["multi_task"]:
         assert printed["optim"]["epochs"] == MULTI_TASK_EPOCHS[name], name
     assert set(MULTI_TASK_EPOCHS) <= {str(p.relative_to(CONFIGS)) for p in PAPER_PRESETS}

@@ -36,6 +36,7 @@ SCORING = ("rank", "generate")
 MIXING = ("proportional", "stochastic")
 BASELINES = ("full", "bitfit", "lora")
 OPTIMIZERS = ("adamw", "adam")
+LABEL_FORMATS = ("words", "index")
 EPOCH = "epoch"  # eval.every: once per epoch
 SELECT = ("mean", "per-task")
 
@@ -85,6 +86,11 @@ class DataConfig:
     few_shot_seed: int | None = _help(
         "seed of the few-shot draw alone, so repeated draws (the papers average several) keep one dev/test partition; "
         "None: split_seed", None)
+    label_format: str = _help(
+        "target text of classification tasks: 'words' (the label word, 'entailment'; promptmix's default) or 'index' "
+        "(the label's index, '0', '1', '2', as the official ATTEMPT code trains); dev/test scoring ranks or parses the "
+        "same format, metrics are unchanged. promptmix eval reads it from the run's config; predict and serve answer "
+        "in label words, so serve an index-trained run's prompts knowing that", "words")
     mixing: str = _help(
         "'proportional': the tasks concatenated and shuffled, each task's share of an epoch its mixing rate (ATTEMPT-m); "
         "'stochastic': MPT's task sampling, each batch K tasks (K from [2, kappa]) drawn by rate and the batch split "
@@ -104,6 +110,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check(self.mixing in MIXING, f"data.mixing must be one of {MIXING}, got {self.mixing!r}")
+        _check(self.label_format in LABEL_FORMATS, f"data.label_format must be one of {LABEL_FORMATS}, got {self.label_format!r}")
         _check(self.max_target_length >= 1, "data.max_target_length must be >= 1")
         for name in ("max_source_length", "max_train_examples", "max_dev_examples", "max_test_examples", "few_shot_k", "mixing_cap"):
             value = getattr(self, name)
