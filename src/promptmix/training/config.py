@@ -198,7 +198,9 @@ class OptimConfig:
         "warm-up as a fraction of the run's steps (ceil(ratio × steps), as transformers' TrainingArguments); "
         "replaces warmup_steps when set", None)
     epochs: float | None = _help(
-        "epochs; None: the papers' rule, 20 below 10,000 training examples, else 10 (MRQA and sources: set 5); ignored with max_steps", None)
+        "epochs; None: the papers' rule, 20 below 10,000 training examples, else 10 (MRQA and sources: set 5), counted "
+        "over the run's examples, summed over a multi-task run's tasks (the official multi-task configs state their "
+        "own: the -m presets set them); ignored with max_steps", None)
     max_steps: int | None = _help("optimizer steps; overrides epochs", None)
     batch_size: int = _help("GLOBAL examples per optimizer step (over processes and accumulation)", 32)
     gradient_accumulation_steps: int = _help("micro-batches per optimizer step and process", 1)
