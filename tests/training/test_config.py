@@ -203,4 +203,5 @@ def test_print_config_shows_each_paper_presets_cadence_warmup_and_epochs(path, c
     assert "label_format: words" in (CONFIGS / "base" / "t5-base.yaml").read_text()  # said in the preset, not a default
     if printed["data"]["multi_task"]:
         assert printed["optim"]["epochs"] == MULTI_TASK_EPOCHS[name], name
+        assert printed["eval"]["select"] == "mean" and "select: mean" in path.read_text()  # stated, as the official code
     assert set(MULTI_TASK_EPOCHS) <= {str(p.relative_to(CONFIGS)) for p in PAPER_PRESETS}
