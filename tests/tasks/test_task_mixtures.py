@@ -83,6 +83,46 @@ def test_stochastic_task_sampling_draws_between_two_and_kappa_tasks():
         StochasticTaskBatchSampler(sizes, batch_size=32, kappa=1)
 
 
+def test_stochastic_task_sampling_splits_each_batch_in_proportion_to_the_tasks_sizes():
+    """Within the K sampled tasks the batch follows examples-proportional mixing (a task rounded
+    to zero still gets one example): with 900, 90 and 10 examples and K = 2, the big task has
+    29 of 32 beside the middle one and 31 beside the small one, not 16 (an equal split), and its
+    share over the epoch stays near its 90% of the data."""
+    sizes = [900, 90, 10]
+    batches = list(StochasticTaskBatchSampler(sizes, batch_size=32, kappa=2, seed=0, num_batches=400))
+    expected = {(0, 1): {0: 29, 1: 3}, (0, 2): {0: 31, 2: 1}, (1, 2): {1: 29, 2: 3}}
+    for batch in batches:
+        counts = Counter(task_of(i, sizes) for i in batch)
+        assert dict(counts) == expected[tuple(sorted(counts))]
+    shares = Counter(task_of(i, sizes) for batch in batches for i in batch)
+    share = {t: shares[t] / (32 * len(batches)) for t in range(3)}
+    print(f"epoch shares {share} for data shares 0.9, 0.09, 0.01")
+    assert share[0] > 0.85 and share[2] < 0.05
+
+
+@pytest.mark.parametrize("mixing", ["proportional", "stochastic"])
+def test_mixing_cap_and_temperature_set_the_training_batches_shares(mixing):
+    """data.mixing_cap and data.mixing_temperature reach the training batches: over an epoch of
+    build_batch_sampler's batches the tasks' shares follow min(n, cap) ** (1 / T) (cap 200,
+    T = 2 on 1000, 100 and 10 examples); stochastic sampling keeps the big task first."""
+    from types import SimpleNamespace
+
+    from promptmix.training.config import DataConfig
+    from promptmix.training.data import build_batch_sampler
+
+    sizes = [1000, 100, 10]
+    config = DataConfig(mixing=mixing, mixing_cap=200, mixing_temperature=2.0)
+    sampler = build_batch_sampler(config, SimpleNamespace(sizes=sizes), batch_size=10, seed=0)
+    counts = Counter(task_of(i, sizes) for batch in sampler for i in batch)
+    shares = np.array([counts[t] for t in range(3)]) / sum(counts.values())
+    targets = np.sqrt([200, 100, 10]) / np.sqrt([200, 100, 10]).sum()
+    print(f"{mixing}: target {np.round(targets, 3)} got {np.round(shares, 3)}")
+    if mixing == "proportional":
+        assert shares == pytest.approx(targets, abs=0.01)
+    else:
+        assert shares[0] > shares[1] > shares[2] > 0 and shares == pytest.approx(targets, abs=0.08)
+
+
 def test_length_grouped_batches_cover_every_index_once_longest_first():
     lengths = [5, 50, 7, 3, 40, 41, 6, 2, 45, 4]
     sampler = LengthGroupedBatchSampler(lengths, batch_size=3, seed=0, mega_batch_mult=2)

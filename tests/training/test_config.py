@@ -54,10 +54,19 @@ def test_paper_hyperparameters():
     assert load_config(CONFIGS / "attempt" / "ablation-no-attention.yaml").optim.group_lr == {}
     decomposition_only = load_config(CONFIGS / "mpt" / "ablation-decomposition-only.yaml")
     assert decomposition_only.distill.weight == 0.0 and decomposition_only.method.mpt.init == "vocab"
-    for k in (4, 16, 32):  # few-shot PT: one prompt on the 8 GLUE tasks, then transferred (ATTEMPT App. C.8)
-        fewshot = load_config(CONFIGS / "baselines" / f"prompt-tuning-fewshot-k{k}.yaml")
+    for k in (4, 16, 32):  # the papers' few-shot PT: one prompt on the 8 GLUE tasks, then transferred (ATTEMPT App. C.8)
+        fewshot = load_config(CONFIGS / "baselines" / f"spot-generic-fewshot-k{k}.yaml")
         assert fewshot.stage == "prompt-tuning" and fewshot.data.few_shot_k == k
         assert fewshot.library.init_from == load_config(CONFIGS / "source" / "spot-generic.yaml").library.mixture_prompt
+        vocab = load_config(CONFIGS / "baselines" / f"prompt-tuning-fewshot-k{k}.yaml")  # prompt tuning from vocabulary
+        assert (vocab.stage, vocab.data.few_shot_k, vocab.library.init_from, vocab.method.prompt_tuning.init) == (
+            "prompt-tuning", k, None, "vocab")
+        assert vocab.run.dir != fewshot.run.dir
+    # G's rate (ATTEMPT App. C.5): 0.1 on SuperGLUE and the Others multi-task run, 0.3 elsewhere
+    assert load_config(CONFIGS / "attempt" / "others.yaml").optim.group_lr == {"attention": 0.3}
+    assert load_config(CONFIGS / "attempt" / "others-m.yaml").optim.group_lr == {"attention": 0.1}
+    for method in ("attempt", "mpt"):  # MultiRC trains apart from the -m SuperGLUE group (ATTEMPT App. C.7)
+        assert "multirc" not in load_config(CONFIGS / method / "superglue-m.yaml").data.tasks
     glue8 = load_config(CONFIGS / "source" / "spot-generic.yaml").data.tasks
     assert sorted(glue8) == sorted(["mnli", "qqp", "qnli", "sst2", "stsb", "mrpc", "rte", "cola"])
 
@@ -164,3 +173,35 @@ def test_a_run_config_with_the_old_flat_method_section_still_loads():
     assert (method.attempt.attn_dim, method.attempt.shared_attention, method.mpt.rank, method.mpt.init) == (32, False, 2, "teacher-mean")
     with pytest.raises(ValueError, match=re.escape("method: unknown key(s) ['attn_dim'] (did you mean attempt.attn_dim")):
         load_config(None, ["data.tasks=[rte]", "method.attn_dim=3", "method.attempt.use_target=false"])
+
+
+PAPER_PRESETS = [p for p in PRESETS if p.parent.name not in ("cpu", "smollm2")]
+# The multi-task presets' epochs, as the official configs (attempt/configs/attempt/multi_task_*.json)
+# or the rule for their largest tasks; every other paper preset states its own or takes the rule (None).
+MULTI_TASK_EPOCHS = {"attempt/superglue-m.yaml": 20, "mpt/superglue-m.yaml": 20, "attempt/others-m.yaml": 10,
+                     "attempt/glue-m.yaml": 10, "mpt/glue-m.yaml": 10, "attempt/mrqa-m.yaml": 5}
+
+
+@pytest.mark.parametrize("path", PAPER_PRESETS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_print_config_shows_each_paper_presets_cadence_warmup_and_epochs(path, capsys):
+    """``promptmix train STAGE --config P --print-config`` prints the resolved config without
+    training: every paper preset scores dev once per epoch (the official evaluation_strategy),
+    except the few-shot ones (an epoch of k-shot data is a batch or two: every 50 of their 300
+    steps), warms up 500 steps (few-shot 30) and shuffles its batches; multi-task presets state
+    the official configs' epochs."""
+    from promptmix.cli import main
+
+    stage = yaml.safe_load(path.read_text()).get("stage") or load_config(path).stage
+    assert main(["train", stage, "--config", str(path), "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == load_config(path).to_dict()
+    name = str(path.relative_to(CONFIGS))
+    fewshot = printed["data"]["few_shot_k"] is not None
+    assert printed["eval"]["every"] == (50 if fewshot else "epoch"), name
+    assert printed["optim"]["warmup_steps"] == (30 if fewshot else 500) and printed["optim"]["warmup_ratio"] is None
+    assert printed["data"]["length_grouped"] is False and printed["data"]["label_format"] == "words"
+    assert "label_format: words" in (CONFIGS / "base" / "t5-base.yaml").read_text()  # said in the preset, not a default
+    if printed["data"]["multi_task"]:
+        assert printed["optim"]["epochs"] == MULTI_TASK_EPOCHS[name], name
+        assert printed["eval"]["select"] == "mean" and "select: mean" in path.read_text()  # stated, as the official code
+    assert set(MULTI_TASK_EPOCHS) <= {str(p.relative_to(CONFIGS)) for p in PAPER_PRESETS}

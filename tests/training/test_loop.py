@@ -197,3 +197,105 @@ def test_learning_rate_follows_transformers_schedule(model_dirs, tmp_path, sched
     assert rates == pytest.approx(expected, abs=1e-12)
     if expected_warmup == 10:
         assert max(rates) == pytest.approx(0.3 * 6 / 10)
+
+
+def _cb_sized(tmp_path, rows: int = 250):
+    """A data directory whose CB training split has CB's 250 examples (fixture rows repeated)."""
+    import shutil
+
+    from trainhelpers import FIXTURES
+
+    root = tmp_path / "data"
+    shutil.copytree(FIXTURES / "superglue" / "CB", root / "superglue" / "CB")
+    lines = (root / "superglue" / "CB" / "train.jsonl").read_text().splitlines()
+    (root / "superglue" / "CB" / "train.jsonl").write_text("".join(lines[i % len(lines)] + "\n" for i in range(rows)))
+    return root
+
+
+def test_eval_every_epoch_scores_each_epoch_of_a_cb_sized_run_and_keeps_the_best(model_dirs, tmp_path):
+    """eval.every: epoch, the official code's cadence. CB's 250 examples at batch 32 are 8
+    batches an epoch and, below 10,000 examples, 20 epochs: 160 steps, scored at steps 8, 16,
+    ..., 160 (every 1,000 steps would score only step 160), and the best of the 20 is kept."""
+    import dataclasses
+
+    from promptmix.training.loop import train
+
+    cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path / "lib", data__data_dir=str(_cb_sized(tmp_path)),
+                                         optim__max_steps=None, optim__batch_size=32, eval__every="epoch",
+                                         run__save_every=0, run__log_every=50)
+    assert len(job.train_set) == 250 and job.batch_sampler.__len__() == 8
+    scores = [50.0 + e for e in range(7)] + [40.0] * 13  # rises for 7 epochs, then falls
+    scored, saved = [], []
+
+    def evaluate(model):
+        scored.append(len(scored))
+        return {"score": scores[len(scored) - 1]}
+
+    def quick_loss(model, batch):  # the cadence is the point here, not the backbone's loss
+        loss = sum(p.square().sum() for p in method.parameters() if p.requires_grad) * 1e-3
+        return loss, {"loss": loss.detach()}
+
+    job = dataclasses.replace(job, evaluate=evaluate, loss_fn=quick_loss,
+                              on_best=lambda model, step, metrics: saved.append((step, metrics["score"])))
+    outcome = train(job, cfg, tmp_path / "run", ctx.accelerator)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert outcome.total_steps == 160 and outcome.completed
+    assert [r["step"] for r in records if "dev" in r] == list(range(8, 161, 8))
+    assert saved == [(8 * (e + 1), 50.0 + e) for e in range(7)]  # each new best saved, nothing after
+    assert (outcome.best_step, outcome.best_score) == (56, 56.0)
+
+
+def test_eval_every_accepts_epoch_or_a_step_count_only():
+    from promptmix.training.config import load_config
+
+    assert load_config(None, {"data.tasks": ["cb"], "eval.every": "epoch"}).eval.every == "epoch"
+    assert load_config(None, {"data.tasks": ["cb"], "eval.every": 50}).eval.every == 50
+    for bad in ("epochs", -1):
+        with pytest.raises(ValueError, match="eval.every"):
+            load_config(None, {"data.tasks": ["cb"], "eval.every": bad})
+
+
+def test_eval_select_per_task_keeps_each_targets_best_checkpoint(model_dirs, tmp_path, monkeypatch):
+    """eval.select: per-task on a multi-task run (SST-2 and RTE, one prompt each): dev scores
+    peak for SST-2 at step 2 and for RTE at step 4 (their mean at step 4). Each target's method
+    is saved at its own best step in <run>/best-per-task/<task>, results.json's dev holds each
+    target's best, and each target is scored on test with its own saved method; <run>/method
+    keeps the mean's best."""
+    from promptmix.loading import load_backbone
+    from promptmix.prompts.checkpoint import load_method
+    from promptmix.training import runs
+    from promptmix.training.data import load_tasks
+    from promptmix.training.runs import Context, make_accelerator, run_method
+    from promptmix.training.stages import _soft_prompt
+
+    cfg = config("prompt-tuning", model_dirs["t5"], tmp_path, data__tasks=["sst2", "rte"], data__multi_task=True,
+                 optim__max_steps=6, eval__every=2, eval__select="per-task")
+    ctx = Context(cfg, make_accelerator(cfg), load_backbone(model_dirs["t5"]))
+    data = load_tasks(cfg.data, ["sst2", "rte"])
+    method = _soft_prompt(ctx, ["sst2", "rte"])
+    dev_scores = iter([{"sst2": 90.0, "rte": 50.0}, {"sst2": 60.0, "rte": 95.0}, {"sst2": 70.0, "rte": 40.0}])
+    prompts_at: dict[int, torch.Tensor] = {}  # dev evaluation number -> the prompts then
+    tested: dict[str, torch.Tensor] = {}
+
+    def fake_evaluate(model, tasks, split, task_ids, *args, **kwargs):
+        if split == "dev":
+            prompts_at[len(prompts_at)] = model.method.prompts.detach().clone()
+            scores = next(dev_scores)
+        else:
+            (name,) = tasks  # per-task test: one target at a time, with its own method loaded
+            tested[name] = model.method.prompts.detach().clone()
+            scores = {name: 1.0 if name == "sst2" else 2.0}
+        out = {name: {tasks[name].task.main_metric: scores[name]} for name in tasks}
+        return {**out, "score": sum(scores[name] for name in tasks) / len(tasks)}
+
+    monkeypatch.setattr(runs, "evaluate", fake_evaluate)
+    result = run_method(ctx, method, data, {"sst2": 0, "rte": 1}, tmp_path / "run")
+    run = tmp_path / "run"
+    for task, evaluation in (("sst2", 0), ("rte", 1)):
+        saved = load_method(run / "best-per-task" / task, ctx.backbone).prompts.detach()
+        assert torch.equal(saved, prompts_at[evaluation]) and torch.equal(tested[task], prompts_at[evaluation])
+    assert torch.equal(load_method(run / "method", ctx.backbone).prompts.detach(), prompts_at[1])  # mean 77.5 at step 4
+    stored = json.loads((run / "results.json").read_text())
+    assert stored["dev"] == {"sst2": {"score": 90.0}, "rte": {"score": 95.0}, "score": 92.5}
+    assert stored["test"] == {"sst2": {"score": 1.0}, "rte": {"score": 2.0}, "score": 1.5}
+    assert stored["extra"]["best_step_per_task"] == {"sst2": 2, "rte": 4} and result.dev["score"] == 92.5

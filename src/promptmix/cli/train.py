@@ -1,4 +1,4 @@
-"""``promptmix train STAGE --config YAML [--set key=value ...] [--run-dir DIR] [--resume]``.
+"""``promptmix train STAGE --config YAML [--set key=value ...] [--run-dir DIR] [--resume] [--print-config]``.
 
 A thin layer over :func:`promptmix.training.stages.run_stage`. Several processes:
 
@@ -41,6 +41,9 @@ def register(subparsers) -> None:
                         help="override a config field, e.g. --set optim.lr=0.1 --set data.tasks=[rte,cb] (repeatable)")
     parser.add_argument("--run-dir", type=Path, default=None, help="run directory (overrides run.dir)")
     parser.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (preset, includes and --set applied) as YAML and exit without "
+                             "training: e.g. a preset's eval.every, optim.warmup_steps / warmup_ratio and optim.epochs")
     add_tasks_dir_argument(parser)
     parser.set_defaults(func=run)
 
@@ -60,6 +63,9 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.print_config:
+        print(build_config(args).to_yaml(), end="")
+        return 0
     from accelerate import PartialState
 
     from promptmix.training.stages import run_stage

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from promptmix.tasks.base import Task, text_field
-from promptmix.tasks.example import DataError
+from promptmix.tasks.example import DataError, Example
 
 
 def is_missing_label(raw: Any) -> bool:
@@ -37,9 +37,15 @@ class ClassificationTask(Task):
     Raw labels may be an index into ``label_words`` (the hub's ClassLabel order), a bool
     (SuperGLUE JSONL), a label word, or a name in ``raw_labels`` (e.g. SciTail's "entails").
     When ``raw_labels`` is declared, digit strings are names too, never indices.
+
+    ``label_format`` (set on an instance, e.g. by ``data.label_format``): ``"words"`` writes
+    the target as the label word ("entailment"); ``"index"`` as the label's index ("0"), as
+    the official ATTEMPT code trains. Either way ``Example.label`` is the word and a
+    prediction is parsed back to the word, so the metrics are the same functions.
     """
 
     raw_labels: ClassVar[Mapping[str, int]] = {}
+    label_format: str = "words"
     metric_names: ClassVar[tuple[str, ...]] = ("accuracy",)
 
     def label_index(self, raw: Any) -> int | None:
@@ -68,11 +74,22 @@ class ClassificationTask(Task):
         if index is None:
             return "", None
         word = self.label_words[index]
-        return word, word
+        return self.target_words()[index], word
+
+    def target_words(self) -> list[str]:
+        """The target text of each label: the label words, or their indices ("0", "1", ...)."""
+        if self.label_format == "index":
+            return [str(i) for i in range(len(self.label_words))]
+        return list(self.label_words)
+
+    def answer_candidates(self, example: Example) -> list[str] | None:
+        if example.choices:
+            return list(example.choices)
+        return self.target_words()
 
     def parse_prediction(self, text: str) -> str | None:
         wanted = text.strip().lower()
-        return next((word for word in self.label_words if word.lower() == wanted), None)
+        return next((word for word, target in zip(self.label_words, self.target_words()) if target.lower() == wanted), None)
 
 
 def round_to_fifth(value: float) -> str:

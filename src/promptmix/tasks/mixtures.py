@@ -5,7 +5,8 @@
   (T5 section 3.5.2: rate_t ∝ min(n_t, cap) ** (1 / T)); with neither it is ATTEMPT-m's
   concatenate-and-shuffle (:class:`ConcatShuffleSampler`).
 - :class:`StochasticTaskBatchSampler`: MPT's stochastic task sampling: each batch draws
-  K from [2, κ], then K distinct tasks, then the batch's examples from those tasks.
+  K from [2, κ], then K distinct tasks, then the batch's examples from those tasks, split in
+  proportion to the tasks' rates.
 - :class:`LengthGroupedBatchSampler`: batches of similar input length, so that dynamic
   padding (training pads with :meth:`promptmix.backbone.Backbone.pad`) pads each batch only to its own maximum.
 
@@ -86,6 +87,18 @@ def allocate(total: int, rates: Sequence[float]) -> list[int]:
     by_remainder = sorted(range(len(rates)), key=lambda i: exact[i] - counts[i], reverse=True)
     for i in by_remainder[: total - sum(counts)]:
         counts[i] += 1
+    return counts
+
+
+def split_batch(batch_size: int, rates: Sequence[float]) -> list[int]:
+    """``batch_size`` examples over tasks in proportion to ``rates`` (:func:`allocate`), each
+    task at least one: a task rounded to zero takes one from the largest count."""
+    total = math.fsum(rates)
+    counts = allocate(batch_size, [r / total for r in rates])
+    for i, count in enumerate(counts):
+        if count == 0:
+            counts[max(range(len(counts)), key=counts.__getitem__)] -= 1
+            counts[i] = 1
     return counts
 
 
@@ -176,7 +189,11 @@ class StochasticTaskBatchSampler(_EpochSampler, Sampler[list[int]]):
 
     For each batch: K is drawn uniformly from [2, min(κ, tasks, batch_size)], then K
     distinct tasks with probability ∝ their mixing rate (examples-proportional by
-    default), then ``batch_size`` examples split as evenly as possible across the K tasks.
+    default), then ``batch_size`` examples split across the K tasks in proportion to their
+    rates (largest remainders; each chosen task gets at least one example, so K tasks are in
+    the batch). The paper (MPT Sec. 3.2, App. A) combines examples-proportional mixing with
+    the task sampling and states no equal split; an equal split would give CB (250 examples)
+    as many of a batch's examples as BoolQ (9,427) whenever both are drawn.
 
     Args:
         task_sizes: examples per task (``MultiTaskDataset.sizes``); at least two non-empty.
@@ -211,8 +228,9 @@ class StochasticTaskBatchSampler(_EpochSampler, Sampler[list[int]]):
         streams = _TaskStreams(self.sizes, rng)
         for _ in range(self.num_batches):
             k = int(rng.integers(2, self.max_k + 1))
-            tasks = rng.choice(self.active, size=k, replace=False, p=self.rates).tolist()
-            counts = allocate(self.batch_size, [1.0 / k] * k)
+            chosen = rng.choice(len(self.active), size=k, replace=False, p=self.rates)
+            tasks = [self.active[c] for c in chosen]
+            counts = split_batch(self.batch_size, self.rates[chosen])
             yield [i for task, count in zip(tasks, counts) for i in streams.take(task, count)]
 
 

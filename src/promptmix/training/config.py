@@ -36,6 +36,9 @@ SCORING = ("rank", "generate")
 MIXING = ("proportional", "stochastic")
 BASELINES = ("full", "bitfit", "lora")
 OPTIMIZERS = ("adamw", "adam")
+LABEL_FORMATS = ("words", "index")
+EPOCH = "epoch"  # eval.every: once per epoch
+SELECT = ("mean", "per-task")
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
@@ -83,16 +86,31 @@ class DataConfig:
     few_shot_seed: int | None = _help(
         "seed of the few-shot draw alone, so repeated draws (the papers average several) keep one dev/test partition; "
         "None: split_seed", None)
-    mixing: str = _help("'proportional' (examples-proportional, ATTEMPT-m) or 'stochastic' (MPT task sampling)", "proportional")
-    mixing_cap: int | None = _help("examples-proportional mixing cap K (T5); None: no cap", None)
-    mixing_temperature: float = _help("rates ∝ min(n, cap) ** (1 / temperature)", 1.0)
+    label_format: str = _help(
+        "target text of classification tasks: 'words' (the label word, 'entailment'; promptmix's default) or 'index' "
+        "(the label's index, '0', '1', '2', as the official ATTEMPT code trains); dev/test scoring ranks or parses the "
+        "same format, metrics are unchanged. promptmix eval reads it from the run's config; predict and serve answer "
+        "in label words, so serve an index-trained run's prompts knowing that", "words")
+    mixing: str = _help(
+        "'proportional': the tasks concatenated and shuffled, each task's share of an epoch its mixing rate (ATTEMPT-m); "
+        "'stochastic': MPT's task sampling, each batch K tasks (K from [2, kappa]) drawn by rate and the batch split "
+        "among them in proportion to their rates", "proportional")
+    mixing_cap: int | None = _help(
+        "T5's examples-proportional mixing limit K: a task's rate counts at most this many examples, and an epoch is "
+        "sum(min(n, cap)) examples (both mixings); None: no cap", None)
+    mixing_temperature: float = _help(
+        "mixing rates ∝ min(n, cap) ** (1 / temperature) (T5 Sec. 3.5.2; both mixings): 1 keeps the examples' "
+        "proportions, larger flattens them toward equal", 1.0)
     kappa: int | None = _help("MPT: the most tasks in one batch (K drawn from [2, κ]); None: all tasks", None)
-    length_grouped: bool = _help("batches of similar input length (dynamic padding wastes less)", False)
+    length_grouped: bool = _help(
+        "batches of similar input length (dynamic padding wastes less); on a mixture most of a batch is then one task, "
+        "where the papers concatenate and shuffle (false)", False)
     multi_task: bool = _help(
         "several data.tasks: one multi-task run (ATTEMPT-m, MPT-m) instead of one run per task in <run>/<task>", False)
 
     def __post_init__(self) -> None:
         _check(self.mixing in MIXING, f"data.mixing must be one of {MIXING}, got {self.mixing!r}")
+        _check(self.label_format in LABEL_FORMATS, f"data.label_format must be one of {LABEL_FORMATS}, got {self.label_format!r}")
         _check(self.max_target_length >= 1, "data.max_target_length must be >= 1")
         for name in ("max_source_length", "max_train_examples", "max_dev_examples", "max_test_examples", "few_shot_k", "mixing_cap"):
             value = getattr(self, name)
@@ -180,7 +198,9 @@ class OptimConfig:
         "warm-up as a fraction of the run's steps (ceil(ratio × steps), as transformers' TrainingArguments); "
         "replaces warmup_steps when set", None)
     epochs: float | None = _help(
-        "epochs; None: the papers' rule, 20 below 10,000 training examples, else 10 (MRQA and sources: set 5); ignored with max_steps", None)
+        "epochs; None: the papers' rule, 20 below 10,000 training examples, else 10 (MRQA and sources: set 5), counted "
+        "over the run's examples, summed over a multi-task run's tasks (the official multi-task configs state their "
+        "own: the -m presets set them); ignored with max_steps", None)
     max_steps: int | None = _help("optimizer steps; overrides epochs", None)
     batch_size: int = _help("GLOBAL examples per optimizer step (over processes and accumulation)", 32)
     gradient_accumulation_steps: int = _help("micro-batches per optimizer step and process", 1)
@@ -204,7 +224,9 @@ class OptimConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = _help("evaluate on dev every N optimizer steps (0: only at the end)", 1000)
+    every: int | str = _help(
+        "evaluate on dev every N optimizer steps (0: only at the end), or 'epoch': after every epoch's last batch, as "
+        "the official ATTEMPT and MPT code does (keeping the best); the last step is always evaluated", 1000)
     scoring: str = _help("'rank' (rank classification over label words, where a task has them) or 'generate'", "rank")
     batch_size: int = _help("examples per evaluation forward", 32)
     max_new_tokens: int = _help("generation length", 16)
@@ -212,13 +234,20 @@ class EvalConfig:
     at_start: bool = _help(
         "also evaluate the initial prompt, before the first step (a transferred start's head start, "
         "measured; the step-0 prompt can be the best)", False)
+    select: str = _help(
+        "checkpoint selection of a multi-task run: 'mean' keeps the checkpoint with the best dev mean over the targets "
+        "(<run>/method); 'per-task' keeps, in addition, each target's own best checkpoint (<run>/best-per-task/<task>/, "
+        "the whole method at that target's best step, shared parts included) and scores each target on test with it, "
+        "as training one run per target would", "mean")
     patience: int | None = _help(
         "stop training once this many dev evaluations in a row bring no new best (the dev curve has flattened); "
         "None: train to the end", None)
 
     def __post_init__(self) -> None:
-        _check(self.every >= 0, "eval.every must be >= 0")
+        _check(self.every == EPOCH if isinstance(self.every, str) else self.every >= 0,
+               f"eval.every must be an integer >= 0 or {EPOCH!r}, got {self.every!r}")
         _check(self.patience is None or self.patience >= 1, "eval.patience must be >= 1 or null")
+        _check(self.select in SELECT, f"eval.select must be one of {SELECT}, got {self.select!r}")
         _check(self.scoring in SCORING, f"eval.scoring must be one of {SCORING}, got {self.scoring!r}")
         _check(self.batch_size >= 1 and self.max_new_tokens >= 1, "eval.batch_size and max_new_tokens must be >= 1")
 
@@ -231,6 +260,7 @@ class RunConfig:
     keep_checkpoints: int = _help("resumable checkpoints kept", 2)
     log_every: int = _help("metrics.jsonl / TensorBoard every N steps", 10)
     stop_after: int | None = _help("stop (with a checkpoint) after this many steps in this invocation; resume later", None)
+<<<<<<< HEAD
     progress: bool = _help("tqdm progress bar (plain lines, one per log_every steps, when stderr is not a terminal)", True)
     tensorboard: bool = _help("write TensorBoard events under <dir>/tb (when log_with is not given)", True)
     log_with: list[str] | str | None = _help(
@@ -239,6 +269,16 @@ class RunConfig:
         "tags train/... and eval/...; project/experiment promptmix (wandb: $WANDB_PROJECT if set, runs named "
         "<run dir>/<job>; mlflow: $MLFLOW_EXPERIMENT_NAME if set); other settings from each tracker's environment "
         "(WANDB_API_KEY, MLFLOW_TRACKING_URI, ...). None: [tensorboard] if run.tensorboard, else none", None)
+=======
+    progress: bool = _help("tqdm progress bar", True)
+    tensorboard: bool = _help("write TensorBoard events under <dir>/tb", True)
+    deterministic: bool = _help(
+        "train under torch.use_deterministic_algorithms (warn_only), restored afterwards: on CPU with more than one "
+        "thread the backward of the prompt gather (prompts[task_ids], an index_put_ with accumulate) otherwise adds "
+        "rows with parallel atomic adds, so two runs on one seed part after a few steps; deterministic, it adds them "
+        "in order. On CUDA set CUBLAS_WORKSPACE_CONFIG=:4096:8 as well (torch warns where an op has no deterministic "
+        "kernel)", True)
+>>>>>>> helper-c
 
     def __post_init__(self) -> None:
         _check(self.save_every >= 0 and self.keep_checkpoints >= 1 and self.log_every >= 1,

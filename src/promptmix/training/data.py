@@ -32,6 +32,7 @@ from torch import Tensor
 from promptmix.backbone import IGNORE_INDEX, Backbone
 from promptmix.tasks import Example, Task, get_task
 from promptmix.tasks.fewshot import sample_few_shot
+from promptmix.tasks.kinds import ClassificationTask
 from promptmix.tasks.mixtures import (LengthGroupedBatchSampler, MultiTaskDataset, ProportionalSampler,
                                       StochasticTaskBatchSampler, token_lengths)
 from promptmix.training.config import DataConfig
@@ -66,6 +67,8 @@ def load_tasks(config: DataConfig, names: Sequence[str]) -> dict[str, TaskData]:
         if config.max_train_examples is not None:
             options.setdefault("max_train_examples", config.max_train_examples)
         task = get_task(name, **options)
+        if isinstance(task, ClassificationTask):
+            task.label_format = config.label_format  # before the splits are formatted: the targets take it
         splits = task.load_splits(config.data_dir, seed=config.split_seed)
         train = splits["train"]
         if config.few_shot_k is not None:

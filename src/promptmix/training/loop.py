@@ -13,11 +13,20 @@ parameter groups, a batch sampler, a loss, a dev evaluation and what to do with 
 - Global batches: ``optim.batch_size`` examples per optimizer step over all processes and
   micro-steps; each process takes its share (:func:`promptmix.training.data.micro_batch`),
   so the data order and the update do not depend on the number of processes.
+- Dev evaluation every ``eval.every`` steps or once per epoch (``eval.every: epoch``, the
+  official code's cadence), and at the last step; the best dev score's method is kept.
 - Checkpoints (:mod:`promptmix.training.checkpoint`) every ``run.save_every`` steps and at
   the end; ``resume=True`` restores parameters, optimizer, scheduler, RNG and data position.
+<<<<<<< HEAD
 - Logs: ``metrics.jsonl``; Accelerate's experiment trackers (``run.log_with``: TensorBoard
   under ``tb/`` by default, wandb, mlflow, ...; tags ``train/...`` and ``eval/...``); a tqdm bar
   with loss, rates and ETA on a terminal, plain lines when stderr is not one (a log file).
+=======
+- Logs: ``metrics.jsonl``, TensorBoard (``tb/``) and a tqdm bar with loss, rates and ETA.
+- Repeatable runs: with ``run.deterministic`` (the default) the loop runs under
+  ``torch.use_deterministic_algorithms`` (:func:`deterministic_algorithms`), so a run repeats
+  bit for bit on one seed at any thread count, not only at one thread.
+>>>>>>> helper-c
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +49,7 @@ from transformers import get_linear_schedule_with_warmup
 from promptmix._io import atomic_write_text
 from promptmix.training import checkpoint as ckpt
 from promptmix.training import sharding
-from promptmix.training.config import OptimConfig, TrainConfig
+from promptmix.training.config import EPOCH, OptimConfig, TrainConfig
 from promptmix.training.data import BatchStream, Collator, StreamState, TrainSet, count_label_tokens, micro_batch
 from promptmix.training.losses import LossFn
 
@@ -48,9 +58,11 @@ from promptmix.training.losses import LossFn
 class TrainingJob:
     """What a stage plugs into the loop.
 
-    ``evaluate(model) -> {..., "score": float}`` scores dev (None: no dev evaluation);
-    ``on_best(model, step, metrics)`` saves a new best (or, without dev evaluation, the final
-    model); ``frozen`` modules stay in eval mode while the rest trains (backbone_eval_mode).
+    ``evaluate(model) -> {task: metrics, ..., "score": float}`` scores dev (None: no dev
+    evaluation); ``on_best(model, step, metrics)`` saves a new best (or, without dev evaluation,
+    the final model); ``frozen`` modules stay in eval mode while the rest trains
+    (backbone_eval_mode). With ``eval.select: per-task``, ``on_task_best(model, task, step,
+    metrics)`` saves a target's new best, by ``metrics[task][main_metrics[task]]``.
     """
 
     name: str
@@ -62,6 +74,8 @@ class TrainingJob:
     evaluate: Callable[[nn.Module], dict[str, Any]] | None = None
     on_best: Callable[[nn.Module, int, dict[str, Any]], None] | None = None
     frozen: list[nn.Module] = field(default_factory=list)
+    on_task_best: Callable[[nn.Module, str, int, dict[str, Any]], None] | None = None
+    main_metrics: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,6 +90,8 @@ class LoopResult:
     """Loop wall time over every invocation of the run (resumes included)."""
     early_stopped: bool = False
     """Stopped before total_steps because the dev score stopped improving (eval.patience)."""
+    task_best: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """eval.select per-task: each target's best ``{"score", "step", "metrics"}``."""
 
 
 def optimizer_groups(groups: dict[str, list[nn.Parameter]], config: OptimConfig) -> list[dict[str, Any]]:
@@ -144,6 +160,7 @@ class _Run:
         self.collate = Collator(job.train_set.backbone)
         self.step, self.best_score, self.best_step, self.best_metrics = 0, None, None, {}
         self.last_eval_step = -1
+        self.task_best: dict[str, dict[str, Any]] = {}  # eval.select per-task: {task: {score, step, metrics}}
         self.evals_since_best = 0  # dev evaluations since the last new best (eval.patience)
         self.earlier_seconds = 0.0  # loop time of earlier invocations of this run (resume)
         self.started = time.monotonic()
@@ -164,7 +181,8 @@ class _Run:
         trainer = {"step": self.step, "total_steps": self.total, "epoch": self.stream.state.epoch,
                    "position": self.stream.state.position, "best_score": self.best_score,
                    "best_step": self.best_step, "best_metrics": self.best_metrics, "last_eval_step": self.last_eval_step,
-                   "evals_since_best": self.evals_since_best, "seconds": self.seconds}
+                   "evals_since_best": self.evals_since_best, "seconds": self.seconds,
+                   "task_best": self.task_best}
         ckpt.save_checkpoint(self.dir / "checkpoints", trainable=self.trainable_state(),
                              optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                              rng=rng, trainer=trainer, keep=self.config.run.keep_checkpoints)
@@ -190,6 +208,7 @@ class _Run:
         self.last_eval_step = t["last_eval_step"]
         self.evals_since_best = t.get("evals_since_best", 0)  # absent in checkpoints written before eval.patience
         self.earlier_seconds = t.get("seconds", 0.0)
+        self.task_best = t.get("task_best", {})
         return True
 
     @property
@@ -236,13 +255,35 @@ class _Run:
         reduced = acc.reduce(torch.stack([logs[k] for k in keys]).to(acc.device), "sum") if world > 1 else torch.stack([logs[k] for k in keys])
         return dict(zip(keys, reduced.tolist()))
 
+    def task_improved(self, metrics: dict[str, Any]) -> bool:
+        """eval.select per-task: record (and have ``on_task_best`` save) each target whose main
+        metric beats its best so far; whether any did."""
+        improved = False
+        for task, main in self.job.main_metrics.items():
+            value = metrics.get(task, {}).get(main)
+            best = self.task_best.get(task)
+            if value is None or (best is not None and value <= best["score"]):
+                continue
+            self.task_best[task] = {"score": value, "step": self.step, "metrics": metrics[task]}
+            improved = True
+            if self.job.on_task_best is not None and self.acc.is_main_process:
+                self.job.on_task_best(self.acc.unwrap_model(self.model), task, self.step, metrics[task])
+        return improved
+
     def learning_rates(self) -> dict[str, float]:
         return {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
 
     # -- evaluation ----------------------------------------------------------------------------
-    def maybe_evaluate(self, force: bool = False) -> dict[str, Any] | None:
+    def eval_due(self) -> bool:
+        """``eval.every`` says this step is scored: every N steps, or (``'epoch'``) the last
+        step of each epoch (the sampler's batches per epoch)."""
         every = self.config.eval.every
-        due = force or (every and self.step % every == 0)
+        if every == EPOCH:
+            return self.step % self.stream.batches_per_epoch == 0
+        return bool(every) and self.step % every == 0
+
+    def maybe_evaluate(self, force: bool = False) -> dict[str, Any] | None:
+        due = force or self.eval_due()
         if self.job.evaluate is None or not due or self.last_eval_step == self.step:
             return None
         metrics = self.job.evaluate(self.acc.unwrap_model(self.model))
@@ -255,6 +296,8 @@ class _Run:
             self.evals_since_best = 0
             if self.job.on_best is not None and self.acc.is_main_process:
                 self.job.on_best(self.acc.unwrap_model(self.model), self.step, metrics)
+        if self.config.eval.select == "per-task" and self.task_improved(metrics):
+            self.evals_since_best = 0  # patience: no target improved for that many evaluations
         self.acc.wait_for_everyone()
         return metrics
 
@@ -435,10 +478,34 @@ def _evaluate(run: _Run, log: _Logger, force: bool) -> None:
         log.write({"step": run.step, "dev": metrics, "dev_seconds": time.monotonic() - tick})
 
 
+@contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` inside the block, the caller's
+    setting restored after it. On CPU the op it matters for is the backward of the prompt
+    gather ``prompts[task_ids]`` (an ``index_put_`` with ``accumulate=True``): with more than one
+    thread torch adds the rows with parallel atomic adds, in an order the thread scheduling
+    decides, unless deterministic algorithms are on. ``warn_only``: an op without a
+    deterministic kernel (CUDA) warns rather than stops the run."""
+    if not enabled:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
 def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerator: Any, *, resume: bool = False) -> LoopResult:
     """Run ``job`` to ``optim.max_steps`` (or ``optim.epochs``), until ``run.stop_after`` steps
     in this invocation, or until ``eval.patience`` dev evaluations in a row bring no new best
     (completed, ``early_stopped``); see the module docstring."""
+    with deterministic_algorithms(config.run.deterministic):
+        return _train(job, config, run_dir, accelerator, resume=resume)
+
+
+def _train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerator: Any, *, resume: bool) -> LoopResult:
     if accelerator.is_main_process:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
     run = _Run(job, config, Path(run_dir), accelerator)
@@ -470,4 +537,5 @@ def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerato
         job.on_best(accelerator.unwrap_model(run.model), run.step, {})
     accelerator.wait_for_everyone()
     return LoopResult(run.step, run.total, run.step == run.total or run.flattened, run.best_score, run.best_step,
-                      run.best_metrics, run.seconds, early_stopped=run.flattened and run.step < run.total)
+                      run.best_metrics, run.seconds, early_stopped=run.flattened and run.step < run.total,
+                      task_best=run.task_best)

@@ -14,6 +14,10 @@ Run directory layout (``run.dir``)::
                          written with promptmix.prompts.checkpoint.save_method: method.json
                          (config incl. task names, backbone identity, extra = {stage, tasks,
                          step, dev}) + method.safetensors; load with load_method(dir, backbone)
+    best-per-task/<task>/
+                         eval.select per-task (a multi-task run): each target's best-on-dev method,
+                         the whole method at that target's best step (shared parts included),
+                         saved as method/ is; the test scores of results.json come from these
     model/               baselines that tune the backbone (finetune stage) instead of method/
     results.json         {stage, tasks, completed, steps, best_step, dev, test,
                          trainable_parameters, seconds, ...}
@@ -59,8 +63,13 @@ TASKS = "tasks"  # copies of the task files a run trained on
 CONFIG = "config.yaml"
 METHOD = "method"  # the best prompt method
 MODEL = "model"  # a baseline's tuned backbone parameters
+<<<<<<< HEAD
 # May differ between invocations of one run (where it is, how long this invocation runs, how it logs).
 RESUMABLE_KEYS = ("run.dir", "run.stop_after", "run.progress", "run.log_with", "run.tensorboard")
+=======
+PER_TASK = "best-per-task"  # eval.select per-task: <run>/best-per-task/<task>, each target's best method
+RESUMABLE_KEYS = ("run.dir", "run.stop_after", "run.progress")  # may differ between invocations of one run
+>>>>>>> helper-c
 
 
 class RunExistsError(FileExistsError, ValueError):

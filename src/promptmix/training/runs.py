@@ -1,7 +1,9 @@
 """What every stage does around the loop, in its run directory (:mod:`promptmix.training.rundir`).
 
 ``run_method`` is the common path of every prompt stage: it builds the :class:`TrainingJob`,
-runs the loop, reloads the best method and scores it on test.
+runs the loop, reloads the best method and scores it on test. With ``eval.select: per-task``
+a multi-task run also keeps each target's best method (``<run>/best-per-task/<task>``) and
+scores each target on test with its own.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from promptmix.training.data import TaskData, TrainSet, build_batch_sampler
 from promptmix.training.evaluate import evaluate
 from promptmix.training.loop import TrainingJob, train
 from promptmix.training.losses import LossFn, task_loss
-from promptmix.training.rundir import (METHOD, MethodSaver, StageResult, finished_result, open_run_dir, save_task_definitions,
+from promptmix.training.rundir import (METHOD, PER_TASK, MethodSaver, StageResult, finished_result, open_run_dir, save_task_definitions,
                                        write_result)
 
 @dataclass
@@ -81,7 +83,12 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
     # The input limits go with the saved method, so inference truncates as training did.
     limits = {name: data.max_source_length(config.data) for name, data in tasks.items()}
     extra = {"stage": config.stage, "tasks": list(tasks), "max_source_length": limits, **(extra or {})}
+    per_task = config.eval.select == "per-task" and len(tasks) > 1
+    if per_task and saver is not None:
+        raise ValueError("eval.select per-task keeps a prompt method per target; the finetune stage tunes one backbone")
     saver = saver or MethodSaver(run_dir / METHOD, ctx.backbone, extra)
+    task_savers = {name: MethodSaver(run_dir / PER_TASK / name, ctx.backbone, {**extra, "selected_for": name})
+                   for name in tasks} if per_task else {}
     train_set = TrainSet(tasks, task_ids, ctx.backbone, config.data)
     has_dev = any(data.dev for data in tasks.values())
     show = config.run.progress
@@ -91,6 +98,8 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
         batch_sampler=build_batch_sampler(config.data, train_set, config.optim.batch_size, config.run.seed),
         loss_fn=loss_fn, evaluate=dev, on_best=saver,
         frozen=[ctx.backbone.model] if frozen_backbone and config.model.backbone_eval_mode else [],
+        on_task_best=(lambda m, task, step, metrics: task_savers[task](m, step, {task: metrics})) if per_task else None,
+        main_metrics={name: data.task.main_metric for name, data in tasks.items()} if per_task else {},
     )
     outcome = train(job, config, run_dir, acc, resume=ctx.resume)
     result = StageResult(config.stage, str(run_dir), list(tasks), outcome.completed, outcome.step, outcome.best_step,
@@ -99,10 +108,33 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
     if not outcome.completed:
         write_card(run_dir, config, result, ctx.backbone, tasks, acc, outcome.total_steps)
         return result  # stopped early (run.stop_after): no results.json, resume later
-    saver.load_into(model)
-    if config.eval.test and any(data.test for data in tasks.values()):
-        result.test = evaluate(model, tasks, "test", task_ids, config.eval, max_source_length(config), acc, show,
-                               predictions_dir=run_dir / TEST_PREDICTIONS)
+    predictions = run_dir / TEST_PREDICTIONS
+    if per_task and outcome.task_best:
+        result.dev = _mean({task: best["metrics"] for task, best in outcome.task_best.items()}, tasks)
+        result.extra = {**result.extra, "select": "per-task",
+                        "best_step_per_task": {task: best["step"] for task, best in outcome.task_best.items()}}
+        if config.eval.test and any(data.test for data in tasks.values()):
+            scored = {}
+            for name in outcome.task_best:  # each target with the method saved at its own best step
+                task_savers[name].load_into(model)
+                scored.update(evaluate(model, {name: tasks[name]}, "test", task_ids, config.eval, max_source_length(config),
+                                       acc, show, predictions_dir=predictions))
+                scored.pop("score", None)
+            result.test = _mean(scored, tasks)
+        saver.load_into(model)
+    else:
+        saver.load_into(model)
+        if config.eval.test and any(data.test for data in tasks.values()):
+            result.test = evaluate(model, tasks, "test", task_ids, config.eval, max_source_length(config), acc, show,
+                                   predictions_dir=predictions)
     write_result(result, acc)
     write_card(run_dir, config, result, ctx.backbone, tasks, acc, outcome.total_steps)
     return result
+
+
+def _mean(per_task: dict[str, dict[str, Any]], tasks: dict[str, TaskData]) -> dict[str, Any]:
+    """``{task: metrics, ..., "score": mean of the tasks' main metrics}``, as :func:`evaluate` reports."""
+    if not per_task:
+        return {}
+    score = sum(metrics[tasks[name].task.main_metric] for name, metrics in per_task.items()) / len(per_task)
+    return {**per_task, "score": score}

@@ -48,6 +48,7 @@ from promptmix.training.data import TaskData, load_tasks
 from promptmix.training.loop import SMALL_DATASET
 from promptmix.training.distill import DistillLoss, distills
 from promptmix.tasks import get_task
+from promptmix.tasks.kinds import ClassificationTask
 from promptmix.training.rundir import METHOD, MODEL, StageResult, open_run_dir, register_run_tasks, write_result
 from promptmix.training.runs import Context, load_backbone_for, make_accelerator, run_method
 
@@ -210,6 +211,8 @@ def best_constant_score(data: TaskData, split: str = "dev") -> tuple[str, float]
     candidates are the task's label words, else the training targets (at most 100 distinct
     ones: a generation task's constant answers are not a floor worth computing)."""
     candidates = list(data.task.label_words or [])
+    if isinstance(data.task, ClassificationTask):
+        candidates = data.task.target_words()  # "0", "1", ... under data.label_format: index
     if not candidates:
         targets = Counter(ex.target for ex in data.train)
         candidates = [t for t, _ in targets.most_common()] if len(targets) <= 100 else []
