@@ -206,3 +206,20 @@ def test_predict_refuses_unbounded_limits_while_parsing(runs, tmp_path, capsys, 
         _predict(runs, tmp_path / "in.jsonl", "-", *argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and words in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("case, words", [
+    ("input is a directory", "is a directory; give a JSONL file"),
+    ("output is a directory", "is a directory; give a file name"),
+    ("output directory missing", "does not exist"),
+    ("input missing", "No such file"),
+])
+def test_predict_answers_bad_paths_without_a_traceback(runs, tmp_path, capsys, case, words):
+    source = tmp_path / "in.jsonl"
+    source.write_text(GOOD_RTE + "\n")
+    paths = {"input is a directory": (tmp_path, tmp_path / "out.jsonl"), "output is a directory": (source, tmp_path),
+             "output directory missing": (source, tmp_path / "nowhere" / "out.jsonl"),
+             "input missing": (tmp_path / "absent.jsonl", tmp_path / "out.jsonl")}[case]
+    code = _predict(runs, *paths)
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.count("Traceback") == 0, err

@@ -268,8 +268,9 @@ def test_a_request_whose_client_left_is_not_run(predictor, monkeypatch):
                 if metrics["abandoned"] or metrics["batches"] > 1:
                     break
                 await asyncio.sleep(0.1)
-            return metrics
+            return metrics, (await client.get("/metrics")).text
 
     with serve(predictor) as server:
-        metrics = asyncio.run(main(server.url))
+        metrics, scrape = asyncio.run(main(server.url))
     assert seen == [["sst2"]] and metrics["abandoned"] == 1, (seen, metrics)
+    assert "promptmix_abandoned_inputs_total 1.0" in scrape

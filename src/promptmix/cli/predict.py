@@ -136,7 +136,12 @@ def _output(path: str) -> Iterator[IO[str]]:
 
 
 def check_paths(input_path: str, output_path: str) -> None:
-    """Refuse an output that is the input file (by path, or by link to the same file)."""
+    """Refuse an output that is the input file (by path, or by link to the same file), a
+    directory given as either, and an output in a directory that does not exist."""
+    if input_path != "-" and Path(input_path).is_dir():
+        raise ValueError(f"--input {input_path} is a directory; give a JSONL file")
+    if output_path != "-" and Path(output_path).is_dir():
+        raise ValueError(f"--output {output_path} is a directory; give a file name")
     if input_path == "-" or output_path == "-":
         return
     source, sink = Path(input_path), Path(output_path)
