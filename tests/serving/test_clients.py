@@ -274,3 +274,26 @@ def test_a_request_whose_client_left_is_not_run(predictor, monkeypatch):
         metrics, scrape = asyncio.run(main(server.url))
     assert seen == [["sst2"]] and metrics["abandoned"] == 1, (seen, metrics)
     assert "promptmix_abandoned_inputs_total 1.0" in scrape
+
+
+@pytest.mark.parametrize("record, words", [
+    ({"sentence1": ["A cat."], "sentence2": "A cat sits."}, "field 'sentence1': expected text, got list"),
+    ({"sentence1": {"text": "A cat."}, "sentence2": "A cat sits."}, "field 'sentence1': expected text, got dict"),
+])
+def test_a_record_field_of_the_wrong_type_is_a_422_naming_it(predictor, record, words):
+    """Issue 36.5: a list where text belongs was rendered as Python syntax, or raised a 500."""
+    with serve(predictor) as server:
+        response = httpx.post(server.url + "/v1/predict", json={"task": "rte", "inputs": [record]}, timeout=60)
+    error = documented_error(response, 422, "invalid")
+    assert words in error["message"] and error["index"] == 0, error
+
+
+def test_a_task_that_checks_no_types_still_answers_422_not_500(predictor, monkeypatch):
+    def unchecked(record, **kwargs):  # as a plugin task might: joins whatever it is given
+        return " ".join(record["words"])
+
+    monkeypatch.setattr(predictor.tasks["sst2"], "format", unchecked)
+    with serve(predictor) as server:
+        response = httpx.post(server.url + "/v1/predict", json={"task": "sst2", "inputs": [{"words": [1, 2]}]}, timeout=60)
+    error = documented_error(response, 422, "invalid")
+    assert "a record field has the wrong type (TypeError" in error["message"], error
