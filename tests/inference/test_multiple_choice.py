@@ -96,14 +96,14 @@ def test_choices_beyond_the_limits_are_refused_before_anything_is_encoded(model,
     predictor = Predictor(model.backbone, model.method, max_choices=3, max_choice_tokens=4)
     encoded = []
     monkeypatch.setattr(type(model.backbone), "encode", lambda self, *a, **k: encoded.append(a) or {"input_ids": [1]})
-    with pytest.raises(InputError, match=r"20000 choices; at most 3 per input \(max_choices\)") as err:
+    with pytest.raises(InputError, match=r"20000 choices; at most 3 per input \(max_choices, --max-choices\)") as err:
         predictor.prepare([{"task": "copa-choices", "text": TEXT, "choices": ["a"] * 20_000}])
     assert err.value.kind == "too_many_choices" and encoded == []  # refused on the count alone
     with pytest.raises(InputError, match=r"choice 1 is \d+ characters, more than 4 tokens can hold") as err:
         predictor.prepare([{"task": "copa-choices", "text": TEXT, "choices": ["a", "word " * 1000]}])
     assert err.value.kind == "choice_too_long" and encoded == []
     monkeypatch.undo()
-    with pytest.raises(InputError, match=r"choice 0 is \d+ tokens, over the limit of 4 \(max_choice_tokens\)") as err:
+    with pytest.raises(InputError, match=r"choice 0 is \d+ tokens, over the limit of 4 \(max_choice_tokens, --max-choice-tokens\)") as err:
         predictor.prepare([{"task": "copa-choices", "text": TEXT, "choices": ["one two three four five six", "b"]}])
     assert err.value.kind == "choice_too_long"
 

@@ -235,7 +235,7 @@ def test_good_requests_batched_with_a_20000_choice_request_all_get_200_and_memor
         answers = asyncio.run(main(server.url))
     grown_mib = (_rss_kib() - before) / 1024
     refused = documented_error(answers.pop(12), 413, "too_many_choices")
-    assert "20000 choices; at most 256 per input (max_choices)" in refused["message"] and refused["index"] == 0
+    assert "20000 choices; at most 256 per input (max_choices, --max-choices)" in refused["message"] and refused["index"] == 0
     for response, want in zip(answers, offline):
         same_predictions(predictions(response), [want])
     assert grown_mib < 300, grown_mib  # 20,000 candidate rows at once asked for gigabytes

@@ -275,18 +275,18 @@ class Predictor:
         refused beyond ``max_choices`` or ``max_choice_tokens``: checked before anything is
         encoded, so a request with 20,000 candidates costs no memory and fails no batch."""
         if len(choices) > self.max_choices:
-            raise InputError(index, f"{len(choices)} choices; at most {self.max_choices} per input (max_choices)",
-                             "too_many_choices")
+            raise InputError(index, f"{len(choices)} choices; at most {self.max_choices} per input "
+                                    "(max_choices, --max-choices)", "too_many_choices")
         limit = self.max_choice_tokens
         for j, choice in enumerate(choices):
             if len(choice) > limit * self.max_token_chars:  # cannot fit: no need to tokenise it
                 raise InputError(index, f"choice {j} is {len(choice)} characters, more than {limit} tokens can hold "
-                                        f"(max_choice_tokens)", "choice_too_long")
+                                        f"(max_choice_tokens, --max-choice-tokens)", "choice_too_long")
         for j, choice in enumerate(choices):
             count = len(self._tokens(index, choice))
             if count > limit:
-                raise InputError(index, f"choice {j} is {count} tokens, over the limit of {limit} (max_choice_tokens)",
-                                 "choice_too_long")
+                raise InputError(index, f"choice {j} is {count} tokens, over the limit of {limit} "
+                                        "(max_choice_tokens, --max-choice-tokens)", "choice_too_long")
         return list(dict.fromkeys(choices))
 
     def _tokens(self, index: int, source: str) -> list[int]:
