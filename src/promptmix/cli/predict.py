@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from promptmix.cli import HELP, add_tasks_dir_argument, int_in
-from promptmix.inference.predictor import (DEFAULT_MAX_CHOICE_TOKENS, DEFAULT_MAX_CHOICES, MAX_NEW_TOKENS, InputError,
-                                           as_items)
 from promptmix.inference.loader import load_predictor, recorded_source_lengths
+from promptmix.inference.predictor import DEFAULT_MAX_CHOICE_TOKENS, DEFAULT_MAX_CHOICES, MAX_NEW_TOKENS, InputError, as_items
 from promptmix.training.rundir import configured_source_lengths, find_methods
 
 CHUNK = 1024  # input lines answered (and written) at a time: memory stays bounded on big files
@@ -102,7 +101,7 @@ def read_lines(handle: IO[Any], name: str) -> Iterator[tuple[int, Any]]:
 
 
 @contextmanager
-def _input(path: str) -> Iterator[IO[bytes]]:
+def _input(path: str) -> Iterator[IO[Any]]:
     """The input as bytes (see :func:`read_lines`); "-" is stdin."""
     if path == "-":
         yield getattr(sys.stdin, "buffer", sys.stdin)

@@ -267,7 +267,8 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
             gone.cancel()
             if not answered.done():  # the client left (or this handler was cancelled): drop its queued inputs
                 answered.cancel()
-                raise ClientGone()
+        if not answered.done() or answered.cancelled():
+            raise ClientGone()
         return answered.result()
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=POST_ERRORS)
@@ -276,7 +277,7 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
         return PredictResponse(predictions=[PredictionOut(**p.to_dict()) for p in predictions])
 
     @app.post("/v1/completions", response_model=CompletionResponse, responses={**POST_ERRORS, **_errors(404)})
-    async def completions(body: CompletionRequest, request: Request) -> CompletionResponse:
+    async def completions(body: CompletionRequest, request: Request) -> CompletionResponse | JSONResponse:
         task = _model_task(predictor, body.model)
         if body.max_tokens is not None and body.max_tokens > predictor.max_new_tokens:
             return error(422, "invalid_request", f"max_tokens: {body.max_tokens} is over the server's limit of "
