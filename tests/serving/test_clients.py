@@ -297,3 +297,20 @@ def test_a_task_that_checks_no_types_still_answers_422_not_500(predictor, monkey
         response = httpx.post(server.url + "/v1/predict", json={"task": "sst2", "inputs": [{"words": [1, 2]}]}, timeout=60)
     error = documented_error(response, 422, "invalid")
     assert "a record field has the wrong type (TypeError" in error["message"], error
+
+
+def test_the_server_stops_cleanly_while_it_lingers_after_bytes_that_are_not_http(predictor, monkeypatch):
+    import threading
+
+    crashes: list = []
+    monkeypatch.setattr(threading, "excepthook", crashes.append)  # an exception that ends the server thread
+    server = serve(predictor).start()
+    with socket.create_connection(("127.0.0.1", port_of(server)), timeout=30) as raw:
+        raw.sendall(b"\x16\x03\x01 garbage\r\n\r\n")
+        assert raw.recv(65536).startswith(b"HTTP/1.1 400")
+        # The server now reads and drops what follows for LINGER_SECONDS: stopping it meanwhile
+        # must neither wait for that nor fail on a connection h11 has marked as broken.
+        start = time.monotonic()
+        server.stop()
+    assert time.monotonic() - start < 1.5 and not server.thread.is_alive()
+    assert not crashes, crashes[0].exc_value
