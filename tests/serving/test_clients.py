@@ -90,13 +90,17 @@ def test_the_openai_client_lists_the_tasks_and_gets_the_offline_answers(predicto
     ("/v1/predict", {"task": "sst2", "inputs": ["sst2 sentence: a"], "max_new_tokens": -5}, "max_new_tokens"),
     ("/v1/predict", {"task": "sst2", "input": ["sst2 sentence: a"], "inputs": ["sst2 sentence: a"]}, "input"),
     ("/v1/completions", {"model": "sst2", "prompt": "sst2 sentence: a", "max_new_tokens": 200}, "max_new_tokens"),
+    ("/v1/predict", {"inputs": [{"task": "sst2", "text": "sst2 sentence: a", "max_new_tokens": 5}]}, "max_new_tokens"),
 ])
 def test_an_unknown_key_is_refused_naming_it_on_every_endpoint(predictor, path, body, key):
-    """Issue 36.17: ``"max_new_tokens": -5`` was ignored and the request answered 200."""
+    """Issue 36.17: ``"max_new_tokens": -5`` was ignored and the request answered 200. A key
+    of the body is the request's fault (index null), a key of one input that input's."""
     with serve(predictor) as server:
         response = httpx.post(server.url + path, json=body, timeout=60)
-    error = documented_error(response, 422, "invalid_request")
+    in_input = "task" not in body and "model" not in body
+    error = documented_error(response, 422, "invalid" if in_input else "invalid_request")
     assert f"unknown key(s) '{key}'" in error["message"] and "accepted:" in error["message"], error
+    assert error["index"] == (0 if in_input else None)
 
 
 # -- /docs offline, and a schema that says what is sent -------------------------------------------

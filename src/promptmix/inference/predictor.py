@@ -92,8 +92,8 @@ def as_items(inputs: Sequence[Any], task: str | None = None) -> list[dict[str, A
                                 "{\"task\": ..., \"record\": {...}} or {\"task\": ..., \"text\": ...}")
         extra = set(x) - {"task", "record", "text", "choices"}
         if extra:
-            raise InputError(i, f"unexpected key(s) {sorted(extra)}; an input with its own task has 'task' and 'record' "
-                                "or 'text' (and 'choices' with the text of a multiple-choice task)")
+            raise InputError(i, f"unknown key(s) {', '.join(map(repr, sorted(extra)))} in this input; accepted: task, "
+                                "record or text, and choices (with the text of a multiple-choice task)")
         items.append(dict(x))
     return items
 
