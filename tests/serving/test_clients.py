@@ -103,6 +103,16 @@ def test_an_unknown_key_is_refused_naming_it_on_every_endpoint(predictor, path, 
     assert error["index"] == (0 if in_input else None)
 
 
+@pytest.mark.parametrize("method, path", [("POST", "/v1/predict?task=rte"), ("GET", "/v1/models?limit=1"),
+                                          ("GET", "/health?verbose=1&verbose=2")])
+def test_an_unknown_query_parameter_is_refused_naming_it(predictor, method, path):
+    with serve(predictor) as server:
+        response = httpx.request(method, server.url + path, json={"task": "sst2", "inputs": ["sst2 sentence: a"]}, timeout=60)
+    error = documented_error(response, 422, "invalid_request")
+    name = path.split("?")[1].split("=")[0]
+    assert error["message"].startswith(f"unknown query parameter(s) '{name}':"), error
+
+
 # -- /docs offline, and a schema that says what is sent -------------------------------------------
 def test_docs_load_every_asset_from_promptmix_itself(predictor):
     with serve(predictor) as server, httpx.Client(base_url=server.url, timeout=60) as client:

@@ -20,7 +20,7 @@ preformatted text (a string); without one, every input is ``{"task", "record" | 
 Every error is ``{"error": {"type", "message", "index"}}`` naming the problem: 400
 malformed JSON (or not UTF-8, or nested too deeply, or not valid HTTP), 404 / 405 unknown
 path, model or method, 408 headers or body slower than ``read_timeout``, 422 schema
-violations / unknown key (named) / unknown task / missing or mistyped field / text the
+violations / unknown key or query parameter (named) / unknown task / missing or mistyped field / text the
 tokenizer cannot take, 413 body, input count, input length, choice count or choice length
 over the limits, 429 queue full, 503 shutting down; anything unexpected is a 500 in the same
 shape with ``Connection: close`` (the exception is re-raised after the answer, so the server
@@ -42,7 +42,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -61,6 +61,17 @@ STATUS_OF_INPUT_ERROR = {"unknown_task": 422, "invalid": 422, "too_long": 413, "
 
 class TooManyInputs(Exception):
     """More inputs in one request than ``max_inputs_per_request`` (413)."""
+
+
+class UnknownQuery(Exception):
+    """A query parameter: no endpoint takes one, and one ignored would be a silent mistake (422)."""
+
+
+async def no_query(request: Request) -> None:
+    if request.query_params:
+        names = ", ".join(repr(name) for name in dict.fromkeys(request.query_params.keys()))
+        raise UnknownQuery(f"unknown query parameter(s) {names}: no endpoint takes any (a request's settings go in its "
+                           "JSON body)")
 
 
 class ClientGone(Exception):
@@ -244,7 +255,8 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
     # works without the CDN FastAPI would point it at; the validator badge (an image from swagger.io) is off.
     app = FastAPIOffline(title="promptmix", version=__version__, lifespan=lifespan, redoc_url=None,
                          description="One frozen language model, every task's soft prompt, mixed-task batches.",
-                         swagger_ui_parameters={"validatorUrl": None}, responses=_errors(500))
+                         swagger_ui_parameters={"validatorUrl": None}, responses=_errors(500),
+                         dependencies=[Depends(no_query)])
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, read_timeout=config.read_timeout)
     _add_error_handlers(app, {"/v1/predict": PredictRequest, "/v1/completions": CompletionRequest})
     started = int(time.time())
@@ -389,6 +401,10 @@ def _add_error_handlers(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> Non
             return error(422, "invalid_request", f"unknown key(s) {', '.join(map(repr, unknown))} in the request body{accepted}")
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
         return error(422, "invalid_request", problems)
+
+    @app.exception_handler(UnknownQuery)
+    async def unknown_query(request: Request, exc: UnknownQuery) -> JSONResponse:
+        return error(422, "invalid_request", str(exc))
 
     @app.exception_handler(TooManyInputs)
     async def too_many_inputs(request: Request, exc: TooManyInputs) -> JSONResponse:
