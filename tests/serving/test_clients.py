@@ -57,12 +57,18 @@ def test_the_openai_client_lists_the_tasks_and_gets_the_offline_answers(predicto
         qualified = client.completions.create(model="runs/short:rte", prompt=rte_text["text"])
         generated = client.completions.create(model="stsb", prompt=stsb_record["record"])
         short = client.completions.create(model="STS-B", prompt=stsb_record["record"], max_tokens=1)
+        # What LangChain's OpenAI wrapper sends besides: neutral settings, accepted.
+        neutral = client.completions.create(model="rte", prompt=rte_text["text"], temperature=0.7, top_p=1, n=1, best_of=1,
+                                            frequency_penalty=0, presence_penalty=0, seed=3, logprobs=1)
         errors = {}
         for what, kwargs in {"unknown model": dict(model="rtx", prompt="x"),
                              "wrong source": dict(model="runs/long:rte", prompt="x"),
                              "unknown key": dict(model="rte", prompt="x", extra_body={"max_new_tokens": -5}),
                              "max_tokens over the server's": dict(model="stsb", prompt="x", max_tokens=5),
-                             "token ids": dict(model="rte", prompt=[[1, 2, 3]])}.items():
+                             "token ids": dict(model="rte", prompt=[[1, 2, 3]]),
+                             "stop sequences": dict(model="stsb", prompt="x", stop=["."]),
+                             "two answers": dict(model="rte", prompt="x", n=2),
+                             "streaming": dict(model="rte", prompt="x", stream=True)}.items():
             with pytest.raises(openai.APIStatusError) as err:
                 client.completions.create(**kwargs)
             errors[what] = (err.value.status_code, err.value.body)
@@ -75,7 +81,8 @@ def test_the_openai_client_lists_the_tasks_and_gets_the_offline_answers(predicto
         assert list(scores) == ["entailment", "not_entailment"] and choice.logprobs.tokens == [choice.text]
         assert abs(sum(map(math.exp, scores.values())) - 1) < 1e-5
         assert abs(math.exp(choice.logprobs.token_logprobs[0]) - offline.score) < 1e-4
-    assert qualified.choices[0].text == expected[6].text
+    assert qualified.choices[0].text == neutral.choices[0].text == expected[6].text
+    assert all(errors[what][0] == 422 for what in ("stop sequences", "two answers", "streaming")), errors
     assert generated.choices[0].text == expected[3].text and generated.choices[0].logprobs is None
     assert short.choices[0].finish_reason == "length"
     assert errors["unknown model"][0] == 404 and "Did you mean 'rte'" in errors["unknown model"][1]["message"]

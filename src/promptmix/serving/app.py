@@ -184,6 +184,12 @@ class CompletionRequest(Strict):
                                                                     "are rank-classified or greedy.")
     logprobs: int | None = Field(None, ge=0, le=5, description="Accepted for compatibility: a rank-classified answer "
                                                               "always carries every candidate, generated text none.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Accepted for compatibility and unused, as temperature.")
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted for compatibility and unused.")
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted for compatibility and unused.")
+    seed: int | None = Field(None, description="Accepted and unused: answers are deterministic.")
+    best_of: int | None = Field(None, ge=1, le=1, description="Only 1.")
+    stop: None = Field(None, description="Only null: generation ends where the task's training taught it to.")
     echo: Literal[False] = Field(False, description="Only false.")
     stream: Literal[False] = Field(False, description="Only false: no streaming.")
     user: str | None = Field(None, description="Accepted and unused.")
