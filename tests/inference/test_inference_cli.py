@@ -127,3 +127,99 @@ def test_predict_names_the_line_of_text_it_cannot_read_without_a_traceback(runs,
     code = main(["predict", "--run", str(runs["pt"]), "--task", "rte", "--input", str(tmp_path / "in.jsonl"), "--output", "-"])
     err = capsys.readouterr().err
     assert code == 2 and all(w in err for w in words) and "Traceback" not in err, err
+
+
+GOOD_RTE = '{"sentence1": "a", "sentence2": "b"}'
+
+
+def _predict(runs, source, output, *extra):
+    return main(["predict", "--run", str(runs["pt"]), "--task", "rte", "--input", str(source), "--output", str(output), *extra])
+
+
+@pytest.mark.parametrize("how", ["same path", "another spelling", "symlink"])
+def test_predict_refuses_an_output_that_is_its_input_and_leaves_it_whole(runs, tmp_path, capsys, how):
+    source = tmp_path / "same.jsonl"
+    source.write_text(GOOD_RTE + "\n" + GOOD_RTE + "\n")
+    output = {"same path": source, "another spelling": tmp_path / "." / "same.jsonl", "symlink": tmp_path / "link.jsonl"}[how]
+    if how == "symlink":
+        output.symlink_to(source)
+    code = _predict(runs, source, output)
+    err = capsys.readouterr().err
+    assert code == 2 and "is the input file" in err and "Traceback" not in err, err
+    assert source.read_text() == GOOD_RTE + "\n" + GOOD_RTE + "\n"
+
+
+def test_predict_error_late_in_a_big_file_leaves_no_partial_output_and_keeps_the_old_file(runs, tmp_path, capsys, monkeypatch):
+    """Issue 36.12: with 2-line chunks, an error on line 5 comes after two chunks were answered;
+    none of their lines may reach --output, whose previous content stays."""
+    import promptmix.cli.predict as predict_cli
+
+    monkeypatch.setattr(predict_cli, "CHUNK", 2)
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("\n".join([GOOD_RTE] * 4 + ['{"sentence1": "only one"}', GOOD_RTE]) + "\n")
+    output.write_text("previous\n")
+    code = _predict(runs, source, output)
+    err = capsys.readouterr().err
+    assert code == 2 and "in.jsonl, line 5" in err and "Traceback" not in err, err
+    assert output.read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]  # no temporary file left
+
+
+def test_predict_streams_its_input_a_chunk_at_a_time(runs, tmp_path, capsys, monkeypatch):
+    """Line 5 is no JSON: with 2-line chunks, the first two chunks are answered before it is
+    read (reading the whole file first would fail before answering anything)."""
+    import promptmix.cli.predict as predict_cli
+    from promptmix.inference.predictor import Predictor
+
+    monkeypatch.setattr(predict_cli, "CHUNK", 2)
+    calls = []
+    original = Predictor.predict
+    monkeypatch.setattr(Predictor, "predict", lambda self, items, **kw: calls.append(len(items)) or original(self, items, **kw))
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join([GOOD_RTE] * 4 + ["{not json"]) + "\n")
+    assert _predict(runs, source, tmp_path / "out.jsonl") == 2
+    assert "in.jsonl, line 5: not valid JSON" in capsys.readouterr().err
+    assert calls == [2, 2] and not (tmp_path / "out.jsonl").exists()
+
+
+def test_predict_output_file_is_complete_and_gets_the_usual_mode(runs, tmp_path):
+    import os
+
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("\n".join([GOOD_RTE] * 3) + "\n")
+    umask = os.umask(0o022)
+    try:
+        assert _predict(runs, source, output) == 0
+    finally:
+        os.umask(umask)
+    assert len(output.read_text().splitlines()) == 3 and output.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--max-new-tokens", "1e20"], "expected an integer"),
+    (["--max-new-tokens", "100000000000000000000"], "must be in 1..1024"),
+    (["--max-choices", "0"], "must be >= 1"),
+])
+def test_predict_refuses_unbounded_limits_while_parsing(runs, tmp_path, capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_info:
+        _predict(runs, tmp_path / "in.jsonl", "-", *argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and words in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("case, words", [
+    ("input is a directory", "is a directory; give a JSONL file"),
+    ("output is a directory", "is a directory; give a file name"),
+    ("output directory missing", "does not exist"),
+    ("input missing", "No such file"),
+])
+def test_predict_answers_bad_paths_without_a_traceback(runs, tmp_path, capsys, case, words):
+    source = tmp_path / "in.jsonl"
+    source.write_text(GOOD_RTE + "\n")
+    paths = {"input is a directory": (tmp_path, tmp_path / "out.jsonl"), "output is a directory": (source, tmp_path),
+             "output directory missing": (source, tmp_path / "nowhere" / "out.jsonl"),
+             "input missing": (tmp_path / "absent.jsonl", tmp_path / "out.jsonl")}[case]
+    code = _predict(runs, *paths)
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.count("Traceback") == 0, err

@@ -87,3 +87,42 @@ def test_a_label_that_is_no_candidate_names_the_field(label, message):
     assert message in str(err.value)
     assert get_task("winogrande-choices").format(
         {"sentence": "_ won.", "option1": "Ann", "option2": "Bo", "answer": "2"}).target == "Bo"  # counted from 1
+
+
+TEXT = "copa-choices premise: The man broke his toe. question: cause"
+
+
+def test_choices_beyond_the_limits_are_refused_before_anything_is_encoded(model, monkeypatch):
+    predictor = Predictor(model.backbone, model.method, max_choices=3, max_choice_tokens=4)
+    encoded = []
+    monkeypatch.setattr(type(model.backbone), "encode", lambda self, *a, **k: encoded.append(a) or {"input_ids": [1]})
+    with pytest.raises(InputError, match=r"20000 choices; at most 3 per input \(max_choices, --max-choices\)") as err:
+        predictor.prepare([{"task": "copa-choices", "text": TEXT, "choices": ["a"] * 20_000}])
+    assert err.value.kind == "too_many_choices" and encoded == []  # refused on the count alone
+    with pytest.raises(InputError, match=r"choice 1 is \d+ characters, more than 4 tokens can hold") as err:
+        predictor.prepare([{"task": "copa-choices", "text": TEXT, "choices": ["a", "word " * 1000]}])
+    assert err.value.kind == "choice_too_long" and encoded == []
+    monkeypatch.undo()
+    with pytest.raises(InputError, match=r"choice 0 is \d+ tokens, over the limit of 4 \(max_choice_tokens, --max-choice-tokens\)") as err:
+        predictor.prepare([{"task": "copa-choices", "text": TEXT, "choices": ["one two three four five six", "b"]}])
+    assert err.value.kind == "choice_too_long"
+
+
+def test_duplicate_and_whitespace_variant_choices_are_one_candidate_and_scores_sum_to_one(model):
+    """Issue 36.15: ' He fell. ' and 'He fell.' once shared one label_scores key, so the two
+    rows' probabilities were counted as one and the scores summed to less than 1."""
+    predictor = Predictor(model.backbone, model.method)
+    [answer] = predictor.predict([{"task": "copa-choices", "text": TEXT,
+                                   "choices": ["He fell.", " He fell. ", "He slipped.", "He fell."]}])
+    assert list(answer.label_scores) == ["He fell.", "He slipped."]
+    assert abs(sum(answer.label_scores.values()) - 1) < 1e-5 and answer.score == max(answer.label_scores.values())
+
+
+def test_blank_or_non_string_record_entities_are_refused(model):
+    method = make_method("prompt-tuning", ["record-choices"], model.backbone.hidden_size, prompt_length=3, seed=4)
+    predictor = Predictor(model.backbone, method)
+    record = {"passage": "Ann met Bo.", "query": "@placeholder met Bo."}
+    for entities in (["Ann", " "], ["Ann", 2], "Ann"):
+        with pytest.raises(InputError, match="field 'entities'") as err:
+            predictor.prepare([{"task": "record-choices", "record": {**record, "entities": entities}}])
+        assert err.value.kind == "invalid"

@@ -98,3 +98,46 @@ def test_a_failing_batch_fails_only_its_requests():
 
     bad, good, failed = asyncio.run(main())
     assert isinstance(bad[0], RuntimeError) and good == [5] and failed == 1
+
+
+def test_a_request_that_fails_its_batch_fails_alone_and_its_batch_mates_are_answered():
+    """Issue 36.1: one request's item made the whole batch raise, and its 24 batch-mates got
+    500s with it. Now the batch is run again request by request; only the culprit fails."""
+    async def main():
+        def run(items):
+            if any(i.value < 0 for i in items):
+                raise MemoryError("one input asked for 15 GB")
+            return [i.value for i in items]
+
+        batcher = DynamicBatcher(run, BatcherConfig(max_batch_size=32, max_wait_ms=200))
+        await batcher.start()
+        calls = [batcher.submit([item("a", v), item("b", v + 100)]) for v in range(12)]
+        calls.insert(5, batcher.submit([item("c", -1)]))
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+        await batcher.close()
+        return answers, batcher.metrics
+
+    answers, metrics = asyncio.run(main())
+    assert isinstance(answers[5], MemoryError)
+    assert [a for i, a in enumerate(answers) if i != 5] == [[v, v + 100] for v in range(12)]
+    assert metrics.batch_sizes[25] == 1 and metrics.failed_batches == 2  # the mixed batch, then the culprit alone
+
+
+def test_items_of_a_caller_that_went_away_are_not_run():
+    async def main():
+        release = threading.Event()
+        run, batches = recorder(release)
+        batcher = DynamicBatcher(run, BatcherConfig(max_batch_size=1, max_wait_ms=0))
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.submit([item("a", 1)]))
+        await asyncio.sleep(0.05)  # the first item is running (held by release)
+        gone = asyncio.ensure_future(batcher.submit([item("gone", 2), item("gone", 3)]))
+        await asyncio.sleep(0.05)
+        gone.cancel()  # what the server does when the client disconnects
+        release.set()
+        assert await first == [2]
+        await batcher.close()
+        return batches, batcher.metrics
+
+    batches, metrics = asyncio.run(main())
+    assert batches == [["a"]] and metrics.abandoned == 2

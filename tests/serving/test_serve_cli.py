@@ -80,7 +80,11 @@ def test_serve_answers_and_drains_accepted_requests_on_sigterm(server):
 @pytest.mark.parametrize("flag, value, words", [
     ("--max-body-bytes", "-1", "argument --max-body-bytes: must be >= 1024, got -1"),
     ("--max-connections", "0", "argument --max-connections: must be >= 1, got 0"),
-    ("--max-new-tokens", "0", "argument --max-new-tokens: must be >= 1, got 0"),
+    ("--max-new-tokens", "0", "argument --max-new-tokens: must be in 1..1024, got 0"),
+    ("--max-new-tokens", "100000000000000000000", "argument --max-new-tokens: must be in 1..1024, got 100000000000000000000"),
+    ("--max-new-tokens", "1e20", "argument --max-new-tokens: expected an integer, got '1e20'"),
+    ("--max-choices", "0", "argument --max-choices: must be >= 1, got 0"),
+    ("--max-choice-tokens", "-3", "argument --max-choice-tokens: must be >= 1, got -3"),
     ("--port", "70000", "argument --port: must be in 0..65535, got 70000"),
     ("--max-queue", "0", "argument --max-queue: must be >= 1, got 0"),
     ("--max-wait-ms", "-5", "argument --max-wait-ms: must be a finite number >= 0, got -5"),

@@ -153,3 +153,31 @@ def test_a_byte_that_is_not_utf8_names_file_and_line(tmp_path, layout):
     assert info.value.file == path and info.value.where == f"line {line}"
     assert str(info.value).startswith(f"{path}, line {line}: not valid UTF-8 (byte ")
     assert f"at byte {byte} of the line" in str(info.value)
+
+
+# Records as a client sends them: every field of the wrong type must be a DataError naming the
+# field (the server's 422), never a TypeError/AttributeError (a 500).
+WRONG_TYPES = [  # (task, good record, field, wrong value)
+    ("record", {"passage": "P.", "query": "Q @placeholder", "entities": ["A"], "answers": ["A"]}, "entities", [1, 2]),
+    ("record", {"passage": "P.", "query": "Q @placeholder", "entities": ["A"], "answers": ["A"]}, "answers", 5),
+    ("record", {"passage": "P.", "query": "Q @placeholder", "entities": ["A"]}, "query", ["Q"]),
+    ("record-choices", {"passage": "P.", "query": "Q", "entities": ["A", "B"]}, "entities", [1, 2]),
+    ("record-choices", {"passage": "P.", "query": "Q", "entities": ["A", "B"]}, "entities", ["A", "  "]),
+    ("record-choices", {"passage": "P.", "query": "Q", "entities": ["A", "B"]}, "passage", {"text": "P."}),
+    ("squad", {"context": "C.", "question": "Q?", "answers": {"text": ["a"]}}, "answers", 5),
+    ("squad", {"context": "C.", "question": "Q?", "answers": ["a"]}, "answers", True),
+    ("squad", {"context": "C.", "question": "Q?"}, "context", [1, 2]),
+    ("nq", {"context": "C.", "question": "Q?", "answers": ["a"]}, "answers", 1.5),
+    ("e2e", {"meaning_representation": "name[x]", "target": "t", "references": ["t"]}, "references", [1, 2]),
+    ("e2e", {"meaning_representation": "name[x]", "target": "t", "references": ["t"]}, "references", 5),
+    ("webnlg", {"input": ["a | b | c"], "target": "t"}, "input", [1, 2]),
+    ("webnlg", {"input": ["a | b | c"], "target": "t", "references": ["t"]}, "references", True),
+]
+
+
+@pytest.mark.parametrize("name, record, field, value", WRONG_TYPES, ids=[f"{t}-{f}-{v!r}" for t, _, f, v in WRONG_TYPES])
+def test_a_field_of_the_wrong_type_is_a_data_error_naming_it(name, record, field, value):
+    task = get_task(name)
+    task.format(record)  # the good record is fine
+    with pytest.raises(DataError, match=f"field '{field}'"):
+        task.format({**record, field: value})

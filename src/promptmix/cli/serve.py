@@ -2,9 +2,11 @@
 
     promptmix serve --run runs/glue --run runs/superglue --port 8000
     curl -s localhost:8000/v1/predict -d '{"task": "rte", "inputs": [{"sentence1": "...", "sentence2": "..."}]}'
+    curl -s localhost:8000/v1/completions -d '{"model": "rte", "prompt": {"sentence1": "...", "sentence2": "..."}}'
 
-Endpoints: POST /v1/predict, GET /v1/tasks, /health, /metrics (Prometheus), /metrics.json, /openapi.json, /docs
-(see :mod:`promptmix.serving.app`). Ctrl-C or SIGTERM stops accepting connections, answers
+Endpoints: POST /v1/predict, POST /v1/completions and GET /v1/models (the OpenAI / vLLM convention: ``model``
+names a task), GET /v1/tasks, /health, /metrics (Prometheus), /metrics.json, /openapi.json, /docs (served
+offline) (see :mod:`promptmix.serving.app`). Ctrl-C or SIGTERM stops accepting connections, answers
 every accepted request, then exits.
 """
 

@@ -45,6 +45,9 @@ from promptmix.tasks import Task, UnknownTaskError, get_task, resolve_name
 
 
 UNLIMITED = 10**9  # max_source_length meaning "do not truncate"
+MAX_NEW_TOKENS = 1024  # most tokens a generated answer may be given: every answer here is a label, span or sentence
+DEFAULT_MAX_CHOICES = 256  # candidates of one multiple-choice input (ReCoRD passages list up to a few dozen entities)
+DEFAULT_MAX_CHOICE_TOKENS = 64  # tokens of one candidate answer
 SHOWN_CHARS = 60  # most characters of a client's value an error message repeats
 
 
@@ -65,8 +68,8 @@ def longest_token_chars(tokenizer: Any) -> int:
 
 class InputError(ValueError):
     """An item the predictor cannot answer. ``kind`` is ``"unknown_task"``, ``"invalid"``
-    (malformed item, missing record field, text the tokenizer cannot take) or ``"too_long"``;
-    ``index`` is its position."""
+    (malformed item, missing record field, text the tokenizer cannot take), ``"too_long"``,
+    ``"too_many_choices"`` or ``"choice_too_long"``; ``index`` is its position."""
 
     def __init__(self, index: int, reason: str, kind: str = "invalid") -> None:
         super().__init__(f"input {index}: {reason}")
@@ -89,8 +92,8 @@ def as_items(inputs: Sequence[Any], task: str | None = None) -> list[dict[str, A
                                 "{\"task\": ..., \"record\": {...}} or {\"task\": ..., \"text\": ...}")
         extra = set(x) - {"task", "record", "text", "choices"}
         if extra:
-            raise InputError(i, f"unexpected key(s) {sorted(extra)}; an input with its own task has 'task' and 'record' "
-                                "or 'text' (and 'choices' with the text of a multiple-choice task)")
+            raise InputError(i, f"unknown key(s) {', '.join(map(repr, sorted(extra)))} in this input; accepted: task, "
+                                "record or text, and choices (with the text of a multiple-choice task)")
         items.append(dict(x))
     return items
 
@@ -105,7 +108,8 @@ class Prediction:
     geometric-mean token probability (generation). ``attention``: ATTEMPT's weights over
     its source prompts and the task's own prompt, by prompt name (None for other methods).
     ``label_scores``: every candidate's probability (the label words, or a multiple-choice
-    input's own choices; None for generation).
+    input's own choices; None for generation). Choices that are the same text once trimmed
+    are one candidate, scored once, so the probabilities sum to 1.
     """
 
     task: str
@@ -131,6 +135,7 @@ class PreparedInput:
     input_ids: list[int]
     candidates: list[dict[str, list[int]]] | None = None  # rank classification rows, one per answer
     answers: list[str] | None = None  # the candidate answers those rows spell: label words or the input's choices
+    max_new_tokens: int | None = None  # generation length of this input; None: the predictor's
 
     def encode(self, backbone: Backbone, answer: str) -> dict[str, list[int]]:
         """This input with ``answer`` as its target, in the backbone's training layout."""
@@ -156,7 +161,12 @@ class Predictor:
         token_budget: most rows × padded tokens (prompt included) per forward (halved on
             out-of-memory).
         max_batch_size: most items per forward.
-        max_new_tokens: generation length for non-classification tasks.
+        max_new_tokens: generation length for non-classification tasks (at most
+            :data:`MAX_NEW_TOKENS`); a prepared input may ask for fewer.
+        max_choices: most candidate answers of one multiple-choice input (refused beyond,
+            InputError kind ``"too_many_choices"``): each is a row of the forward pass, so an
+            unbounded list is unbounded memory.
+        max_choice_tokens: most tokens of one candidate answer (InputError ``"choice_too_long"``).
         max_source_lengths: ``{task: input token limit}`` the prompts were trained with (a run
             records it, see :mod:`promptmix.inference.loader`); a task not named gets its own
             ``Task.max_source_length``.
@@ -164,17 +174,22 @@ class Predictor:
 
     def __init__(self, backbone: Backbone, method: PromptMethod, tasks: Mapping[str, Task] | None = None, *,
                  token_budget: int = 16384, max_batch_size: int = 64, max_new_tokens: int = 32,
-                 max_source_lengths: Mapping[str, int] | None = None) -> None:
+                 max_source_lengths: Mapping[str, int] | None = None, max_choices: int = DEFAULT_MAX_CHOICES,
+                 max_choice_tokens: int = DEFAULT_MAX_CHOICE_TOKENS) -> None:
         self.backbone = backbone
         self.method = method if isinstance(method, PromptRouter) else PromptRouter({"method": method})
         self.tasks = dict(tasks) if tasks is not None else {name: self._registered(name) for name in self.method.task_names}
         missing = set(self.method.task_names) - set(self.tasks)
         if missing:
             raise ValueError(f"no Task given for loaded prompt task(s) {sorted(missing)}")
-        for option, value in (("token_budget", token_budget), ("max_batch_size", max_batch_size), ("max_new_tokens", max_new_tokens)):
+        for option, value in (("token_budget", token_budget), ("max_batch_size", max_batch_size), ("max_new_tokens", max_new_tokens),
+                              ("max_choices", max_choices), ("max_choice_tokens", max_choice_tokens)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{option} must be an integer >= 1, got {value!r}")
+        if max_new_tokens > MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be at most {MAX_NEW_TOKENS}, got {max_new_tokens}")
         self.token_budget, self.max_batch_size, self.max_new_tokens = token_budget, max_batch_size, max_new_tokens
+        self.max_choices, self.max_choice_tokens = max_choices, max_choice_tokens
         given = dict(max_source_lengths or {})
         self.max_source_lengths = {name: int(given.get(name) or task.max_source_length) for name, task in self.tasks.items()}
         self.max_token_chars = longest_token_chars(backbone.tokenizer)
@@ -236,6 +251,8 @@ class Predictor:
         name = self.resolve_task(item.get("task"), index)
         task = self.tasks[name]
         source, choices = self._source_text(index, task, item)
+        if choices:  # first: the cheapest refusal of the costliest inputs
+            choices = self._bounded_choices(index, choices)
         limit = self.max_source_lengths[name]
         if not truncate and len(source) > limit * self.max_token_chars:  # tokenising it would only waste time
             raise InputError(index, f"input is {len(source)} characters, more than the limit of {limit} tokens for task "
@@ -246,11 +263,31 @@ class Predictor:
                 raise InputError(index, f"input is {len(ids)} tokens, over the limit of {limit} for task {name!r}", "too_long")
             ids = self.backbone.encode(source, max_source_length=limit)["input_ids"]
         prepared = PreparedInput(name, self.method.task_id(name), source, limit, ids)
-        answers = list(choices) if choices else (list(task.label_words) if task.label_words else None)
+        answers = choices or (list(task.label_words) if task.label_words else None)
         if answers:
             prepared.answers = answers
             prepared.candidates = [prepared.encode(self.backbone, answer) for answer in answers]
         return prepared
+
+    def _bounded_choices(self, index: int, choices: list[str]) -> list[str]:
+        """An input's own candidates, each once (trimmed choices that are the same text would
+        share one ``label_scores`` key, and the probabilities would no longer sum to 1),
+        refused beyond ``max_choices`` or ``max_choice_tokens``: checked before anything is
+        encoded, so a request with 20,000 candidates costs no memory and fails no batch."""
+        if len(choices) > self.max_choices:
+            raise InputError(index, f"{len(choices)} choices; at most {self.max_choices} per input "
+                                    "(max_choices, --max-choices)", "too_many_choices")
+        limit = self.max_choice_tokens
+        for j, choice in enumerate(choices):
+            if len(choice) > limit * self.max_token_chars:  # cannot fit: no need to tokenise it
+                raise InputError(index, f"choice {j} is {len(choice)} characters, more than {limit} tokens can hold "
+                                        f"(max_choice_tokens, --max-choice-tokens)", "choice_too_long")
+        for j, choice in enumerate(choices):
+            count = len(self._tokens(index, choice))
+            if count > limit:
+                raise InputError(index, f"choice {j} is {count} tokens, over the limit of {limit} "
+                                        "(max_choice_tokens, --max-choice-tokens)", "choice_too_long")
+        return list(dict.fromkeys(choices))
 
     def _tokens(self, index: int, source: str) -> list[int]:
         """``source``'s token ids, untruncated; text the tokenizer cannot take is an InputError."""
@@ -279,6 +316,9 @@ class Predictor:
             example = task.format(item["record"])
         except ValueError as err:  # DataError names the missing or malformed field
             raise InputError(index, f"task {task.name!r}: {err}") from None
+        except (TypeError, AttributeError, KeyError) as err:  # a task (a plugin's, say) that checks no types
+            raise InputError(index, f"task {task.name!r}: a record field has the wrong type ({type(err).__name__}: "
+                                    f"{shown(str(err))})") from None
         return example.source, list(example.choices) if example.choices else None
 
     @staticmethod
@@ -325,13 +365,18 @@ class Predictor:
     def _batches(self, indices: Sequence[int], prepared: Sequence[PreparedInput]) -> list[list[int]]:
         """Indices grouped into batches of similar width within the token budget."""
         def width(i: int) -> int:  # every row also carries the (padded) prompt; generation grows it
-            return self.method.prompt_length + prepared[i].width + (0 if prepared[i].candidates else self.max_new_tokens)
+            return self.method.prompt_length + prepared[i].width + (0 if prepared[i].candidates else new_tokens(i))
+
+        def new_tokens(i: int) -> int:
+            return prepared[i].max_new_tokens or self.max_new_tokens
 
         batches: list[list[int]] = []
         current: list[int] = []
         rows = 0
-        for i in sorted(indices, key=width):  # ascending: the newest item is the widest
-            if current and (len(current) >= self.max_batch_size or (rows + prepared[i].rows) * width(i) > self.token_budget):
+        # One generation length per batch (one generate call): inputs asking for different lengths never share one.
+        for i in sorted(indices, key=lambda i: (new_tokens(i), width(i))):  # ascending: the newest item is the widest
+            if current and (len(current) >= self.max_batch_size or (rows + prepared[i].rows) * width(i) > self.token_budget
+                            or (not prepared[i].candidates and new_tokens(i) != new_tokens(current[0]))):
                 batches.append(current)
                 current, rows = [], 0
             current.append(i)
@@ -344,7 +389,7 @@ class Predictor:
             ranked = rank_classify(self.model, [p.candidates for p in batch], task_ids)
             return [self._ranked_prediction(p, r) for p, r in zip(batch, ranked)]
         texts, attention = greedy_generate(self.model, [p.input_ids for p in batch], task_ids,
-                                           max_new_tokens=self.max_new_tokens)
+                                           max_new_tokens=batch[0].max_new_tokens or self.max_new_tokens)
         feats = [p.encode(self.backbone, text) for p, text in zip(batch, texts)]
         ll, counts, _ = sequence_log_likelihoods(self.model, feats, task_ids)
         scores = mean_token_probability(ll, counts)

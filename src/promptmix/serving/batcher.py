@@ -10,6 +10,11 @@ Back-pressure instead of memory growth: a request whose items do not fit in the 
 refused whole with :class:`QueueFull` (HTTP 429); once :meth:`DynamicBatcher.close` has been
 called new requests get :class:`ShuttingDown` (HTTP 503) while everything already accepted
 is still answered.
+
+One request cannot fail another: when a batch holding several requests' items raises, each
+request's items are run again on their own, and only the request whose items still fail gets
+the error. Items whose caller has gone (its future was cancelled) are dropped before a batch
+is run (``abandoned`` in the metrics).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class BatcherMetrics:
     rejected_full: int = 0
     rejected_shutting_down: int = 0
     failed_batches: int = 0
+    abandoned: int = 0
     batch_sizes: Counter = field(default_factory=Counter)
     tasks_per_batch: Counter = field(default_factory=Counter)
 
@@ -66,7 +72,7 @@ class BatcherMetrics:
         return {
             "requests": self.requests, "items": self.items, "batches": self.batches,
             "rejected_full": self.rejected_full, "rejected_shutting_down": self.rejected_shutting_down,
-            "failed_batches": self.failed_batches, "queue_depth": queue_depth,
+            "failed_batches": self.failed_batches, "abandoned": self.abandoned, "queue_depth": queue_depth,
             "mixed_task_batches": sum(n for k, n in self.tasks_per_batch.items() if k > 1),
             "batch_sizes": {str(k): n for k, n in sorted(self.batch_sizes.items())},
             "tasks_per_batch": {str(k): n for k, n in sorted(self.tasks_per_batch.items())},
@@ -78,7 +84,8 @@ class DynamicBatcher:
 
     Args:
         run_batch: called in the worker thread with a list of items; returns one result per
-            item, in order. An exception fails every item of that batch (and only those).
+            item, in order. An exception fails the items of the request it comes from: a batch
+            of several requests that raises is run again request by request.
         config: batch size, wait and queue bound.
         task_of: an item's task name, for the task-mix metrics.
 
@@ -91,7 +98,7 @@ class DynamicBatcher:
         self.config = config or BatcherConfig()
         self.metrics = BatcherMetrics()
         self._run_batch, self._task_of = run_batch, task_of
-        self._queue: deque[tuple[Any, asyncio.Future]] = deque()
+        self._queue: deque[tuple[Any, asyncio.Future, int]] = deque()  # (item, its future, its request's number)
         self._wakeup = asyncio.Event()
         self._closing = False
         self._worker: asyncio.Task | None = None
@@ -124,8 +131,8 @@ class DynamicBatcher:
         self.check_capacity(len(items))
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
-        self._queue.extend(zip(items, futures))
         self.metrics.requests += 1
+        self._queue.extend((item, future, self.metrics.requests) for item, future in zip(items, futures))
         self.metrics.items += len(items)
         self._wakeup.set()
         return list(await asyncio.gather(*futures))
@@ -149,7 +156,9 @@ class DynamicBatcher:
                 await self._wakeup.wait()
             await self._fill(loop)
             batch = [self._queue.popleft() for _ in range(min(self.config.max_batch_size, len(self._queue)))]
-            batch = [(item, fut) for item, fut in batch if not fut.done()]  # callers that went away
+            waiting = [entry for entry in batch if not entry[1].done()]  # callers that went away are cancelled
+            self.metrics.abandoned += len(batch) - len(waiting)
+            batch = waiting
             if batch:
                 await self._run(loop, batch)
 
@@ -166,8 +175,10 @@ class DynamicBatcher:
             except TimeoutError:
                 return
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, asyncio.Future]]) -> None:
-        items = [item for item, _ in batch]
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, asyncio.Future, int]]) -> None:
+        if not batch:
+            return
+        items = [item for item, _, _ in batch]
         self.metrics.batches += 1
         self.metrics.batch_sizes[len(items)] += 1
         self.metrics.tasks_per_batch[len({self._task_of(i) for i in items})] += 1
@@ -175,10 +186,17 @@ class DynamicBatcher:
             results = await loop.run_in_executor(self._executor, self._run_batch, items)
         except Exception as err:  # one bad batch must not take the server down
             self.metrics.failed_batches += 1
-            for _, fut in batch:
+            requests: dict[int, list[tuple[Any, asyncio.Future, int]]] = {}
+            for entry in batch:
+                requests.setdefault(entry[2], []).append(entry)
+            if len(requests) > 1:  # whose items failed it is unknown: each request alone, so only that one fails
+                for entries in requests.values():
+                    await self._run(loop, [entry for entry in entries if not entry[1].done()])
+                return
+            for _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(err)
             return
-        for (_, fut), result in zip(batch, results):
+        for (_, fut, _), result in zip(batch, results):
             if not fut.done():
                 fut.set_result(result)

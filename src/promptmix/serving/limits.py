@@ -9,8 +9,10 @@ everyone else out. Two deadlines of ``read_timeout`` seconds each free the slot:
 - headers: :class:`GuardedH11Protocol`, uvicorn's h11 protocol with a timer from the moment
   the connection opens (or the previous response ends) until a request's headers are
   complete. It then answers 408 and closes the connection, or just closes it if nothing was
-  sent (an idle keep-alive connection). It also answers uvicorn's connection-limit 503 in the
-  API's shape (uvicorn's own is plain text).
+  sent (an idle keep-alive connection, or one still sending the body of a request already
+  refused with 413). It also answers uvicorn's connection-limit 503, and what is not valid
+  HTTP/1.1 (Content-Length beside chunked encoding, a negative Content-Length, headers over
+  uvicorn's limit, HTTP/2's preface), in the API's shape: uvicorn's own are plain text.
 - body: :class:`BodyLimit`, ASGI middleware that reads the body within ``read_timeout``
   seconds of the headers (408 and close beyond) and refuses it once it is over
   ``max_bytes`` (413), before anything parses it.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import Any
 
 import h11
@@ -31,6 +34,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 MAX_MESSAGE_CHARS = 2000  # an error message never carries more of what a client sent
 DEFAULT_READ_TIMEOUT = 10.0  # seconds for a request's headers, and again for its body: 1 MiB at 100 KB/s
 MIN_BODY_BYTES = 1024  # a body limit below this refuses every useful request
+LINGER_SECONDS = 2.0  # after answering bytes that are not HTTP: how long the rest the client sends is read and dropped
 
 
 def error(status: int, kind: str, message: str, index: int | None = None, headers: dict | None = None) -> JSONResponse:
@@ -56,6 +60,7 @@ class GuardedH11Protocol(H11Protocol):
         self.read_timeout = read_timeout
         self._timer: asyncio.TimerHandle | None = None
         self._bytes_since_armed = False
+        self._lingering = False
         # The parent would answer over-limit requests in plain text; _bounded does it in JSON.
         # It serves at most limit_concurrency connections and requests, this one included.
         self.max_connections, self.limit_concurrency = self.limit_concurrency, None
@@ -69,11 +74,42 @@ class GuardedH11Protocol(H11Protocol):
             return await response(scope, receive, send)
         return await self._app(scope, receive, send)
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes h11 cannot parse (called inside its ``except
+        h11.RemoteProtocolError``), in the API's shape and with h11's reason and status hint
+        (431: headers too large, 501: a transfer coding it does not know)."""
+        exc = sys.exc_info()[1]
+        status = getattr(exc, "error_status_hint", 400)
+        reason = str(exc) if isinstance(exc, h11.RemoteProtocolError) and str(exc) else msg
+        body = json.dumps({"error": {"type": "bad_http_request", "index": None,
+                                     "message": f"the request is not valid HTTP/1.1: {reason[:200]}"}}).encode()
+        phrases = {400: b"Bad Request", 431: b"Request Header Fields Too Large", 501: b"Not Implemented"}
+        status = status if status in phrases else 400
+        phrase = phrases[status]
+        # h11 is in its error state and sends nothing more: write the response raw, then close.
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                             b"content-length: %d\r\n\r\n%s" % (status, phrase, len(body), body))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close once the client stops sending, at most LINGER_SECONDS from now, reading and
+        dropping what it still sends meanwhile: closing a socket with unread bytes makes the
+        kernel answer with a reset, which can destroy this answer before the client reads it
+        (a 1 MB header is refused after its first 16 KB)."""
+        self._disarm()
+        self._lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # the client reads the answer, then end of stream
+        self.transport.resume_reading()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the rest of what was refused
         self._bytes_since_armed = True
         super().data_received(data)
 
@@ -101,9 +137,12 @@ class GuardedH11Protocol(H11Protocol):
         self._timer = None
         if self.transport.is_closing() or self.cycle is not cycle_when_armed:
             return  # closed already, or a request's headers arrived in time
-        # A request was begun (bytes came, and no response of this connection is still owed the
-        # rest of its body): say why it ends. h11 cannot send a response before a request, so raw.
-        if self._bytes_since_armed and self.conn.our_state is h11.IDLE:
+        # A request was begun: bytes of a new request wait in h11's buffer, its headers incomplete.
+        # (Bytes alone do not say so: the rest of a body refused with 413 keeps arriving after
+        # the 413, and a 408 then would answer no request.) h11 cannot send a response before a
+        # request, so raw.
+        if (self._bytes_since_armed and self.conn.our_state is h11.IDLE and self.conn.their_state is h11.IDLE
+                and self.conn.trailing_data[0]):
             body = json.dumps({"error": {"type": "request_timeout", "index": None,
                                          "message": timeout_message(self.read_timeout, "headers")}}).encode()
             self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
@@ -122,7 +161,18 @@ class BodyLimit:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        headers = dict(scope.get("headers") or [])
+        refusal = None
+        if scope.get("http_version") not in ("1.0", "1.1"):  # h11 parses HTTP/2's preface "PRI * HTTP/2.0" as a request
+            refusal = error(505, "bad_http_request", f"the request is not valid HTTP/1.1: HTTP/{scope.get('http_version')} "
+                                                     "is not served here (HTTP/1.1 only)", headers={"connection": "close"})
+        elif b"content-length" in headers and b"transfer-encoding" in headers:
+            # RFC 9112 section 6.3: the mark of request smuggling; refused rather than guessed at.
+            refusal = error(400, "bad_http_request", "the request is not valid HTTP/1.1: it gives both Content-Length "
+                                                     "and Transfer-Encoding", headers={"connection": "close"})
+        if refusal is not None:
+            return await refusal(scope, receive, send)
+        declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
             return await self._refuse(scope, receive, send)
         try:

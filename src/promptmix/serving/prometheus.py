@@ -59,7 +59,10 @@ class BatcherCollector(Collector):
             ("promptmix_requests", "Prediction requests accepted.", metrics.requests),
             ("promptmix_inputs", "Inputs accepted (a request carries one or more).", metrics.items),
             ("promptmix_batches", "Batches run through the model.", metrics.batches),
-            ("promptmix_failed_batches", "Batches whose run raised (their inputs got a 500).", metrics.failed_batches),
+            ("promptmix_failed_batches", ("Batches whose run raised (a batch of several requests is then run again "
+                                          "request by request; the failing request's inputs get a 500)."),
+             metrics.failed_batches),
+            ("promptmix_abandoned_inputs", "Queued inputs dropped because their client disconnected.", metrics.abandoned),
             ("promptmix_mixed_task_batches", "Batches holding inputs of more than one task.",
              sum(n for k, n in metrics.tasks_per_batch.items() if k > 1)),
         ):

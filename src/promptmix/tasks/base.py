@@ -31,12 +31,34 @@ _DEFAULT = object()  # marks "use the task's declared default" for an option
 
 
 def text_field(record: Mapping[str, Any], field: str) -> str:
-    """``record[field]`` as stripped text; a missing or null field raises a DataError naming it."""
+    """``record[field]`` as stripped text; a missing or null field, or one holding a list or
+    an object (which ``str`` would render as Python syntax), raises a DataError naming it.
+    Numbers are written out: datasets store ids and word indices as numbers."""
     if field not in record or record[field] is None:
         present = ", ".join(sorted(map(str, record))) or "none"
         raise DataError(f"missing (the record has: {present})", field=field)
     value = record[field]
-    return value.strip() if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value.strip()
+    if not isinstance(value, (int, float)):
+        raise DataError(f"expected text, got {type(value).__name__} {_shown(value)}", field=field)
+    return str(value)
+
+
+def string_list(value: Any, field: str, what: str, *, allow_empty: bool = True, allow_blank: bool = False) -> list[str]:
+    """``value`` as a list of stripped strings; anything else (a string, a number, a list
+    holding another type, a blank string unless ``allow_blank``, an empty list unless
+    ``allow_empty``) raises a DataError naming ``field``."""
+    if (not isinstance(value, list) or not all(isinstance(v, str) and (allow_blank or v.strip()) for v in value)
+            or not (value or allow_empty)):
+        raise DataError(f"expected a {'' if allow_empty else 'non-empty '}list of {what} "
+                        f"({'' if allow_blank else 'non-blank '}strings), got {_shown(value)}", field=field)
+    return [v.strip() for v in value]
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)  # an error names what was sent without repeating a long value whole
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 class Task:

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from promptmix.tasks.base import Task, text_field
+from promptmix.tasks.base import Task, string_list, text_field
 from promptmix.tasks.example import DataError, Example
 
 
@@ -143,9 +143,7 @@ class QATask(Task):
             value = value.get("text")
         if value is None:
             return []
-        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-            raise DataError(f"expected a list of answer strings, got {value!r}", field=self.answers_field)
-        return [v.strip() for v in value]
+        return string_list(value, self.answers_field, "answers", allow_blank=True)
 
     def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
         answers = self.answers(record)
@@ -165,7 +163,7 @@ class GenerationTask(Task):
     dedupe_eval_groups: ClassVar[bool] = True
 
     def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
-        refs = [r.strip() for r in record.get(self.references_field) or []]
+        refs = string_list(record.get(self.references_field) or [], self.references_field, "references", allow_blank=True)
         target = record.get(self.target_field)
         target = text_field(record, self.target_field) if target is not None else (refs[0] if refs else "")
         if not target:

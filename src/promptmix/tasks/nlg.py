@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
+from promptmix.tasks.base import string_list
 from promptmix.tasks.example import DataError
 from promptmix.tasks.kinds import GenerationTask
 from promptmix.tasks.readers import Row, read_csv
@@ -92,8 +93,5 @@ class WebNLG(GenerationTask):
         hub_id="GEM/web_nlg", hub_config="en", hub_splits=LABELLED_TEST_SPLITS)
 
     def inputs(self, record):
-        triples = record.get("input")
-        if not triples or not isinstance(triples, list):
-            raise DataError(f"expected a non-empty list of 'subject | predicate | object' strings, "
-                            f"got {triples!r}", field="input")
-        return [("input", " ; ".join(t.strip() for t in triples))]
+        triples = string_list(record.get("input"), "input", "'subject | predicate | object' triples", allow_empty=False)
+        return [("input", " ; ".join(triples))]

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from promptmix.tasks.base import text_field
+from promptmix.tasks.base import string_list, text_field
 from promptmix.tasks.example import DataError
 from promptmix.tasks.kinds import ClassificationTask, MultipleChoiceTask, QATask
 from promptmix.tasks.readers import Row, nested, read_jsonl, read_nested_jsonl
@@ -181,9 +181,7 @@ class ReCoRD(QATask):
     def inputs(self, record):
         passage = re.sub(r"(\.|\?|!|\"|')\n@highlight\n", r"\1 ", text_field(record, "passage"))
         passage = re.sub(r"\n@highlight\n", ". ", passage)
-        entities = record.get("entities")
-        if not isinstance(entities, list):
-            raise DataError(f"expected a list of entity strings, got {entities!r}", field="entities")
+        entities = string_list(record.get("entities"), "entities", "entities")
         return [("query", text_field(record, "query")), ("entities", ", ".join(entities)),
                 ("passage", passage)]
 
@@ -202,10 +200,8 @@ class ReCoRDChoices(ReCoRD):
     choices_per_example = True
 
     def choices_of(self, record):
-        entities = record.get("entities")
-        if not isinstance(entities, list) or not entities:
-            raise DataError(f"expected a non-empty list of entity strings, got {entities!r}", field="entities")
-        return [str(e).strip() for e in entities]
+        # A blank entity would be a candidate answer of "" (and ranked like any other).
+        return string_list(record.get("entities"), "entities", "entities", allow_empty=False)
 
 
 @register_task
