@@ -260,7 +260,6 @@ class RunConfig:
     keep_checkpoints: int = _help("resumable checkpoints kept", 2)
     log_every: int = _help("metrics.jsonl / TensorBoard every N steps", 10)
     stop_after: int | None = _help("stop (with a checkpoint) after this many steps in this invocation; resume later", None)
-<<<<<<< HEAD
     progress: bool = _help("tqdm progress bar (plain lines, one per log_every steps, when stderr is not a terminal)", True)
     tensorboard: bool = _help("write TensorBoard events under <dir>/tb (when log_with is not given)", True)
     log_with: list[str] | str | None = _help(
@@ -269,16 +268,12 @@ class RunConfig:
         "tags train/... and eval/...; project/experiment promptmix (wandb: $WANDB_PROJECT if set, runs named "
         "<run dir>/<job>; mlflow: $MLFLOW_EXPERIMENT_NAME if set); other settings from each tracker's environment "
         "(WANDB_API_KEY, MLFLOW_TRACKING_URI, ...). None: [tensorboard] if run.tensorboard, else none", None)
-=======
-    progress: bool = _help("tqdm progress bar", True)
-    tensorboard: bool = _help("write TensorBoard events under <dir>/tb", True)
     deterministic: bool = _help(
         "train under torch.use_deterministic_algorithms (warn_only), restored afterwards: on CPU with more than one "
         "thread the backward of the prompt gather (prompts[task_ids], an index_put_ with accumulate) otherwise adds "
         "rows with parallel atomic adds, so two runs on one seed part after a few steps; deterministic, it adds them "
         "in order. On CUDA set CUBLAS_WORKSPACE_CONFIG=:4096:8 as well (torch warns where an op has no deterministic "
         "kernel)", True)
->>>>>>> helper-c
 
     def __post_init__(self) -> None:
         _check(self.save_every >= 0 and self.keep_checkpoints >= 1 and self.log_every >= 1,

@@ -17,16 +17,12 @@ parameter groups, a batch sampler, a loss, a dev evaluation and what to do with 
   official code's cadence), and at the last step; the best dev score's method is kept.
 - Checkpoints (:mod:`promptmix.training.checkpoint`) every ``run.save_every`` steps and at
   the end; ``resume=True`` restores parameters, optimizer, scheduler, RNG and data position.
-<<<<<<< HEAD
 - Logs: ``metrics.jsonl``; Accelerate's experiment trackers (``run.log_with``: TensorBoard
   under ``tb/`` by default, wandb, mlflow, ...; tags ``train/...`` and ``eval/...``); a tqdm bar
   with loss, rates and ETA on a terminal, plain lines when stderr is not one (a log file).
-=======
-- Logs: ``metrics.jsonl``, TensorBoard (``tb/``) and a tqdm bar with loss, rates and ETA.
 - Repeatable runs: with ``run.deterministic`` (the default) the loop runs under
   ``torch.use_deterministic_algorithms`` (:func:`deterministic_algorithms`), so a run repeats
   bit for bit on one seed at any thread count, not only at one thread.
->>>>>>> helper-c
 """
 
 from __future__ import annotations

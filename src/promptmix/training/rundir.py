@@ -63,13 +63,9 @@ TASKS = "tasks"  # copies of the task files a run trained on
 CONFIG = "config.yaml"
 METHOD = "method"  # the best prompt method
 MODEL = "model"  # a baseline's tuned backbone parameters
-<<<<<<< HEAD
+PER_TASK = "best-per-task"  # eval.select per-task: <run>/best-per-task/<task>, each target's best method
 # May differ between invocations of one run (where it is, how long this invocation runs, how it logs).
 RESUMABLE_KEYS = ("run.dir", "run.stop_after", "run.progress", "run.log_with", "run.tensorboard")
-=======
-PER_TASK = "best-per-task"  # eval.select per-task: <run>/best-per-task/<task>, each target's best method
-RESUMABLE_KEYS = ("run.dir", "run.stop_after", "run.progress")  # may differ between invocations of one run
->>>>>>> helper-c
 
 
 class RunExistsError(FileExistsError, ValueError):
