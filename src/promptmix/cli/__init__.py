@@ -108,10 +108,17 @@ def main(argv: list[str] | None = None) -> int:
             for directory in args.tasks_dirs:
                 load_task_dir(directory)
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, KeyError, TimeoutError) as err:
         # Errors raised for bad user input carry their own explanation; a traceback adds nothing.
         message = err.args[0] if isinstance(err, KeyError) and err.args else err  # KeyError quotes its text
         print(f"promptmix {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        from promptmix._io import StorageFullError  # a full disk: the message names the file and the space left
+
+        if not isinstance(err, StorageFullError):
+            raise
+        print(f"promptmix {args.command}: error: {err.strerror}", file=sys.stderr)
         return 2
 
 
