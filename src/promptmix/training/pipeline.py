@@ -31,7 +31,7 @@ from typing import Any
 from promptmix._io import atomic_write_text
 from promptmix.training.config import TrainConfig
 from promptmix.training.configio import apply_overrides, read_yaml
-from promptmix.training.rundir import StageResult
+from promptmix.training.rundir import RunExistsError, StageResult, check_fresh
 from promptmix.training.runs import load_backbone_for, make_accelerator
 from promptmix.training.stages import run_stage
 
@@ -108,6 +108,13 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, echo: Any = pr
     """Run every stage in order (one backbone, one Accelerator) and print the table."""
     started = time.monotonic()
     configs = [config.stage_config(s) for s in config.stages]
+    if not resume:  # before the backbone loads, and naming the pipeline's own flag
+        for stage, stage_config in zip(config.stages, configs):
+            try:
+                check_fresh(Path(stage_config.run.dir), resume)
+            except RunExistsError:
+                raise RunExistsError(f"{config.root} already holds a run (stage {stage.name!r} in {stage_config.run.dir}); "
+                                     "pass --resume to continue it or choose another --root") from None
     accelerator = make_accelerator(configs[0])
     echo(f"loading backbone {configs[0].model.name} ...")
     backbone = load_backbone_for(configs[0])
