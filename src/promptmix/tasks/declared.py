@@ -36,6 +36,7 @@ from typing import Any, Literal
 import pydantic
 import yaml
 
+from promptmix._yamlguard import YamlTooBigError, check_yaml
 from promptmix.tasks.base import Task, text_field
 from promptmix.tasks.example import DataError
 from promptmix.tasks.kinds import ClassificationTask, MultipleChoiceTask, QATask
@@ -116,6 +117,10 @@ def read_task_file(path: str | Path) -> tuple[TaskSpec, _Located]:
     """A task file validated against :class:`TaskSpec`; errors name file, line and field."""
     path = Path(path).resolve()
     text = path.read_text(encoding="utf-8")
+    try:
+        check_yaml(text, str(path))  # alias bombs, self-containing aliases, deep nesting: before building
+    except YamlTooBigError as err:
+        raise DataError(err.reason, file=path, where=f"line {err.line}" if err.line else None) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
