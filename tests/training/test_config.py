@@ -164,3 +164,19 @@ def test_a_run_config_with_the_old_flat_method_section_still_loads():
     assert (method.attempt.attn_dim, method.attempt.shared_attention, method.mpt.rank, method.mpt.init) == (32, False, 2, "teacher-mean")
     with pytest.raises(ValueError, match=re.escape("method: unknown key(s) ['attn_dim'] (did you mean attempt.attn_dim")):
         load_config(None, ["data.tasks=[rte]", "method.attn_dim=3", "method.attempt.use_target=false"])
+
+
+def test_an_override_error_names_the_override_not_the_preset(tmp_path):
+    """`--set optim.lrr=0.1` was reported against the preset file, which holds no such key."""
+    from promptmix.training.config import load_config
+
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("stage: attempt\noptim: {lr: 0.3}\n")
+    with pytest.raises(ValueError) as err:
+        load_config(preset, ["data.tasks=[rte]", "optim.lrr=0.1"])
+    assert str(err.value).startswith("--set optim.lrr=0.1: optim: unknown key(s) ['lrr'] (did you mean lr")
+    with pytest.raises(ValueError, match=r"^--set optim.lr=fast: optim.lr: expected"):
+        load_config(preset, ["optim.lr=fast"])
+    preset.write_text("stage: attempt\noptim: {lrr: 0.3}\n")  # the file's own mistake is still the file's
+    with pytest.raises(ValueError, match=rf"^{preset}: optim: unknown key"):
+        load_config(preset, ["optim.lr=0.1"])
