@@ -82,3 +82,13 @@ def test_resume_never_rewrites_the_config_refuses_a_truncated_one_and_extends_a_
     assert yaml.safe_load(config.read_text())["optim"]["max_steps"] == 4
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 4
+
+
+def test_mistakes_that_need_no_backbone_are_told_before_it_loads(tmp_path, capsys):
+    """The model named does not exist, so any error about it means the backbone was loaded first."""
+    preset = _preset(tmp_path, tmp_path / "no-such-model")
+    assert main(["train", "prompt-tuning", "--config", preset, "--set", "data.tasks=[rte, rtee]"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown task 'rtee'. Did you mean 'rte'?" in err, err
+    assert main(["train", "prompt-tuning", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert f"config file {tmp_path / 'missing.yaml'} does not exist" in capsys.readouterr().err

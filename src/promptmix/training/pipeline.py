@@ -33,7 +33,7 @@ from promptmix.training.config import TrainConfig
 from promptmix.training.configio import apply_overrides, read_yaml
 from promptmix.training.rundir import RunExistsError, StageResult, check_fresh
 from promptmix.training.runs import load_backbone_for, make_accelerator
-from promptmix.training.stages import run_stage
+from promptmix.training.stages import check_task_names, run_stage
 
 
 @dataclass
@@ -115,6 +115,8 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, echo: Any = pr
             except RunExistsError:
                 raise RunExistsError(f"{config.root} already holds a run (stage {stage.name!r} in {stage_config.run.dir}); "
                                      "pass --resume to continue it or choose another --root") from None
+    for stage_config in configs:
+        check_task_names(stage_config)
     accelerator = make_accelerator(configs[0])
     echo(f"loading backbone {configs[0].model.name} ...")
     backbone = load_backbone_for(configs[0])

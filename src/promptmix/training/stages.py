@@ -61,11 +61,19 @@ def run_stage(config: TrainConfig, *, resume: bool = False, backbone: Backbone |
     with run_lock(config.run.dir):  # one process trains into a run directory at a time
         if resume:  # the task files a run keeps: resuming needs no --tasks-dir
             register_run_tasks(config.run.dir)
+        check_task_names(config)
         accelerator = accelerator or make_accelerator(config)
         set_seed(config.run.seed)
         backbone = backbone or load_backbone_for(config)
         ctx = Context(config, accelerator, backbone, resume)
         return RUNNERS[config.stage](ctx)
+
+
+def check_task_names(config: TrainConfig) -> None:
+    """Raise UnknownTaskError (with the closest names) for a data.tasks entry that names no
+    registered task, before the backbone loads rather than after."""
+    for name in config.data.tasks:
+        get_task(name)
 
 
 def _ids(names: list[str]) -> dict[str, int]:
