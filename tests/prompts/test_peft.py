@@ -212,3 +212,19 @@ def test_import_refuses_a_malformed_adapter_in_one_line(models, tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err and str(adapter) in err, err
     assert not (tmp_path / "lib").exists() or PromptLibrary(tmp_path / "lib").names() == []
+
+
+def test_export_twice_needs_overwrite_and_a_missing_run_is_named(models, tmp_path, capsys):
+    """The second export was a FileExistsError traceback telling a CLI user to pass overwrite=True;
+    a path that does not exist was looked up as a library prompt name."""
+    model_dir, backbone = models["t5"]
+    save_method(make_method("prompt-tuning", ["rte"], backbone.hidden_size, prompt_length=3), tmp_path / "run", backbone)
+    export = ["export", "--to", "peft", str(tmp_path / "run"), str(tmp_path / "adapter")]
+    assert main(export) == 0
+    capsys.readouterr()
+    assert main(export) == 2
+    err = capsys.readouterr().err
+    assert err == f"promptmix export: error: {tmp_path / 'adapter'} already exists; pass --overwrite to replace it\n"
+    assert main([*export, "--overwrite"]) == 0
+    assert main(["export", "--to", "peft", str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
+    assert f"no such run: {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
