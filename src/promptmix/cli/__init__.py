@@ -73,6 +73,38 @@ def float_from(low: float, *, inclusive: bool = True):
     return parse
 
 
+SPLIT_ALIASES = {"validation": "dev", "val": "dev"}  # the hub's and HF datasets' name for the dev split
+
+
+def split_name(text: str) -> str:
+    """An argparse ``type`` for ``--split``: ``validation`` (the hub's name) is ``dev``."""
+    return SPLIT_ALIASES.get(text, text)
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default in --help, except where there is nothing to show (None,
+    False, an empty list) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if "%(default)" in help_text or "default:" in help_text or action.default in (None, False, [], argparse.SUPPRESS):
+            return help_text
+        return super()._get_help_string(action)
+
+
+class RawDescriptionDefaultsFormatter(DefaultsFormatter, argparse.RawDescriptionHelpFormatter):
+    """:class:`DefaultsFormatter` keeping the description's and epilog's own line breaks."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Every subcommand's parser: --help shows defaults (:class:`DefaultsFormatter`)."""
+
+    def __init__(self, *args, formatter_class=argparse.HelpFormatter, **kwargs) -> None:
+        upgraded = {argparse.HelpFormatter: DefaultsFormatter,
+                    argparse.RawDescriptionHelpFormatter: RawDescriptionDefaultsFormatter}.get(formatter_class, formatter_class)
+        super().__init__(*args, formatter_class=upgraded, **kwargs)
+
+
 def add_tasks_dir_argument(parser: argparse.ArgumentParser) -> None:
     """``--tasks-dir DIR`` (repeatable): task files to load before anything looks a task up."""
     parser.add_argument("--tasks-dir", dest="tasks_dirs", action="append", default=[], type=Path, metavar="DIR",
@@ -88,7 +120,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Soft prompts on a frozen language model: ATTEMPT, MPT and prompt tuning.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for name in SUBCOMMANDS:
         if name == command:
             importlib.import_module(f"promptmix.cli.{name}").register(sub)
