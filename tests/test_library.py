@@ -490,3 +490,17 @@ def test_cli_reports_a_full_disk_in_one_line(run_cli, tmp_path, base, monkeypatc
     assert code == 2 and err.count("\n") == 1, err
     assert re.match(rf"promptmix prompts: error: cannot write {re.escape(str(tmp_path / 'lib'))}/rte@[0-9a-f]+\.safetensors: "
                     r"no space left on its device \([0-9.]+ MiB free", err)
+
+
+def test_cli_reports_a_bare_full_disk_error_in_one_line(run_cli, tmp_path, monkeypatch):
+    """A write outside promptmix's atomic writers (an append, a library's own writer) raises a bare
+    OSError; the CLI still says it in one line naming the file and the space left."""
+    import errno
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "metrics.jsonl"))
+
+    monkeypatch.setattr(PromptLibrary, "scan", full)
+    code, out, err = run_cli("prompts", "list", "--library", tmp_path)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"promptmix prompts: error: cannot write {tmp_path / 'metrics.jsonl'}: no space left on its device (")

@@ -61,7 +61,7 @@ class StorageFullError(OSError):
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
-def _is_disk_full(err: BaseException) -> bool:
+def is_disk_full(err: BaseException) -> bool:
     """Whether ``err`` says the disk (or quota) is full: an OSError with that errno, or the
     Rust io::Error that safetensors wraps in its SafetensorError text."""
     if isinstance(err, StorageFullError):
@@ -72,13 +72,13 @@ def _is_disk_full(err: BaseException) -> bool:
     return any(mark in text for mark in ("StorageFull", "No space left", "QuotaExceeded", "Disk quota exceeded"))
 
 
-def _storage_full(path: Path, err: BaseException) -> StorageFullError:
+def storage_full(path: Path, err: BaseException) -> StorageFullError:
     try:
         free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free"
     except OSError:
         free = "free space unknown"
     return StorageFullError(errno.ENOSPC, f"cannot write {path}: no space left on its device ({free} in {path.parent}); "
-                                          "free some space and run again (nothing was replaced)")
+                                          "free some space and run again")
 
 
 def _fsync_path(path: Path) -> None:
@@ -128,8 +128,8 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _temp_name(path, "file")
     except OSError as err:
-        if _is_disk_full(err):
-            raise _storage_full(path, err) from None
+        if is_disk_full(err):
+            raise storage_full(path, err) from None
         raise
     try:
         yield tmp
@@ -137,8 +137,8 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
-        if _is_disk_full(err):
-            raise _storage_full(path, err) from None
+        if is_disk_full(err):
+            raise storage_full(path, err) from None
         raise
     _fsync_path(path.parent)
 
@@ -228,8 +228,8 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _temp_name(path, "dir")
     except OSError as err:
-        if _is_disk_full(err):
-            raise _storage_full(path, err) from None
+        if is_disk_full(err):
+            raise storage_full(path, err) from None
         raise
     try:
         yield tmp
@@ -239,8 +239,8 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
         _rename_directory(tmp, path, overwrite)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if _is_disk_full(err):
-            raise _storage_full(path, err) from None
+        if is_disk_full(err):
+            raise storage_full(path, err) from None
         raise
     _fsync_path(path.parent)
 

@@ -92,3 +92,33 @@ def test_mistakes_that_need_no_backbone_are_told_before_it_loads(tmp_path, capsy
     assert err.count("\n") == 1 and "unknown task 'rtee'. Did you mean 'rte'?" in err, err
     assert main(["train", "prompt-tuning", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert f"config file {tmp_path / 'missing.yaml'} does not exist" in capsys.readouterr().err
+
+
+def test_a_run_given_relative_paths_is_evaluated_from_another_directory(model_dirs, tmp_path, capsys, monkeypatch):
+    """The run stored its paths as given (relative), so `eval --run` from elsewhere found neither
+    backbone nor data; it stores them absolute now."""
+    import os
+
+    from trainhelpers import FIXTURES
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    preset = _preset(tmp_path, model_dirs["t5"], **{"optim.max_steps": 1})
+    relative = [f"model.name={os.path.relpath(model_dirs['t5'], work)}", f"data.data_dir={os.path.relpath(FIXTURES, work)}"]
+    assert main(["train", "prompt-tuning", "--config", preset, "--run-dir", "run", *[x for r in relative for x in ("--set", r)]]) == 0
+    saved = yaml.safe_load((work / "run" / "config.yaml").read_text())
+    assert saved["model"]["name"] == str(model_dirs["t5"]) and saved["data"]["data_dir"] == str(FIXTURES)
+    assert saved["run"]["dir"] == str(work / "run")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["eval", "--run", str(work / "run"), "--split", "validation", "--json"]) == 0
+    assert "rte" in json.loads(capsys.readouterr().out)
+    # A run written before (relative paths kept): the error says which flag to pass.
+    config = work / "run" / "config.yaml"
+    config.write_text(yaml.safe_dump({**saved, "model": {**saved["model"], "name": "tiny-t5-relative"}}))
+    assert main(["eval", "--run", str(work / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "recorded backbone 'tiny-t5-relative'" in err and "pass --backbone" in err, err

@@ -145,12 +145,18 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err  # KeyError quotes its text
         print(f"promptmix {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except OSError as err:
-        from promptmix._io import StorageFullError  # a full disk: the message names the file and the space left
+    except Exception as err:
+        # A full disk, wherever it struck (an atomic write says so itself; an append to metrics.jsonl
+        # or a library's own writer raises a bare OSError or SafetensorError): one line, file and space.
+        from promptmix._io import StorageFullError, is_disk_full, storage_full
 
-        if not isinstance(err, StorageFullError):
+        if isinstance(err, StorageFullError):
+            message = err.strerror
+        elif is_disk_full(err):
+            message = storage_full(Path(getattr(err, "filename", None) or "."), err).strerror
+        else:
             raise
-        print(f"promptmix {args.command}: error: {err.strerror}", file=sys.stderr)
+        print(f"promptmix {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

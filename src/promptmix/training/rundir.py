@@ -126,6 +126,26 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
         lock.release()
 
 
+def absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with its relative paths made absolute against the current directory (the
+    meaning they had when given): model.name when it names a local directory, data.data_dir,
+    library.root, library.mpt_source and run.dir. A run records them so, and ``promptmix eval
+    --run DIR`` from another directory finds its backbone, data and prompts."""
+    def absolute(value: str | None, *, must_exist: bool = False) -> str | None:
+        if value is None or value.startswith("promptmix:") or Path(value).is_absolute():
+            return value
+        path = Path(value).expanduser()
+        return str(path.resolve()) if path.exists() or not must_exist else value
+
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, name=absolute(config.model.name, must_exist=True)),
+        data=dataclasses.replace(config.data, data_dir=absolute(config.data.data_dir)),
+        library=dataclasses.replace(config.library, root=absolute(config.library.root),
+                                    mpt_source=absolute(config.library.mpt_source)),
+        run=dataclasses.replace(config.run, dir=absolute(config.run.dir)))
+
+
 def config_text(config: TrainConfig) -> str:
     """config.yaml's text: the YAML under a first line holding its sha256."""
     body = config.to_yaml()
@@ -184,7 +204,8 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
     if resume and (run_dir / CONFIG).is_file():
         # Through the parser, so a config.yaml written before a key existed compares equal.
         saved_config = read_run_config(run_dir / CONFIG)
-        changed = _differences(saved_config.to_dict(), config.to_dict())
+        # A run written before paths were stored absolute: its relative paths meant the cwd's.
+        changed = _differences(absolute_paths(saved_config).to_dict(), absolute_paths(config).to_dict())
         if changed:
             raise ValueError(f"--resume with a config that differs from {run_dir / CONFIG} in {changed}; "
                              "resume with the run's own config (only optim.max_steps may change, to extend the run)")
@@ -340,14 +361,26 @@ def load_run_with_data(run: str | os.PathLike, *, data_dir: str | os.PathLike | 
     if not isinstance(backbone, Backbone):
         first, config = found[0]
         default = config.model.name if (Path(first.name) / CONFIG).is_file() else first.record.backbone["backbone"]
-        backbone = load_backbone(backbone or default)
+        try:
+            backbone = load_backbone(backbone or default)
+        except FileNotFoundError as err:
+            if backbone is not None:
+                raise
+            raise FileNotFoundError(f"{err}; the run {run} recorded backbone {default!r} (a relative path there means "
+                                    "the directory the run was trained from): pass --backbone") from None
         backbone.model.eval()
     members, tasks = [], {}
     for saved, config in found:
         method = saved.load(backbone).eval()
         names = [t for t in config.data.tasks if t in method.task_names] or method.task_names
         members.append((saved.name, method))
-        tasks.update(load_tasks(config.data, names))
+        try:
+            tasks.update(load_tasks(config.data, names))
+        except FileNotFoundError as err:
+            if data_dir is not None:
+                raise
+            raise FileNotFoundError(f"{err}\nThe run {run} recorded data.data_dir {config.data.data_dir!r} (a relative path "
+                                    "there means the directory the run was trained from): pass --data-dir") from None
     method = members[0][1] if len(members) == 1 else PromptRouter(members)
     return RunWithData(found[0][1], backbone, method, tasks)
 

@@ -48,8 +48,8 @@ from promptmix.training.data import TaskData, load_tasks
 from promptmix.training.loop import SMALL_DATASET
 from promptmix.training.distill import DistillLoss, distills
 from promptmix.tasks import get_task
-from promptmix.training.rundir import (METHOD, MODEL, StageResult, check_fresh, open_run_dir, register_run_tasks, run_lock,
-                                       write_result)
+from promptmix.training.rundir import (METHOD, MODEL, StageResult, absolute_paths, check_fresh, open_run_dir,
+                                       register_run_tasks, run_lock, write_result)
 from promptmix.training.runs import Context, load_backbone_for, make_accelerator, run_method
 
 
@@ -57,6 +57,7 @@ def run_stage(config: TrainConfig, *, resume: bool = False, backbone: Backbone |
     """Run ``config.stage``; ``backbone`` / ``accelerator`` may be shared between stages."""
     from accelerate.utils import set_seed  # only where a run trains: it is slow to import
 
+    config = absolute_paths(config)  # the run records paths that mean the same from any directory
     check_fresh(Path(config.run.dir), resume)  # before the backbone loads: a mistake is told at once
     with run_lock(config.run.dir):  # one process trains into a run directory at a time
         if resume:  # the task files a run keeps: resuming needs no --tasks-dir
