@@ -96,4 +96,4 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("stage: attempt\noptim: {lr: 0.3, warmup: 5}\n")
     assert main(["train", "attempt", "--config", str(tmp_path / "bad.yaml")]) == 2
     err = capsys.readouterr().err
-    assert "unknown key(s) ['warmup'] (did you mean warmup_steps?)" in err and "Traceback" not in err
+    assert "unknown key(s) ['warmup'] (did you mean warmup_steps, warmup_ratio?)" in err and "Traceback" not in err
