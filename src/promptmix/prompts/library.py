@@ -21,7 +21,8 @@ that names it (atomically, see :mod:`promptmix._io`): that rename is the one swi
 old entry to the new, so a crash at any point leaves either the whole old entry or the whole
 new one, never a record whose tensor is another's. The old tensor is deleted after the switch
 (or, after a crash, by the next write of that name). The libraries shipped inside the package
-are read-only.
+are read-only, except to the training stage that makes their prompts (a source stage whose
+config names ``library.root: promptmix:<name>``, as configs/smollm2 does).
 """
 
 from __future__ import annotations
@@ -294,17 +295,21 @@ class PromptLibrary:
     Shapes: stored and returned prompts are [m, d] fp32.
     """
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, *, update_shipped: bool = False) -> None:
+        """``update_shipped``: allow writes to a shipped library (only for the training stage that
+        makes its prompts; the CLI's add, import and remove never pass it)."""
         self.spec = os.fspath(root)
         self.root = resolve_library_root(root)
+        self.update_shipped = update_shipped
 
     def __repr__(self) -> str:
         return f"PromptLibrary({str(self.root)!r})"
 
     @property
     def read_only(self) -> bool:
-        """A library shipped inside the package: ``add`` and ``remove`` refuse it."""
-        return is_shipped(self.root)
+        """A library shipped inside the package: ``add`` and ``remove`` refuse it (unless opened
+        with ``update_shipped``)."""
+        return not self.update_shipped and is_shipped(self.root)
 
     def tensor_path(self, name: str) -> Path:
         """The tensor file of entry ``name``: the one its record names, else ``<name>.safetensors``."""

@@ -257,8 +257,10 @@ def _add_to_library(ctx: Context, result: StageResult, entry: str, prompt_task: 
                     metrics: dict[str, Any], card: dict[str, Any] | None = None) -> None:
     if result.completed and ctx.accelerator.is_main_process:
         method = load_method(Path(result.run_dir) / METHOD, ctx.backbone)
-        _library(ctx).add(entry, method.task_prompt(prompt_task), task=task, method="prompt-tuning", backbone=ctx.backbone,
-                          metrics={k: float(v) for k, v in metrics.items()}, card=card, overwrite=True)
+        # A source stage may be the one that makes a shipped library's prompts (configs/smollm2).
+        library = PromptLibrary(ctx.config.library.root, update_shipped=True)
+        library.add(entry, method.task_prompt(prompt_task), task=task, method="prompt-tuning", backbone=ctx.backbone,
+                    metrics={k: float(v) for k, v in metrics.items()}, card=card, overwrite=True)
     ctx.accelerator.wait_for_everyone()  # every process sees the entry from here on
 
 
