@@ -237,6 +237,10 @@ def test_two_processes_adding_the_same_names_leave_every_entry_whole(tmp_path):
         worker.join(timeout=60)
     assert [o for o in outcomes if o[2] not in ("ok", "exists")] == []
     succeeded = {(name, seed) for name, seed, status in outcomes if status == "ok"}
+    # Without overwrite (even rounds) an add succeeds only into an empty name: once per name, with
+    # no removes. The old code let both writers' check pass and one silently replaced the other.
+    fresh = [name for name, seed, status in outcomes if status == "ok" and (seed % 1000) % 2 == 0]
+    assert len(fresh) == len(set(fresh)), sorted(fresh)
     library = PromptLibrary(root)
     assert library.names() == [f"r{i}" for i in range(5)]
     for name in library.names():
@@ -508,3 +512,10 @@ def test_cli_reports_a_bare_full_disk_error_in_one_line(run_cli, tmp_path, monke
     code, out, err = run_cli("prompts", "list", "--library", tmp_path)
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith(f"promptmix prompts: error: cannot write {tmp_path / 'metrics.jsonl'}: no space left on its device (")
+
+
+def test_removing_from_a_missing_library_creates_nothing(tmp_path):
+    library = PromptLibrary(tmp_path / "missing")
+    with pytest.raises(UnknownPromptError, match="no prompt named 'rte'"):
+        library.remove("rte")
+    assert not (tmp_path / "missing").exists()

@@ -447,6 +447,8 @@ class PromptLibrary:
 
     def remove(self, name: str) -> PromptRecord:
         """Delete an entry (record first, so it vanishes in one step); returns its record."""
+        if not self.read_only:
+            self.get(name)  # an unknown name is told before the lock would create a missing library's directory
         with self._writing(f"remove {name!r}"):
             record = self.get(name)
             self.record_path(name).unlink()
