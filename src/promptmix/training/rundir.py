@@ -56,7 +56,7 @@ import yaml
 
 from promptmix._io import atomic_directory, atomic_write_text, read_json, recover_directory
 from promptmix.backbone import Backbone, PromptedModel
-from promptmix.loading import load_backbone
+from promptmix.loading import ALIASES, load_backbone
 from promptmix.prompts import PromptMethod
 from promptmix.prompts.checkpoint import RECORD_FILE, SavedMethod, load_method, save_method
 from promptmix.prompts.router import PromptRouter
@@ -139,7 +139,9 @@ def absolute_paths(config: TrainConfig) -> TrainConfig:
 
     return dataclasses.replace(
         config,
-        model=dataclasses.replace(config.model, name=absolute(config.model.name, must_exist=True)),
+        # An alias wins over a directory of that name, as load_backbone reads it.
+        model=dataclasses.replace(config.model, name=config.model.name if config.model.name.lower() in ALIASES
+                                  else absolute(config.model.name, must_exist=True)),
         data=dataclasses.replace(config.data, data_dir=absolute(config.data.data_dir)),
         library=dataclasses.replace(config.library, root=absolute(config.library.root),
                                     mpt_source=absolute(config.library.mpt_source)),
