@@ -180,3 +180,13 @@ def test_an_override_error_names_the_override_not_the_preset(tmp_path):
     preset.write_text("stage: attempt\noptim: {lrr: 0.3}\n")  # the file's own mistake is still the file's
     with pytest.raises(ValueError, match=rf"^{preset}: optim: unknown key"):
         load_config(preset, ["optim.lr=0.1"])
+
+
+def test_a_pipeline_override_error_names_the_override(tmp_path):
+    from promptmix.training.pipeline import PipelineConfig
+
+    (tmp_path / "pt.yaml").write_text("stage: prompt-tuning\ndata: {tasks: [rte]}\n")
+    (tmp_path / "pipe.yaml").write_text("stages: [{name: pt, config: pt.yaml}]\n")
+    with pytest.raises(ValueError) as err:
+        PipelineConfig.load(tmp_path / "pipe.yaml", {"optim.lrr": 0.1, "optim.max_steps": 3})
+    assert str(err.value).startswith("--set optim.lrr=0.1 (stage 'pt'): optim: unknown key(s) ['lrr']"), str(err.value)

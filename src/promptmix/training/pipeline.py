@@ -72,9 +72,27 @@ class PipelineConfig:
 
     def stage_config(self, stage: PipelineStage) -> TrainConfig:
         path = Path(self.base_dir) / stage.config
-        data = apply_overrides(read_yaml(path), {**self.common, **stage.set, **self.overrides})
-        data = apply_overrides(_expand(data, self.root), {"run.dir": str(Path(self.root) / stage.name)})
-        return TrainConfig.from_dict(data, f"pipeline stage {stage.name!r} ({path})")
+        source = f"pipeline stage {stage.name!r} ({path})"
+
+        def build(overrides: dict[str, Any]) -> TrainConfig:
+            data = apply_overrides(read_yaml(path), {**self.common, **stage.set, **overrides})
+            data = apply_overrides(_expand(data, self.root), {"run.dir": str(Path(self.root) / stage.name)})
+            return TrainConfig.from_dict(data, source)
+
+        try:
+            return build(self.overrides)
+        except ValueError as err:
+            blamed = []  # the --set overrides without which the error goes away or changes: name them
+            for key in self.overrides:
+                try:
+                    build({k: v for k, v in self.overrides.items() if k != key})
+                except ValueError as other:
+                    if str(other) == str(err):
+                        continue
+                blamed.append(f"--set {key}={self.overrides[key]}")
+            if not blamed:
+                raise
+            raise OverrideError(f"{', '.join(blamed)} (stage {stage.name!r}){str(err)[len(source):]}") from None
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None, root: str | None = None) -> PipelineConfig:
@@ -91,8 +109,14 @@ class PipelineConfig:
         try:
             return cls(root=root or data.get("root", cls.root), common=data.get("common") or {}, stages=stages,
                        base_dir=str(Path(path).resolve().parent), overrides=overrides or {})
+        except OverrideError:
+            raise  # about the command line, not the pipeline file
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
+
+
+class OverrideError(ValueError):
+    """A --set override is what makes a stage's config invalid (the message names it)."""
 
 
 def _expand(value: Any, root: str) -> Any:
