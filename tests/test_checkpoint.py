@@ -4,6 +4,7 @@ bit-exactly, buffers included; loading checks the backbone; a crash never loses 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import safetensors.torch
@@ -149,3 +150,15 @@ def test_a_crash_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(load_method(tmp_path).prompts, old.prompts)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["method.json", "method.safetensors", "train.log"]
+
+
+def test_a_saved_method_holding_nan_is_refused_at_load_naming_the_file(tmp_path):
+    """A run that diverged saved a NaN prompt; loading it (predict, eval, serve) must refuse,
+    naming the file, instead of answering every input with garbage."""
+    method = random_method("prompt-tuning", {})
+    with torch.no_grad():
+        next(iter(method.parameters()))[0, 0] = float("nan")
+    save_method(method, tmp_path, identity())
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'method.safetensors'))}: tensor '.*' holds [0-9]+ NaN "
+                                         "or infinite value"):
+        load_method(tmp_path)

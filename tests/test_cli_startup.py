@@ -63,3 +63,19 @@ def test_each_subcommand_registers_the_help_line_the_top_level_lists():
         [shown] = [a.help for a in subparsers._choices_actions if a.dest == name]
         assert shown == cli.HELP[name]
         assert len(subparsers.choices[name]._actions) > 1, name  # the module's parser, not the bare listing
+
+
+def test_help_shows_defaults_and_split_validation_is_dev():
+    """Every subcommand's --help shows its defaults; --split takes the hub's name "validation"."""
+    parser = cli.build_parser("eval")
+    assert parser.parse_args(["eval", "--run", "r", "--split", "validation"]).split == "dev"
+    assert parser.parse_args(["eval", "--run", "r"]).split == "test"
+    eval_parser = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("eval"))
+    text = " ".join(eval_parser.format_help().split())
+    assert "(default: test)" in text and "(default: None)" not in text
+
+
+def test_python_dash_m_promptmix_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "promptmix", "--version"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(SRC)}, check=True).stdout
+    assert out.strip() == f"promptmix {__version__}"

@@ -14,11 +14,16 @@ aside), so :func:`recover_directory` can tell an interrupted swap from anything 
 finish it. Readers and resuming writers call it before they look for the directory.
 
 Only safetensors and JSON/text are written: nothing in promptmix is pickled.
+
+A write that fails for want of space (``ENOSPC``/``EDQUOT``, or safetensors' wrapped
+``StorageFull`` error) is raised as :class:`StorageFullError`, one line naming the file and
+the space left on its filesystem, rather than the library's own exception and traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -36,15 +41,44 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "StorageFullError",
     "atomic_directory",
     "atomic_file",
     "atomic_save_safetensors",
     "atomic_write_text",
+    "check_finite",
     "read_json",
     "read_safetensors",
     "recover_directory",
     "sha256_file",
 ]
+
+
+class StorageFullError(OSError):
+    """A write ran out of disk space (or quota); the message names the file and the space left."""
+
+
+_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` says the disk (or quota) is full: an OSError with that errno, or the
+    Rust io::Error that safetensors wraps in its SafetensorError text."""
+    if isinstance(err, StorageFullError):
+        return False  # already explained
+    if isinstance(err, OSError) and err.errno in _FULL_ERRNOS:
+        return True
+    text = str(err)
+    return any(mark in text for mark in ("StorageFull", "No space left", "QuotaExceeded", "Disk quota exceeded"))
+
+
+def storage_full(path: Path, err: BaseException) -> StorageFullError:
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return StorageFullError(errno.ENOSPC, f"cannot write {path}: no space left on its device ({free} in {path.parent}); "
+                                          "free some space and run again")
 
 
 def _fsync_path(path: Path) -> None:
@@ -90,14 +124,21 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     is fsynced and renamed over ``path`` (replacing any old file); on an error it is deleted
     and ``path`` is unchanged. Parent directories are created."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path, "file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_name(path, "file")
+    except OSError as err:
+        if is_disk_full(err):
+            raise storage_full(path, err) from None
+        raise
     try:
         yield tmp
         _fsync_path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise storage_full(path, err) from None
         raise
     _fsync_path(path.parent)
 
@@ -116,6 +157,9 @@ def atomic_save_safetensors(tensors: dict[str, Tensor], path: str | os.PathLike,
     """
     with atomic_file(path) as tmp:
         safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
+        # save_file recreates the file owner-only (0600), undoing the group-readable mode the
+        # temporary was given: a shared prompt library or run must stay readable by the group.
+        tmp.chmod(0o666 & ~_umask())
         digest = sha256_file(tmp)
     return digest
 
@@ -137,6 +181,18 @@ def read_safetensors(path: str | os.PathLike, expected_sha256: str | None = None
         return safetensors.torch.load(data)
     except Exception as err:  # safetensors raises its own SafetensorError for corrupt headers
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+
+
+def check_finite(tensors: dict[str, Tensor], path: str | os.PathLike) -> dict[str, Tensor]:
+    """``tensors`` unchanged, or a ValueError naming ``path`` and the first floating-point tensor
+    holding NaN or ±inf: a prompt that diverged answers every input with garbage, so it is
+    refused where it is read rather than served."""
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(value.isfinite().all()):
+            bad = int((~value.isfinite()).sum())
+            raise ValueError(f"{path}: tensor {key!r} holds {bad} NaN or infinite value(s) of {value.numel()}; "
+                             "the training that wrote it diverged (retrain, e.g. with a lower optim.lr)")
+    return tensors
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
@@ -168,16 +224,23 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path, "dir")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_name(path, "dir")
+    except OSError as err:
+        if is_disk_full(err):
+            raise storage_full(path, err) from None
+        raise
     try:
         yield tmp
         for file in tmp.rglob("*"):
             if file.is_file():
                 _fsync_path(file)
         _rename_directory(tmp, path, overwrite)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(err):
+            raise storage_full(path, err) from None
         raise
     _fsync_path(path.parent)
 

@@ -20,6 +20,8 @@ import safetensors.torch
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from promptmix._io import _umask
+
 
 def convert_gguf(gguf: str | os.PathLike, out: str | os.PathLike) -> dict[str, bool]:
     """Dequantise the causal LM in ``gguf`` into the directory ``out`` and verify the copy;
@@ -44,6 +46,8 @@ def export_causal_lm(model: torch.nn.Module, tokenizer: Any, out: str | os.PathL
         model.generation_config.save_pretrained(out)
     # save_model drops the duplicate of tied tensors (lm_head = embed_tokens); from_pretrained re-ties.
     safetensors.torch.save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
+    # safetensors creates the file owner-only (0600); the converted copy is shared like the rest of the cache.
+    (out / "model.safetensors").chmod(0o666 & ~_umask())
     tokenizer.save_pretrained(out)
 
 

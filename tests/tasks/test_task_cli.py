@@ -65,3 +65,8 @@ def test_a_data_dir_that_does_not_exist_warns_and_lists_without_sizes(capsys, tm
     assert f"--data-dir {missing} ({missing}) is not a directory" in captured.err
     sizes = {re.split(r"\s{2,}", line.strip())[3] for line in captured.out.splitlines()[1:]}
     assert sizes == {"-"}  # not "missing train, validation" for every task
+
+
+def test_tasks_list_is_the_same_as_tasks(capsys):
+    """`promptmix tasks list`, as `promptmix prompts list` reads; it was an argparse error."""
+    assert run_cli(["tasks", "list", "--benchmark", "superglue"], capsys) == run_cli(["tasks", "--benchmark", "superglue"], capsys)

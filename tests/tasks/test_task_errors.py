@@ -181,3 +181,30 @@ def test_a_field_of_the_wrong_type_is_a_data_error_naming_it(name, record, field
     task.format(record)  # the good record is fine
     with pytest.raises(DataError, match=f"field '{field}'"):
         task.format({**record, field: value})
+
+
+def test_a_lone_surrogate_is_refused_at_load_naming_file_line_and_field(tmp_path):
+    """JSON's "\\ud800" escape decodes to a lone surrogate, which no tokenizer can encode: the
+    old code loaded it and training died at the step that drew it (a TypeError naming nothing),
+    and every resume died again. It is refused while the file is read."""
+    good = {"premise": "p", "hypothesis": "h", "label": "neutral", "idx": 0}
+    lines = [json.dumps(good)] * 3 + ['{"premise": "a\\ud800b", "hypothesis": "h", "label": "neutral", "idx": 3}']
+    write(tmp_path, "superglue/CB/train.jsonl", "\n".join(lines) + "\n")
+    write(tmp_path, "superglue/CB/val.jsonl", json.dumps(good) + "\n")
+    with pytest.raises(DataError) as info:
+        get_task("cb").load_splits(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'superglue/CB/train.jsonl'}, line 4: field 'premise': holds a lone "
+                                      "UTF-16 surrogate ('a\\\\ud800b')")
+    # A valid pair is one character and loads.
+    lines[3] = '{"premise": "a\\ud83d\\ude00b", "hypothesis": "h", "label": "neutral", "idx": 3}'
+    write(tmp_path, "superglue/CB/train.jsonl", "\n".join(lines) + "\n")
+    assert len(get_task("cb").load_splits(tmp_path)["train"]) == 4
+
+
+def test_a_lone_surrogate_in_a_whole_json_file_names_its_line(tmp_path):
+    from promptmix.tasks.readers import read_json
+
+    path = write(tmp_path, "data.json", '{"0": {"text": "ok"},\n "1": {"text": ["x", "a\\udc00"]}}\n')
+    with pytest.raises(DataError) as info:
+        read_json(path)
+    assert str(info.value).startswith(f"{path}, line 2: field '1.text[1]': holds a lone UTF-16 surrogate")

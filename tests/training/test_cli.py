@@ -66,7 +66,8 @@ def test_pipeline_end_to_end(model_dirs, tmp_path, capsys):
     assert main(["pipeline", "--config", str(tmp_path / "pipeline.yaml"), "--resume"]) == 0
     # A fresh run into the same root is refused rather than mixed into the old one.
     assert main(["pipeline", "--config", str(tmp_path / "pipeline.yaml")]) == 2
-    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{pipe} already holds a run (stage 'sources' in " in err and "choose another --root" in err
 
 
 def test_train_stages_with_overrides_and_resume(model_dirs, tmp_path, capsys):
@@ -83,9 +84,12 @@ def test_train_stages_with_overrides_and_resume(model_dirs, tmp_path, capsys):
     assert summary["completed"] and summary["steps"] == 3
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["method"]["attempt"]["attention"] == "token" and saved["stage"] == "attempt"
-    assert main([*args[:-2], "--set", "optim.max_steps=5", "--run-dir", str(run_dir), "--resume"]) == 2
+    assert main([*args[:-2], "--set", "optim.lr=0.5", "--run-dir", str(run_dir), "--resume"]) == 2
     err = capsys.readouterr().err
-    assert "differs from" in err and "optim.max_steps" in err
+    assert "differs from" in err and "optim.lr" in err
+    # Raising the step budget extends even a finished run.
+    assert main([*args[:-2], "--set", "optim.max_steps=5", "--run-dir", str(run_dir), "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 5
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -205,3 +205,29 @@ def test_print_config_shows_each_paper_presets_cadence_warmup_and_epochs(path, c
         assert printed["optim"]["epochs"] == MULTI_TASK_EPOCHS[name], name
         assert printed["eval"]["select"] == "mean" and "select: mean" in path.read_text()  # stated, as the official code
     assert set(MULTI_TASK_EPOCHS) <= {str(p.relative_to(CONFIGS)) for p in PAPER_PRESETS}
+
+
+def test_an_override_error_names_the_override_not_the_preset(tmp_path):
+    """`--set optim.lrr=0.1` was reported against the preset file, which holds no such key."""
+    from promptmix.training.config import load_config
+
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("stage: attempt\noptim: {lr: 0.3}\n")
+    with pytest.raises(ValueError) as err:
+        load_config(preset, ["data.tasks=[rte]", "optim.lrr=0.1"])
+    assert str(err.value).startswith("--set optim.lrr=0.1: optim: unknown key(s) ['lrr'] (did you mean lr")
+    with pytest.raises(ValueError, match=r"^--set optim.lr=fast: optim.lr: expected"):
+        load_config(preset, ["optim.lr=fast"])
+    preset.write_text("stage: attempt\noptim: {lrr: 0.3}\n")  # the file's own mistake is still the file's
+    with pytest.raises(ValueError, match=rf"^{preset}: optim: unknown key"):
+        load_config(preset, ["optim.lr=0.1"])
+
+
+def test_a_pipeline_override_error_names_the_override(tmp_path):
+    from promptmix.training.pipeline import PipelineConfig
+
+    (tmp_path / "pt.yaml").write_text("stage: prompt-tuning\ndata: {tasks: [rte]}\n")
+    (tmp_path / "pipe.yaml").write_text("stages: [{name: pt, config: pt.yaml}]\n")
+    with pytest.raises(ValueError) as err:
+        PipelineConfig.load(tmp_path / "pipe.yaml", {"optim.lrr": 0.1, "optim.max_steps": 3})
+    assert str(err.value).startswith("--set optim.lrr=0.1 (stage 'pt'): optim: unknown key(s) ['lrr']"), str(err.value)

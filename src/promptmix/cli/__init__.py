@@ -73,6 +73,38 @@ def float_from(low: float, *, inclusive: bool = True):
     return parse
 
 
+SPLIT_ALIASES = {"validation": "dev", "val": "dev"}  # the hub's and HF datasets' name for the dev split
+
+
+def split_name(text: str) -> str:
+    """An argparse ``type`` for ``--split``: ``validation`` (the hub's name) is ``dev``."""
+    return SPLIT_ALIASES.get(text, text)
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default in --help, except where there is nothing to show (None,
+    False, an empty list) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if "%(default)" in help_text or "default:" in help_text or action.default in (None, False, [], argparse.SUPPRESS):
+            return help_text
+        return super()._get_help_string(action)
+
+
+class RawDescriptionDefaultsFormatter(DefaultsFormatter, argparse.RawDescriptionHelpFormatter):
+    """:class:`DefaultsFormatter` keeping the description's and epilog's own line breaks."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Every subcommand's parser: --help shows defaults (:class:`DefaultsFormatter`)."""
+
+    def __init__(self, *args, formatter_class=argparse.HelpFormatter, **kwargs) -> None:
+        upgraded = {argparse.HelpFormatter: DefaultsFormatter,
+                    argparse.RawDescriptionHelpFormatter: RawDescriptionDefaultsFormatter}.get(formatter_class, formatter_class)
+        super().__init__(*args, formatter_class=upgraded, **kwargs)
+
+
 def add_tasks_dir_argument(parser: argparse.ArgumentParser) -> None:
     """``--tasks-dir DIR`` (repeatable): task files to load before anything looks a task up."""
     parser.add_argument("--tasks-dir", dest="tasks_dirs", action="append", default=[], type=Path, metavar="DIR",
@@ -88,7 +120,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Soft prompts on a frozen language model: ATTEMPT, MPT and prompt tuning.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for name in SUBCOMMANDS:
         if name == command:
             importlib.import_module(f"promptmix.cli.{name}").register(sub)
@@ -108,9 +140,22 @@ def main(argv: list[str] | None = None) -> int:
             for directory in args.tasks_dirs:
                 load_task_dir(directory)
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, KeyError, TimeoutError) as err:
         # Errors raised for bad user input carry their own explanation; a traceback adds nothing.
         message = err.args[0] if isinstance(err, KeyError) and err.args else err  # KeyError quotes its text
+        print(f"promptmix {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        # A full disk, wherever it struck (an atomic write says so itself; an append to metrics.jsonl
+        # or a library's own writer raises a bare OSError or SafetensorError): one line, file and space.
+        from promptmix._io import StorageFullError, is_disk_full, storage_full
+
+        if isinstance(err, StorageFullError):
+            message = err.strerror
+        elif is_disk_full(err):
+            message = storage_full(Path(getattr(err, "filename", None) or "."), err).strerror
+        else:
+            raise
         print(f"promptmix {args.command}: error: {message}", file=sys.stderr)
         return 2
 

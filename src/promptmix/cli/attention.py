@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from promptmix.cli import HELP, add_tasks_dir_argument
+from promptmix.cli import HELP, add_tasks_dir_argument, split_name
 from promptmix.inference.attention_map import mean_attention, write_heatmap
 from promptmix.training.rundir import load_run_with_data
 
@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("attention", help=HELP["attention"],
                                    description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     parser.add_argument("--run", required=True, type=Path, metavar="DIR", help="ATTEMPT training run directory")
-    parser.add_argument("--split", default="dev", choices=("dev", "test", "train"))
+    parser.add_argument("--split", default="dev", type=split_name, choices=("dev", "test", "train"),
+                        help="which split (validation: the same as dev)")
     parser.add_argument("--out", required=True, type=Path, metavar="FIG.png", help="the PNG; the CSV goes beside it")
     parser.add_argument("--data-dir", type=Path, default=None, help="datasets directory (default: the run's)")
     parser.add_argument("--max-examples", type=int, default=None, help="first N examples per task (default: all)")

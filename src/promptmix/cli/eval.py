@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from promptmix.cli import HELP, add_tasks_dir_argument
+from promptmix.cli import HELP, add_tasks_dir_argument, split_name
 from promptmix.backbone import PromptedModel
 from promptmix.training.evaluate import evaluate
 from promptmix.training.rundir import load_run_with_data
@@ -22,8 +22,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("eval", help=HELP["eval"],
                                    description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     parser.add_argument("--run", required=True, type=Path, metavar="DIR", help="training run directory")
-    parser.add_argument("--split", default="test", choices=("dev", "validation", "test", "train"),
-                        help="split to score (default: test); validation is dev's other name (lm-eval, datasets)")
+    parser.add_argument("--split", default="test", type=split_name, choices=("dev", "test", "train"),
+                        help="split to score; validation is dev's other name (lm-eval, datasets)")
     parser.add_argument("--data-dir", type=Path, default=None, help="datasets directory (default: the run's)")
     parser.add_argument("--backbone", default=None, help="backbone to load (default: the run's)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")

@@ -11,6 +11,7 @@ prompt. See :mod:`promptmix.prompts.peft` for the format.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ def fixed_prompts(source: str, task: str | None, library: str | None) -> list[di
     from promptmix.training.rundir import find_methods
 
     if not Path(source).exists():
+        if os.sep in source or (os.altsep and os.altsep in source) or source.startswith("."):
+            # A path, not a prompt name (names hold no separators): say the run is missing.
+            raise FileNotFoundError(f"no such run: {source} does not exist ({Path(source).resolve()})")
         lib = PromptLibrary(library if library is not None else default_library_root())
         record = lib.get(source)
         if task not in (None, record.task):
@@ -69,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
     from promptmix.prompts.peft import export_adapter
 
     prompts = fixed_prompts(args.source, args.task, args.library)
+    outs = [args.out if len(prompts) == 1 else args.out / item["task"] for item in prompts]
+    existing = [str(out) for out in outs if out.exists()]
+    if existing and not args.overwrite:  # checked before any adapter is written
+        raise ValueError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass --overwrite to replace "
+                         f"{'it' if len(existing) == 1 else 'them'}")
     references = {}
     for item in prompts:
         name = item["identity"]["backbone"]

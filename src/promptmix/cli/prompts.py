@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from promptmix.cli import HELP
@@ -83,33 +84,42 @@ def parse_metrics(items: list[str]) -> dict[str, float]:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    """The chosen library; without --library, the user library and then every shipped one."""
+    """The chosen library; without --library, the user library and then every shipped one.
+    Exit 1 when a ``*.json`` in a library is no readable record (the rest are listed, the bad
+    file named on stderr)."""
     if args.library is not None:
         libraries = [_library(args)]
+        if not libraries[0].root.exists():  # a mistyped --library is an error, not an empty library
+            raise FileNotFoundError(f"--library {args.library}: no such directory ({libraries[0].root.resolve()})")
     else:
         libraries = [PromptLibrary(default_library_root())] + [PromptLibrary(SHIPPED_PREFIX + n) for n in shipped_libraries()]
+    problems = []
     for i, library in enumerate(libraries):
         if i:
             print()
-        _print_library(library, args.library is None)
-    return 0
+        problems += _print_library(library, args.library is None)
+    for problem in problems:
+        print(f"promptmix prompts: skipped {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
-def _print_library(library: PromptLibrary, titled: bool) -> None:
-    records = library.list()
+def _print_library(library: PromptLibrary, titled: bool) -> list[str]:
+    """Print the library's entries; return one line per file that is no readable record."""
+    records, problems = library.scan()
     shipped = {str(path): name for name, path in shipped_libraries().items()}
     where = f"{SHIPPED_PREFIX}{shipped[str(library.root)]} (shipped, {library.root})" if str(library.root) in shipped else str(library.root)
     if titled:
         print(f"# {where}")
     if not records:
         print(f"no prompts in {library.root}")
-        return
+        return problems
     header = ("name", "task", "method", "backbone", "d", "m", "metrics", "created")
     rows = [(r.name, r.task, r.method, r.backbone, str(r.hidden_size), str(r.prompt_length),
              " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items()) or "-", r.created) for r in records]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return problems
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -19,6 +19,8 @@ def register(subparsers) -> None:
         description="List every registered task: where its data comes from, the train/dev/test "
                     "sizes under the papers' protocol when its files are in --data-dir, and its "
                     "metrics (the task's score is their mean).")
+    parser.add_argument("action", nargs="?", choices=("list",), default="list",
+                        help="list (the only action, as in `promptmix prompts list`; the same without it)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="directory with datasets in their original release layouts "
                              "(e.g. ../shared/data); without it no sizes are shown")

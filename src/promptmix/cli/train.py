@@ -40,7 +40,9 @@ def register(subparsers) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set optim.lr=0.1 --set data.tasks=[rte,cb] (repeatable)")
     parser.add_argument("--run-dir", type=Path, default=None, help="run directory (overrides run.dir)")
-    parser.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the run directory's latest checkpoint; --set optim.max_steps=N extends a run, "
+                             "even a finished one")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config (preset, includes and --set applied) as YAML and exit without "
                              "training: e.g. a preset's eval.every, optim.warmup_steps / warmup_ratio and optim.epochs")
@@ -49,14 +51,15 @@ def register(subparsers) -> None:
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
-    from promptmix.training.rundir import CONFIG  # the training stack: loaded once a stage runs, not for --help
+    from promptmix.training.rundir import CONFIG, read_run_config  # the training stack: loaded once a stage runs
 
     overrides = list(args.overrides)
     if args.run_dir is not None:
         overrides.append(f"run.dir={args.run_dir}")
     path = args.config
     if path is None and args.resume and args.run_dir is not None:
-        path = args.run_dir / CONFIG
+        # The run's own config, refused when truncated or edited (never filled with defaults).
+        return read_run_config(args.run_dir / CONFIG, overrides, stage=args.stage)
     if path is None:
         raise ValueError("give --config YAML (or --resume --run-dir DIR to continue a run with its own config)")
     return load_config(path, overrides, stage=args.stage)

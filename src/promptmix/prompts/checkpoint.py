@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptmix._io import atomic_save_safetensors, atomic_write_text, read_json, read_safetensors, recover_directory
+from promptmix._io import (atomic_save_safetensors, atomic_write_text, check_finite, read_json, read_safetensors,
+                           recover_directory)
 from promptmix.prompts import PromptMethod, build_method
 from promptmix.prompts.library import IncompatiblePromptError, backbone_identity, check_compatible
 
@@ -124,7 +125,7 @@ def load_method(directory: str | os.PathLike, backbone: Any = None, *, record: M
 
     With ``backbone`` (a :class:`Backbone` or identity dict) it is checked first and the
     method is moved to the backbone's device; a method trained on another backbone raises
-    :class:`IncompatiblePromptError`. ``record``: the directory's record when the caller has
+    :class:`IncompatiblePromptError`, and a state holding NaN or ±inf a ValueError naming the file. ``record``: the directory's record when the caller has
     read it already (:class:`SavedMethod`).
     """
     directory = Path(directory)
@@ -133,7 +134,7 @@ def load_method(directory: str | os.PathLike, backbone: Any = None, *, record: M
     if backbone is not None:
         name = record.config.get("method", "prompt")
         check_compatible(record.backbone, backbone, what=f"the {name} method saved in {directory}")
-    state = read_safetensors(weights, record.sha256)
+    state = check_finite(read_safetensors(weights, record.sha256), weights)  # a diverged run is not served
     try:
         method = build_method(record.config)
     except (TypeError, ValueError) as err:

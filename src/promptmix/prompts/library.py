@@ -8,34 +8,50 @@ fingerprint of its embedding matrix, see :meth:`promptmix.backbone.Backbone.iden
 
 Layout (safetensors + JSON, never pickle)::
 
-    root/<name>.safetensors   tensor "prompt" [m, d] (fp32)
-    root/<name>.json          PromptRecord: task, method, backbone identity, m, dev metrics,
-                              creation time and the sha256 of the tensor file
+    root/<name>.json                 PromptRecord: task, method, backbone identity, m, dev metrics,
+                                     creation time, the tensor file's name and its sha256
+    root/<name>@<token>.safetensors  tensor "prompt" [m, d] (fp32); entries written before the
+                                     record named its file (and the shipped libraries) use
+                                     root/<name>.safetensors
+    root/.promptmix.lock             taken by every write (add, remove), so two processes
+                                     writing one library take turns
 
-Each file is written atomically (see :mod:`promptmix._io`); the tensor first, the record
-last. The record is the entry: a crash before it leaves the previous entry (or none), and
-the sha256 catches the one mixed state left, an overwrite interrupted between the two files.
+The record is the entry. ``add`` writes the tensor under a fresh name first, then the record
+that names it (atomically, see :mod:`promptmix._io`): that rename is the one switch from the
+old entry to the new, so a crash at any point leaves either the whole old entry or the whole
+new one, never a record whose tensor is another's. The old tensor is deleted after the switch
+(or, after a crash, by the next write of that name). The libraries shipped inside the package
+are read-only, except to the training stage that makes their prompts (a source stage whose
+config names ``library.root: promptmix:<name>``, as configs/smollm2 does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import glob
 import json
 import os
 import re
-from collections.abc import Mapping
+import secrets
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import filelock
 import torch
 from torch import Tensor
 
-from promptmix._io import atomic_save_safetensors, atomic_write_text, read_json, read_safetensors
+from promptmix._io import atomic_save_safetensors, atomic_write_text, check_finite, read_json, read_safetensors
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# A tensor file of entry NAME: "@" is not allowed in names, so "<name>@..." belongs to one entry only.
+TENSOR_FILE = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,127})(@[0-9a-f]{16})?\.safetensors")
+LOCK_FILE = ".promptmix.lock"
+LOCK_TIMEOUT = 600.0  # seconds a write waits for another process's write of the same library
 FORMAT_VERSION = 1
 TENSOR_KEY = "prompt"
 
@@ -118,6 +134,9 @@ class PromptRecord:
     """sha256 of ``<name>.safetensors``: ties the record to exactly those bytes."""
     created: str
     """ISO 8601 UTC time of ``add``."""
+    tensor_file: str = ""
+    """The tensor file's name in the library directory; empty: ``<name>.safetensors`` (entries
+    written before records named their file)."""
     metrics: dict[str, float] = field(default_factory=dict)
     """Dev-set metrics of the prompt when it was saved (e.g. ``{"accuracy": 0.73}``)."""
     card: dict[str, Any] = field(default_factory=dict)
@@ -137,7 +156,7 @@ class PromptRecord:
     def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike = "<dict>") -> PromptRecord:
         """Validate and build; errors name ``source`` (the JSON file) and the field."""
         kinds = {f.name: (dict if f.name in ("metrics", "card") else int if f.type == "int" else str) for f in dataclasses.fields(cls)}
-        missing = sorted(set(kinds) - set(data) - {"metrics", "card", "format_version"})
+        missing = sorted(set(kinds) - set(data) - {"metrics", "card", "format_version", "tensor_file"})
         if missing:
             raise ValueError(f"{source}: missing field(s) {missing}")
         for key, value in data.items():
@@ -152,6 +171,10 @@ class PromptRecord:
             metrics = _clean_metrics(data.get("metrics"))
         except ValueError as err:
             raise ValueError(f"{source}: field 'metrics': {err}") from None
+        file = data.get("tensor_file", "")
+        match = TENSOR_FILE.fullmatch(file)
+        if file and (match is None or match["name"] != data["name"]):  # never a path out of the library
+            raise ValueError(f"{source}: field 'tensor_file' is {file!r}, expected '{data['name']}@<16 hex>.safetensors'")
         return cls(**{**data, "metrics": metrics})
 
 
@@ -177,12 +200,13 @@ def _check_prompt(prompt: Tensor, hidden_size: int, name: str) -> Tensor:
 
 
 SHIPPED_PREFIX = "promptmix:"
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"  # the shipped libraries, one folder each
 
 
 def shipped_libraries() -> dict[str, Path]:
     """The prompt libraries shipped inside the package, ``{name: directory}``: trained source
     prompts for a backbone (``promptmix:smollm2-135m``), read like any library."""
-    root = Path(__file__).resolve().parent / "pretrained"
+    root = PRETRAINED_DIR
     return {p.name: p for p in sorted(root.iterdir()) if p.is_dir()} if root.is_dir() else {}
 
 
@@ -211,10 +235,10 @@ def card_markdown(record: PromptRecord) -> str:
     metric = card.get("metric")
     if metric is not None and card.get("dev_score") is not None:
         majority, best = card.get("majority_dev_score"), card.get("best_constant_dev_score")
-        floors = [f"majority class: {majority:.1f}"] if isinstance(majority, (int, float)) else []
-        if isinstance(best, (int, float)) and best != majority:  # an F1-type metric can favour a rarer answer
-            floors.append(f"best constant answer {card.get('best_constant_answer')!r}: {best:.1f}")
-        lines.append(f"- dev {metric}: **{card['dev_score']:.1f}**" + (f" ({'; '.join(floors)})" if floors else ""))
+        floors = [f"majority class: {_number(majority)}"] if _is_number(majority) else []
+        if _is_number(best) and best != majority:  # an F1-type metric can favour a rarer answer
+            floors.append(f"best constant answer {card.get('best_constant_answer')!r}: {_number(best)}")
+        lines.append(f"- dev {metric}: **{_number(card['dev_score'])}**" + (f" ({'; '.join(floors)})" if floors else ""))
     labels = {"best_step": "best step", "steps": "steps trained", "examples_seen": "examples seen at the best step",
               "seconds": "training wall time (s)", "seed": "seed", "settings": "settings", "command": "command",
               "git_revision": "git revision", "machine": "machine", "date": "date",
@@ -229,6 +253,25 @@ def card_markdown(record: PromptRecord) -> str:
         lines.append("- dev metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in record.metrics.items()))
     lines.append(f"- created: {record.created}; tensor sha256 {record.sha256[:16]}…")
     return "\n".join(lines) + "\n"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> str:
+    """A score with one decimal; anything else a hand-edited card holds (a string, say) as it is,
+    so one odd card does not stop a listing."""
+    return f"{value:.1f}" if _is_number(value) else repr(value)
+
+
+def is_shipped(root: Path) -> bool:
+    """Whether ``root`` lies inside a library shipped with the package (read-only)."""
+    try:
+        Path(root).resolve().relative_to(PRETRAINED_DIR.resolve())
+    except ValueError:
+        return False
+    return True
 
 
 def default_library_root() -> Path:
@@ -252,26 +295,76 @@ class PromptLibrary:
     Shapes: stored and returned prompts are [m, d] fp32.
     """
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, *, update_shipped: bool = False) -> None:
+        """``update_shipped``: allow writes to a shipped library (only for the training stage that
+        makes its prompts; the CLI's add, import and remove never pass it)."""
+        self.spec = os.fspath(root)
         self.root = resolve_library_root(root)
+        self.update_shipped = update_shipped
 
     def __repr__(self) -> str:
         return f"PromptLibrary({str(self.root)!r})"
 
+    @property
+    def read_only(self) -> bool:
+        """A library shipped inside the package: ``add`` and ``remove`` refuse it (unless opened
+        with ``update_shipped``)."""
+        return not self.update_shipped and is_shipped(self.root)
+
     def tensor_path(self, name: str) -> Path:
-        return self.root / f"{check_name(name)}.safetensors"
+        """The tensor file of entry ``name``: the one its record names, else ``<name>.safetensors``."""
+        record_path = self.record_path(name)
+        if record_path.is_file():
+            try:
+                file = read_json(record_path).get("tensor_file")
+            except ValueError:
+                file = None
+            if isinstance(file, str) and file:
+                return self.root / file
+        return self.root / f"{name}.safetensors"
 
     def record_path(self, name: str) -> Path:
         return self.root / f"{check_name(name)}.json"
 
+    def check_directory(self) -> None:
+        """Raise ValueError when the library's path exists but is not a directory."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"prompt library {self.root} is a file, not a directory; give a directory for the library")
+
     def names(self) -> list[str]:
         """Entry names, sorted (temporary files of writes in progress are hidden)."""
+        self.check_directory()
         if not self.root.is_dir():
             return []
         return sorted(p.stem for p in self.root.glob("*.json") if NAME_PATTERN.fullmatch(p.stem))
 
     def __contains__(self, name: str) -> bool:
         return NAME_PATTERN.fullmatch(str(name)) is not None and self.record_path(name).is_file()
+
+    @contextlib.contextmanager
+    def _writing(self, action: str) -> Iterator[None]:
+        """Hold the library's write lock: two processes adding or removing entries take turns,
+        so neither reads a state the other is halfway through replacing."""
+        if self.read_only:
+            raise ValueError(f"{self.spec} is a prompt library shipped with promptmix ({self.root}) and is read-only; "
+                             f"cannot {action}: use a library of your own (--library DIR or $PROMPTMIX_LIBRARY)")
+        self.check_directory()
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(self.root / LOCK_FILE, timeout=LOCK_TIMEOUT)
+        try:
+            with lock:
+                yield
+        except filelock.Timeout:
+            raise TimeoutError(f"{self.root / LOCK_FILE}: another process has held the library's write lock for "
+                               f"{LOCK_TIMEOUT:.0f} s; try again when it is done") from None
+
+    def _drop_stale_tensors(self, name: str, keep: Path | None) -> None:
+        """Delete tensor files of ``name`` other than ``keep`` (left by an overwrite or removal
+        a crash interrupted after its switch). Only called with the write lock held."""
+        for path in self.root.glob(f"{glob.escape(name)}*.safetensors"):
+            match = TENSOR_FILE.fullmatch(path.name)
+            if match is not None and match["name"] == name and path != keep:
+                path.unlink(missing_ok=True)
 
     def add(
         self,
@@ -287,24 +380,33 @@ class PromptLibrary:
     ) -> PromptRecord:
         """Save ``prompt`` [m, d] under ``name``; ``backbone`` is the :class:`Backbone` it was
         trained on or its ``identity()`` dict; ``card`` is free-form JSON provenance. Refuses to
-        replace an entry unless ``overwrite``."""
+        replace an entry unless ``overwrite``. Writers of one library take turns (a file lock)."""
         identity = backbone_identity(backbone)
         value = _check_prompt(prompt, identity["hidden_size"], check_name(name))
         for label, text in (("task", task), ("method", method)):
             if not isinstance(text, str) or not text:
                 raise ValueError(f"prompt {name!r}: {label} must be a non-empty string, got {text!r}")
-        if name in self and not overwrite:
-            old = self.get(name)
-            raise PromptExistsError(f"prompt {name!r} already exists in {self.root} (task {old.task!r}, "
-                                    f"backbone {old.backbone!r}, created {old.created}); pass overwrite=True to replace it")
         card = json.loads(json.dumps(dict(card or {})))  # a JSON copy, or a TypeError before anything is written
-        digest = atomic_save_safetensors({TENSOR_KEY: value}, self.tensor_path(name), metadata={"format": "pt", "name": name})
-        record = PromptRecord(
-            name=name, task=task, method=method, **identity, prompt_length=int(value.shape[0]),
-            sha256=digest, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            metrics=_clean_metrics(metrics), card=card,
-        )
-        atomic_write_text(self.record_path(name), json.dumps(record.to_dict(), indent=2) + "\n")
+        clean = _clean_metrics(metrics)
+        with self._writing(f"add {name!r}"):
+            if name in self and not overwrite:
+                old = self.get(name)
+                raise PromptExistsError(f"prompt {name!r} already exists in {self.root} (task {old.task!r}, "
+                                        f"backbone {old.backbone!r}, created {old.created}); pass overwrite=True to replace it")
+            # A fresh file name: the entry standing now keeps its tensor until the record switches.
+            tensor = self.root / f"{name}@{secrets.token_hex(8)}.safetensors"
+            try:
+                digest = atomic_save_safetensors({TENSOR_KEY: value}, tensor, metadata={"format": "pt", "name": name})
+                record = PromptRecord(
+                    name=name, task=task, method=method, **identity, prompt_length=int(value.shape[0]),
+                    sha256=digest, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    tensor_file=tensor.name, metrics=clean, card=card,
+                )
+                atomic_write_text(self.record_path(name), json.dumps(record.to_dict(), indent=2) + "\n")  # the switch
+            except BaseException:
+                tensor.unlink(missing_ok=True)  # the old record (if any) still names the old tensor
+                raise
+            self._drop_stale_tensors(name, keep=tensor)
         return record
 
     def get(self, name: str) -> PromptRecord:
@@ -323,26 +425,55 @@ class PromptLibrary:
         return record
 
     def list(self) -> list[PromptRecord]:
-        """Every entry's record, sorted by name."""
+        """Every entry's record, sorted by name; the first unreadable record raises (see :meth:`scan`)."""
         return [self.get(name) for name in self.names()]
+
+    def scan(self) -> tuple[list[PromptRecord], list[str]]:
+        """Every readable entry's record, sorted by name, and one line for each ``*.json`` that
+        is not a readable record (naming the file and why), so one stray file hides nothing else."""
+        self.check_directory()
+        if not self.root.is_dir():
+            return [], []
+        records, problems = [], []
+        for path in sorted(self.root.glob("*.json")):
+            if not NAME_PATTERN.fullmatch(path.stem):
+                problems.append(f"{path}: not a prompt record (its name is no valid prompt name)")
+                continue
+            try:
+                records.append(self.get(path.stem))
+            except (ValueError, KeyError, OSError) as err:
+                problems.append(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
+        return records, problems
 
     def remove(self, name: str) -> PromptRecord:
         """Delete an entry (record first, so it vanishes in one step); returns its record."""
-        record = self.get(name)
-        self.record_path(name).unlink()
-        self.tensor_path(name).unlink(missing_ok=True)
+        if not self.read_only:
+            self.get(name)  # an unknown name is told before the lock would create a missing library's directory
+        with self._writing(f"remove {name!r}"):
+            record = self.get(name)
+            self.record_path(name).unlink()
+            self._drop_stale_tensors(name, keep=None)
         return record
 
     def load(self, name: str, backbone: Any) -> Tensor:
         """The prompt [m, d] (fp32, on the backbone's device when given a :class:`Backbone`).
 
         Raises :class:`IncompatiblePromptError` when ``backbone`` (a Backbone or identity dict)
-        is not the one the prompt was trained on.
+        is not the one the prompt was trained on, and ValueError when the tensor holds NaN or ±inf.
         """
-        record = self.get(name)
-        path = self.tensor_path(name)
-        check_compatible(record.identity, backbone, what=f"prompt {name!r} ({path})")
-        tensors = read_safetensors(path, record.sha256)
+        for attempt in range(3):
+            record = self.get(name)
+            path = self.root / (record.tensor_file or f"{name}.safetensors")
+            check_compatible(record.identity, backbone, what=f"prompt {name!r} ({path})")
+            try:
+                tensors = read_safetensors(path, record.sha256)
+                break
+            except FileNotFoundError:
+                # An overwrite by another process switched the record and deleted the tensor
+                # the record read a moment ago named: read the new record.
+                if attempt == 2 or self.get(name) == record:
+                    raise
+        check_finite(tensors, path)
         prompt = tensors.get(TENSOR_KEY)
         expected = (record.prompt_length, record.hidden_size)
         if prompt is None or tuple(prompt.shape) != expected:

@@ -36,7 +36,8 @@ import torch
 from peft import PeftConfig, PeftType, PromptTuningConfig, TaskType
 from torch import Tensor
 
-from promptmix._io import atomic_directory, atomic_save_safetensors, atomic_write_text, read_json, read_safetensors
+from promptmix._io import (atomic_directory, atomic_save_safetensors, atomic_write_text, check_finite, read_json,
+                           read_safetensors)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -115,12 +116,25 @@ def read_adapter(directory: str | os.PathLike) -> AdapterPrompt:
     """A PEFT prompt-tuning adapter's prompt (the m rows PEFT prepends to the input) and what it
     names; refuses other adapter types and pickled weights, naming the file."""
     directory = Path(directory)
-    if not (directory / ADAPTER_CONFIG).is_file():
-        raise FileNotFoundError(f"{directory / ADAPTER_CONFIG} is missing: {directory} is no PEFT adapter directory")
-    config = PeftConfig.from_pretrained(str(directory))
-    if config.peft_type != PeftType.PROMPT_TUNING:
-        raise ValueError(f"{directory / ADAPTER_CONFIG}: field 'peft_type' is {config.peft_type.value}; only a "
-                         "PROMPT_TUNING adapter holds a soft prompt that promptmix can use")
+    path = directory / ADAPTER_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {directory} is no PEFT adapter directory")
+    raw = read_json(path)  # a list or other non-object is refused here, naming the file
+    peft_type = raw.get("peft_type")
+    if peft_type != PeftType.PROMPT_TUNING.value:
+        known = peft_type in {t.value for t in PeftType}
+        raise ValueError(f"{path}: field 'peft_type' is {peft_type!r}"
+                         f"{'' if known else ' (no PEFT adapter type)'}; only a PROMPT_TUNING adapter holds a soft prompt "
+                         "that promptmix can use")
+    for key in ("num_virtual_tokens", "token_dim"):  # PEFT takes any value; a table needs positive sizes
+        value = raw.get(key)
+        if (value is not None or key == "num_virtual_tokens") and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{path}: field {key!r} is {value!r}; it must be a positive whole number")
+    try:
+        config = PeftConfig.from_pretrained(str(directory))
+    except Exception as err:  # PEFT raises TypeError/ValueError/KeyError of its own for odd fields
+        raise ValueError(f"{path}: PEFT cannot read this adapter config: {type(err).__name__}: {err}") from None
     weights = directory / ADAPTER_WEIGHTS
     if not weights.is_file():
         pickled = "; it has adapter_model.bin, pickled weights promptmix does not load" if (directory / "adapter_model.bin").is_file() else ""
@@ -130,6 +144,10 @@ def read_adapter(directory: str | os.PathLike) -> AdapterPrompt:
     if table is None or table.dim() != 2 or table.shape[0] < m or (d is not None and table.shape[1] != d):
         raise ValueError(f"{weights}: expected tensor {PEFT_KEY!r} of at least {m} rows × {d}, found "
                          f"{None if table is None else tuple(table.shape)}")
+    if not table.is_floating_point():  # an embedding table of ints or bools is no prompt (and would cast silently)
+        raise ValueError(f"{weights}: tensor {PEFT_KEY!r} is {str(table.dtype).removeprefix('torch.')}; a prompt's "
+                         "vectors are floating point")
+    check_finite({PEFT_KEY: table[:m]}, weights)
     record = read_json(directory / RECORD) if (directory / RECORD).is_file() else {}
     task_type = getattr(config.task_type, "value", config.task_type)
     return AdapterPrompt(directory, table[:m].float().clone(), config.base_model_name_or_path, task_type, record)

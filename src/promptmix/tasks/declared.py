@@ -42,6 +42,7 @@ from typing import Any, Literal
 import pydantic
 import yaml
 
+from promptmix._yamlguard import YamlTooBigError, check_yaml
 from promptmix.tasks.base import Task, text_field
 from promptmix.tasks.example import DataError
 from promptmix.tasks.kinds import ClassificationTask, MultipleChoiceTask, QATask
@@ -129,6 +130,10 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], _Located]:
 
     path = Path(path).resolve()
     text = path.read_text(encoding="utf-8")
+    try:
+        check_yaml(text, str(path))  # alias bombs, self-containing aliases, deep nesting: before building
+    except YamlTooBigError as err:
+        raise DataError(err.reason, file=path, where=f"line {err.line}" if err.line else None) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.load(text, Loader=loader_for(path.parent))  # noqa: S506 - a SafeLoader subclass

@@ -15,6 +15,7 @@ import gzip
 import io
 import itertools
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -59,6 +60,38 @@ def _first_undecodable(path: Path) -> tuple[int, int, int] | None:
             except UnicodeDecodeError as err:
                 return number, err.start + 1, raw[err.start]
     return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
+    """``(dotted field, text)`` of the first string in a parsed JSON value holding a lone UTF-16
+    surrogate (JSON's ``"\\ud800"`` escape decodes to one; no UTF-8 text can hold it, so the
+    tokenizer fails on it mid-training), else None."""
+    if isinstance(value, str):
+        return (path or "(the value)", value) if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, child in items:
+        if isinstance(key, str) and _SURROGATE.search(key):
+            return (f"{path}.{key}" if path else key).encode("utf-8", "backslashreplace").decode(), key
+        sub = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+        found = lone_surrogate(child, sub)
+        if found is not None:
+            return found
+    return None
+
+
+def _surrogate_error(found: tuple[str, str]) -> DataError:
+    field, text = found
+    shown = text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")[:60]
+    return DataError(f"holds a lone UTF-16 surrogate ({shown!r}), which is no character: fix the \\u escape "
+                     "(a surrogate pair must be written whole)", field=field)
 
 
 def _delimited(path: Path, delimiter: str, quoting: int) -> Iterator[tuple[int, list[str]]]:
@@ -134,6 +167,10 @@ def read_jsonl(path: Path) -> Iterator[Row]:
             if not isinstance(record, dict):
                 yield where, DataError(f"expected a JSON object, got {type(record).__name__}")
                 continue
+            found = lone_surrogate(record)
+            if found is not None:
+                yield where, _surrogate_error(found)
+                continue
             yield where, record
 
 
@@ -158,10 +195,26 @@ def read_json(path: Path) -> Any:
     """The parsed content of a JSON file; a parse or decoding error names the file and line."""
     with open_text(path) as handle, utf8_errors(path):
         try:
-            return json.load(handle)
+            content = json.load(handle)
         except json.JSONDecodeError as err:
             raise DataError(f"invalid JSON ({err.msg}, column {err.colno})", file=path,
                             where=f"line {err.lineno}") from None
+    found = lone_surrogate(content)
+    if found is not None:
+        raise _surrogate_error(found).located(path, _line_of(path, found[1]))
+    return content
+
+
+def _line_of(path: Path, text: str) -> str | None:
+    """"line N" of the first line whose JSON escapes decode to a string containing ``text``'s
+    first surrogate (the parser's result no longer knows its lines)."""
+    surrogate = _SURROGATE.search(text)[0]
+    escape = f"\\u{ord(surrogate):04x}"
+    with open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if escape in line.lower():
+                return f"line {number}"
+    return None
 
 
 def nested(record: Mapping[str, Any], *keys: str) -> Any:

@@ -27,7 +27,7 @@ import pydantic
 import yaml
 
 from promptmix.prompts import AttemptConfig, MPTConfig, SoftPromptConfig
-from promptmix.training.configio import apply_overrides, read_yaml, validate
+from promptmix.training.configio import apply_overrides, parse_override, read_yaml, validate
 
 STAGES = ("source", "prior", "attempt", "mpt-source", "mpt-target", "prompt-tuning", "finetune")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -367,5 +367,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
         if data.get("stage") not in (None, stage):
             raise ValueError(f"{path} is a {data['stage']!r} config but stage {stage!r} was asked for")
         data["stage"] = stage
-    data = apply_overrides(data, overrides or [])
-    return TrainConfig.from_dict(data, str(path) if path is not None else "<defaults>")
+    source = str(path) if path is not None else "<defaults>"
+    try:
+        return TrainConfig.from_dict(apply_overrides(data, overrides or []), source)
+    except ValueError as err:
+        blamed = _blamed_overrides(data, overrides or [], source, str(err))
+        if not blamed:
+            raise
+        raise ValueError(f"{', '.join(f'--set {item}' for item in blamed)}{str(err)[len(source):]}") from None
+
+
+def _blamed_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any], source: str, message: str) -> list[str]:
+    """The overrides (as ``KEY=VALUE``) without which validation no longer fails with ``message``:
+    the ones an error is about, so it names them rather than the preset file."""
+    items = list(overrides.items()) if isinstance(overrides, dict) else [parse_override(o) for o in overrides]
+    texts = [f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, dict) else list(overrides)
+    blamed = []
+    for i, text in enumerate(texts):
+        try:
+            TrainConfig.from_dict(apply_overrides(data, dict(items[:i] + items[i + 1:])), source)
+        except ValueError as other:
+            if str(other) == message:
+                continue
+        blamed.append(text)
+    return blamed

@@ -20,6 +20,8 @@ from typing import Any
 import pydantic
 import yaml
 
+from promptmix._yamlguard import check_yaml
+
 
 class ConfigLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` with YAML 1.2's floats (``1e-5``, ``3E2``) as floats."""
@@ -32,7 +34,10 @@ ConfigLoader.add_implicit_resolver(
 )
 
 
-def load_yaml(text: str) -> Any:
+def load_yaml(text: str, source: str = "<yaml>") -> Any:
+    """Parse ``text``, first refusing alias bombs, self-containing aliases and deep nesting
+    (:func:`promptmix._yamlguard.check_yaml`), which would exhaust memory or the stack."""
+    check_yaml(text, source)
     return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
 
 
@@ -44,7 +49,7 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:
-        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
@@ -87,7 +92,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ValueError(f"override {text!r} must look like section.key=value, e.g. optim.lr=0.1")
     try:
-        return key.strip(), load_yaml(raw)
+        return key.strip(), load_yaml(raw, f"--set {text}")
     except yaml.YAMLError as err:
         raise ValueError(f"override {text!r}: value is not valid YAML: {err}") from None
 

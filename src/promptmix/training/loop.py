@@ -507,6 +507,9 @@ def _train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerat
     run = _Run(job, config, Path(run_dir), accelerator)
     if resume:
         run.restore()
+        if run.step > run.total:
+            raise ValueError(f"{run_dir}: the run has trained {run.step} steps, more than the {run.total} it is now asked "
+                             "for (optim.max_steps); a resume may raise the step budget, not lower it below the steps done")
     log = _Logger(run, run.step)
     log.write({"step": run.step, "setup": sharding.layout(run.model, run.optimizer, accelerator)})
     run.set_train_mode()

@@ -31,9 +31,9 @@ from typing import Any
 from promptmix._io import atomic_write_text
 from promptmix.training.config import TrainConfig
 from promptmix.training.configio import apply_overrides, read_yaml
-from promptmix.training.rundir import StageResult
+from promptmix.training.rundir import RunExistsError, StageResult, check_fresh
 from promptmix.training.runs import load_backbone_for, make_accelerator
-from promptmix.training.stages import run_stage
+from promptmix.training.stages import check_task_names, run_stage
 
 
 @dataclass
@@ -72,9 +72,27 @@ class PipelineConfig:
 
     def stage_config(self, stage: PipelineStage) -> TrainConfig:
         path = Path(self.base_dir) / stage.config
-        data = apply_overrides(read_yaml(path), {**self.common, **stage.set, **self.overrides})
-        data = apply_overrides(_expand(data, self.root), {"run.dir": str(Path(self.root) / stage.name)})
-        return TrainConfig.from_dict(data, f"pipeline stage {stage.name!r} ({path})")
+        source = f"pipeline stage {stage.name!r} ({path})"
+
+        def build(overrides: dict[str, Any]) -> TrainConfig:
+            data = apply_overrides(read_yaml(path), {**self.common, **stage.set, **overrides})
+            data = apply_overrides(_expand(data, self.root), {"run.dir": str(Path(self.root) / stage.name)})
+            return TrainConfig.from_dict(data, source)
+
+        try:
+            return build(self.overrides)
+        except ValueError as err:
+            blamed = []  # the --set overrides without which the error goes away or changes: name them
+            for key in self.overrides:
+                try:
+                    build({k: v for k, v in self.overrides.items() if k != key})
+                except ValueError as other:
+                    if str(other) == str(err):
+                        continue
+                blamed.append(f"--set {key}={self.overrides[key]}")
+            if not blamed:
+                raise
+            raise OverrideError(f"{', '.join(blamed)} (stage {stage.name!r}){str(err)[len(source):]}") from None
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None, root: str | None = None) -> PipelineConfig:
@@ -91,8 +109,14 @@ class PipelineConfig:
         try:
             return cls(root=root or data.get("root", cls.root), common=data.get("common") or {}, stages=stages,
                        base_dir=str(Path(path).resolve().parent), overrides=overrides or {})
+        except OverrideError:
+            raise  # about the command line, not the pipeline file
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
+
+
+class OverrideError(ValueError):
+    """A --set override is what makes a stage's config invalid (the message names it)."""
 
 
 def _expand(value: Any, root: str) -> Any:
@@ -108,6 +132,15 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, echo: Any = pr
     """Run every stage in order (one backbone, one Accelerator) and print the table."""
     started = time.monotonic()
     configs = [config.stage_config(s) for s in config.stages]
+    if not resume:  # before the backbone loads, and naming the pipeline's own flag
+        for stage, stage_config in zip(config.stages, configs):
+            try:
+                check_fresh(Path(stage_config.run.dir), resume)
+            except RunExistsError:
+                raise RunExistsError(f"{config.root} already holds a run (stage {stage.name!r} in {stage_config.run.dir}); "
+                                     "pass --resume to continue it or choose another --root") from None
+    for stage_config in configs:
+        check_task_names(stage_config)
     accelerator = make_accelerator(configs[0])
     echo(f"loading backbone {configs[0].model.name} ...")
     backbone = load_backbone_for(configs[0])

@@ -2,7 +2,13 @@
 
 Run directory layout (``run.dir``)::
 
-    config.yaml          the resolved TrainConfig (every field, defaults included)
+    config.yaml          the resolved TrainConfig (every field, defaults included); its first
+                         line holds the sha256 of the rest, so a truncated or edited copy is
+                         refused on resume rather than filled with defaults. Written when the
+                         run starts; a resume never rewrites it (except to record a raised
+                         optim.max_steps)
+    .promptmix-run.lock  held by the process training into the directory, for the run's life
+    .promptmix-run.pid   that process's pid (named when a second run is refused)
     metrics.jsonl        one JSON object per line: {"step", "epoch", "loss", "lr/<group>", ...}
                          every run.log_every steps, {"step", "dev": {task: metrics, "score"},
                          "dev_seconds"} (dev_seconds: the evaluation's wall time), and at each
@@ -38,18 +44,23 @@ load) and :func:`load_run_with_data` (a run with its config, backbone, method an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import filelock
 import yaml
 
 from promptmix._io import atomic_directory, atomic_write_text, read_json, recover_directory
 from promptmix.backbone import Backbone, PromptedModel
-from promptmix.loading import load_backbone
+from promptmix.loading import ALIASES, load_backbone
 from promptmix.prompts import PromptMethod
 from promptmix.prompts.checkpoint import RECORD_FILE, SavedMethod, load_method, save_method
 from promptmix.prompts.router import PromptRouter
@@ -64,12 +75,108 @@ CONFIG = "config.yaml"
 METHOD = "method"  # the best prompt method
 MODEL = "model"  # a baseline's tuned backbone parameters
 PER_TASK = "best-per-task"  # eval.select per-task: <run>/best-per-task/<task>, each target's best method
-# May differ between invocations of one run (where it is, how long this invocation runs, how it logs).
-RESUMABLE_KEYS = ("run.dir", "run.stop_after", "run.progress", "run.log_with", "run.tensorboard")
+# May differ between invocations of one run (where it is, how long this invocation runs, how it logs);
+# optim.max_steps: a resume may extend the run.
+RESUMABLE_KEYS = ("run.dir", "run.stop_after", "run.progress", "run.log_with", "run.tensorboard", "optim.max_steps")
+LOCK = ".promptmix-run.lock"
+LOCK_PID = ".promptmix-run.pid"
+CONFIG_HEADER = re.compile(r"# promptmix run config, sha256 of the lines below: ([0-9a-f]{64})\n")
 
 
 class RunExistsError(FileExistsError, ValueError):
     """A fresh run asked for a directory that already holds one (resume it or pick another)."""
+
+
+class RunInUseError(ValueError):
+    """Another process is training into the run directory."""
+
+
+def check_fresh(run_dir: Path, resume: bool) -> None:
+    """Refuse a fresh run into a directory that holds one (before anything slow is loaded)."""
+    if not resume and ((run_dir / "checkpoints").exists() or (run_dir / RESULTS).exists()):
+        raise RunExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another run.dir")
+
+
+def _main_rank() -> bool:
+    """Whether this is the launch's first process (or the only one): it alone takes the lock."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold ``run_dir``'s lock while a run trains there: a second process training into the same
+    directory is refused at once, naming the holder's pid, instead of both writing one
+    metrics.jsonl and checkpoint series. The lock is an OS file lock, so a killed holder frees it."""
+    run_dir = Path(run_dir)
+    if not _main_rank():
+        yield
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run.dir {run_dir} is a file, not a directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(run_dir / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        try:
+            holder = f"pid {(run_dir / LOCK_PID).read_text().strip()}"
+        except OSError:
+            holder = "a process that has not written its pid yet"
+        raise RunInUseError(f"{run_dir} is in use by another promptmix run ({holder}); wait for it to finish, or "
+                            "train into another directory (--run-dir)") from None
+    try:
+        atomic_write_text(run_dir / LOCK_PID, f"{os.getpid()}\n")
+        yield
+    finally:
+        (run_dir / LOCK_PID).unlink(missing_ok=True)
+        lock.release()
+
+
+def absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with its relative paths made absolute against the current directory (the
+    meaning they had when given): model.name when it names a local directory, data.data_dir,
+    library.root, library.mpt_source and run.dir. A run records them so, and ``promptmix eval
+    --run DIR`` from another directory finds its backbone, data and prompts."""
+    def absolute(value: str | None, *, must_exist: bool = False) -> str | None:
+        if value is None or value.startswith("promptmix:") or Path(value).is_absolute():
+            return value
+        path = Path(value).expanduser()
+        return str(path.resolve()) if path.exists() or not must_exist else value
+
+    return dataclasses.replace(
+        config,
+        # An alias wins over a directory of that name, as load_backbone reads it.
+        model=dataclasses.replace(config.model, name=config.model.name if config.model.name.lower() in ALIASES
+                                  else absolute(config.model.name, must_exist=True)),
+        data=dataclasses.replace(config.data, data_dir=absolute(config.data.data_dir)),
+        library=dataclasses.replace(config.library, root=absolute(config.library.root),
+                                    mpt_source=absolute(config.library.mpt_source)),
+        run=dataclasses.replace(config.run, dir=absolute(config.run.dir)))
+
+
+def config_text(config: TrainConfig) -> str:
+    """config.yaml's text: the YAML under a first line holding its sha256."""
+    body = config.to_yaml()
+    return f"# promptmix run config, sha256 of the lines below: {hashlib.sha256(body.encode()).hexdigest()}\n{body}"
+
+
+def read_run_config(path: str | os.PathLike, overrides: list[str] | dict[str, Any] | None = None,
+                    stage: str | None = None) -> TrainConfig:
+    """A run's own config.yaml, refused (never filled with defaults) when it does not parse or
+    is not the text the run wrote (the sha256 on its first line; files written before runs
+    recorded one are read as they are)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is missing: the run directory holds no config to resume with; pass --config") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the run's config: {err}") from None
+    header = CONFIG_HEADER.match(text)
+    if header is not None and hashlib.sha256(text[header.end():].encode()).hexdigest() != header[1]:
+        raise ValueError(f"{path} is not the config the run wrote (its sha256 differs from the one on its first line): "
+                         "it was truncated or edited; restore it, or delete its first line to resume with it as it is")
+    return load_config(path, overrides, stage=stage)
 
 
 @dataclass
@@ -94,25 +201,34 @@ class StageResult:
 
 # -- writing ----------------------------------------------------------------------------------
 def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: Any) -> Path:
-    """Create ``run_dir`` and write config.yaml; refuse to mix a fresh run into an old one."""
-    started = (run_dir / "checkpoints").exists() or (run_dir / RESULTS).exists()
-    if started and not resume:
-        raise RunExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another run.dir")
+    """Create ``run_dir`` and write config.yaml; refuse to mix a fresh run into an old one.
+
+    A resume checks the config against the run's config.yaml (:func:`read_run_config`) and
+    leaves that file as it is, unless the resume raised optim.max_steps (then the file records
+    the new budget). Temporary files a killed invocation left at the top level are removed
+    (the caller holds the run's lock, :func:`run_lock`, so no writer is using them)."""
+    check_fresh(run_dir, resume)
+    saved_config = None
     if resume and (run_dir / CONFIG).is_file():
         # Through the parser, so a config.yaml written before a key existed compares equal.
-        saved = load_config(run_dir / CONFIG).to_dict()
-        changed = _differences(saved, config.to_dict())
+        saved_config = read_run_config(run_dir / CONFIG)
+        # A run written before paths were stored absolute: its relative paths meant the cwd's.
+        changed = _differences(absolute_paths(saved_config).to_dict(), absolute_paths(config).to_dict())
         if changed:
             raise ValueError(f"--resume with a config that differs from {run_dir / CONFIG} in {changed}; "
-                             "resume with the run's own config")
+                             "resume with the run's own config (only optim.max_steps may change, to extend the run)")
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume:  # finish or roll back a replacement of the best method a crash interrupted
             for kept in (METHOD, MODEL):
                 recover_directory(run_dir / kept, clean=True)
-        # run.stop_after belongs to one invocation: a later --resume from config.yaml runs to the end.
-        saved = dataclasses.replace(config, run=dataclasses.replace(config.run, stop_after=None))
-        atomic_write_text(run_dir / CONFIG, saved.to_yaml())
+            for leftover in run_dir.glob(".*.tmp"):
+                if leftover.is_file():  # e.g. .training_curves.png.k3j2.tmp from a killed run
+                    leftover.unlink(missing_ok=True)
+        if saved_config is None or saved_config.optim.max_steps != config.optim.max_steps:
+            # run.stop_after belongs to one invocation: a later --resume from config.yaml runs to the end.
+            saved = dataclasses.replace(config, run=dataclasses.replace(config.run, stop_after=None))
+            atomic_write_text(run_dir / CONFIG, config_text(saved))
     accelerator.wait_for_everyone()
     return run_dir
 
@@ -147,12 +263,16 @@ def register_run_tasks(run: str | os.PathLike) -> list[str]:
     return [name for directory in found if directory.is_dir() for name in load_task_dir(directory)]
 
 
-def finished_result(run_dir: Path) -> StageResult | None:
-    """The result of a run that already completed (resume skips it), else None."""
+def finished_result(run_dir: Path, max_steps: int | None = None) -> StageResult | None:
+    """The result of a run that already completed (resume skips it), else None; also None when
+    ``max_steps`` (the resumed config's optim.max_steps) is beyond the steps it ran: the resume
+    extends it."""
     path = run_dir / RESULTS
     if not path.is_file():
         return None
     result = StageResult(**read_json(path))
+    if max_steps is not None and max_steps > result.steps and not result.extra.get("early_stopped"):
+        return None
     return result if result.completed else None
 
 
@@ -249,14 +369,26 @@ def load_run_with_data(run: str | os.PathLike, *, data_dir: str | os.PathLike | 
     if not isinstance(backbone, Backbone):
         first, config = found[0]
         default = config.model.name if (Path(first.name) / CONFIG).is_file() else first.record.backbone["backbone"]
-        backbone = load_backbone(backbone or default)
+        try:
+            backbone = load_backbone(backbone or default)
+        except FileNotFoundError as err:
+            if backbone is not None:
+                raise
+            raise FileNotFoundError(f"{err}; the run {run} recorded backbone {default!r} (a relative path there means "
+                                    "the directory the run was trained from): pass --backbone") from None
         backbone.model.eval()
     members, tasks = [], {}
     for saved, config in found:
         method = saved.load(backbone).eval()
         names = [t for t in config.data.tasks if t in method.task_names] or method.task_names
         members.append((saved.name, method))
-        tasks.update(load_tasks(config.data, names))
+        try:
+            tasks.update(load_tasks(config.data, names))
+        except FileNotFoundError as err:
+            if data_dir is not None:
+                raise
+            raise FileNotFoundError(f"{err}\nThe run {run} recorded data.data_dir {config.data.data_dir!r} (a relative path "
+                                    "there means the directory the run was trained from): pass --data-dir") from None
     method = members[0][1] if len(members) == 1 else PromptRouter(members)
     return RunWithData(found[0][1], backbone, method, tasks)
 

@@ -75,7 +75,7 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
     config, acc = ctx.config, ctx.accelerator
     open_run_dir(config, run_dir, ctx.resume, acc)
     save_task_definitions(run_dir, tasks, acc)
-    done = finished_result(run_dir) if ctx.resume else None
+    done = finished_result(run_dir, config.optim.max_steps) if ctx.resume else None
     if done is not None:
         write_card(run_dir, config, done, ctx.backbone, tasks, acc)
         return done

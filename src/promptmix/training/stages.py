@@ -49,7 +49,8 @@ from promptmix.training.loop import SMALL_DATASET
 from promptmix.training.distill import DistillLoss, distills
 from promptmix.tasks import get_task
 from promptmix.tasks.kinds import ClassificationTask
-from promptmix.training.rundir import METHOD, MODEL, StageResult, open_run_dir, register_run_tasks, write_result
+from promptmix.training.rundir import (METHOD, MODEL, StageResult, absolute_paths, check_fresh, open_run_dir,
+                                       register_run_tasks, run_lock, write_result)
 from promptmix.training.runs import Context, load_backbone_for, make_accelerator, run_method
 
 
@@ -57,13 +58,24 @@ def run_stage(config: TrainConfig, *, resume: bool = False, backbone: Backbone |
     """Run ``config.stage``; ``backbone`` / ``accelerator`` may be shared between stages."""
     from accelerate.utils import set_seed  # only where a run trains: it is slow to import
 
-    if resume:  # the task files a run keeps: resuming needs no --tasks-dir
-        register_run_tasks(config.run.dir)
-    accelerator = accelerator or make_accelerator(config)
-    set_seed(config.run.seed)
-    backbone = backbone or load_backbone_for(config)
-    ctx = Context(config, accelerator, backbone, resume)
-    return RUNNERS[config.stage](ctx)
+    config = absolute_paths(config)  # the run records paths that mean the same from any directory
+    check_fresh(Path(config.run.dir), resume)  # before the backbone loads: a mistake is told at once
+    with run_lock(config.run.dir):  # one process trains into a run directory at a time
+        if resume:  # the task files a run keeps: resuming needs no --tasks-dir
+            register_run_tasks(config.run.dir)
+        check_task_names(config)
+        accelerator = accelerator or make_accelerator(config)
+        set_seed(config.run.seed)
+        backbone = backbone or load_backbone_for(config)
+        ctx = Context(config, accelerator, backbone, resume)
+        return RUNNERS[config.stage](ctx)
+
+
+def check_task_names(config: TrainConfig) -> None:
+    """Raise UnknownTaskError (with the closest names) for a data.tasks entry that names no
+    registered task, before the backbone loads rather than after."""
+    for name in config.data.tasks:
+        get_task(name)
 
 
 def _ids(names: list[str]) -> dict[str, int]:
@@ -248,8 +260,10 @@ def _add_to_library(ctx: Context, result: StageResult, entry: str, prompt_task: 
                     metrics: dict[str, Any], card: dict[str, Any] | None = None) -> None:
     if result.completed and ctx.accelerator.is_main_process:
         method = load_method(Path(result.run_dir) / METHOD, ctx.backbone)
-        _library(ctx).add(entry, method.task_prompt(prompt_task), task=task, method="prompt-tuning", backbone=ctx.backbone,
-                          metrics={k: float(v) for k, v in metrics.items()}, card=card, overwrite=True)
+        # A source stage may be the one that makes a shipped library's prompts (configs/smollm2).
+        library = PromptLibrary(ctx.config.library.root, update_shipped=True)
+        library.add(entry, method.task_prompt(prompt_task), task=task, method="prompt-tuning", backbone=ctx.backbone,
+                    metrics={k: float(v) for k, v in metrics.items()}, card=card, overwrite=True)
     ctx.accelerator.wait_for_everyone()  # every process sees the entry from here on
 
 
