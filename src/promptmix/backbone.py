@@ -49,6 +49,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
 from promptmix.prompts.base import PromptMethod, PromptOutput
+from promptmix.prompts.checkpoint import load_method, save_method
 
 IGNORE_INDEX = -100
 # Decoder-only models see "source<ANSWER_PREFIX> target<eos>"; generation starts after the prefix.
@@ -304,8 +305,6 @@ class PromptedModel(nn.Module):
         :meth:`from_pretrained` and every promptmix command read. ``state_dict`` and other
         ``PreTrainedModel.save_pretrained`` arguments are accepted and ignored (the method's
         own state is written); only the main process writes."""
-        from promptmix.prompts.checkpoint import save_method
-
         if is_main_process:
             save_method(self.method, save_directory, self.backbone)
         return str(save_directory)
@@ -314,8 +313,6 @@ class PromptedModel(nn.Module):
     def from_pretrained(cls, directory: str, backbone: Backbone) -> PromptedModel:
         """The method saved in ``directory`` (by :meth:`save_pretrained` or a training run) in
         front of ``backbone``; a method trained on another backbone is refused."""
-        from promptmix.prompts.checkpoint import load_method
-
         return cls(backbone, load_method(directory, backbone))
 
     @property

@@ -33,6 +33,7 @@ from promptmix.tasks.sources import DataSource, MissingDataError
 # entry points) are found at the first lookup.
 from promptmix.tasks import glue, superglue, mrqa, others, nlg  # noqa: E402,F401  isort: skip
 from promptmix.tasks.plugins import TASKS_DIR_ENV, load_task_dir  # noqa: E402  isort: skip
+from promptmix.tasks import lm_eval  # noqa: E402,F401  isort: skip  (registers lm-eval task files with declared.py)
 
 __all__ = [
     "BENCHMARKS",

@@ -123,11 +123,20 @@ class _Located:
         return DataError(reason, field=".".join(map(str, path)) or None, file=self.file, where="line 1")
 
 
-def read_yaml(path: str | Path) -> tuple[dict[str, Any], _Located]:
-    """A task file's mapping (lm-eval's ``!function`` tags read, see ``lm_eval.py``) and the
-    line of every key; YAML errors name the file and line."""
-    from promptmix.tasks.lm_eval import loader_for
+# Task-file dialects besides promptmix's own, each appended by its module when imported
+# (lm_eval.py: lm-evaluation-harness's; ``promptmix.tasks`` imports it), so that this module,
+# which they build on, imports none of them. A dialect has ``yaml_loader(directory)`` (a
+# SafeLoader with its tags), ``claims(data)``, ``build(data, file, error)`` (the Task class),
+# ``clash(data, cls)`` (the key and the hint of a name clash) and ``dump(task)`` (its definition
+# as a task file, or None for another dialect's task).
+DIALECTS: list[Any] = []
 
+
+def read_yaml(path: str | Path) -> tuple[dict[str, Any], _Located]:
+    """A task file's mapping (a dialect's tags read, e.g. lm-eval's ``!function``) and the line
+    of every key; YAML errors name the file and line."""
+    path_dir = Path(path).resolve().parent
+    loader = next((dialect.yaml_loader(path_dir) for dialect in DIALECTS), yaml.SafeLoader)
     path = Path(path).resolve()
     text = path.read_text(encoding="utf-8")
     try:
@@ -136,7 +145,7 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], _Located]:
         raise DataError(err.reason, file=path, where=f"line {err.line}" if err.line else None) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=loader_for(path.parent))  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise DataError(f"not valid YAML: {getattr(err, 'problem', err)}", file=path,
@@ -390,19 +399,15 @@ def load_task_file(path: str | Path) -> type[Task]:
     """Read, check and register the task a YAML file declares; returns its class. A task of the
     same name from a file with the same definition is the same task (registering it again changes
     nothing); any other clash is an error naming the file."""
-    from promptmix.tasks.lm_eval import build_lm_eval_class, is_lm_eval
-
     data, where = read_yaml(path)
-    lm_eval = is_lm_eval(data)
-    cls = build_lm_eval_class(data, where.file, where.error) if lm_eval else build_task_class(validate(data, where), where)
+    dialect = next((d for d in DIALECTS if d.claims(data)), None)
+    cls = dialect.build(data, where.file, where.error) if dialect else build_task_class(validate(data, where), where)
     try:
         return register_task(cls)
     except ValueError as err:
-        if lm_eval:
-            raise where.error(("name" if "name" in data else "task",),
-                              str(err).replace("; pass overwrite=True to replace them", "") +
-                              f": add `name: {cls.name}-lm-eval` (or another free name) to this file to register it "
-                              "beside that task") from None
+        if dialect:
+            key, hint = dialect.clash(data, cls)
+            raise where.error((key,), str(err).replace("; pass overwrite=True to replace them", "") + hint) from None
         raise where.error(("name",), str(err).replace("; pass overwrite=True to replace them", "") +
                           ": rename this task (a task file cannot replace a registered task)") from None
 
@@ -423,10 +428,10 @@ def definition_text(task: Task) -> str | None:
     if not isinstance(task, DeclaredTask):
         return None
     header = f"# The task definition this run trained with, copied from {task.origin}; file paths are absolute.\n"
-    from promptmix.tasks.lm_eval import LmEvalTask, dump
-
-    if isinstance(task, LmEvalTask):
-        return header + dump(task.definition)
+    for dialect in DIALECTS:
+        text = dialect.dump(task)
+        if text is not None:
+            return header + text
     return header + yaml.safe_dump(task.definition, sort_keys=False, allow_unicode=True)
 
 

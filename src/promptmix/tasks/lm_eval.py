@@ -51,10 +51,13 @@ from typing import Any
 
 import yaml
 
+from promptmix.tasks import declared
 from promptmix.tasks.base import Task
+from promptmix.tasks.declared import NAME, AnswerTask, DeclaredTask, reader_for_files
 from promptmix.tasks.example import DataError
 from promptmix.tasks.kinds import ClassificationTask, MultipleChoiceTask
 from promptmix.tasks.metrics import METRICS
+from promptmix.tasks.sources import DataSource
 
 KEYS = {"task", "dataset_path", "dataset_name", "dataset_kwargs", "output_type", "training_split",
         "validation_split", "test_split", "doc_to_text", "doc_to_target", "doc_to_choice", "metric_list",
@@ -242,9 +245,6 @@ def read_include(data: dict[str, Any], directory: Path, error: Callable[[tuple, 
 
 def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tuple, str], DataError]) -> type[Task]:
     """The Task class an lm-eval task file declares (not yet registered)."""
-    from promptmix.tasks.declared import AnswerTask, DeclaredTask, NAME, reader_for_files
-    from promptmix.tasks.sources import DataSource
-
     if isinstance(data.get("task"), list):
         raise error(("task",), "this is an lm-eval group file (task: [...]); point promptmix at the task files it lists")
     data = read_include(dict(data), origin.parent, error)
@@ -344,3 +344,25 @@ def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tup
     cls = type(f"TaskFile[{name}]", (LmEvalTask, DeclaredTask, kind), attrs)
     cls.__module__ = "promptmix.tasks.declared"
     return cls
+
+
+class LmEvalDialect:
+    """lm-evaluation-harness task files as :func:`promptmix.tasks.declared.load_task_file` reads
+    them (registered in ``declared.DIALECTS`` below, when this module is imported)."""
+
+    yaml_loader = staticmethod(loader_for)
+    claims = staticmethod(is_lm_eval)
+    build = staticmethod(build_lm_eval_class)
+
+    @staticmethod
+    def clash(data: Mapping[str, Any], cls: type[Task]) -> tuple[str, str]:
+        """lm-eval's task names are often promptmix's own (boolq, sst2, copa): say how to keep both."""
+        return ("name" if "name" in data else "task",
+                f": add `name: {cls.name}-lm-eval` (or another free name) to this file to register it beside that task")
+
+    @staticmethod
+    def dump(task: Task) -> str | None:
+        return dump(task.definition) if isinstance(task, LmEvalTask) else None
+
+
+declared.DIALECTS.append(LmEvalDialect)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptmix.tasks.example import DataError, Example
+from promptmix.tasks.readers import read_parquet
 
 if TYPE_CHECKING:
     from promptmix.tasks.base import Task
@@ -218,7 +219,6 @@ def read_local_split(task: Task, path: str | Path, split: str | None = None) -> 
     the task's release format, so a built-in task's ``files`` option can name one."""
     path = Path(path)
     if path.suffix.lower() == ".parquet":  # the hub's own export: records with the hub's field names
-        from promptmix.tasks.readers import read_parquet
 
         return format_rows(task, only_split(task, read_parquet(path), split), path)
     return format_rows(task, only_split(task, task.source.reader(path), split), path)

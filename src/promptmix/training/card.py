@@ -23,7 +23,7 @@ from promptmix.backbone import Backbone
 from promptmix.loading import SMOLLM2_ALIAS, base_model_reference
 from promptmix.tasks.declared import task_origin
 from promptmix.training.config import TrainConfig
-from promptmix.training.data import TaskData
+from promptmix.training.data import TaskData, best_constant_score
 from promptmix.training.rundir import StageResult
 
 CARD = "README.md"
@@ -60,7 +60,6 @@ def learning_rates(metrics_path: Path) -> dict[str, list[tuple[int, float]]]:
 def constant_floor(tasks: dict[str, TaskData]) -> float | None:
     """The dev score of answering each task's best constant answer (its majority class on
     accuracy), averaged over the tasks as the dev score is; None where a task has none."""
-    from promptmix.training.stages import best_constant_score  # noqa: PLC0415 - stages imports this module
 
     scores = [best_constant_score(data, "dev") for data in tasks.values()]
     if not scores or any(s is None for s in scores):

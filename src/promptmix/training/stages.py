@@ -44,7 +44,7 @@ from promptmix.training.baselines import NoPrompt, ParamSaver, unfreeze
 from promptmix.training import sharding
 from promptmix.training.card import write_card
 from promptmix.training.config import TrainConfig
-from promptmix.training.data import TaskData, load_tasks
+from promptmix.training.data import TaskData, best_constant_score, constant_score, load_tasks, majority_score  # noqa: F401 - re-exported
 from promptmix.training.loop import SMALL_DATASET
 from promptmix.training.distill import DistillLoss, distills
 from promptmix.tasks import get_task
@@ -192,47 +192,6 @@ def _source_prompt(ctx: Context) -> StageResult:
     _add_to_library(ctx, result, cfg.library.save_prefix + task, task, task, result.dev.get(task, {}),
                     card=source_card(ctx.config, result, data[task]))
     return result
-
-
-def constant_score(data: TaskData, answer: str, split: str = "dev") -> float | None:
-    """The main metric on ``split`` of answering ``answer`` to every example; None where that is
-    undefined (a constant answer has no correlation) or the split is empty."""
-    examples = getattr(data, split)
-    if not examples:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy warns on a constant input
-        value = data.task.compute_metrics([answer] * len(examples), examples).get(data.task.main_metric)
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
-def majority_score(data: TaskData, split: str = "dev") -> float | None:
-    """The main metric on ``split`` of always answering the most frequent training target (the
-    "majority class" row of a results table); None where that is undefined. On accuracy it is
-    the best constant answer; on F1-based metrics a rarer answer can beat it (see
-    :func:`best_constant_score`)."""
-    targets = Counter(ex.target for ex in data.train)
-    return constant_score(data, targets.most_common(1)[0][0], split) if targets else None
-
-
-def best_constant_score(data: TaskData, split: str = "dev") -> tuple[str, float] | None:
-    """The best of the task's constant answers on ``split``, as ``(answer, score)``: the floor a
-    prompt must clear to have learned anything. It differs from the majority class where the
-    metric rewards the rarer class: MultiRC's mean of F1 and group exact match on 100 dev
-    examples is 27.6 answering "False" (the majority) and 46.4 answering "True". The
-    candidates are the task's label words, else the training targets (at most 100 distinct
-    ones: a generation task's constant answers are not a floor worth computing)."""
-    candidates = list(data.task.label_words or [])
-    if isinstance(data.task, ClassificationTask):
-        candidates = data.task.target_words()  # "0", "1", ... under data.label_format: index
-    if not candidates:
-        targets = Counter(ex.target for ex in data.train)
-        candidates = [t for t, _ in targets.most_common()] if len(targets) <= 100 else []
-    scores = {answer: score for answer in candidates if (score := constant_score(data, answer, split)) is not None}
-    if not scores:
-        return None
-    answer = max(scores, key=scores.get)
-    return answer, scores[answer]
 
 
 def source_card(config: TrainConfig, result: StageResult, data: TaskData) -> dict[str, Any]:
