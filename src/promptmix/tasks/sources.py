@@ -279,7 +279,7 @@ def load_local_dataset(path: str, config: str | None, split: str, *, whole: bool
                 raise DataError(f"the saved dataset has splits {sorted(loaded)}, not {split!r}", file=folder)
             return loaded[split]
         if not whole:
-            raise DataError(f"holds one saved Dataset, not a DatasetDict of splits; save a DatasetDict, or name the "
+            raise DataError("holds one saved Dataset, not a DatasetDict of splits; save a DatasetDict, or name the "
                             "column that gives each row's split (split_field)", file=folder)
         return loaded
     try:

@@ -25,9 +25,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import math
-import warnings
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,7 +45,6 @@ from promptmix.training.data import TaskData, best_constant_score, constant_scor
 from promptmix.training.loop import SMALL_DATASET
 from promptmix.training.distill import DistillLoss, distills
 from promptmix.tasks import get_task
-from promptmix.tasks.kinds import ClassificationTask
 from promptmix.training.rundir import (METHOD, MODEL, StageResult, absolute_paths, check_fresh, open_run_dir,
                                        register_run_tasks, run_lock, write_result)
 from promptmix.training.runs import Context, load_backbone_for, make_accelerator, run_method
