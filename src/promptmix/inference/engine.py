@@ -1,0 +1,169 @@
+"""One inference engine: prepared inputs -> batches under one token budget -> ranked or generated answers.
+
+Everything that answers with a prompted model runs through :class:`Engine`: the
+:class:`~promptmix.inference.predictor.Predictor` (``promptmix predict`` and the server),
+dev/test evaluation (:mod:`promptmix.inference.evaluate`, during training and ``promptmix
+eval``), ATTEMPT's attention map and the demo. Training batches its own way
+(:mod:`promptmix.training.data`): one batching loop per purpose.
+
+An :class:`EngineInput` holds an input's source ids once and, when its answer is ranked, each
+candidate's answer ids (:func:`prepare_input`, from :func:`answer_candidates`: the task decides
+which answers are ranked, in one place). :meth:`Engine.run` sorts inputs by width, cuts batches
+of at most ``max_batch_size`` inputs and ``token_budget`` rows × padded tokens (prompt included,
+so one long input does not make a batch of short ones expensive), scores ranked inputs with
+:func:`promptmix.scoring.rank_candidates` and generates the rest with
+:func:`promptmix.scoring.generate_scored`; an out-of-memory error halves the budget and retries.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from promptmix.backbone import Backbone, PromptedModel
+from promptmix.scoring import RankResult, generate_scored, rank_candidates
+from promptmix.tasks import Example, Task
+
+DEFAULT_TOKEN_BUDGET = 16384
+DEFAULT_MAX_BATCH_SIZE = 64
+DEFAULT_MAX_NEW_TOKENS = 32
+
+
+def answer_candidates(task: Task, choices: Sequence[str] | None = None) -> list[str] | None:
+    """What rank classification scores for an input of ``task`` with its own ``choices`` (None
+    for tasks without per-input candidates): :meth:`Task.answer_candidates`, the one place that
+    decides; None when the answer is generated."""
+    return task.answer_candidates(Example(source="", target="", task=task.name,
+                                          choices=tuple(choices) if choices else None))
+
+
+@dataclass
+class EngineInput:
+    """One input, tokenised: ``input_ids`` its source (``backbone.encode(source)``, once);
+    ``answers`` the candidates ranked and ``answer_ids`` their tokens
+    (:meth:`Backbone.encode_answer`), or None for a generated answer; ``max_new_tokens`` its
+    generation length (None: the engine's)."""
+
+    task_id: int
+    input_ids: list[int]
+    answers: list[str] | None = None
+    answer_ids: list[list[int]] | None = None
+    max_new_tokens: int | None = None
+
+    @property
+    def rows(self) -> int:
+        """Rows this input puts in a forward: one per candidate (the source is shared, but the
+        candidates' answer tokens are rows of their own), or one generated row."""
+        return len(self.answer_ids) if self.answer_ids else 1
+
+
+def prepare_input(backbone: Backbone, task_id: int, input_ids: list[int], answers: Sequence[str] | None = None,
+                  max_new_tokens: int | None = None) -> EngineInput:
+    """An :class:`EngineInput` for source ``input_ids`` and the candidate ``answers`` (from
+    :func:`answer_candidates`; None: generate), each answer tokenised once."""
+    if not answers:
+        return EngineInput(task_id, input_ids, max_new_tokens=max_new_tokens)
+    return EngineInput(task_id, input_ids, list(answers), [backbone.encode_answer(a) for a in answers], max_new_tokens)
+
+
+@dataclass
+class EngineAnswer:
+    """An input's answer: ``text`` (the chosen candidate or the generated text), ``score`` (the
+    chosen candidate's probability among the candidates, or the generation's geometric-mean
+    token probability), ``rank`` (the full ranking; None for generation) and the prompt
+    ``attention`` of its row."""
+
+    text: str
+    score: float
+    rank: RankResult | None = None
+    attention: Tensor | None = None
+
+
+class Engine:
+    """Answers :class:`EngineInput` s of any mix of tasks with one prompted model.
+
+    Args:
+        model: the backbone with its prompt method (a router, for several tasks).
+        token_budget: most rows × padded tokens (prompt included) per forward (halved on
+            out-of-memory); None: no budget, only ``max_batch_size``.
+        max_batch_size: most inputs per forward.
+        max_new_tokens: generation length of inputs that name none.
+    """
+
+    def __init__(self, model: PromptedModel, *, token_budget: int | None = DEFAULT_TOKEN_BUDGET,
+                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
+        self.model = model
+        self.token_budget = token_budget if token_budget is not None else 10**18
+        self.max_batch_size, self.max_new_tokens = max_batch_size, max_new_tokens
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.model.parameters()).device  # the backbone's (a baseline's NoPrompt has no parameters)
+
+    def run(self, inputs: Sequence[EngineInput], progress: Callable[[int], None] | None = None) -> list:
+        """Answer ``inputs``, in order, in as few forward passes as the budget allows.
+        ``progress`` is called with the number of inputs each finished batch answered."""
+        results: list = [None] * len(inputs)
+        ranked = [i for i, p in enumerate(inputs) if p.answer_ids]
+        generated = [i for i, p in enumerate(inputs) if not p.answer_ids]
+        for indices in (ranked, generated):
+            queue = deque(self._batches(indices, inputs))
+            while queue:
+                batch = queue.popleft()
+                try:
+                    answers = self._run_batch([inputs[i] for i in batch])
+                except torch.OutOfMemoryError:
+                    if len(batch) == 1:
+                        raise
+                    self.token_budget = max(1, self.token_budget // 2)
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    queue.extendleft(reversed(self._batches(batch, inputs)))
+                    continue
+                for i, answer in zip(batch, answers):
+                    results[i] = answer
+                if progress is not None:
+                    progress(len(batch))
+        return results
+
+    def width(self, p: EngineInput) -> int:
+        """Padded tokens of one of ``p``'s rows: the prompt, the source, and the longest answer
+        on a decoder-only model (answers extend the source there; an encoder-decoder scores them
+        in the decoder) or the generation length."""
+        width = self.model.method.prompt_length + len(p.input_ids)
+        if not p.answer_ids:
+            return width + self.new_tokens(p)
+        return width + (0 if self.model.backbone.is_encoder_decoder else max(len(a) for a in p.answer_ids))
+
+    def new_tokens(self, p: EngineInput) -> int:
+        return p.max_new_tokens or self.max_new_tokens
+
+    def _batches(self, indices: Sequence[int], inputs: Sequence[EngineInput]) -> list[list[int]]:
+        """Indices grouped into batches of similar width within the token budget."""
+        width = {i: self.width(inputs[i]) for i in indices}
+        batches: list[list[int]] = []
+        current: list[int] = []
+        rows = 0
+        # One generation length per batch (one generate call): inputs asking for different lengths never share one.
+        key = (lambda i: (0 if inputs[i].answer_ids else self.new_tokens(inputs[i]), width[i]))
+        for i in sorted(indices, key=key):  # ascending: the newest item is the widest
+            if current and (len(current) >= self.max_batch_size or (rows + inputs[i].rows) * width[i] > self.token_budget
+                            or (not inputs[i].answer_ids and self.new_tokens(inputs[i]) != self.new_tokens(inputs[current[0]]))):
+                batches.append(current)
+                current, rows = [], 0
+            current.append(i)
+            rows += inputs[i].rows
+        return batches + [current] if current else batches
+
+    def _run_batch(self, batch: list[EngineInput]) -> list:
+        task_ids = torch.tensor([p.task_id for p in batch], dtype=torch.long, device=self.device)
+        if batch[0].answer_ids:
+            ranked = rank_candidates(self.model, [p.input_ids for p in batch], [p.answer_ids for p in batch], task_ids)
+            return [EngineAnswer(p.answers[r.index], r.probabilities[r.index], r, r.attention) for p, r in zip(batch, ranked)]
+        generated = generate_scored(self.model, [p.input_ids for p in batch], task_ids,
+                                    max_new_tokens=self.new_tokens(batch[0]))
+        return [EngineAnswer(g.text, g.score, None, g.attention) for g in generated]
