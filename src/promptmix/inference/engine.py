@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from promptmix.backbone import Backbone, PromptedModel
-from promptmix.scoring import RankResult, generate_scored, rank_candidates
+from promptmix.scoring import RankResult, attention_rows, generate_scored, rank_candidates
 from promptmix.tasks import Example, Task
 
 DEFAULT_TOKEN_BUDGET = 16384
@@ -105,8 +105,21 @@ class Engine:
         return next(self.model.model.parameters()).device  # the backbone's (a baseline's NoPrompt has no parameters)
 
     def run(self, inputs: Sequence[EngineInput], progress: Callable[[int], None] | None = None) -> list:
-        """Answer ``inputs``, in order, in as few forward passes as the budget allows.
-        ``progress`` is called with the number of inputs each finished batch answered."""
+        """Answer ``inputs`` (:class:`EngineAnswer` s), in order, in as few forward passes as the
+        budget allows. ``progress`` is called with the number of inputs each finished batch answered."""
+        return self._each_batch(inputs, self._run_batch, progress)
+
+    def attention(self, inputs: Sequence[EngineInput], progress: Callable[[int], None] | None = None) -> list[Tensor | None]:
+        """Each input's prompt attention ([k] or [k, m]; None for a method without any), from
+        the prompt method alone (ATTEMPT's attention needs the input embeddings, not the
+        language model), batched as :meth:`run` batches."""
+        return self._each_batch(inputs, self._attention_batch, progress)
+
+    def _each_batch(self, inputs: Sequence[EngineInput], step: Callable[[list[EngineInput]], list],
+                    progress: Callable[[int], None] | None) -> list:
+        """``step`` over the batches of ``inputs``; results in input order. The one batching loop
+        of inference: ranked inputs, then generated ones, each cut by :meth:`_batches`; an
+        out-of-memory error halves the token budget and re-cuts the batch that raised."""
         results: list = [None] * len(inputs)
         ranked = [i for i, p in enumerate(inputs) if p.answer_ids]
         generated = [i for i, p in enumerate(inputs) if not p.answer_ids]
@@ -115,7 +128,7 @@ class Engine:
             while queue:
                 batch = queue.popleft()
                 try:
-                    answers = self._run_batch([inputs[i] for i in batch])
+                    answers = step([inputs[i] for i in batch])
                 except torch.OutOfMemoryError:
                     if len(batch) == 1:
                         raise
@@ -167,3 +180,11 @@ class Engine:
         generated = generate_scored(self.model, [p.input_ids for p in batch], task_ids,
                                     max_new_tokens=self.new_tokens(batch[0]))
         return [EngineAnswer(g.text, g.score, None, g.attention) for g in generated]
+
+    @torch.no_grad()
+    def _attention_batch(self, batch: list[EngineInput]) -> list[Tensor | None]:
+        padded = {k: v.to(self.device) for k, v in self.model.backbone.pad([{"input_ids": p.input_ids} for p in batch]).items()}
+        task_ids = torch.tensor([p.task_id for p in batch], dtype=torch.long, device=self.device)
+        embed = self.model.backbone.model.get_input_embeddings()
+        out = self.model.method(embed(padded["input_ids"]), padded["attention_mask"], task_ids)
+        return attention_rows(out, range(len(batch)))

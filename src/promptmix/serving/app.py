@@ -31,6 +31,7 @@ A request whose client disconnects before its answer is dropped from the queue.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import math
 import os
@@ -242,6 +243,8 @@ def _logprob(p: float) -> float:
 def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastAPI:
     """The ASGI app answering requests with ``predictor``; serve it with uvicorn."""
     config = config or ServeConfig()
+    if config.batcher.max_batch_size is None:  # gather what the engine batches: one batching policy, the engine's
+        config = dataclasses.replace(config, batcher=dataclasses.replace(config.batcher, max_batch_size=predictor.max_batch_size))
     holder: dict[str, Any] = {}
     # Requests are validated and tokenised on their own thread, with their own tokenizer copy,
     # while the batcher's thread runs the model: arrivals keep filling the next batch.
