@@ -118,12 +118,11 @@ class Prediction:
     prediction: Any
     score: float
     text: str
-    attention: dict[str, Any] | None = None
+    attention: dict[str, float | list[float]] | None = None
     label_scores: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "prediction": self.prediction, "score": self.score, "text": self.text,
-                "attention": self.attention, "label_scores": self.label_scores}
+        return dataclasses.asdict(self)
 
 
 @dataclass

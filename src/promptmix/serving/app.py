@@ -37,6 +37,7 @@ import math
 import os
 import sys
 import time
+import typing
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -47,7 +48,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException
 
 from promptmix import __version__
@@ -141,16 +142,28 @@ class PredictRequest(Strict):
         examples=[[{"sentence1": "A cat sat on the mat.", "sentence2": "A cat sits."}]])
 
 
-class PredictionOut(BaseModel):
-    task: str
-    prediction: Any = Field(description="Label word, number or answer text; null when generated text is no valid answer.")
-    score: float = Field(description="Classification: probability of the label among the label words. "
-                                     "Generation: geometric-mean token probability of the answer.")
-    text: str = Field(description="The label word or the generated text.")
-    attention: dict[str, float | list[float]] | None = Field(
-        None, description="ATTEMPT: weight of each source prompt and of the task's own prompt.")
-    label_scores: dict[str, float] | None = Field(None, description="Probability of every candidate answer (label "
-                                                                    "words, or the input's own choices).")
+PREDICTION_FIELDS = {  # what the schema says of each field of a Prediction
+    "task": "The task (its canonical name).",
+    "prediction": "Label word, number or answer text; null when generated text is no valid answer.",
+    "score": "Classification: probability of the label among the label words. "
+             "Generation: geometric-mean token probability of the answer.",
+    "text": "The label word or the generated text.",
+    "attention": "ATTEMPT: weight of each source prompt and of the task's own prompt.",
+    "label_scores": "Probability of every candidate answer (label words, or the input's own choices).",
+}
+
+
+def _prediction_model() -> type[BaseModel]:
+    """The response model of one :class:`Prediction`: its fields, types and defaults, declared
+    there once, with the schema's descriptions."""
+    types = typing.get_type_hints(Prediction)
+    fields = {f.name: (types[f.name], Field(... if f.default is dataclasses.MISSING else f.default,
+                                            description=PREDICTION_FIELDS[f.name]))
+              for f in dataclasses.fields(Prediction)}
+    return create_model("PredictionOut", **fields)
+
+
+PredictionOut = _prediction_model()
 
 
 class PredictResponse(BaseModel):
