@@ -47,14 +47,13 @@ def run(args: argparse.Namespace) -> int:
     method = Attempt.from_prompts(sources, [t.name for t in tasks], init_from=next(iter(sources)))
     model = PromptedModel(backbone, method).eval()
     examples = [t.load_splits(args.data_dir, seed=args.seed)["dev"][0] for t in tasks]
-    inputs = [EngineInput(method.task_id(ex.task), backbone.encode(ex.source, max_source_length=min(t.max_source_length, 128))["input_ids"])
-              for ex, t in zip(examples, tasks)]
+    inputs = [EngineInput(method.task_id(ex.task), backbone.encode(ex.source, max_source_length=min(t.max_source_length, 128))["input_ids"],
+                          task=ex.task) for ex, t in zip(examples, tasks)]
     engine = Engine(model, max_batch_size=len(inputs), max_new_tokens=8)
     t0 = time.perf_counter()
     answers = engine.run(inputs)
     print(f"one generate call, {len(examples)} examples of {len(tasks)} tasks: {time.perf_counter() - t0:.1f}s")
-    names = method.attention_names(tasks[0].name)
     for ex, answer in zip(examples, answers):
-        weights = ", ".join(f"{n} {w:.3f}" for n, w in zip(names, answer.attention.tolist()))
+        weights = ", ".join(f"{n} {w:.3f}" for n, w in answer.attention.items())
         print(f"[{ex.task}] {ex.source[:70]}...\n    gold: {ex.target!r}  generated: {answer.text!r}\n    attention: {weights}")
     return 0

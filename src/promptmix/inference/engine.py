@@ -7,38 +7,34 @@ eval``), ATTEMPT's attention map and the demo. Training batches its own way
 (:mod:`promptmix.training.data`): one batching loop per purpose.
 
 An :class:`EngineInput` holds an input's source ids once and, when its answer is ranked, each
-candidate's answer ids (:func:`prepare_input`, from :func:`answer_candidates`: the task decides
-which answers are ranked, in one place). :meth:`Engine.run` sorts inputs by width, cuts batches
+candidate's answer ids (:func:`prepare_input`; which answers are ranked is
+:meth:`Task.answer_candidates`'s decision, in one place). :meth:`Engine.run` sorts inputs by width, cuts batches
 of at most ``max_batch_size`` inputs and ``token_budget`` rows × padded tokens (prompt included,
 so one long input does not make a batch of short ones expensive), scores ranked inputs with
 :func:`promptmix.scoring.rank_candidates` and generates the rest with
 :func:`promptmix.scoring.generate_scored`; an out-of-memory error halves the budget and retries.
+Each answer comes back as a :class:`Prediction` (what the server sends, field for field),
+parsed by the input's task where the engine was given it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from promptmix.backbone import Backbone, PromptedModel
 from promptmix.scoring import RankResult, attention_rows, generate_scored, rank_candidates
-from promptmix.tasks import Example, Task
+from promptmix.tasks import Task
 
 DEFAULT_TOKEN_BUDGET = 16384
 DEFAULT_MAX_BATCH_SIZE = 64
 DEFAULT_MAX_NEW_TOKENS = 32
-
-
-def answer_candidates(task: Task, choices: Sequence[str] | None = None) -> list[str] | None:
-    """What rank classification scores for an input of ``task`` with its own ``choices`` (None
-    for tasks without per-input candidates): :meth:`Task.answer_candidates`, the one place that
-    decides; None when the answer is generated."""
-    return task.answer_candidates(Example(source="", target="", task=task.name,
-                                          choices=tuple(choices) if choices else None))
 
 
 @dataclass
@@ -46,13 +42,15 @@ class EngineInput:
     """One input, tokenised: ``input_ids`` its source (``backbone.encode(source)``, once);
     ``answers`` the candidates ranked and ``answer_ids`` their tokens
     (:meth:`Backbone.encode_answer`), or None for a generated answer; ``max_new_tokens`` its
-    generation length (None: the engine's)."""
+    generation length (None: the engine's); ``task`` its task's name, which parses the answer
+    and names the attention weights (see :class:`Engine`)."""
 
     task_id: int
     input_ids: list[int]
     answers: list[str] | None = None
     answer_ids: list[list[int]] | None = None
     max_new_tokens: int | None = None
+    task: str = ""
 
     @property
     def rows(self) -> int:
@@ -62,25 +60,37 @@ class EngineInput:
 
 
 def prepare_input(backbone: Backbone, task_id: int, input_ids: list[int], answers: Sequence[str] | None = None,
-                  max_new_tokens: int | None = None) -> EngineInput:
+                  max_new_tokens: int | None = None, task: str = "") -> EngineInput:
     """An :class:`EngineInput` for source ``input_ids`` and the candidate ``answers`` (from
-    :func:`answer_candidates`; None: generate), each answer tokenised once."""
+    :meth:`Task.answer_candidates`; None: generate), each answer tokenised once."""
     if not answers:
-        return EngineInput(task_id, input_ids, max_new_tokens=max_new_tokens)
-    return EngineInput(task_id, input_ids, list(answers), [backbone.encode_answer(a) for a in answers], max_new_tokens)
+        return EngineInput(task_id, input_ids, max_new_tokens=max_new_tokens, task=task)
+    return EngineInput(task_id, input_ids, list(answers), [backbone.encode_answer(a) for a in answers], max_new_tokens, task)
 
 
 @dataclass
-class EngineAnswer:
-    """An input's answer: ``text`` (the chosen candidate or the generated text), ``score`` (the
-    chosen candidate's probability among the candidates, or the generation's geometric-mean
-    token probability), ``rank`` (the full ranking; None for generation) and the prompt
-    ``attention`` of its row."""
+class Prediction:
+    """One answer.
 
-    text: str
+    ``prediction``: the parsed answer (label word, number, span or text; None when generated
+    text is no valid answer). ``text``: the label word or raw generated text. ``score``:
+    probability of the chosen label among the label words (classification) or the answer's
+    geometric-mean token probability (generation). ``attention``: ATTEMPT's weights over
+    its source prompts and the task's own prompt, by prompt name (None for other methods).
+    ``label_scores``: every candidate's probability (the label words, or a multiple-choice
+    input's own choices; None for generation). Choices that are the same text once trimmed
+    are one candidate, scored once, so the probabilities sum to 1.
+    """
+
+    task: str
+    prediction: Any
     score: float
-    rank: RankResult | None = None
-    attention: Tensor | None = None
+    text: str
+    attention: dict[str, float | list[float]] | None = None
+    label_scores: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 class Engine:
@@ -88,15 +98,18 @@ class Engine:
 
     Args:
         model: the backbone with its prompt method (a router, for several tasks).
+        tasks: ``{task name: Task}``: an input whose ``task`` is one of them has its answer
+            parsed (``Task.parse_prediction``); others keep the text as their prediction.
         token_budget: most rows × padded tokens (prompt included) per forward (halved on
             out-of-memory); None: no budget, only ``max_batch_size``.
         max_batch_size: most inputs per forward.
         max_new_tokens: generation length of inputs that name none.
     """
 
-    def __init__(self, model: PromptedModel, *, token_budget: int | None = DEFAULT_TOKEN_BUDGET,
+    def __init__(self, model: PromptedModel, tasks: Mapping[str, Task] | None = None, *, token_budget: int | None = DEFAULT_TOKEN_BUDGET,
                  max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
         self.model = model
+        self.tasks = dict(tasks or {})
         self.token_budget = token_budget if token_budget is not None else 10**18
         self.max_batch_size, self.max_new_tokens = max_batch_size, max_new_tokens
 
@@ -105,7 +118,7 @@ class Engine:
         return next(self.model.model.parameters()).device  # the backbone's (a baseline's NoPrompt has no parameters)
 
     def run(self, inputs: Sequence[EngineInput], progress: Callable[[int], None] | None = None) -> list:
-        """Answer ``inputs`` (:class:`EngineAnswer` s), in order, in as few forward passes as the
+        """Answer ``inputs`` (:class:`Prediction` s), in order, in as few forward passes as the
         budget allows. ``progress`` is called with the number of inputs each finished batch answered."""
         return self._each_batch(inputs, self._run_batch, progress)
 
@@ -176,10 +189,26 @@ class Engine:
         task_ids = torch.tensor([p.task_id for p in batch], dtype=torch.long, device=self.device)
         if batch[0].answer_ids:
             ranked = rank_candidates(self.model, [p.input_ids for p in batch], [p.answer_ids for p in batch], task_ids)
-            return [EngineAnswer(p.answers[r.index], r.probabilities[r.index], r, r.attention) for p, r in zip(batch, ranked)]
+            return [self._prediction(p, p.answers[r.index], r.probabilities[r.index], r.attention,
+                                     dict(zip(p.answers, r.probabilities))) for p, r in zip(batch, ranked)]
         generated = generate_scored(self.model, [p.input_ids for p in batch], task_ids,
                                     max_new_tokens=self.new_tokens(batch[0]))
-        return [EngineAnswer(g.text, g.score, None, g.attention) for g in generated]
+        return [self._prediction(p, g.text, g.score, g.attention) for p, g in zip(batch, generated)]
+
+    def _prediction(self, p: EngineInput, text: str, score: float, attention: Tensor | None,
+                    label_scores: dict[str, float] | None = None) -> Prediction:
+        task = self.tasks.get(p.task)
+        return Prediction(p.task, task.parse_prediction(text) if task is not None else text, score, text,
+                          self._attention(p.task, attention), label_scores)
+
+    def _attention(self, task: str, row: Tensor | None) -> dict[str, Any] | None:
+        """A row's attention weights by prompt name (``prompt_<j>`` where the method names none)."""
+        if row is None:
+            return None
+        names = (self.model.method.attention_names(task) if task else None) or []
+        if len(names) != row.shape[0]:
+            names = [f"prompt_{j}" for j in range(row.shape[0])]
+        return dict(zip(names, row.float().cpu().tolist()))
 
     @torch.no_grad()
     def _attention_batch(self, batch: list[EngineInput]) -> list[Tensor | None]:

@@ -36,14 +36,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from torch import Tensor
 
 from promptmix.backbone import Backbone, PromptedModel
-from promptmix.inference.engine import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, Engine, EngineAnswer, EngineInput,
-                                        answer_candidates)
+from promptmix.inference.engine import DEFAULT_MAX_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, Engine, EngineInput, Prediction
 from promptmix.prompts.base import PromptMethod
 from promptmix.prompts.router import PromptRouter
-from promptmix.tasks import Task, UnknownTaskError, get_task, resolve_name
+from promptmix.tasks import Example, Task, UnknownTaskError, get_task, resolve_name
 
 
 UNLIMITED = 10**9  # max_source_length meaning "do not truncate"
@@ -66,6 +64,14 @@ def longest_token_chars(tokenizer: Any) -> int:
     So a text longer than ``limit × this`` cannot fit in ``limit`` tokens, unless the
     tokenizer's normaliser drops characters (runs of spaces, for instance)."""
     return max((len(token) for token in tokenizer.get_vocab()), default=1)
+
+
+def answer_candidates(task: Task, choices: Sequence[str] | None = None) -> list[str] | None:
+    """What rank classification scores for an input of ``task`` with its own ``choices`` (None
+    for tasks without per-input candidates): :meth:`Task.answer_candidates`, the one place that
+    decides; None when the answer is generated."""
+    return task.answer_candidates(Example(source="", target="", task=task.name,
+                                          choices=tuple(choices) if choices else None))
 
 
 class InputError(ValueError):
@@ -101,36 +107,10 @@ def as_items(inputs: Sequence[Any], task: str | None = None) -> list[dict[str, A
 
 
 @dataclass
-class Prediction:
-    """One answer.
-
-    ``prediction``: the parsed answer (label word, number, span or text; None when generated
-    text is no valid answer). ``text``: the label word or raw generated text. ``score``:
-    probability of the chosen label among the label words (classification) or the answer's
-    geometric-mean token probability (generation). ``attention``: ATTEMPT's weights over
-    its source prompts and the task's own prompt, by prompt name (None for other methods).
-    ``label_scores``: every candidate's probability (the label words, or a multiple-choice
-    input's own choices; None for generation). Choices that are the same text once trimmed
-    are one candidate, scored once, so the probabilities sum to 1.
-    """
-
-    task: str
-    prediction: Any
-    score: float
-    text: str
-    attention: dict[str, float | list[float]] | None = None
-    label_scores: dict[str, float] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
 class PreparedInput(EngineInput):
-    """An item validated and tokenised (the engine's input, plus the item's task name, its
-    formatted ``source`` and the token limit it was cut to)."""
+    """An item validated and tokenised (the engine's input, plus its formatted ``source`` and
+    the token limit it was cut to)."""
 
-    task: str = ""
     source: str = ""
     max_source_length: int = 0
 
@@ -179,7 +159,7 @@ class Predictor(Engine):
         self.max_source_lengths = {name: int(given.get(name) or task.max_source_length) for name, task in self.tasks.items()}
         self.max_token_chars = longest_token_chars(backbone.tokenizer)
         device = next(backbone.model.parameters()).device
-        super().__init__(PromptedModel(backbone, self.method.to(device)).eval(), token_budget=token_budget,
+        super().__init__(PromptedModel(backbone, self.method.to(device)).eval(), self.tasks, token_budget=token_budget,
                          max_batch_size=max_batch_size, max_new_tokens=max_new_tokens)
 
     def with_own_tokenizer(self) -> Predictor:
@@ -318,22 +298,3 @@ class Predictor(Engine):
     def predict(self, items: Sequence[Mapping[str, Any]], *, truncate: bool = True) -> list[Prediction]:
         """Answer items of any loaded tasks; see :meth:`prepare` for the item format."""
         return self.run(self.prepare(items, truncate=truncate))
-
-    def run(self, prepared: Sequence[PreparedInput]) -> list[Prediction]:  # type: ignore[override]
-        """Answer prepared inputs, in order, in as few forward passes as the budget allows."""
-        return [self._prediction(p, a) for p, a in zip(prepared, super().run(prepared))]
-
-    def _prediction(self, p: PreparedInput, a: EngineAnswer) -> Prediction:
-        attention = self._attention(p.task, a.attention)
-        if a.rank is None:
-            return Prediction(p.task, self.tasks[p.task].parse_prediction(a.text), a.score, a.text, attention)
-        return Prediction(p.task, self.tasks[p.task].parse_prediction(a.text), a.score, a.text, attention,
-                          dict(zip(p.answers, a.rank.probabilities)))
-
-    def _attention(self, task: str, row: Tensor | None) -> dict[str, Any] | None:
-        if row is None:
-            return None
-        names = self.method.attention_names(task) or []
-        if len(names) != row.shape[0]:
-            names = [f"prompt_{j}" for j in range(row.shape[0])]
-        return dict(zip(names, row.float().cpu().tolist()))
