@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from promptmix.backbone import Backbone, PromptedModel
-from promptmix.scoring import RankResult, attention_rows, generate_scored, rank_candidates
+from promptmix.scoring import attention_rows, generate_scored, rank_candidates
 from promptmix.tasks import Task
 
 DEFAULT_TOKEN_BUDGET = 16384
