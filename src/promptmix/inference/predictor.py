@@ -36,7 +36,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-
 from promptmix.backbone import Backbone, PromptedModel
 from promptmix.inference.engine import DEFAULT_MAX_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, Engine, EngineInput, Prediction
 from promptmix.prompts.base import PromptMethod
