@@ -230,7 +230,7 @@ def old_predict(model: PromptedModel, task, examples: list[Example], args: argpa
 
 
 def eval_part(backbone: Backbone, args: argparse.Namespace) -> None:
-    from promptmix.training import evaluate as evaluation
+    from promptmix.inference import evaluate as evaluation
     from promptmix.training.config import EvalConfig
     from promptmix.training.data import TaskData
 

@@ -1,7 +1,8 @@
 """The package's import structure, read from the source with ``ast`` (nothing is imported):
 no import cycle among promptmix modules, no promptmix module imported inside a function
-outside ``cli/`` (where subcommands load lazily), and ``inference/`` independent of
-``training/``. The checks run on the real tree and, to show they can fail, on small trees
+outside ``cli/`` (where subcommands load lazily), and ``inference/``, ``serving/`` and the
+commands that serve, predict, evaluate or draw attention independent of ``training/`` (those
+commands read run directories through ``training.rundir``, nothing else of it). The checks run on the real tree and, to show they can fail, on small trees
 that break each rule."""
 
 from __future__ import annotations
@@ -124,6 +125,45 @@ def test_inference_imports_nothing_from_training():
     assert "promptmix.inference.predictor" in inference
     for module in inference:
         assert not {m for m in reachable(graph, module) if m.startswith("promptmix.training")}, module
+
+
+SERVING_PATH_CLI = ["promptmix.cli.serve", "promptmix.cli.predict", "promptmix.cli.eval", "promptmix.cli.attention"]
+
+
+def training_edges(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Imports into ``training`` that answering, evaluating or serving must not make: any from
+    ``inference`` or ``serving`` (direct or not), and any direct one from the commands that
+    serve, predict, evaluate or draw attention except ``training.rundir`` (a run directory is
+    training's output, which those commands read)."""
+    edges = []
+    for module in sorted(graph):
+        if module.startswith(("promptmix.inference", "promptmix.serving")):
+            edges += [(module, m) for m in sorted(reachable(graph, module)) if m.startswith("promptmix.training")]
+        elif module in SERVING_PATH_CLI:
+            edges += [(module, m) for m in sorted(graph[module])
+                      if m.startswith("promptmix.training") and m != "promptmix.training.rundir"]
+    return edges
+
+
+def test_inference_serving_and_their_commands_import_nothing_from_training():
+    graph, _ = import_graph(SRC, "promptmix")
+    assert {"promptmix.inference.engine", "promptmix.inference.evaluate", "promptmix.serving.app"} <= set(graph)
+    assert all(module in graph for module in SERVING_PATH_CLI)
+    assert training_edges(graph) == []
+
+
+def test_training_edges_are_found(tmp_path):
+    files = {"__init__.py": "", "inference/__init__.py": "", "inference/engine.py": "from promptmix.util import f\n",
+             "util.py": "from promptmix.training.data import x\n", "training/__init__.py": "", "training/data.py": "",
+             "training/rundir.py": "", "cli/__init__.py": "",
+             "cli/eval.py": "from promptmix.training.rundir import r\nfrom promptmix.training.data import d\n"}
+    for name, text in files.items():
+        path = tmp_path / "promptmix" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    graph, _ = import_graph(tmp_path, "promptmix")
+    assert training_edges(graph) == [("promptmix.cli.eval", "promptmix.training.data"),
+                                     ("promptmix.inference.engine", "promptmix.training.data")]
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -152,14 +152,23 @@ class Backbone:
         if self.is_encoder_decoder:
             out = {"input_ids": tok(source, truncation=True, max_length=max_source_length)["input_ids"]}
             if target is not None:
-                out["labels"] = tok(text_target=target, truncation=True, max_length=max_target_length)["input_ids"]
+                out["labels"] = self.encode_answer(target, max_target_length=max_target_length)
             return out
         prefix = tok(ANSWER_PREFIX, add_special_tokens=False)["input_ids"]
         src = tok(source, truncation=True, max_length=max(1, max_source_length - len(prefix)))["input_ids"] + prefix
         if target is None:
             return {"input_ids": src}
-        tgt = tok(" " + target, add_special_tokens=False)["input_ids"][: max_target_length - 1] + [tok.eos_token_id]
+        tgt = self.encode_answer(target, max_target_length=max_target_length)
         return {"input_ids": src + tgt, "labels": [IGNORE_INDEX] * len(src) + tgt}
+
+    def encode_answer(self, target: str, *, max_target_length: int = 128) -> list[int]:
+        """The answer tokens :meth:`encode` puts after (decoder-only) or beside (encoder-decoder)
+        the source, eos included: what is scored when ``target`` is a candidate answer. Kept
+        apart so a source with several candidates is tokenised once, not once per candidate."""
+        tok = self.tokenizer
+        if self.is_encoder_decoder:
+            return tok(text_target=target, truncation=True, max_length=max_target_length)["input_ids"]
+        return tok(" " + target, add_special_tokens=False)["input_ids"][: max_target_length - 1] + [tok.eos_token_id]
 
     def pad(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, Tensor]:
         """Encoded examples -> a batch: ``input_ids`` and ``attention_mask`` [B, n], right-padded
@@ -484,7 +493,8 @@ class PromptedModel(nn.Module):
         """Generate the answer tokens only (no input, no decoder start token): [B, T].
 
         ``generation_kwargs`` go to HF ``generate`` (``max_new_tokens``, ``num_beams``, ...);
-        greedy decoding unless they say otherwise.
+        greedy decoding unless they say otherwise. With ``return_dict_in_generate=True`` the
+        result is HF's generate output, its ``sequences`` cut the same way (answer tokens only).
         """
         if task_ids is None:
             task_ids = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
@@ -493,7 +503,11 @@ class PromptedModel(nn.Module):
         embeds, mask, _, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, None, pads_first=pads_first)
         tok = self.backbone.tokenizer
         kwargs = {"do_sample": False, "max_new_tokens": 32, "pad_token_id": tok.pad_token_id, **generation_kwargs}
-        sequences = self.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+        out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+        sequences = out if isinstance(out, Tensor) else out.sequences  # return_dict_in_generate: a GenerateOutput
         if self.backbone.is_encoder_decoder:
             sequences = sequences[:, 1:]  # drop the decoder start token
+        if not isinstance(out, Tensor):
+            out.sequences = sequences  # one token per step left: compute_transition_scores lines them up
+            sequences = out
         return (sequences, prompt_out) if return_prompt_output else sequences

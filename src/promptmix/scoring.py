@@ -1,8 +1,8 @@
 """Scoring answers of a prompted model: rank classification and greedy generation.
 
-Both take examples already encoded by :meth:`Backbone.encode` and any mix of tasks (the
-``task_ids`` of the model's prompt method), and score the whole batch at once. They sit beside
-the backbone because training's dev evaluation and inference both use them.
+Both take examples already encoded (sources by :meth:`Backbone.encode`, candidate answers by
+:meth:`Backbone.encode_answer`) and any mix of tasks (the ``task_ids`` of the model's prompt
+method), and score the whole batch at once. :mod:`promptmix.inference.engine` batches for them.
 
 Rank classification (T0 / lm-eval-harness style): each example is paired with every label
 word c of its task, and the prompt method and the example's source run once per example, not
@@ -18,8 +18,9 @@ word*. Summing rather than averaging token log-probs is the usual choice: a labe
 event, however many tokens spell it.
 
 Greedy generation (regression, QA, generation tasks): the answer is the greedy decode; its
-score is the geometric-mean token probability exp(ll / tokens) of that answer re-scored by
-teacher forcing (one more forward), a number in (0, 1] like the classification score.
+score is the geometric-mean probability exp(ll / tokens) of the tokens generated (up to and
+including the first eos), read from the same ``generate`` call, a number in (0, 1] like the
+classification score.
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def sequence_log_likelihoods(model: PromptedModel, features: Sequence[dict[str, 
     return -out.per_example_nll.float(), out.token_counts, out.prompt_output
 
 
-def _shared_source_log_likelihoods(model: PromptedModel, candidates, counts, task_ids: Tensor) -> tuple[Tensor, PromptOutput]:
-    """Summed log-likelihood of every candidate row, running each example's source once: the
-    encoder on encoder-decoder models, prompt + input (kept as a KV cache) on decoder-only ones."""
+def split_candidate_rows(model: PromptedModel, candidates: Sequence[Sequence[dict[str, list[int]]]]) -> tuple[list[list[int]], list[list[list[int]]]]:
+    """Candidate rows ``backbone.encode(source, answer)`` -> each example's source ids and its
+    candidates' answer ids: for callers that hold joined rows. The engine never joins them."""
     decoder_only = not model.backbone.is_encoder_decoder
     sources, answers = [], []
     for i, rows in enumerate(candidates):
@@ -65,12 +66,22 @@ def _shared_source_log_likelihoods(model: PromptedModel, candidates, counts, tas
         if any(f["input_ids"][:cut] != sources[-1] for f in rows):
             raise ValueError(f"example {i}: its candidate rows differ before the answer; every candidate of an "
                              "example must be backbone.encode(source, answer) with the same source")
-        answers += [f["labels"][cut:] if decoder_only else f["labels"] for f in rows]
+        answers.append([f["labels"][cut:] if decoder_only else f["labels"] for f in rows])
+    return sources, answers
+
+
+def candidate_log_likelihoods(model: PromptedModel, sources: Sequence[list[int]], answers: Sequence[Sequence[list[int]]],
+                              task_ids: Tensor) -> tuple[Tensor, PromptOutput]:
+    """Summed log-likelihood of every candidate answer (flattened, example by example), running
+    each example's source once: the encoder on encoder-decoder models, prompt + input (kept as a
+    KV cache) on decoder-only ones. ``sources``: each example's ``backbone.encode(source)`` ids;
+    ``answers``: its candidates' :meth:`Backbone.encode_answer` ids."""
     device = task_ids.device
     batch = model.backbone.pad([{"input_ids": x} for x in sources])
-    score = model.score_continuations if decoder_only else model.score_label_rows
+    score = model.score_label_rows if model.backbone.is_encoder_decoder else model.score_continuations
     out = score(batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                right_pad(answers, IGNORE_INDEX).to(device), task_ids, torch.tensor(counts, device=device))
+                right_pad([a for rows in answers for a in rows], IGNORE_INDEX).to(device), task_ids,
+                torch.tensor([len(rows) for rows in answers], device=device))
     return -out.per_example_nll.float(), out.prompt_output
 
 
@@ -86,36 +97,61 @@ class RankResult:
 
 
 @torch.no_grad()
-def rank_classify(model: PromptedModel, candidates: Sequence[Sequence[dict[str, list[int]]]], task_ids: Tensor) -> list[RankResult]:
-    """Rank each example's candidates, all examples and candidates batched together.
+def rank_candidates(model: PromptedModel, sources: Sequence[list[int]], answers: Sequence[Sequence[list[int]]],
+                    task_ids: Tensor) -> list[RankResult]:
+    """Rank each example's candidate answers, all examples and candidates batched together.
 
     Args:
-        candidates: per example, its candidate rows ``backbone.encode(source, word)``, one per
-            label word or answer candidate (examples may have different numbers of candidates;
-            the candidates of one example must share its encoded source).
+        sources: per example, its source ids (``backbone.encode(source)["input_ids"]``), once.
+        answers: per example, the ids of each candidate (:meth:`Backbone.encode_answer`;
+            examples may have different numbers of candidates).
         task_ids: [B] the examples' task ids in the model's prompt method.
     """
-    counts = [len(c) for c in candidates]
-    starts = torch.tensor([0, *counts]).cumsum(0)[:-1].tolist()
-    ll, prompt_out = _shared_source_log_likelihoods(model, candidates, counts, task_ids)
-    attention = attention_rows(prompt_out, range(len(candidates)))
-    results = []
-    for i, (start, count) in enumerate(zip(starts, counts)):
-        scores = ll[start : start + count].cpu()
+    ll, prompt_out = candidate_log_likelihoods(model, sources, answers, task_ids)
+    attention = attention_rows(prompt_out, range(len(sources)))
+    results, start = [], 0
+    for i, rows in enumerate(answers):
+        scores = ll[start : start + len(rows)].cpu()
+        start += len(rows)
         probs = torch.softmax(scores, dim=0)
         results.append(RankResult(int(scores.argmax()), scores.tolist(), probs.tolist(), attention[i]))
     return results
 
 
 @torch.no_grad()
-def greedy_generate(model: PromptedModel, input_ids: Sequence[list[int]], task_ids: Tensor, **generation_kwargs) -> tuple[list[str], list[Tensor | None]]:
-    """Greedy answers (decoded text) and each row's prompt attention, in one ``generate``."""
-    batch = {k: v.to(task_ids.device) for k, v in model.backbone.pad([{"input_ids": x} for x in input_ids]).items()}
-    sequences, prompt_out = model.generate(batch["input_ids"], batch["attention_mask"], task_ids,
-                                           return_prompt_output=True, **generation_kwargs)
-    return model.backbone.decode(sequences), attention_rows(prompt_out, range(len(input_ids)))
+def rank_classify(model: PromptedModel, candidates: Sequence[Sequence[dict[str, list[int]]]], task_ids: Tensor) -> list[RankResult]:
+    """:func:`rank_candidates` for candidates given as joined rows ``backbone.encode(source,
+    word)``, one per label word or answer candidate (the candidates of one example must share
+    its encoded source; a ValueError names the example whose do not)."""
+    sources, answers = split_candidate_rows(model, candidates)
+    return rank_candidates(model, sources, answers, task_ids)
 
 
-def mean_token_probability(log_likelihood: Tensor, token_counts: Tensor) -> list[float]:
-    """exp(ll / tokens) per row: the generation score described in the module docstring."""
-    return torch.exp(log_likelihood / token_counts.clamp(min=1)).tolist()
+@dataclass
+class Generation:
+    """One greedy answer: its decoded ``text``, ``score`` (the geometric-mean probability of its
+    generated tokens, eos included when generated) and the row's prompt ``attention``."""
+
+    text: str
+    score: float
+    attention: Tensor | None = None
+
+
+@torch.no_grad()
+def generate_scored(model: PromptedModel, input_ids: Sequence[list[int]], task_ids: Tensor, **generation_kwargs) -> list[Generation]:
+    """Greedy answers with their scores in one ``generate``: the scores are the token
+    log-probabilities generate already computed (``compute_transition_scores`` on its raw
+    logits), not a second forward over the decoded text."""
+    backbone = model.backbone
+    batch = {k: v.to(task_ids.device) for k, v in backbone.pad([{"input_ids": x} for x in input_ids]).items()}
+    out, prompt_out = model.generate(batch["input_ids"], batch["attention_mask"], task_ids, return_prompt_output=True,
+                                     return_dict_in_generate=True, output_logits=True, **generation_kwargs)
+    # Raw logits, normalised: the model's own probabilities, whatever logits processors greedy search ran.
+    logprobs = model.model.compute_transition_scores(out.sequences, out.logits, normalize_logits=True).float()
+    eos = backbone.tokenizer.eos_token_id
+    ended = (out.sequences == eos).long().cumsum(dim=1)
+    counted = (ended - (out.sequences == eos).long()) == 0  # tokens up to and including the first eos
+    ll = torch.where(counted, logprobs, 0.0).sum(dim=1)  # after eos come pads, whose log-probability may be -inf
+    scores = torch.exp(ll / counted.sum(dim=1).clamp(min=1)).tolist()
+    texts = backbone.decode(out.sequences)
+    return [Generation(t, s, a) for t, s, a in zip(texts, scores, attention_rows(prompt_out, range(len(input_ids))))]

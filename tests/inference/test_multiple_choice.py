@@ -13,7 +13,7 @@ from promptmix.scoring import sequence_log_likelihoods
 from promptmix.tasks import DataError, get_task
 from promptmix.training.config import EvalConfig
 from promptmix.training.data import TaskData
-from promptmix.training.evaluate import predict
+from promptmix.inference.evaluate import predict
 
 from method_factories import make_method
 

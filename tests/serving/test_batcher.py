@@ -141,3 +141,18 @@ def test_items_of_a_caller_that_went_away_are_not_run():
 
     batches, metrics = asyncio.run(main())
     assert batches == [["a"]] and metrics.abandoned == 2
+
+
+def test_without_a_size_the_batcher_gathers_every_queued_item():
+    """The server's batcher only gathers; the engine cuts batches (create_app gives the
+    batcher the engine's max_batch_size, which here is left unset)."""
+    async def main():
+        run, batches = recorder()
+        batcher = DynamicBatcher(run, BatcherConfig(max_wait_ms=200, max_queue=64))
+        await batcher.start()
+        results = await asyncio.wait_for(asyncio.gather(*(batcher.submit([item("rte", v)]) for v in range(40))), 10)
+        await batcher.close()
+        return results, batches
+
+    results, batches = asyncio.run(main())
+    assert results == [[2 * v] for v in range(40)] and [len(b) for b in batches] == [40]

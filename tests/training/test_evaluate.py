@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from promptmix.backbone import PromptedModel
-from promptmix.scoring import RankResult, rank_classify
+from promptmix.inference import engine
+from promptmix.inference import evaluate as evaluation
+from promptmix.scoring import Generation, RankResult, rank_candidates
 from promptmix.tasks import get_task
-from promptmix.training import evaluate as evaluation
 from promptmix.training.config import EvalConfig
 from promptmix.training.data import TaskData
 
@@ -39,16 +40,16 @@ def test_batches_are_length_grouped_and_answers_come_back_in_order(tiny_backbone
     model, data, examples = _setup(tiny_backbone)
     words, batches = data.task.label_words, []
 
-    def fake_rank(model_, candidates, task_ids):
-        batches.append([len(c[0]["input_ids"]) for c in candidates])  # same first word: grows with the source
-        return [RankResult(len(c[0]["input_ids"]) % len(words), [], []) for c in candidates]
+    def fake_rank(model_, sources, answers, task_ids):
+        batches.append([len(s) for s in sources])
+        return [RankResult(len(s) % len(words), [0.0] * len(a), [1 / len(a)] * len(a)) for s, a in zip(sources, answers)]
 
     def fake_generate(model_, input_ids, task_ids, **kwargs):
         batches.append([len(x) for x in input_ids])
-        return [f"len {len(x)}" for x in input_ids], [None] * len(input_ids)
+        return [Generation(f"len {len(x)}", 1.0) for x in input_ids]
 
-    monkeypatch.setattr(evaluation, "rank_classify", fake_rank)
-    monkeypatch.setattr(evaluation, "greedy_generate", fake_generate)
+    monkeypatch.setattr(engine, "rank_candidates", fake_rank)
+    monkeypatch.setattr(engine, "generate_scored", fake_generate)
     config = EvalConfig(scoring=scoring_kind, batch_size=2)
     grouped = evaluation.predict(model, data, examples, 0, config, max_source_length=64)
     lengths = [len(tiny_backbone.encode(ex.source)["input_ids"]) for ex in examples]
@@ -61,15 +62,15 @@ def test_batches_are_length_grouped_and_answers_come_back_in_order(tiny_backbone
 
 def test_grouped_rank_scores_equal_each_example_alone(tiny_backbone, monkeypatch):
     model, data, examples = _setup(tiny_backbone)
-    scores = {}  # first candidate's input ids -> log-likelihoods, from whichever batch scored it
+    scores = {}  # source ids -> log-likelihoods, from whichever batch scored it
 
-    def spy(model_, candidates, task_ids):
-        results = rank_classify(model_, candidates, task_ids)
-        for c, r in zip(candidates, results):
-            scores.setdefault(tuple(c[0]["input_ids"]), []).append(r.log_likelihoods)
+    def spy(model_, sources, answers, task_ids):
+        results = rank_candidates(model_, sources, answers, task_ids)
+        for source, r in zip(sources, results):
+            scores.setdefault(tuple(source), []).append(r.log_likelihoods)
         return results
 
-    monkeypatch.setattr(evaluation, "rank_classify", spy)
+    monkeypatch.setattr(engine, "rank_candidates", spy)
     config = EvalConfig(scoring="rank", batch_size=2)
     evaluation.predict(model, data, examples, 0, config, max_source_length=64)
     for ex in examples:

@@ -15,6 +15,7 @@ import torch
 
 from promptmix.cli import HELP
 from promptmix.backbone import PromptedModel
+from promptmix.inference.engine import Engine, EngineInput
 from promptmix.loading import SMOLLM2_ALIAS, load_backbone
 from promptmix.prompts import initial_prompt
 from promptmix.prompts.attempt import Attempt
@@ -46,15 +47,13 @@ def run(args: argparse.Namespace) -> int:
     method = Attempt.from_prompts(sources, [t.name for t in tasks], init_from=next(iter(sources)))
     model = PromptedModel(backbone, method).eval()
     examples = [t.load_splits(args.data_dir, seed=args.seed)["dev"][0] for t in tasks]
-    feats = [backbone.encode(ex.source, max_source_length=min(t.max_source_length, 128)) for ex, t in zip(examples, tasks)]
-    batch = backbone.pad(feats)
-    task_ids = method.task_ids_for([ex.task for ex in examples])
+    inputs = [EngineInput(method.task_id(ex.task), backbone.encode(ex.source, max_source_length=min(t.max_source_length, 128))["input_ids"],
+                          task=ex.task) for ex, t in zip(examples, tasks)]
+    engine = Engine(model, max_batch_size=len(inputs), max_new_tokens=8)
     t0 = time.perf_counter()
-    out, prompt_out = model.generate(batch["input_ids"], batch["attention_mask"], task_ids,
-                                     return_prompt_output=True, max_new_tokens=8)
-    print(f"one forward pass, {len(examples)} examples of {len(tasks)} tasks: {time.perf_counter() - t0:.1f}s")
-    names = method.attention_names(tasks[0].name)
-    for ex, text, att in zip(examples, backbone.decode(out), prompt_out.attention):
-        weights = ", ".join(f"{n} {w:.3f}" for n, w in zip(names, att.tolist()))
-        print(f"[{ex.task}] {ex.source[:70]}...\n    gold: {ex.target!r}  generated: {text!r}\n    attention: {weights}")
+    answers = engine.run(inputs)
+    print(f"one generate call, {len(examples)} examples of {len(tasks)} tasks: {time.perf_counter() - t0:.1f}s")
+    for ex, answer in zip(examples, answers):
+        weights = ", ".join(f"{n} {w:.3f}" for n, w in answer.attention.items())
+        print(f"[{ex.task}] {ex.source[:70]}...\n    gold: {ex.target!r}  generated: {answer.text!r}\n    attention: {weights}")
     return 0

@@ -2,7 +2,7 @@
 
 The run's own config says which data, protocol (seed, caps, length limits) and scoring
 (rank classification or generation) it was trained with; the scoring is the training
-package's own :func:`promptmix.training.evaluate.evaluate`, so the numbers are the ones
+package's own :func:`promptmix.inference.evaluate.evaluate`, so the numbers are the ones
 training reports.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from promptmix.cli import HELP, add_tasks_dir_argument, split_name
 from promptmix.backbone import PromptedModel
-from promptmix.training.evaluate import evaluate
+from promptmix.inference.evaluate import evaluate
 from promptmix.training.rundir import load_run_with_data
 
 

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from promptmix.serving.batcher import BatcherConfig
     from promptmix.serving.server import check_address, default_threads, make_server
 
-    config = ServeConfig(BatcherConfig(args.batch_size, args.max_wait_ms, args.max_queue),
+    config = ServeConfig(BatcherConfig(max_wait_ms=args.max_wait_ms, max_queue=args.max_queue),  # gathers what the engine batches
                          max_inputs_per_request=args.max_inputs_per_request, max_body_bytes=args.max_body_bytes,
                          read_timeout=args.read_timeout)
     check_address(args.host, args.port)

@@ -1,6 +1,8 @@
 """Inference: one frozen backbone with every loaded prompt, answering mixed-task batches.
 
-``predictor`` (items -> predictions), ``loader`` (saved methods and library prompts onto one
-backbone), ``attention_map`` (ATTEMPT's heatmap). The scoring they share with training's
-evaluation is :mod:`promptmix.scoring`; inference imports nothing of :mod:`promptmix.training`.
+``engine`` (tokenised inputs -> batches -> ranked or generated answers: the one engine),
+``predictor`` (items -> predictions, through the engine), ``evaluate`` (dev/test metrics, for
+training runs and ``promptmix eval``), ``loader`` (saved methods and library prompts onto one
+backbone), ``attention_map`` (ATTEMPT's heatmap). Scoring is :mod:`promptmix.scoring`;
+inference imports nothing of :mod:`promptmix.training`.
 """

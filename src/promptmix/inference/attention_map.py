@@ -7,7 +7,8 @@ prompt with weight 1 (P_instance = P_target + Σ_j a_j P_j, Eq. 4), which the ta
 repeat: the ``target`` column is a_target alone.
 
 Only the prompt method is run (G needs the input embeddings, not the language model), so a
-whole dev split takes seconds.
+whole dev split takes seconds; the batching is the inference engine's
+(:meth:`promptmix.inference.engine.Engine.attention`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 import torch
 
 from promptmix._io import atomic_file, atomic_write_text
-from promptmix.backbone import Backbone
+from promptmix.backbone import Backbone, PromptedModel
+from promptmix.inference.engine import Engine, EngineInput
 from promptmix.prompts.base import PromptMethod
 from promptmix.prompts.router import PromptRouter
 
@@ -56,9 +58,8 @@ def mean_attention(method: PromptMethod, backbone: Backbone, sources: Mapping[st
     for tasks whose attention is over different source prompts.
     """
     router = method if isinstance(method, PromptRouter) else PromptRouter({"method": method})
-    embed = backbone.model.get_input_embeddings()
-    device = embed.weight.device
-    router.to(device)
+    router.to(backbone.model.get_input_embeddings().weight.device)
+    engine = Engine(PromptedModel(backbone, router), token_budget=None, max_batch_size=batch_size)
     columns, rows, counts = None, [], []
     for task, texts in sources.items():
         names = router.attention_names(task)
@@ -69,15 +70,13 @@ def mean_attention(method: PromptMethod, backbone: Backbone, sources: Mapping[st
             raise ValueError(f"task {task!r} attends over {names}, other tasks over {columns}")
         columns, total = names, torch.zeros(len(names), dtype=torch.float64)
         limit = max_source_length[task] if isinstance(max_source_length, Mapping) else max_source_length
-        for start in range(0, len(texts), batch_size):
-            chunk = [backbone.encode(t, max_source_length=limit) for t in texts[start : start + batch_size]]
-            batch = {k: v.to(device) for k, v in backbone.pad(chunk).items()}
-            task_ids = router.task_ids_for([task] * len(chunk), device)
-            out = router(embed(batch["input_ids"]), batch["attention_mask"], task_ids)
-            weights = out.attention[:, : len(columns)]
-            if weights.dim() == 3:  # token-level attention: average over prompt positions
-                weights = weights.mean(dim=2)
-            total += weights.double().sum(dim=0).cpu()
+        task_id = router.task_id(task)
+        inputs = [EngineInput(task_id, backbone.encode(t, max_source_length=limit)["input_ids"]) for t in texts]
+        for weights in engine.attention(inputs):
+            weights = weights[: len(columns)]
+            if weights.dim() == 2:  # token-level attention: average over prompt positions
+                weights = weights.mean(dim=1)
+            total += weights.double().cpu()
         rows.append(total / max(1, len(texts)))
         counts.append(len(texts))
     if columns is None:

@@ -19,9 +19,12 @@ forward passes: all classification items of a batch are scored together (their i
 then every label word on top of them), all others go through one ``generate``; a batch mixing
 the two kinds needs both.
 
-Batches are sorted by length and sized by a token budget (rows × padded width, so one
-long input does not make a batch of short ones expensive); an out-of-memory error halves
-the budget and retries.
+Batching, scoring and generation are :class:`~promptmix.inference.engine.Engine`'s, which
+the predictor is: batches are sorted by length and sized by a token budget (rows × padded
+width, so one long input does not make a batch of short ones expensive); an out-of-memory
+error halves the budget and retries. The predictor adds what items need around it:
+validation, formatting, tokenising each source once (and each candidate answer once), and
+:class:`Prediction` s.
 """
 
 from __future__ import annotations
@@ -29,19 +32,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from promptmix.backbone import Backbone, PromptedModel
-from promptmix.scoring import greedy_generate, mean_token_probability, rank_classify, sequence_log_likelihoods
+from promptmix.inference.engine import DEFAULT_MAX_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, Engine, EngineInput, Prediction
 from promptmix.prompts.base import PromptMethod
 from promptmix.prompts.router import PromptRouter
-from promptmix.tasks import Task, UnknownTaskError, get_task, resolve_name
+from promptmix.tasks import Example, Task, UnknownTaskError, get_task, resolve_name
 
 
 UNLIMITED = 10**9  # max_source_length meaning "do not truncate"
@@ -64,6 +63,14 @@ def longest_token_chars(tokenizer: Any) -> int:
     So a text longer than ``limit × this`` cannot fit in ``limit`` tokens, unless the
     tokenizer's normaliser drops characters (runs of spaces, for instance)."""
     return max((len(token) for token in tokenizer.get_vocab()), default=1)
+
+
+def answer_candidates(task: Task, choices: Sequence[str] | None = None) -> list[str] | None:
+    """What rank classification scores for an input of ``task`` with its own ``choices`` (None
+    for tasks without per-input candidates): :meth:`Task.answer_candidates`, the one place that
+    decides; None when the answer is generated."""
+    return task.answer_candidates(Example(source="", target="", task=task.name,
+                                          choices=tuple(choices) if choices else None))
 
 
 class InputError(ValueError):
@@ -99,59 +106,17 @@ def as_items(inputs: Sequence[Any], task: str | None = None) -> list[dict[str, A
 
 
 @dataclass
-class Prediction:
-    """One answer.
+class PreparedInput(EngineInput):
+    """An item validated and tokenised (the engine's input, plus its formatted ``source`` and
+    the token limit it was cut to)."""
 
-    ``prediction``: the parsed answer (label word, number, span or text; None when generated
-    text is no valid answer). ``text``: the label word or raw generated text. ``score``:
-    probability of the chosen label among the label words (classification) or the answer's
-    geometric-mean token probability (generation). ``attention``: ATTEMPT's weights over
-    its source prompts and the task's own prompt, by prompt name (None for other methods).
-    ``label_scores``: every candidate's probability (the label words, or a multiple-choice
-    input's own choices; None for generation). Choices that are the same text once trimmed
-    are one candidate, scored once, so the probabilities sum to 1.
-    """
-
-    task: str
-    prediction: Any
-    score: float
-    text: str
-    attention: dict[str, Any] | None = None
-    label_scores: dict[str, float] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "prediction": self.prediction, "score": self.score, "text": self.text,
-                "attention": self.attention, "label_scores": self.label_scores}
+    source: str = ""
+    max_source_length: int = 0
 
 
-@dataclass
-class PreparedInput:
-    """An item validated and tokenised: what a batch is built from."""
-
-    task: str
-    task_id: int
-    source: str
-    max_source_length: int
-    input_ids: list[int]
-    candidates: list[dict[str, list[int]]] | None = None  # rank classification rows, one per answer
-    answers: list[str] | None = None  # the candidate answers those rows spell: label words or the input's choices
-    max_new_tokens: int | None = None  # generation length of this input; None: the predictor's
-
-    def encode(self, backbone: Backbone, answer: str) -> dict[str, list[int]]:
-        """This input with ``answer`` as its target, in the backbone's training layout."""
-        return backbone.encode(self.source, answer, max_source_length=self.max_source_length)
-
-    @property
-    def rows(self) -> int:
-        return len(self.candidates) if self.candidates else 1
-
-    @property
-    def width(self) -> int:
-        return max(len(c["input_ids"]) for c in self.candidates) if self.candidates else len(self.input_ids)
-
-
-class Predictor:
-    """A backbone with every loaded prompt, answering items of any loaded task.
+class Predictor(Engine):
+    """A backbone with every loaded prompt, answering items of any loaded task: an
+    :class:`Engine` over the loaded prompts that takes items and gives :class:`Prediction` s.
 
     Args:
         backbone: the frozen model (loaded once).
@@ -173,7 +138,7 @@ class Predictor:
     """
 
     def __init__(self, backbone: Backbone, method: PromptMethod, tasks: Mapping[str, Task] | None = None, *,
-                 token_budget: int = 16384, max_batch_size: int = 64, max_new_tokens: int = 32,
+                 token_budget: int = DEFAULT_TOKEN_BUDGET, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_new_tokens: int = 32,
                  max_source_lengths: Mapping[str, int] | None = None, max_choices: int = DEFAULT_MAX_CHOICES,
                  max_choice_tokens: int = DEFAULT_MAX_CHOICE_TOKENS) -> None:
         self.backbone = backbone
@@ -188,13 +153,13 @@ class Predictor:
                 raise ValueError(f"{option} must be an integer >= 1, got {value!r}")
         if max_new_tokens > MAX_NEW_TOKENS:
             raise ValueError(f"max_new_tokens must be at most {MAX_NEW_TOKENS}, got {max_new_tokens}")
-        self.token_budget, self.max_batch_size, self.max_new_tokens = token_budget, max_batch_size, max_new_tokens
         self.max_choices, self.max_choice_tokens = max_choices, max_choice_tokens
         given = dict(max_source_lengths or {})
         self.max_source_lengths = {name: int(given.get(name) or task.max_source_length) for name, task in self.tasks.items()}
         self.max_token_chars = longest_token_chars(backbone.tokenizer)
         device = next(backbone.model.parameters()).device
-        self.model = PromptedModel(backbone, self.method.to(device)).eval()
+        super().__init__(PromptedModel(backbone, self.method.to(device)).eval(), self.tasks, token_budget=token_budget,
+                         max_batch_size=max_batch_size, max_new_tokens=max_new_tokens)
 
     def with_own_tokenizer(self) -> Predictor:
         """A view sharing this predictor's model, prompts and tasks with its own copy of the
@@ -214,10 +179,6 @@ class Predictor:
     @property
     def task_names(self) -> list[str]:
         return self.method.task_names
-
-    @property
-    def device(self) -> torch.device:
-        return self.method.owner.device
 
     # -- items -> tokens -----------------------------------------------------------------------
     def resolve_task(self, name: Any, index: int = 0) -> str:
@@ -262,12 +223,10 @@ class Predictor:
             if not truncate:
                 raise InputError(index, f"input is {len(ids)} tokens, over the limit of {limit} for task {name!r}", "too_long")
             ids = self.backbone.encode(source, max_source_length=limit)["input_ids"]
-        prepared = PreparedInput(name, self.method.task_id(name), source, limit, ids)
-        answers = choices or (list(task.label_words) if task.label_words else None)
-        if answers:
-            prepared.answers = answers
-            prepared.candidates = [prepared.encode(self.backbone, answer) for answer in answers]
-        return prepared
+        answers = answer_candidates(task, choices)
+        return PreparedInput(self.method.task_id(name), ids, answers,
+                             [self.backbone.encode_answer(a) for a in answers] if answers else None,
+                             task=name, source=source, max_source_length=limit)
 
     def _bounded_choices(self, index: int, choices: list[str]) -> list[str]:
         """An input's own candidates, each once (trimmed choices that are the same text would
@@ -338,73 +297,3 @@ class Predictor:
     def predict(self, items: Sequence[Mapping[str, Any]], *, truncate: bool = True) -> list[Prediction]:
         """Answer items of any loaded tasks; see :meth:`prepare` for the item format."""
         return self.run(self.prepare(items, truncate=truncate))
-
-    def run(self, prepared: Sequence[PreparedInput]) -> list[Prediction]:
-        """Answer prepared inputs, in order, in as few forward passes as the budget allows."""
-        results: list[Prediction | None] = [None] * len(prepared)
-        ranked = [i for i, p in enumerate(prepared) if p.candidates]
-        generated = [i for i, p in enumerate(prepared) if not p.candidates]
-        for indices in (ranked, generated):
-            queue = deque(self._batches(indices, prepared))
-            while queue:
-                batch = queue.popleft()
-                try:
-                    answers = self._run_batch([prepared[i] for i in batch])
-                except torch.OutOfMemoryError:
-                    if len(batch) == 1:
-                        raise
-                    self.token_budget = max(1, self.token_budget // 2)
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
-                    queue.extendleft(reversed(self._batches(batch, prepared)))
-                    continue
-                for i, answer in zip(batch, answers):
-                    results[i] = answer
-        return results  # type: ignore[return-value]
-
-    def _batches(self, indices: Sequence[int], prepared: Sequence[PreparedInput]) -> list[list[int]]:
-        """Indices grouped into batches of similar width within the token budget."""
-        def width(i: int) -> int:  # every row also carries the (padded) prompt; generation grows it
-            return self.method.prompt_length + prepared[i].width + (0 if prepared[i].candidates else new_tokens(i))
-
-        def new_tokens(i: int) -> int:
-            return prepared[i].max_new_tokens or self.max_new_tokens
-
-        batches: list[list[int]] = []
-        current: list[int] = []
-        rows = 0
-        # One generation length per batch (one generate call): inputs asking for different lengths never share one.
-        for i in sorted(indices, key=lambda i: (new_tokens(i), width(i))):  # ascending: the newest item is the widest
-            if current and (len(current) >= self.max_batch_size or (rows + prepared[i].rows) * width(i) > self.token_budget
-                            or (not prepared[i].candidates and new_tokens(i) != new_tokens(current[0]))):
-                batches.append(current)
-                current, rows = [], 0
-            current.append(i)
-            rows += prepared[i].rows
-        return batches + [current] if current else batches
-
-    def _run_batch(self, batch: list[PreparedInput]) -> list[Prediction]:
-        task_ids = torch.tensor([p.task_id for p in batch], device=self.device)
-        if batch[0].candidates:
-            ranked = rank_classify(self.model, [p.candidates for p in batch], task_ids)
-            return [self._ranked_prediction(p, r) for p, r in zip(batch, ranked)]
-        texts, attention = greedy_generate(self.model, [p.input_ids for p in batch], task_ids,
-                                           max_new_tokens=batch[0].max_new_tokens or self.max_new_tokens)
-        feats = [p.encode(self.backbone, text) for p, text in zip(batch, texts)]
-        ll, counts, _ = sequence_log_likelihoods(self.model, feats, task_ids)
-        scores = mean_token_probability(ll, counts)
-        return [Prediction(p.task, self.tasks[p.task].parse_prediction(t), s, t, self._attention(p.task, a))
-                for p, t, s, a in zip(batch, texts, scores, attention)]
-
-    def _ranked_prediction(self, p: PreparedInput, r: Any) -> Prediction:
-        answer = p.answers[r.index]
-        return Prediction(p.task, self.tasks[p.task].parse_prediction(answer), r.probabilities[r.index], answer,
-                          self._attention(p.task, r.attention), dict(zip(p.answers, r.probabilities)))
-
-    def _attention(self, task: str, row: Tensor | None) -> dict[str, Any] | None:
-        if row is None:
-            return None
-        names = self.method.attention_names(task) or []
-        if len(names) != row.shape[0]:
-            names = [f"prompt_{j}" for j in range(row.shape[0])]
-        return dict(zip(names, row.float().cpu().tolist()))

@@ -31,11 +31,13 @@ A request whose client disconnects before its answer is dropped from the queue.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import math
 import os
 import sys
 import time
+import typing
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -46,7 +48,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException
 
 from promptmix import __version__
@@ -140,16 +142,28 @@ class PredictRequest(Strict):
         examples=[[{"sentence1": "A cat sat on the mat.", "sentence2": "A cat sits."}]])
 
 
-class PredictionOut(BaseModel):
-    task: str
-    prediction: Any = Field(description="Label word, number or answer text; null when generated text is no valid answer.")
-    score: float = Field(description="Classification: probability of the label among the label words. "
-                                     "Generation: geometric-mean token probability of the answer.")
-    text: str = Field(description="The label word or the generated text.")
-    attention: dict[str, float | list[float]] | None = Field(
-        None, description="ATTEMPT: weight of each source prompt and of the task's own prompt.")
-    label_scores: dict[str, float] | None = Field(None, description="Probability of every candidate answer (label "
-                                                                    "words, or the input's own choices).")
+PREDICTION_FIELDS = {  # what the schema says of each field of a Prediction
+    "task": "The task (its canonical name).",
+    "prediction": "Label word, number or answer text; null when generated text is no valid answer.",
+    "score": "Classification: probability of the label among the label words. "
+             "Generation: geometric-mean token probability of the answer.",
+    "text": "The label word or the generated text.",
+    "attention": "ATTEMPT: weight of each source prompt and of the task's own prompt.",
+    "label_scores": "Probability of every candidate answer (label words, or the input's own choices).",
+}
+
+
+def _prediction_model() -> type[BaseModel]:
+    """The response model of one :class:`Prediction`: its fields, types and defaults, declared
+    there once, with the schema's descriptions."""
+    types = typing.get_type_hints(Prediction)
+    fields = {f.name: (types[f.name], Field(... if f.default is dataclasses.MISSING else f.default,
+                                            description=PREDICTION_FIELDS[f.name]))
+              for f in dataclasses.fields(Prediction)}
+    return create_model("PredictionOut", **fields)
+
+
+PredictionOut = _prediction_model()
 
 
 class PredictResponse(BaseModel):
@@ -242,6 +256,8 @@ def _logprob(p: float) -> float:
 def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastAPI:
     """The ASGI app answering requests with ``predictor``; serve it with uvicorn."""
     config = config or ServeConfig()
+    if config.batcher.max_batch_size is None:  # gather what the engine batches: one batching policy, the engine's
+        config = dataclasses.replace(config, batcher=dataclasses.replace(config.batcher, max_batch_size=predictor.max_batch_size))
     holder: dict[str, Any] = {}
     # Requests are validated and tokenised on their own thread, with their own tokenizer copy,
     # while the batcher's thread runs the model: arrivals keep filling the next batch.

@@ -1,10 +1,15 @@
 """Dynamic batching across requests and tasks.
 
-Requests put their items on one bounded queue; a single worker coroutine takes up to
+Requests put their items on one bounded queue; a single worker coroutine gathers up to
 ``max_batch_size`` items, waiting at most ``max_wait_ms`` after the first for more to
-arrive, and runs them as one batch in a single worker thread (the model is never run twice
-at once, and the event loop keeps accepting requests meanwhile). Items of different tasks
-share a batch: the predictor routes each to its own prompt.
+arrive, and hands them to ``run_batch`` in a single worker thread (the model is never run
+twice at once, and the event loop keeps accepting requests meanwhile). Items of different
+tasks share a batch: the predictor routes each to its own prompt.
+
+The batcher only gathers: how gathered items become forward passes is the inference
+engine's one batching policy (:class:`promptmix.inference.engine.Engine`, its item cap and
+token budget). The server gathers up to the engine's ``max_batch_size`` unless told otherwise,
+so a gathered group is one engine batch when the token budget allows.
 
 Back-pressure instead of memory growth: a request whose items do not fit in the queue is
 refused whole with :class:`QueueFull` (HTTP 429); once :meth:`DynamicBatcher.close` has been
@@ -39,15 +44,17 @@ class ShuttingDown(RuntimeError):
 class BatcherConfig:
     """How requests are grouped into batches."""
 
-    max_batch_size: int = 32
-    """Most items in one batch (one forward of the predictor)."""
+    max_batch_size: int | None = None
+    """Most items gathered for one ``run_batch`` call; None: the engine's ``max_batch_size``
+    (:func:`promptmix.serving.app.create_app` fills it in), or every queued item where the
+    batcher is used on its own."""
     max_wait_ms: float = 10.0
     """Longest wait after a batch's first item for more to arrive."""
     max_queue: int = 256
     """Most items waiting at once; beyond it requests are refused with 429."""
 
     def __post_init__(self) -> None:
-        if self.max_batch_size < 1 or self.max_queue < 1:
+        if (self.max_batch_size is not None and self.max_batch_size < 1) or self.max_queue < 1:
             raise ValueError(f"max_batch_size and max_queue must be >= 1, got {self.max_batch_size}, {self.max_queue}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
@@ -96,6 +103,7 @@ class DynamicBatcher:
     def __init__(self, run_batch: Callable[[list[Any]], Sequence[Any]], config: BatcherConfig | None = None,
                  task_of: Callable[[Any], str] = lambda item: getattr(item, "task", "")) -> None:
         self.config = config or BatcherConfig()
+        self._gather = self.config.max_batch_size or self.config.max_queue
         self.metrics = BatcherMetrics()
         self._run_batch, self._task_of = run_batch, task_of
         self._queue: deque[tuple[Any, asyncio.Future, int]] = deque()  # (item, its future, its request's number)
@@ -155,7 +163,7 @@ class DynamicBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             await self._fill(loop)
-            batch = [self._queue.popleft() for _ in range(min(self.config.max_batch_size, len(self._queue)))]
+            batch = [self._queue.popleft() for _ in range(min(self._gather, len(self._queue)))]
             waiting = [entry for entry in batch if not entry[1].done()]  # callers that went away are cancelled
             self.metrics.abandoned += len(batch) - len(waiting)
             batch = waiting
@@ -165,7 +173,7 @@ class DynamicBatcher:
     async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait until the batch is full, ``max_wait_ms`` has passed, or shutdown began."""
         deadline = loop.time() + self.config.max_wait_ms / 1000
-        while len(self._queue) < self.config.max_batch_size and not self._closing:
+        while len(self._queue) < self._gather and not self._closing:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return

@@ -22,7 +22,7 @@ from promptmix.training import sharding
 from promptmix.training.card import write_card
 from promptmix.training.config import TrainConfig
 from promptmix.training.data import TaskData, TrainSet, build_batch_sampler
-from promptmix.training.evaluate import evaluate
+from promptmix.inference.evaluate import evaluate
 from promptmix.training.loop import TrainingJob, train
 from promptmix.training.losses import LossFn, task_loss
 from promptmix.training.rundir import (METHOD, PER_TASK, MethodSaver, StageResult, finished_result, open_run_dir, save_task_definitions,

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from promptmix.inference.evaluate import is_sharded  # noqa: F401  (evaluation asks it too; training reads it here)
+
 METHOD_MODULE = "method"  # PromptedModel's attribute holding the prompt method: never sharded
 FORWARD_METHODS = ("generate", "score_label_rows", "score_continuations")
 
@@ -64,12 +66,6 @@ def configure(accelerator: Any, cpu_processes: bool) -> None:
         raise ShardingError(f"promptmix shards with FSDP2; the accelerate config asks for fsdp_version {plugin.fsdp_version}: "
                             "set fsdp_version: 2 (see configs/accelerate/fsdp.yaml)")
     plugin.ignored_modules = METHOD_MODULE
-
-
-def is_sharded(accelerator: Any) -> bool:
-    from accelerate.utils import DistributedType
-
-    return accelerator is not None and accelerator.distributed_type == DistributedType.FSDP
 
 
 def check_trainable(model: nn.Module, trainable: list[nn.Parameter]) -> None:

@@ -5,15 +5,20 @@ Both feed strings to ``Task.compute_metrics``:
 - ``rank`` (for tasks with label words, or with candidate answers per example): every
   candidate (a label word, or one of the example's own choices) is scored by its summed
   log-likelihood, all candidates of all examples of a batch together, each example's prompt
-  and source run once (:func:`promptmix.scoring.rank_classify`), and the best candidate
+  and source run once (:func:`promptmix.scoring.rank_candidates`), and the best candidate
   is the prediction. It is fast (no decoding) and never produces an invalid answer. Tasks
   with neither fall back to generation.
 - ``generate``: greedy decoding of at most ``max_new_tokens`` tokens; the text is parsed by
   the task, so an invalid answer scores as wrong.
 
-Both are :mod:`promptmix.scoring`'s functions, the ones serving uses. With several
-processes each scores every ``world``-th example and the predictions are gathered, so every
-process returns the same metrics (with a sharded backbone every process scores every example).
+Both run through :class:`promptmix.inference.engine.Engine`, the engine serving uses, with
+batches of ``batch_size`` examples grouped by length and no token budget (the evaluation
+batch size is the memory bound training configures). With several processes each scores
+every ``world``-th example and the predictions are gathered, so every process returns the
+same metrics (with a sharded backbone every process scores every example).
+
+It lives in inference, not training: ``promptmix eval`` and a training run's dev and test
+scoring are the same evaluation, and inference imports nothing of :mod:`promptmix.training`.
 """
 
 from __future__ import annotations
@@ -28,47 +33,42 @@ from tqdm.auto import tqdm
 
 from promptmix._io import atomic_write_text
 from promptmix.backbone import PromptedModel
-from promptmix.scoring import greedy_generate, rank_classify
+from promptmix.inference.engine import Engine, prepare_input
 from promptmix.tasks import Example
-from promptmix.training import sharding
-from promptmix.training.config import EvalConfig
-from promptmix.training.data import TaskData
+
+
+def is_sharded(accelerator: Any) -> bool:
+    """Whether ``accelerator`` shards the backbone (FSDP): then every process takes part in
+    every forward."""
+    from accelerate.utils import DistributedType  # accelerate loads slowly and only distributed runs have one
+
+    return accelerator is not None and accelerator.distributed_type == DistributedType.FSDP
 
 
 @torch.no_grad()
-def predict(model: PromptedModel, data: TaskData, examples: Sequence[Example], task_id: int,
-            config: EvalConfig, max_source_length: int, progress: Any = None) -> list[str]:
+def predict(model: PromptedModel, data: Any, examples: Sequence[Example], task_id: int,
+            config: Any, max_source_length: int, progress: Any = None) -> list[str]:
     """Predicted text for each example (the chosen candidate under rank scoring), in order.
-    Batches are length-grouped (examples sorted by tokenised source length), so a batch pads
-    its rows to similar lengths. ``progress``: a tqdm bar to advance by examples (or None)."""
+
+    ``data``: the task's data (``data.task`` is used); ``config``: an evaluation config
+    (``scoring``, ``batch_size``, ``max_new_tokens``); ``progress``: a tqdm bar to advance by
+    examples (or None). Batches are length-grouped (the engine sorts inputs by width), so a
+    batch pads its rows to similar lengths."""
     backbone = model.backbone
     candidates = [data.task.answer_candidates(ex) for ex in examples]
     rank = config.scoring == "rank" and all(candidates)
-    sources = [backbone.encode(ex.source, max_source_length=max_source_length)["input_ids"] for ex in examples]
-    order = sorted(range(len(examples)), key=lambda i: len(sources[i]))
-    out: list[str] = [""] * len(examples)
-    device = next(model.model.parameters()).device  # the backbone's (a baseline's NoPrompt has no parameters)
-    for start in range(0, len(order), config.batch_size):
-        chunk = order[start:start + config.batch_size]
-        task_ids = torch.full((len(chunk),), task_id, dtype=torch.long, device=device)
-        if rank:
-            rows = [[backbone.encode(examples[i].source, c, max_source_length=max_source_length) for c in candidates[i]]
-                    for i in chunk]
-            answers = [candidates[i][r.index] for i, r in zip(chunk, rank_classify(model, rows, task_ids))]
-        else:
-            answers = greedy_generate(model, [sources[i] for i in chunk], task_ids, max_new_tokens=config.max_new_tokens)[0]
-        for i, answer in zip(chunk, answers):
-            out[i] = answer
-        if progress is not None:
-            progress.update(len(chunk))
-    return out
+    inputs = [prepare_input(backbone, task_id, backbone.encode(ex.source, max_source_length=max_source_length)["input_ids"],
+                            answers if rank else None) for ex, answers in zip(examples, candidates)]
+    engine = Engine(model, token_budget=None, max_batch_size=config.batch_size, max_new_tokens=config.max_new_tokens)
+    return [answer.text for answer in engine.run(inputs, progress.update if progress is not None else None)]
 
 
-def evaluate(model: PromptedModel, tasks: dict[str, TaskData], split: str, task_ids: dict[str, int],
-             config: EvalConfig, max_source_length: Any, accelerator: Any = None, progress: bool = False,
+def evaluate(model: PromptedModel, tasks: dict[str, Any], split: str, task_ids: dict[str, int],
+             config: Any, max_source_length: Any, accelerator: Any = None, progress: bool = False,
              predictions_dir: Path | None = None) -> dict[str, Any]:
     """``{task: metrics, ..., "score": mean of the tasks' main metrics}`` on ``split``.
 
+    ``tasks``: ``{name: TaskData}`` (a task and its splits); ``config``: the evaluation config.
     ``max_source_length``: a callable ``TaskData -> int`` (the config's or the task's limit);
     ``progress``: show a tqdm bar (on the main process); ``predictions_dir``: also write each
     task's predictions there, ``<task>.jsonl`` of ``{"idx", "prediction", "label"}`` in example
@@ -76,7 +76,7 @@ def evaluate(model: PromptedModel, tasks: dict[str, TaskData], split: str, task_
     """
     # Each process scores every world-th example, unless the backbone is sharded: then every
     # process takes part in every forward, so each scores them all (and nothing is gathered).
-    divide = accelerator is not None and not sharding.is_sharded(accelerator)
+    divide = accelerator is not None and not is_sharded(accelerator)
     rank, world = (accelerator.process_index, accelerator.num_processes) if divide else (0, 1)
     was_training = model.training
     model.eval()
