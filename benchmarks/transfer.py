@@ -120,7 +120,7 @@ def summarize(args: argparse.Namespace, item: quality.Item, config: Any, result:
         path = next(run_dir.rglob(f"test_predictions/{task}.jsonl"))
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         words = task_data.task.label_words
-        summary["test_predictions"][task] = [words.index(r["prediction"]) if r["prediction"] in words else -1 for r in rows]
+        summary["test_predictions"][task] = [words.index(r["prediction"]) if r["prediction"] in words else -1 for r in rows]  # -1: no label word
         summary["test_gold"][task] = [words.index(r["label"]) for r in rows]
         recomputed = main_metric(task_data.task, summary["test_predictions"][task], summary["test_gold"][task])
         expected = result.test[task][task_data.task.main_metric]

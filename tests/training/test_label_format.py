@@ -52,6 +52,13 @@ def test_label_format_reaches_training_and_dev_scoring(model_dirs, tmp_path, mon
     result = run_stage(cfg)
     assert result.completed and 0.0 <= result.dev["cb"]["accuracy"] <= 100.0
     assert targets == {"0", "1", "2"}
-    assert json.loads((tmp_path / "run" / "results.json").read_text())["dev"]["cb"] == result.dev["cb"]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["dev"]["cb"] == result.dev["cb"]
+    # the kept test predictions are label words (the index answered is kept as text): their
+    # accuracy is the test score
+    rows = [json.loads(line) for line in (tmp_path / "run" / "test_predictions" / "cb.jsonl").read_text().splitlines()]
+    assert {r["text"] for r in rows} <= {"0", "1", "2"} and {r["prediction"] for r in rows} <= {"entailment", "contradiction", "neutral"}
+    accuracy = 100 * sum(r["prediction"] == r["label"] for r in rows) / len(rows)
+    assert accuracy == pytest.approx(results["test"]["cb"]["accuracy"])
     with pytest.raises(ValueError, match="data.label_format"):
         load_config(None, {"data.tasks": ["cb"], "data.label_format": "ids"})

@@ -99,6 +99,6 @@ def test_test_predictions_are_kept_and_give_the_test_score(trained):
     in order: the accuracy recomputed from it is results.json's test score."""
     results = json.loads((trained / "results.json").read_text())
     rows = [json.loads(line) for line in (trained / "test_predictions" / "rte.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 and all(set(r) == {"idx", "prediction", "label"} for r in rows)
+    assert len(rows) == 4 and all(set(r) == {"idx", "prediction", "text", "label"} for r in rows)
     accuracy = 100 * sum(r["prediction"] == r["label"] for r in rows) / len(rows)
     assert accuracy == pytest.approx(results["test"]["rte"]["accuracy"])

@@ -92,7 +92,7 @@ def evaluate(model: PromptedModel, tasks: dict[str, Any], split: str, task_ids: 
             predictions = _gather(list(zip(mine, texts)), len(examples), world)
             results[name] = data.task.compute_metrics(predictions, examples)
             if predictions_dir is not None and (accelerator is None or accelerator.is_main_process):
-                write_predictions(Path(predictions_dir) / f"{name}.jsonl", predictions, examples)
+                write_predictions(Path(predictions_dir) / f"{name}.jsonl", data.task, predictions, examples)
     finally:
         model.train(was_training)
     if results:
@@ -100,9 +100,13 @@ def evaluate(model: PromptedModel, tasks: dict[str, Any], split: str, task_ids: 
     return results
 
 
-def write_predictions(path: Path, predictions: Sequence[str], examples: Sequence[Example]) -> None:
-    """One JSON line per example: its id, the prediction and the gold label (atomically)."""
-    lines = (json.dumps({"idx": ex.idx, "prediction": text, "label": ex.label}, default=str) for text, ex in zip(predictions, examples))
+def write_predictions(path: Path, task: Any, predictions: Sequence[str], examples: Sequence[Example]) -> None:
+    """One JSON line per example, atomically: its id, the prediction as the task reads it (a label
+    word whatever ``data.label_format`` the model answered in; generated text parsed; null where
+    it parses to nothing), the raw text answered and the gold label, so ``prediction == label``
+    is the example's accuracy."""
+    lines = (json.dumps({"idx": ex.idx, "prediction": task.parse_prediction(text), "text": text, "label": ex.label},
+                        default=str) for text, ex in zip(predictions, examples))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "".join(f"{line}\n" for line in lines))
 
