@@ -167,7 +167,9 @@ def report(args: argparse.Namespace) -> str:
     chosen = pick(results, args.tasks)
     if chosen:
         per_task = ", ".join(f"{t} {v:.1f} (best cell {chosen['best'][t]:.1f})" for t, v in chosen["means"].items())
-        lines += [f"**Pick: init {chosen['init']}, lr {chosen['lr']:g}** — {per_task}.", ""]
+        final = len(results) == len(plan(args))
+        label = "Pick" if final else f"Pick so far ({len(results)} of {len(plan(args))} runs; not final until the grid is complete)"
+        lines += [f"**{label}: init {chosen['init']}, lr {chosen['lr']:g}** — {per_task}.", ""]
     figure = plot_curves(args, results)
     if figure:
         lines += [f"![dev curves]({os.path.relpath(figure, Path(args.figures).parent)})", ""]
