@@ -364,3 +364,19 @@ def test_calibration_smoke_sweeps_and_picks(capsys, tmp_path):
         assert [s for s, _ in r["curve"]] == [0, 2, 4] and r["prompt_row_norm"] > 0
         assert r["config"]["optim.warmup_ratio"] == 0.1
     assert "**Pick: init " in out and (tmp_path / "figures" / "calibration-curves.png").is_file()
+
+
+def test_contention_smoke_measures_both_wait_policies(capsys):
+    assert load_script("contention").main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "promptmix default (passive wait)" in out and "OpenMP default (torch imported first)" in out and "busy/idle" in out
+
+
+def test_importing_promptmix_first_sets_a_passive_openmp_wait_and_keeps_the_users():
+    """The CLI imports promptmix before torch, so the OpenMP runtime starts with a passive wait;
+    a policy the user set stays."""
+    code = "import os, promptmix; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"
