@@ -258,3 +258,14 @@ def test_the_fields_doc_to_text_shows_are_the_tasks_input_fields(tmp_path):
     load_task_file(named(tmp_path, "copa.yaml", "copa-lm-eval"))
     assert get_task("boolq-lm-eval").input_fields == ("passage", "question")
     assert get_task("copa-lm-eval").input_fields == ()  # a function: the fields it reads are its own
+
+
+def test_an_included_file_that_is_a_yaml_bomb_is_refused_before_it_is_built(tmp_path):
+    """The include was yaml.load-ed unguarded: nine levels of ten aliases took gigabytes."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    (tmp_path / "_base.yaml").write_text("\n".join(lines) + "\n")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("include: _base.yaml\ntask: bomb\n")
+    with pytest.raises(DataError, match=rf"^{path}, line 1: field 'include': {tmp_path / '_base.yaml'}, line \d+: expands to more than"):
+        load_task_file(path)

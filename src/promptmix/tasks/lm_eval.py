@@ -51,6 +51,7 @@ from typing import Any
 
 import yaml
 
+from promptmix._yamlguard import YamlTooBigError, check_yaml
 from promptmix.tasks import declared
 from promptmix.tasks.base import Task
 from promptmix.tasks.declared import NAME, AnswerTask, DeclaredTask, reader_for_files
@@ -233,8 +234,13 @@ def read_include(data: dict[str, Any], directory: Path, error: Callable[[tuple, 
     path = (directory / str(data["include"])).resolve()
     if not path.is_file():
         raise error(("include",), f"no file {path}")
+    text = path.read_text(encoding="utf-8")
     try:
-        base = yaml.load(path.read_text(encoding="utf-8"), Loader=loader_for(path.parent))  # noqa: S506 - SafeLoader subclass
+        check_yaml(text, str(path))  # alias bombs, self-containing aliases, deep nesting: before building
+    except YamlTooBigError as err:
+        raise error(("include",), str(err)) from None
+    try:
+        base = yaml.load(text, Loader=loader_for(path.parent))  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as err:
         raise error(("include",), f"{path} is not valid YAML: {err}") from None
     if not isinstance(base, dict):
