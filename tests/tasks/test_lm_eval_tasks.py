@@ -269,3 +269,17 @@ def test_an_included_file_that_is_a_yaml_bomb_is_refused_before_it_is_built(tmp_
     path.write_text("include: _base.yaml\ntask: bomb\n")
     with pytest.raises(DataError, match=rf"^{path}, line 1: field 'include': {tmp_path / '_base.yaml'}, line \d+: expands to more than"):
         load_task_file(path)
+
+
+def test_a_rendered_target_that_looks_like_a_list_is_that_list_of_answers(tmp_path):
+    """lm-eval literal_evals a rendered doc_to_target "[...]"; promptmix trained on the list's text."""
+    rows = [{"q": "Capital of France?", "answer": ["Paris", "paris"]}, {"q": "Odd [one]?", "answer": "[not, a literal"}]
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "qa.yaml").write_text("task: capitals\ndataset_path: json\noutput_type: generate_until\n"
+                                      "dataset_kwargs:\n  data_files: {train: qa.jsonl, validation: qa.jsonl}\n"
+                                      "training_split: train\nvalidation_split: validation\n"
+                                      "doc_to_text: '{{q}}'\ndoc_to_target: '{{answer}}'\n")
+    load_task_file(tmp_path / "qa.yaml")
+    examples = {e.source: e for v in get_task("capitals").load_splits(None).values() for e in v}
+    assert (examples["Capital of France?"].target, examples["Capital of France?"].label) == ("Paris", ["Paris", "paris"])
+    assert examples["Odd [one]?"].label == ["[not, a literal"]  # not a literal: its text, as lm-eval keeps it

@@ -220,6 +220,11 @@ class LmEvalTask:
         raw = self.target(record)
         if isinstance(raw, str):
             raw = raw.strip()
+            if self.target.template is not None and field not in record and len(raw) >= 2 and raw[0] == "[" and raw[-1] == "]":
+                try:  # lm-eval: a rendered target that looks like a list is that list (of answers)
+                    raw = ast.literal_eval(raw)
+                except (ValueError, SyntaxError, MemoryError, RecursionError):
+                    pass  # not a literal: the text itself, as lm-eval keeps it
         if isinstance(raw, list) and self.answers_field is not None:
             raw = [str(a).strip() for a in raw]
         return super().target_and_label({**record, self.label_field: raw})  # type: ignore[misc]
