@@ -22,13 +22,17 @@ this way by :func:`promptmix.tasks.declared.load_task_file`. As in lm-eval:
 - ``output_type: multiple_choice`` with a fixed ``doc_to_choice`` list is a classification task
   over those words; per-record choices make a multiple-choice task (rank classification);
   ``generate_until`` generates the answer ``doc_to_target`` gives. The target is a choice's index
-  or text. ``loglikelihood`` tasks have no answer to train on and are refused.
+  or text; a rendered template that looks like a list (``"['Paris', 'paris']"``) is read as that
+  list of answers (``ast.literal_eval``, as lm-eval does). ``loglikelihood`` tasks have no answer to train on and are refused.
 - ``training_split`` (required: promptmix trains), ``validation_split`` and ``test_split`` name
   the dataset's splits; ``dataset_kwargs: {data_files: {split: file}}`` with ``dataset_path:
   json | csv | parquet`` reads local files (relative to the task file).
 - ``include: other.yaml`` (relative to the file) is read first and this file's keys override it.
 - ``description`` (text, or a Jinja template over the record) is put before every input; ``metric_list`` maps acc / acc_norm -> accuracy,
-  f1, mcc -> matthews_correlation, exact_match -> squad_em, bleu.
+  f1, mcc -> matthews_correlation, exact_match -> squad_em, bleu. An entry's other keys are
+  accepted where they leave the score as promptmix computes it (``aggregation: mean``,
+  ``higher_is_better: true``, ``ignore_case: false``, ...); ``ignore_case: true``,
+  ``regexes_to_ignore`` and any other key are refused by name.
 - Keys about few-shot prompting, decontamination, grouping and bookkeeping (``tag``,
   ``group``, ``metadata``, ``num_fewshot``, ``fewshot_split``, ``fewshot_config``,
   ``target_delimiter``, ``fewshot_delimiter``, ``should_decontaminate``,
@@ -70,6 +74,9 @@ IGNORED = {"tag", "group", "metadata", "num_fewshot", "fewshot_split", "fewshot_
 MARKERS = {"task", "dataset_path", "doc_to_text", "doc_to_target", "doc_to_choice", "output_type", "include"}
 METRIC_NAMES = {"acc": "accuracy", "acc_norm": "accuracy", "f1": "f1", "mcc": "matthews_correlation",
                 "exact_match": "squad_em", "bleu": "bleu"}
+# metric_list keys besides ``metric`` and the values that leave promptmix's scoring as it is.
+METRIC_SETTINGS = {"aggregation": ("mean",), "higher_is_better": (True,), "ignore_case": (False,),
+                   "ignore_punctuation": (False,), "ignore_numbers": (False,), "regexes_to_ignore": (None, [])}
 LOCAL_BUILDERS = ("json", "csv", "parquet")  # dataset_path values whose data_files promptmix reads itself
 
 
@@ -292,6 +299,15 @@ def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tup
         metric = entry.get("metric") if isinstance(entry, dict) else None
         if metric not in METRIC_NAMES:
             raise error(("metric_list", i), f"metric {metric!r}: promptmix maps {', '.join(METRIC_NAMES)}")
+        for key, value in entry.items():  # lm-eval's other keys: kept where they change nothing, else refused
+            if key == "metric":
+                continue
+            if key not in METRIC_SETTINGS:
+                raise error(("metric_list", i, key), f"{key} is not supported by promptmix in a metric_list entry "
+                                                     f"(it reads metric, {', '.join(METRIC_SETTINGS)})")
+            if value not in METRIC_SETTINGS[key]:
+                raise error(("metric_list", i, key), f"{key}: {value!r} changes how {metric} scores, which promptmix does "
+                                                     f"not do (it accepts {key}: {METRIC_SETTINGS[key][0]!r} or no {key})")
         mapped = METRIC_NAMES[metric]
         if mapped in ("f1", "matthews_correlation") and not fixed:
             raise error(("metric_list", i), f"{metric} needs a fixed doc_to_choice list")
