@@ -299,3 +299,22 @@ def test_eval_select_per_task_keeps_each_targets_best_checkpoint(model_dirs, tmp
     assert stored["dev"] == {"sst2": {"score": 90.0}, "rte": {"score": 95.0}, "score": 92.5}
     assert stored["test"] == {"sst2": {"score": 1.0}, "rte": {"score": 2.0}, "score": 1.5}
     assert stored["extra"]["best_step_per_task"] == {"sst2": 2, "rte": 4} and result.dev["score"] == 92.5
+
+
+def test_a_nan_dev_value_never_replaces_a_tasks_best_under_per_task_selection():
+    """``value <= best`` is False for NaN, so a NaN replaced a finite per-task best."""
+    from types import SimpleNamespace
+
+    from promptmix.training.loop import _Run
+
+    saved = []
+    run = object.__new__(_Run)  # only what task_improved reads
+    run.job = SimpleNamespace(main_metrics={"rte": "accuracy", "cb": "accuracy"},
+                              on_task_best=lambda model, task, step, metrics: saved.append((task, step)))
+    run.acc = SimpleNamespace(is_main_process=True, unwrap_model=lambda m: m)
+    run.model, run.task_best, run.step = None, {}, 1
+    assert run.task_improved({"rte": {"accuracy": 0.5}, "cb": {"accuracy": float("nan")}})
+    run.step = 2
+    assert not run.task_improved({"rte": {"accuracy": float("nan")}, "cb": {"accuracy": float("inf")}})
+    assert run.task_best == {"rte": {"score": 0.5, "step": 1, "metrics": {"accuracy": 0.5}}}
+    assert saved == [("rte", 1)]
