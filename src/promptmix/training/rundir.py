@@ -206,7 +206,8 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
 
     A resume checks the config against the run's config.yaml (:func:`read_run_config`) and
     leaves that file as it is, unless the resume raised optim.max_steps (then the file records
-    the new budget). In a directory the loop ``trains`` in (not the parent that only combines
+    the new budget), and finishes or rolls back a replacement of method/, model/ or a
+    best-per-task/<task>/ that a crash interrupted. In a directory the loop ``trains`` in (not the parent that only combines
     per-task runs), a resume that changes optim.max_steps of a finished run must be able to
     extend it (:func:`check_extension`). Temporary files a killed invocation left at the top level are removed
     (the caller holds the run's lock, :func:`run_lock`, so no writer is using them)."""
@@ -227,6 +228,8 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
         if resume:  # finish or roll back a replacement of the best method a crash interrupted
             for kept in (METHOD, MODEL):
                 recover_directory(run_dir / kept, clean=True)
+            for kept in _per_task_directories(run_dir):  # eval.select per-task: each target's best method
+                recover_directory(kept, clean=True)
             for leftover in run_dir.glob(".*.tmp"):
                 if leftover.is_file():  # e.g. .training_curves.png.k3j2.tmp from a killed run
                     leftover.unlink(missing_ok=True)
@@ -236,6 +239,22 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
             atomic_write_text(run_dir / CONFIG, config_text(saved))
     accelerator.wait_for_everyone()
     return run_dir
+
+
+def _per_task_directories(run_dir: Path) -> list[Path]:
+    """``<run>/best-per-task/<task>`` of every task found there, as a directory or as the copies
+    a replacement goes through (``.<task>.new.tmp``, ``.<task>.old.tmp``)."""
+    parent = run_dir / PER_TASK
+    if not parent.is_dir():
+        return []
+    names = set()
+    for child in parent.iterdir():
+        swap = re.fullmatch(r"\.(.+)\.(?:new|old)\.tmp", child.name)
+        if swap:
+            names.add(swap[1])
+        elif not child.name.startswith(".") and child.is_dir():
+            names.add(child.name)
+    return [parent / name for name in sorted(names)]
 
 
 def check_extension(run_dir: Path, max_steps: int | None) -> None:
