@@ -318,3 +318,32 @@ def test_a_nan_dev_value_never_replaces_a_tasks_best_under_per_task_selection():
     assert not run.task_improved({"rte": {"accuracy": float("nan")}, "cb": {"accuracy": float("inf")}})
     assert run.task_best == {"rte": {"score": 0.5, "step": 1, "metrics": {"accuracy": 0.5}}}
     assert saved == [("rte", 1)]
+
+
+def test_eval_select_per_task_scores_a_target_without_dev_values_with_the_runs_method(model_dirs, tmp_path, monkeypatch):
+    """Only targets with a per-task best were scored on test: one that never had a dev value got
+    no test score and the mean silently covered fewer tasks."""
+    from promptmix.loading import load_backbone
+    from promptmix.training import runs
+    from promptmix.training.data import load_tasks
+    from promptmix.training.runs import Context, make_accelerator, run_method
+    from promptmix.training.stages import _soft_prompt
+
+    cfg = config("prompt-tuning", model_dirs["t5"], tmp_path, data__tasks=["sst2", "rte"], data__multi_task=True,
+                 optim__max_steps=2, eval__every=2, eval__select="per-task")
+    ctx = Context(cfg, make_accelerator(cfg), load_backbone(model_dirs["t5"]))
+    data = load_tasks(cfg.data, ["sst2", "rte"])
+    tested = []
+
+    def fake_evaluate(model, tasks, split, task_ids, *args, **kwargs):
+        if split == "dev":  # rte's main metric never comes back (e.g. no dev value for it)
+            return {"sst2": {data["sst2"].task.main_metric: 80.0}, "score": 80.0}
+        tested.append(sorted(tasks))
+        out = {name: {tasks[name].task.main_metric: 1.0 if name == "sst2" else 3.0} for name in tasks}
+        return {**out, "score": 0.0}
+
+    monkeypatch.setattr(runs, "evaluate", fake_evaluate)
+    result = run_method(ctx, _soft_prompt(ctx, ["sst2", "rte"]), data, {"sst2": 0, "rte": 1}, tmp_path / "run")
+    assert tested == [["sst2"], ["rte"]]
+    assert result.test == {"sst2": {"score": 1.0}, "rte": {"score": 3.0}, "score": 2.0}
+    assert result.extra["test_with_method"] == ["rte"]
