@@ -167,7 +167,6 @@ def test_resume_recovers_each_per_task_best_a_kill_left_mid_swap(tmp_path):
     from types import SimpleNamespace
 
     from promptmix.training.rundir import open_run_dir
-    from trainhelpers import config
 
     run = tmp_path / "run"
     best = run / "best-per-task"
