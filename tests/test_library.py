@@ -201,6 +201,8 @@ def test_a_record_naming_a_tensor_outside_its_entry_is_refused(library, base, fi
     library.record_path("rte").write_text(json.dumps({**record, "tensor_file": file}))
     with pytest.raises(ValueError, match=r"rte\.json: field 'tensor_file' is"):
         library.load("rte", base)
+    with pytest.raises(ValueError, match=r"rte\.json: field 'tensor_file' is"):  # it returned root / file as written
+        library.tensor_path("rte")
 
 
 IDENTITY = {"backbone": "tiny-base", "hidden_size": 16, "fingerprint": "f" * 16}

@@ -97,6 +97,12 @@ def test_lm_evals_copa_file_runs_its_function_and_renders_per_record_choices(tmp
     ("output_type: loglikelihood\n", 5, "output_type", "'loglikelihood' has no answer to train on"),
     ("process_docs: !function utils.doc_to_text\n", 16, "process_docs", "lm-eval key 'process_docs' is not supported"),
     ("metric_list:\n  - metric: brier_score\n", 12, "metric_list.0", "metric 'brier_score': promptmix maps acc"),
+    ("metric_list:\n  - metric: acc\n    ignore_case: true\n", 13, "metric_list.0.ignore_case",
+     "ignore_case: True changes how acc scores"),
+    ("metric_list:\n  - metric: acc\n    regexes_to_ignore: [',']\n", 13, "metric_list.0.regexes_to_ignore",
+     "regexes_to_ignore: [','] changes how acc scores"),
+    ("metric_list:\n  - metric: acc\n    hf_evaluate: true\n", 13, "metric_list.0.hf_evaluate",
+     "hf_evaluate is not supported by promptmix in a metric_list entry"),
     ("doc_to_text: 'Is it positive?'\n", 8, "doc_to_text", "names no record field"),
     ("doc_to_text: '{{ sentence '\n", 8, "doc_to_text", "not a valid Jinja template"),
 ])
@@ -258,3 +264,39 @@ def test_the_fields_doc_to_text_shows_are_the_tasks_input_fields(tmp_path):
     load_task_file(named(tmp_path, "copa.yaml", "copa-lm-eval"))
     assert get_task("boolq-lm-eval").input_fields == ("passage", "question")
     assert get_task("copa-lm-eval").input_fields == ()  # a function: the fields it reads are its own
+
+
+def test_an_included_file_that_is_a_yaml_bomb_is_refused_before_it_is_built(tmp_path):
+    """The include was yaml.load-ed unguarded: nine levels of ten aliases took gigabytes."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    (tmp_path / "_base.yaml").write_text("\n".join(lines) + "\n")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("include: _base.yaml\ntask: bomb\n")
+    with pytest.raises(DataError, match=rf"^{path}, line 1: field 'include': {tmp_path / '_base.yaml'}, line \d+: expands to more than"):
+        load_task_file(path)
+
+
+def test_a_rendered_target_that_looks_like_a_list_is_that_list_of_answers(tmp_path):
+    """lm-eval literal_evals a rendered doc_to_target "[...]"; promptmix trained on the list's text."""
+    rows = [{"q": "Capital of France?", "answer": ["Paris", "paris"]}, {"q": "Odd [one]?", "answer": "[not, a literal"}]
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "qa.yaml").write_text("task: capitals\ndataset_path: json\noutput_type: generate_until\n"
+                                      "dataset_kwargs:\n  data_files: {train: qa.jsonl, validation: qa.jsonl}\n"
+                                      "training_split: train\nvalidation_split: validation\n"
+                                      "doc_to_text: '{{q}}'\ndoc_to_target: '{{answer}}'\n")
+    load_task_file(tmp_path / "qa.yaml")
+    examples = {e.source: e for v in get_task("capitals").load_splits(None).values() for e in v}
+    assert (examples["Capital of France?"].target, examples["Capital of France?"].label) == ("Paris", ["Paris", "paris"])
+    assert examples["Odd [one]?"].label == ["[not, a literal"]  # not a literal: its text, as lm-eval keeps it
+
+
+def test_metric_list_settings_that_change_nothing_are_accepted(tmp_path):
+    """Keys of a metric_list entry besides metric were dropped unread; those that leave the
+    score as promptmix computes it are accepted (the others are refused, above)."""
+    text = (LM_EVAL / "sst2.yaml").read_text().replace(
+        "  - metric: acc\n", "  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n    ignore_case: false\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(text + "name: s-lm\n")
+    load_task_file(path)
+    assert get_task("s-lm").metric_names == ("accuracy",)

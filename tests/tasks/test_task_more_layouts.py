@@ -145,3 +145,17 @@ def test_real_more_sizes():
                      "boolq": {"train": 1550, "dev": 1635, "test": 1635}}
     cb = _sizes(get_task("cb", dev_from_train=50).load_splits(REAL_DATA))
     assert cb == {"train": 200, "dev": 50, "test": 56}
+
+
+def test_dev_from_train_that_takes_every_group_is_refused():
+    """The size check counted examples, but whole groups are held out: 3 groups of 4 with
+    dev_from_train=9 took all 12 examples as dev and left an empty training split."""
+    from promptmix.tasks.example import Example
+    from promptmix.tasks.splits import protocol_splits
+
+    train = [Example(f"q{g} a{i}", "yes", "t", label="yes", group=g, idx=4 * g + i) for g in range(3) for i in range(4)]
+    test = [Example("x", "yes", "t", label="yes", idx=0)]
+    with pytest.raises(ValueError, match=r"^dev_from_train=9: holding out whole groups took all 3 groups of the 12 training"):
+        protocol_splits({"train": train, "test": test}, 0, dev_from_train=9)
+    splits = protocol_splits({"train": train, "test": test}, 0, dev_from_train=4)
+    assert len(splits["train"]) == 8 and len(splits["dev"]) == 4

@@ -5,7 +5,9 @@ directory each leaves."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 import yaml
 
 from promptmix.cli import main
@@ -97,3 +99,30 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "attempt", "--config", str(tmp_path / "bad.yaml")]) == 2
     err = capsys.readouterr().err
     assert "unknown key(s) ['warmup'] (did you mean warmup_steps, warmup_ratio?)" in err and "Traceback" not in err
+
+
+def test_pipeline_resume_finds_the_task_files_its_runs_keep(tmp_path, monkeypatch, clean_task_registry):
+    """The task names were checked before each stage's kept task files were registered, so a
+    resumed pipeline over a YAML task failed with 'unknown task' unless given --tasks-dir."""
+    from promptmix.training import pipeline as pipeline_module
+    from promptmix.training.pipeline import PipelineConfig, run_pipeline
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "example" / "tasks"
+    definition = yaml.safe_load((example / "headlines.yaml").read_text())
+    definition["data"]["files"] = {split: str(example / path) for split, path in definition["data"]["files"].items()}
+    kept = tmp_path / "pipe" / "pt" / "tasks"
+    kept.mkdir(parents=True)
+    (kept / "headlines.yaml").write_text(yaml.safe_dump(definition))
+    (tmp_path / "pt.yaml").write_text(yaml.safe_dump({"stage": "prompt-tuning", "data": {"tasks": ["headlines"]}}))
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump({"root": str(tmp_path / "pipe"),
+                                                            "stages": [{"name": "pt", "config": "pt.yaml"}]}))
+
+    class Checked(Exception):
+        pass
+
+    def stop(config):
+        raise Checked
+
+    monkeypatch.setattr(pipeline_module, "make_accelerator", stop)  # the names passed: stop before the backbone
+    with pytest.raises(Checked):
+        run_pipeline(PipelineConfig.load(tmp_path / "pipeline.yaml"), resume=True, echo=lambda *a: None)

@@ -159,3 +159,22 @@ def test_a_flipped_bit_in_a_checkpoint_file_is_refused_naming_it(tmp_path, file)
                                      "optimizer.json", "scheduler.json"}
     (path / file).write_bytes(original)  # put back: it loads again, equal to before
     assert torch.equal(load_checkpoint(path, 0)["trainable"]["a"], untouched["trainable"]["a"])
+
+
+def test_resume_recovers_each_per_task_best_a_kill_left_mid_swap(tmp_path):
+    """A resume recovered method/ and model/ but not best-per-task/<task>/ (eval.select
+    per-task): a kill between its renames left it missing, and the end of training failed."""
+    from types import SimpleNamespace
+
+    from promptmix.training.rundir import open_run_dir
+
+    run = tmp_path / "run"
+    best = run / "best-per-task"
+    for name, text in ((".rte.new.tmp", "new"), (".rte.old.tmp", "old"), ("cb", "cb"), (".cb.old.tmp", "stale")):
+        (best / name).mkdir(parents=True)
+        (best / name / "method.safetensors").write_text(text)
+    accelerator = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
+    open_run_dir(config("prompt-tuning", tmp_path / "model", tmp_path, data__tasks=["rte", "cb"]), run, True, accelerator)
+    assert (best / "rte" / "method.safetensors").read_text() == "new"  # the swap had committed
+    assert (best / "cb" / "method.safetensors").read_text() == "cb"
+    assert _hidden(best) == []

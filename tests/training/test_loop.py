@@ -299,3 +299,51 @@ def test_eval_select_per_task_keeps_each_targets_best_checkpoint(model_dirs, tmp
     assert stored["dev"] == {"sst2": {"score": 90.0}, "rte": {"score": 95.0}, "score": 92.5}
     assert stored["test"] == {"sst2": {"score": 1.0}, "rte": {"score": 2.0}, "score": 1.5}
     assert stored["extra"]["best_step_per_task"] == {"sst2": 2, "rte": 4} and result.dev["score"] == 92.5
+
+
+def test_a_nan_dev_value_never_replaces_a_tasks_best_under_per_task_selection():
+    """``value <= best`` is False for NaN, so a NaN replaced a finite per-task best."""
+    from types import SimpleNamespace
+
+    from promptmix.training.loop import _Run
+
+    saved = []
+    run = object.__new__(_Run)  # only what task_improved reads
+    run.job = SimpleNamespace(main_metrics={"rte": "accuracy", "cb": "accuracy"},
+                              on_task_best=lambda model, task, step, metrics: saved.append((task, step)))
+    run.acc = SimpleNamespace(is_main_process=True, unwrap_model=lambda m: m)
+    run.model, run.task_best, run.step = None, {}, 1
+    assert run.task_improved({"rte": {"accuracy": 0.5}, "cb": {"accuracy": float("nan")}})
+    run.step = 2
+    assert not run.task_improved({"rte": {"accuracy": float("nan")}, "cb": {"accuracy": float("inf")}})
+    assert run.task_best == {"rte": {"score": 0.5, "step": 1, "metrics": {"accuracy": 0.5}}}
+    assert saved == [("rte", 1)]
+
+
+def test_eval_select_per_task_scores_a_target_without_dev_values_with_the_runs_method(model_dirs, tmp_path, monkeypatch):
+    """Only targets with a per-task best were scored on test: one that never had a dev value got
+    no test score and the mean silently covered fewer tasks."""
+    from promptmix.loading import load_backbone
+    from promptmix.training import runs
+    from promptmix.training.data import load_tasks
+    from promptmix.training.runs import Context, make_accelerator, run_method
+    from promptmix.training.stages import _soft_prompt
+
+    cfg = config("prompt-tuning", model_dirs["t5"], tmp_path, data__tasks=["sst2", "rte"], data__multi_task=True,
+                 optim__max_steps=2, eval__every=2, eval__select="per-task")
+    ctx = Context(cfg, make_accelerator(cfg), load_backbone(model_dirs["t5"]))
+    data = load_tasks(cfg.data, ["sst2", "rte"])
+    tested = []
+
+    def fake_evaluate(model, tasks, split, task_ids, *args, **kwargs):
+        if split == "dev":  # rte's main metric never comes back (e.g. no dev value for it)
+            return {"sst2": {data["sst2"].task.main_metric: 80.0}, "score": 80.0}
+        tested.append(sorted(tasks))
+        out = {name: {tasks[name].task.main_metric: 1.0 if name == "sst2" else 3.0} for name in tasks}
+        return {**out, "score": 0.0}
+
+    monkeypatch.setattr(runs, "evaluate", fake_evaluate)
+    result = run_method(ctx, _soft_prompt(ctx, ["sst2", "rte"]), data, {"sst2": 0, "rte": 1}, tmp_path / "run")
+    assert tested == [["sst2"], ["rte"]]
+    assert result.test == {"sst2": {"score": 1.0}, "rte": {"score": 3.0}, "score": 2.0}
+    assert result.extra["test_with_method"] == ["rte"]

@@ -122,3 +122,33 @@ def test_a_run_given_relative_paths_is_evaluated_from_another_directory(model_di
     assert main(["eval", "--run", str(work / "run")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "recorded backbone 'tiny-t5-relative'" in err and "pass --backbone" in err, err
+
+
+def test_raising_max_steps_of_a_finished_run_that_cannot_go_on_is_refused(model_dirs, tmp_path, capsys):
+    """Before, an extension of a run stopped by eval.patience silently did nothing, and one whose
+    checkpoints were deleted started over at step 0 and overwrote method/ and results.json."""
+    import shutil
+
+    preset = _preset(tmp_path, model_dirs["t5"], **{"optim.max_steps": 2})
+    run = tmp_path / "run"
+    assert main(["train", "prompt-tuning", "--config", preset]) == 0
+    capsys.readouterr()
+    results = run / "results.json"
+    kept = {p: p.read_bytes() for p in [results, run / "config.yaml", run / "metrics.jsonl", run / "method" / "method.safetensors"]}
+    extend = ["train", "prompt-tuning", "--resume", "--run-dir", str(run), "--set", "optim.max_steps=4"]
+
+    stopped = json.loads(kept[results])
+    stopped["extra"]["early_stopped"] = True
+    results.write_text(json.dumps(stopped))
+    assert main(extend) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the backbone's loading bar
+    assert err.startswith("promptmix train: error:") and f"the run in {run} stopped early by eval.patience" in err, err
+    assert "raise eval.patience" in err
+    results.write_bytes(kept[results])
+
+    shutil.rmtree(run / "checkpoints")
+    assert main(extend) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("promptmix train: error:") and f"the finished run in {run} has no checkpoint left" in err, err
+    assert all(path.read_bytes() == data for path, data in kept.items())
+    assert main(["train", "prompt-tuning", "--resume", "--run-dir", str(run)]) == 0  # a plain resume still skips it

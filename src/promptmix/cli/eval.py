@@ -32,8 +32,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.split == "validation":
-        args.split = "dev"
     loaded = load_run_with_data(args.run, data_dir=args.data_dir, backbone=args.backbone)
     model = PromptedModel(loaded.backbone, loaded.method).eval()
     results = evaluate(model, loaded.tasks, args.split, loaded.task_ids(), loaded.config.eval,

@@ -312,14 +312,11 @@ class PromptLibrary:
         return not self.update_shipped and is_shipped(self.root)
 
     def tensor_path(self, name: str) -> Path:
-        """The tensor file of entry ``name``: the one its record names, else ``<name>.safetensors``."""
-        record_path = self.record_path(name)
-        if record_path.is_file():
-            try:
-                file = read_json(record_path).get("tensor_file")
-            except ValueError:
-                file = None
-            if isinstance(file, str) and file:
+        """The tensor file of entry ``name``: the one its record names (checked as :meth:`get`
+        checks it, so never a path out of the library), else ``<name>.safetensors``."""
+        if self.record_path(name).is_file():
+            file = self.get(name).tensor_file
+            if file:
                 return self.root / file
         return self.root / f"{name}.safetensors"
 

@@ -22,13 +22,17 @@ this way by :func:`promptmix.tasks.declared.load_task_file`. As in lm-eval:
 - ``output_type: multiple_choice`` with a fixed ``doc_to_choice`` list is a classification task
   over those words; per-record choices make a multiple-choice task (rank classification);
   ``generate_until`` generates the answer ``doc_to_target`` gives. The target is a choice's index
-  or text. ``loglikelihood`` tasks have no answer to train on and are refused.
+  or text; a rendered template that looks like a list (``"['Paris', 'paris']"``) is read as that
+  list of answers (``ast.literal_eval``, as lm-eval does). ``loglikelihood`` tasks have no answer to train on and are refused.
 - ``training_split`` (required: promptmix trains), ``validation_split`` and ``test_split`` name
   the dataset's splits; ``dataset_kwargs: {data_files: {split: file}}`` with ``dataset_path:
   json | csv | parquet`` reads local files (relative to the task file).
 - ``include: other.yaml`` (relative to the file) is read first and this file's keys override it.
 - ``description`` (text, or a Jinja template over the record) is put before every input; ``metric_list`` maps acc / acc_norm -> accuracy,
-  f1, mcc -> matthews_correlation, exact_match -> squad_em, bleu.
+  f1, mcc -> matthews_correlation, exact_match -> squad_em, bleu. An entry's other keys are
+  accepted where they leave the score as promptmix computes it (``aggregation: mean``,
+  ``higher_is_better: true``, ``ignore_case: false``, ...); ``ignore_case: true``,
+  ``regexes_to_ignore`` and any other key are refused by name.
 - Keys about few-shot prompting, decontamination, grouping and bookkeeping (``tag``,
   ``group``, ``metadata``, ``num_fewshot``, ``fewshot_split``, ``fewshot_config``,
   ``target_delimiter``, ``fewshot_delimiter``, ``should_decontaminate``,
@@ -51,6 +55,7 @@ from typing import Any
 
 import yaml
 
+from promptmix._yamlguard import YamlTooBigError, check_yaml
 from promptmix.tasks import declared
 from promptmix.tasks.base import Task
 from promptmix.tasks.declared import NAME, AnswerTask, DeclaredTask, reader_for_files
@@ -69,6 +74,9 @@ IGNORED = {"tag", "group", "metadata", "num_fewshot", "fewshot_split", "fewshot_
 MARKERS = {"task", "dataset_path", "doc_to_text", "doc_to_target", "doc_to_choice", "output_type", "include"}
 METRIC_NAMES = {"acc": "accuracy", "acc_norm": "accuracy", "f1": "f1", "mcc": "matthews_correlation",
                 "exact_match": "squad_em", "bleu": "bleu"}
+# metric_list keys besides ``metric`` and the values that leave promptmix's scoring as it is.
+METRIC_SETTINGS = {"aggregation": ("mean",), "higher_is_better": (True,), "ignore_case": (False,),
+                   "ignore_punctuation": (False,), "ignore_numbers": (False,), "regexes_to_ignore": (None, [])}
 LOCAL_BUILDERS = ("json", "csv", "parquet")  # dataset_path values whose data_files promptmix reads itself
 
 
@@ -219,6 +227,11 @@ class LmEvalTask:
         raw = self.target(record)
         if isinstance(raw, str):
             raw = raw.strip()
+            if self.target.template is not None and field not in record and len(raw) >= 2 and raw[0] == "[" and raw[-1] == "]":
+                try:  # lm-eval: a rendered target that looks like a list is that list (of answers)
+                    raw = ast.literal_eval(raw)
+                except (ValueError, SyntaxError, MemoryError, RecursionError):
+                    pass  # not a literal: the text itself, as lm-eval keeps it
         if isinstance(raw, list) and self.answers_field is not None:
             raw = [str(a).strip() for a in raw]
         return super().target_and_label({**record, self.label_field: raw})  # type: ignore[misc]
@@ -233,8 +246,13 @@ def read_include(data: dict[str, Any], directory: Path, error: Callable[[tuple, 
     path = (directory / str(data["include"])).resolve()
     if not path.is_file():
         raise error(("include",), f"no file {path}")
+    text = path.read_text(encoding="utf-8")
     try:
-        base = yaml.load(path.read_text(encoding="utf-8"), Loader=loader_for(path.parent))  # noqa: S506 - SafeLoader subclass
+        check_yaml(text, str(path))  # alias bombs, self-containing aliases, deep nesting: before building
+    except YamlTooBigError as err:
+        raise error(("include",), str(err)) from None
+    try:
+        base = yaml.load(text, Loader=loader_for(path.parent))  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as err:
         raise error(("include",), f"{path} is not valid YAML: {err}") from None
     if not isinstance(base, dict):
@@ -281,6 +299,15 @@ def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tup
         metric = entry.get("metric") if isinstance(entry, dict) else None
         if metric not in METRIC_NAMES:
             raise error(("metric_list", i), f"metric {metric!r}: promptmix maps {', '.join(METRIC_NAMES)}")
+        for key, value in entry.items():  # lm-eval's other keys: kept where they change nothing, else refused
+            if key == "metric":
+                continue
+            if key not in METRIC_SETTINGS:
+                raise error(("metric_list", i, key), f"{key} is not supported by promptmix in a metric_list entry "
+                                                     f"(it reads metric, {', '.join(METRIC_SETTINGS)})")
+            if value not in METRIC_SETTINGS[key]:
+                raise error(("metric_list", i, key), f"{key}: {value!r} changes how {metric} scores, which promptmix does "
+                                                     f"not do (it accepts {key}: {METRIC_SETTINGS[key][0]!r} or no {key})")
         mapped = METRIC_NAMES[metric]
         if mapped in ("f1", "matthews_correlation") and not fixed:
             raise error(("metric_list", i), f"{metric} needs a fixed doc_to_choice list")

@@ -111,7 +111,11 @@ def protocol_splits(raw: dict[str, list[Example]], seed: int, *, max_train: int 
         if dev_from_train >= len(train):
             raise ValueError(f"dev_from_train={dev_from_train}: cannot hold out {dev_from_train} of the "
                              f"{len(train)} training examples as dev")
-        train, dev = hold_out(train, dev_from_train, seed)
+        train, dev = hold_out(raw["train"], dev_from_train, seed)
+        if not train:  # hold_out takes whole groups: the last one may take the rest with it
+            raise ValueError(f"dev_from_train={dev_from_train}: holding out whole groups took all "
+                             f"{len(groups_of(raw['train']))} groups of the {len(raw['train'])} training examples, "
+                             "leaving none to train on; lower dev_from_train")
         test = raw["test"] if "test" in raw else raw["validation"]
     elif "test" in raw and "validation" in raw:
         dev, test = raw["validation"], raw["test"]

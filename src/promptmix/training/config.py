@@ -238,7 +238,7 @@ class EvalConfig:
         "checkpoint selection of a multi-task run: 'mean' keeps the checkpoint with the best dev mean over the targets "
         "(<run>/method); 'per-task' keeps, in addition, each target's own best checkpoint (<run>/best-per-task/<task>/, "
         "the whole method at that target's best step, shared parts included) and scores each target on test with it, "
-        "as training one run per target would", "mean")
+        "as training one run per target would (a target without a dev value: with <run>/method)", "mean")
     patience: int | None = _help(
         "stop training once this many dev evaluations in a row bring no new best (the dev curve has flattened); "
         "None: train to the end", None)

@@ -253,13 +253,13 @@ class _Run:
 
     def task_improved(self, metrics: dict[str, Any]) -> bool:
         """eval.select per-task: record (and have ``on_task_best`` save) each target whose main
-        metric beats its best so far; whether any did."""
+        metric beats its best so far (a non-finite value never does); whether any did."""
         improved = False
         for task, main in self.job.main_metrics.items():
             value = metrics.get(task, {}).get(main)
             best = self.task_best.get(task)
-            if value is None or (best is not None and value <= best["score"]):
-                continue
+            if value is None or not math.isfinite(value) or (best is not None and value <= best["score"]):
+                continue  # a NaN dev value compares False with everything: never a best, never replacing one
             self.task_best[task] = {"score": value, "step": self.step, "metrics": metrics[task]}
             improved = True
             if self.job.on_task_best is not None and self.acc.is_main_process:

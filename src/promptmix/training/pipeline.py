@@ -31,7 +31,7 @@ from typing import Any
 from promptmix._io import atomic_write_text
 from promptmix.training.config import TrainConfig
 from promptmix.training.configio import apply_overrides, read_yaml
-from promptmix.training.rundir import RunExistsError, StageResult, check_fresh
+from promptmix.training.rundir import RunExistsError, StageResult, check_fresh, register_run_tasks
 from promptmix.training.runs import load_backbone_for, make_accelerator
 from promptmix.training.stages import check_task_names, run_stage
 
@@ -140,6 +140,8 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, echo: Any = pr
                 raise RunExistsError(f"{config.root} already holds a run (stage {stage.name!r} in {stage_config.run.dir}); "
                                      "pass --resume to continue it or choose another --root") from None
     for stage_config in configs:
+        if resume:  # the task files each stage's run keeps: resuming needs no --tasks-dir (as run_stage does)
+            register_run_tasks(stage_config.run.dir)
         check_task_names(stage_config)
     accelerator = make_accelerator(configs[0])
     echo(f"loading backbone {configs[0].model.name} ...")

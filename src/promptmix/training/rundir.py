@@ -64,6 +64,7 @@ from promptmix.loading import ALIASES, load_backbone
 from promptmix.prompts import PromptMethod
 from promptmix.prompts.checkpoint import RECORD_FILE, SavedMethod, load_method, save_method
 from promptmix.prompts.router import PromptRouter
+from promptmix.training.checkpoint import latest_checkpoint
 from promptmix.training.config import TrainConfig, load_config
 from promptmix.tasks import load_task_dir
 from promptmix.tasks.declared import definition_text
@@ -200,12 +201,15 @@ class StageResult:
 
 
 # -- writing ----------------------------------------------------------------------------------
-def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: Any) -> Path:
+def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: Any, *, trains: bool = True) -> Path:
     """Create ``run_dir`` and write config.yaml; refuse to mix a fresh run into an old one.
 
     A resume checks the config against the run's config.yaml (:func:`read_run_config`) and
     leaves that file as it is, unless the resume raised optim.max_steps (then the file records
-    the new budget). Temporary files a killed invocation left at the top level are removed
+    the new budget), and finishes or rolls back a replacement of method/, model/ or a
+    best-per-task/<task>/ that a crash interrupted. In a directory the loop ``trains`` in (not the parent that only combines
+    per-task runs), a resume that changes optim.max_steps of a finished run must be able to
+    extend it (:func:`check_extension`). Temporary files a killed invocation left at the top level are removed
     (the caller holds the run's lock, :func:`run_lock`, so no writer is using them)."""
     check_fresh(run_dir, resume)
     saved_config = None
@@ -217,11 +221,15 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
         if changed:
             raise ValueError(f"--resume with a config that differs from {run_dir / CONFIG} in {changed}; "
                              "resume with the run's own config (only optim.max_steps may change, to extend the run)")
+        if trains and saved_config.optim.max_steps != config.optim.max_steps:
+            check_extension(run_dir, config.optim.max_steps)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume:  # finish or roll back a replacement of the best method a crash interrupted
             for kept in (METHOD, MODEL):
                 recover_directory(run_dir / kept, clean=True)
+            for kept in _per_task_directories(run_dir):  # eval.select per-task: each target's best method
+                recover_directory(kept, clean=True)
             for leftover in run_dir.glob(".*.tmp"):
                 if leftover.is_file():  # e.g. .training_curves.png.k3j2.tmp from a killed run
                     leftover.unlink(missing_ok=True)
@@ -231,6 +239,41 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
             atomic_write_text(run_dir / CONFIG, config_text(saved))
     accelerator.wait_for_everyone()
     return run_dir
+
+
+def _per_task_directories(run_dir: Path) -> list[Path]:
+    """``<run>/best-per-task/<task>`` of every task found there, as a directory or as the copies
+    a replacement goes through (``.<task>.new.tmp``, ``.<task>.old.tmp``)."""
+    parent = run_dir / PER_TASK
+    if not parent.is_dir():
+        return []
+    names = set()
+    for child in parent.iterdir():
+        swap = re.fullmatch(r"\.(.+)\.(?:new|old)\.tmp", child.name)
+        if swap:
+            names.add(swap[1])
+        elif not child.name.startswith(".") and child.is_dir():
+            names.add(child.name)
+    return [parent / name for name in sorted(names)]
+
+
+def check_extension(run_dir: Path, max_steps: int | None) -> None:
+    """Refuse a resume that raises a finished run's optim.max_steps to ``max_steps`` when the
+    run cannot go on: it stopped early by eval.patience (the loop would stop again at once), or
+    its checkpoints are gone (it would start over from a fresh prompt at step 0 and overwrite
+    method/, metrics.jsonl and results.json)."""
+    path = run_dir / RESULTS
+    if max_steps is None or not path.is_file():
+        return
+    result = StageResult(**read_json(path))
+    if not result.completed or max_steps <= result.steps:
+        return
+    if result.extra.get("early_stopped"):
+        raise ValueError(f"--resume with optim.max_steps={max_steps}: the run in {run_dir} stopped early by eval.patience "
+                         f"after {result.steps} steps; raise eval.patience to extend it")
+    if latest_checkpoint(run_dir / "checkpoints") is None:
+        raise ValueError(f"--resume with optim.max_steps={max_steps}: the finished run in {run_dir} has no checkpoint left "
+                         f"({run_dir / 'checkpoints'} is gone or empty), so it cannot be extended; train a new run instead")
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:

@@ -3,7 +3,8 @@
 ``run_method`` is the common path of every prompt stage: it builds the :class:`TrainingJob`,
 runs the loop, reloads the best method and scores it on test. With ``eval.select: per-task``
 a multi-task run also keeps each target's best method (``<run>/best-per-task/<task>``) and
-scores each target on test with its own.
+scores each target on test with its own; a target that never had a dev value is scored with
+``<run>/method`` instead, and results.json's ``extra.test_with_method`` names it.
 """
 
 from __future__ import annotations
@@ -120,6 +121,13 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
                 scored.update(evaluate(model, {name: tasks[name]}, "test", task_ids, config.eval, max_source_length(config),
                                        acc, show, predictions_dir=predictions))
                 scored.pop("score", None)
+            others = [name for name in tasks if name not in outcome.task_best and tasks[name].test]
+            if others:  # no dev value ever selected them: scored with the mean's best (<run>/method)
+                saver.load_into(model)
+                scored.update(evaluate(model, {name: tasks[name] for name in others}, "test", task_ids, config.eval,
+                                       max_source_length(config), acc, show, predictions_dir=predictions))
+                scored.pop("score", None)
+                result.extra = {**result.extra, "test_with_method": others}
             result.test = _mean(scored, tasks)
         saver.load_into(model)
     else:

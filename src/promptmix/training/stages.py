@@ -160,7 +160,7 @@ def _combine(ctx: Context, children: list[StageResult], run_dir: Path) -> StageR
                          trainable_parameters=sum(c.trainable_parameters for c in children),
                          seconds=sum(c.seconds for c in children), extra={"runs": [c.run_dir for c in children]})
     if done:
-        open_run_dir(ctx.config, run_dir, True, ctx.accelerator)
+        open_run_dir(ctx.config, run_dir, True, ctx.accelerator, trains=False)
         write_result(result, ctx.accelerator)
         write_card(run_dir, ctx.config, result, ctx.backbone, {}, ctx.accelerator)
     return result
