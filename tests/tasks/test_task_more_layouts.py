@@ -159,3 +159,16 @@ def test_dev_from_train_that_takes_every_group_is_refused():
         protocol_splits({"train": train, "test": test}, 0, dev_from_train=9)
     splits = protocol_splits({"train": train, "test": test}, 0, dev_from_train=4)
     assert len(splits["train"]) == 8 and len(splits["dev"]) == 4
+
+
+def test_a_training_split_alone_is_a_clear_error_or_holds_dev_out():
+    """Only a training split: without dev_from_train nothing can be evaluated (said in words, not
+    a TypeError from halving nothing); with it, dev is held out and test is empty."""
+    from promptmix.tasks import Example
+    from promptmix.tasks.splits import protocol_splits
+
+    train = [Example(source=f"x{i}", target="a", task="t", label="a") for i in range(10)]
+    with pytest.raises(ValueError, match="training split only"):
+        protocol_splits({"train": train}, 42)
+    splits = protocol_splits({"train": train}, 42, dev_from_train=3)
+    assert _sizes(splits) == {"train": 7, "dev": 3, "test": 0}

@@ -347,3 +347,16 @@ def test_eval_select_per_task_scores_a_target_without_dev_values_with_the_runs_m
     assert tested == [["sst2"], ["rte"]]
     assert result.test == {"sst2": {"score": 1.0}, "rte": {"score": 3.0}, "score": 2.0}
     assert result.extra["test_with_method"] == ["rte"]
+
+
+def test_a_nan_mean_dev_score_never_becomes_the_best(model_dirs, tmp_path):
+    """A NaN first dev score would beat nothing and block every later checkpoint: it is skipped."""
+    from promptmix.training.loop import train
+
+    cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path, optim__max_steps=3, eval__every=1)
+    scores = iter([float("nan"), 40.0, 30.0])
+    job.evaluate = lambda model: {"score": next(scores)}
+    kept = []
+    job.on_best = lambda model, step, metrics: kept.append(step)
+    result = train(job, cfg, tmp_path / "run", ctx.accelerator)
+    assert (result.best_score, result.best_step, kept) == (40.0, 2, [2])

@@ -107,6 +107,12 @@ def protocol_splits(raw: dict[str, list[Example]], seed: int, *, max_train: int 
             release's labelled test set, else its whole validation set.
     """
     train = raw["train"]
+    if "validation" not in raw and "test" not in raw and dev_from_train is None:
+        raise ValueError("the data has a training split only: give a validation or test split to evaluate on, "
+                         "or the task option dev_from_train to hold dev out of training (test is then empty)")
+    if dev_from_train is not None and "validation" not in raw and "test" not in raw:
+        train, dev = hold_out(train, dev_from_train, seed)
+        return {"train": cap(train, max_train, seed), "dev": list(dev), "test": []}
     if dev_from_train is not None:
         if dev_from_train >= len(train):
             raise ValueError(f"dev_from_train={dev_from_train}: cannot hold out {dev_from_train} of the "

@@ -287,7 +287,9 @@ class _Run:
         self.last_eval_step = self.step
         score = metrics.get("score")
         self.evals_since_best += 1
-        if score is not None and (self.best_score is None or score > self.best_score):
+        # A NaN score (a plugin's or lm-eval metric on a degenerate split) never becomes the best:
+        # nothing compares above NaN, so it would block every later checkpoint.
+        if score is not None and math.isfinite(score) and (self.best_score is None or score > self.best_score):
             self.best_score, self.best_step, self.best_metrics = score, self.step, metrics
             self.evals_since_best = 0
             if self.job.on_best is not None and self.acc.is_main_process:
