@@ -104,3 +104,17 @@ def test_a_resume_may_log_to_other_trackers_but_not_change_training():
     saved = {"run": {"log_with": None, "tensorboard": True}, "optim": {"lr": 0.3}}
     assert _differences(saved, {"run": {"log_with": ["wandb"], "tensorboard": False}, "optim": {"lr": 0.3}}) == []
     assert _differences(saved, {"run": {"log_with": None, "tensorboard": True}, "optim": {"lr": 0.1}}) == ["optim.lr"]
+
+
+def test_evaluation_draws_no_progress_bar_into_a_log_file(model_dirs, tmp_path, capsys):
+    """stderr is not a terminal under pytest: dev and test scoring write no tqdm redraws there."""
+    from promptmix.training.config import load_config
+    from promptmix.training.stages import run_stage
+
+    from trainhelpers import base_overrides
+
+    overrides = base_overrides(model_dirs["t5"], tmp_path, **{"data.tasks": ["rte"], "run.progress": True})
+    assert run_stage(load_config(None, overrides, stage="prompt-tuning")).completed
+    err = capsys.readouterr().err
+    assert "dev rte:" not in err and "test rte:" not in err  # tqdm's bars are "<split> <task>: NN%|..."
+    assert "rte dev at step 4: score" in err  # the loop's own plain line is there

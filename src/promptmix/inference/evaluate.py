@@ -24,6 +24,7 @@ scoring are the same evaluation, and inference imports nothing of :mod:`promptmi
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,10 @@ def evaluate(model: PromptedModel, tasks: dict[str, Any], split: str, task_ids: 
             if not examples:
                 continue
             mine = list(range(rank, len(examples), world))
-            with tqdm(total=len(mine), desc=f"{split} {name}", leave=False, disable=not (progress and rank == 0)) as bar:
+            # a bar only on a terminal: in a log file its \r redraws are noise (the training loop
+            # prints each dev score as a plain line there)
+            shown = progress and rank == 0 and sys.stderr.isatty()
+            with tqdm(total=len(mine), desc=f"{split} {name}", leave=False, disable=not shown) as bar:
                 texts = predict(model, data, [examples[i] for i in mine], task_ids[name], config, max_source_length(data), bar)
             predictions = _gather(list(zip(mine, texts)), len(examples), world)
             results[name] = data.task.compute_metrics(predictions, examples)
