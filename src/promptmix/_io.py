@@ -118,19 +118,25 @@ def _umask() -> int:
     return mask
 
 
+def _temp_beside(path: Path, kind: str) -> Path:
+    """A fresh temporary name next to ``path`` (its parent created); a full disk is one
+    StorageFullError naming the path and the free space."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _temp_name(path, kind)
+    except OSError as err:
+        if is_disk_full(err):
+            raise storage_full(path, err) from None
+        raise
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; write it inside the block. On a clean exit it
     is fsynced and renamed over ``path`` (replacing any old file); on an error it is deleted
     and ``path`` is unchanged. Parent directories are created."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_name(path, "file")
-    except OSError as err:
-        if is_disk_full(err):
-            raise storage_full(path, err) from None
-        raise
+    tmp = _temp_beside(path, "file")
     try:
         yield tmp
         _fsync_path(tmp)
@@ -224,13 +230,7 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_name(path, "dir")
-    except OSError as err:
-        if is_disk_full(err):
-            raise storage_full(path, err) from None
-        raise
+    tmp = _temp_beside(path, "dir")
     try:
         yield tmp
         for file in tmp.rglob("*"):
