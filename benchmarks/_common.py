@@ -44,8 +44,17 @@ def load_backbone(name: str) -> Backbone:
         from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
         torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=32128, hidden_size=32, intermediate_size=64, num_attention_heads=4,
-                             num_key_value_heads=2, num_hidden_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=1)
+        config = LlamaConfig(
+            vocab_size=32128,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            num_hidden_layers=2,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=1,
+        )
         return Backbone(LlamaForCausalLM(config).eval(), AutoTokenizer.from_pretrained(T5_TOKENIZER), name)
     if name in T5_SHAPES:
         from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
@@ -65,10 +74,12 @@ def load_backbone(name: str) -> Backbone:
 
 def machine_line() -> str:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     gpu = f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "; no GPU"
-    return (f"{now}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
-            f"torch {torch.__version__} threads {torch.get_num_threads()}{gpu}; load average (1/5/15 min) {load}")
+    return (
+        f"{now}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
+        f"torch {torch.__version__} threads {torch.get_num_threads()}{gpu}; load average (1/5/15 min) {load}"
+    )
 
 
 def interleaved_times(fns: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, list[float]]:

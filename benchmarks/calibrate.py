@@ -48,8 +48,9 @@ WARMUP_RATIO = 0.1
 PRESET = "prompt-tuning.yaml"
 
 
-def run_id(task: str, lr: float, init: str, seed: int) -> str:
-    return f"{task}/lr{lr:g}/{init}/seed{seed}"
+def run_id(task: str, lr: float, init: str, seed: int, steps: int = STEPS) -> str:
+    """The grid's runs are named by their cell; a longer (or shorter) run says its length too."""
+    return f"{task}/lr{lr:g}/{init}/seed{seed}" + ("" if steps == STEPS else f"/steps{steps}")
 
 
 def plan(args: argparse.Namespace) -> list[quality.Item]:
@@ -60,14 +61,37 @@ def plan(args: argparse.Namespace) -> list[quality.Item]:
     for priority, (seed, init) in enumerate((s, i) for s in args.seeds for i in args.inits):
         for lr in args.lrs:
             for task in args.tasks:
-                item_id = run_id(task, lr, init, seed)
+                item_id = run_id(task, lr, init, seed, args.steps)
                 overrides = {
-                    "data.tasks": [task], "data.max_dev_examples": args.dev_examples, "optim.lr": lr,
-                    "optim.max_steps": args.steps, "optim.warmup_ratio": WARMUP_RATIO, "method.prompt_tuning.init": init,
-                    "eval.every": args.eval_every, "eval.at_start": True, "eval.test": False, "run.seed": seed,
-                    "run.save_every": args.eval_every, "run.dir": str(out / "runs" / item_id.replace("/", "__"))}
-                items.append(quality.Item(item_id, priority, PRESET, overrides,
-                                          {"kind": "calibration", "task": task, "lr": lr, "init": init, "seed": seed}))
+                    "data.tasks": [task],
+                    "data.max_dev_examples": args.dev_examples,
+                    "optim.lr": lr,
+                    "optim.max_steps": args.steps,
+                    "optim.warmup_ratio": WARMUP_RATIO,
+                    "method.prompt_tuning.init": init,
+                    "eval.every": args.eval_every,
+                    "eval.at_start": True,
+                    "eval.test": False,
+                    "run.seed": seed,
+                    "run.save_every": args.eval_every,
+                    "run.dir": str(out / "runs" / item_id.replace("/", "__")),
+                }
+                items.append(
+                    quality.Item(
+                        item_id,
+                        priority,
+                        PRESET,
+                        overrides,
+                        {
+                            "kind": "calibration",
+                            "task": task,
+                            "lr": lr,
+                            "init": init,
+                            "seed": seed,
+                            "planned_steps": args.steps,
+                        },
+                    )
+                )
     return items
 
 
@@ -86,14 +110,22 @@ def summarize(args: argparse.Namespace, item: quality.Item, config: Any, result:
     prompt = load_method(run_dir / "method", backbone).task_prompt(task)
     token_norm = backbone.embeddings.detach().float().norm(dim=-1).mean().item()
     best_constant = best_constant_score(data, "dev")
-    return {"id": item.id, **item.info, "steps": result.steps, "best_step": result.best_step,
-            "best_dev": result.dev.get(task, {}).get(data.task.main_metric) if result.dev else None,
-            "majority_dev": majority_score(data, "dev"),
-            "best_constant_dev": best_constant[1] if best_constant else None,
-            "dev_examples": len(data.dev), "curve": quality.dev_curves(records, [task], main)[task],
-            "loss": [[r["step"], r["loss"]] for r in records if "loss" in r],
-            "prompt_row_norm": round(prompt.norm(dim=-1).mean().item(), 3), "token_row_norm": round(token_norm, 3),
-            "seconds": round(result.seconds, 1), "config": {k: v for k, v in item.overrides.items() if k != "run.dir"}}
+    return {
+        "id": item.id,
+        **item.info,
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "best_dev": result.dev.get(task, {}).get(data.task.main_metric) if result.dev else None,
+        "majority_dev": majority_score(data, "dev"),
+        "best_constant_dev": best_constant[1] if best_constant else None,
+        "dev_examples": len(data.dev),
+        "curve": quality.dev_curves(records, [task], main)[task],
+        "loss": [[r["step"], r["loss"]] for r in records if "loss" in r],
+        "prompt_row_norm": round(prompt.norm(dim=-1).mean().item(), 3),
+        "token_row_norm": round(token_norm, 3),
+        "seconds": round(result.seconds, 1),
+        "config": {k: v for k, v in item.overrides.items() if k != "run.dir"},
+    }
 
 
 def run_item(args: argparse.Namespace, item: quality.Item, config: Any, backbone: Any, accelerator: Any) -> None:
@@ -122,8 +154,10 @@ def pick(results: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any] | No
     worst task's gap to that task's best cell, then by the mean over tasks."""
     by_cell = cells(results)
     recipes = {(init, lr) for (_, init, lr) in by_cell}
-    best = {t: max((_mean([r["best_dev"] for r in rs]) for (task, _, _), rs in by_cell.items() if task == t), default=None)
-            for t in tasks}
+    best = {
+        t: max((_mean([r["best_dev"] for r in rs]) for (task, _, _), rs in by_cell.items() if task == t), default=None)
+        for t in tasks
+    }
     scored = []
     for init, lr in recipes:
         means = {t: _mean([r["best_dev"] for r in by_cell.get((t, init, lr), [])]) for t in tasks}
@@ -142,33 +176,47 @@ def report(args: argparse.Namespace) -> str:
     if not results:
         return f"no results in {args.results}"
     by_cell = cells(results)
-    lines = [f"# Calibration: prompt tuning on SmolLM2-135M-Instruct ({len(results)} of {len(plan(args))} runs)", "",
-             f"{args.steps} steps, batch 8, 16 vectors, {WARMUP_RATIO:.0%} warm-up then linear decay, dev "
-             f"{args.dev_examples} examples every {args.eval_every} steps and at step 0; best dev score (mean over "
-             "seeds, the seeds' values in brackets), and the best prompt's mean row norm.", ""]
+    lines = [
+        f"# Calibration: prompt tuning on SmolLM2-135M-Instruct ({len(results)} of {len(plan(args))} runs)",
+        "",
+        f"{args.steps} steps, batch 8, 16 vectors, {WARMUP_RATIO:.0%} warm-up then linear decay, dev "
+        f"{args.dev_examples} examples every {args.eval_every} steps and at step 0; best dev score (mean over "
+        "seeds, the seeds' values in brackets), and the best prompt's mean row norm.",
+        "",
+    ]
     for task in args.tasks:
         task_results = [r for r in results if r["task"] == task]
         if not task_results:
             continue
         first = task_results[0]
-        lines += [f"## {task}: dev majority class {first['majority_dev']:.1f}, best constant answer "
-                  f"{first['best_constant_dev']:.1f} ({first['dev_examples']} dev examples; token row norm "
-                  f"{first['token_row_norm']:.2f})", "", "| init | lr | best dev | best step | final dev | prompt row norm | seeds |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {task}: dev majority class {first['majority_dev']:.1f}, best constant answer "
+            f"{first['best_constant_dev']:.1f} ({first['dev_examples']} dev examples; token row norm "
+            f"{first['token_row_norm']:.2f})",
+            "",
+            "| init | lr | best dev | best step | final dev | prompt row norm | seeds |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for (t, init, lr), rs in sorted(by_cell.items(), key=lambda kv: (kv[0][1] != "vocab", kv[0][1], -kv[0][2])):
             if t != task:
                 continue
             best = [r["best_dev"] for r in rs]
             final = [r["curve"][-1][1] for r in rs if r["curve"]]
             seeds = ", ".join(f"{b:.1f}" for b in best)
-            lines.append(f"| {init} | {lr:g} | {_mean(best):.1f} ({seeds}) | {_mean([r['best_step'] for r in rs]):.0f} | "
-                         f"{_mean(final):.1f} | {_mean([r['prompt_row_norm'] for r in rs]):.1f} | {len(rs)} |")
+            lines.append(
+                f"| {init} | {lr:g} | {_mean(best):.1f} ({seeds}) | {_mean([r['best_step'] for r in rs]):.0f} | "
+                f"{_mean(final):.1f} | {_mean([r['prompt_row_norm'] for r in rs]):.1f} | {len(rs)} |"
+            )
         lines.append("")
     chosen = pick(results, args.tasks)
     if chosen:
         per_task = ", ".join(f"{t} {v:.1f} (best cell {chosen['best'][t]:.1f})" for t, v in chosen["means"].items())
         final = len(results) == len(plan(args))
-        label = "Pick" if final else f"Pick so far ({len(results)} of {len(plan(args))} runs; not final until the grid is complete)"
+        label = (
+            "Pick"
+            if final
+            else f"Pick so far ({len(results)} of {len(plan(args))} runs; not final until the grid is complete)"
+        )
         lines += [f"**{label}: init {chosen['init']}, lr {chosen['lr']:g}** — {per_task}.", ""]
     figure = plot_curves(args, results)
     if figure:
@@ -215,7 +263,9 @@ def plot_curves(args: argparse.Namespace, results: list[dict[str, Any]]) -> Path
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(REPO / "runs" / "calibration"), help="run directories and claims (resumable)")
-    p.add_argument("--results", default=None, help="one JSON per finished run (default: benchmarks/results/calibration)")
+    p.add_argument(
+        "--results", default=None, help="one JSON per finished run (default: benchmarks/results/calibration)"
+    )
     p.add_argument("--figures", default=None, help="where the curves go (default: docs/figures/calibration)")
     p.add_argument("--tasks", nargs="+", default=TASKS)
     p.add_argument("--lrs", type=float, nargs="+", default=LRS)
@@ -234,11 +284,30 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if (SHARED / "data").is_dir():
         args.common["data.data_dir"] = str(SHARED / "data")
     if args.smoke:
-        args.common.update({"model.name": "tiny", "data.max_source_length": 48, "data.max_train_examples": 32,
-                            "method.prompt_tuning.prompt_length": 4, "optim.batch_size": 4, "run.log_every": 1})
-        args.tasks, args.lrs, args.seeds, args.steps, args.eval_every, args.dev_examples = ["rte"], [0.3, 0.03], [42], 4, 2, 8
-    args.results = args.results or str(Path(args.out) / "results" if args.smoke else REPO / "benchmarks" / "results" / "calibration")
-    args.figures = args.figures or str(Path(args.out) / "figures" if args.smoke else REPO / "docs" / "figures" / "calibration")
+        args.common.update(
+            {
+                "model.name": "tiny",
+                "data.max_source_length": 48,
+                "data.max_train_examples": 32,
+                "method.prompt_tuning.prompt_length": 4,
+                "optim.batch_size": 4,
+                "run.log_every": 1,
+            }
+        )
+        args.tasks, args.lrs, args.seeds, args.steps, args.eval_every, args.dev_examples = (
+            ["rte"],
+            [0.3, 0.03],
+            [42],
+            4,
+            2,
+            8,
+        )
+    args.results = args.results or str(
+        Path(args.out) / "results" if args.smoke else REPO / "benchmarks" / "results" / "calibration"
+    )
+    args.figures = args.figures or str(
+        Path(args.out) / "figures" if args.smoke else REPO / "docs" / "figures" / "calibration"
+    )
     return args
 
 

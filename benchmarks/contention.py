@@ -52,14 +52,23 @@ def child(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         model(batch["input_ids"], batch["attention_mask"], batch["labels"], task_ids=task_ids).loss.backward()
         times.append(time.perf_counter() - start)
-    print(json.dumps({"seconds": statistics.median(times[1:]), "threads": torch.get_num_threads(),
-                      "wait_policy": os.environ.get("OMP_WAIT_POLICY")}))
+    print(
+        json.dumps(
+            {
+                "seconds": statistics.median(times[1:]),
+                "threads": torch.get_num_threads(),
+                "wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            }
+        )
+    )
 
 
 def measure(args: argparse.Namespace, first: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env["HF_HUB_OFFLINE"] = "1"
-    command = [sys.executable, __file__, "--child", "--first", first, "--steps", str(args.steps)] + (["--smoke"] if args.smoke else [])
+    command = [sys.executable, __file__, "--child", "--first", first, "--steps", str(args.steps)] + (
+        ["--smoke"] if args.smoke else []
+    )
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -94,11 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, by_load in results.items():
         idle, busy = by_load["idle"], by_load["beside a one-core burner"]
         ratio = busy["seconds"] / idle["seconds"]
-        print(f"{name:40s} {idle['threads']:7d} {idle['seconds']:8.3f} {busy['seconds']:8.3f} {ratio:8.2f}x  "
-              f"{'yes' if ratio <= 2.0 else 'no'}")
+        print(
+            f"{name:40s} {idle['threads']:7d} {idle['seconds']:8.3f} {busy['seconds']:8.3f} {ratio:8.2f}x  "
+            f"{'yes' if ratio <= 2.0 else 'no'}"
+        )
     base = results["OpenMP default (torch imported first)"]["idle"]["seconds"]
-    print(f"\npromptmix default idle step / OpenMP default idle step: "
-          f"{results['promptmix default (passive wait)']['idle']['seconds'] / base:.2f}x")
+    print(
+        f"\npromptmix default idle step / OpenMP default idle step: "
+        f"{results['promptmix default (passive wait)']['idle']['seconds'] / base:.2f}x"
+    )
     return 0
 
 

@@ -124,8 +124,11 @@ def run_task(backbone: Backbone, task: str, args: argparse.Namespace) -> dict[st
     out = {}
     for name, batches in policies.items():
         padded = sum(len(b) * (MAX_LENGTH if name == "pad-256" else int(lengths[b].max())) for b in batches)
-        out[name] = {"eps": done[name] / spent[name], "real": float(lengths.sum()) / padded,
-                     "encoder_tokens": padded + len(lengths) * args.prompt_length}
+        out[name] = {
+            "eps": done[name] / spent[name],
+            "real": float(lengths.sum()) / padded,
+            "encoder_tokens": padded + len(lengths) * args.prompt_length,
+        }
     out["_info"] = {"examples": len(rows), "mean_len": float(lengths.mean()), "max_len": int(lengths.max())}
     return out
 
@@ -135,17 +138,23 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     backbone = load_backbone(args.backbone)
     print(f"machine: {machine_line()}")
-    print(f"backbone {backbone.name} (d={backbone.hidden_size}), promptmix prompt tuning m={args.prompt_length}, "
-          f"batch {args.batch}, {args.batches} random batches of the epoch timed per policy, interleaved; eval mode")
+    print(
+        f"backbone {backbone.name} (d={backbone.hidden_size}), promptmix prompt tuning m={args.prompt_length}, "
+        f"batch {args.batch}, {args.batches} random batches of the epoch timed per policy, interleaved; eval mode"
+    )
     results = {task: run_task(backbone, task, args) for task in args.tasks}
-    print(f"\n{'task':<6}{'train ex':>9}{'mean len':>9}{'max len':>8}{'policy':>10}{'real tokens':>12}{'examples/s':>11}{'speed-up':>9}{'token bound':>12}")
+    print(
+        f"\n{'task':<6}{'train ex':>9}{'mean len':>9}{'max len':>8}{'policy':>10}{'real tokens':>12}{'examples/s':>11}{'speed-up':>9}{'token bound':>12}"
+    )
     for task, res in results.items():
         info = res.pop("_info")
         for name, r in res.items():
             speed = r["eps"] / res["pad-256"]["eps"]
             bound = res["pad-256"]["encoder_tokens"] / r["encoder_tokens"]
-            print(f"{task:<6}{info['examples']:>9}{info['mean_len']:>9.1f}{info['max_len']:>8}{name:>10}"
-                  f"{100 * r['real']:>11.1f}%{r['eps']:>11.2f}{speed:>8.2f}x{bound:>11.2f}x")
+            print(
+                f"{task:<6}{info['examples']:>9}{info['mean_len']:>9.1f}{info['max_len']:>8}{name:>10}"
+                f"{100 * r['real']:>11.1f}%{r['eps']:>11.2f}{speed:>8.2f}x{bound:>11.2f}x"
+            )
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -51,9 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED, interleaved_times, load_backbone, machine_line  # noqa: E402
 
 from promptmix.backbone import IGNORE_INDEX, Backbone, PromptedModel  # noqa: E402
-from promptmix.scoring import rank_classify, sequence_log_likelihoods  # noqa: E402
 from promptmix.prompts import SoftPrompt, SoftPromptConfig  # noqa: E402
 from promptmix.prompts.router import PromptRouter  # noqa: E402
+from promptmix.scoring import rank_classify, sequence_log_likelihoods  # noqa: E402
 from promptmix.tasks import Example, get_task  # noqa: E402
 
 PARTS = ("rank", "generate", "eval")
@@ -62,7 +62,9 @@ PARTS = ("rank", "generate", "eval")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny random Llama, few examples: seconds")
-    p.add_argument("--backbone", default=None, help="smollm2-135m (default), tiny-llama, tiny, t5-small, t5-base or a model name")
+    p.add_argument(
+        "--backbone", default=None, help="smollm2-135m (default), tiny-llama, tiny, t5-small, t5-base or a model name"
+    )
     p.add_argument("--parts", default=",".join(PARTS))
     p.add_argument("--tasks", default="mrpc,cb,rte", help="rank part: comma-separated tasks with label words")
     p.add_argument("--eval-task", default="mrpc", help="eval part: the task trained and scored")
@@ -131,8 +133,11 @@ def limit_batches(model: PromptedModel, candidates: list[list[dict]], batches: l
             embeds = backbone.model.get_input_embeddings()(data["input_ids"])
             embeds = torch.cat([prompt.expand(len(batch), m, -1), embeds], dim=1)
             mask = torch.cat([torch.ones(len(batch), m, dtype=torch.long), data["attention_mask"]], dim=1)
-            labels = data["labels"] if backbone.is_encoder_decoder else torch.cat(
-                [torch.full((len(batch), m), IGNORE_INDEX), data["labels"]], dim=1)
+            labels = (
+                data["labels"]
+                if backbone.is_encoder_decoder
+                else torch.cat([torch.full((len(batch), m), IGNORE_INDEX), data["labels"]], dim=1)
+            )
             prepared.append((embeds, mask, labels))
 
     @torch.no_grad()
@@ -141,19 +146,25 @@ def limit_batches(model: PromptedModel, candidates: list[list[dict]], batches: l
             if backbone.is_encoder_decoder:
                 backbone.model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False)
                 continue
-            hidden = backbone.model.base_model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
+            hidden = backbone.model.base_model(
+                inputs_embeds=embeds, attention_mask=mask, use_cache=False
+            ).last_hidden_state
             backbone.model.get_output_embeddings()(hidden[:, :-1][labels[:, 1:] != IGNORE_INDEX])
 
     return run
 
 
-def rank_variants(model: PromptedModel, task: str, examples: list[Example], args: argparse.Namespace) -> dict[str, Callable[[], None]]:
+def rank_variants(
+    model: PromptedModel, task: str, examples: list[Example], args: argparse.Namespace
+) -> dict[str, Callable[[], None]]:
     backbone, words = model.backbone, get_task(task).label_words
     task_id = model.method.task_id(task)
-    candidates = [[backbone.encode(ex.source, w, max_source_length=args.max_source_length) for w in words] for ex in examples]
+    candidates = [
+        [backbone.encode(ex.source, w, max_source_length=args.max_source_length) for w in words] for ex in examples
+    ]
     arrival = [list(range(s, min(s + args.batch, len(examples)))) for s in range(0, len(examples), args.batch)]
     order = sorted(range(len(examples)), key=lambda i: len(candidates[i][0]["input_ids"]))
-    grouped = [order[s:s + args.batch] for s in range(0, len(order), args.batch)]
+    grouped = [order[s : s + args.batch] for s in range(0, len(order), args.batch)]
 
     @torch.no_grad()
     def full_rows() -> None:
@@ -172,15 +183,19 @@ def rank_variants(model: PromptedModel, task: str, examples: list[Example], args
 def rank_part(backbone: Backbone, args: argparse.Namespace) -> None:
     model = PromptedModel(backbone, random_prompts(backbone, args.tasks, args.prompt_length)).eval()
     print(f"\nrank classification, examples/s (median / fastest of {args.repeats}), batch {args.batch}")
-    print(f"{'task':<6}{'words':>6}{'examples':>9}{'full-rows':>16}{'shared':>16}{'limit':>16}"
-          f"{'shared/full':>13}{'shared/limit':>14}")
+    print(
+        f"{'task':<6}{'words':>6}{'examples':>9}{'full-rows':>16}{'shared':>16}{'limit':>16}"
+        f"{'shared/full':>13}{'shared/limit':>14}"
+    )
     for task in args.tasks:
         examples = split(args, task, "dev", args.examples)
         t = timed(rank_variants(model, task, examples, args), args)
         rate = {k: (len(examples) / v[0], len(examples) / v[1]) for k, v in t.items()}
         cells = "".join(f"{rate[k][0]:8.2f} /{rate[k][1]:6.2f}" for k in ("full-rows", "shared", "limit"))
-        print(f"{task:<6}{len(get_task(task).label_words):>6}{len(examples):>9}{cells}"
-              f"{rate['shared'][0] / rate['full-rows'][0]:>12.2f}x{rate['shared'][0] / rate['limit'][0]:>13.2f}x")
+        print(
+            f"{task:<6}{len(get_task(task).label_words):>6}{len(examples):>9}{cells}"
+            f"{rate['shared'][0] / rate['full-rows'][0]:>12.2f}x{rate['shared'][0] / rate['limit'][0]:>13.2f}x"
+        )
 
 
 # -- generation --------------------------------------------------------------------------------
@@ -192,28 +207,44 @@ def generate_part(backbone: Backbone, args: argparse.Namespace) -> None:
     right = backbone.pad([{"input_ids": x} for x in ids])
     task_ids = torch.arange(len(ids)) % 2  # both prompts in the batch
     with torch.no_grad():
-        embeds, mask, _, _ = model._prompted_inputs(right["input_ids"], right["attention_mask"], task_ids, None,
-                                                    pads_first=not backbone.is_encoder_decoder)
+        embeds, mask, _, _ = model._prompted_inputs(
+            right["input_ids"], right["attention_mask"], task_ids, None, pads_first=not backbone.is_encoder_decoder
+        )
     if backbone.is_encoder_decoder:
         plain = right
     else:  # HF decoder-only generation wants pads first
         width = right["input_ids"].shape[1]
-        plain = {"input_ids": torch.stack([torch.roll(r, width - int(m.sum())) for r, m in zip(right["input_ids"], right["attention_mask"])]),
-                 "attention_mask": torch.stack([torch.roll(m, width - int(m.sum())) for m in right["attention_mask"]])}
+        plain = {
+            "input_ids": torch.stack(
+                [torch.roll(r, width - int(m.sum())) for r, m in zip(right["input_ids"], right["attention_mask"])]
+            ),
+            "attention_mask": torch.stack([torch.roll(m, width - int(m.sum())) for m in right["attention_mask"]]),
+        }
     k = args.new_tokens
-    common = {"do_sample": False, "max_new_tokens": k, "min_new_tokens": k, "pad_token_id": backbone.tokenizer.pad_token_id}
+    common = {
+        "do_sample": False,
+        "max_new_tokens": k,
+        "min_new_tokens": k,
+        "pad_token_id": backbone.tokenizer.pad_token_id,
+    }
     fns = {
-        "promptmix": lambda: model.generate(right["input_ids"], right["attention_mask"], task_ids, max_new_tokens=k, min_new_tokens=k),
+        "promptmix": lambda: model.generate(
+            right["input_ids"], right["attention_mask"], task_ids, max_new_tokens=k, min_new_tokens=k
+        ),
         "hf-plain": lambda: backbone.model.generate(**plain, **common),
         "hf-embeds": lambda: backbone.model.generate(inputs_embeds=embeds, attention_mask=mask, **common),
     }
     with torch.no_grad():
         t = timed(fns, args)
     tokens = len(ids) * k
-    print(f"\ngreedy generation, batch {len(ids)} x {k} new tokens, prompt {args.prompt_length} (tokens/s, median / fastest)")
+    print(
+        f"\ngreedy generation, batch {len(ids)} x {k} new tokens, prompt {args.prompt_length} (tokens/s, median / fastest)"
+    )
     for name, (med, best) in t.items():
-        print(f"  {name:<10}{tokens / med:9.1f} /{tokens / best:7.1f}   promptmix vs this: "
-              f"{t[name][0] / t['promptmix'][0]:.2f}x (median), {t[name][1] / t['promptmix'][1]:.2f}x (fastest)")
+        print(
+            f"  {name:<10}{tokens / med:9.1f} /{tokens / best:7.1f}   promptmix vs this: "
+            f"{t[name][0] / t['promptmix'][0]:.2f}x (median), {t[name][1] / t['promptmix'][1]:.2f}x (fastest)"
+        )
 
 
 # -- evaluation inside training ----------------------------------------------------------------
@@ -222,8 +253,10 @@ def old_predict(model: PromptedModel, task, examples: list[Example], args: argpa
     order, every label word of every example scored as a full row."""
     words, out = task.label_words, []
     for start in range(0, len(examples), args.eval_batch):
-        chunk = examples[start:start + args.eval_batch]
-        rows = [model.backbone.encode(ex.source, w, max_source_length=args.max_source_length) for ex in chunk for w in words]
+        chunk = examples[start : start + args.eval_batch]
+        rows = [
+            model.backbone.encode(ex.source, w, max_source_length=args.max_source_length) for ex in chunk for w in words
+        ]
         ll, _, _ = sequence_log_likelihoods(model, rows, torch.zeros(len(rows), dtype=torch.long))
         out += [words[int(i)] for i in ll.view(len(chunk), len(words)).argmax(dim=1)]
     return out
@@ -237,31 +270,47 @@ def eval_part(backbone: Backbone, args: argparse.Namespace) -> None:
     task = get_task(args.eval_task)
     model = PromptedModel(backbone, random_prompts(backbone, [task.name], args.prompt_length)).eval()
     train, dev = split(args, task.name, "train", args.train_batch), split(args, task.name, "dev", args.dev_examples)
-    feats = [backbone.encode(ex.source, ex.target, max_source_length=args.max_source_length, max_target_length=8) for ex in train]
+    feats = [
+        backbone.encode(ex.source, ex.target, max_source_length=args.max_source_length, max_target_length=8)
+        for ex in train
+    ]
     batch = backbone.pad(feats)
     optimizer = torch.optim.AdamW(model.method.parameters(), lr=0.3)
 
     def train_step() -> None:  # the loop's step: forward + backward + AdamW, frozen backbone in eval mode
-        model(batch["input_ids"], batch["attention_mask"], batch["labels"], torch.zeros(len(train), dtype=torch.long)).loss.backward()
+        model(
+            batch["input_ids"], batch["attention_mask"], batch["labels"], torch.zeros(len(train), dtype=torch.long)
+        ).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     data, config = TaskData(task, train, dev, []), EvalConfig(scoring="rank", batch_size=args.eval_batch)
-    t = timed({"train step": train_step,
-               "dev, old": torch.no_grad()(lambda: old_predict(model, task, dev, args)),
-               "dev, now": lambda: evaluation.predict(model, data, dev, 0, config, args.max_source_length)}, args)
+    t = timed(
+        {
+            "train step": train_step,
+            "dev, old": torch.no_grad()(lambda: old_predict(model, task, dev, args)),
+            "dev, now": lambda: evaluation.predict(model, data, dev, 0, config, args.max_source_length),
+        },
+        args,
+    )
     evals = max(1, args.steps // args.eval_every)
-    print(f"\nevaluation inside training: {task.name}, {args.steps} steps of batch {args.train_batch}, {len(dev)} dev "
-          f"examples scored {evals} times (every {args.eval_every} steps), eval batch {args.eval_batch}")
+    print(
+        f"\nevaluation inside training: {task.name}, {args.steps} steps of batch {args.train_batch}, {len(dev)} dev "
+        f"examples scored {evals} times (every {args.eval_every} steps), eval batch {args.eval_batch}"
+    )
     for name, (med, best) in t.items():
         print(f"  {name:<11}{med:8.2f} s median {best:8.2f} s fastest")
     train_s = args.steps * t["train step"][0]
     for name in ("dev, old", "dev, now"):
         dev_s = evals * t[name][0]
-        print(f"  run with {name[5:]:<4} scoring: {train_s + dev_s:8.0f} s, evaluation {100 * dev_s / (train_s + dev_s):5.1f}% of it")
-    print(f"  dev pass now vs old: {t['dev, old'][0] / t['dev, now'][0]:.2f}x faster (median), "
-          f"{t['dev, old'][1] / t['dev, now'][1]:.2f}x (fastest); whole run "
-          f"{(train_s + evals * t['dev, old'][0]) / (train_s + evals * t['dev, now'][0]):.2f}x faster")
+        print(
+            f"  run with {name[5:]:<4} scoring: {train_s + dev_s:8.0f} s, evaluation {100 * dev_s / (train_s + dev_s):5.1f}% of it"
+        )
+    print(
+        f"  dev pass now vs old: {t['dev, old'][0] / t['dev, now'][0]:.2f}x faster (median), "
+        f"{t['dev, old'][1] / t['dev, now'][1]:.2f}x (fastest); whole run "
+        f"{(train_s + evals * t['dev, old'][0]) / (train_s + evals * t['dev, now'][0]):.2f}x faster"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,8 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     backbone = load_backbone(args.backbone)
     print(f"machine: {machine_line()}")
-    print(f"backbone {backbone.name} (d={backbone.hidden_size}), prompt length {args.prompt_length}, inputs cut at "
-          f"{args.max_source_length} tokens; {args.warmup} warm-up + {args.repeats} timed rounds, variants interleaved")
+    print(
+        f"backbone {backbone.name} (d={backbone.hidden_size}), prompt length {args.prompt_length}, inputs cut at "
+        f"{args.max_source_length} tokens; {args.warmup} warm-up + {args.repeats} timed rounds, variants interleaved"
+    )
     parts = {"rank": rank_part, "generate": generate_part, "eval": eval_part}
     for name in args.parts:
         parts[name](backbone, args)

@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     m, r = args.prompt_length, args.attn_dim
     print(f"trainable parameters per task (total / tasks), m = l = {m}, ATTEMPT r = {r}, MPT rank 1")
-    print(f"{'method':<22}" + "".join(f"{f'{k} d={d}':>18}" for k, d in WIDTHS.items()) + f"{'paper (base)':>14}{'built = formula':>17}")
+    print(
+        f"{'method':<22}"
+        + "".join(f"{f'{k} d={d}':>18}" for k, d in WIDTHS.items())
+        + f"{'paper (base)':>14}{'built = formula':>17}"
+    )
     for label, method, kwargs, paper in ROWS:
         counts = [count_parameters(method, d, m, attn_dim=r, **kwargs) for d in WIDTHS.values()]
         built = build(method, WIDTHS["t5-base"], m, r, kwargs.get("num_tasks", 1)).num_trainable_parameters()

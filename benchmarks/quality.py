@@ -65,8 +65,11 @@ PROBE_STEPS = 30  # SPoT-targeted's probe run on the target (the paper's 5-20 ep
 # label -> (preset, overrides, multi-task); "{sources}" and "{mpt:<init>}" are filled in by the plan
 METHODS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "prompt tuning": ("prompt-tuning.yaml", {}, False),
-    "SPoT-targeted": ("prompt-tuning.yaml", {"library.init_from": "auto", "library.sources": "{sources}",
-                                             "library.probe_steps": PROBE_STEPS}, False),
+    "SPoT-targeted": (
+        "prompt-tuning.yaml",
+        {"library.init_from": "auto", "library.sources": "{sources}", "library.probe_steps": PROBE_STEPS},
+        False,
+    ),
     "ATTEMPT": ("attempt.yaml", {"library.sources": "{sources}", "library.init_from": INIT_FROM}, False),
     "ATTEMPT-m": ("attempt.yaml", {"library.sources": "{sources}", "library.init_from": INIT_FROM}, True),
     "MPT": ("mpt-target.yaml", {"library.mpt_source": "{mpt:vocab}"}, False),
@@ -119,13 +122,30 @@ def plan(args: argparse.Namespace) -> list[Item]:
     out = Path(args.out)
     # only the distillations that the chosen methods start from, less one given by --mpt-source
     given = {"vocab": args.mpt_source} if args.mpt_source else {}
-    inits = [i for i in MPT_INITS if i not in given and any(f"{{mpt:{i}}}" in ALL_METHODS[m][1].values() for m in args.methods)]
-    items = [Item(f"mpt-source/{init}", 0, "mpt-source.yaml",
-                  {"library.sources": args.sources, "method.mpt.init": init, "optim.max_steps": args.distill_steps,
-                   "run.dir": str(out / "runs" / f"mpt-source-{init}")},
-                  {"kind": "mpt-source", "init": init}) for init in inits]
-    fill = {"{sources}": args.sources,
-            **{f"{{mpt:{i}}}": given.get(i) or str(out / "runs" / f"mpt-source-{i}") for i in MPT_INITS}}
+    inits = [
+        i
+        for i in MPT_INITS
+        if i not in given and any(f"{{mpt:{i}}}" in ALL_METHODS[m][1].values() for m in args.methods)
+    ]
+    items = [
+        Item(
+            f"mpt-source/{init}",
+            0,
+            "mpt-source.yaml",
+            {
+                "library.sources": args.sources,
+                "method.mpt.init": init,
+                "optim.max_steps": args.distill_steps,
+                "run.dir": str(out / "runs" / f"mpt-source-{init}"),
+            },
+            {"kind": "mpt-source", "init": init},
+        )
+        for init in inits
+    ]
+    fill = {
+        "{sources}": args.sources,
+        **{f"{{mpt:{i}}}": given.get(i) or str(out / "runs" / f"mpt-source-{i}") for i in MPT_INITS},
+    }
     for regime in args.regimes:
         k, phase = REGIMES[regime], "few" if REGIMES[regime] else "full"
         for seed in args.seeds:
@@ -136,15 +156,41 @@ def plan(args: argparse.Namespace) -> list[Item]:
                     steps = args.steps[phase] * len(tasks)
                     item_id = f"{regime}/{tasks[0] if len(tasks) == 1 else 'all'}/{slug(label)}/seed{seed}"
                     values = {key: fill.get(v, v) if isinstance(v, str) else v for key, v in overrides.items()}
-                    needs = [f"mpt-source/{v[5:-1]}" for v in overrides.values()
-                             if isinstance(v, str) and v.startswith("{mpt:") and v[5:-1] not in given]
-                    values.update({
-                        "data.tasks": tasks, "data.multi_task": multi, "data.few_shot_k": k, "data.few_shot_seed": seed,
-                        "optim.max_steps": steps, "eval.every": args.eval_every[phase] * len(tasks), "run.seed": seed,
-                        "run.dir": str(out / "runs" / item_id.replace("/", "__"))})
-                    items.append(Item(item_id, _priority(regime, label), preset, values,
-                                      {"kind": "target", "regime": regime, "k": k, "tasks": tasks, "method": label,
-                                       "seed": seed, "steps_per_task": args.steps[phase]}, needs))
+                    needs = [
+                        f"mpt-source/{v[5:-1]}"
+                        for v in overrides.values()
+                        if isinstance(v, str) and v.startswith("{mpt:") and v[5:-1] not in given
+                    ]
+                    values.update(
+                        {
+                            "data.tasks": tasks,
+                            "data.multi_task": multi,
+                            "data.few_shot_k": k,
+                            "data.few_shot_seed": seed,
+                            "optim.max_steps": steps,
+                            "eval.every": args.eval_every[phase] * len(tasks),
+                            "run.seed": seed,
+                            "run.dir": str(out / "runs" / item_id.replace("/", "__")),
+                        }
+                    )
+                    items.append(
+                        Item(
+                            item_id,
+                            _priority(regime, label),
+                            preset,
+                            values,
+                            {
+                                "kind": "target",
+                                "regime": regime,
+                                "k": k,
+                                "tasks": tasks,
+                                "method": label,
+                                "seed": seed,
+                                "steps_per_task": args.steps[phase],
+                            },
+                            needs,
+                        )
+                    )
     return sorted(items, key=lambda item: (item.priority, item.info.get("seed", 0), item.id))
 
 
@@ -210,13 +256,24 @@ def summarize(args: argparse.Namespace, item: Item, config: Any, result: Any, ba
     tasks = list(result.tasks)
     data = load_tasks(config.data, tasks) if item.info["kind"] == "target" else {}
     main = {t: data[t].task.main_metric for t in data} if data else {t: "score" for t in tasks}
-    summary = {"id": item.id, **item.info, "completed": result.completed, "steps": result.steps,
-               "best_step": result.best_step, "seconds": round(result.seconds, 1), "scoring": config.eval.scoring,
-               "library": str(config.library.root),
-               "trainable_parameters": result.trainable_parameters, "dev": result.dev, "test": result.test,
-               "train_examples": {t: len(d.train) for t, d in data.items()}, "main_metric": main,
-               "majority_test": majority_floor(config.data, tasks) if data else {},
-               "curves": dev_curves(records, tasks, main), "extra": _jsonable(result.extra)}
+    summary = {
+        "id": item.id,
+        **item.info,
+        "completed": result.completed,
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "seconds": round(result.seconds, 1),
+        "scoring": config.eval.scoring,
+        "library": str(config.library.root),
+        "trainable_parameters": result.trainable_parameters,
+        "dev": result.dev,
+        "test": result.test,
+        "train_examples": {t: len(d.train) for t, d in data.items()},
+        "main_metric": main,
+        "majority_test": majority_floor(config.data, tasks) if data else {},
+        "curves": dev_curves(records, tasks, main),
+        "extra": _jsonable(result.extra),
+    }
     if args.set:
         summary["set"] = args.set  # the run is not the study's preset: say how
     if item.info["kind"] == "mpt-source":
@@ -317,8 +374,9 @@ def waits_on_elsewhere(args: argparse.Namespace, items: list[Item]) -> bool:
     return bool(blocked - running)
 
 
-def work(args: argparse.Namespace, items: list[Item] | None = None, run: Any = None, *,
-         backbone: Any = None) -> list[str]:
+def work(
+    args: argparse.Namespace, items: list[Item] | None = None, run: Any = None, *, backbone: Any = None
+) -> list[str]:
     """Run items (the study's :func:`plan`, or another script's) until none is left that this
     worker can take; return the ids that failed. ``run(args, item, config, backbone,
     accelerator)`` runs one (default :func:`run_item`).
@@ -352,8 +410,9 @@ def work(args: argparse.Namespace, items: list[Item] | None = None, run: Any = N
             release(args, item)
 
 
-def run_item(args: argparse.Namespace, item: Item, config: Any, backbone: Any, accelerator: Any, *,
-             summary_of: Any = None) -> None:
+def run_item(
+    args: argparse.Namespace, item: Item, config: Any, backbone: Any, accelerator: Any, *, summary_of: Any = None
+) -> None:
     """Run one item to the end (resuming its run directory) and write its summary."""
     from promptmix._io import atomic_write_text
     from promptmix.training.stages import run_stage
@@ -364,8 +423,10 @@ def run_item(args: argparse.Namespace, item: Item, config: Any, backbone: Any, a
     if result.completed:
         summary = (summary_of or summarize)(args, item, config, result, backbone)
         atomic_write_text(result_path(args, item), json.dumps(summary, indent=1) + "\n")
-    print(f"[{os.getpid()}] {item.id}: {'done' if result.completed else 'STOPPED'} in {time.monotonic() - started:.0f} s",
-          flush=True)
+    print(
+        f"[{os.getpid()}] {item.id}: {'done' if result.completed else 'STOPPED'} in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
 
 
 def spawn_workers(args: argparse.Namespace, argv: list[str], script: str = __file__) -> int:
@@ -379,36 +440,65 @@ def spawn_workers(args: argparse.Namespace, argv: list[str], script: str = __fil
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(REPO / "runs" / "transfer"), help="run directories and claims (resumable)")
-    p.add_argument("--results", default=None, help="one JSON per finished run (default: benchmarks/results/transfer; "
-                                                   "with --smoke: <out>/results)")
+    p.add_argument(
+        "--results",
+        default=None,
+        help="one JSON per finished run (default: benchmarks/results/transfer; with --smoke: <out>/results)",
+    )
     p.add_argument("--figures", default=None, help="where the report's PNGs go (default: docs/figures/transfer)")
     p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     p.add_argument("--targets", nargs="+", default=TARGETS)
     p.add_argument("--sources", nargs="+", default=SOURCES, help="library entries used as sources")
-    p.add_argument("--library", default=str(LIBRARY), metavar="ROOT",
-                   help="prompt library the sources come from (default: the study's own, benchmarks/results/transfer/"
-                        "library); run IDs do not name it, so give another library its own --out and --results")
+    p.add_argument(
+        "--library",
+        default=str(LIBRARY),
+        metavar="ROOT",
+        help="prompt library the sources come from (default: the study's own, benchmarks/results/transfer/"
+        "library); run IDs do not name it, so give another library its own --out and --results",
+    )
     p.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
-    p.add_argument("--methods", nargs="+", default=list(METHODS), metavar="LABEL",
-                   help=f"of: {', '.join(METHODS)} (default: all of these); and the references that train the backbone, "
-                        f"only when named: {', '.join(REFERENCES)}")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        metavar="LABEL",
+        help=f"of: {', '.join(METHODS)} (default: all of these); and the references that train the backbone, "
+        f"only when named: {', '.join(REFERENCES)}",
+    )
     p.add_argument("--few-steps", type=int, default=STEPS["few"], help="target steps per task, few-shot")
     p.add_argument("--full-steps", type=int, default=STEPS["full"], help="target steps per task, full data")
-    p.add_argument("--eval-at-start", action="store_true",
-                   help="also score dev before the first target step (each method's head start, measured)")
+    p.add_argument(
+        "--eval-at-start",
+        action="store_true",
+        help="also score dev before the first target step (each method's head start, measured)",
+    )
     p.add_argument("--distill-steps", type=int, default=300, help="MPT distillation steps")
-    p.add_argument("--mpt-source", default=None, metavar="DIR",
-                   help="adapt MPT and MPT-m from this finished distillation of --sources (vocabulary start) instead "
-                        "of distilling one into --out, e.g. promptmix:smollm2-135m/mpt-source (checked against --sources)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field of every run, applied last, e.g. --set optim.lr=0.03 (repeatable; "
-                        "run IDs do not name it, so give such a study its own --out and --results)")
+    p.add_argument(
+        "--mpt-source",
+        default=None,
+        metavar="DIR",
+        help="adapt MPT and MPT-m from this finished distillation of --sources (vocabulary start) instead "
+        "of distilling one into --out, e.g. promptmix:smollm2-135m/mpt-source (checked against --sources)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field of every run, applied last, e.g. --set optim.lr=0.03 (repeatable; "
+        "run IDs do not name it, so give such a study its own --out and --results)",
+    )
     p.add_argument("--workers", type=int, default=0, help="worker processes (0: run in this process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--report", action="store_true", help="only build the tables and figures from --results")
-    p.add_argument("--baseline", default=None, metavar="DIR",
-                   help="with --report: prompt tuning's results (it reads no source library) from DIR where --results "
-                        "lacks them, e.g. the main study's for a study on another --library")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="DIR",
+        help="with --report: prompt tuning's results (it reads no source library) from DIR where --results "
+        "lacks them, e.g. the main study's for a study on another --library",
+    )
     p.add_argument("--smoke", action="store_true", help="a tiny random T5, 2 sources, 1 target, k = 4, 1 seed, 2 steps")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -428,16 +518,31 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.common["eval.at_start"] = True
     args.common["library.root"] = args.library  # --smoke replaces it with its own tiny-T5 library
     if args.smoke:
-        args.common.update({"model.name": "tiny", "data.max_source_length": 48, "data.max_train_examples": 32,
-                            "data.max_dev_examples": 8, "data.max_test_examples": 8, "method.prompt_tuning.prompt_length": 4,
-                            "method.attempt.attn_dim": 8, "optim.batch_size": 4, "run.save_every": 1, "run.log_every": 1,
-                            "library.root": str(Path(args.out) / "prompts")})
+        args.common.update(
+            {
+                "model.name": "tiny",
+                "data.max_source_length": 48,
+                "data.max_train_examples": 32,
+                "data.max_dev_examples": 8,
+                "data.max_test_examples": 8,
+                "method.prompt_tuning.prompt_length": 4,
+                "method.attempt.attn_dim": 8,
+                "optim.batch_size": 4,
+                "run.save_every": 1,
+                "run.log_every": 1,
+                "library.root": str(Path(args.out) / "prompts"),
+            }
+        )
         args.sources, args.targets, args.seeds, args.regimes = ["sst2", "rte"], ["cb"], [42], ["k4"]
         args.few_steps = args.full_steps = args.distill_steps = 2
     args.steps = {"few": args.few_steps, "full": args.full_steps}
     args.eval_every = {phase: max(1, min(EVAL_EVERY[phase], args.steps[phase] // 2)) for phase in EVAL_EVERY}
-    args.results = args.results or str(Path(args.out) / "results" if args.smoke else REPO / "benchmarks" / "results" / "transfer")
-    args.figures = args.figures or str(Path(args.out) / "figures" if args.smoke else REPO / "docs" / "figures" / "transfer")
+    args.results = args.results or str(
+        Path(args.out) / "results" if args.smoke else REPO / "benchmarks" / "results" / "transfer"
+    )
+    args.figures = args.figures or str(
+        Path(args.out) / "figures" if args.smoke else REPO / "docs" / "figures" / "transfer"
+    )
     return args
 
 
@@ -446,8 +551,21 @@ def smoke_sources(args: argparse.Namespace) -> None:
     from promptmix.training.runs import make_accelerator
     from promptmix.training.stages import run_stage
 
-    config = item_config(Item("sources", 0, "sources.yaml", {"data.tasks": args.sources, "optim.max_steps": 2,
-                                                              "eval.every": 1, "run.dir": str(Path(args.out) / "sources")}, {}), args)
+    config = item_config(
+        Item(
+            "sources",
+            0,
+            "sources.yaml",
+            {
+                "data.tasks": args.sources,
+                "optim.max_steps": 2,
+                "eval.every": 1,
+                "run.dir": str(Path(args.out) / "sources"),
+            },
+            {},
+        ),
+        args,
+    )
     run_stage(config, resume=True, backbone=load_backbone("tiny"), accelerator=make_accelerator(config))
 
 
@@ -457,8 +575,10 @@ def check_sources(args: argparse.Namespace) -> None:
     root = args.common["library.root"]
     missing = [s for s in args.sources if s not in PromptLibrary(root)]
     if missing:
-        raise SystemExit(f"source prompt(s) {missing} are not in {root}; train them first with "
-                         "`promptmix train source --config configs/smollm2/sources.yaml`, or pass --sources")
+        raise SystemExit(
+            f"source prompt(s) {missing} are not in {root}; train them first with "
+            "`promptmix train source --config configs/smollm2/sources.yaml`, or pass --sources"
+        )
 
 
 def check_mpt_source(args: argparse.Namespace) -> None:
@@ -475,14 +595,18 @@ def check_mpt_source(args: argparse.Namespace) -> None:
     try:
         config = read_method_record(directory).config
     except FileNotFoundError:
-        raise SystemExit(f"--mpt-source {args.mpt_source}: no {path}; give an mpt-source run directory or a library's "
-                         "mpt-source folder, e.g. promptmix:smollm2-135m/mpt-source") from None
+        raise SystemExit(
+            f"--mpt-source {args.mpt_source}: no {path}; give an mpt-source run directory or a library's "
+            "mpt-source folder, e.g. promptmix:smollm2-135m/mpt-source"
+        ) from None
     found = {"method": config.get("method"), "tasks": sorted(config.get("tasks") or []), "init": config.get("init")}
     wanted = {"method": "mpt", "tasks": sorted(args.sources), "init": "vocab"}
     wrong = {key: found[key] for key in wanted if found[key] != wanted[key]}
     if wrong:
-        raise SystemExit(f"--mpt-source {args.mpt_source}: {path} has {wrong}, the study needs "
-                         f"{ {key: wanted[key] for key in wrong} } (--sources {' '.join(args.sources)})")
+        raise SystemExit(
+            f"--mpt-source {args.mpt_source}: {path} has {wrong}, the study needs "
+            f"{ {key: wanted[key] for key in wrong} } (--sources {' '.join(args.sources)})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

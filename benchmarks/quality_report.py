@@ -19,8 +19,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-REGIME_TITLES = {"full": "full training data", "k4": "few-shot, k = 4 per class", "k16": "few-shot, k = 16 per class",
-                 "k32": "few-shot, k = 32 per class"}
+REGIME_TITLES = {
+    "full": "full training data",
+    "k4": "few-shot, k = 4 per class",
+    "k16": "few-shot, k = 16 per class",
+    "k32": "few-shot, k = 32 per class",
+}
 
 
 def load_results(args: Any, items: list[Any]) -> dict[str, dict[str, Any]]:
@@ -80,9 +84,13 @@ def regime_table(args: Any, results: list[dict[str, Any]], methods: list[str]) -
         delta = mean_std([per_seed[s] - baseline[s] for s in common]) if method != "prompt tuning" and common else "-"
         cells = [mean_std(list(scores[method][t].values())) for t in targets]
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {mean_std(list(per_seed.values()))} | {delta} |")
-    lines.append("| majority class (full train data) | " + " | ".join(f"{majority[t]:.1f}" if t in majority else "-" for t in targets)
-                 + " | " + (f"{statistics.mean(majority[t] for t in targets):.1f}" if all(t in majority for t in targets) else "-")
-                 + " | |")
+    lines.append(
+        "| majority class (full train data) | "
+        + " | ".join(f"{majority[t]:.1f}" if t in majority else "-" for t in targets)
+        + " | "
+        + (f"{statistics.mean(majority[t] for t in targets):.1f}" if all(t in majority for t in targets) else "-")
+        + " | |"
+    )
     return "\n".join(lines)
 
 
@@ -106,8 +114,10 @@ def head_start_table(args: Any, results: list[dict[str, Any]], methods: list[str
         return None
     first = f"step {firsts.pop():g}" if len(firsts) == 1 else "first evaluation"
     targets = [t for t in args.targets if any(task == t for _, task in cells)]
-    lines = ["| method | " + " | ".join(f"{t}: step 0 → {first} → best" for t in targets) + " |",
-             "|---|" + "---:|" * len(targets)]
+    lines = [
+        "| method | " + " | ".join(f"{t}: step 0 → {first} → best" for t in targets) + " |",
+        "|---|" + "---:|" * len(targets),
+    ]
     for method in methods:
         if any((method, t) in cells for t in targets):
             row = []
@@ -223,15 +233,22 @@ def write_report(args: Any, items: list[Any]) -> str:
     figures = Path(args.figures)
     methods = [m for m in args.methods]
     scorings = sorted({r.get("scoring") for r in results.values() if r.get("kind") == "target"} - {None})
-    parts = [f"{len(results)} of {len(items)} runs finished (results in {args.results}); scores are the test "
-             f"split's main metric from the best-dev checkpoint, scoring: {', '.join(scorings) or '-'} "
-             "(rank = rank classification over the label words).", ""]
+    parts = [
+        f"{len(results)} of {len(items)} runs finished (results in {args.results}); scores are the test "
+        f"split's main metric from the best-dev checkpoint, scoring: {', '.join(scorings) or '-'} "
+        "(rank = rank classification over the label words).",
+        "",
+    ]
     if distillation_figure(results, figures / "mpt-distillation.png"):
         parts += ["MPT distillation:", "", f"![MPT distillation]({figures / 'mpt-distillation.png'})", ""]
         for r in sorted((r for r in results.values() if r.get("kind") == "mpt-source"), key=lambda r: r["init"]):
             dev = [v for _, v in r.get("dev_curve", []) if v is not None]
-            parts.append(f"- P* from {r['init']}: {r['steps']} steps, {r['seconds']:.0f} s; best sources' mean dev "
-                         f"{max(dev):.1f} at step {r['best_step']}" if dev else f"- P* from {r['init']}: no dev scores")
+            parts.append(
+                f"- P* from {r['init']}: {r['steps']} steps, {r['seconds']:.0f} s; best sources' mean dev "
+                f"{max(dev):.1f} at step {r['best_step']}"
+                if dev
+                else f"- P* from {r['init']}: no dev scores"
+            )
         parts.append("")
     for regime in args.regimes:
         rows = [r for r in results.values() if r.get("regime") == regime]
@@ -240,8 +257,12 @@ def write_report(args: Any, items: list[Any]) -> str:
         parts += [f"### {REGIME_TITLES[regime]}", "", regime_table(args, rows, methods), ""]
         head_start = head_start_table(args, rows, methods)
         if head_start:
-            parts += ["Dev score at the start, after the first evaluation interval and at the best (mean over seeds):",
-                      "", head_start, ""]
+            parts += [
+                "Dev score at the start, after the first evaluation interval and at the best (mean over seeds):",
+                "",
+                head_start,
+                "",
+            ]
         if curves_figure(args, regime, rows, methods, figures / f"curves-{regime}.png"):
             parts += [f"![dev curves, {regime}]({figures / f'curves-{regime}.png'})", ""]
         if attention_figure(rows, regime, figures / f"attention-{regime}.png"):

@@ -33,8 +33,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
 import torch  # noqa: E402
-
 from _common import SHARED, interleaved_times, load_backbone, machine_line  # noqa: E402
+
 from promptmix.backbone import Backbone  # noqa: E402
 from promptmix.inference.predictor import Predictor  # noqa: E402
 from promptmix.prompts import SoftPrompt, SoftPromptConfig  # noqa: E402
@@ -52,7 +52,11 @@ WORDS = "the a cat dog film plot sat ran on under good bad long short movie stor
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny model, few examples: finishes in seconds")
-    p.add_argument("--backbone", default=None, help="'tiny', 't5-small', 't5-base' (random weights, real shapes) or a name/path for promptmix.loading.load_backbone")
+    p.add_argument(
+        "--backbone",
+        default=None,
+        help="'tiny', 't5-small', 't5-base' (random weights, real shapes) or a name/path for promptmix.loading.load_backbone",
+    )
     p.add_argument("--data-dir", default=str(SHARED / "data"))
     p.add_argument("--examples", type=int, default=None, help="examples per task")
     p.add_argument("--prompt-length", type=int, default=None)
@@ -61,12 +65,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--tasks", default=None, help=f"comma-separated tasks (default: {','.join(TASKS)})")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: what `promptmix serve` uses, serving.server.default_threads(); "
-                        "--smoke: 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: what `promptmix serve` uses, serving.server.default_threads(); "
+        "--smoke: 1)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda: where the model runs")
-    p.add_argument("--repeats", type=int, default=None, help="offline timings: median of this many rounds (variants interleaved)")
+    p.add_argument(
+        "--repeats", type=int, default=None, help="offline timings: median of this many rounds (variants interleaved)"
+    )
     args = p.parse_args(argv)
     smoke = args.smoke
     args.backbone = args.backbone or ("tiny" if smoke else "t5-small")
@@ -91,8 +101,10 @@ def task_inputs(args: argparse.Namespace) -> dict[str, list[str]]:
         except Exception:  # no local copy: generated records in the task's own fields
             texts = []
         if len(texts) < args.examples:
-            texts += [task.format({f: " ".join(rng.choices(WORDS, k=rng.randint(4, 24))) for f in task.input_fields}).source
-                      for _ in range(args.examples - len(texts))]
+            texts += [
+                task.format({f: " ".join(rng.choices(WORDS, k=rng.randint(4, 24))) for f in task.input_fields}).source
+                for _ in range(args.examples - len(texts))
+            ]
         out[name] = rng.sample(texts, args.examples)
     return out
 
@@ -126,13 +138,19 @@ def offline(args: argparse.Namespace, backbone: Backbone, inputs: dict[str, list
             for t in args.tasks:
                 model = type(backbone.model).from_pretrained(tmp).to(backbone.model.device).eval()
                 fresh = Backbone(model, AutoTokenizer.from_pretrained(tmp), backbone.name)
-                Predictor(fresh, router.member_of(t)[1], max_batch_size=args.max_batch_size, max_new_tokens=4).predict(by_task[t])
+                Predictor(fresh, router.member_of(t)[1], max_batch_size=args.max_batch_size, max_new_tokens=4).predict(
+                    by_task[t]
+                )
 
-        times = interleaved_times({
-            "mixed": lambda: predictor.predict(items),
-            "single": lambda: [predictor.predict(by_task[t]) for t in args.tasks],
-            "reload": reload_per_task,
-        }, warmup=0 if args.smoke else 1, repeats=args.repeats)
+        times = interleaved_times(
+            {
+                "mixed": lambda: predictor.predict(items),
+                "single": lambda: [predictor.predict(by_task[t]) for t in args.tasks],
+                "reload": reload_per_task,
+            },
+            warmup=0 if args.smoke else 1,
+            repeats=args.repeats,
+        )
     n = len(items)
     return {name: (n / statistics.median(ts), n / min(ts)) for name, ts in times.items()} | {"examples": n}
 
@@ -172,10 +190,16 @@ def serving(args: argparse.Namespace, backbone: Backbone, inputs: dict[str, list
             after = httpx.get(server.url + "/metrics.json").json()
             batches = after["batches"] - before["batches"]
             lat_ms = sorted(1000 * x for x in lat)
-            rows.append({"concurrency": c, "rps": len(lat) / seconds, "p50": statistics.median(lat_ms),
-                         "p99": lat_ms[min(len(lat_ms) - 1, round(0.99 * (len(lat_ms) - 1)))],
-                         "batch": (after["items"] - before["items"]) / max(1, batches),
-                         "mixed": (after["mixed_task_batches"] - before["mixed_task_batches"]) / max(1, batches)})
+            rows.append(
+                {
+                    "concurrency": c,
+                    "rps": len(lat) / seconds,
+                    "p50": statistics.median(lat_ms),
+                    "p99": lat_ms[min(len(lat_ms) - 1, round(0.99 * (len(lat_ms) - 1)))],
+                    "batch": (after["items"] - before["items"]) / max(1, batches),
+                    "mixed": (after["mixed_task_batches"] - before["mixed_task_batches"]) / max(1, batches),
+                }
+            )
     return rows
 
 
@@ -200,18 +224,30 @@ def report(args: argparse.Namespace) -> None:
     backbone.model.to(args.device)
     inputs = task_inputs(args)
     print(machine_line())
-    print(f"backbone {backbone.name} (d={backbone.hidden_size}), {len(args.tasks)} tasks {args.tasks}, "
-          f"{args.examples} examples/task, prompt length {args.prompt_length}")
+    print(
+        f"backbone {backbone.name} (d={backbone.hidden_size}), {len(args.tasks)} tasks {args.tasks}, "
+        f"{args.examples} examples/task, prompt length {args.prompt_length}"
+    )
     speed = offline(args, backbone, inputs)
     print(f"\noffline, {speed['examples']} examples, tasks interleaved (examples/s: median of {args.repeats}, fastest)")
-    for key, label in (("mixed", "mixed-task batches"), ("single", "single-task batches"), ("reload", "reload a model per task")):
+    for key, label in (
+        ("mixed", "mixed-task batches"),
+        ("single", "single-task batches"),
+        ("reload", "reload a model per task"),
+    ):
         print(f"  {label:<24} {speed[key][0]:9.1f} {speed[key][1]:9.1f}")
-    print(f"\nserver on loopback, {args.requests} one-example requests per level "
-          f"(max batch {args.max_batch_size}, max wait {args.max_wait_ms:g} ms)")
-    print(f"  {'concurrency':>11} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>10} {'mixed-task batches':>18}")
+    print(
+        f"\nserver on loopback, {args.requests} one-example requests per level "
+        f"(max batch {args.max_batch_size}, max wait {args.max_wait_ms:g} ms)"
+    )
+    print(
+        f"  {'concurrency':>11} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>10} {'mixed-task batches':>18}"
+    )
     for row in serving(args, backbone, inputs):
-        print(f"  {row['concurrency']:>11} {row['rps']:>11.1f} {row['p50']:>8.1f} {row['p99']:>8.1f} "
-              f"{row['batch']:>10.1f} {100 * row['mixed']:>17.0f}%")
+        print(
+            f"  {row['concurrency']:>11} {row['rps']:>11.1f} {row['p50']:>8.1f} {row['p99']:>8.1f} "
+            f"{row['batch']:>10.1f} {100 * row['mixed']:>17.0f}%"
+        )
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
 
 

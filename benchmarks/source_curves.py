@@ -57,21 +57,31 @@ def table(library_root: Path, curves: dict[str, dict]) -> str:
     from promptmix.prompts.library import PromptLibrary
 
     shipped, known = PromptLibrary(library_root), cards(library_root)
-    rows = ["| task | dev metric | dev score (best) | majority class | best constant answer | best step | steps run "
-            "| examples seen | dev examples | wall time | shipped |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = [
+        "| task | dev metric | dev score (best) | majority class | best constant answer | best step | steps run "
+        "| examples seen | dev examples | wall time | shipped |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for task in sorted(set(curves) | set(known)):
         if task in known:
             c = known[task]
-            verdict = "yes" if task in shipped else (
-                "no: below its best constant answer" if c["dev_score"] <= c["best_constant_dev_score"] else "no")
-            rows.append(f"| {task} | {c['metric']} | {c['dev_score']:.1f} | {c['majority_dev_score']:.1f} | "
-                        f"{c['best_constant_dev_score']:.1f} ({c['best_constant_answer']}) | "
-                        f"{c['best_step']} | {c['steps']} | {c['examples_seen']:,} | {c['settings']['dev_examples']} | "
-                        f"{c['seconds'] / 60:.0f} min | {verdict} |")
+            verdict = (
+                "yes"
+                if task in shipped
+                else ("no: below its best constant answer" if c["dev_score"] <= c["best_constant_dev_score"] else "no")
+            )
+            rows.append(
+                f"| {task} | {c['metric']} | {c['dev_score']:.1f} | {c['majority_dev_score']:.1f} | "
+                f"{c['best_constant_dev_score']:.1f} ({c['best_constant_answer']}) | "
+                f"{c['best_step']} | {c['steps']} | {c['examples_seen']:,} | {c['settings']['dev_examples']} | "
+                f"{c['seconds'] / 60:.0f} min | {verdict} |"
+            )
         else:
             best = max(curves[task]["dev"], key=lambda point: point[1]["score"])
-            rows.append(f"| {task} | score | {best[1]['score']:.1f} | - | - | {best[0]} | {curves[task]['dev'][-1][0]} | "
-                        f"- | - | - | no: did not learn |")
+            rows.append(
+                f"| {task} | score | {best[1]['score']:.1f} | - | - | {best[0]} | {curves[task]['dev'][-1][0]} | "
+                f"- | - | - | no: did not learn |"
+            )
     return "\n".join(rows)
 
 

@@ -98,8 +98,11 @@ def make_batch(backbone: Backbone, args: argparse.Namespace) -> dict[str, torch.
     B, n, t = args.batch, args.input_length, args.target_length
     vocab = backbone.model.config.vocab_size
     ids = torch.randint(100, min(vocab, 30000), (B, n), generator=gen)
-    batch = {"input_ids": ids, "attention_mask": torch.ones(B, n, dtype=torch.long),
-             "task_ids": torch.arange(B) % NUM_TASKS}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones(B, n, dtype=torch.long),
+        "task_ids": torch.arange(B) % NUM_TASKS,
+    }
     if backbone.is_encoder_decoder:
         batch["labels"] = torch.randint(100, min(vocab, 30000), (B, t), generator=gen)
     else:
@@ -114,7 +117,9 @@ def autocast(args: argparse.Namespace):
     return torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
 
-def adam_step(params: list[torch.nn.Parameter], loss_fn: Callable[[], torch.Tensor], args: argparse.Namespace) -> Callable[[], None]:
+def adam_step(
+    params: list[torch.nn.Parameter], loss_fn: Callable[[], torch.Tensor], args: argparse.Namespace
+) -> Callable[[], None]:
     opt = torch.optim.Adam(params, lr=0.3)
 
     def step() -> None:
@@ -127,7 +132,9 @@ def adam_step(params: list[torch.nn.Parameter], loss_fn: Callable[[], torch.Tens
     return step
 
 
-def promptmix_step(backbone: Backbone, method, batch: dict, multi: bool, args: argparse.Namespace) -> Callable[[], None]:
+def promptmix_step(
+    backbone: Backbone, method, batch: dict, multi: bool, args: argparse.Namespace
+) -> Callable[[], None]:
     model = PromptedModel(backbone, method.to(args.device))
     kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
     task_ids = batch["task_ids"] if multi else torch.zeros_like(batch["task_ids"])
@@ -143,7 +150,9 @@ def promptmix_methods(d: int, m: int, std: float) -> dict[str, Callable[[], obje
         "pm-pt": lambda: SoftPrompt(SoftPromptConfig(prompt_length=m), d, tasks[:1]),
         "pm-attempt": lambda: Attempt.from_prompts(sources, tasks[:1], init_from="source0", attn_dim=100),
         "pm-attempt-m": lambda: Attempt.from_prompts(sources, tasks, init_from="source0", attn_dim=100),
-        "pm-mpt-m": lambda: MPT.from_teachers({t: sources[f"source{i % NUM_SOURCES}"] for i, t in enumerate(tasks)}, sources["source0"]),
+        "pm-mpt-m": lambda: MPT.from_teachers(
+            {t: sources[f"source{i % NUM_SOURCES}"] for i, t in enumerate(tasks)}, sources["source0"]
+        ),
     }
 
 
@@ -155,11 +164,17 @@ def peft_step(backbone: Backbone, batch: dict, args: argparse.Namespace, multita
     config = backbone.model.config
     common = dict(
         task_type="SEQ_2_SEQ_LM" if backbone.is_encoder_decoder else "CAUSAL_LM",
-        num_virtual_tokens=args.prompt_length, num_transformer_submodules=1, token_dim=backbone.hidden_size,
+        num_virtual_tokens=args.prompt_length,
+        num_transformer_submodules=1,
+        token_dim=backbone.hidden_size,
         num_attention_heads=config.num_attention_heads if hasattr(config, "num_attention_heads") else config.num_heads,
         num_layers=config.num_hidden_layers if hasattr(config, "num_hidden_layers") else config.num_layers,
     )
-    peft_config = MultitaskPromptTuningConfig(**common, num_tasks=NUM_TASKS, num_ranks=1) if multitask else PromptTuningConfig(**common)
+    peft_config = (
+        MultitaskPromptTuningConfig(**common, num_tasks=NUM_TASKS, num_ranks=1)
+        if multitask
+        else PromptTuningConfig(**common)
+    )
     # PEFT wraps (and marks) the model it is given: give it its own shallow copy of the module
     # tree; the weight tensors stay shared with the other variants.
     model = get_peft_model(copy.copy(backbone.model), peft_config).to(args.device)
@@ -187,6 +202,7 @@ def limit_step(backbone: Backbone, batch: dict, args: argparse.Namespace, all_lo
         if all_logits:
             loss_fn = lambda: model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss  # noqa: E731
         else:
+
             def loss_fn() -> torch.Tensor:
                 hidden = model.base_model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
                 keep = labels[:, 1:] != IGNORE_INDEX
@@ -260,12 +276,20 @@ def measure_memory(args: argparse.Namespace, argv: list[str]) -> dict[str, float
     return out
 
 
-def report(median: dict[str, float], best: dict[str, float], memory: dict[str, float], causal: bool,
-           flops: float, peak: float | None) -> None:
+def report(
+    median: dict[str, float],
+    best: dict[str, float],
+    memory: dict[str, float],
+    causal: bool,
+    flops: float,
+    peak: float | None,
+) -> None:
     """Ratios from the median step time, then from the fastest step (the least disturbed by
     other work on the shared cores); the backbone's TFLOP/s at the median step time."""
-    print(f"\n{'variant':<18}{'med s':>7}{'min s':>7}{'vs limit':>9}{'vs PEFT':>8}{'vs pm-pt':>9}"
-          f"{'| min: vs limit':>15}{'vs PEFT':>8}{'vs pm-pt':>9}{'peak MiB':>9}{'vs pm-pt':>9}{'TFLOP/s':>9}{'% peak':>8}")
+    print(
+        f"\n{'variant':<18}{'med s':>7}{'min s':>7}{'vs limit':>9}{'vs PEFT':>8}{'vs pm-pt':>9}"
+        f"{'| min: vs limit':>15}{'vs PEFT':>8}{'vs pm-pt':>9}{'peak MiB':>9}{'vs pm-pt':>9}{'TFLOP/s':>9}{'% peak':>8}"
+    )
     for name in median:
         row = ""
         for sec in (median, best):
@@ -294,21 +318,36 @@ def main(argv: list[str] | None = None) -> int:
     names = [v for v in args.variants if causal or v != "limit-all-logits"]
     args.variants = names
     print(f"machine: {machine_line()}")
-    print(f"backbone {backbone.name} (d={backbone.hidden_size}), batch {args.batch} x ({args.prompt_length} prompt + "
-          f"{args.input_length} input) tokens, target {args.target_length}; eval mode (dropout off); "
-          f"{args.warmup} warm-up + {args.repeats} timed rounds, variants interleaved")
+    print(
+        f"backbone {backbone.name} (d={backbone.hidden_size}), batch {args.batch} x ({args.prompt_length} prompt + "
+        f"{args.input_length} input) tokens, target {args.target_length}; eval mode (dropout off); "
+        f"{args.warmup} warm-up + {args.repeats} timed rounds, variants interleaved"
+    )
     flops = limit_flops(backbone, args)  # eager, before any compilation
     peak = peak_tflops(args)
-    print(f"device {args.device}, {args.precision}, attention {backbone.model.config._attn_implementation}, "
-          f"compile {args.compile}; one limit step = {flops / 1e12:.4g} TFLOP; bf16 peak {peak or '-'} TFLOP/s")
+    print(
+        f"device {args.device}, {args.precision}, attention {backbone.model.config._attn_implementation}, "
+        f"compile {args.compile}; one limit step = {flops / 1e12:.4g} TFLOP; bf16 peak {peak or '-'} TFLOP/s"
+    )
     if args.compile:
         backbone.model.compile()  # in place: every variant calls the compiled forward
     steps = build_steps(backbone, args, names)
     times = interleaved_times(steps, args.warmup, args.repeats)
     del steps
-    memory = {} if args.no_memory else measure_memory(args, [a for a in argv if a != "--no-memory"] + ["--variants", ",".join(names)])
+    memory = (
+        {}
+        if args.no_memory
+        else measure_memory(args, [a for a in argv if a != "--no-memory"] + ["--variants", ",".join(names)])
+    )
     print(f"load average after timing: {', '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}")
-    report({k: statistics.median(v) for k, v in times.items()}, {k: min(v) for k, v in times.items()}, memory, causal, flops, peak)
+    report(
+        {k: statistics.median(v) for k, v in times.items()},
+        {k: min(v) for k, v in times.items()},
+        memory,
+        causal,
+        flops,
+        peak,
+    )
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -59,8 +59,11 @@ TASK_OPTIONS = {"cb": {"dev_from_train": 50}, "rte": {"dev_from_train": 200}}
 METHODS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "prompt tuning": ("prompt-tuning.yaml", {"method.prompt_tuning.init": "vocab"}, False),
     "prompt tuning (class-label init)": ("prompt-tuning.yaml", {"method.prompt_tuning.init": "class-label"}, False),
-    "SPoT-targeted": ("prompt-tuning.yaml", {"library.init_from": "auto", "library.sources": "{sources}",
-                                             "library.probe_steps": PROBE_STEPS}, False),
+    "SPoT-targeted": (
+        "prompt-tuning.yaml",
+        {"library.init_from": "auto", "library.sources": "{sources}", "library.probe_steps": PROBE_STEPS},
+        False,
+    ),
     "ATTEMPT": ("attempt.yaml", {"library.sources": "{sources}", "library.init_from": "{init_from}"}, False),
     "MPT": ("mpt-target.yaml", {"library.mpt_source": "{mpt}"}, False),
 }
@@ -85,7 +88,7 @@ def plan(args: argparse.Namespace) -> list[quality.Item]:
         k = REGIMES[regime]
         phase = "few" if k else "full"
         targets = args.few_targets if k else args.full_targets
-        for seed in (args.draws if k else args.seeds):
+        for seed in args.draws if k else args.seeds:
             for method in args.methods:
                 if method == "SPoT-targeted" and regime not in SPOT_REGIMES:
                     continue
@@ -93,17 +96,40 @@ def plan(args: argparse.Namespace) -> list[quality.Item]:
                 for target in targets:
                     run = item_id(regime, target, method, seed)
                     values = {key: fill.get(v, v) if isinstance(v, str) else v for key, v in overrides.items()}
-                    values.update({
-                        "data.tasks": [target], "data.few_shot_k": k, "data.few_shot_seed": seed if k else None,
-                        "data.max_dev_examples": args.dev_examples, "data.max_test_examples": None,
-                        "optim.max_steps": args.steps[phase], "eval.every": args.eval_every, "eval.at_start": True,
-                        "run.seed": seed, "run.save_every": args.eval_every,
-                        "run.dir": str(out / "runs" / run.replace("/", "__"))})
+                    values.update(
+                        {
+                            "data.tasks": [target],
+                            "data.few_shot_k": k,
+                            "data.few_shot_seed": seed if k else None,
+                            "data.max_dev_examples": args.dev_examples,
+                            "data.max_test_examples": None,
+                            "optim.max_steps": args.steps[phase],
+                            "eval.every": args.eval_every,
+                            "eval.at_start": True,
+                            "run.seed": seed,
+                            "run.save_every": args.eval_every,
+                            "run.dir": str(out / "runs" / run.replace("/", "__")),
+                        }
+                    )
                     if target in TASK_OPTIONS:
                         values[f"data.task_options.{target}"] = TASK_OPTIONS[target]
-                    items.append(quality.Item(run, _priority(regime, method), preset, values,
-                                              {"kind": "target", "regime": regime, "k": k, "tasks": [target],
-                                               "method": method, "seed": seed, "steps_per_task": args.steps[phase]}))
+                    items.append(
+                        quality.Item(
+                            run,
+                            _priority(regime, method),
+                            preset,
+                            values,
+                            {
+                                "kind": "target",
+                                "regime": regime,
+                                "k": k,
+                                "tasks": [target],
+                                "method": method,
+                                "seed": seed,
+                                "steps_per_task": args.steps[phase],
+                            },
+                        )
+                    )
     return sorted(items, key=lambda item: (item.priority, item.info["seed"], item.id))
 
 
@@ -120,7 +146,9 @@ def summarize(args: argparse.Namespace, item: quality.Item, config: Any, result:
         path = next(run_dir.rglob(f"test_predictions/{task}.jsonl"))
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         words = task_data.task.label_words
-        summary["test_predictions"][task] = [words.index(r["prediction"]) if r["prediction"] in words else -1 for r in rows]  # -1: no label word
+        summary["test_predictions"][task] = [
+            words.index(r["prediction"]) if r["prediction"] in words else -1 for r in rows
+        ]  # -1: no label word
         summary["test_gold"][task] = [words.index(r["label"]) for r in rows]
         recomputed = main_metric(task_data.task, summary["test_predictions"][task], summary["test_gold"][task])
         expected = result.test[task][task_data.task.main_metric]
@@ -162,12 +190,13 @@ def _metric(name: str, pred: Any, gold: Any, n_labels: int) -> float:
         tp, tn = np.sum((pred == 1) & (gold == 1)), np.sum((pred != 1) & (gold == 0))
         fp, fn = np.sum((pred == 1) & (gold == 0)), np.sum((pred != 1) & (gold == 1))
         denominator = float((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-        return 0.0 if denominator == 0 else 100.0 * float(tp * tn - fp * fn) / denominator ** 0.5
+        return 0.0 if denominator == 0 else 100.0 * float(tp * tn - fp * fn) / denominator**0.5
     raise ValueError(f"no bootstrap metric for {name!r}")
 
 
-def paired_bootstrap(pairs: dict[str, dict[int, tuple[Any, Any, Any]]], tasks: dict[str, Any], resamples: int,
-                     seed: int = 0) -> dict[str, tuple[float, float, float]]:
+def paired_bootstrap(
+    pairs: dict[str, dict[int, tuple[Any, Any, Any]]], tasks: dict[str, Any], resamples: int, seed: int = 0
+) -> dict[str, tuple[float, float, float]]:
     """Each target's and the mean's difference (method − baseline), paired by draw, with a 95 %
     percentile interval from resampling draws and test examples together.
 
@@ -184,19 +213,29 @@ def paired_bootstrap(pairs: dict[str, dict[int, tuple[Any, Any, Any]]], tasks: d
         task = tasks[target]
         draws = sorted(by_draw)
         diffs = {d: (np.asarray(m), np.asarray(b), np.asarray(g)) for d, (m, b, g) in by_draw.items()}
-        observed[target] = float(np.mean([main_metric(task, m, g) - main_metric(task, b, g) for m, b, g in diffs.values()]))
+        observed[target] = float(
+            np.mean([main_metric(task, m, g) - main_metric(task, b, g) for m, b, g in diffs.values()])
+        )
         n = len(next(iter(diffs.values()))[2])
         out = np.empty(resamples)
         for r in range(resamples):
             chosen = rng.choice(draws, size=len(draws), replace=True)
             idx = rng.integers(0, n, size=n)
-            out[r] = np.mean([main_metric(task, diffs[d][0][idx], diffs[d][2][idx])
-                              - main_metric(task, diffs[d][1][idx], diffs[d][2][idx]) for d in chosen])
+            out[r] = np.mean(
+                [
+                    main_metric(task, diffs[d][0][idx], diffs[d][2][idx])
+                    - main_metric(task, diffs[d][1][idx], diffs[d][2][idx])
+                    for d in chosen
+                ]
+            )
         samples[target] = out
     result = {t: (observed[t], *np.percentile(samples[t], [2.5, 97.5]).tolist()) for t in pairs}
     if pairs:
         mean_samples = np.mean([samples[t] for t in pairs], axis=0)
-        result["mean"] = (float(np.mean([observed[t] for t in pairs])), *np.percentile(mean_samples, [2.5, 97.5]).tolist())
+        result["mean"] = (
+            float(np.mean([observed[t] for t in pairs])),
+            *np.percentile(mean_samples, [2.5, 97.5]).tolist(),
+        )
     return result
 
 
@@ -219,18 +258,25 @@ def regime_table(args: argparse.Namespace, regime: str, results: list[dict[str, 
     from promptmix.tasks import get_task
 
     runs = [r for r in results if r["regime"] == regime]
-    targets = [t for t in (args.few_targets if REGIMES[regime] else args.full_targets) if any(r["tasks"] == [t] for r in runs)]
+    targets = [
+        t for t in (args.few_targets if REGIMES[regime] else args.full_targets) if any(r["tasks"] == [t] for r in runs)
+    ]
     if not runs or not targets:
         return []
     tasks = {t: get_task(t) for t in targets}
     score = {(r["method"], r["tasks"][0], r["seed"]): r for r in runs}
     seeds = sorted({r["seed"] for r in runs})
     methods = [m for m in args.methods if any(key[0] == m for key in score)]
-    what = f"k = {REGIMES[regime]} per class, {len(seeds)} draws" if REGIMES[regime] else f"full data, {len(seeds)} seeds"
+    what = (
+        f"k = {REGIMES[regime]} per class, {len(seeds)} draws" if REGIMES[regime] else f"full data, {len(seeds)} seeds"
+    )
     steps = runs[0]["steps_per_task"]
-    lines = [f"### {what}, {steps} steps per target", "",
-             "| method | " + " | ".join(targets) + " | mean | Δ mean vs prompt tuning [95 % CI] |",
-             "|---|" + "---:|" * (len(targets) + 2)]
+    lines = [
+        f"### {what}, {steps} steps per target",
+        "",
+        "| method | " + " | ".join(targets) + " | mean | Δ mean vs prompt tuning [95 % CI] |",
+        "|---|" + "---:|" * (len(targets) + 2),
+    ]
     majority = {}
     for r in runs:
         majority.update({t: v for t, v in r.get("majority_test", {}).items() if v is not None})
@@ -238,8 +284,11 @@ def regime_table(args: argparse.Namespace, regime: str, results: list[dict[str, 
     for method in methods:
         cells, per_seed = [], {s: [] for s in seeds}
         for t in targets:
-            values = [score[(method, t, s)]["test"][t][score[(method, t, s)]["main_metric"][t]]
-                      for s in seeds if (method, t, s) in score]
+            values = [
+                score[(method, t, s)]["test"][t][score[(method, t, s)]["main_metric"][t]]
+                for s in seeds
+                if (method, t, s) in score
+            ]
             cells.append(_fmt(values))
             for s in seeds:
                 if (method, t, s) in score:
@@ -247,23 +296,46 @@ def regime_table(args: argparse.Namespace, regime: str, results: list[dict[str, 
         complete = [statistics.fmean(v) for v in per_seed.values() if len(v) == len(targets)]
         delta = "–"
         if method != BASELINE:
-            pairs = {t: {s: (score[(method, t, s)]["test_predictions"][t], score[(BASELINE, t, s)]["test_predictions"][t],
-                             score[(method, t, s)]["test_gold"][t])
-                         for s in seeds if (method, t, s) in score and (BASELINE, t, s) in score}
-                     for t in targets}
+            pairs = {
+                t: {
+                    s: (
+                        score[(method, t, s)]["test_predictions"][t],
+                        score[(BASELINE, t, s)]["test_predictions"][t],
+                        score[(method, t, s)]["test_gold"][t],
+                    )
+                    for s in seeds
+                    if (method, t, s) in score and (BASELINE, t, s) in score
+                }
+                for t in targets
+            }
             if all(pairs.values()):
                 deltas[method] = paired_bootstrap(pairs, tasks, args.resamples)
                 d, lo, hi = deltas[method]["mean"]
                 delta = f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {_fmt(complete)} | {delta} |")
-    lines.append("| majority class | " + " | ".join(f"{majority[t]:.1f}" if t in majority else "–" for t in targets)
-                 + f" | {statistics.fmean([majority[t] for t in targets if t in majority]):.1f} | |" if majority else "")
+    lines.append(
+        "| majority class | "
+        + " | ".join(f"{majority[t]:.1f}" if t in majority else "–" for t in targets)
+        + f" | {statistics.fmean([majority[t] for t in targets if t in majority]):.1f} | |"
+        if majority
+        else ""
+    )
     if deltas:
-        lines += ["", "Per target, Δ vs prompt tuning [95 % CI]:", "",
-                  "| method | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
+        lines += [
+            "",
+            "Per target, Δ vs prompt tuning [95 % CI]:",
+            "",
+            "| method | " + " | ".join(targets) + " |",
+            "|---|" + "---:|" * len(targets),
+        ]
         for method, by_target in deltas.items():
-            lines.append(f"| {method} | " + " | ".join(f"{by_target[t][0]:+.1f} [{by_target[t][1]:+.1f}, {by_target[t][2]:+.1f}]"
-                                                        for t in targets) + " |")
+            lines.append(
+                f"| {method} | "
+                + " | ".join(
+                    f"{by_target[t][0]:+.1f} [{by_target[t][1]:+.1f}, {by_target[t][2]:+.1f}]" for t in targets
+                )
+                + " |"
+            )
     return [*lines, ""]
 
 
@@ -278,8 +350,12 @@ def attention_table(results: list[dict[str, Any]]) -> list[str]:
                 rows.setdefault((r["regime"], target), []).append(weights)
     if not rows:
         return []
-    lines = ["### ATTEMPT's attention (mean over draws and dev inputs)", "",
-             "| regime | target | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
+    lines = [
+        "### ATTEMPT's attention (mean over draws and dev inputs)",
+        "",
+        "| regime | target | " + " | ".join(columns) + " |",
+        "|---|---|" + "---:|" * len(columns),
+    ]
     for (regime, target), weights in sorted(rows.items()):
         mean = [statistics.fmean(w[i] for w in weights) for i in range(len(columns))]
         lines.append(f"| {regime} | {target} | " + " | ".join(f"{w:.2f}" for w in mean) + " |")
@@ -325,16 +401,26 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if (SHARED / "data").is_dir():
         args.common["data.data_dir"] = str(SHARED / "data")
     if args.smoke:
-        args.common.update({"model.name": "tiny", "data.max_source_length": 48, "method.prompt_tuning.prompt_length": 4,
-                            "method.attempt.attn_dim": 8, "optim.batch_size": 4,
-                            "run.log_every": 1, "library.root": str(Path(args.out) / "prompts")})
+        args.common.update(
+            {
+                "model.name": "tiny",
+                "data.max_source_length": 48,
+                "method.prompt_tuning.prompt_length": 4,
+                "method.attempt.attn_dim": 8,
+                "optim.batch_size": 4,
+                "run.log_every": 1,
+                "library.root": str(Path(args.out) / "prompts"),
+            }
+        )
         args.sources, args.few_targets, args.regimes, args.draws = ["sst2", "rte"], ["cb"], ["k4"], [1, 2]
         args.init_from = "rte"
         args.methods = ["prompt tuning", "ATTEMPT"]
         args.few_steps = args.full_steps = args.eval_every = 2
         args.dev_examples, args.resamples = 8, 50
     args.steps = {"few": args.few_steps, "full": args.full_steps}
-    args.results = args.results or str(Path(args.out) / "results" if args.smoke else REPO / "benchmarks" / "results" / "transfer2")
+    args.results = args.results or str(
+        Path(args.out) / "results" if args.smoke else REPO / "benchmarks" / "results" / "transfer2"
+    )
     return args
 
 
@@ -349,8 +435,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.smoke:
             quality.smoke_sources(args)
         quality.check_sources(args)
-        failed = quality.spawn_workers(args, argv, script=__file__) if args.workers else \
-            len(quality.work(args, plan(args), run_item, backbone=load_backbone("tiny") if args.smoke else None))
+        failed = (
+            quality.spawn_workers(args, argv, script=__file__)
+            if args.workers
+            else len(quality.work(args, plan(args), run_item, backbone=load_backbone("tiny") if args.smoke else None))
+        )
     print(report(args))
     return 1 if failed else 0
 

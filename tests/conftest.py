@@ -6,12 +6,11 @@ No test touches the network: the hub is switched off before transformers is impo
 from __future__ import annotations
 
 import os
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
-import torch
-
 from tiny_models import DATA_DIR, SHARED, T5_TOKENIZER, TINY_D, tiny_llama, tiny_t5  # noqa: F401 (re-exported)
 
 

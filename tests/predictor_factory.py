@@ -3,10 +3,10 @@ it, shared by the inference and serving tests."""
 
 from __future__ import annotations
 
+from method_factories import make_method
+
 from promptmix.inference.predictor import Predictor
 from promptmix.prompts.router import PromptRouter
-
-from method_factories import make_method
 
 # Raw records in each dataset's own fields, and one preformatted text.
 ITEMS = [
@@ -42,8 +42,9 @@ def same_predictions(a, b, tol: float = 1e-4) -> None:
 def saved_tiny_t5(root, tokenizer):
     """A tiny T5 saved as a model directory under ``root`` and loaded back with
     ``load_backbone``, as the CLI loads models: ``(directory, backbone)``."""
-    from promptmix.loading import load_backbone
     from tiny_models import tiny_t5
+
+    from promptmix.loading import load_backbone
 
     model_dir = root / "tiny-t5"
     tiny_t5().save_pretrained(model_dir)
@@ -68,10 +69,16 @@ def write_tiny_runs(root, tokenizer, data_dir) -> dict:
     for name, (method_name, tasks, m, extra) in runs.items():
         run = root / "runs" / name
         save_method(make_method(method_name, tasks, d, prompt_length=m, seed=len(paths) + 1), run / "method", backbone)
-        config = TrainConfig.from_dict({
-            "stage": method_name, "model": {"name": str(model_dir)},
-            "data": {"data_dir": str(data_dir), "tasks": tasks},
-            "eval": {"batch_size": 4, "max_new_tokens": 4}, "run": {"dir": str(run)}, **extra})
+        config = TrainConfig.from_dict(
+            {
+                "stage": method_name,
+                "model": {"name": str(model_dir)},
+                "data": {"data_dir": str(data_dir), "tasks": tasks},
+                "eval": {"batch_size": 4, "max_new_tokens": 4},
+                "run": {"dir": str(run)},
+                **extra,
+            }
+        )
         (run / "config.yaml").write_text(config.to_yaml())
         paths[name] = run
     return {"backbone": backbone, "model_dir": model_dir, **paths}

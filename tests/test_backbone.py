@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_factories import make_method
 from transformers import DataCollatorForSeq2Seq
 
 from promptmix.backbone import IGNORE_INDEX, PromptedModel
 from promptmix.prompts import METHODS
 from promptmix.prompts.base import PromptMethod
-
-from method_factories import make_method
 
 EXAMPLES = [
     ("rte sentence1: A cat sat on the mat. sentence2: A cat sits.", "entailment", 0),
@@ -87,6 +86,7 @@ def test_decoder_only_method_never_sees_the_answer(t5_tokenizer):
     """ATTEMPT pools over the input: for decoder-only training the answer tokens are masked out
     of what the method sees, so training and generation give the method the same view."""
     from tiny_models import tiny_llama
+
     from promptmix.backbone import Backbone
 
     backbone = Backbone(tiny_llama(), t5_tokenizer, "tiny-llama")
@@ -138,7 +138,9 @@ def test_left_padded_inputs_are_repacked_to_the_same_result(prompted):
                 continue
             left[key][i] = torch.roll(right[key][i], shifts=len(row) - n)
     assert not torch.equal(left["attention_mask"], right["attention_mask"])
-    torch.testing.assert_close(_loss(prompted, left).per_example_loss, _loss(prompted, right).per_example_loss, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        _loss(prompted, left).per_example_loss, _loss(prompted, right).per_example_loss, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_label_rows_sharing_one_encoder_pass_score_like_full_rows(prompted):
@@ -148,16 +150,24 @@ def test_label_rows_sharing_one_encoder_pass_score_like_full_rows(prompted):
     from promptmix.backbone import right_pad
 
     backbone = prompted.backbone
-    words = {0: ["entailment", "not_entailment"], 1: ["positive", "negative"], 2: ["acceptable", "unacceptable", "maybe"]}
+    words = {
+        0: ["entailment", "not_entailment"],
+        1: ["positive", "negative"],
+        2: ["acceptable", "unacceptable", "maybe"],
+    }
     rows = [(s, w, k) for s, _, k in EXAMPLES for w in words[k]]
     counts = torch.tensor([len(words[k]) for _, _, k in EXAMPLES])
     sources = _batch(backbone, EXAMPLES, with_targets=False)
     labels = right_pad([backbone.encode(s, w)["labels"] for s, w, _ in rows], IGNORE_INDEX)
     if not backbone.is_encoder_decoder:
         with pytest.raises(ValueError, match="decoder-only"):
-            prompted.score_label_rows(sources["input_ids"], sources["attention_mask"], labels, sources["task_ids"], counts)
+            prompted.score_label_rows(
+                sources["input_ids"], sources["attention_mask"], labels, sources["task_ids"], counts
+            )
         return
-    shared = prompted.score_label_rows(sources["input_ids"], sources["attention_mask"], labels, sources["task_ids"], counts)
+    shared = prompted.score_label_rows(
+        sources["input_ids"], sources["attention_mask"], labels, sources["task_ids"], counts
+    )
     full = _loss(prompted, _batch(backbone, rows))
     assert shared.prompt_output.prompts.shape[0] == len(EXAMPLES)  # the method ran once per example
     assert torch.equal(shared.token_counts, full.token_counts)
@@ -172,17 +182,28 @@ def test_continuations_sharing_one_prefix_score_like_full_rows(prompted):
     from promptmix.backbone import right_pad
 
     backbone = prompted.backbone
-    answers = [["entailment", "not_entailment"], ["positive"], ["a rather long free-form answer", "no", "maybe so"],
-               ["negative", "positive"], ["not_entailment", "entailment"]]
+    answers = [
+        ["entailment", "not_entailment"],
+        ["positive"],
+        ["a rather long free-form answer", "no", "maybe so"],
+        ["negative", "positive"],
+        ["not_entailment", "entailment"],
+    ]
     rows = [(s, a, k) for (s, _, k), options in zip(EXAMPLES, answers) for a in options]
     counts = torch.tensor([len(options) for options in answers])
     sources = _batch(backbone, EXAMPLES, with_targets=False)
     if backbone.is_encoder_decoder:
         with pytest.raises(ValueError, match="encoder-decoder"):
-            prompted.score_continuations(sources["input_ids"], sources["attention_mask"], sources["input_ids"], sources["task_ids"], counts)
+            prompted.score_continuations(
+                sources["input_ids"], sources["attention_mask"], sources["input_ids"], sources["task_ids"], counts
+            )
         return
-    continuations = right_pad([backbone.encode(s, a)["labels"][len(backbone.encode(s)["input_ids"]):] for s, a, _ in rows], IGNORE_INDEX)
-    shared = prompted.score_continuations(sources["input_ids"], sources["attention_mask"], continuations, sources["task_ids"], counts)
+    continuations = right_pad(
+        [backbone.encode(s, a)["labels"][len(backbone.encode(s)["input_ids"]) :] for s, a, _ in rows], IGNORE_INDEX
+    )
+    shared = prompted.score_continuations(
+        sources["input_ids"], sources["attention_mask"], continuations, sources["task_ids"], counts
+    )
     full = _loss(prompted, _batch(backbone, rows))
     assert shared.prompt_output.prompts.shape[0] == len(EXAMPLES)  # the method ran once per example
     assert torch.equal(shared.token_counts, full.token_counts)
@@ -197,9 +218,16 @@ def _greedy_without_cache(model, source, task_id, steps):
     for _ in range(steps):
         enc = backbone.encode(source)
         ids = enc["input_ids"] + chosen + [0] if not backbone.is_encoder_decoder else enc["input_ids"]
-        labels = [IGNORE_INDEX] * len(enc["input_ids"]) + chosen + [0] if not backbone.is_encoder_decoder else chosen + [0]
-        out = model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), torch.tensor([labels]),
-                    torch.tensor([task_id]), return_logits=True)
+        labels = (
+            [IGNORE_INDEX] * len(enc["input_ids"]) + chosen + [0] if not backbone.is_encoder_decoder else chosen + [0]
+        )
+        out = model(
+            torch.tensor([ids]),
+            torch.ones(1, len(ids), dtype=torch.long),
+            torch.tensor([labels]),
+            torch.tensor([task_id]),
+            return_logits=True,
+        )
         logits = out.label_logits[-1].clone()
         logits[backbone.tokenizer.eos_token_id] = float("-inf")
         chosen.append(int(logits.argmax()))
@@ -212,19 +240,29 @@ def test_cached_generation_equals_generation_without_cache(kind, method_name, t5
     """generate() on a mixed-task batch decodes with the KV cache (after the first step every
     decoder call gets one new token) and gives exactly the tokens of cache-free greedy decoding
     of each example alone."""
-    from promptmix.backbone import Backbone
     from tiny_models import tiny_llama, tiny_t5
+
+    from promptmix.backbone import Backbone
 
     model = tiny_t5(initializer_factor=3.0) if kind == "t5" else tiny_llama()
     backbone = Backbone(model, t5_tokenizer, f"tiny-{kind}")
     prompted = PromptedModel(backbone, make_method(method_name, TASKS, backbone.hidden_size, prompt_length=4))
     fed = []
     hook = model.register_forward_pre_hook(
-        lambda _, args, kwargs: fed.append(next(kwargs[k].shape[1] for k in ("decoder_input_ids", "input_ids", "inputs_embeds")
-                                                if kwargs.get(k) is not None)), with_kwargs=True)
+        lambda _, args, kwargs: fed.append(
+            next(
+                kwargs[k].shape[1]
+                for k in ("decoder_input_ids", "input_ids", "inputs_embeds")
+                if kwargs.get(k) is not None
+            )
+        ),
+        with_kwargs=True,
+    )
     batch = _batch(backbone, EXAMPLES, with_targets=False)
     steps = 5
-    mixed = prompted.generate(batch["input_ids"], batch["attention_mask"], batch["task_ids"], max_new_tokens=steps, min_new_tokens=steps)
+    mixed = prompted.generate(
+        batch["input_ids"], batch["attention_mask"], batch["task_ids"], max_new_tokens=steps, min_new_tokens=steps
+    )
     hook.remove()
     assert len(fed) == steps and all(n == 1 for n in fed[1:]), fed
     alone = [_greedy_without_cache(prompted, s, k, steps) for s, _, k in EXAMPLES]

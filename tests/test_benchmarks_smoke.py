@@ -40,7 +40,7 @@ def test_params_table_matches_papers(capsys):
 def test_train_speed_smoke_prints_every_ratio(capsys):
     assert load_script("train_speed").main(["--smoke", "--no-memory", "--warmup", "0", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    table = out[out.index("variant"):]
+    table = out[out.index("variant") :]
     for variant in ("limit", "pm-pt", "peft-pt", "pm-attempt", "pm-attempt-m", "pm-mpt-m", "peft-mpt-m"):
         assert f"\n{variant} " in table
     assert "load average" in out
@@ -51,7 +51,9 @@ def test_train_speed_memory_child(capsys):
     assert '"mib"' in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not (BENCHMARKS.parent.parent / "shared" / "data" / "glue" / "RTE").is_dir(), reason="needs ../shared/data")
+@pytest.mark.skipif(
+    not (BENCHMARKS.parent.parent / "shared" / "data" / "glue" / "RTE").is_dir(), reason="needs ../shared/data"
+)
 def test_data_speed_smoke(capsys):
     assert load_script("data_speed").main(["--smoke", "--batches", "1"]) == 0
     out = capsys.readouterr().out
@@ -66,7 +68,7 @@ def test_quality_smoke_runs_every_method_and_resumes(capsys, tmp_path):
     args = ["--smoke", "--out", str(tmp_path)]
     assert quality.main(args) == 0
     out = capsys.readouterr().out
-    table = out[out.index("| method"):]
+    table = out[out.index("| method") :]
     for label in quality.METHODS:
         assert f"| {label} |" in table
     results = sorted((tmp_path / "results").glob("*.json"))
@@ -96,12 +98,16 @@ def test_quality_references_train_the_backbone_only_when_named(capsys, tmp_path)
     assert "| LoRA |" in table and "| fine-tuning |" in table
     model = quality.load_backbone("tiny").model
     # rank 8 on every q and v projection of T5 (PEFT's default targets): r * (d_in + d_out) each
-    lora = sum(8 * (m.in_features + m.out_features) for name, m in model.named_modules() if name.split(".")[-1] in ("q", "v"))
+    lora = sum(
+        8 * (m.in_features + m.out_features) for name, m in model.named_modules() if name.split(".")[-1] in ("q", "v")
+    )
     full = sum(p.numel() for p in model.parameters())
     for label, expected in (("lora", lora), ("fine-tuning", full)):
         result = json.loads((tmp_path / "results" / f"k4__cb__{label}__seed42.json").read_text())
         assert result["trainable_parameters"] == expected and result["steps"] == 2 and result["test"]["cb"]
-    assert not any(i.info.get("method") in quality.REFERENCES for i in quality.plan(quality.parse(["--out", str(tmp_path)])))
+    assert not any(
+        i.info.get("method") in quality.REFERENCES for i in quality.plan(quality.parse(["--out", str(tmp_path)]))
+    )
 
 
 def test_quality_library_option_points_every_run_at_that_library(tmp_path):
@@ -125,7 +131,20 @@ def test_quality_mpt_source_option_replaces_the_vocab_distillation(tmp_path):
     teacher-mean one is still distilled; a distillation of other sources is refused by file."""
     quality = load_script("quality")
     shipped = "promptmix:smollm2-135m/mpt-source"  # sst2, qqp, rte from the vocabulary start
-    argv = ["--out", str(tmp_path), "--regimes", "k16", "--seeds", "42", "--targets", "cb", "--sources", "rte", "sst2", "qqp"]
+    argv = [
+        "--out",
+        str(tmp_path),
+        "--regimes",
+        "k16",
+        "--seeds",
+        "42",
+        "--targets",
+        "cb",
+        "--sources",
+        "rte",
+        "sst2",
+        "qqp",
+    ]
     args = quality.parse([*argv, "--mpt-source", shipped])
     items = quality.plan(args)
     assert [i.id for i in items if i.info["kind"] == "mpt-source"] == ["mpt-source/teacher-mean"]
@@ -136,8 +155,11 @@ def test_quality_mpt_source_option_replaces_the_vocab_distillation(tmp_path):
     default = quality.plan(quality.parse(argv))
     assert {i.id for i in default if i.info["kind"] == "mpt-source"} == {"mpt-source/vocab", "mpt-source/teacher-mean"}
     assert next(i for i in default if i.info.get("method") == "MPT").needs == ["mpt-source/vocab"]
-    with pytest.raises(SystemExit, match=r"mpt-source/method/method.json has \{'tasks': \['qqp', 'rte', 'sst2'\]\}.*"
-                                         r"needs \{'tasks': \['rte', 'sst2'\]\}"):
+    with pytest.raises(
+        SystemExit,
+        match=r"mpt-source/method/method.json has \{'tasks': \['qqp', 'rte', 'sst2'\]\}.*"
+        r"needs \{'tasks': \['rte', 'sst2'\]\}",
+    ):
         quality.check_mpt_source(quality.parse([*argv[:-1], "--mpt-source", shipped]))
     with pytest.raises(SystemExit, match="no .*method.json"):
         quality.check_mpt_source(quality.parse([*argv, "--mpt-source", str(tmp_path)]))
@@ -146,8 +168,22 @@ def test_quality_mpt_source_option_replaces_the_vocab_distillation(tmp_path):
 def test_quality_set_overrides_every_run_last(tmp_path, capsys):
     """--set reaches every run's config over the study's own values; a malformed one is an error."""
     quality = load_script("quality")
-    args = quality.parse(["--out", str(tmp_path), "--regimes", "full", "--seeds", "42", "--targets", "mrpc",
-                          "--set", "optim.lr=0.03", "--set", "optim.max_steps=7"])
+    args = quality.parse(
+        [
+            "--out",
+            str(tmp_path),
+            "--regimes",
+            "full",
+            "--seeds",
+            "42",
+            "--targets",
+            "mrpc",
+            "--set",
+            "optim.lr=0.03",
+            "--set",
+            "optim.max_steps=7",
+        ]
+    )
     configs = [quality.item_config(item, args) for item in quality.plan(args)]
     assert {(c.optim.lr, c.optim.max_steps) for c in configs} == {(0.03, 7)}
     plain = quality.parse(["--out", str(tmp_path), "--regimes", "full", "--seeds", "42", "--targets", "mrpc"])
@@ -166,8 +202,24 @@ def test_quality_report_takes_only_prompt_tuning_from_the_baseline(tmp_path):
     results, baseline = tmp_path / "results", tmp_path / "baseline"
     results.mkdir()
     baseline.mkdir()
-    args = quality.parse(["--report", "--results", str(results), "--baseline", str(baseline), "--regimes", "k16",
-                          "--seeds", "42", "--targets", "cb", "--methods", "prompt tuning", "ATTEMPT"])
+    args = quality.parse(
+        [
+            "--report",
+            "--results",
+            str(results),
+            "--baseline",
+            str(baseline),
+            "--regimes",
+            "k16",
+            "--seeds",
+            "42",
+            "--targets",
+            "cb",
+            "--methods",
+            "prompt tuning",
+            "ATTEMPT",
+        ]
+    )
     items = {item.info.get("method"): item for item in quality.plan(args) if item.info.get("kind") == "target"}
     (baseline / f"{items['prompt tuning'].slug}.json").write_text(json.dumps({"from": "baseline"}))
     (baseline / f"{items['ATTEMPT'].slug}.json").write_text(json.dumps({"from": "baseline"}))
@@ -182,7 +234,7 @@ def test_inference_speed_smoke_prints_every_part(capsys):
     assert load_script("inference_speed").main(["--smoke", "--data-dir", str(fixtures)]) == 0
     out = capsys.readouterr().out
     for task in ("mrpc", "cb", "rte"):
-        assert f"\n{task} " in out[out.index("rank classification"):]
+        assert f"\n{task} " in out[out.index("rank classification") :]
     for variant in ("promptmix", "hf-plain", "hf-embeds", "dev, old", "dev, now", "evaluation"):
         assert variant in out
     assert "load average" in out
@@ -195,11 +247,16 @@ def claim_held_by_another_process(out: Path, slug: str):
     lock = out / "claims" / f"{slug}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import fcntl, os, time\n"
-         f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, time\n"
+            f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         yield
@@ -261,10 +318,14 @@ def test_quality_report_head_start_table_averages_step_0_first_and_best_over_see
     def run(method, seed, points):
         return {"method": method, "seed": seed, "tasks": ["cb"], "curves": {"cb": points}}
 
-    results = [run("prompt tuning", 42, [[0, 30.0], [20, 40.0], [40, 50.0]]),
-               run("prompt tuning", 43, [[0, 20.0], [20, 60.0], [40, 45.0]]),
-               run("ATTEMPT", 42, [[0, 55.0], [20, 50.0], [40, 52.0]])]
-    table = report.head_start_table(SimpleNamespace(targets=["mrpc", "cb"]), results, ["prompt tuning", "ATTEMPT", "MPT"])
+    results = [
+        run("prompt tuning", 42, [[0, 30.0], [20, 40.0], [40, 50.0]]),
+        run("prompt tuning", 43, [[0, 20.0], [20, 60.0], [40, 45.0]]),
+        run("ATTEMPT", 42, [[0, 55.0], [20, 50.0], [40, 52.0]]),
+    ]
+    table = report.head_start_table(
+        SimpleNamespace(targets=["mrpc", "cb"]), results, ["prompt tuning", "ATTEMPT", "MPT"]
+    )
     assert table.splitlines()[0] == "| method | cb: step 0 → step 20 → best |"
     assert "| prompt tuning | 25.0 → 50.0 → 55.0 |" in table  # best: mean of 50 and 60
     assert "| ATTEMPT | 55.0 → 50.0 → 55.0 |" in table and "| MPT |" not in table
@@ -297,7 +358,9 @@ def test_quality_worker_reports_a_failed_run_and_goes_on(tmp_path, monkeypatch, 
 
 
 # -- the second transfer study and the calibration sweep -----------------------------------------
-@pytest.mark.skipif(not (BENCHMARKS.parent.parent / "shared" / "data" / "superglue" / "CB").is_dir(), reason="needs ../shared/data")
+@pytest.mark.skipif(
+    not (BENCHMARKS.parent.parent / "shared" / "data" / "superglue" / "CB").is_dir(), reason="needs ../shared/data"
+)
 def test_transfer2_smoke_keeps_predictions_and_reports_intervals(capsys, tmp_path):
     """Two draws of k = 4 on CB: each summary keeps every test prediction (checked against the
     run's score when written), draw d of both methods trains on the same sample, and the report
@@ -306,8 +369,12 @@ def test_transfer2_smoke_keeps_predictions_and_reports_intervals(capsys, tmp_pat
     assert script.main(["--smoke", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     results = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")}
-    assert sorted(results) == ["k4__cb__attempt__seed1", "k4__cb__attempt__seed2",
-                               "k4__cb__prompt-tuning__seed1", "k4__cb__prompt-tuning__seed2"]
+    assert sorted(results) == [
+        "k4__cb__attempt__seed1",
+        "k4__cb__attempt__seed2",
+        "k4__cb__prompt-tuning__seed1",
+        "k4__cb__prompt-tuning__seed2",
+    ]
     for r in results.values():
         assert len(r["test_predictions"]["cb"]) == len(r["test_gold"]["cb"]) == 56  # all of CB's validation set
         assert r["train_examples"] == {"cb": 12}  # k = 4 per class
@@ -348,7 +415,9 @@ def test_transfer2_paired_bootstrap_on_known_differences():
     assert script.paired_bootstrap({"rte": {1: (wrong, wrong, gold)}}, tasks, 50)["mean"] == (0.0, 0.0, 0.0)
     better = list(wrong)
     better[0], better[1] = gold[0], gold[1]  # 2 of 20 right
-    delta, low, high = script.paired_bootstrap({"rte": {d: (better, wrong, gold) for d in (1, 2, 3)}}, tasks, 500)["rte"]
+    delta, low, high = script.paired_bootstrap({"rte": {d: (better, wrong, gold) for d in (1, 2, 3)}}, tasks, 500)[
+        "rte"
+    ]
     assert delta == pytest.approx(10.0) and 0.0 <= low < 10.0 < high <= 25.0
 
 
@@ -358,8 +427,12 @@ def test_calibration_smoke_sweeps_and_picks(capsys, tmp_path):
     assert load_script("calibrate").main(["--smoke", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     results = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
-    assert sorted((r["init"], r["lr"]) for r in results) == [("class-label", 0.03), ("class-label", 0.3),
-                                                              ("vocab", 0.03), ("vocab", 0.3)]
+    assert sorted((r["init"], r["lr"]) for r in results) == [
+        ("class-label", 0.03),
+        ("class-label", 0.3),
+        ("vocab", 0.03),
+        ("vocab", 0.3),
+    ]
     for r in results:
         assert [s for s, _ in r["curve"]] == [0, 2, 4] and r["prompt_row_norm"] > 0
         assert r["config"]["optim.warmup_ratio"] == 0.1
@@ -369,7 +442,11 @@ def test_calibration_smoke_sweeps_and_picks(capsys, tmp_path):
 def test_contention_smoke_measures_both_wait_policies(capsys):
     assert load_script("contention").main(["--smoke"]) == 0
     out = capsys.readouterr().out
-    assert "promptmix default (passive wait)" in out and "OpenMP default (torch imported first)" in out and "busy/idle" in out
+    assert (
+        "promptmix default (passive wait)" in out
+        and "OpenMP default (torch imported first)" in out
+        and "busy/idle" in out
+    )
 
 
 def test_importing_promptmix_first_sets_a_passive_openmp_wait_and_keeps_the_users():
@@ -377,6 +454,11 @@ def test_importing_promptmix_first_sets_a_passive_openmp_wait_and_keeps_the_user
     a policy the user set stays."""
     code = "import os, promptmix; print(os.environ['OMP_WAIT_POLICY'])"
     env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "PASSIVE"
+    assert (
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip()
+        == "PASSIVE"
+    )
     env["OMP_WAIT_POLICY"] = "ACTIVE"
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"
+    assert (
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"
+    )

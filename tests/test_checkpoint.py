@@ -32,8 +32,11 @@ VARIANTS = {
     ],
     "mpt": [{"rank": 1}, {"rank": 3}],
 }
-CASES = [pytest.param(name, extra, id=f"{name}-{i}")
-         for name in sorted(METHODS) for i, extra in enumerate(VARIANTS.get(name, [{}]))]
+CASES = [
+    pytest.param(name, extra, id=f"{name}-{i}")
+    for name in sorted(METHODS)
+    for i, extra in enumerate(VARIANTS.get(name, [{}]))
+]
 
 
 def random_method(name: str, extra: dict, seed: int = 0):
@@ -61,8 +64,9 @@ def test_round_trip_is_bit_exact(tmp_path, tiny_backbone, name, extra):
     assert list(after) == list(before)
     for key in before:
         assert after[key].dtype == before[key].dtype and torch.equal(after[key], before[key]), key
-    assert {g: [p.shape for p in ps] for g, ps in loaded.param_groups().items()} == \
-           {g: [p.shape for p in ps] for g, ps in method.param_groups().items()}
+    assert {g: [p.shape for p in ps] for g, ps in loaded.param_groups().items()} == {
+        g: [p.shape for p in ps] for g, ps in method.param_groups().items()
+    }
     embeds, mask = torch.randn(3, 5, D), torch.tensor([[1] * 5, [1] * 3 + [0] * 2, [1] * 5])
     ids = torch.tensor([2, 0, 1])
     out_a, out_b = method(embeds, mask, ids), loaded(embeds, mask, ids)
@@ -90,8 +94,14 @@ def test_refuses_another_backbone(tmp_path, tiny_backbone):
     with pytest.raises(IncompatiblePromptError) as err:
         load_method(tmp_path, tiny_backbone)
     message = str(err.value)
-    for needed in ("'t5-base-elsewhere'", repr(tiny_backbone.name), "0123456789abcdef", tiny_backbone.fingerprint(),
-                   str(tmp_path), "does not transfer"):
+    for needed in (
+        "'t5-base-elsewhere'",
+        repr(tiny_backbone.name),
+        "0123456789abcdef",
+        tiny_backbone.fingerprint(),
+        str(tmp_path),
+        "does not transfer",
+    ):
         assert needed in message
     assert load_method(tmp_path).to_config() == method.to_config()  # without a backbone: no check
 
@@ -159,6 +169,9 @@ def test_a_saved_method_holding_nan_is_refused_at_load_naming_the_file(tmp_path)
     with torch.no_grad():
         next(iter(method.parameters()))[0, 0] = float("nan")
     save_method(method, tmp_path, identity())
-    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'method.safetensors'))}: tensor '.*' holds [0-9]+ NaN "
-                                         "or infinite value"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(str(tmp_path / 'method.safetensors'))}: tensor '.*' holds [0-9]+ NaN "
+        "or infinite value",
+    ):
         load_method(tmp_path)

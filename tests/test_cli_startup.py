@@ -41,7 +41,9 @@ print(json.dumps(report))
 
 def _fresh_interpreter() -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -76,6 +78,11 @@ def test_help_shows_defaults_and_split_validation_is_dev():
 
 
 def test_python_dash_m_promptmix_runs_the_cli():
-    out = subprocess.run([sys.executable, "-m", "promptmix", "--version"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(SRC)}, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "promptmix", "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        check=True,
+    ).stdout
     assert out.strip() == f"promptmix {__version__}"

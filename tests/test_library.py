@@ -32,7 +32,9 @@ def tiny_backbone_of(name: str, seed: int, d_model: int = 16) -> Backbone:
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(seed)
-    config = T5Config(vocab_size=64, d_model=d_model, d_ff=16, d_kv=4, num_heads=2, num_layers=1, decoder_start_token_id=0)
+    config = T5Config(
+        vocab_size=64, d_model=d_model, d_ff=16, d_kv=4, num_heads=2, num_layers=1, decoder_start_token_id=0
+    )
     return Backbone(T5ForConditionalGeneration(config), None, name)
 
 
@@ -65,8 +67,10 @@ def test_add_list_get_load_remove(library, base):
     # names it), and the write lock; no temporary files remain.
     files = sorted(p.name for p in library.root.iterdir())
     assert files[0] == ".promptmix.lock" and len(files) == 5, files
-    assert re.fullmatch(r"cb\.mpt_1\.json cb\.mpt_1@[0-9a-f]{16}\.safetensors rte-pt\.json rte-pt@[0-9a-f]{16}\.safetensors",
-                        " ".join(files[1:])), files
+    assert re.fullmatch(
+        r"cb\.mpt_1\.json cb\.mpt_1@[0-9a-f]{16}\.safetensors rte-pt\.json rte-pt@[0-9a-f]{16}\.safetensors",
+        " ".join(files[1:]),
+    ), files
     saved = json.loads((library.root / "rte-pt.json").read_text())
     assert saved["fingerprint"] == base.fingerprint() and library.tensor_path("rte-pt").name == saved["tensor_file"]
     assert list(safetensors.torch.load_file(library.tensor_path("rte-pt"))) == ["prompt"]
@@ -119,8 +123,14 @@ def test_refuses_a_prompt_from_another_backbone(library, base):
     with pytest.raises(IncompatiblePromptError) as err:
         library.load("rte", other)
     message = str(err.value)
-    for needed in ("'tiny-base'", "'tiny-other'", base.fingerprint(), other.fingerprint(),
-                   "fingerprints differ", "does not transfer"):
+    for needed in (
+        "'tiny-base'",
+        "'tiny-other'",
+        base.fingerprint(),
+        other.fingerprint(),
+        "fingerprints differ",
+        "does not transfer",
+    ):
         assert needed in message
     assert "wide" not in message  # the widths agree; only the fingerprint is blamed
     # The same weights under another name are the same embedding space: accepted.
@@ -154,8 +164,11 @@ def test_a_crash_while_writing_keeps_the_old_entry(library, base, monkeypatch):
 
     monkeypatch.setattr(safetensors.torch, "save_file", crash_midway)
     # One line naming the file and the space left (not the library's exception and traceback).
-    with pytest.raises(StorageFullError, match=rf"cannot write {re.escape(str(library.root))}/rte@[0-9a-f]{{16}}\.safetensors: "
-                                               r"no space left on its device \([0-9.]+ MiB free in "):
+    with pytest.raises(
+        StorageFullError,
+        match=rf"cannot write {re.escape(str(library.root))}/rte@[0-9a-f]{{16}}\.safetensors: "
+        r"no space left on its device \([0-9.]+ MiB free in ",
+    ):
         library.add("rte", _prompt(seed=2), task="rte", method="prompt-tuning", backbone=base, overwrite=True)
     monkeypatch.undo()
     assert torch.equal(library.load("rte", base), _prompt(seed=1))
@@ -216,8 +229,15 @@ def _race_worker(root: str, worker: int, rounds: int, queue, start) -> None:
     for i in range(rounds):
         name, seed = f"r{i % 3}", 1000 * worker + i
         try:
-            library.add(name, _prompt(seed=seed), task="rte", method="prompt-tuning", backbone=IDENTITY,
-                        metrics={"seed": seed}, overwrite=bool(i % 2))
+            library.add(
+                name,
+                _prompt(seed=seed),
+                task="rte",
+                method="prompt-tuning",
+                backbone=IDENTITY,
+                metrics={"seed": seed},
+                overwrite=bool(i % 2),
+            )
             queue.put((name, seed, "ok"))
         except PromptExistsError:
             queue.put((name, seed, "exists"))
@@ -297,8 +317,9 @@ def test_shipped_libraries_are_read_only(tmp_path, base, monkeypatch):
         shipped.add("new", _prompt(), task="rte", method="prompt-tuning", backbone=base)
     assert sorted(p.name for p in shipped.root.iterdir()) == before
     # The training stage that makes the shipped prompts (configs/smollm2's sources) may still write.
-    PromptLibrary(f"promptmix:{name}", update_shipped=True).add("new", _prompt(), task="rte", method="prompt-tuning",
-                                                              backbone=base)
+    PromptLibrary(f"promptmix:{name}", update_shipped=True).add(
+        "new", _prompt(), task="rte", method="prompt-tuning", backbone=base
+    )
     assert "new" in shipped.names()
 
 
@@ -323,9 +344,18 @@ def test_a_library_path_that_is_a_file_is_one_clear_error(tmp_path, base):
 def test_a_card_with_a_string_score_still_renders():
     from promptmix.prompts.library import PromptRecord, card_markdown
 
-    record = PromptRecord(name="p", task="rte", method="pt", backbone="b", hidden_size=16, prompt_length=5,
-                          fingerprint="f", sha256="0" * 64, created="now",
-                          card={"metric": "accuracy", "dev_score": "72.5", "majority_dev_score": 50.0})
+    record = PromptRecord(
+        name="p",
+        task="rte",
+        method="pt",
+        backbone="b",
+        hidden_size=16,
+        prompt_length=5,
+        fingerprint="f",
+        sha256="0" * 64,
+        created="now",
+        card={"metric": "accuracy", "dev_score": "72.5", "majority_dev_score": 50.0},
+    )
     assert "- dev accuracy: **'72.5'** (majority class: 50.0)" in card_markdown(record)
 
 
@@ -368,7 +398,9 @@ def test_cli_add_list_show_remove(run_cli, tmp_path, base):
     run_dir = save_method(method, tmp_path / "run", base)
     lib = ["--library", tmp_path / "lib"]
 
-    code, out, _ = run_cli("prompts", "add", "rte-pt", "--from", run_dir, "--task", "rte", "--metric", "accuracy=0.8125", *lib)
+    code, out, _ = run_cli(
+        "prompts", "add", "rte-pt", "--from", run_dir, "--task", "rte", "--metric", "accuracy=0.8125", *lib
+    )
     assert code == 0 and out.startswith("added rte-pt: task rte, prompt-tuning, [5, 16] for backbone tiny-base")
     assert torch.equal(PromptLibrary(tmp_path / "lib").load("rte-pt", base), method.task_prompt("rte"))
 
@@ -379,7 +411,9 @@ def test_cli_add_list_show_remove(run_cli, tmp_path, base):
 
     code, out, _ = run_cli("prompts", "show", "rte-pt", "--json", *lib)
     shown = json.loads(out)
-    assert shown["fingerprint"] == base.fingerprint() and re.search(r"/rte-pt@[0-9a-f]{16}\.safetensors$", shown["file"])
+    assert shown["fingerprint"] == base.fingerprint() and re.search(
+        r"/rte-pt@[0-9a-f]{16}\.safetensors$", shown["file"]
+    )
     code, out, _ = run_cli("prompts", "show", "rte-pt", *lib)  # the card
     assert code == 0 and out.startswith("# rte-pt\n") and "task `rte` (prompt-tuning), 5 × 16" in out
     assert "dev metrics: accuracy 0.8125" in out
@@ -398,12 +432,22 @@ def test_cli_add_list_show_remove(run_cli, tmp_path, base):
 
 @pytest.mark.skipif("attempt" not in METHODS, reason="ATTEMPT is not registered")
 def test_cli_refuses_input_dependent_prompts(run_cli, tmp_path, base):
-    method = build_method({"method": "attempt", "prompt_length": 5, "tasks": ["rte"], "hidden_size": 16,
-                           "source_names": ["mnli"], "attn_dim": 2})
+    method = build_method(
+        {
+            "method": "attempt",
+            "prompt_length": 5,
+            "tasks": ["rte"],
+            "hidden_size": 16,
+            "source_names": ["mnli"],
+            "attn_dim": 2,
+        }
+    )
     with torch.no_grad():
         method.source_prompts.copy_(torch.randn(1, 5, 16))
     run_dir = save_method(method, tmp_path / "run", base)
-    code, _, err = run_cli("prompts", "add", "rte-attempt", "--from", run_dir, "--task", "rte", "--library", tmp_path / "lib")
+    code, _, err = run_cli(
+        "prompts", "add", "rte-attempt", "--from", run_dir, "--task", "rte", "--library", tmp_path / "lib"
+    )
     assert code == 2 and "depends on the input" in err
 
 
@@ -411,18 +455,38 @@ def test_cards_round_trip_and_shipped_libraries_resolve(tmp_path, base):
     from promptmix.prompts.library import card_markdown, resolve_library_root, shipped_libraries
 
     lib = PromptLibrary(tmp_path / "lib")
-    card = {"metric": "accuracy", "dev_score": 81.25, "majority_dev_score": 50.9, "best_step": 300, "seed": 42,
-            "command": "promptmix train source --config x.yaml", "git_revision": "abc123"}
+    card = {
+        "metric": "accuracy",
+        "dev_score": 81.25,
+        "majority_dev_score": 50.9,
+        "best_step": 300,
+        "seed": 42,
+        "command": "promptmix train source --config x.yaml",
+        "git_revision": "abc123",
+    }
     lib.add("sst2", torch.randn(5, 16), task="sst2", method="prompt-tuning", backbone=base, card=card)
     record = lib.get("sst2")
     assert record.card == card
     text = card_markdown(record)
     assert "dev accuracy: **81.2** (majority class: 50.9)" in text and "- git revision: `abc123`" in text
-    lib.add("multirc", torch.randn(5, 16), task="multirc", method="prompt-tuning", backbone=base,
-            card={"metric": "mean of f1 and group_em", "dev_score": 44.19, "majority_dev_score": 27.65,
-                  "best_constant_dev_score": 46.36, "best_constant_answer": "True"})
-    assert ("dev mean of f1 and group_em: **44.2** (majority class: 27.6; best constant answer 'True': 46.4)"
-            in card_markdown(lib.get("multirc")))
+    lib.add(
+        "multirc",
+        torch.randn(5, 16),
+        task="multirc",
+        method="prompt-tuning",
+        backbone=base,
+        card={
+            "metric": "mean of f1 and group_em",
+            "dev_score": 44.19,
+            "majority_dev_score": 27.65,
+            "best_constant_dev_score": 46.36,
+            "best_constant_answer": "True",
+        },
+    )
+    assert (
+        "dev mean of f1 and group_em: **44.2** (majority class: 27.6; best constant answer 'True': 46.4)"
+        in card_markdown(lib.get("multirc"))
+    )
     with pytest.raises(TypeError):  # not JSON: refused before anything is written
         lib.add("bad", torch.randn(5, 16), task="sst2", method="prompt-tuning", backbone=base, card={"x": object()})
     assert "bad" not in lib and not lib.tensor_path("bad").exists()
@@ -438,7 +502,9 @@ def test_cli_add_takes_a_training_run_directory_as_predict_eval_and_serve_do(run
     lib = ["--library", tmp_path / "lib"]
     methods = {}
     for i, task in enumerate(["rte", "cb"]):  # a run trained one run per task: <run>/<task>/method
-        methods[task] = build_method({"method": "prompt-tuning", "prompt_length": 5, "tasks": [task], "hidden_size": 16})
+        methods[task] = build_method(
+            {"method": "prompt-tuning", "prompt_length": 5, "tasks": [task], "hidden_size": 16}
+        )
         with torch.no_grad():
             methods[task].prompts.copy_(torch.randn(1, 5, 16, generator=torch.Generator().manual_seed(i)))
         save_method(methods[task], tmp_path / "per-task" / task / "method", base)
@@ -455,8 +521,14 @@ def test_cli_add_takes_a_training_run_directory_as_predict_eval_and_serve_do(run
 def test_cli_list_names_a_bad_file_and_lists_the_rest(run_cli, tmp_path, base):
     library = PromptLibrary(tmp_path / "lib")
     library.add("rte", _prompt(), task="rte", method="prompt-tuning", backbone=base)
-    library.add("cb", _prompt(), task="cb", method="prompt-tuning", backbone=base,
-                card={"metric": "accuracy", "dev_score": "high"})  # a hand-edited card: a string score
+    library.add(
+        "cb",
+        _prompt(),
+        task="cb",
+        method="prompt-tuning",
+        backbone=base,
+        card={"metric": "accuracy", "dev_score": "high"},
+    )  # a hand-edited card: a string score
     (library.root / "stray.json").write_text("[1, 2]")
     code, out, err = run_cli("prompts", "list", "--library", library.root)
     assert code == 1
@@ -468,7 +540,11 @@ def test_cli_list_names_a_bad_file_and_lists_the_rest(run_cli, tmp_path, base):
 
 def test_cli_list_of_a_missing_or_file_library_is_an_error(run_cli, tmp_path):
     code, out, err = run_cli("prompts", "list", "--library", tmp_path / "missing")
-    assert code == 2 and out == "" and err.startswith(f"promptmix prompts: error: --library {tmp_path / 'missing'}: no such directory")
+    assert (
+        code == 2
+        and out == ""
+        and err.startswith(f"promptmix prompts: error: --library {tmp_path / 'missing'}: no such directory")
+    )
     (tmp_path / "file").write_text("x")
     code, out, err = run_cli("prompts", "remove", "x", "--library", tmp_path / "file")
     assert code == 2 and err.count("\n") == 1 and "is a file, not a directory" in err
@@ -493,14 +569,18 @@ def test_cli_reports_a_full_disk_in_one_line(run_cli, tmp_path, base, monkeypatc
     run_dir = save_method(method, tmp_path / "run", base)
 
     def full(tensors, filename, metadata=None):  # safetensors wraps the OS error in its own type
-        raise safetensors.SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
-                                          'message: "No space left on device" })')
+        raise safetensors.SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
 
     monkeypatch.setattr(safetensors.torch, "save_file", full)
     code, out, err = run_cli("prompts", "add", "rte", "--from", run_dir, "--task", "rte", "--library", tmp_path / "lib")
     assert code == 2 and err.count("\n") == 1, err
-    assert re.match(rf"promptmix prompts: error: cannot write {re.escape(str(tmp_path / 'lib'))}/rte@[0-9a-f]+\.safetensors: "
-                    r"no space left on its device \([0-9.]+ MiB free", err)
+    assert re.match(
+        rf"promptmix prompts: error: cannot write {re.escape(str(tmp_path / 'lib'))}/rte@[0-9a-f]+\.safetensors: "
+        r"no space left on its device \([0-9.]+ MiB free",
+        err,
+    )
 
 
 def test_cli_reports_a_bare_full_disk_error_in_one_line(run_cli, tmp_path, monkeypatch):
@@ -514,7 +594,9 @@ def test_cli_reports_a_bare_full_disk_error_in_one_line(run_cli, tmp_path, monke
     monkeypatch.setattr(PromptLibrary, "scan", full)
     code, out, err = run_cli("prompts", "list", "--library", tmp_path)
     assert code == 2 and err.count("\n") == 1, err
-    assert err.startswith(f"promptmix prompts: error: cannot write {tmp_path / 'metrics.jsonl'}: no space left on its device (")
+    assert err.startswith(
+        f"promptmix prompts: error: cannot write {tmp_path / 'metrics.jsonl'}: no space left on its device ("
+    )
 
 
 def test_removing_from_a_missing_library_creates_nothing(tmp_path):

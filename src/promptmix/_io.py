@@ -77,8 +77,10 @@ def storage_full(path: Path, err: BaseException) -> StorageFullError:
         free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free"
     except OSError:
         free = "free space unknown"
-    return StorageFullError(errno.ENOSPC, f"cannot write {path}: no space left on its device ({free} in {path.parent}); "
-                                          "free some space and run again")
+    return StorageFullError(
+        errno.ENOSPC,
+        f"cannot write {path}: no space left on its device ({free} in {path.parent}); free some space and run again",
+    )
 
 
 def _fsync_path(path: Path) -> None:
@@ -155,7 +157,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def atomic_save_safetensors(tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> str:
+def atomic_save_safetensors(
+    tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> str:
     """Save ``tensors`` with :func:`safetensors.torch.save_file` atomically; return the
     file's sha256, so a JSON record written next to it can vouch for exactly these bytes.
 
@@ -181,8 +185,10 @@ def read_safetensors(path: str | os.PathLike, expected_sha256: str | None = None
         raise FileNotFoundError(f"tensor file {path} is missing")
     data = path.read_bytes()
     if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
-        raise ValueError(f"{path} does not match the sha256 its record holds ({expected_sha256[:12]}…): it was "
-                         "changed after the record was written, or an overwrite was interrupted; save it again")
+        raise ValueError(
+            f"{path} does not match the sha256 its record holds ({expected_sha256[:12]}…): it was "
+            "changed after the record was written, or an overwrite was interrupted; save it again"
+        )
     try:
         return safetensors.torch.load(data)
     except Exception as err:  # safetensors raises its own SafetensorError for corrupt headers
@@ -196,8 +202,10 @@ def check_finite(tensors: dict[str, Tensor], path: str | os.PathLike) -> dict[st
     for key, value in tensors.items():
         if value.is_floating_point() and not bool(value.isfinite().all()):
             bad = int((~value.isfinite()).sum())
-            raise ValueError(f"{path}: tensor {key!r} holds {bad} NaN or infinite value(s) of {value.numel()}; "
-                             "the training that wrote it diverged (retrain, e.g. with a lower optim.lr)")
+            raise ValueError(
+                f"{path}: tensor {key!r} holds {bad} NaN or infinite value(s) of {value.numel()}; "
+                "the training that wrote it diverged (retrain, e.g. with a lower optim.lr)"
+            )
     return tensors
 
 
@@ -301,7 +309,9 @@ def recover_directory(path: str | os.PathLike, *, clean: bool = False) -> bool:
                 if copy.is_dir():
                     os.rename(copy, path)
                     _fsync_path(path.parent)
-                    logger.warning("%s was missing after an interrupted replacement; restored it from %s", path, copy.name)
+                    logger.warning(
+                        "%s was missing after an interrupted replacement; restored it from %s", path, copy.name
+                    )
                     restored = True
                     break
         if path.exists():

@@ -12,7 +12,7 @@ import platform
 import shlex
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,13 @@ def git_revision(path: str | os.PathLike | None = None) -> str | None:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
@@ -45,7 +50,9 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
 
 
-def versions(packages: tuple[str, ...] = ("promptmix", "torch", "transformers", "accelerate", "datasets", "safetensors")) -> dict[str, str]:
+def versions(
+    packages: tuple[str, ...] = ("promptmix", "torch", "transformers", "accelerate", "datasets", "safetensors"),
+) -> dict[str, str]:
     """Installed versions of the libraries a result depends on."""
     out = {}
     for name in packages:
@@ -58,5 +65,10 @@ def versions(packages: tuple[str, ...] = ("promptmix", "torch", "transformers", 
 
 def provenance() -> dict[str, Any]:
     """Everything above in one JSON-able dict, with the UTC time."""
-    return {"command": command_line(), "git_revision": git_revision(), "machine": machine(), "versions": versions(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "command": command_line(),
+        "git_revision": git_revision(),
+        "machine": machine(),
+        "versions": versions(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

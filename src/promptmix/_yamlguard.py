@@ -27,8 +27,9 @@ class YamlTooBigError(ValueError):
         super().__init__(f"{source}, line {line}: {reason}" if line is not None else f"{source}: {reason}")
 
 
-def check_yaml(text: str, source: str, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
-               max_nodes: int = MAX_NODES) -> None:
+def check_yaml(
+    text: str, source: str, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES
+) -> None:
     """Raise :class:`YamlTooBigError` when ``text`` is over ``max_bytes``, nests deeper than
     ``max_depth``, expands (aliases included) to more than ``max_nodes`` nodes, or holds an
     alias inside the node it names. Syntax errors are left to the loader (it names them)."""
@@ -59,11 +60,16 @@ def check_yaml(text: str, source: str, *, max_bytes: int = MAX_BYTES, max_depth:
                     sizes[event.anchor] = 1
             elif isinstance(event, yaml.AliasEvent):
                 if any(anchor == event.anchor for anchor, _ in open_):
-                    raise refuse(event, f"alias *{event.anchor} is inside the node &{event.anchor} names, which would "
-                                        "contain itself")
+                    raise refuse(
+                        event,
+                        f"alias *{event.anchor} is inside the node &{event.anchor} names, which would contain itself",
+                    )
                 nodes += sizes.get(event.anchor, 1)  # an undefined alias: the loader names it
             if nodes > max_nodes:
-                raise refuse(event, f"expands to more than {max_nodes:,} values once its aliases (*name) are replaced "
-                                    "by what they name; write the values out or use fewer aliases")
+                raise refuse(
+                    event,
+                    f"expands to more than {max_nodes:,} values once its aliases (*name) are replaced "
+                    "by what they name; write the values out or use fewer aliases",
+                )
     except yaml.YAMLError:
         return  # malformed: the loader's own error says where

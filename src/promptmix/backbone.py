@@ -141,7 +141,9 @@ class Backbone:
         return {"backbone": self.name, "hidden_size": self.hidden_size, "fingerprint": self.fingerprint()}
 
     # -- tokenisation: the text layout each backbone kind expects ------------------------------
-    def encode(self, source: str, target: str | None = None, *, max_source_length: int = 256, max_target_length: int = 128) -> dict[str, list[int]]:
+    def encode(
+        self, source: str, target: str | None = None, *, max_source_length: int = 256, max_target_length: int = 128
+    ) -> dict[str, list[int]]:
         """One example -> ``input_ids`` (and ``labels`` when ``target`` is given).
 
         Encoder-decoder: input_ids = source, labels = target. Decoder-only: input_ids =
@@ -175,7 +177,10 @@ class Backbone:
         (and ``labels`` padded with -100 when the features have them). Training and scoring both
         batch this way; :class:`PromptedModel` repacks a row pads-first where it needs to."""
         ids = [f["input_ids"] for f in features]
-        batch = {"input_ids": right_pad(ids, self.tokenizer.pad_token_id), "attention_mask": right_pad([[1] * len(x) for x in ids], 0)}
+        batch = {
+            "input_ids": right_pad(ids, self.tokenizer.pad_token_id),
+            "attention_mask": right_pad([[1] * len(x) for x in ids], 0),
+        }
         if "labels" in features[0]:
             batch["labels"] = right_pad([f["labels"] for f in features], IGNORE_INDEX)
         return batch
@@ -244,8 +249,9 @@ def _prompted_config(backbone: Backbone, method: PromptMethod) -> Any:
     token_counts)``, and ``label_logits`` when asked)."""
     from transformers import PretrainedConfig
 
-    config = PretrainedConfig(backbone=backbone.name, hidden_size=backbone.hidden_size,
-                              prompt_method=type(method).__name__)
+    config = PretrainedConfig(
+        backbone=backbone.name, hidden_size=backbone.hidden_size, prompt_method=type(method).__name__
+    )
     config.keys_to_ignore_at_inference = list(NOT_PREDICTIONS)
     return config
 
@@ -265,8 +271,9 @@ def _backbone_never_missing(module: nn.Module, incompatible: Any) -> None:
     if any(p.is_meta for p in module.model.parameters()):
         return
     frozen = {f"model.{name}" for name, _ in module.model.state_dict().items()}
-    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys
-                                    if not any(k == f or k.endswith("." + f) for f in frozen)]
+    incompatible.missing_keys[:] = [
+        k for k in incompatible.missing_keys if not any(k == f or k.endswith("." + f) for f in frozen)
+    ]
 
 
 def _cache_keyword(module: nn.Module) -> str:
@@ -300,7 +307,9 @@ class PromptedModel(nn.Module):
     def __init__(self, backbone: Backbone, method: PromptMethod) -> None:
         super().__init__()
         if method.hidden_size != backbone.hidden_size:
-            raise ValueError(f"prompt method is {method.hidden_size} wide but backbone {backbone.name!r} has hidden size {backbone.hidden_size}")
+            raise ValueError(
+                f"prompt method is {method.hidden_size} wide but backbone {backbone.name!r} has hidden size {backbone.hidden_size}"
+            )
         self.backbone = backbone
         self.model = backbone.model
         self.method = method
@@ -308,7 +317,9 @@ class PromptedModel(nn.Module):
         self._register_state_dict_hook(_drop_backbone_state)
         self.register_load_state_dict_post_hook(_backbone_never_missing)
 
-    def save_pretrained(self, save_directory: str, state_dict: Any = None, is_main_process: bool = True, **_: Any) -> str:
+    def save_pretrained(
+        self, save_directory: str, state_dict: Any = None, is_main_process: bool = True, **_: Any
+    ) -> str:
         """Write the prompt method (not the backbone) to ``save_directory``: ``method.json`` +
         ``method.safetensors`` (:func:`promptmix.prompts.checkpoint.save_method`), which
         :meth:`from_pretrained` and every promptmix command read. ``state_dict`` and other
@@ -331,7 +342,13 @@ class PromptedModel(nn.Module):
         return getattr(self.model, "_no_split_modules", None)
 
     def _prompted_inputs(
-        self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor, labels: Tensor | None, *, pads_first: bool = False,
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor,
+        labels: Tensor | None,
+        *,
+        pads_first: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor | None, PromptOutput]:
         embeds = self.model.get_input_embeddings()(input_ids)  # [B, n, d]
         source_mask = attention_mask
@@ -367,19 +384,24 @@ class PromptedModel(nn.Module):
             task_ids = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
         embeds, mask, labels, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, labels)
         if self.backbone.is_encoder_decoder:
-            return self._forward_seq2seq(labels, prompt_out, return_logits, output_hidden_states,
-                                         inputs_embeds=embeds, attention_mask=mask)
+            return self._forward_seq2seq(
+                labels, prompt_out, return_logits, output_hidden_states, inputs_embeds=embeds, attention_mask=mask
+            )
         return self._forward_causal(embeds, mask, labels, prompt_out, return_logits, output_hidden_states)
 
-    def _forward_seq2seq(self, labels, prompt_out, return_logits, output_hidden_states, **encoder_inputs) -> PromptedOutput:
+    def _forward_seq2seq(
+        self, labels, prompt_out, return_logits, output_hidden_states, **encoder_inputs
+    ) -> PromptedOutput:
         """Decoder loss over ``labels``; ``encoder_inputs`` are the prompted ``inputs_embeds`` or
         ready ``encoder_outputs``, with their ``attention_mask``."""
         if labels is None:
             raise ValueError("forward needs labels for an encoder-decoder backbone; use generate() to predict")
         decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
         out = self.model(
-            **encoder_inputs, decoder_input_ids=decoder_input_ids,
-            output_hidden_states=output_hidden_states, use_cache=False,
+            **encoder_inputs,
+            decoder_input_ids=decoder_input_ids,
+            output_hidden_states=output_hidden_states,
+            use_cache=False,
         )
         target_mask = labels != IGNORE_INDEX
         hidden = {}
@@ -391,10 +413,17 @@ class PromptedModel(nn.Module):
 
     def _forward_causal(self, embeds, mask, labels, prompt_out, return_logits, output_hidden_states) -> PromptedOutput:
         out = self.model.base_model(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
-            output_hidden_states=output_hidden_states, use_cache=False,
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=_positions(mask),
+            output_hidden_states=output_hidden_states,
+            use_cache=False,
         )
-        hidden = _hidden(tuple(out.hidden_states), (mask.bool(),) * len(out.hidden_states), (0,)) if output_hidden_states else {}
+        hidden = (
+            _hidden(tuple(out.hidden_states), (mask.bool(),) * len(out.hidden_states), (0,))
+            if output_hidden_states
+            else {}
+        )
         if labels is None:
             return PromptedOutput(None, None, None, prompt_out, **hidden)
         # Position i predicts token i+1; only label positions need the (vocab-sized) LM head.
@@ -403,7 +432,9 @@ class PromptedModel(nn.Module):
         return self._loss(logits, labels[:, 1:][target_mask], target_mask, prompt_out, return_logits, hidden)
 
     @torch.no_grad()
-    def score_label_rows(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor, task_ids: Tensor, counts: Tensor) -> PromptedOutput:
+    def score_label_rows(
+        self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor, task_ids: Tensor, counts: Tensor
+    ) -> PromptedOutput:
         """Encoder-decoder only: score several label rows per example, running the prompt method
         and the encoder once per example rather than once per label row.
 
@@ -413,16 +444,28 @@ class PromptedModel(nn.Module):
         (same losses up to float summation order); ``prompt_output`` is per example.
         """
         if not self.backbone.is_encoder_decoder:
-            raise ValueError("score_label_rows shares the encoder pass; decoder-only models share the prefix's "
-                             "key/value cache with score_continuations()")
+            raise ValueError(
+                "score_label_rows shares the encoder pass; decoder-only models share the prefix's "
+                "key/value cache with score_continuations()"
+            )
         embeds, mask, _, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, None)
         encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask)
-        rows = torch.repeat_interleave(torch.arange(input_ids.shape[0], device=input_ids.device), counts.to(input_ids.device))
-        return self._forward_seq2seq(labels, prompt_out, False, False, attention_mask=mask[rows],
-                                     encoder_outputs=BaseModelOutput(last_hidden_state=encoded.last_hidden_state[rows]))
+        rows = torch.repeat_interleave(
+            torch.arange(input_ids.shape[0], device=input_ids.device), counts.to(input_ids.device)
+        )
+        return self._forward_seq2seq(
+            labels,
+            prompt_out,
+            False,
+            False,
+            attention_mask=mask[rows],
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoded.last_hidden_state[rows]),
+        )
 
     @torch.no_grad()
-    def score_continuations(self, input_ids: Tensor, attention_mask: Tensor, continuations: Tensor, task_ids: Tensor, counts: Tensor) -> PromptedOutput:
+    def score_continuations(
+        self, input_ids: Tensor, attention_mask: Tensor, continuations: Tensor, task_ids: Tensor, counts: Tensor
+    ) -> PromptedOutput:
         """Decoder-only only: score several continuations per example (rank classification's
         candidate answers), running the prompt method and prompt + input once per example and
         every continuation as a short extension of that prefix's key/value cache.
@@ -434,14 +477,21 @@ class PromptedModel(nn.Module):
         give up to float summation order; ``prompt_output`` is per example.
         """
         if self.backbone.is_encoder_decoder:
-            raise ValueError("score_continuations extends a decoder-only prefix; encoder-decoder models use score_label_rows()")
+            raise ValueError(
+                "score_continuations extends a decoder-only prefix; encoder-decoder models use score_label_rows()"
+            )
         # Pads first ([pads][prompt][input]): every prefix ends in the last column, and the distance
         # between any two real tokens is the full row's, which sliding-window attention needs.
         embeds, mask, _, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, None, pads_first=True)
         cache = _new_cache(self.model)
         base = self.model.base_model
-        prefix = base(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask), use_cache=True,
-                      **{_cache_keyword(base): cache})
+        prefix = base(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=_positions(mask),
+            use_cache=True,
+            **{_cache_keyword(base): cache},
+        )
         rows = torch.repeat_interleave(torch.arange(mask.shape[0], device=mask.device), counts.to(mask.device))
         states = prefix.last_hidden_state[rows, -1:]  # [R, 1, d]: predicts each answer's first token
         target_mask = continuations != IGNORE_INDEX  # [R, t]
@@ -453,8 +503,13 @@ class PromptedModel(nn.Module):
             feed = continuations[:, :-1].clamp(min=0)
             feed_mask = torch.cat([mask[rows], target_mask[:, :-1].to(mask.dtype)], dim=1)
             positions = mask.sum(dim=1)[rows, None] + torch.arange(feed.shape[1], device=mask.device)
-            tail = base(input_ids=feed, attention_mask=feed_mask, position_ids=positions, use_cache=True,
-                        **{_cache_keyword(base): cache})
+            tail = base(
+                input_ids=feed,
+                attention_mask=feed_mask,
+                position_ids=positions,
+                use_cache=True,
+                **{_cache_keyword(base): cache},
+            )
             states = torch.cat([states, tail.last_hidden_state], dim=1)  # [R, t, d]: state j predicts token j
         logits = self._lm_head(states[target_mask])
         return self._loss(logits, continuations[target_mask], target_mask, prompt_out, False, {})
@@ -500,7 +555,9 @@ class PromptedModel(nn.Module):
             task_ids = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
         # Decoder-only generation appends after the last position, so every pad must come first.
         pads_first = not self.backbone.is_encoder_decoder
-        embeds, mask, _, prompt_out = self._prompted_inputs(input_ids, attention_mask, task_ids, None, pads_first=pads_first)
+        embeds, mask, _, prompt_out = self._prompted_inputs(
+            input_ids, attention_mask, task_ids, None, pads_first=pads_first
+        )
         tok = self.backbone.tokenizer
         kwargs = {"do_sample": False, "max_new_tokens": 32, "pad_token_id": tok.pad_token_id, **generation_kwargs}
         out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)

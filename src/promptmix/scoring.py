@@ -46,7 +46,9 @@ def attention_rows(prompt_output: PromptOutput, rows: Sequence[int]) -> list[Ten
 
 
 @torch.no_grad()
-def sequence_log_likelihoods(model: PromptedModel, features: Sequence[dict[str, list[int]]], task_ids: Tensor) -> tuple[Tensor, Tensor, PromptOutput]:
+def sequence_log_likelihoods(
+    model: PromptedModel, features: Sequence[dict[str, list[int]]], task_ids: Tensor
+) -> tuple[Tensor, Tensor, PromptOutput]:
     """Summed log-likelihood [N] of each row's labels, its label-token count [N], and the
     prompt output, from one teacher-forced forward."""
     batch = {k: v.to(task_ids.device) for k, v in model.backbone.pad(features).items()}
@@ -54,7 +56,9 @@ def sequence_log_likelihoods(model: PromptedModel, features: Sequence[dict[str, 
     return -out.per_example_nll.float(), out.token_counts, out.prompt_output
 
 
-def split_candidate_rows(model: PromptedModel, candidates: Sequence[Sequence[dict[str, list[int]]]]) -> tuple[list[list[int]], list[list[list[int]]]]:
+def split_candidate_rows(
+    model: PromptedModel, candidates: Sequence[Sequence[dict[str, list[int]]]]
+) -> tuple[list[list[int]], list[list[list[int]]]]:
     """Candidate rows ``backbone.encode(source, answer)`` -> each example's source ids and its
     candidates' answer ids: for callers that hold joined rows. The engine never joins them."""
     decoder_only = not model.backbone.is_encoder_decoder
@@ -64,14 +68,17 @@ def split_candidate_rows(model: PromptedModel, candidates: Sequence[Sequence[dic
         cut = sum(1 for x in rows[0]["labels"] if x == IGNORE_INDEX) if decoder_only else None
         sources.append(rows[0]["input_ids"][:cut])
         if any(f["input_ids"][:cut] != sources[-1] for f in rows):
-            raise ValueError(f"example {i}: its candidate rows differ before the answer; every candidate of an "
-                             "example must be backbone.encode(source, answer) with the same source")
+            raise ValueError(
+                f"example {i}: its candidate rows differ before the answer; every candidate of an "
+                "example must be backbone.encode(source, answer) with the same source"
+            )
         answers.append([f["labels"][cut:] if decoder_only else f["labels"] for f in rows])
     return sources, answers
 
 
-def candidate_log_likelihoods(model: PromptedModel, sources: Sequence[list[int]], answers: Sequence[Sequence[list[int]]],
-                              task_ids: Tensor) -> tuple[Tensor, PromptOutput]:
+def candidate_log_likelihoods(
+    model: PromptedModel, sources: Sequence[list[int]], answers: Sequence[Sequence[list[int]]], task_ids: Tensor
+) -> tuple[Tensor, PromptOutput]:
     """Summed log-likelihood of every candidate answer (flattened, example by example), running
     each example's source once: the encoder on encoder-decoder models, prompt + input (kept as a
     KV cache) on decoder-only ones. ``sources``: each example's ``backbone.encode(source)`` ids;
@@ -79,9 +86,13 @@ def candidate_log_likelihoods(model: PromptedModel, sources: Sequence[list[int]]
     device = task_ids.device
     batch = model.backbone.pad([{"input_ids": x} for x in sources])
     score = model.score_label_rows if model.backbone.is_encoder_decoder else model.score_continuations
-    out = score(batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                right_pad([a for rows in answers for a in rows], IGNORE_INDEX).to(device), task_ids,
-                torch.tensor([len(rows) for rows in answers], device=device))
+    out = score(
+        batch["input_ids"].to(device),
+        batch["attention_mask"].to(device),
+        right_pad([a for rows in answers for a in rows], IGNORE_INDEX).to(device),
+        task_ids,
+        torch.tensor([len(rows) for rows in answers], device=device),
+    )
     return -out.per_example_nll.float(), out.prompt_output
 
 
@@ -97,8 +108,9 @@ class RankResult:
 
 
 @torch.no_grad()
-def rank_candidates(model: PromptedModel, sources: Sequence[list[int]], answers: Sequence[Sequence[list[int]]],
-                    task_ids: Tensor) -> list[RankResult]:
+def rank_candidates(
+    model: PromptedModel, sources: Sequence[list[int]], answers: Sequence[Sequence[list[int]]], task_ids: Tensor
+) -> list[RankResult]:
     """Rank each example's candidate answers, all examples and candidates batched together.
 
     Args:
@@ -119,7 +131,9 @@ def rank_candidates(model: PromptedModel, sources: Sequence[list[int]], answers:
 
 
 @torch.no_grad()
-def rank_classify(model: PromptedModel, candidates: Sequence[Sequence[dict[str, list[int]]]], task_ids: Tensor) -> list[RankResult]:
+def rank_classify(
+    model: PromptedModel, candidates: Sequence[Sequence[dict[str, list[int]]]], task_ids: Tensor
+) -> list[RankResult]:
     """:func:`rank_candidates` for candidates given as joined rows ``backbone.encode(source,
     word)``, one per label word or answer candidate (the candidates of one example must share
     its encoded source; a ValueError names the example whose do not)."""
@@ -138,14 +152,23 @@ class Generation:
 
 
 @torch.no_grad()
-def generate_scored(model: PromptedModel, input_ids: Sequence[list[int]], task_ids: Tensor, **generation_kwargs) -> list[Generation]:
+def generate_scored(
+    model: PromptedModel, input_ids: Sequence[list[int]], task_ids: Tensor, **generation_kwargs
+) -> list[Generation]:
     """Greedy answers with their scores in one ``generate``: the scores are the token
     log-probabilities generate already computed (``compute_transition_scores`` on its raw
     logits), not a second forward over the decoded text."""
     backbone = model.backbone
     batch = {k: v.to(task_ids.device) for k, v in backbone.pad([{"input_ids": x} for x in input_ids]).items()}
-    out, prompt_out = model.generate(batch["input_ids"], batch["attention_mask"], task_ids, return_prompt_output=True,
-                                     return_dict_in_generate=True, output_logits=True, **generation_kwargs)
+    out, prompt_out = model.generate(
+        batch["input_ids"],
+        batch["attention_mask"],
+        task_ids,
+        return_prompt_output=True,
+        return_dict_in_generate=True,
+        output_logits=True,
+        **generation_kwargs,
+    )
     # Raw logits, normalised: the model's own probabilities, whatever logits processors greedy search ran.
     logprobs = model.model.compute_transition_scores(out.sequences, out.logits, normalize_logits=True).float()
     eos = backbone.tokenizer.eos_token_id

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from method_factories import make_method
 from torch import nn
 
 from promptmix.inference.attention_map import mean_attention, write_heatmap
 from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput, masked_max_pool
-
-from method_factories import make_method
 
 TEXTS = {
     "rte": ["rte sentence1: A cat sat. sentence2: A cat sits.", "rte sentence1: It rains. sentence2: Dry."],

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_factories import make_method
+from predictor_factory import ITEMS, tiny_predictor
 
-from promptmix.backbone import Backbone, IGNORE_INDEX, PromptedModel
+from promptmix.backbone import IGNORE_INDEX, Backbone, PromptedModel
 from promptmix.inference.engine import Engine, EngineInput, prepare_input
 from promptmix.scoring import generate_scored, sequence_log_likelihoods
 from promptmix.tasks import get_task
-
-from method_factories import make_method
-from predictor_factory import ITEMS, tiny_predictor
 
 SOURCES = ["stsb sentence1: A man plays a guitar. sentence2: A man plays music.", "stsb sentence1: No. sentence2: Yes."]
 
@@ -21,8 +20,12 @@ def test_each_source_is_tokenised_once_and_each_candidate_answer_once(tiny_backb
     predictor = tiny_predictor(tiny_backbone)
     sources, answers = [], []
     encode, encode_answer = Backbone.encode, Backbone.encode_answer
-    monkeypatch.setattr(Backbone, "encode", lambda self, source, *a, **k: sources.append(source) or encode(self, source, *a, **k))
-    monkeypatch.setattr(Backbone, "encode_answer", lambda self, t, **k: answers.append(t) or encode_answer(self, t, **k))
+    monkeypatch.setattr(
+        Backbone, "encode", lambda self, source, *a, **k: sources.append(source) or encode(self, source, *a, **k)
+    )
+    monkeypatch.setattr(
+        Backbone, "encode_answer", lambda self, t, **k: answers.append(t) or encode_answer(self, t, **k)
+    )
     prepared = predictor.prepare(ITEMS)
     assert len(sources) == len(ITEMS) == len(set(sources))  # no source twice (none is over its limit here)
     assert answers == [a for p in prepared if p.answers for a in p.answers]
@@ -36,15 +39,23 @@ def test_the_candidates_ranked_are_the_tasks_answer_candidates(tiny_backbone):
     tasks["cb"].label_format = "index"
     predictor = tiny_predictor(tiny_backbone, tasks=tasks)
     [pred] = predictor.predict([ITEMS[1]])
-    assert list(pred.label_scores) == ["0", "1", "2"] == tasks["cb"].answer_candidates(tasks["cb"].format(ITEMS[1]["record"]))
+    assert (
+        list(pred.label_scores)
+        == ["0", "1", "2"]
+        == tasks["cb"].answer_candidates(tasks["cb"].format(ITEMS[1]["record"]))
+    )
     assert pred.prediction == tasks["cb"].label_words[int(pred.text)]
 
 
 def _teacher_forced_score(model: PromptedModel, source: list[int], task_id: int, max_new_tokens: int) -> float:
     """exp(mean log-probability) of the greedy tokens up to the first eos, by one forward over them."""
     backbone = model.backbone
-    tokens = model.generate(torch.tensor([source]), torch.ones(1, len(source), dtype=torch.long),
-                            torch.tensor([task_id]), max_new_tokens=max_new_tokens)[0].tolist()
+    tokens = model.generate(
+        torch.tensor([source]),
+        torch.ones(1, len(source), dtype=torch.long),
+        torch.tensor([task_id]),
+        max_new_tokens=max_new_tokens,
+    )[0].tolist()
     eos = backbone.tokenizer.eos_token_id
     tokens = tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
     if backbone.is_encoder_decoder:
@@ -75,8 +86,10 @@ def test_batches_hold_the_token_budget_and_answers_come_back_in_order(tiny_backb
     batches = engine._batches(range(len(inputs)), inputs)
     assert sorted(i for b in batches for i in b) == list(range(len(inputs)))
     for batch in batches:
-        assert sum(inputs[i].rows for i in batch) * max(engine.width(inputs[i]) for i in batch) <= engine.token_budget \
+        assert (
+            sum(inputs[i].rows for i in batch) * max(engine.width(inputs[i]) for i in batch) <= engine.token_budget
             or len(batch) == 1
+        )
         assert len({bool(inputs[i].answer_ids) for i in batch}) == 1  # ranked and generated never share a forward
     answers = engine.run(inputs)
     alone = [Engine(model).run([p])[0] for p in inputs]

@@ -15,12 +15,20 @@ def test_validation_is_an_alias_of_dev(monkeypatch, capsys, tmp_path, given, sco
     import promptmix.cli.eval as cli_eval
 
     seen = []
-    loaded = SimpleNamespace(backbone=None, method=None, tasks={"rte": SimpleNamespace(dev=[1, 2], test=[1])},
-                             task_ids=lambda: {"rte": 0}, config=SimpleNamespace(eval=None, data=None))
+    loaded = SimpleNamespace(
+        backbone=None,
+        method=None,
+        tasks={"rte": SimpleNamespace(dev=[1, 2], test=[1])},
+        task_ids=lambda: {"rte": 0},
+        config=SimpleNamespace(eval=None, data=None),
+    )
     monkeypatch.setattr(cli_eval, "load_run_with_data", lambda *a, **k: loaded)
     monkeypatch.setattr(cli_eval, "PromptedModel", lambda *a: SimpleNamespace(eval=lambda: None))
-    monkeypatch.setattr(cli_eval, "evaluate", lambda model, tasks, split, *a: seen.append(split) or
-                        {"rte": {"accuracy": 50.0}, "score": 50.0})
+    monkeypatch.setattr(
+        cli_eval,
+        "evaluate",
+        lambda model, tasks, split, *a: seen.append(split) or {"rte": {"accuracy": 50.0}, "score": 50.0},
+    )
     assert main(["eval", "--run", str(tmp_path), "--split", given]) == 0
     assert seen == [scored] and f"rte ({scored}, " in capsys.readouterr().out
     assert main(["eval", "--run", str(tmp_path), "--split", given, "--json"]) == 0

@@ -6,24 +6,38 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_factories import make_method
 
 from promptmix.backbone import PromptedModel
+from promptmix.inference.evaluate import predict
 from promptmix.inference.predictor import InputError, Predictor
 from promptmix.scoring import sequence_log_likelihoods
 from promptmix.tasks import DataError, get_task
 from promptmix.training.config import EvalConfig
 from promptmix.training.data import TaskData
-from promptmix.inference.evaluate import predict
-
-from method_factories import make_method
 
 COPA = [  # records of different lengths and different candidates
-    {"premise": "The man broke his toe.", "question": "cause", "choice1": "He dropped a hammer on his foot.",
-     "choice2": "He got a hole in his sock.", "label": 0},
-    {"premise": "I tipped the bottle.", "question": "effect", "choice1": "The liquid in the bottle froze.",
-     "choice2": "The liquid in the bottle poured out of it onto the kitchen table.", "label": 1},
-    {"premise": "It rained all day long without a single break.", "question": "effect", "choice1": "Puddles.",
-     "choice2": "Sunburn and a dry lawn.", "label": 0},
+    {
+        "premise": "The man broke his toe.",
+        "question": "cause",
+        "choice1": "He dropped a hammer on his foot.",
+        "choice2": "He got a hole in his sock.",
+        "label": 0,
+    },
+    {
+        "premise": "I tipped the bottle.",
+        "question": "effect",
+        "choice1": "The liquid in the bottle froze.",
+        "choice2": "The liquid in the bottle poured out of it onto the kitchen table.",
+        "label": 1,
+    },
+    {
+        "premise": "It rained all day long without a single break.",
+        "question": "effect",
+        "choice1": "Puddles.",
+        "choice2": "Sunburn and a dry lawn.",
+        "label": 0,
+    },
 ]
 
 
@@ -43,7 +57,9 @@ def model(tiny_backbone):
 def test_rank_evaluation_picks_among_each_examples_own_candidates(model):
     task = get_task("copa-choices")
     examples = [task.format(r) for r in COPA]
-    answers = predict(model, TaskData(task, [], examples, []), examples, 0, EvalConfig(scoring="rank", batch_size=2), 256)
+    answers = predict(
+        model, TaskData(task, [], examples, []), examples, 0, EvalConfig(scoring="rank", batch_size=2), 256
+    )
     assert answers == [best_by_full_rows(model, 0, ex)[0] for ex in examples]
     assert all(answer in ex.choices for answer, ex in zip(answers, examples))
     # The paper preset keeps its literal label words.
@@ -57,14 +73,20 @@ def test_predictor_answers_with_the_inputs_own_choices(model):
     predictor = Predictor(model.backbone, model.method)
     task = get_task("copa-choices")
     items = [{"task": "copa-choices", "record": r} for r in COPA]
-    text_item = {"task": "copa-choices", "text": task.format(COPA[1]).source, "choices": list(task.format(COPA[1]).choices)}
+    text_item = {
+        "task": "copa-choices",
+        "text": task.format(COPA[1]).source,
+        "choices": list(task.format(COPA[1]).choices),
+    }
     answers = predictor.predict([*items, text_item, {"task": "copa", "record": COPA[0]}])
     for record, answer in zip(COPA, answers[:3]):
         example = task.format(record)
         best, ll = best_by_full_rows(model, 0, example)
         assert answer.text == answer.prediction == best
         assert list(answer.label_scores) == list(example.choices)
-        torch.testing.assert_close(torch.tensor(list(answer.label_scores.values())), torch.softmax(ll, 0), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            torch.tensor(list(answer.label_scores.values())), torch.softmax(ll, 0), atol=1e-5, rtol=0
+        )
     assert answers[3].text == answers[1].text  # the same input as text with its choices
     assert answers[4].text in ("choice1", "choice2") and list(answers[4].label_scores) == ["choice1", "choice2"]
 
@@ -77,16 +99,23 @@ def test_choices_are_required_for_multiple_choice_text_and_refused_elsewhere(mod
         predictor.prepare([{"task": "copa", "text": "copa premise: x", "choices": ["a", "b"]}])
 
 
-@pytest.mark.parametrize("label, message", [
-    (2, "label 2 is neither one of the 2 candidates' text nor an index 0..1"),
-    ("a sock", "label 'a sock' is neither"),
-])
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        (2, "label 2 is neither one of the 2 candidates' text nor an index 0..1"),
+        ("a sock", "label 'a sock' is neither"),
+    ],
+)
 def test_a_label_that_is_no_candidate_names_the_field(label, message):
     with pytest.raises(DataError, match="field 'label'") as err:
         get_task("copa-choices").format({**COPA[0], "label": label})
     assert message in str(err.value)
-    assert get_task("winogrande-choices").format(
-        {"sentence": "_ won.", "option1": "Ann", "option2": "Bo", "answer": "2"}).target == "Bo"  # counted from 1
+    assert (
+        get_task("winogrande-choices")
+        .format({"sentence": "_ won.", "option1": "Ann", "option2": "Bo", "answer": "2"})
+        .target
+        == "Bo"
+    )  # counted from 1
 
 
 TEXT = "copa-choices premise: The man broke his toe. question: cause"
@@ -103,7 +132,9 @@ def test_choices_beyond_the_limits_are_refused_before_anything_is_encoded(model,
         predictor.prepare([{"task": "copa-choices", "text": TEXT, "choices": ["a", "word " * 1000]}])
     assert err.value.kind == "choice_too_long" and encoded == []
     monkeypatch.undo()
-    with pytest.raises(InputError, match=r"choice 0 is \d+ tokens, over the limit of 4 \(max_choice_tokens, --max-choice-tokens\)") as err:
+    with pytest.raises(
+        InputError, match=r"choice 0 is \d+ tokens, over the limit of 4 \(max_choice_tokens, --max-choice-tokens\)"
+    ) as err:
         predictor.prepare([{"task": "copa-choices", "text": TEXT, "choices": ["one two three four five six", "b"]}])
     assert err.value.kind == "choice_too_long"
 
@@ -112,8 +143,9 @@ def test_duplicate_and_whitespace_variant_choices_are_one_candidate_and_scores_s
     """Issue 36.15: ' He fell. ' and 'He fell.' once shared one label_scores key, so the two
     rows' probabilities were counted as one and the scores summed to less than 1."""
     predictor = Predictor(model.backbone, model.method)
-    [answer] = predictor.predict([{"task": "copa-choices", "text": TEXT,
-                                   "choices": ["He fell.", " He fell. ", "He slipped.", "He fell."]}])
+    [answer] = predictor.predict(
+        [{"task": "copa-choices", "text": TEXT, "choices": ["He fell.", " He fell. ", "He slipped.", "He fell."]}]
+    )
     assert list(answer.label_scores) == ["He fell.", "He slipped."]
     assert abs(sum(answer.label_scores.values()) - 1) < 1e-5 and answer.score == max(answer.label_scores.values())
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from predictor_factory import ITEMS, same_predictions, tiny_predictor
 
 from promptmix.backbone import PromptedModel
 from promptmix.inference.predictor import InputError
 from promptmix.prompts import METHODS
-
-from predictor_factory import ITEMS, same_predictions, tiny_predictor
 
 
 @pytest.fixture(params=sorted(METHODS))
@@ -33,8 +32,12 @@ def test_rank_classification_score_is_softmax_of_summed_log_likelihoods(tiny_bac
     lls = []
     for word in ["entailment", "contradiction", "neutral"]:
         enc = tiny_backbone.encode(source, word)
-        out = model(torch.tensor([enc["input_ids"]]), torch.ones(1, len(enc["input_ids"]), dtype=torch.long),
-                    torch.tensor([enc["labels"]]), method.task_ids_for(["cb"]))
+        out = model(
+            torch.tensor([enc["input_ids"]]),
+            torch.ones(1, len(enc["input_ids"]), dtype=torch.long),
+            torch.tensor([enc["labels"]]),
+            method.task_ids_for(["cb"]),
+        )
         lls.append(-out.per_example_nll.item())
     probs = torch.softmax(torch.tensor(lls), 0)
     best = int(probs.argmax())
@@ -78,15 +81,22 @@ def test_task_names_resolve_through_aliases(tiny_backbone):
     assert predictor.predict([{"task": "SST-2", "record": {"sentence": "fine"}}])[0].task == "sst2"
 
 
-@pytest.mark.parametrize("item, kind, words", [
-    ({"task": "rtee", "record": {}}, "unknown_task", ["'rtee'", "Did you mean 'rte'", "Loaded: rte, sst2, cb, stsb"]),
-    ({"task": "mnli", "text": "x"}, "unknown_task", ["no prompt is loaded for task 'mnli'"]),
-    ({"task": "rte", "record": {"sentence1": "only one"}}, "invalid", ["field 'sentence2'", "missing"]),
-    ({"task": "rte", "record": {"sentence1": "a", "sentence2": "b"}, "text": "c"}, "invalid", ["exactly one of"]),
-    ({"task": "rte"}, "invalid", ["exactly one of"]),
-    ({"task": "rte", "text": "word " * 400}, "too_long", ["tokens, over the limit of 256 for task 'rte'"]),
-    ("rte sentence1: a", "invalid", ["expected an object"]),
-])
+@pytest.mark.parametrize(
+    "item, kind, words",
+    [
+        (
+            {"task": "rtee", "record": {}},
+            "unknown_task",
+            ["'rtee'", "Did you mean 'rte'", "Loaded: rte, sst2, cb, stsb"],
+        ),
+        ({"task": "mnli", "text": "x"}, "unknown_task", ["no prompt is loaded for task 'mnli'"]),
+        ({"task": "rte", "record": {"sentence1": "only one"}}, "invalid", ["field 'sentence2'", "missing"]),
+        ({"task": "rte", "record": {"sentence1": "a", "sentence2": "b"}, "text": "c"}, "invalid", ["exactly one of"]),
+        ({"task": "rte"}, "invalid", ["exactly one of"]),
+        ({"task": "rte", "text": "word " * 400}, "too_long", ["tokens, over the limit of 256 for task 'rte'"]),
+        ("rte sentence1: a", "invalid", ["expected an object"]),
+    ],
+)
 def test_bad_inputs_raise_errors_naming_the_problem(tiny_backbone, item, kind, words):
     predictor = tiny_predictor(tiny_backbone)
     with pytest.raises(InputError) as caught:
@@ -102,8 +112,10 @@ def test_long_inputs_are_truncated_when_allowed(tiny_backbone):
     assert len(prepared.input_ids) == 256
 
 
-@pytest.mark.parametrize("item", [{"task": "sst2", "text": "a \ud800 b"},
-                                  {"task": "rte", "record": {"sentence1": "x\udfff", "sentence2": "y"}}])
+@pytest.mark.parametrize(
+    "item",
+    [{"task": "sst2", "text": "a \ud800 b"}, {"task": "rte", "record": {"sentence1": "x\udfff", "sentence2": "y"}}],
+)
 def test_text_the_tokenizer_cannot_take_is_an_input_error(tiny_backbone, item):
     predictor = tiny_predictor(tiny_backbone)
     with pytest.raises(InputError) as info:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_factories import make_method
 from transformers import DataCollatorForSeq2Seq
 
 from promptmix.backbone import PromptedModel
 from promptmix.prompts import METHODS
 from promptmix.prompts.router import PromptRouter
-
-from method_factories import make_method
 
 EXAMPLES = [  # (source, target, task)
     ("rte sentence1: A cat sat on the mat. sentence2: A cat sits.", "entailment", "rte"),
@@ -48,13 +47,17 @@ def test_routed_losses_equal_each_method_alone(tiny_backbone, members):
     router = PromptRouter(members)
     assert router.prompt_length == 5 and router.task_names == ["rte", "sst2", "boolq", "cb"]
     batch = _batch(tiny_backbone, EXAMPLES, router.task_ids_for([e[2] for e in EXAMPLES]))
-    routed = PromptedModel(tiny_backbone, router)(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["task_ids"])
+    routed = PromptedModel(tiny_backbone, router)(
+        batch["input_ids"], batch["attention_mask"], batch["labels"], batch["task_ids"]
+    )
     for i, ex in enumerate(EXAMPLES):
+
         def loss(model, ids):
             one = _batch(tiny_backbone, [ex], ids)
             return model(one["input_ids"], one["attention_mask"], one["labels"], ids)
+
         alone = _alone(tiny_backbone, members, ex, loss)
-        torch.testing.assert_close(routed.per_example_loss[i:i + 1], alone.per_example_loss, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(routed.per_example_loss[i : i + 1], alone.per_example_loss, atol=1e-5, rtol=1e-5)
         row = routed.prompt_output.attention_row(i) if routed.prompt_output.attention is not None else None
         if alone.prompt_output.attention is None:
             assert row is None
@@ -65,11 +68,15 @@ def test_routed_losses_equal_each_method_alone(tiny_backbone, members):
 def test_routed_generation_equals_each_method_alone(tiny_backbone, members):
     router = PromptRouter(members)
     batch = _batch(tiny_backbone, EXAMPLES, router.task_ids_for([e[2] for e in EXAMPLES]), with_targets=False)
-    routed = PromptedModel(tiny_backbone, router).generate(batch["input_ids"], batch["attention_mask"], batch["task_ids"], max_new_tokens=4)
+    routed = PromptedModel(tiny_backbone, router).generate(
+        batch["input_ids"], batch["attention_mask"], batch["task_ids"], max_new_tokens=4
+    )
     for i, ex in enumerate(EXAMPLES):
+
         def gen(model, ids):
             one = _batch(tiny_backbone, [ex], ids, with_targets=False)
             return model.generate(one["input_ids"], one["attention_mask"], ids, max_new_tokens=4)
+
         alone = _alone(tiny_backbone, members, ex, gen)
         assert routed[i, : alone.shape[1]].tolist() == alone[0].tolist()
 

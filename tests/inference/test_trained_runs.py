@@ -9,14 +9,13 @@ import json
 
 import pytest
 import torch
+from predictor_factory import saved_tiny_t5
+from tiny_models import REPO
 
 from promptmix.cli import main
 from promptmix.prompts.library import PromptLibrary
 from promptmix.training.config import load_config
 from promptmix.training.stages import run_stage
-
-from predictor_factory import saved_tiny_t5
-from tiny_models import REPO
 
 FIXTURES = REPO / "tests" / "tasks" / "fixtures"
 SOURCES = {"src-sst2": "sst2", "src-rte": "rte"}
@@ -29,19 +28,44 @@ def trained(tmp_path_factory, t5_tokenizer):
     gen = torch.Generator().manual_seed(0)
     library = PromptLibrary(root / "prompts")
     for entry, task in SOURCES.items():
-        library.add(entry, torch.randn(4, backbone.hidden_size, generator=gen) * 0.5, task=task,
-                    method="prompt-tuning", backbone=backbone)
+        library.add(
+            entry,
+            torch.randn(4, backbone.hidden_size, generator=gen) * 0.5,
+            task=task,
+            method="prompt-tuning",
+            backbone=backbone,
+        )
     common = {
-        "model.name": str(model_dir), "data.data_dir": str(FIXTURES), "method.prompt_tuning.prompt_length": 4, "method.attempt.attn_dim": 8,
-        "optim.batch_size": 4, "optim.max_steps": 3, "optim.warmup_steps": 1, "eval.every": 0, "eval.batch_size": 8,
-        "eval.max_new_tokens": 4, "run.save_every": 0, "run.progress": False, "run.tensorboard": False,
-        "library.root": str(root / "prompts"), "library.sources": list(SOURCES), "library.init_from": "src-sst2",
+        "model.name": str(model_dir),
+        "data.data_dir": str(FIXTURES),
+        "method.prompt_tuning.prompt_length": 4,
+        "method.attempt.attn_dim": 8,
+        "optim.batch_size": 4,
+        "optim.max_steps": 3,
+        "optim.warmup_steps": 1,
+        "eval.every": 0,
+        "eval.batch_size": 8,
+        "eval.max_new_tokens": 4,
+        "run.save_every": 0,
+        "run.progress": False,
+        "run.tensorboard": False,
+        "library.root": str(root / "prompts"),
+        "library.sources": list(SOURCES),
+        "library.init_from": "src-sst2",
     }
     runs = {"multi": root / "attempt-m", "per_task": root / "attempt"}
-    run_stage(load_config(None, {**common, "data.tasks": ["cb", "stsb"], "data.multi_task": True,
-                                 "run.dir": str(runs["multi"])}, stage="attempt"), backbone=backbone)
-    run_stage(load_config(None, {**common, "data.tasks": ["cb", "rte"], "run.dir": str(runs["per_task"])},
-                          stage="attempt"), backbone=backbone)
+    run_stage(
+        load_config(
+            None,
+            {**common, "data.tasks": ["cb", "stsb"], "data.multi_task": True, "run.dir": str(runs["multi"])},
+            stage="attempt",
+        ),
+        backbone=backbone,
+    )
+    run_stage(
+        load_config(None, {**common, "data.tasks": ["cb", "rte"], "run.dir": str(runs["per_task"])}, stage="attempt"),
+        backbone=backbone,
+    )
     return runs
 
 
@@ -69,12 +93,23 @@ def test_eval_reproduces_the_test_metrics_training_reported(trained, capsys):
 
 
 def test_predict_mixes_tasks_of_an_attempt_m_run_and_a_per_task_run(trained, tmp_path, capsys):
-    lines = [{"task": "stsb", "record": {"sentence1": "A man plays.", "sentence2": "A man sings."}},
-             {"task": "rte", "record": {"sentence1": "It rains.", "sentence2": "It is wet."}},
-             {"task": "cb", "text": "cb premise: It is late. hypothesis: It is early."}]
+    lines = [
+        {"task": "stsb", "record": {"sentence1": "A man plays.", "sentence2": "A man sings."}},
+        {"task": "rte", "record": {"sentence1": "It rains.", "sentence2": "It is wet."}},
+        {"task": "cb", "text": "cb premise: It is late. hypothesis: It is early."},
+    ]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    args = ["predict", "--run", str(trained["multi"]), "--run", str(trained["per_task"] / "rte"),
-            "--input", str(tmp_path / "in.jsonl"), "--output", "-"]
+    args = [
+        "predict",
+        "--run",
+        str(trained["multi"]),
+        "--run",
+        str(trained["per_task"] / "rte"),
+        "--input",
+        str(tmp_path / "in.jsonl"),
+        "--output",
+        "-",
+    ]
     assert main(args) == 0
     out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [o["task"] for o in out] == ["stsb", "rte", "cb"]

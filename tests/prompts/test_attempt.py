@@ -14,15 +14,19 @@ from promptmix.prompts import Attempt, AttemptConfig, build_method
 
 # -- a small hand-set example: d = 4, m = 2, t = 2 sources, r = 2 --------------------------------
 D, M, R = 4, 2, 2
-SOURCES = np.array([
-    [[1.0, -2.0, 0.5, 3.0], [0.0, 1.0, -1.0, 2.0]],   # "mnli"
-    [[-1.0, 4.0, 2.0, 0.0], [2.0, -3.0, 1.0, -1.0]],  # "sst2"
-])
+SOURCES = np.array(
+    [
+        [[1.0, -2.0, 0.5, 3.0], [0.0, 1.0, -1.0, 2.0]],  # "mnli"
+        [[-1.0, 4.0, 2.0, 0.0], [2.0, -3.0, 1.0, -1.0]],  # "sst2"
+    ]
+)
 TARGET = np.array([[0.5, 0.5, -2.0, 1.0], [3.0, -1.0, 0.0, 0.5]])
-EMBEDS = np.array([
-    [[1.0, 0.0, -1.0, 2.0], [0.5, 2.0, 0.0, -1.0], [100.0, 100.0, 100.0, 100.0]],  # last is padding
-    [[-2.0, 1.0, 3.0, 0.0], [0.0, -1.0, 1.0, 1.0], [1.0, 0.5, -0.5, 4.0]],
-])
+EMBEDS = np.array(
+    [
+        [[1.0, 0.0, -1.0, 2.0], [0.5, 2.0, 0.0, -1.0], [100.0, 100.0, 100.0, 100.0]],  # last is padding
+        [[-2.0, 1.0, 3.0, 0.0], [0.0, -1.0, 1.0, 1.0], [1.0, 0.5, -0.5, 4.0]],
+    ]
+)
 MASK = np.array([[1, 1, 0], [1, 1, 1]])
 W_DOWN = np.array([[0.5, -1.0, 0.25, 1.0], [-0.5, 0.5, 1.0, 0.0]])  # [r, d]
 W_UP = np.array([[1.0, 0.0], [-1.0, 2.0], [0.5, 0.5], [0.0, -1.5]])  # [d, r]
@@ -38,8 +42,8 @@ def reference(embeds, mask, sources, target, w_down, w_up, ln_w, ln_b, temperatu
     """Eq. 3-4 written out for one example at a time (target None: the no-target ablation)."""
     prompts, weights = [], []
     for x, keep in zip(embeds, mask):
-        x_hat = np.max(x[keep.astype(bool)], axis=0)           # max-pool over real tokens
-        h = w_up @ silu(w_down @ x_hat)                          # W_up SiLU(W_down X̂)
+        x_hat = np.max(x[keep.astype(bool)], axis=0)  # max-pool over real tokens
+        h = w_up @ silu(w_down @ x_hat)  # W_up SiLU(W_down X̂)
         h = (h - h.mean()) / np.sqrt(h.var() + 1e-5) * ln_w + ln_b  # LayerNorm (biased var)
         cands = list(sources) + ([target] if target is not None else [])
         if token:  # one score per prompt position l
@@ -65,7 +69,9 @@ def hand_model(**kw) -> Attempt:
     if method.prompts is not None:
         method.set_prompt("rte", t(TARGET))
     if kw.get("attention") != "constant":
-        method.load_attention_prior({"down_proj": t(W_DOWN), "up_proj": t(W_UP), "ln_weight": t(LN_W), "ln_bias": t(LN_B)})
+        method.load_attention_prior(
+            {"down_proj": t(W_DOWN), "up_proj": t(W_UP), "ln_weight": t(LN_W), "ln_bias": t(LN_B)}
+        )
     return method
 
 
@@ -139,7 +145,9 @@ def random_model(d=8, m=3, tasks=("rte", "cb"), n_sources=3, seed=0, **kw) -> At
     gen = torch.Generator().manual_seed(seed)
     sources = {f"s{i}": torch.randn(m, d, generator=gen) * 3 for i in range(n_sources)}
     torch.manual_seed(seed)
-    method = Attempt.from_prompts(sources, list(tasks), init_from="s0" if kw.get("use_target", True) else None, attn_dim=4, **kw)
+    method = Attempt.from_prompts(
+        sources, list(tasks), init_from="s0" if kw.get("use_target", True) else None, attn_dim=4, **kw
+    )
     with torch.no_grad():
         for p in method.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.5)
@@ -241,11 +249,18 @@ def test_prompt_length_mismatch_names_the_prompt_and_both_lengths():
         method.set_source_prompts(["x"], torch.zeros(1, 2, 8))
 
 
-@pytest.mark.parametrize("bad", [
-    {"source_names": []}, {"attn_dim": 0}, {"attention": "tokens"}, {"temperature": 0.0},
-    {"attention": "constant", "learn_temperature": True}, {"attention": "constant", "use_target": False},
-    {"source_names": ["a", "a"]},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"source_names": []},
+        {"attn_dim": 0},
+        {"attention": "tokens"},
+        {"temperature": 0.0},
+        {"attention": "constant", "learn_temperature": True},
+        {"attention": "constant", "use_target": False},
+        {"source_names": ["a", "a"]},
+    ],
+)
 def test_config_validation(bad):
     bad = dict(bad)
     sources = bad.pop("source_names", ["a"])  # the module's own state, checked when it is built
@@ -255,8 +270,11 @@ def test_config_validation(bad):
 
 def test_targets_init_from_sources_and_add_task():
     method = random_model(shared_attention=False)
-    method_from = Attempt.from_prompts({"s0": method.source_prompts[0], "s1": method.source_prompts[1]},
-                                       ["rte", "squad_like"], init_from={"rte": "s0", "squad_like": "s1"})
+    method_from = Attempt.from_prompts(
+        {"s0": method.source_prompts[0], "s1": method.source_prompts[1]},
+        ["rte", "squad_like"],
+        init_from={"rte": "s0", "squad_like": "s1"},
+    )
     assert torch.equal(method_from.task_prompt("squad_like"), method.source_prompts[1])
     with pytest.raises(KeyError, match="did you mean"):
         method.init_target_from("rte", "s00")
@@ -278,4 +296,6 @@ def test_attention_prior_is_copied_into_every_task():
 
 
 def test_through_a_prompted_backbone_mixed_batch_equals_task_by_task(tiny_backbone):
-    assert_mixed_batch_equals_task_by_task(tiny_backbone, random_model(d=32, m=4, shared_attention=False, attention="token"))
+    assert_mixed_batch_equals_task_by_task(
+        tiny_backbone, random_model(d=32, m=4, shared_attention=False, attention="token")
+    )

@@ -34,9 +34,15 @@ def _prompts(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
     return {f"p{i}": torch.randn(M, D, generator=gen) for i in range(n)}
 
 
-@pytest.mark.parametrize("config", [SoftPromptConfig(prompt_length=M, init="random"),
-                                    AttemptConfig(prompt_length=M, attn_dim=2, shared_attention=False),
-                                    MPTConfig(prompt_length=M, rank=2)], ids=lambda c: c.method)
+@pytest.mark.parametrize(
+    "config",
+    [
+        SoftPromptConfig(prompt_length=M, init="random"),
+        AttemptConfig(prompt_length=M, attn_dim=2, shared_attention=False),
+        MPTConfig(prompt_length=M, rank=2),
+    ],
+    ids=lambda c: c.method,
+)
 def test_building_and_growing_a_method_never_edits_the_callers_config(config):
     before = copy.deepcopy(config)
     if isinstance(config, SoftPromptConfig):
@@ -54,5 +60,6 @@ def test_building_and_growing_a_method_never_edits_the_callers_config(config):
         method.add_task("cb", init="ones")
     assert config == before
     assert "cb" in method.task_names and "tasks" not in dataclasses.asdict(method.config)
-    assert {k: v for k, v in dataclasses.asdict(method.config).items() if k != "prompt_length"} == \
-        {k: v for k, v in dataclasses.asdict(before).items() if k != "prompt_length"}
+    assert {k: v for k, v in dataclasses.asdict(method.config).items() if k != "prompt_length"} == {
+        k: v for k, v in dataclasses.asdict(before).items() if k != "prompt_length"
+    }

@@ -139,7 +139,7 @@ def test_mixed_batch_equals_task_by_task_and_gradients_reach_every_group():
         rows = (ids == k).nonzero()[:, 0]
         torch.testing.assert_close(mixed[rows], method(embeds[rows], mask[rows], ids[rows]).prompts, atol=0, rtol=0)
     assert set(method.param_groups()) == {"shared_prompt", "task_vectors"}
-    (mixed ** 2).sum().backward()
+    (mixed**2).sum().backward()
     for p in (method.shared_prompt, method.u, method.v):
         assert p.grad is not None and (p.grad.flatten(1).abs().sum(1) > 0).all()
 

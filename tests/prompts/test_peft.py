@@ -10,7 +10,9 @@ import json
 import pytest
 import safetensors.torch
 import torch
+from method_factories import make_method
 from peft import PeftModel, PromptTuningConfig, TaskType, get_peft_model
+from tiny_models import T5_TOKENIZER, tiny_llama, tiny_t5
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from promptmix import loading
@@ -19,11 +21,10 @@ from promptmix.cli import main
 from promptmix.prompts.checkpoint import save_method
 from promptmix.prompts.library import PromptLibrary
 
-from method_factories import make_method
-from tiny_models import T5_TOKENIZER, tiny_llama, tiny_t5
-
-ROWS = [("rte sentence1: A cat sat on the mat. sentence2: A cat sits.", "entailment"),
-        ("rte sentence1: It rains. sentence2: It is dry.", "not_entailment")]
+ROWS = [
+    ("rte sentence1: A cat sat on the mat. sentence2: A cat sits.", "entailment"),
+    ("rte sentence1: It rains. sentence2: It is dry.", "not_entailment"),
+]
 AUTO = {"t5": AutoModelForSeq2SeqLM, "llama": AutoModelForCausalLM}
 
 
@@ -45,8 +46,9 @@ def promptmix_logits(backbone, method, task):
     """Logits [N, V] at the label tokens of ROWS, and the batch."""
     batch = backbone.pad([backbone.encode(source, target) for source, target in ROWS])
     task_ids = method.task_ids_for([task] * len(ROWS))
-    out = PromptedModel(backbone, method.eval())(batch["input_ids"], batch["attention_mask"], batch["labels"], task_ids,
-                                                 return_logits=True)
+    out = PromptedModel(backbone, method.eval())(
+        batch["input_ids"], batch["attention_mask"], batch["labels"], task_ids, return_logits=True
+    )
     return out.label_logits, batch
 
 
@@ -100,10 +102,14 @@ def test_import_round_trip_and_a_library_prompt_exported_again(models, tmp_path,
     method = make_method("prompt-tuning", ["rte"], backbone.hidden_size, prompt_length=3, seed=2)
     save_method(method, tmp_path / "run" / "method", backbone)
     lib = ["--library", str(tmp_path / "lib")]
-    assert main(["export", "--to", "peft", str(tmp_path / "run"), str(tmp_path / "adapter")]) == 0  # one task: OUT_DIR itself
+    assert (
+        main(["export", "--to", "peft", str(tmp_path / "run"), str(tmp_path / "adapter")]) == 0
+    )  # one task: OUT_DIR itself
     assert main(["prompts", "import", "--from-peft", str(tmp_path / "adapter"), "rte-from-peft", *lib]) == 0
     stored = PromptLibrary(tmp_path / "lib").load("rte-from-peft", backbone)
-    adapter_tensor = safetensors.torch.load_file(tmp_path / "adapter" / "adapter_model.safetensors")["prompt_embeddings"]
+    adapter_tensor = safetensors.torch.load_file(tmp_path / "adapter" / "adapter_model.safetensors")[
+        "prompt_embeddings"
+    ]
     assert torch.equal(stored, adapter_tensor) and torch.equal(stored, method.task_prompt("rte"))
     record = PromptLibrary(tmp_path / "lib").get("rte-from-peft")
     assert record.task == "rte" and record.fingerprint == backbone.fingerprint()  # promptmix.json said the task
@@ -122,15 +128,33 @@ def test_an_adapter_made_by_peft_itself_imports_the_rows_peft_prepends(models, t
     """PEFT's seq2seq default allocates 2m rows (num_transformer_submodules = 2) and prepends the
     first m to the encoder input: those are the prompt, and promptmix then gives PEFT's logits."""
     model_dir, backbone = models["t5"]
-    peft_model = get_peft_model(AutoModelForSeq2SeqLM.from_pretrained(model_dir),
-                                PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=3))
+    peft_model = get_peft_model(
+        AutoModelForSeq2SeqLM.from_pretrained(model_dir),
+        PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=3),
+    )
     table = peft_model.prompt_encoder["default"].embedding.weight
     assert table.shape == (6, backbone.hidden_size)
     with torch.no_grad():
         table.copy_(torch.randn(table.shape, generator=torch.Generator().manual_seed(3)))
     peft_model.save_pretrained(tmp_path / "theirs")
-    assert main(["prompts", "import", "--from-peft", str(tmp_path / "theirs"), "theirs", "--task", "rte",
-                 "--backbone", str(model_dir), "--library", str(tmp_path / "lib")]) == 0
+    assert (
+        main(
+            [
+                "prompts",
+                "import",
+                "--from-peft",
+                str(tmp_path / "theirs"),
+                "theirs",
+                "--task",
+                "rte",
+                "--backbone",
+                str(model_dir),
+                "--library",
+                str(tmp_path / "lib"),
+            ]
+        )
+        == 0
+    )
     stored = PromptLibrary(tmp_path / "lib").load("theirs", backbone)
     assert torch.equal(stored, table.detach()[:3])
     method = make_method("prompt-tuning", ["rte"], backbone.hidden_size, prompt_length=3)
@@ -141,18 +165,36 @@ def test_an_adapter_made_by_peft_itself_imports_the_rows_peft_prepends(models, t
 
 def test_import_refuses_another_base_model_or_width(models, tmp_path, capsys):
     model_dir, backbone = models["t5"]
-    save_method(make_method("prompt-tuning", ["rte"], backbone.hidden_size, prompt_length=3), tmp_path / "run", backbone)
+    save_method(
+        make_method("prompt-tuning", ["rte"], backbone.hidden_size, prompt_length=3), tmp_path / "run", backbone
+    )
     assert main(["export", "--to", "peft", str(tmp_path / "run"), str(tmp_path / "adapter")]) == 0
     lib = ["--library", str(tmp_path / "lib")]
     # Made for this model, imported for another: the names differ, and so do the embeddings.
-    code = main(["prompts", "import", "--from-peft", str(tmp_path / "adapter"), "x", "--backbone", str(models["other"][0]), *lib])
+    code = main(
+        [
+            "prompts",
+            "import",
+            "--from-peft",
+            str(tmp_path / "adapter"),
+            "x",
+            "--backbone",
+            str(models["other"][0]),
+            *lib,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and f"field 'base_model_name_or_path' is '{model_dir}', not backbone '{models['other'][0]}'" in err
     assert "does not transfer to another model" in err
     # Another width: a PEFT adapter of 16-wide vectors for a 32-wide model.
     narrow = tmp_path / "narrow"
-    PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=3, token_dim=16, num_transformer_submodules=1,
-                       base_model_name_or_path=str(model_dir)).save_pretrained(str(narrow))
+    PromptTuningConfig(
+        task_type=TaskType.SEQ_2_SEQ_LM,
+        num_virtual_tokens=3,
+        token_dim=16,
+        num_transformer_submodules=1,
+        base_model_name_or_path=str(model_dir),
+    ).save_pretrained(str(narrow))
     safetensors.torch.save_file({"prompt_embeddings": torch.zeros(3, 16)}, narrow / "adapter_model.safetensors")
     code = main(["prompts", "import", "--from-peft", str(narrow), "x", "--task", "rte", *lib])
     assert code == 2 and "field 'token_dim' is 16 but backbone" in capsys.readouterr().err
@@ -180,35 +222,81 @@ def test_the_alias_adapter_names_the_converted_copy_and_says_what_it_is(models, 
 def _adapter(directory, config=None, table=None):
     """A hand-written prompt-tuning adapter directory (PEFT's own files, as a user might edit them)."""
     directory.mkdir(parents=True, exist_ok=True)
-    config = config if config is not None else {"peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM",
-                                                "num_virtual_tokens": 3, "token_dim": 32, "num_transformer_submodules": 1}
+    config = (
+        config
+        if config is not None
+        else {
+            "peft_type": "PROMPT_TUNING",
+            "task_type": "SEQ_2_SEQ_LM",
+            "num_virtual_tokens": 3,
+            "token_dim": 32,
+            "num_transformer_submodules": 1,
+        }
+    )
     (directory / "adapter_config.json").write_text(json.dumps(config))
-    safetensors.torch.save_file({"prompt_embeddings": table if table is not None else torch.zeros(3, 32)},
-                                directory / "adapter_model.safetensors")
+    safetensors.torch.save_file(
+        {"prompt_embeddings": table if table is not None else torch.zeros(3, 32)},
+        directory / "adapter_model.safetensors",
+    )
     return directory
 
 
 BASE = {"peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM", "token_dim": 32, "num_transformer_submodules": 1}
 
 
-@pytest.mark.parametrize("config, table, message", [
-    ({**BASE, "num_virtual_tokens": 0}, None, "field 'num_virtual_tokens' is 0; it must be a positive whole number"),
-    ({**BASE, "num_virtual_tokens": -2}, None, "field 'num_virtual_tokens' is -2; it must be"),
-    ({**BASE, "num_virtual_tokens": True}, None, "field 'num_virtual_tokens' is True; it must be"),
-    ({**BASE, "num_virtual_tokens": 3, "token_dim": 0}, None, "field 'token_dim' is 0; it must be"),
-    ({**BASE, "num_virtual_tokens": 3}, torch.ones(3, 32, dtype=torch.int64), "tensor 'prompt_embeddings' is int64; a prompt"),
-    ({**BASE, "num_virtual_tokens": 3}, torch.ones(3, 32, dtype=torch.bool), "tensor 'prompt_embeddings' is bool; a prompt"),
-    ({**BASE, "num_virtual_tokens": 3}, torch.full((3, 32), float("nan")), "holds 96 NaN or infinite value(s)"),
-    ([1, 2, 3], None, "adapter_config.json must hold a JSON object, found list"),
-    ({**BASE, "peft_type": "BOGUS", "num_virtual_tokens": 3}, None,
-     "adapter_config.json: field 'peft_type' is 'BOGUS' (no PEFT adapter type); only a PROMPT_TUNING adapter"),
-    ({**BASE, "peft_type": "LORA", "num_virtual_tokens": 3}, None, "field 'peft_type' is 'LORA'; only a PROMPT_TUNING"),
-])
+@pytest.mark.parametrize(
+    "config, table, message",
+    [
+        (
+            {**BASE, "num_virtual_tokens": 0},
+            None,
+            "field 'num_virtual_tokens' is 0; it must be a positive whole number",
+        ),
+        ({**BASE, "num_virtual_tokens": -2}, None, "field 'num_virtual_tokens' is -2; it must be"),
+        ({**BASE, "num_virtual_tokens": True}, None, "field 'num_virtual_tokens' is True; it must be"),
+        ({**BASE, "num_virtual_tokens": 3, "token_dim": 0}, None, "field 'token_dim' is 0; it must be"),
+        (
+            {**BASE, "num_virtual_tokens": 3},
+            torch.ones(3, 32, dtype=torch.int64),
+            "tensor 'prompt_embeddings' is int64; a prompt",
+        ),
+        (
+            {**BASE, "num_virtual_tokens": 3},
+            torch.ones(3, 32, dtype=torch.bool),
+            "tensor 'prompt_embeddings' is bool; a prompt",
+        ),
+        ({**BASE, "num_virtual_tokens": 3}, torch.full((3, 32), float("nan")), "holds 96 NaN or infinite value(s)"),
+        ([1, 2, 3], None, "adapter_config.json must hold a JSON object, found list"),
+        (
+            {**BASE, "peft_type": "BOGUS", "num_virtual_tokens": 3},
+            None,
+            "adapter_config.json: field 'peft_type' is 'BOGUS' (no PEFT adapter type); only a PROMPT_TUNING adapter",
+        ),
+        (
+            {**BASE, "peft_type": "LORA", "num_virtual_tokens": 3},
+            None,
+            "field 'peft_type' is 'LORA'; only a PROMPT_TUNING",
+        ),
+    ],
+)
 def test_import_refuses_a_malformed_adapter_in_one_line(models, tmp_path, capsys, config, table, message):
     """Each was accepted (sizes <= 0, int/bool tables) or gave a traceback or a bare "BOGUS" before."""
     adapter = _adapter(tmp_path / "adapter", config, table)
-    code = main(["prompts", "import", "--from-peft", str(adapter), "x", "--task", "rte", "--backbone",
-                 str(models["t5"][0]), "--library", str(tmp_path / "lib")])
+    code = main(
+        [
+            "prompts",
+            "import",
+            "--from-peft",
+            str(adapter),
+            "x",
+            "--task",
+            "rte",
+            "--backbone",
+            str(models["t5"][0]),
+            "--library",
+            str(tmp_path / "lib"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err and str(adapter) in err, err
     assert not (tmp_path / "lib").exists() or PromptLibrary(tmp_path / "lib").names() == []
@@ -218,7 +306,9 @@ def test_export_twice_needs_overwrite_and_a_missing_run_is_named(models, tmp_pat
     """The second export was a FileExistsError traceback telling a CLI user to pass overwrite=True;
     a path that does not exist was looked up as a library prompt name."""
     model_dir, backbone = models["t5"]
-    save_method(make_method("prompt-tuning", ["rte"], backbone.hidden_size, prompt_length=3), tmp_path / "run", backbone)
+    save_method(
+        make_method("prompt-tuning", ["rte"], backbone.hidden_size, prompt_length=3), tmp_path / "run", backbone
+    )
     export = ["export", "--to", "peft", str(tmp_path / "run"), str(tmp_path / "adapter")]
     assert main(export) == 0
     capsys.readouterr()

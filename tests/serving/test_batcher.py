@@ -103,6 +103,7 @@ def test_a_failing_batch_fails_only_its_requests():
 def test_a_request_that_fails_its_batch_fails_alone_and_its_batch_mates_are_answered():
     """Issue 36.1: one request's item made the whole batch raise, and its 24 batch-mates got
     500s with it. Now the batch is run again request by request; only the culprit fails."""
+
     async def main():
         def run(items):
             if any(i.value < 0 for i in items):
@@ -146,6 +147,7 @@ def test_items_of_a_caller_that_went_away_are_not_run():
 def test_without_a_size_the_batcher_gathers_every_queued_item():
     """The server's batcher only gathers; the engine cuts batches (create_app gives the
     batcher the engine's max_batch_size, which here is left unset)."""
+
     async def main():
         run, batches = recorder()
         batcher = DynamicBatcher(run, BatcherConfig(max_wait_ms=200, max_queue=64))

@@ -14,6 +14,11 @@ import time
 
 import httpx
 import pytest
+from method_factories import make_method
+from predictor_factory import ITEMS, same_predictions, tiny_predictor
+from test_hostile import documented_error, port_of
+from test_server import predictions, single_request
+from tiny_models import tiny_t5
 
 from promptmix.backbone import Backbone
 from promptmix.inference.predictor import Predictor
@@ -21,12 +26,6 @@ from promptmix.prompts.router import PromptRouter
 from promptmix.serving.app import ServeConfig, create_app
 from promptmix.serving.batcher import BatcherConfig
 from promptmix.serving.server import BackgroundServer
-
-from method_factories import make_method
-from predictor_factory import ITEMS, same_predictions, tiny_predictor
-from test_hostile import documented_error, port_of
-from test_server import predictions, single_request
-from tiny_models import tiny_t5
 
 openai = pytest.importorskip("openai")
 
@@ -42,8 +41,12 @@ def expected(predictor):
 
 
 def serve(predictor, read_timeout=10.0, max_body_bytes=1 << 20, max_wait_ms=2.0, max_inputs_per_request=64):
-    config = ServeConfig(BatcherConfig(32, max_wait_ms, 256), max_body_bytes=max_body_bytes, read_timeout=read_timeout,
-                         max_inputs_per_request=max_inputs_per_request)
+    config = ServeConfig(
+        BatcherConfig(32, max_wait_ms, 256),
+        max_body_bytes=max_body_bytes,
+        read_timeout=read_timeout,
+        max_inputs_per_request=max_inputs_per_request,
+    )
     return BackgroundServer(create_app(predictor, config), host="127.0.0.1", read_timeout=read_timeout)
 
 
@@ -58,24 +61,42 @@ def test_the_openai_client_lists_the_tasks_and_gets_the_offline_answers(predicto
         generated = client.completions.create(model="stsb", prompt=stsb_record["record"])
         short = client.completions.create(model="STS-B", prompt=stsb_record["record"], max_tokens=1)
         # What LangChain's OpenAI wrapper sends besides: neutral settings, accepted.
-        neutral = client.completions.create(model="rte", prompt=rte_text["text"], temperature=0.7, top_p=1, n=1, best_of=1,
-                                            frequency_penalty=0, presence_penalty=0, seed=3, logprobs=1)
+        neutral = client.completions.create(
+            model="rte",
+            prompt=rte_text["text"],
+            temperature=0.7,
+            top_p=1,
+            n=1,
+            best_of=1,
+            frequency_penalty=0,
+            presence_penalty=0,
+            seed=3,
+            logprobs=1,
+        )
         errors = {}
-        for what, kwargs in {"unknown model": dict(model="rtx", prompt="x"),
-                             "wrong source": dict(model="runs/long:rte", prompt="x"),
-                             "unknown key": dict(model="rte", prompt="x", extra_body={"max_new_tokens": -5}),
-                             "max_tokens over the server's": dict(model="stsb", prompt="x", max_tokens=5),
-                             "token ids": dict(model="rte", prompt=[[1, 2, 3]]),
-                             "stop sequences": dict(model="stsb", prompt="x", stop=["."]),
-                             "two answers": dict(model="rte", prompt="x", n=2),
-                             "streaming": dict(model="rte", prompt="x", stream=True)}.items():
+        for what, kwargs in {
+            "unknown model": dict(model="rtx", prompt="x"),
+            "wrong source": dict(model="runs/long:rte", prompt="x"),
+            "unknown key": dict(model="rte", prompt="x", extra_body={"max_new_tokens": -5}),
+            "max_tokens over the server's": dict(model="stsb", prompt="x", max_tokens=5),
+            "token ids": dict(model="rte", prompt=[[1, 2, 3]]),
+            "stop sequences": dict(model="stsb", prompt="x", stop=["."]),
+            "two answers": dict(model="rte", prompt="x", n=2),
+            "streaming": dict(model="rte", prompt="x", stream=True),
+        }.items():
             with pytest.raises(openai.APIStatusError) as err:
                 client.completions.create(**kwargs)
             errors[what] = (err.value.status_code, err.value.body)
     assert [(m.id, m.root, m.parent) for m in models] == [
-        ("rte", "runs/short", "tiny-t5"), ("sst2", "runs/short", "tiny-t5"), ("cb", "runs/long", "tiny-t5"),
-        ("stsb", "runs/long", "tiny-t5")]
-    assert [c.text for c in ranked.choices] == [expected[6].text, expected[0].text] and ranked.object == "text_completion"
+        ("rte", "runs/short", "tiny-t5"),
+        ("sst2", "runs/short", "tiny-t5"),
+        ("cb", "runs/long", "tiny-t5"),
+        ("stsb", "runs/long", "tiny-t5"),
+    ]
+    assert [c.text for c in ranked.choices] == [
+        expected[6].text,
+        expected[0].text,
+    ] and ranked.object == "text_completion"
     for choice, offline in zip(ranked.choices, [expected[6], expected[0]]):
         scores = choice.logprobs.top_logprobs[0]
         assert list(scores) == ["entailment", "not_entailment"] and choice.logprobs.tokens == [choice.text]
@@ -93,12 +114,19 @@ def test_the_openai_client_lists_the_tasks_and_gets_the_offline_answers(predicto
     assert errors["token ids"][0] == 422
 
 
-@pytest.mark.parametrize("path, body, key", [
-    ("/v1/predict", {"task": "sst2", "inputs": ["sst2 sentence: a"], "max_new_tokens": -5}, "max_new_tokens"),
-    ("/v1/predict", {"task": "sst2", "input": ["sst2 sentence: a"], "inputs": ["sst2 sentence: a"]}, "input"),
-    ("/v1/completions", {"model": "sst2", "prompt": "sst2 sentence: a", "max_new_tokens": 200}, "max_new_tokens"),
-    ("/v1/predict", {"inputs": [{"task": "sst2", "text": "sst2 sentence: a", "max_new_tokens": 5}]}, "max_new_tokens"),
-])
+@pytest.mark.parametrize(
+    "path, body, key",
+    [
+        ("/v1/predict", {"task": "sst2", "inputs": ["sst2 sentence: a"], "max_new_tokens": -5}, "max_new_tokens"),
+        ("/v1/predict", {"task": "sst2", "input": ["sst2 sentence: a"], "inputs": ["sst2 sentence: a"]}, "input"),
+        ("/v1/completions", {"model": "sst2", "prompt": "sst2 sentence: a", "max_new_tokens": 200}, "max_new_tokens"),
+        (
+            "/v1/predict",
+            {"inputs": [{"task": "sst2", "text": "sst2 sentence: a", "max_new_tokens": 5}]},
+            "max_new_tokens",
+        ),
+    ],
+)
 def test_an_unknown_key_is_refused_naming_it_on_every_endpoint(predictor, path, body, key):
     """Issue 36.17: ``"max_new_tokens": -5`` was ignored and the request answered 200. A key
     of the body is the request's fault (index null), a key of one input that input's."""
@@ -110,11 +138,15 @@ def test_an_unknown_key_is_refused_naming_it_on_every_endpoint(predictor, path, 
     assert error["index"] == (0 if in_input else None)
 
 
-@pytest.mark.parametrize("method, path", [("POST", "/v1/predict?task=rte"), ("GET", "/v1/models?limit=1"),
-                                          ("GET", "/health?verbose=1&verbose=2")])
+@pytest.mark.parametrize(
+    "method, path",
+    [("POST", "/v1/predict?task=rte"), ("GET", "/v1/models?limit=1"), ("GET", "/health?verbose=1&verbose=2")],
+)
 def test_an_unknown_query_parameter_is_refused_naming_it(predictor, method, path):
     with serve(predictor) as server:
-        response = httpx.request(method, server.url + path, json={"task": "sst2", "inputs": ["sst2 sentence: a"]}, timeout=60)
+        response = httpx.request(
+            method, server.url + path, json={"task": "sst2", "inputs": ["sst2 sentence: a"]}, timeout=60
+        )
     error = documented_error(response, 422, "invalid_request")
     name = path.split("?")[1].split("=")[0]
     assert error["message"].startswith(f"unknown query parameter(s) '{name}':"), error
@@ -130,7 +162,9 @@ def test_docs_load_every_asset_from_promptmix_itself(predictor):
         assert "https://" not in page.text and "http://" not in page.text, page.text
         fetched = {url: client.get(url) for url in assets}
     assert len(assets) >= 4 and all(url.startswith("/") for url in assets), assets  # same origin: promptmix
-    assert all(r.status_code == 200 and len(r.content) > 1000 for r in fetched.values()), {u: r.status_code for u, r in fetched.items()}
+    assert all(r.status_code == 200 and len(r.content) > 1000 for r in fetched.values()), {
+        u: r.status_code for u, r in fetched.items()
+    }
     assert any(url.endswith(".js") for url in assets) and any(url.endswith(".css") for url in assets)
 
 
@@ -144,7 +178,9 @@ def test_the_schema_documents_the_error_shape_that_is_sent(predictor):
     for path in ("/v1/predict", "/v1/completions"):
         responses = spec["paths"][path]["post"]["responses"]
         for status in ("400", "413", "422", "429", "500", "503"):
-            assert responses[status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+            assert responses[status]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorResponse"
+            }
     assert list(sent) == list(error_schema["properties"]) and set(sent["error"]) == set(detail["properties"])
 
 
@@ -163,8 +199,10 @@ def test_a_500_says_connection_close_and_the_clients_next_request_is_answered(pr
             answers = [client.post("/v1/predict", json=single_request(ITEMS[i])) for i in (1, 2, 1, 2)]
         with socket.create_connection(("127.0.0.1", port_of(server)), timeout=30) as raw:
             body = json.dumps(single_request(ITEMS[1])).encode()
-            raw.sendall(b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                        b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            raw.sendall(
+                b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
             received = _read_until_closed(raw)
     for crashed in answers[0::2]:
         documented_error(crashed, 500, "internal_error")
@@ -184,8 +222,11 @@ def _read_until_closed(raw: socket.socket) -> bytes:
 
 # -- issue 36.16: HTTP edges ------------------------------------------------------------------------
 NOT_HTTP = [  # (what, bytes, status)
-    ("Content-Length beside chunked", b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n"
-                                      b"transfer-encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    (
+        "Content-Length beside chunked",
+        b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
     ("negative Content-Length", b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-length: -5\r\n\r\n", 400),
     ("1 MB header", b"GET /health HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * (1 << 20) + b"\r\n\r\n", 431),
     ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
@@ -205,7 +246,9 @@ def test_bytes_that_are_not_http_get_the_json_error_shape(predictor, what, paylo
     assert head.startswith(b"HTTP/1.1 %d" % status), (what, received[:300])
     assert b"content-type: application/json" in head.lower() and b"connection: close" in head.lower()
     error = json.loads(body)["error"]
-    assert error["type"] == "bad_http_request" and error["message"].startswith("the request is not valid HTTP/1.1"), error
+    assert error["type"] == "bad_http_request" and error["message"].startswith("the request is not valid HTTP/1.1"), (
+        error
+    )
 
 
 def test_after_a_413_an_idle_connection_gets_no_unsolicited_408(predictor):
@@ -214,8 +257,10 @@ def test_after_a_413_an_idle_connection_gets_no_unsolicited_408(predictor):
     timeout = 0.5
     with serve(predictor, read_timeout=timeout, max_body_bytes=1024) as server:
         with socket.create_connection(("127.0.0.1", port_of(server)), timeout=30) as raw:
-            raw.sendall(b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                        b"content-length: 2000\r\n\r\n")
+            raw.sendall(
+                b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                b"content-length: 2000\r\n\r\n"
+            )
             first = b""
             while b"}}" not in first:  # the 413's headers and body, refused on the declared length
                 first += raw.recv(65536)
@@ -238,11 +283,18 @@ def test_good_requests_batched_with_a_20000_choice_request_all_get_200_and_memor
     method = make_method("prompt-tuning", ["copa-choices", "sst2"], backbone.hidden_size, prompt_length=3, seed=5)
     predictor = Predictor(backbone, PromptRouter({"runs/mc": method}))
     text = "copa-choices premise: The man broke his toe. question: cause"
-    good = [{"task": "copa-choices", "inputs": [{"premise": "It rained.", "question": "effect", "choice1": f"Puddles {i}.",
-                                                 "choice2": "Sun."}]} if i % 2 else
-            {"task": "sst2", "inputs": [f"sst2 sentence: film number {i}"]} for i in range(25)]
-    offline = predictor.predict([{"task": r["task"], "record" if isinstance(r["inputs"][0], dict) else "text": r["inputs"][0]}
-                                 for r in good])
+    good = [
+        {
+            "task": "copa-choices",
+            "inputs": [{"premise": "It rained.", "question": "effect", "choice1": f"Puddles {i}.", "choice2": "Sun."}],
+        }
+        if i % 2
+        else {"task": "sst2", "inputs": [f"sst2 sentence: film number {i}"]}
+        for i in range(25)
+    ]
+    offline = predictor.predict(
+        [{"task": r["task"], "record" if isinstance(r["inputs"][0], dict) else "text": r["inputs"][0]} for r in good]
+    )
     hostile = {"inputs": [{"task": "copa-choices", "text": text, "choices": [f"choice {i}" for i in range(20_000)]}]}
 
     async def main(url):
@@ -256,7 +308,10 @@ def test_good_requests_batched_with_a_20000_choice_request_all_get_200_and_memor
         answers = asyncio.run(main(server.url))
     grown_mib = (_rss_kib() - before) / 1024
     refused = documented_error(answers.pop(12), 413, "too_many_choices")
-    assert "20000 choices; at most 256 per input (max_choices, --max-choices)" in refused["message"] and refused["index"] == 0
+    assert (
+        "20000 choices; at most 256 per input (max_choices, --max-choices)" in refused["message"]
+        and refused["index"] == 0
+    )
     for response, want in zip(answers, offline):
         same_predictions(predictions(response), [want])
     assert grown_mib < 300, grown_mib  # 20,000 candidate rows at once asked for gigabytes
@@ -297,10 +352,13 @@ def test_a_request_whose_client_left_is_not_run(predictor, monkeypatch):
     assert "promptmix_abandoned_inputs_total 1.0" in scrape
 
 
-@pytest.mark.parametrize("record, words", [
-    ({"sentence1": ["A cat."], "sentence2": "A cat sits."}, "field 'sentence1': expected text, got list"),
-    ({"sentence1": {"text": "A cat."}, "sentence2": "A cat sits."}, "field 'sentence1': expected text, got dict"),
-])
+@pytest.mark.parametrize(
+    "record, words",
+    [
+        ({"sentence1": ["A cat."], "sentence2": "A cat sits."}, "field 'sentence1': expected text, got list"),
+        ({"sentence1": {"text": "A cat."}, "sentence2": "A cat sits."}, "field 'sentence1': expected text, got dict"),
+    ],
+)
 def test_a_record_field_of_the_wrong_type_is_a_422_naming_it(predictor, record, words):
     """Issue 36.5: a list where text belongs was rendered as Python syntax, or raised a 500."""
     with serve(predictor) as server:
@@ -315,7 +373,9 @@ def test_a_task_that_checks_no_types_still_answers_422_not_500(predictor, monkey
 
     monkeypatch.setattr(predictor.tasks["sst2"], "format", unchecked)
     with serve(predictor) as server:
-        response = httpx.post(server.url + "/v1/predict", json={"task": "sst2", "inputs": [{"words": [1, 2]}]}, timeout=60)
+        response = httpx.post(
+            server.url + "/v1/predict", json={"task": "sst2", "inputs": [{"words": [1, 2]}]}, timeout=60
+        )
     error = documented_error(response, 422, "invalid")
     assert "a record field has the wrong type (TypeError" in error["message"], error
 

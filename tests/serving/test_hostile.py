@@ -13,15 +13,14 @@ import time
 
 import httpx
 import pytest
+from predictor_factory import ITEMS, same_predictions, tiny_predictor
+from test_server import predictions, single_request
+from tiny_models import tiny_t5
 
 from promptmix.backbone import Backbone
 from promptmix.serving.app import ServeConfig, create_app
 from promptmix.serving.batcher import BatcherConfig
 from promptmix.serving.server import BackgroundServer
-
-from predictor_factory import ITEMS, same_predictions, tiny_predictor
-from test_server import predictions, single_request
-from tiny_models import tiny_t5
 
 ERROR_KEYS = {"type", "message", "index"}
 
@@ -56,7 +55,12 @@ def documented_error(response, status: int, kind: str) -> dict:
 # -- defect 1: nothing outside the documented shape ---------------------------------------------
 RAW_BAD = [  # (what, body bytes, status, type)
     ("lone surrogate in a text", b'{"task": "sst2", "inputs": ["a \\ud800 b"]}', 422, "invalid"),
-    ("lone surrogate in a record", b'{"inputs": [{"task": "rte", "record": {"sentence1": "\\udfff", "sentence2": "b"}}]}', 422, "invalid"),
+    (
+        "lone surrogate in a record",
+        b'{"inputs": [{"task": "rte", "record": {"sentence1": "\\udfff", "sentence2": "b"}}]}',
+        422,
+        "invalid",
+    ),
     ("body not UTF-8", b'{"task": "sst2", "inputs": ["caf\xe9"]}', 400, "malformed_json"),
     ("nested 200,000 deep", b"[" * 200_000 + b"]" * 200_000, 400, "malformed_json"),
 ]
@@ -93,13 +97,17 @@ def test_every_answer_is_the_documented_error_shape(predictor, expected, monkeyp
 
 def test_an_unknown_task_is_not_echoed_back(predictor):
     with serve(predictor) as server:
-        response = httpx.post(server.url + "/v1/predict", json={"task": "sst" + "2" * 100_000, "inputs": ["a"]}, timeout=60)
+        response = httpx.post(
+            server.url + "/v1/predict", json={"task": "sst" + "2" * 100_000, "inputs": ["a"]}, timeout=60
+        )
     error = documented_error(response, 422, "unknown_task")
     assert len(response.content) < 1000 and "(100005 characters)" in error["message"]
 
 
 # -- defect 2: slow and partial requests lose their slot ----------------------------------------
-async def _hold(port: int, payload: bytes, drip: bytes = b"", drip_for: float = 0, deadline: float = 60) -> tuple[bytes, float]:
+async def _hold(
+    port: int, payload: bytes, drip: bytes = b"", drip_for: float = 0, deadline: float = 60
+) -> tuple[bytes, float]:
     """Send ``payload``, then ``drip`` a byte every 0.05 s for ``drip_for`` seconds, and wait
     until the server closes the connection: (everything received, seconds until then).
 
@@ -138,8 +146,15 @@ def test_slow_and_partial_requests_are_answered_408_and_free_their_slots(predict
     timeout = 2.0
     body_head = b'{"task": "sst2", "inputs": ["a'
     slow = [  # (what, payload, drip)
-        *[(f"partial body {i}", b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-           b"content-length: 1000\r\n\r\n" + body_head, b"") for i in range(5)],
+        *[
+            (
+                f"partial body {i}",
+                b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                b"content-length: 1000\r\n\r\n" + body_head,
+                b"",
+            )
+            for i in range(5)
+        ],
         ("body a byte at a time", b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n", b"a" * 1000),
         ("partial headers", b"POST /v1/predict HTTP/1.1\r\nhost: x\r\n", b""),
         ("headers a byte at a time", b"P", b"OST /v1/predict HTTP/1.1\r\nhost: x\r\nx-slow: " + b"y" * 1000),
@@ -196,17 +211,21 @@ async def _good_traffic(url: str, expected, count: int, concurrency: int) -> lis
     latencies: list[float] = []
     numbers = iter(range(count))
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+
         async def loop():
             for i in numbers:
                 start = time.perf_counter()
                 response = await client.post("/v1/predict", json=single_request(ITEMS[i % len(ITEMS)]))
                 latencies.append(time.perf_counter() - start)
                 same_predictions(predictions(response), [expected[i % len(ITEMS)]])
+
         await asyncio.gather(*(loop() for _ in range(concurrency)))
     return latencies
 
 
-async def _hostile_traffic(url: str, port: int, timeout: float, stop: asyncio.Event, seen: dict[str, list[int]]) -> None:
+async def _hostile_traffic(
+    url: str, port: int, timeout: float, stop: asyncio.Event, seen: dict[str, list[int]]
+) -> None:
     """Until ``stop``: oversized inputs (~1 MB, under the body limit), lone surrogates, bodies
     over the limit (2 MB), each posted every HOSTILE_PAUSE s, and partial and slow bodies held
     by eight connections; records the statuses. (Paced because these clients share the
@@ -229,9 +248,13 @@ async def _hostile_traffic(url: str, port: int, timeout: float, stop: asyncio.Ev
 
     partial = b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 500\r\n\r\n" + b'{"task": "sst2"'
     slow = b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 400\r\n\r\n"
-    await asyncio.gather(posting("huge", huge), posting("surrogate", surrogate), posting("over_limit", over_limit),
-                         *[holding("partial", partial, b"") for _ in range(4)],
-                         *[holding("slow", slow, b"x" * 400) for _ in range(4)])
+    await asyncio.gather(
+        posting("huge", huge),
+        posting("surrogate", surrogate),
+        posting("over_limit", over_limit),
+        *[holding("partial", partial, b"") for _ in range(4)],
+        *[holding("slow", slow, b"x" * 400) for _ in range(4)],
+    )
 
 
 def test_hostile_clients_leave_good_traffic_correct_and_about_as_fast(predictor, expected):
@@ -259,10 +282,17 @@ def test_hostile_clients_leave_good_traffic_correct_and_about_as_fast(predictor,
     with serve(predictor, read_timeout=timeout, max_connections=64) as server:
         calm, stormy, seen = asyncio.run(main(server))
     assert {kind: set(statuses) for kind, statuses in seen.items()} == {
-        "huge": {413}, "surrogate": {422}, "over_limit": {413}, "partial": {408}, "slow": {408}}, seen
+        "huge": {413},
+        "surrogate": {422},
+        "over_limit": {413},
+        "partial": {408},
+        "slow": {408},
+    }, seen
     assert len(seen["huge"]) >= rounds and len(seen["partial"]) >= 4 * rounds
     ratio = _p99(stormy) / _p99(calm)
-    print(f"good p99 {1000 * _p99(calm):.0f} ms calm, {1000 * _p99(stormy):.0f} ms with hostile clients: x{ratio:.2f}; "
-          f"medians {1000 * statistics.median(calm):.0f} / {1000 * statistics.median(stormy):.0f} ms; hostile requests "
-          + ", ".join(f"{k} {len(v)}" for k, v in seen.items()))
+    print(
+        f"good p99 {1000 * _p99(calm):.0f} ms calm, {1000 * _p99(stormy):.0f} ms with hostile clients: x{ratio:.2f}; "
+        f"medians {1000 * statistics.median(calm):.0f} / {1000 * statistics.median(stormy):.0f} ms; hostile requests "
+        + ", ".join(f"{k} {len(v)}" for k, v in seen.items())
+    )
     assert ratio <= P99_FACTOR, (ratio, _p99(calm), _p99(stormy))

@@ -8,6 +8,8 @@ import time
 
 import httpx
 import pytest
+from predictor_factory import ITEMS, same_predictions, tiny_predictor
+from tiny_models import tiny_t5
 
 from promptmix.backbone import Backbone
 from promptmix.inference.predictor import Prediction
@@ -15,9 +17,6 @@ from promptmix.prompts import METHODS
 from promptmix.serving.app import ServeConfig, create_app
 from promptmix.serving.batcher import BatcherConfig
 from promptmix.serving.server import BackgroundServer
-
-from tiny_models import tiny_t5
-from predictor_factory import ITEMS, same_predictions, tiny_predictor
 
 # ATTEMPT (when registered) for cb/stsb, so responses carry attention weights.
 SECOND = "attempt" if "attempt" in METHODS else "prompt-tuning"
@@ -43,7 +42,9 @@ def predictions(response) -> list[Prediction]:
 
 
 def serve(predictor, max_batch_size=16, max_wait_ms=100.0, max_queue=64, **limits):
-    return BackgroundServer(create_app(predictor, ServeConfig(BatcherConfig(max_batch_size, max_wait_ms, max_queue), **limits)))
+    return BackgroundServer(
+        create_app(predictor, ServeConfig(BatcherConfig(max_batch_size, max_wait_ms, max_queue), **limits))
+    )
 
 
 def test_concurrent_mixed_task_requests_equal_offline_predict_and_share_batches(predictor, expected):
@@ -63,14 +64,29 @@ def test_concurrent_mixed_task_requests_equal_offline_predict_and_share_batches(
 
 
 BAD_REQUESTS = [  # (what is wrong, request kwargs, status, words the error must contain)
-    ("malformed json", {"content": b'{"task": "rte", "inputs": [', "headers": {"content-type": "application/json"}}, 400, ["not valid JSON"]),
+    (
+        "malformed json",
+        {"content": b'{"task": "rte", "inputs": [', "headers": {"content-type": "application/json"}},
+        400,
+        ["not valid JSON"],
+    ),
     ("no inputs", {"json": {"task": "rte"}}, 422, ["inputs", "Field required"]),
     ("empty inputs", {"json": {"task": "rte", "inputs": []}}, 422, ["inputs"]),
     ("inputs not a list", {"json": {"task": "rte", "inputs": 3}}, 422, ["inputs"]),
-    ("unknown task", {"json": {"task": "rtee", "inputs": ["x"]}}, 422, ["unknown_task", "'rtee'", "Did you mean 'rte'"]),
+    (
+        "unknown task",
+        {"json": {"task": "rtee", "inputs": ["x"]}},
+        422,
+        ["unknown_task", "'rtee'", "Did you mean 'rte'"],
+    ),
     ("missing field", {"json": {"task": "rte", "inputs": [{"sentence1": "a"}]}}, 422, ["field 'sentence2'", "missing"]),
     ("no task anywhere", {"json": {"inputs": ["rte sentence1: a"]}}, 422, ["no task"]),
-    ("input over the length limit", {"json": {"task": "rte", "inputs": ["word " * 400]}}, 413, ["too_long", "over the limit of 256"]),
+    (
+        "input over the length limit",
+        {"json": {"task": "rte", "inputs": ["word " * 400]}},
+        413,
+        ["too_long", "over the limit of 256"],
+    ),
     ("too many inputs", {"json": {"task": "sst2", "inputs": ["sst2 sentence: a"] * 9}}, 413, ["9 inputs", "at most 8"]),
     ("body too large", {"json": {"task": "sst2", "inputs": ["a" * 70_000]}}, 413, ["body over 65536 bytes"]),
 ]
@@ -149,7 +165,11 @@ def test_tasks_health_and_openapi(predictor):
         tasks, health, schema = asyncio.run(main(server.url))
     listed = {t["name"]: t for t in tasks.json()}
     assert list(listed) == ["rte", "sst2", "cb", "stsb"]
-    assert listed["cb"]["kind"] == "classification" and listed["cb"]["label_words"] == ["entailment", "contradiction", "neutral"]
+    assert listed["cb"]["kind"] == "classification" and listed["cb"]["label_words"] == [
+        "entailment",
+        "contradiction",
+        "neutral",
+    ]
     assert listed["stsb"]["kind"] == "generation" and listed["rte"]["prompt_from"] == "runs/short"
     assert health.json()["status"] == "ok"
     paths = schema.json()["paths"]
@@ -193,7 +213,8 @@ def test_tasks_report_the_input_limit_the_prompts_were_trained_with(t5_tokenizer
     async def main(url):
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             return (await client.get("/v1/tasks")).json(), await client.post(
-                "/v1/predict", json={"task": "rte", "inputs": ["word " * 150]})
+                "/v1/predict", json={"task": "rte", "inputs": ["word " * 150]}
+            )
 
     with serve(limited) as server:
         tasks, too_long = asyncio.run(main(server.url))

@@ -18,8 +18,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REAL_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 T5_TOKENIZER = REAL_DATA.parent / "models" / "t5-small-tokenizer"
 
-needs_real_data = pytest.mark.skipif(not (REAL_DATA / "glue").is_dir(),
-                                     reason=f"real GLUE/SuperGLUE files not found at {REAL_DATA}")
+needs_real_data = pytest.mark.skipif(
+    not (REAL_DATA / "glue").is_dir(), reason=f"real GLUE/SuperGLUE files not found at {REAL_DATA}"
+)
 
 
 @pytest.fixture

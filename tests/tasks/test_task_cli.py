@@ -6,6 +6,7 @@ import argparse
 import re
 
 from taskdata import FIXTURES, REAL_DATA, needs_real_data
+
 from promptmix.cli import tasks as tasks_cli
 from promptmix.tasks import list_tasks
 
@@ -25,8 +26,11 @@ def test_lists_every_task_with_sizes_from_fixture_layouts(capsys):
     assert rows.pop("TASK") == ["TASK", "BENCHMARK", "SOURCE (local | hub)", "TRAIN/DEV/TEST", "METRICS"]
     assert list(rows) == list_tasks()
     assert rows["rte"] == ["rte", "glue", "glue/RTE/{train,dev}.tsv | nyu-mll/glue/rte", "3/2/2", "accuracy"]
-    assert rows["nq"][2:] == ["mrqa/{train,dev}/NaturalQuestionsShort.jsonl.gz | "
-                              "mrqa-workshop/mrqa[subset=NaturalQuestionsShort]", "3/2/2", "squad_em, squad_f1"]
+    assert rows["nq"][2:] == [
+        "mrqa/{train,dev}/NaturalQuestionsShort.jsonl.gz | mrqa-workshop/mrqa[subset=NaturalQuestionsShort]",
+        "3/2/2",
+        "squad_em, squad_f1",
+    ]
     assert rows["multirc"][3:] == ["5/4/4", "f1, group_em"]
     assert rows["e2e"][2] == "e2e-dataset/{trainset,devset,testset_w_refs}.csv | GEM/e2e_nlg"
 
@@ -38,7 +42,10 @@ def test_real_data_sizes_and_missing_files(capsys):
     assert rows["sst2"][3] == "66349/1000/872"
     assert rows["rte"][3] == "2490/138/139"
     # QNLI has no train.tsv here: its training subset in more/ is read instead, and said so
-    assert rows["qnli"][2:4] == ["{more/QNLI/train_subset/train.json,glue/QNLI/dev.tsv} | nyu-mll/glue/qnli", "8999/2731/2732"]
+    assert rows["qnli"][2:4] == [
+        "{more/QNLI/train_subset/train.json,glue/QNLI/dev.tsv} | nyu-mll/glue/qnli",
+        "8999/2731/2732",
+    ]
     code, rows = run_cli(["tasks", "--data-dir", str(REAL_DATA), "--benchmark", "others"], capsys)
     assert rows["paws"][3] == "missing train, validation, test" and rows["scitail"][3] == "804/500/2126"
 
@@ -69,4 +76,6 @@ def test_a_data_dir_that_does_not_exist_warns_and_lists_without_sizes(capsys, tm
 
 def test_tasks_list_is_the_same_as_tasks(capsys):
     """`promptmix tasks list`, as `promptmix prompts list` reads; it was an argparse error."""
-    assert run_cli(["tasks", "list", "--benchmark", "superglue"], capsys) == run_cli(["tasks", "--benchmark", "superglue"], capsys)
+    assert run_cli(["tasks", "list", "--benchmark", "superglue"], capsys) == run_cli(
+        ["tasks", "--benchmark", "superglue"], capsys
+    )

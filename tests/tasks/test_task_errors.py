@@ -7,8 +7,8 @@ import logging
 import re
 
 import pytest
-
 from taskdata import REAL_DATA, needs_real_data
+
 from promptmix.tasks import DataError, MissingDataError, get_task
 
 RTE_HEADER = "index\tsentence1\tsentence2\tlabel\n"
@@ -28,16 +28,25 @@ def rte_dir(tmp_path, bad_row):
     return tmp_path
 
 
-@pytest.mark.parametrize("bad_row, message", [
-    ("2\tA cat sleeps.\tA cat is awake.\n",
-     "line 4: field 'label': missing: the row has 3 of 4 fields (index, sentence1, sentence2, label)"),
-    ("2\tA cat sleeps.\tA cat is awake.\tmaybe\n",
-     "line 4: field 'label': unknown label 'maybe' (expected one of: entailment, not_entailment, "
-     "or an index 0..1)"),
-    ("2\tA cat sleeps.\tA cat is awake.\t\n", "line 4: field 'label': missing label"),
-    ("2\tA cat sleeps.\tA cat is awake.\tentailment\textra\n",
-     "line 4: the row has 5 fields, expected 4 (index, sentence1, sentence2, label)"),
-])
+@pytest.mark.parametrize(
+    "bad_row, message",
+    [
+        (
+            "2\tA cat sleeps.\tA cat is awake.\n",
+            "line 4: field 'label': missing: the row has 3 of 4 fields (index, sentence1, sentence2, label)",
+        ),
+        (
+            "2\tA cat sleeps.\tA cat is awake.\tmaybe\n",
+            "line 4: field 'label': unknown label 'maybe' (expected one of: entailment, not_entailment, "
+            "or an index 0..1)",
+        ),
+        ("2\tA cat sleeps.\tA cat is awake.\t\n", "line 4: field 'label': missing label"),
+        (
+            "2\tA cat sleeps.\tA cat is awake.\tentailment\textra\n",
+            "line 4: the row has 5 fields, expected 4 (index, sentence1, sentence2, label)",
+        ),
+    ],
+)
 def test_malformed_tsv_row_names_file_line_and_field(tmp_path, bad_row, message):
     data = rte_dir(tmp_path, bad_row)
     with pytest.raises(DataError) as info:
@@ -60,8 +69,10 @@ def test_jsonl_missing_field_and_bad_json(tmp_path):
     lines = [json.dumps(good), json.dumps({"premise": "p", "label": "neutral", "idx": 1})]
     write(tmp_path, "superglue/CB/train.jsonl", "\n".join(lines) + "\n")
     write(tmp_path, "superglue/CB/val.jsonl", json.dumps(good) + "\n{oops\n")
-    with pytest.raises(DataError, match=re.escape(
-            "CB/train.jsonl, line 2: field 'hypothesis': missing (the record has: idx, label, premise)")):
+    with pytest.raises(
+        DataError,
+        match=re.escape("CB/train.jsonl, line 2: field 'hypothesis': missing (the record has: idx, label, premise)"),
+    ):
         get_task("cb").load_splits(tmp_path)
     write(tmp_path, "superglue/CB/train.jsonl", json.dumps(good) + "\n")
     with pytest.raises(DataError, match=re.escape("CB/val.jsonl, line 2: invalid JSON (Expecting property")):
@@ -69,24 +80,49 @@ def test_jsonl_missing_field_and_bad_json(tmp_path):
 
 
 def test_nested_multirc_error_names_the_question_and_answer(tmp_path):
-    passage = {"idx": 0, "passage": {"text": "t", "questions": [
-        {"question": "q", "idx": 0, "answers": [{"text": "a", "idx": 0, "label": 1},
-                                               {"text": "b", "idx": 1, "label": 7}]}]}}
+    passage = {
+        "idx": 0,
+        "passage": {
+            "text": "t",
+            "questions": [
+                {
+                    "question": "q",
+                    "idx": 0,
+                    "answers": [{"text": "a", "idx": 0, "label": 1}, {"text": "b", "idx": 1, "label": 7}],
+                }
+            ],
+        },
+    }
     write(tmp_path, "superglue/MultiRC/train.jsonl", json.dumps(passage) + "\n")
     write(tmp_path, "superglue/MultiRC/val.jsonl", json.dumps(passage) + "\n")
-    with pytest.raises(DataError, match=re.escape(
-            "train.jsonl, line 1, question 0, answer 1: field 'label': unknown label 7")):
+    with pytest.raises(
+        DataError, match=re.escape("train.jsonl, line 1, question 0, answer 1: field 'label': unknown label 7")
+    ):
         get_task("multirc").load_splits(tmp_path)
 
 
 def test_squad_error_names_the_json_path(tmp_path):
-    data = {"data": [{"title": "t", "paragraphs": [{"context": "c", "qas": [
-        {"id": "1", "question": "q?", "answers": [{"answer_start": 0, "text": "c"}]},
-        {"id": "2", "answers": [{"answer_start": 0, "text": "c"}]}]}]}]}
+    data = {
+        "data": [
+            {
+                "title": "t",
+                "paragraphs": [
+                    {
+                        "context": "c",
+                        "qas": [
+                            {"id": "1", "question": "q?", "answers": [{"answer_start": 0, "text": "c"}]},
+                            {"id": "2", "answers": [{"answer_start": 0, "text": "c"}]},
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     write(tmp_path, "squad/train-v1.1.json", json.dumps(data))
     write(tmp_path, "squad/dev-v1.1.json", json.dumps(data))
-    with pytest.raises(DataError, match=re.escape(
-            "train-v1.1.json, data[0].paragraphs[0].qas[1]: field 'question': missing")):
+    with pytest.raises(
+        DataError, match=re.escape("train-v1.1.json, data[0].paragraphs[0].qas[1]: field 'question': missing")
+    ):
         get_task("squad").load_splits(tmp_path)
 
 
@@ -98,7 +134,8 @@ def test_real_qqp_subset_is_strict_by_default_and_can_skip_with_a_log(caplog):
         strict.load_splits(REAL_DATA)
     assert str(info.value) == (
         f"{subset}, line 1: field 'is_duplicate': missing: the row has 5 of 6 fields "
-        "(id, qid1, qid2, question1, question2, is_duplicate)")
+        "(id, qid1, qid2, question1, question2, is_duplicate)"
+    )
     lenient = get_task("qqp", files={"train": str(subset), "validation": str(subset)}, skip_malformed=True)
     with caplog.at_level(logging.WARNING, logger="promptmix.tasks.sources"):
         splits = lenient.load_splits(REAL_DATA)
@@ -111,12 +148,15 @@ def test_real_qqp_subset_is_strict_by_default_and_can_skip_with_a_log(caplog):
 def test_no_data_anywhere_lists_the_files_to_put_in_place(tmp_path):
     with pytest.raises(MissingDataError) as info:
         get_task("newsqa").load_splits(tmp_path)
-    assert str(info.value) == "\n".join([
-        "no data for task 'newsqa'.",
-        "Put the MRQA 2019 shared task (github.com/mrqa/MRQA-Shared-Task-2019) .jsonl.gz files here:",
-        f"  train      {tmp_path / 'mrqa/train/NewsQA.jsonl.gz'}  (MISSING)",
-        f"  validation {tmp_path / 'mrqa/dev/NewsQA.jsonl.gz'}  (MISSING)",
-        "Hub: datasets.load_dataset('mrqa-workshop/mrqa') not tried: HF_HUB_OFFLINE=1 is set"])
+    assert str(info.value) == "\n".join(
+        [
+            "no data for task 'newsqa'.",
+            "Put the MRQA 2019 shared task (github.com/mrqa/MRQA-Shared-Task-2019) .jsonl.gz files here:",
+            f"  train      {tmp_path / 'mrqa/train/NewsQA.jsonl.gz'}  (MISSING)",
+            f"  validation {tmp_path / 'mrqa/dev/NewsQA.jsonl.gz'}  (MISSING)",
+            "Hub: datasets.load_dataset('mrqa-workshop/mrqa') not tried: HF_HUB_OFFLINE=1 is set",
+        ]
+    )
     with pytest.raises(MissingDataError, match="No data directory was given; pass one holding the SQuAD"):
         get_task("squad").load_splits()
 
@@ -136,8 +176,10 @@ def test_a_byte_that_is_not_utf8_names_file_and_line(tmp_path, layout):
         write(tmp_path, "glue/RTE/dev.tsv", RTE_HEADER + rows[0].decode())
         task, line, byte = "rte", 30, rows[29].index(b"\xf6") + 1
     else:
-        rows = [json.dumps({"premise": "p " * 100, "hypothesis": "h", "label": "neutral", "idx": i}).encode() + b"\n"
-                for i in range(40)]
+        rows = [
+            json.dumps({"premise": "p " * 100, "hypothesis": "h", "label": "neutral", "idx": i}).encode() + b"\n"
+            for i in range(40)
+        ]
         rows[29] = rows[29].replace(b'"h"', b'"h\xff"')
         path = tmp_path / f"superglue/CB/train.{layout}"
         path.parent.mkdir(parents=True)
@@ -147,6 +189,7 @@ def test_a_byte_that_is_not_utf8_names_file_and_line(tmp_path, layout):
     with pytest.raises(DataError) as info:
         if layout.endswith(".gz"):  # no task ships gzipped files by default: the reader itself
             from promptmix.tasks.readers import read_jsonl
+
             list(read_jsonl(path))
         else:
             get_task(task).load_splits(tmp_path, hub=False)
@@ -175,7 +218,9 @@ WRONG_TYPES = [  # (task, good record, field, wrong value)
 ]
 
 
-@pytest.mark.parametrize("name, record, field, value", WRONG_TYPES, ids=[f"{t}-{f}-{v!r}" for t, _, f, v in WRONG_TYPES])
+@pytest.mark.parametrize(
+    "name, record, field, value", WRONG_TYPES, ids=[f"{t}-{f}-{v!r}" for t, _, f, v in WRONG_TYPES]
+)
 def test_a_field_of_the_wrong_type_is_a_data_error_naming_it(name, record, field, value):
     task = get_task(name)
     task.format(record)  # the good record is fine
@@ -193,8 +238,10 @@ def test_a_lone_surrogate_is_refused_at_load_naming_file_line_and_field(tmp_path
     write(tmp_path, "superglue/CB/val.jsonl", json.dumps(good) + "\n")
     with pytest.raises(DataError) as info:
         get_task("cb").load_splits(tmp_path)
-    assert str(info.value).startswith(f"{tmp_path / 'superglue/CB/train.jsonl'}, line 4: field 'premise': holds a lone "
-                                      "UTF-16 surrogate ('a\\\\ud800b')")
+    assert str(info.value).startswith(
+        f"{tmp_path / 'superglue/CB/train.jsonl'}, line 4: field 'premise': holds a lone "
+        "UTF-16 surrogate ('a\\\\ud800b')"
+    )
     # A valid pair is one character and loads.
     lines[3] = '{"premise": "a\\ud83d\\ude00b", "hypothesis": "h", "label": "neutral", "idx": 3}'
     write(tmp_path, "superglue/CB/train.jsonl", "\n".join(lines) + "\n")

@@ -12,8 +12,11 @@ from promptmix.tasks.fewshot import disjoint_few_shot, sample_few_shot
 
 def cb_examples():
     counts = {"entailment": 10, "contradiction": 8, "neutral": 5}
-    return [Example(f"cb premise: {label} {i}", label, "cb", label, idx=f"{label}-{i}")
-            for label, n in counts.items() for i in range(n)]
+    return [
+        Example(f"cb premise: {label} {i}", label, "cb", label, idx=f"{label}-{i}")
+        for label, n in counts.items()
+        for i in range(n)
+    ]
 
 
 def test_k_per_class_for_classification():

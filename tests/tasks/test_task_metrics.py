@@ -12,8 +12,10 @@ from promptmix.tasks.metrics import normalize_answer
 
 def examples(task, labels, groups=None):
     groups = groups or [None] * len(labels)
-    return [Example(source=f"{task} x", target=str(label), task=task, label=label, group=group, idx=i)
-            for i, (label, group) in enumerate(zip(labels, groups))]
+    return [
+        Example(source=f"{task} x", target=str(label), task=task, label=label, group=group, idx=i)
+        for i, (label, group) in enumerate(zip(labels, groups))
+    ]
 
 
 def test_accuracy_counts_text_that_is_no_label_word_as_wrong():
@@ -73,8 +75,7 @@ def test_squad_normalisation():
 
 
 def test_squad_exact_match_and_f1_take_the_best_gold_answer():
-    golds = examples("squad", [["Denver Broncos"], ["the Denver Broncos", "Broncos of Denver"],
-                               ["24-10"], ["third"]])
+    golds = examples("squad", [["Denver Broncos"], ["the Denver Broncos", "Broncos of Denver"], ["24-10"], ["third"]])
     result = get_task("squad").compute_metrics(["the Denver broncos.", "Denver", "24 10", "3rd"], golds)
     # EM: 1, 0, 0 ("2410" != "24 10"), 0.  F1: 1, max(2/3, 1/2), 0, 0.
     assert result["squad_em"] == pytest.approx(25.0)
@@ -107,13 +108,17 @@ def test_bleu_one_score_per_input_against_all_references():
     # penalty. The second prediction for A (same group) is ignored.
     refs_a = ["the cat sat on a mat", "a dog ran in the park"]
     a = Example("e2e meaning_representation: A", refs_a[0], "e2e", refs_a, group="A")
-    b = Example("e2e meaning_representation: B", "a dog ran in the park today", "e2e",
-                ["a dog ran in the park today"], group="B")
+    b = Example(
+        "e2e meaning_representation: B",
+        "a dog ran in the park today",
+        "e2e",
+        ["a dog ran in the park today"],
+        group="B",
+    )
     e2e = get_task("e2e")
     alone = e2e.compute_metrics(["the cat sat on the mat"], [a])
     assert alone["bleu"] == pytest.approx(100 * (1 / 12) ** 0.25, abs=1e-4)
-    corpus = e2e.compute_metrics(["the cat sat on the mat", "garbage", "a dog ran in the park today"],
-                                 [a, a, b])
+    corpus = e2e.compute_metrics(["the cat sat on the mat", "garbage", "a dog ran in the park today"], [a, a, b])
     assert corpus["bleu"] == pytest.approx(100 * (60 / 143) ** 0.25, abs=1e-4)
 
 

@@ -6,8 +6,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
 from taskdata import REAL_DATA, T5_TOKENIZER, needs_real_data
+
 from promptmix.tasks import Example
 from promptmix.tasks.mixtures import (
     ConcatShuffleSampler,
@@ -48,11 +48,14 @@ def test_concatenate_and_shuffle_yields_every_example_once_per_epoch():
     assert sorted(list(sampler)) == list(range(15)) and list(sampler) != first
 
 
-@pytest.mark.parametrize("cap, temperature, targets", [
-    (None, 1.0, [1000 / 1110, 100 / 1110, 10 / 1110]),                   # examples-proportional
-    (200, 1.0, [200 / 310, 100 / 310, 10 / 310]),                       # with a cap (T5's K)
-    (None, 2.0, list(np.sqrt([1000, 100, 10]) / np.sqrt([1000, 100, 10]).sum())),  # temperature
-])
+@pytest.mark.parametrize(
+    "cap, temperature, targets",
+    [
+        (None, 1.0, [1000 / 1110, 100 / 1110, 10 / 1110]),  # examples-proportional
+        (200, 1.0, [200 / 310, 100 / 310, 10 / 310]),  # with a cap (T5's K)
+        (None, 2.0, list(np.sqrt([1000, 100, 10]) / np.sqrt([1000, 100, 10]).sum())),  # temperature
+    ],
+)
 def test_mixing_proportions_match_their_targets(cap, temperature, targets):
     sizes = [1000, 100, 10]
     assert mixing_rates(sizes, cap, temperature) == pytest.approx(targets)
@@ -149,13 +152,15 @@ def test_length_grouping_cuts_padding_on_sst2():
         return sum(len(b) * int(lengths[b].max()) for b in batches)
 
     order = np.random.default_rng(0).permutation(len(lengths))
-    shuffled = [order[i:i + 32] for i in range(0, len(order), 32)]
+    shuffled = [order[i : i + 32] for i in range(0, len(order), 32)]
     grouped = list(LengthGroupedBatchSampler(lengths, batch_size=32, seed=0))
     real, fixed = int(lengths.sum()), 256 * len(lengths)
-    print(f"\nSST-2 train ({len(lengths)} inputs, {real} real tokens), batch 32: padded tokens "
-          f"pad-to-256 {fixed}, shuffled + dynamic {padded(shuffled)}, length-grouped + dynamic "
-          f"{padded(grouped)}; grouping cuts padded tokens {padded(shuffled) / padded(grouped):.2f}x vs "
-          f"shuffled batches and {fixed / padded(grouped):.1f}x vs padding to 256")
+    print(
+        f"\nSST-2 train ({len(lengths)} inputs, {real} real tokens), batch 32: padded tokens "
+        f"pad-to-256 {fixed}, shuffled + dynamic {padded(shuffled)}, length-grouped + dynamic "
+        f"{padded(grouped)}; grouping cuts padded tokens {padded(shuffled) / padded(grouped):.2f}x vs "
+        f"shuffled batches and {fixed / padded(grouped):.1f}x vs padding to 256"
+    )
     assert padded(grouped) < 0.75 * padded(shuffled) and padded(grouped) < 1.1 * real
     # DataCollatorForSeq2Seq does the padding: each batch comes out as wide as its longest input
     collator = DataCollatorForSeq2Seq(tokenizer, padding="longest")

@@ -8,7 +8,6 @@ import json
 import shutil
 
 import pytest
-
 from taskdata import FIXTURES, REAL_DATA, needs_real_data
 
 
@@ -139,10 +138,12 @@ def test_real_more_sizes():
     from promptmix.tasks import get_task
 
     sizes = {name: _sizes(get_task(name).load_splits(REAL_DATA)) for name in ("mnli", "qnli", "scitail", "boolq")}
-    assert sizes == {"mnli": {"train": 8999, "dev": 1000, "test": 9815},
-                     "qnli": {"train": 8999, "dev": 2731, "test": 2732},
-                     "scitail": {"train": 804, "dev": 500, "test": 2126},
-                     "boolq": {"train": 1550, "dev": 1635, "test": 1635}}
+    assert sizes == {
+        "mnli": {"train": 8999, "dev": 1000, "test": 9815},
+        "qnli": {"train": 8999, "dev": 2731, "test": 2732},
+        "scitail": {"train": 804, "dev": 500, "test": 2126},
+        "boolq": {"train": 1550, "dev": 1635, "test": 1635},
+    }
     cb = _sizes(get_task("cb", dev_from_train=50).load_splits(REAL_DATA))
     assert cb == {"train": 200, "dev": 50, "test": 56}
 
@@ -155,7 +156,9 @@ def test_dev_from_train_that_takes_every_group_is_refused():
 
     train = [Example(f"q{g} a{i}", "yes", "t", label="yes", group=g, idx=4 * g + i) for g in range(3) for i in range(4)]
     test = [Example("x", "yes", "t", label="yes", idx=0)]
-    with pytest.raises(ValueError, match=r"^dev_from_train=9: holding out whole groups took all 3 groups of the 12 training"):
+    with pytest.raises(
+        ValueError, match=r"^dev_from_train=9: holding out whole groups took all 3 groups of the 12 training"
+    ):
         protocol_splits({"train": train, "test": test}, 0, dev_from_train=9)
     splits = protocol_splits({"train": train, "test": test}, 0, dev_from_train=4)
     assert len(splits["train"]) == 8 and len(splits["dev"]) == 4

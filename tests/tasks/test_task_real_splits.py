@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from taskdata import REAL_DATA, needs_real_data
+
 from promptmix.tasks import MissingDataError, get_task
 
 pytestmark = needs_real_data
@@ -13,16 +13,16 @@ pytestmark = needs_real_data
 #   < 10k training examples: validation (n rows) -> dev n // 2, test n - n // 2
 #   >= 10k: 1,000 training rows -> dev, validation -> test
 EXPECTED = {
-    "rte": (2490, 138, 139),            # validation 277
+    "rte": (2490, 138, 139),  # validation 277
     "sst2": (67349 - 1000, 1000, 872),  # 67,349 train >= 10k
-    "cola": (8551, 521, 522),           # validation 1,043
-    "mrpc": (3668, 204, 204),           # validation 408
-    "stsb": (5749, 750, 750),           # validation 1,500
-    "wnli": (635, 35, 36),              # validation 71
-    "cb": (250, 28, 28),                # validation 56
+    "cola": (8551, 521, 522),  # validation 1,043
+    "mrpc": (3668, 204, 204),  # validation 408
+    "stsb": (5749, 750, 750),  # validation 1,500
+    "wnli": (635, 35, 36),  # validation 71
+    "cb": (250, 28, 28),  # validation 56
     "superglue-rte": (2490, 138, 139),  # validation 277
-    "wic": (5428, 319, 319),            # validation 638
-    "wsc": (554, 52, 52),               # validation 104
+    "wic": (5428, 319, 319),  # validation 638
+    "wsc": (554, 52, 52),  # validation 104
     # 27,243 (question, answer) rows but 5,131 questions < 10k: the 953 validation questions
     # (4,848 answers) are halved by question, 476 to dev and 477 to test.
     "multirc": (27243, 2410, 2438),
@@ -86,9 +86,13 @@ def test_training_cap_is_a_seeded_option():
     assert get_task("yelp").max_train_examples == 100_000
 
 
-@pytest.mark.parametrize("name, present, missing, other", [
-    ("qnli", "glue/QNLI/dev.tsv", "glue/QNLI/train.tsv", "more/QNLI/train_subset/train.json"),
-    ("boolq", "superglue/BoolQ/val.jsonl", "superglue/BoolQ/train.jsonl", "more/BoolQ/boolq_train_1550_en.jsonl")])
+@pytest.mark.parametrize(
+    "name, present, missing, other",
+    [
+        ("qnli", "glue/QNLI/dev.tsv", "glue/QNLI/train.tsv", "more/QNLI/train_subset/train.json"),
+        ("boolq", "superglue/BoolQ/val.jsonl", "superglue/BoolQ/train.jsonl", "more/BoolQ/boolq_train_1550_en.jsonl"),
+    ],
+)
 def test_missing_train_file_names_what_to_put_where(tmp_path, name, present, missing, other):
     """Only the evaluation file there (no more/ copy either): the error names the release's
     missing train file and the other layout's, each with where it goes."""

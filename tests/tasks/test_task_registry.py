@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import pytest
+from taskdata import registry_snapshot  # noqa: F401  (a fixture)
 
 from promptmix.tasks import ClassificationTask, DataSource, UnknownTaskError, get_task, list_tasks, register_task
 from promptmix.tasks.readers import read_jsonl
-from taskdata import registry_snapshot  # noqa: F401  (a fixture)
 
 
-@pytest.mark.parametrize("alias, name", [("SST-2", "sst2"), ("sst_2", "sst2"), ("STS-B", "stsb"),
-                                         ("superglue-cb", "cb"), ("wsc.fixed", "wsc"),
-                                         ("Yelp-2", "yelp_polarity"), ("SuperGLUE-RTE", "superglue-rte"),
-                                         ("RTE", "rte"), ("natural_questions", "nq")])
+@pytest.mark.parametrize(
+    "alias, name",
+    [
+        ("SST-2", "sst2"),
+        ("sst_2", "sst2"),
+        ("STS-B", "stsb"),
+        ("superglue-cb", "cb"),
+        ("wsc.fixed", "wsc"),
+        ("Yelp-2", "yelp_polarity"),
+        ("SuperGLUE-RTE", "superglue-rte"),
+        ("RTE", "rte"),
+        ("natural_questions", "nq"),
+    ],
+)
 def test_names_and_aliases(alias, name):
     assert get_task(alias).name == name
 
@@ -27,8 +37,11 @@ def test_unknown_name_suggests_near_matches():
 
 
 def test_unknown_option_names_the_accepted_ones():
-    with pytest.raises(ValueError, match=r"task 'rte' has no option\(s\) \['max_train'\]; options: "
-                                         r"\['max_train_examples', 'files', 'skip_malformed', 'dev_from_train'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"task 'rte' has no option\(s\) \['max_train'\]; options: "
+        r"\['max_train_examples', 'files', 'skip_malformed', 'dev_from_train'\]",
+    ):
         get_task("rte", max_train=5)
     assert get_task("winogrande", size="m").files["train"] == "winogrande_1.1/train_m.jsonl"
     assert get_task("winogrande", size="m").source.hub_config == "winogrande_m"
@@ -53,8 +66,11 @@ def test_user_code_registers_a_task_without_editing_the_library(registry_snapsho
     class Sarcasm(ClassificationTask):
         name = "sarcasm"
         aliases = ("headlines",)
-        source = DataSource(files={"train": "sarcasm/train.jsonl", "validation": "sarcasm/dev.jsonl"},
-                            reader=read_jsonl, release="sarcasm headlines JSONL")
+        source = DataSource(
+            files={"train": "sarcasm/train.jsonl", "validation": "sarcasm/dev.jsonl"},
+            reader=read_jsonl,
+            release="sarcasm headlines JSONL",
+        )
         input_fields = ("headline",)
         label_field = "is_sarcastic"
         label_words = ["literal", "sarcastic"]
@@ -87,4 +103,3 @@ def test_registration_checks_the_declaration(registry_snapshot):
 
     with pytest.raises(ValueError, match=r"unknown metric\(s\) \['bleurt'\]"):
         register_task(BadMetric)
-

@@ -24,7 +24,9 @@ def test_the_figure_marks_the_best_step_draws_the_floor_and_the_learning_rates_o
         loss_axes, dev_axes, lr_axes = figure.axes
         assert lr_axes.get_title() == "learning rate"
         assert sorted(line.get_label() for line in lr_axes.get_lines() if not line.get_label().startswith("best")) == [
-            "attention", "prompt"]
+            "attention",
+            "prompt",
+        ]
         floor = [line for line in dev_axes.get_lines() if line.get_label().startswith("best constant answer")]
         assert len(floor) == 1 and list(floor[0].get_ydata()) == [50.0, 50.0]
         for axes in figure.axes:

@@ -9,36 +9,51 @@ from pathlib import Path
 
 import pytest
 import yaml
+from trainhelpers import FIXTURES, PROMPT_LENGTH, model_dirs  # noqa: F401  (fixture)
 
 from promptmix.cli import main
-from trainhelpers import FIXTURES, PROMPT_LENGTH, model_dirs  # noqa: F401  (fixture)
 
 
 def _write_presets(tmp_path, model_dir):
     """Tiny stage presets (as configs/cpu/ has them) and a pipeline over them."""
-    base = {"model": {"name": str(model_dir)},
-            "data": {"data_dir": str(FIXTURES), "max_dev_examples": 4, "max_test_examples": 4},
-            "method": {"prompt_tuning": {"prompt_length": PROMPT_LENGTH}, "attempt": {"attn_dim": 8}},
-            "optim": {"batch_size": 4, "max_steps": 2, "warmup_steps": 1},
-            "eval": {"every": 0, "batch_size": 8}, "run": {"progress": False, "save_every": 1}}
+    base = {
+        "model": {"name": str(model_dir)},
+        "data": {"data_dir": str(FIXTURES), "max_dev_examples": 4, "max_test_examples": 4},
+        "method": {"prompt_tuning": {"prompt_length": PROMPT_LENGTH}, "attempt": {"attn_dim": 8}},
+        "optim": {"batch_size": 4, "max_steps": 2, "warmup_steps": 1},
+        "eval": {"every": 0, "batch_size": 8},
+        "run": {"progress": False, "save_every": 1},
+    }
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     presets = {
         "source": {"stage": "source", "data": {"tasks": ["sst2", "rte"]}},
         "pt": {"stage": "prompt-tuning", "data": {"tasks": ["cb"]}},
-        "attempt": {"stage": "attempt", "data": {"tasks": ["cb"]}, "library": {"sources": ["sst2", "rte"], "init_from": "rte"},
-                    "optim": {"group_lr": {"attention": 0.1}}},
-        "mpt-source": {"stage": "mpt-source", "library": {"sources": ["sst2", "rte"]}, "data": {"mixing": "stochastic"}},
+        "attempt": {
+            "stage": "attempt",
+            "data": {"tasks": ["cb"]},
+            "library": {"sources": ["sst2", "rte"], "init_from": "rte"},
+            "optim": {"group_lr": {"attention": 0.1}},
+        },
+        "mpt-source": {
+            "stage": "mpt-source",
+            "library": {"sources": ["sst2", "rte"]},
+            "data": {"mixing": "stochastic"},
+        },
         "mpt": {"stage": "mpt-target", "data": {"tasks": ["cb"]}, "optim": {"group_lr": {"task_vectors": 0.4}}},
     }
     for name, preset in presets.items():
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"include": "base.yaml", **preset}))
-    pipeline = {"root": str(tmp_path / "pipe"), "common": {"library.root": "{root}/prompts"}, "stages": [
-        {"name": "sources", "config": "source.yaml"},
-        {"name": "pt", "config": "pt.yaml", "label": "prompt tuning"},
-        {"name": "attempt", "config": "attempt.yaml", "label": "ATTEMPT"},
-        {"name": "mpt-source", "config": "mpt-source.yaml"},
-        {"name": "mpt", "config": "mpt.yaml", "label": "MPT", "set": {"library.mpt_source": "{root}/mpt-source"}},
-    ]}
+    pipeline = {
+        "root": str(tmp_path / "pipe"),
+        "common": {"library.root": "{root}/prompts"},
+        "stages": [
+            {"name": "sources", "config": "source.yaml"},
+            {"name": "pt", "config": "pt.yaml", "label": "prompt tuning"},
+            {"name": "attempt", "config": "attempt.yaml", "label": "ATTEMPT"},
+            {"name": "mpt-source", "config": "mpt-source.yaml"},
+            {"name": "mpt", "config": "mpt.yaml", "label": "MPT", "set": {"library.mpt_source": "{root}/mpt-source"}},
+        ],
+    }
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
 
 
@@ -48,7 +63,11 @@ def test_pipeline_end_to_end(model_dirs, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| method | trainable params | target dev score | target test score | train time |" in out
     d = 32  # tiny model width
-    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in out.splitlines() if line.startswith("| ") and "---" not in line}
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2].strip()
+        for line in out.splitlines()
+        if line.startswith("| ") and "---" not in line
+    }
     assert rows["prompt tuning"] == f"{PROMPT_LENGTH * d:,}"
     assert rows["ATTEMPT"] == f"{PROMPT_LENGTH * d + 2 * d * 8 + 2 * d:,}"  # m·d + 2rd + 2d
     assert rows["MPT"] == f"{PROMPT_LENGTH * d + PROMPT_LENGTH + d:,}"  # l·d + l + d
@@ -75,11 +94,36 @@ def test_pipeline_end_to_end(model_dirs, tmp_path, capsys):
 def test_train_stages_with_overrides_and_resume(model_dirs, tmp_path, capsys):
     _write_presets(tmp_path, model_dirs["t5"])
     lib = f"library.root={tmp_path / 'prompts'}"
-    assert main(["train", "source", "--config", str(tmp_path / "source.yaml"), "--set", lib,
-                 "--run-dir", str(tmp_path / "src")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "source",
+                "--config",
+                str(tmp_path / "source.yaml"),
+                "--set",
+                lib,
+                "--run-dir",
+                str(tmp_path / "src"),
+            ]
+        )
+        == 0
+    )
     run_dir = tmp_path / "att"
-    args = ["train", "attempt", "--config", str(tmp_path / "attempt.yaml"), "--set", lib, "--set", "method.attempt.attention=token",
-            "--set", "optim.max_steps=3", "--run-dir", str(run_dir)]
+    args = [
+        "train",
+        "attempt",
+        "--config",
+        str(tmp_path / "attempt.yaml"),
+        "--set",
+        lib,
+        "--set",
+        "method.attempt.attention=token",
+        "--set",
+        "optim.max_steps=3",
+        "--run-dir",
+        str(run_dir),
+    ]
     assert main([*args, "--set", "run.stop_after=1"]) == 3  # stopped early: exit 3, resumable
     assert main(["train", "attempt", "--resume", "--run-dir", str(run_dir)]) == 0  # the run's own config.yaml
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -114,8 +158,9 @@ def test_pipeline_resume_finds_the_task_files_its_runs_keep(tmp_path, monkeypatc
     kept.mkdir(parents=True)
     (kept / "headlines.yaml").write_text(yaml.safe_dump(definition))
     (tmp_path / "pt.yaml").write_text(yaml.safe_dump({"stage": "prompt-tuning", "data": {"tasks": ["headlines"]}}))
-    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump({"root": str(tmp_path / "pipe"),
-                                                            "stages": [{"name": "pt", "config": "pt.yaml"}]}))
+    (tmp_path / "pipeline.yaml").write_text(
+        yaml.safe_dump({"root": str(tmp_path / "pipe"), "stages": [{"name": "pt", "config": "pt.yaml"}]})
+    )
 
     class Checked(Exception):
         pass

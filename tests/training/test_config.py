@@ -13,17 +13,34 @@ from promptmix.training.config import TrainConfig, load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # Files named _*.yaml and base/ are shared fragments (included by presets), not presets.
-PRESETS = sorted(p for p in CONFIGS.rglob("*.yaml")
-                 if not p.name.startswith("_") and p.parent.name not in ("base", "accelerate")
-                 and p.name not in ("base.yaml", "pipeline.yaml", "pipeline-sources.yaml"))
+PRESETS = sorted(
+    p
+    for p in CONFIGS.rglob("*.yaml")
+    if not p.name.startswith("_")
+    and p.parent.name not in ("base", "accelerate")
+    and p.name not in ("base.yaml", "pipeline.yaml", "pipeline-sources.yaml")
+)
 
 
 def test_there_are_presets_for_the_papers_experiments():
     names = {str(p.relative_to(CONFIGS)) for p in PRESETS}
-    for expected in ("source/prompts.yaml", "attempt/prior.yaml", "attempt/glue.yaml", "attempt/superglue-m.yaml",
-                     "attempt/mrqa.yaml", "attempt/others-m.yaml", "attempt/fewshot-k16.yaml", "attempt/ablation-no-target.yaml",
-                     "mpt/source.yaml", "mpt/glue-m.yaml", "mpt/fewshot-k32.yaml", "mpt/ablation-no-hidden.yaml",
-                     "baselines/spot-targeted.yaml", "baselines/lora.yaml", "cpu/attempt.yaml"):
+    for expected in (
+        "source/prompts.yaml",
+        "attempt/prior.yaml",
+        "attempt/glue.yaml",
+        "attempt/superglue-m.yaml",
+        "attempt/mrqa.yaml",
+        "attempt/others-m.yaml",
+        "attempt/fewshot-k16.yaml",
+        "attempt/ablation-no-target.yaml",
+        "mpt/source.yaml",
+        "mpt/glue-m.yaml",
+        "mpt/fewshot-k32.yaml",
+        "mpt/ablation-no-hidden.yaml",
+        "baselines/spot-targeted.yaml",
+        "baselines/lora.yaml",
+        "cpu/attempt.yaml",
+    ):
         assert expected in names
 
 
@@ -44,7 +61,11 @@ def test_preset_loads_and_validates(path):
 def test_paper_hyperparameters():
     attempt = load_config(CONFIGS / "attempt" / "superglue.yaml")
     assert (attempt.optim.lr, attempt.optim.group_lr) == (0.3, {"attention": 0.1})
-    assert attempt.method.prompt_tuning.prompt_length == 100 and attempt.method.attempt.attn_dim == 100 and attempt.optim.batch_size == 32
+    assert (
+        attempt.method.prompt_tuning.prompt_length == 100
+        and attempt.method.attempt.attn_dim == 100
+        and attempt.optim.batch_size == 32
+    )
     assert load_config(CONFIGS / "attempt" / "glue.yaml").optim.group_lr == {"attention": 0.3}
     assert load_config(CONFIGS / "attempt" / "glue-m.yaml").data.multi_task
     mpt = load_config(CONFIGS / "mpt" / "superglue.yaml")
@@ -54,13 +75,21 @@ def test_paper_hyperparameters():
     assert load_config(CONFIGS / "attempt" / "ablation-no-attention.yaml").optim.group_lr == {}
     decomposition_only = load_config(CONFIGS / "mpt" / "ablation-decomposition-only.yaml")
     assert decomposition_only.distill.weight == 0.0 and decomposition_only.method.mpt.init == "vocab"
-    for k in (4, 16, 32):  # the papers' few-shot PT: one prompt on the 8 GLUE tasks, then transferred (ATTEMPT App. C.8)
+    for k in (
+        4,
+        16,
+        32,
+    ):  # the papers' few-shot PT: one prompt on the 8 GLUE tasks, then transferred (ATTEMPT App. C.8)
         fewshot = load_config(CONFIGS / "baselines" / f"spot-generic-fewshot-k{k}.yaml")
         assert fewshot.stage == "prompt-tuning" and fewshot.data.few_shot_k == k
         assert fewshot.library.init_from == load_config(CONFIGS / "source" / "spot-generic.yaml").library.mixture_prompt
         vocab = load_config(CONFIGS / "baselines" / f"prompt-tuning-fewshot-k{k}.yaml")  # prompt tuning from vocabulary
         assert (vocab.stage, vocab.data.few_shot_k, vocab.library.init_from, vocab.method.prompt_tuning.init) == (
-            "prompt-tuning", k, None, "vocab")
+            "prompt-tuning",
+            k,
+            None,
+            "vocab",
+        )
         assert vocab.run.dir != fewshot.run.dir
     # G's rate (ATTEMPT App. C.5): 0.1 on SuperGLUE and the Others multi-task run, 0.3 elsewhere
     assert load_config(CONFIGS / "attempt" / "others.yaml").optim.group_lr == {"attention": 0.3}
@@ -83,15 +112,21 @@ def test_pipeline_presets_validate_every_stage():
 
     shipped = PromptLibrary(resolve_library_root("promptmix:smollm2-135m")).names()
     assert sorted(stages["attempt"].library.sources) == sorted(shipped) == ["qqp", "rte", "sst2"]  # MultiRC left out
-    assert {(c.library.root, c.model.name, tuple(c.data.tasks), c.data.few_shot_k, c.optim.max_steps, c.run.seed)
-            for c in stages.values()} == {("promptmix:smollm2-135m", "smollm2-135m", ("mrpc",), 16, 60, 42)}
-    assert [c.run.dir for c in stages.values()] == [f"runs/pipeline-cpu/{n}" for n in ("prompt-tuning", "attempt", "mpt")]
+    assert {
+        (c.library.root, c.model.name, tuple(c.data.tasks), c.data.few_shot_k, c.optim.max_steps, c.run.seed)
+        for c in stages.values()
+    } == {("promptmix:smollm2-135m", "smollm2-135m", ("mrpc",), 16, 60, 42)}
+    assert [c.run.dir for c in stages.values()] == [
+        f"runs/pipeline-cpu/{n}" for n in ("prompt-tuning", "attempt", "mpt")
+    ]
     # the whole chain from scratch, sources included, into its own library
     pipeline = PipelineConfig.load(CONFIGS / "cpu" / "pipeline-sources.yaml")
     stages = {s.name: pipeline.stage_config(s) for s in pipeline.stages}
     assert [c.stage for c in stages.values()] == ["source", "prompt-tuning", "attempt", "mpt-source", "mpt-target"]
     assert stages["mpt"].library.mpt_source == "runs/pipeline-cpu/mpt-source"
-    assert all(c.library.root == "runs/pipeline-cpu/prompts" and c.model.name == "smollm2-135m" for c in stages.values())
+    assert all(
+        c.library.root == "runs/pipeline-cpu/prompts" and c.model.name == "smollm2-135m" for c in stages.values()
+    )
 
 
 def test_accelerate_configs_parse():
@@ -100,15 +135,18 @@ def test_accelerate_configs_parse():
         assert data["distributed_type"] in ("MULTI_GPU", "FSDP", "DEEPSPEED")
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["optim.lrr=0.1"], "optim: unknown key(s) ['lrr'] (did you mean lr?)"),
-    (["optimiser.lr=0.1"], "unknown section(s) ['optimiser'] (did you mean optim?)"),
-    (["optim.lr=fast"], "optim.lr: expected float, got 'fast'"),
-    (["data.mixing=random"], "data.mixing must be one of"),
-    (["optim.batch_size=30", "optim.gradient_accumulation_steps=4"], "not divisible"),
-    (["stage=attempt"], "needs library.sources"),
-    (["stage=finetune", "model.backbone_eval_mode=true"], "backbone_eval_mode applies to a frozen backbone"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optim.lrr=0.1"], "optim: unknown key(s) ['lrr'] (did you mean lr?)"),
+        (["optimiser.lr=0.1"], "unknown section(s) ['optimiser'] (did you mean optim?)"),
+        (["optim.lr=fast"], "optim.lr: expected float, got 'fast'"),
+        (["data.mixing=random"], "data.mixing must be one of"),
+        (["optim.batch_size=30", "optim.gradient_accumulation_steps=4"], "not divisible"),
+        (["stage=attempt"], "needs library.sources"),
+        (["stage=finetune", "model.backbone_eval_mode=true"], "backbone_eval_mode applies to a frozen backbone"),
+    ],
+)
 def test_bad_configs_name_the_problem(overrides, message):
     with pytest.raises(ValueError) as err:
         load_config(None, ["data.tasks=[rte]", *overrides])
@@ -117,10 +155,16 @@ def test_bad_configs_name_the_problem(overrides, message):
 
 def test_include_and_overrides(tmp_path):
     (tmp_path / "base.yaml").write_text("optim: {lr: 0.1, group_lr: {attention: 0.2}}\ndata: {tasks: [rte]}\n")
-    (tmp_path / "child.yaml").write_text("include: base.yaml\nstage: attempt\noptim: {warmup_steps: 5}\n"
-                                         "library: {sources: [a], init_from: a}\n")
+    (tmp_path / "child.yaml").write_text(
+        "include: base.yaml\nstage: attempt\noptim: {warmup_steps: 5}\nlibrary: {sources: [a], init_from: a}\n"
+    )
     config = load_config(tmp_path / "child.yaml", ["optim.epochs=3", "data.tasks=[rte, cb]"])
-    assert (config.optim.lr, config.optim.group_lr, config.optim.warmup_steps, config.optim.epochs) == (0.1, {"attention": 0.2}, 5, 3.0)
+    assert (config.optim.lr, config.optim.group_lr, config.optim.warmup_steps, config.optim.epochs) == (
+        0.1,
+        {"attention": 0.2},
+        5,
+        3.0,
+    )
     assert config.data.tasks == ["rte", "cb"]
     with pytest.raises(ValueError, match="is a 'attempt' config but stage 'source'"):
         load_config(tmp_path / "child.yaml", stage="source")
@@ -154,32 +198,62 @@ def test_train_help_lists_every_config_key_with_type_default_and_help(capsys):
 
 def test_yaml_12_numbers_and_strict_types():
     assert load_config(None, ["data.tasks=[rte]", "optim.lr=1e-3", "optim.weight_decay=0"]).optim.lr == 0.001
-    for override, message in [("optim.lr=true", "optim.lr: expected float, got True"),
-                              ("run.seed=1.5", "run.seed: expected int, got 1.5"),
-                              ("optim.lr=.nan", "optim.lr: expected a finite number"),
-                              ("method.attempt.attn_dim=0", "method.attempt: attn_dim must be >= 1, got 0")]:
+    for override, message in [
+        ("optim.lr=true", "optim.lr: expected float, got True"),
+        ("run.seed=1.5", "run.seed: expected int, got 1.5"),
+        ("optim.lr=.nan", "optim.lr: expected a finite number"),
+        ("method.attempt.attn_dim=0", "method.attempt: attn_dim must be >= 1, got 0"),
+    ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             load_config(None, ["data.tasks=[rte]", override])
 
 
 def test_a_run_config_with_the_old_flat_method_section_still_loads():
-    old = {"prompt_length": 16, "init": "vocab", "init_text": None, "attention": "token", "use_target": True,
-           "shared_attention": False, "attn_dim": 32, "temperature": None, "learn_temperature": False,
-           "mpt_rank": 2, "mpt_init": "teacher-mean"}
-    config = TrainConfig.from_dict({"stage": "attempt", "data": {"tasks": ["rte"]},
-                                    "library": {"sources": ["a"], "init_from": "a"}, "method": old})
+    old = {
+        "prompt_length": 16,
+        "init": "vocab",
+        "init_text": None,
+        "attention": "token",
+        "use_target": True,
+        "shared_attention": False,
+        "attn_dim": 32,
+        "temperature": None,
+        "learn_temperature": False,
+        "mpt_rank": 2,
+        "mpt_init": "teacher-mean",
+    }
+    config = TrainConfig.from_dict(
+        {"stage": "attempt", "data": {"tasks": ["rte"]}, "library": {"sources": ["a"], "init_from": "a"}, "method": old}
+    )
     method = config.method
-    assert (method.prompt_tuning.prompt_length, method.prompt_tuning.init, method.attempt.attention) == (16, "vocab", "token")
-    assert (method.attempt.attn_dim, method.attempt.shared_attention, method.mpt.rank, method.mpt.init) == (32, False, 2, "teacher-mean")
-    with pytest.raises(ValueError, match=re.escape("method: unknown key(s) ['attn_dim'] (did you mean attempt.attn_dim")):
+    assert (method.prompt_tuning.prompt_length, method.prompt_tuning.init, method.attempt.attention) == (
+        16,
+        "vocab",
+        "token",
+    )
+    assert (method.attempt.attn_dim, method.attempt.shared_attention, method.mpt.rank, method.mpt.init) == (
+        32,
+        False,
+        2,
+        "teacher-mean",
+    )
+    with pytest.raises(
+        ValueError, match=re.escape("method: unknown key(s) ['attn_dim'] (did you mean attempt.attn_dim")
+    ):
         load_config(None, ["data.tasks=[rte]", "method.attn_dim=3", "method.attempt.use_target=false"])
 
 
 PAPER_PRESETS = [p for p in PRESETS if p.parent.name not in ("cpu", "smollm2")]
 # The multi-task presets' epochs, as the official configs (attempt/configs/attempt/multi_task_*.json)
 # or the rule for their largest tasks; every other paper preset states its own or takes the rule (None).
-MULTI_TASK_EPOCHS = {"attempt/superglue-m.yaml": 20, "mpt/superglue-m.yaml": 20, "attempt/others-m.yaml": 10,
-                     "attempt/glue-m.yaml": 10, "mpt/glue-m.yaml": 10, "attempt/mrqa-m.yaml": 5}
+MULTI_TASK_EPOCHS = {
+    "attempt/superglue-m.yaml": 20,
+    "mpt/superglue-m.yaml": 20,
+    "attempt/others-m.yaml": 10,
+    "attempt/glue-m.yaml": 10,
+    "mpt/glue-m.yaml": 10,
+    "attempt/mrqa-m.yaml": 5,
+}
 
 
 @pytest.mark.parametrize("path", PAPER_PRESETS, ids=lambda p: str(p.relative_to(CONFIGS)))
@@ -203,7 +277,9 @@ def test_print_config_shows_each_paper_presets_cadence_warmup_and_epochs(path, c
     assert "label_format: words" in (CONFIGS / "base" / "t5-base.yaml").read_text()  # said in the preset, not a default
     if printed["data"]["multi_task"]:
         assert printed["optim"]["epochs"] == MULTI_TASK_EPOCHS[name], name
-        assert printed["eval"]["select"] == "mean" and "select: mean" in path.read_text()  # stated, as the official code
+        assert (
+            printed["eval"]["select"] == "mean" and "select: mean" in path.read_text()
+        )  # stated, as the official code
     assert set(MULTI_TASK_EPOCHS) <= {str(p.relative_to(CONFIGS)) for p in PAPER_PRESETS}
 
 

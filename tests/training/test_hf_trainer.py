@@ -11,10 +11,12 @@ from transformers.utils import ModelOutput
 from promptmix.backbone import PromptedModel, PromptedOutput
 from promptmix.prompts import SoftPrompt, SoftPromptConfig
 
-EXAMPLES = [("rte sentence1: A cat sat. sentence2: A cat sits.", "entailment", 0),
-            ("sst2 sentence: a dull film", "negative", 1),
-            ("rte sentence1: It rains. sentence2: It is dry.", "not_entailment", 0),
-            ("sst2 sentence: a fine film", "positive", 1)]
+EXAMPLES = [
+    ("rte sentence1: A cat sat. sentence2: A cat sits.", "entailment", 0),
+    ("sst2 sentence: a dull film", "negative", 1),
+    ("rte sentence1: It rains. sentence2: It is dry.", "not_entailment", 0),
+    ("sst2 sentence: a fine film", "positive", 1),
+]
 
 
 def test_prompted_output_is_a_model_output_with_its_loss_as_first_key(tiny_backbone):
@@ -22,7 +24,11 @@ def test_prompted_output_is_a_model_output_with_its_loss_as_first_key(tiny_backb
     batch = tiny_backbone.pad([tiny_backbone.encode("rte sentence1: a sentence2: b", "entailment")])
     out = PromptedModel(tiny_backbone, method)(batch["input_ids"], batch["attention_mask"], batch["labels"])
     assert isinstance(out, ModelOutput) and isinstance(out, PromptedOutput)
-    assert out["loss"] is out.loss and out[0] is out.loss and list(out.keys())[:3] == ["loss", "per_example_nll", "token_counts"]
+    assert (
+        out["loss"] is out.loss
+        and out[0] is out.loss
+        and list(out.keys())[:3] == ["loss", "per_example_nll", "token_counts"]
+    )
     assert "hidden_states" not in out  # unset fields are no keys, as in every ModelOutput
 
 
@@ -39,9 +45,18 @@ def test_hf_trainer_trains_two_steps_and_changes_only_the_prompts(tiny_backbone,
         batch["task_ids"] = torch.tensor([r["task_ids"] for r in rows])
         return batch
 
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, learning_rate=0.3,
-                             report_to=[], save_strategy="no", remove_unused_columns=False, use_cpu=True,
-                             logging_steps=1, disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        learning_rate=0.3,
+        report_to=[],
+        save_strategy="no",
+        remove_unused_columns=False,
+        use_cpu=True,
+        logging_steps=1,
+        disable_tqdm=True,
+    )
     trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=collate)
     result = trainer.train()
     assert result.global_step == 2 and torch.isfinite(torch.tensor(result.training_loss))
@@ -62,11 +77,22 @@ def test_trainer_evaluates_with_eval_loss_saves_the_method_only_and_loads_it_bac
     method = SoftPrompt(SoftPromptConfig(prompt_length=3), tiny_backbone.hidden_size, ["rte", "sst2"])
     model = PromptedModel(tiny_backbone, method)
     features = [{**tiny_backbone.encode(src, tgt), "task_ids": task} for src, tgt, task in EXAMPLES]
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2,
-                             per_device_eval_batch_size=2, learning_rate=0.3, report_to=[], save_strategy="steps",
-                             save_steps=2, remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=features, eval_dataset=features,
-                      data_collator=TaskCollator(tiny_backbone))
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        per_device_eval_batch_size=2,
+        learning_rate=0.3,
+        report_to=[],
+        save_strategy="steps",
+        save_steps=2,
+        remove_unused_columns=False,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=features, eval_dataset=features, data_collator=TaskCollator(tiny_backbone)
+    )
     assert trainer.label_names == ["labels"]
     trainer.train()
     metrics = trainer.evaluate()
@@ -74,7 +100,7 @@ def test_trainer_evaluates_with_eval_loss_saves_the_method_only_and_loads_it_bac
     with torch.no_grad():
         direct = model(**batch)
         # two batches of two: the Trainer averages the batches' mean token losses
-        halves = [model(**TaskCollator(tiny_backbone)(features[i:i + 2])).loss.item() for i in (0, 2)]
+        halves = [model(**TaskCollator(tiny_backbone)(features[i : i + 2])).loss.item() for i in (0, 2)]
     assert metrics["eval_loss"] == pytest.approx(sum(halves) / 2, rel=1e-4) and direct.loss.item() > 0
 
     trainer.save_model(str(tmp_path / "saved"))
@@ -83,7 +109,9 @@ def test_trainer_evaluates_with_eval_loss_saves_the_method_only_and_loads_it_bac
     checkpoint = safetensors.torch.load_file(str(tmp_path / "out" / "checkpoint-2" / "model.safetensors"))
     assert set(checkpoint) == {"method.prompts"}
 
-    fresh = PromptedModel(tiny_backbone, SoftPrompt(SoftPromptConfig(prompt_length=3), tiny_backbone.hidden_size, ["rte", "sst2"]))
+    fresh = PromptedModel(
+        tiny_backbone, SoftPrompt(SoftPromptConfig(prompt_length=3), tiny_backbone.hidden_size, ["rte", "sst2"])
+    )
     fresh.load_state_dict(saved)  # strict: the backbone is not missing
     assert torch.equal(fresh.method.prompts, model.method.prompts)
 
@@ -132,7 +160,9 @@ def test_compute_metrics_gets_each_examples_nll_and_token_count(tiny_backbone, t
     method's own (PromptOutput, which it cannot pad or gather)."""
     from promptmix.backbone import TaskCollator
 
-    model = PromptedModel(tiny_backbone, SoftPrompt(SoftPromptConfig(prompt_length=3), tiny_backbone.hidden_size, ["rte", "sst2"]))
+    model = PromptedModel(
+        tiny_backbone, SoftPrompt(SoftPromptConfig(prompt_length=3), tiny_backbone.hidden_size, ["rte", "sst2"])
+    )
     features = [{**tiny_backbone.encode(src, tgt), "task_ids": task} for src, tgt, task in EXAMPLES]
     seen = {}
 
@@ -141,10 +171,21 @@ def test_compute_metrics_gets_each_examples_nll_and_token_count(tiny_backbone, t
         seen.update(nll=nll, counts=counts)
         return {"mean_nll": float((nll / counts).mean())}
 
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=3, report_to=[], use_cpu=True,
-                             remove_unused_columns=False, disable_tqdm=True)
-    metrics = Trainer(model=model, args=args, eval_dataset=features, data_collator=TaskCollator(tiny_backbone),
-                      compute_metrics=compute_metrics).evaluate()
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_eval_batch_size=3,
+        report_to=[],
+        use_cpu=True,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
+    metrics = Trainer(
+        model=model,
+        args=args,
+        eval_dataset=features,
+        data_collator=TaskCollator(tiny_backbone),
+        compute_metrics=compute_metrics,
+    ).evaluate()
     with torch.no_grad():
         direct = model(**TaskCollator(tiny_backbone)(features))
     assert seen["nll"].shape == (4,) and seen["counts"].tolist() == direct.token_counts.tolist()

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 import safetensors.torch
 import torch
-
 from trainhelpers import PROMPT_LENGTH, config, model_dirs, random_library  # noqa: F401  (fixture)
 
 SIX = ["sst2", "qqp", "mrpc", "rte", "cb", "wic"]
@@ -17,8 +16,11 @@ SIX = ["sst2", "qqp", "mrpc", "rte", "cb", "wic"]
 def _ctx(model_dir, tmp_path, seed=42, resume=False, **extra):
     from promptmix.loading import load_backbone
 
-    return SimpleNamespace(config=config("source", model_dir, tmp_path, data__tasks=["sst2"], run__seed=seed, **extra),
-                           backbone=load_backbone(model_dir), resume=resume)
+    return SimpleNamespace(
+        config=config("source", model_dir, tmp_path, data__tasks=["sst2"], run__seed=seed, **extra),
+        backbone=load_backbone(model_dir),
+        resume=resume,
+    )
 
 
 def _one_task_prompts(ctx, tasks):
@@ -46,9 +48,23 @@ def test_source_stage_children_start_apart(model_dirs, tmp_path):
     from promptmix.training.stages import run_stage
 
     def finals(run_dir):
-        run_stage(config("source", model_dirs["llama"], tmp_path, data__tasks=["sst2", "rte", "cb"], optim__lr=1e-12,
-                         optim__max_steps=1, eval__every=0, eval__test=False, run__dir=str(tmp_path / run_dir)))
-        return {t: safetensors.torch.load_file(tmp_path / run_dir / t / "method" / "method.safetensors") for t in ("sst2", "rte", "cb")}
+        run_stage(
+            config(
+                "source",
+                model_dirs["llama"],
+                tmp_path,
+                data__tasks=["sst2", "rte", "cb"],
+                optim__lr=1e-12,
+                optim__max_steps=1,
+                eval__every=0,
+                eval__test=False,
+                run__dir=str(tmp_path / run_dir),
+            )
+        )
+        return {
+            t: safetensors.torch.load_file(tmp_path / run_dir / t / "method" / "method.safetensors")
+            for t in ("sst2", "rte", "cb")
+        }
 
     first, second = finals("a"), finals("b")
     for a, b in itertools.combinations(first, 2):
@@ -80,7 +96,9 @@ def test_mpt_student_starts_as_configured(model_dirs, tmp_path, init):
     pool = [i for i in range(emb.shape[0]) if i not in skip][:VOCAB_TOP_K]
     ids = [int((emb[pool] == row).all(-1).nonzero()[0, 0]) for row in p_star]  # each row is a vocabulary row
     assert len(set(ids)) == PROMPT_LENGTH
-    assert torch.equal(p_star, mpt_student(_ctx(model_dirs["t5"], tmp_path, method__mpt__init=init), teachers).shared_prompt.detach())
+    assert torch.equal(
+        p_star, mpt_student(_ctx(model_dirs["t5"], tmp_path, method__mpt__init=init), teachers).shared_prompt.detach()
+    )
 
 
 @pytest.mark.parametrize("weight, teacher_calls", [(0.0, 0), (0.9, 2)])
@@ -99,8 +117,19 @@ def test_teacher_runs_only_when_distilling(model_dirs, tmp_path, monkeypatch, we
         return forward(self, *args, **kwargs)
 
     monkeypatch.setattr(PromptedModel, "forward", counting)
-    result = run_stage(config("mpt-source", model_dirs["t5"], tmp_path, library__sources=["sst2", "rte"], distill__weight=weight,
-                              optim__max_steps=2, eval__every=0, eval__test=False, eval__scoring="generate"))
+    result = run_stage(
+        config(
+            "mpt-source",
+            model_dirs["t5"],
+            tmp_path,
+            library__sources=["sst2", "rte"],
+            distill__weight=weight,
+            optim__max_steps=2,
+            eval__every=0,
+            eval__test=False,
+            eval__scoring="generate",
+        )
+    )
     assert result.completed
     assert calls["teacher"] == teacher_calls and calls["student"] >= 2
 

@@ -5,7 +5,6 @@ metrics unchanged."""
 from __future__ import annotations
 
 import pytest
-
 from trainhelpers import FIXTURES, config, model_dirs  # noqa: F401  (fixture)
 
 
@@ -25,8 +24,12 @@ def test_index_format_trains_on_label_indices_and_scores_them_back_to_words():
     assert index.task.answer_candidates(index.dev[0]) == ["0", "1", "2"]
     assert words.task.answer_candidates(words.dev[0]) == order
     gold = [ex.target for ex in index.dev]
-    assert index.task.compute_metrics(gold, index.dev) == words.task.compute_metrics([ex.target for ex in words.dev], words.dev)
-    assert index.task.compute_metrics(["entailment"] * len(index.dev), index.dev)["accuracy"] == 0.0  # words are invalid
+    assert index.task.compute_metrics(gold, index.dev) == words.task.compute_metrics(
+        [ex.target for ex in words.dev], words.dev
+    )
+    assert (
+        index.task.compute_metrics(["entailment"] * len(index.dev), index.dev)["accuracy"] == 0.0
+    )  # words are invalid
 
 
 def test_label_format_reaches_training_and_dev_scoring(model_dirs, tmp_path, monkeypatch):
@@ -47,8 +50,15 @@ def test_label_format_reaches_training_and_dev_scoring(model_dirs, tmp_path, mon
         return encode(self, source, target, **kwargs)
 
     monkeypatch.setattr(Backbone, "encode", spy)
-    cfg = config("prompt-tuning", model_dirs["t5"], tmp_path, data__tasks=["cb"], data__label_format="index",
-                 optim__max_steps=2, eval__every=0)
+    cfg = config(
+        "prompt-tuning",
+        model_dirs["t5"],
+        tmp_path,
+        data__tasks=["cb"],
+        data__label_format="index",
+        optim__max_steps=2,
+        eval__every=0,
+    )
     result = run_stage(cfg)
     assert result.completed and 0.0 <= result.dev["cb"]["accuracy"] <= 100.0
     assert targets == {"0", "1", "2"}
@@ -57,7 +67,11 @@ def test_label_format_reaches_training_and_dev_scoring(model_dirs, tmp_path, mon
     # the kept test predictions are label words (the index answered is kept as text): their
     # accuracy is the test score
     rows = [json.loads(line) for line in (tmp_path / "run" / "test_predictions" / "cb.jsonl").read_text().splitlines()]
-    assert {r["text"] for r in rows} <= {"0", "1", "2"} and {r["prediction"] for r in rows} <= {"entailment", "contradiction", "neutral"}
+    assert {r["text"] for r in rows} <= {"0", "1", "2"} and {r["prediction"] for r in rows} <= {
+        "entailment",
+        "contradiction",
+        "neutral",
+    }
     accuracy = 100 * sum(r["prediction"] == r["label"] for r in rows) / len(rows)
     assert accuracy == pytest.approx(results["test"]["cb"]["accuracy"])
     with pytest.raises(ValueError, match="data.label_format"):

@@ -7,7 +7,6 @@ import dataclasses
 
 import pytest
 from accelerate.tracking import GeneralTracker, register_tracker_class
-
 from test_loop import _attempt_job
 from trainhelpers import model_dirs  # noqa: F401  (fixture)
 
@@ -45,8 +44,9 @@ register_tracker_class(RecordingTracker)
 def _train(model_dirs, tmp_path, capsys=None, **extra):
     from promptmix.training.loop import train
 
-    cfg, ctx, _method, job = _attempt_job(model_dirs, tmp_path / "lib", optim__max_steps=4, eval__every=2,
-                                          run__log_every=1, run__save_every=0, **extra)
+    cfg, ctx, _method, job = _attempt_job(
+        model_dirs, tmp_path / "lib", optim__max_steps=4, eval__every=2, run__log_every=1, run__save_every=0, **extra
+    )
     scores = iter([{"score": 40.0, "accuracy": 40.0}, {"score": 60.0, "accuracy": 60.0}])
     run_dir = tmp_path / "run"
     if capsys is not None:
@@ -86,7 +86,9 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(model_dirs, tmp_p
     assert [line.split(" step ")[1].split(" ")[0] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
     assert "loss" in lines[0] and "ETA" in lines[0]
     assert [line.split(" dev at ")[1].split(" (")[0] for line in err.splitlines() if " dev at " in line] == [
-        "step 2: score 40.00", "step 4: score 60.00"]
+        "step 2: score 40.00",
+        "step 4: score 60.00",
+    ]
     assert "\r" not in err and "\x1b" not in err
 
 
@@ -108,10 +110,10 @@ def test_a_resume_may_log_to_other_trackers_but_not_change_training():
 
 def test_evaluation_draws_no_progress_bar_into_a_log_file(model_dirs, tmp_path, capsys):
     """stderr is not a terminal under pytest: dev and test scoring write no tqdm redraws there."""
+    from trainhelpers import base_overrides
+
     from promptmix.training.config import load_config
     from promptmix.training.stages import run_stage
-
-    from trainhelpers import base_overrides
 
     overrides = base_overrides(model_dirs["t5"], tmp_path, **{"data.tasks": ["rte"], "run.progress": True})
     assert run_stage(load_config(None, overrides, stage="prompt-tuning")).completed

@@ -8,31 +8,43 @@ import json
 
 import pytest
 import torch
-
 from trainhelpers import config, model_dirs, random_library  # noqa: F401  (fixture)
 
 
 def _attempt_job(model_dirs, tmp_path, **extra):
     """An ATTEMPT TrainingJob on CB built the way the attempt stage builds it."""
+    from promptmix.backbone import PromptedModel
     from promptmix.loading import load_backbone
     from promptmix.training.data import TrainSet, build_batch_sampler, load_tasks
     from promptmix.training.loop import TrainingJob
     from promptmix.training.losses import task_loss
     from promptmix.training.runs import Context, make_accelerator
     from promptmix.training.stages import _attempt
-    from promptmix.backbone import PromptedModel
 
     random_library(tmp_path / "prompts", model_dirs["t5"])
-    cfg = config("attempt", model_dirs["t5"], tmp_path, data__tasks=["cb"], library__sources=["sst2", "rte"],
-                 library__init_from="rte", **extra)
+    cfg = config(
+        "attempt",
+        model_dirs["t5"],
+        tmp_path,
+        data__tasks=["cb"],
+        library__sources=["sst2", "rte"],
+        library__init_from="rte",
+        **extra,
+    )
     backbone = load_backbone(model_dirs["t5"])
     ctx = Context(cfg, make_accelerator(cfg), backbone)
     torch.manual_seed(0)
     method = _attempt(ctx, ["cb"], "rte")
     data = load_tasks(cfg.data, ["cb"])
     train_set = TrainSet(data, {"cb": 0}, backbone, cfg.data)
-    job = TrainingJob("test", PromptedModel(backbone, method), method.param_groups(), train_set,
-                      build_batch_sampler(cfg.data, train_set, cfg.optim.batch_size, cfg.run.seed), task_loss)
+    job = TrainingJob(
+        "test",
+        PromptedModel(backbone, method),
+        method.param_groups(),
+        train_set,
+        build_batch_sampler(cfg.data, train_set, cfg.optim.batch_size, cfg.run.seed),
+        task_loss,
+    )
     return cfg, ctx, method, job
 
 
@@ -41,9 +53,17 @@ def test_each_group_trains_at_its_own_rate(model_dirs, tmp_path):
     moves by lr · g / (|g| + eps) ≈ lr of ITS group: 0.3 for the prompts, 0.02 for G."""
     from promptmix.training.loop import train
 
-    cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path, optim__max_steps=1, optim__warmup_steps=0,
-                                         optim__weight_decay=0.0, optim__max_grad_norm=None, optim__lr=0.3,
-                                         optim__group_lr={"attention": 0.02}, eval__every=0)
+    cfg, ctx, method, job = _attempt_job(
+        model_dirs,
+        tmp_path,
+        optim__max_steps=1,
+        optim__warmup_steps=0,
+        optim__weight_decay=0.0,
+        optim__max_grad_norm=None,
+        optim__lr=0.3,
+        optim__group_lr={"attention": 0.02},
+        eval__every=0,
+    )
     before = {name: [p.detach().clone() for p in ps] for name, ps in method.param_groups().items()}
     train(job, cfg, tmp_path / "run", ctx.accelerator)
     for name, rate in (("prompts", 0.3), ("attention", 0.02)):
@@ -62,9 +82,15 @@ def test_accumulation_equals_one_big_batch(model_dirs, tmp_path):
 
     finals = []
     for accumulation in (1, 4):
-        cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path / str(accumulation), optim__batch_size=8,
-                                             optim__gradient_accumulation_steps=accumulation, optim__max_steps=3,
-                                             eval__every=0, run__dir=str(tmp_path / f"run{accumulation}"))
+        cfg, ctx, method, job = _attempt_job(
+            model_dirs,
+            tmp_path / str(accumulation),
+            optim__batch_size=8,
+            optim__gradient_accumulation_steps=accumulation,
+            optim__max_steps=3,
+            eval__every=0,
+            run__dir=str(tmp_path / f"run{accumulation}"),
+        )
         train(job, cfg, tmp_path / f"run{accumulation}", ctx.accelerator)
         finals.append({k: v.detach().clone() for k, v in method.state_dict().items()})
     for key in finals[0]:
@@ -75,12 +101,16 @@ def test_optimizer_state_round_trips_exactly():
     from promptmix.training.checkpoint import optimizer_from_files, optimizer_to_files
 
     params = [torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(4))]
-    opt = torch.optim.AdamW([{"params": params[:1], "name": "a", "lr": 0.3}, {"params": params[1:], "name": "b", "lr": 0.1}])
+    opt = torch.optim.AdamW(
+        [{"params": params[:1], "name": "a", "lr": 0.3}, {"params": params[1:], "name": "b", "lr": 0.1}]
+    )
     (params[0].sum() + params[1].square().sum()).backward()
     opt.step()
     tensors, doc = optimizer_to_files(opt.state_dict())
     restored = optimizer_from_files(tensors, json.loads(json.dumps(doc)))
-    fresh = torch.optim.AdamW([{"params": params[:1], "name": "a", "lr": 0.3}, {"params": params[1:], "name": "b", "lr": 0.1}])
+    fresh = torch.optim.AdamW(
+        [{"params": params[:1], "name": "a", "lr": 0.3}, {"params": params[1:], "name": "b", "lr": 0.1}]
+    )
     fresh.load_state_dict(restored)
     for i, entry in opt.state_dict()["state"].items():
         for key, value in entry.items():
@@ -92,8 +122,13 @@ def test_latest_checkpoint_survives_an_interrupted_write(tmp_path, monkeypatch):
     """A crash while writing checkpoint N+1 leaves latest.json on the complete checkpoint N."""
     from promptmix.training import checkpoint as ckpt
 
-    kwargs = {"trainable": {"w": torch.ones(2)}, "optimizer": {"state": {}, "param_groups": []}, "scheduler": {},
-              "rng": [ckpt.rng_state()], "keep": 2}
+    kwargs = {
+        "trainable": {"w": torch.ones(2)},
+        "optimizer": {"state": {}, "param_groups": []},
+        "scheduler": {},
+        "rng": [ckpt.rng_state()],
+        "keep": 2,
+    }
     ckpt.save_checkpoint(tmp_path, trainer={"step": 1}, **kwargs)
 
     def crash(*args, **kw):
@@ -122,8 +157,15 @@ def test_patience_stops_when_dev_flattens_and_a_resume_stops_at_the_same_step(mo
     outcomes, finals = [], []
     for stop_after in (None, 3):
         run_dir = tmp_path / f"run-{stop_after}"
-        cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path / f"lib-{stop_after}", optim__max_steps=10, eval__every=1,
-                                             eval__patience=2, run__save_every=1, run__stop_after=stop_after)
+        cfg, ctx, method, job = _attempt_job(
+            model_dirs,
+            tmp_path / f"lib-{stop_after}",
+            optim__max_steps=10,
+            eval__every=1,
+            eval__patience=2,
+            run__save_every=1,
+            run__stop_after=stop_after,
+        )
         steps = iter(range(1, 11))
         job = dataclasses.replace(job, evaluate=lambda model, steps=steps: {"score": scores.get(next(steps), 0.0)})
         outcome = train(job, cfg, run_dir, ctx.accelerator)
@@ -150,8 +192,15 @@ def test_eval_at_start_scores_the_initial_prompt_as_step_0(model_dirs, tmp_path)
 
     from promptmix.training.loop import train
 
-    cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path / "lib", optim__max_steps=4, eval__every=2,
-                                         eval__at_start=True, run__save_every=1, run__stop_after=3)
+    cfg, ctx, method, job = _attempt_job(
+        model_dirs,
+        tmp_path / "lib",
+        optim__max_steps=4,
+        eval__every=2,
+        eval__at_start=True,
+        run__save_every=1,
+        run__stop_after=3,
+    )
     initial = {k: v.detach().clone() for k, v in method.state_dict().items()}
     seen: list[bool] = []  # per evaluation: were the parameters still the initial ones?
     scores = iter([80.0, 60.0, 70.0])
@@ -172,8 +221,9 @@ def test_eval_at_start_scores_the_initial_prompt_as_step_0(model_dirs, tmp_path)
     assert [(r["step"], r["dev"]["score"]) for r in dev] == [(0, 80.0), (2, 60.0), (4, 70.0)]
 
 
-@pytest.mark.parametrize("schedule, expected_warmup", [({"optim__warmup_steps": 10}, 10),
-                                                       ({"optim__warmup_ratio": 0.25}, 2)])
+@pytest.mark.parametrize(
+    "schedule, expected_warmup", [({"optim__warmup_steps": 10}, 10), ({"optim__warmup_ratio": 0.25}, 2)]
+)
 def test_learning_rate_follows_transformers_schedule(model_dirs, tmp_path, schedule, expected_warmup):
     """The rate at every step equals transformers' linear schedule with the warm-up as given:
     a 6-step run under a 10-step warm-up ends at 6/10 of the peak (not clamped to the peak at
@@ -182,8 +232,9 @@ def test_learning_rate_follows_transformers_schedule(model_dirs, tmp_path, sched
 
     from promptmix.training.loop import train
 
-    cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path, optim__max_steps=6, optim__lr=0.3, eval__every=0,
-                                         run__log_every=1, **schedule)
+    cfg, ctx, method, job = _attempt_job(
+        model_dirs, tmp_path, optim__max_steps=6, optim__lr=0.3, eval__every=0, run__log_every=1, **schedule
+    )
     train(job, cfg, tmp_path / "run", ctx.accelerator)
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     rates = [r["lr/prompts"] for r in logged if "lr/prompts" in r]
@@ -220,9 +271,16 @@ def test_eval_every_epoch_scores_each_epoch_of_a_cb_sized_run_and_keeps_the_best
 
     from promptmix.training.loop import train
 
-    cfg, ctx, method, job = _attempt_job(model_dirs, tmp_path / "lib", data__data_dir=str(_cb_sized(tmp_path)),
-                                         optim__max_steps=None, optim__batch_size=32, eval__every="epoch",
-                                         run__save_every=0, run__log_every=50)
+    cfg, ctx, method, job = _attempt_job(
+        model_dirs,
+        tmp_path / "lib",
+        data__data_dir=str(_cb_sized(tmp_path)),
+        optim__max_steps=None,
+        optim__batch_size=32,
+        eval__every="epoch",
+        run__save_every=0,
+        run__log_every=50,
+    )
     assert len(job.train_set) == 250 and job.batch_sampler.__len__() == 8
     scores = [50.0 + e for e in range(7)] + [40.0] * 13  # rises for 7 epochs, then falls
     scored, saved = [], []
@@ -235,8 +293,12 @@ def test_eval_every_epoch_scores_each_epoch_of_a_cb_sized_run_and_keeps_the_best
         loss = sum(p.square().sum() for p in method.parameters() if p.requires_grad) * 1e-3
         return loss, {"loss": loss.detach()}
 
-    job = dataclasses.replace(job, evaluate=evaluate, loss_fn=quick_loss,
-                              on_best=lambda model, step, metrics: saved.append((step, metrics["score"])))
+    job = dataclasses.replace(
+        job,
+        evaluate=evaluate,
+        loss_fn=quick_loss,
+        on_best=lambda model, step, metrics: saved.append((step, metrics["score"])),
+    )
     outcome = train(job, cfg, tmp_path / "run", ctx.accelerator)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert outcome.total_steps == 160 and outcome.completed
@@ -268,8 +330,16 @@ def test_eval_select_per_task_keeps_each_targets_best_checkpoint(model_dirs, tmp
     from promptmix.training.runs import Context, make_accelerator, run_method
     from promptmix.training.stages import _soft_prompt
 
-    cfg = config("prompt-tuning", model_dirs["t5"], tmp_path, data__tasks=["sst2", "rte"], data__multi_task=True,
-                 optim__max_steps=6, eval__every=2, eval__select="per-task")
+    cfg = config(
+        "prompt-tuning",
+        model_dirs["t5"],
+        tmp_path,
+        data__tasks=["sst2", "rte"],
+        data__multi_task=True,
+        optim__max_steps=6,
+        eval__every=2,
+        eval__select="per-task",
+    )
     ctx = Context(cfg, make_accelerator(cfg), load_backbone(model_dirs["t5"]))
     data = load_tasks(cfg.data, ["sst2", "rte"])
     method = _soft_prompt(ctx, ["sst2", "rte"])
@@ -309,8 +379,10 @@ def test_a_nan_dev_value_never_replaces_a_tasks_best_under_per_task_selection():
 
     saved = []
     run = object.__new__(_Run)  # only what task_improved reads
-    run.job = SimpleNamespace(main_metrics={"rte": "accuracy", "cb": "accuracy"},
-                              on_task_best=lambda model, task, step, metrics: saved.append((task, step)))
+    run.job = SimpleNamespace(
+        main_metrics={"rte": "accuracy", "cb": "accuracy"},
+        on_task_best=lambda model, task, step, metrics: saved.append((task, step)),
+    )
     run.acc = SimpleNamespace(is_main_process=True, unwrap_model=lambda m: m)
     run.model, run.task_best, run.step = None, {}, 1
     assert run.task_improved({"rte": {"accuracy": 0.5}, "cb": {"accuracy": float("nan")}})
@@ -320,7 +392,9 @@ def test_a_nan_dev_value_never_replaces_a_tasks_best_under_per_task_selection():
     assert saved == [("rte", 1)]
 
 
-def test_eval_select_per_task_scores_a_target_without_dev_values_with_the_runs_method(model_dirs, tmp_path, monkeypatch):
+def test_eval_select_per_task_scores_a_target_without_dev_values_with_the_runs_method(
+    model_dirs, tmp_path, monkeypatch
+):
     """Only targets with a per-task best were scored on test: one that never had a dev value got
     no test score and the mean silently covered fewer tasks."""
     from promptmix.loading import load_backbone
@@ -329,8 +403,16 @@ def test_eval_select_per_task_scores_a_target_without_dev_values_with_the_runs_m
     from promptmix.training.runs import Context, make_accelerator, run_method
     from promptmix.training.stages import _soft_prompt
 
-    cfg = config("prompt-tuning", model_dirs["t5"], tmp_path, data__tasks=["sst2", "rte"], data__multi_task=True,
-                 optim__max_steps=2, eval__every=2, eval__select="per-task")
+    cfg = config(
+        "prompt-tuning",
+        model_dirs["t5"],
+        tmp_path,
+        data__tasks=["sst2", "rte"],
+        data__multi_task=True,
+        optim__max_steps=2,
+        eval__every=2,
+        eval__select="per-task",
+    )
     ctx = Context(cfg, make_accelerator(cfg), load_backbone(model_dirs["t5"]))
     data = load_tasks(cfg.data, ["sst2", "rte"])
     tested = []

@@ -15,22 +15,31 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import yaml
-
 from trainhelpers import config, model_dirs, random_library  # noqa: F401  (fixture)
 
 CLI = "import sys; from promptmix.cli import main; sys.exit(main())"
 STAGE_SETTINGS = {
     # ATTEMPT on CB (two parameter groups, two-speed rates) with backbone dropout 0.1.
-    "attempt": {"data__tasks": ["cb"], "library__sources": ["sst2", "rte"], "library__init_from": "rte",
-                "optim__group_lr": {"attention": 0.1}},
+    "attempt": {
+        "data__tasks": ["cb"],
+        "library__sources": ["sst2", "rte"],
+        "library__init_from": "rte",
+        "optim__group_lr": {"attention": 0.1},
+    },
     # MPT distillation with a frozen teacher and MPT's stochastic task sampling.
     "mpt-source": {"library__sources": ["sst2", "rte"], "data__mixing": "stochastic"},
 }
 
 
 def _settings(stage: str, steps: int) -> dict:
-    return {**STAGE_SETTINGS[stage], "optim__max_steps": steps, "optim__batch_size": 8, "model__backbone_dropout": 0.1,
-            "eval__every": 3, "run__save_every": 2}
+    return {
+        **STAGE_SETTINGS[stage],
+        "optim__max_steps": steps,
+        "optim__batch_size": 8,
+        "model__backbone_dropout": 0.1,
+        "eval__every": 3,
+        "run__save_every": 2,
+    }
 
 
 def _final_state(run_dir: Path) -> dict:
@@ -61,9 +70,18 @@ def test_stop_and_resume_is_bit_identical(stage, model_dirs, tmp_path):
 
     random_library(tmp_path / "prompts", model_dirs["t5"])
     steps = 7  # 8-example batches: CB fixture (18) has 3 per epoch, so this crosses two epochs
-    whole = run_stage(config(stage, model_dirs["t5"], tmp_path, run__dir=str(tmp_path / "whole"), **_settings(stage, steps)))
+    whole = run_stage(
+        config(stage, model_dirs["t5"], tmp_path, run__dir=str(tmp_path / "whole"), **_settings(stage, steps))
+    )
     assert whole.completed and whole.steps == steps
-    parted = config(stage, model_dirs["t5"], tmp_path, run__dir=str(tmp_path / "parted"), run__stop_after=3, **_settings(stage, steps))
+    parted = config(
+        stage,
+        model_dirs["t5"],
+        tmp_path,
+        run__dir=str(tmp_path / "parted"),
+        run__stop_after=3,
+        **_settings(stage, steps),
+    )
     first = run_stage(parted)
     assert not first.completed and first.steps == 3
     assert not (tmp_path / "parted" / "results.json").exists()
@@ -90,8 +108,12 @@ def test_sigkill_then_resume(model_dirs, tmp_path):
     killed = config("attempt", model_dirs["t5"], tmp_path, run__dir=str(tmp_path / "killed"), **settings)
     path = tmp_path / "killed.yaml"
     path.write_text(yaml.safe_dump(killed.to_dict()))
-    proc = subprocess.Popen([sys.executable, "-c", CLI, "train", "attempt", "--config", str(path)],
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI, "train", "attempt", "--config", str(path)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     pointer = tmp_path / "killed" / "checkpoints" / "latest.json"
     deadline = time.monotonic() + 120
     while not (pointer.exists() and json.loads(pointer.read_text())["step"] >= 3):

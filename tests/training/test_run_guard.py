@@ -7,15 +7,18 @@ from __future__ import annotations
 import json
 
 import yaml
+from trainhelpers import base_overrides, model_dirs  # noqa: F401  (fixture)
 
 from promptmix.cli import main
-from trainhelpers import base_overrides, model_dirs  # noqa: F401  (fixture)
 
 
 def _preset(tmp_path, model_dir, **extra) -> str:
     """A tiny prompt-tuning preset on rte as a YAML file (its run.dir is tmp_path/run)."""
-    values = base_overrides(model_dir, tmp_path, **{"data.tasks": ["rte"], "data.max_dev_examples": 4,
-                                                    "data.max_test_examples": 4, "eval.every": 0, **extra})
+    values = base_overrides(
+        model_dir,
+        tmp_path,
+        **{"data.tasks": ["rte"], "data.max_dev_examples": 4, "data.max_test_examples": 4, "eval.every": 0, **extra},
+    )
     nested: dict = {}
     for dotted, value in values.items():
         *sections, key = dotted.split(".")
@@ -41,7 +44,9 @@ def test_a_second_run_into_a_locked_run_dir_is_refused_naming_the_holder(tmp_pat
     assert f"{run} is in use by another promptmix run (pid 4242)" in err
 
 
-def test_resume_never_rewrites_the_config_refuses_a_truncated_one_and_extends_a_finished_run(model_dirs, tmp_path, capsys):
+def test_resume_never_rewrites_the_config_refuses_a_truncated_one_and_extends_a_finished_run(
+    model_dirs, tmp_path, capsys
+):
     preset = _preset(tmp_path, model_dirs["t5"], **{"optim.max_steps": 2})
     run = tmp_path / "run"
     assert main(["train", "prompt-tuning", "--config", preset]) == 0
@@ -105,8 +110,24 @@ def test_a_run_given_relative_paths_is_evaluated_from_another_directory(model_di
     work.mkdir()
     monkeypatch.chdir(work)
     preset = _preset(tmp_path, model_dirs["t5"], **{"optim.max_steps": 1})
-    relative = [f"model.name={os.path.relpath(model_dirs['t5'], work)}", f"data.data_dir={os.path.relpath(FIXTURES, work)}"]
-    assert main(["train", "prompt-tuning", "--config", preset, "--run-dir", "run", *[x for r in relative for x in ("--set", r)]]) == 0
+    relative = [
+        f"model.name={os.path.relpath(model_dirs['t5'], work)}",
+        f"data.data_dir={os.path.relpath(FIXTURES, work)}",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                "prompt-tuning",
+                "--config",
+                preset,
+                "--run-dir",
+                "run",
+                *[x for r in relative for x in ("--set", r)],
+            ]
+        )
+        == 0
+    )
     saved = yaml.safe_load((work / "run" / "config.yaml").read_text())
     assert saved["model"]["name"] == str(model_dirs["t5"]) and saved["data"]["data_dir"] == str(FIXTURES)
     assert saved["run"]["dir"] == str(work / "run")
@@ -134,7 +155,10 @@ def test_raising_max_steps_of_a_finished_run_that_cannot_go_on_is_refused(model_
     assert main(["train", "prompt-tuning", "--config", preset]) == 0
     capsys.readouterr()
     results = run / "results.json"
-    kept = {p: p.read_bytes() for p in [results, run / "config.yaml", run / "metrics.jsonl", run / "method" / "method.safetensors"]}
+    kept = {
+        p: p.read_bytes()
+        for p in [results, run / "config.yaml", run / "metrics.jsonl", run / "method" / "method.safetensors"]
+    }
     extend = ["train", "prompt-tuning", "--resume", "--run-dir", str(run), "--set", "optim.max_steps=4"]
 
     stopped = json.loads(kept[results])

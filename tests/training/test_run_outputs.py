@@ -7,10 +7,10 @@ import argparse
 import json
 
 import pytest
+from trainhelpers import base_overrides, model_dirs  # noqa: F401  (fixture)
 
 from promptmix.training.config import load_config
 from promptmix.training.stages import run_stage
-from trainhelpers import base_overrides, model_dirs  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,10 @@ def test_the_card_says_what_the_run_is_and_how_it_did(trained):
     assert f"- trainable parameters: {results['trainable_parameters']:,}" in card
     assert f"- wall time in the training loop: {results['seconds']:.1f} s" in card
     assert "| rte | Python class promptmix.tasks.glue.RTE | 16 / 4 / 4 | accuracy |" in card
-    assert f"| dev | rte | accuracy {results['dev']['rte']['accuracy']:.2f}, score {results['dev']['rte']['score']:.2f} |" in card
+    assert (
+        f"| dev | rte | accuracy {results['dev']['rte']['accuracy']:.2f}, score {results['dev']['rte']['score']:.2f} |"
+        in card
+    )
     assert f"| test | **mean of the tasks' main metrics** | **{results['test']['score']:.2f}** |" in card
     assert "max_source_length: 96" in card.split("```yaml")[1]  # the resolved config
     assert f"torch {versions()['torch']}" in card and f"git revision: `{git_revision()}`" in card

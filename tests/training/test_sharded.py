@@ -10,9 +10,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from trainhelpers import model_dirs  # noqa: F401  (fixture)
 from test_distributed import launch_two_processes, run_one_process_and_compare
+from trainhelpers import model_dirs  # noqa: F401  (fixture)
 
 ACCELERATE_FSDP = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp.yaml"
 
@@ -23,7 +22,9 @@ def test_two_fsdp_processes_shard_the_backbone_and_match_one(model_dirs, tmp_pat
     assert setup["distributed"] == "FSDP" and setup["processes"] == 2
     assert setup["fsdp_units"] == 2 + 1  # each of the tiny Llama's 2 decoder layers, and the root
     per_process, frozen = setup["frozen_parameters_per_process"], setup["frozen_parameters"]
-    assert len(per_process) == 2 and sum(per_process) == frozen and max(per_process) < 0.6 * frozen  # halves, not copies
+    assert (
+        len(per_process) == 2 and sum(per_process) == frozen and max(per_process) < 0.6 * frozen
+    )  # halves, not copies
     one = run_one_process_and_compare(model_dirs["llama"], tmp_path)
     assert setup["optimized_parameters"] == one.trainable_parameters  # the method's parameters, nothing else
     assert json.loads((tmp_path / "two" / "results.json").read_text())["test"] == one.test  # scored after training too

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import safetensors.torch
-
 from trainhelpers import PROMPT_LENGTH, config, model_dirs, random_library  # noqa: F401  (fixture)
 
 D = 32  # tiny model width
@@ -17,8 +16,18 @@ def test_attempt_m_shares_g_and_mixes_tasks(model_dirs, tmp_path):
     from promptmix.training.stages import run_stage
 
     random_library(tmp_path / "prompts", model_dirs["t5"])
-    result = run_stage(config("attempt", model_dirs["t5"], tmp_path, data__tasks=["cb", "rte"], data__multi_task=True,
-                              library__sources=["sst2", "rte"], library__init_from="sst2", optim__batch_size=8))
+    result = run_stage(
+        config(
+            "attempt",
+            model_dirs["t5"],
+            tmp_path,
+            data__tasks=["cb", "rte"],
+            data__multi_task=True,
+            library__sources=["sst2", "rte"],
+            library__init_from="sst2",
+            optim__batch_size=8,
+        )
+    )
     assert result.tasks == ["cb", "rte"] and set(result.test) == {"cb", "rte", "score"}
     assert result.trainable_parameters == 2 * PROMPT_LENGTH * D + 2 * D * R + 2 * D  # one shared G
     record = json.loads((tmp_path / "run" / "method" / "method.json").read_text())
@@ -29,25 +38,50 @@ def test_one_run_per_task_without_multi_task(model_dirs, tmp_path):
     from promptmix.training.stages import run_stage
 
     random_library(tmp_path / "prompts", model_dirs["t5"])
-    result = run_stage(config("mpt-source", model_dirs["t5"], tmp_path, library__sources=["sst2", "rte"],
-                              run__dir=str(tmp_path / "mpt-source")))
-    targets = run_stage(config("mpt-target", model_dirs["t5"], tmp_path, data__tasks=["cb", "rte"],
-                               library__mpt_source=str(tmp_path / "mpt-source")))
+    result = run_stage(
+        config(
+            "mpt-source",
+            model_dirs["t5"],
+            tmp_path,
+            library__sources=["sst2", "rte"],
+            run__dir=str(tmp_path / "mpt-source"),
+        )
+    )
+    targets = run_stage(
+        config(
+            "mpt-target",
+            model_dirs["t5"],
+            tmp_path,
+            data__tasks=["cb", "rte"],
+            library__mpt_source=str(tmp_path / "mpt-source"),
+        )
+    )
     assert result.completed and targets.completed
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.is_dir()) == ["cb", "rte"]
     for task in ("cb", "rte"):
         record = json.loads((tmp_path / "run" / task / "method" / "method.json").read_text())
         assert record["config"]["tasks"] == [task]
     combined = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(combined["dev"]) == {"cb", "rte", "score"} and combined["trainable_parameters"] == 2 * (PROMPT_LENGTH * D + PROMPT_LENGTH + D)
+    assert set(combined["dev"]) == {"cb", "rte", "score"} and combined["trainable_parameters"] == 2 * (
+        PROMPT_LENGTH * D + PROMPT_LENGTH + D
+    )
 
 
 def test_few_shot_smaller_than_a_batch(model_dirs, tmp_path):
     """k = 2 per class on CB is 6 examples; batches of 8 are still full (the sampler reshuffles)."""
     from promptmix.training.stages import run_stage
 
-    result = run_stage(config("prompt-tuning", model_dirs["llama"], tmp_path, data__tasks=["cb"], data__few_shot_k=2,
-                              optim__batch_size=8, optim__max_steps=2))
+    result = run_stage(
+        config(
+            "prompt-tuning",
+            model_dirs["llama"],
+            tmp_path,
+            data__tasks=["cb"],
+            data__few_shot_k=2,
+            optim__batch_size=8,
+            optim__max_steps=2,
+        )
+    )
     assert result.completed and result.steps == 2
 
 
@@ -55,12 +89,29 @@ def test_spot_generic_source_and_init(model_dirs, tmp_path):
     from promptmix.prompts.library import PromptLibrary
     from promptmix.training.stages import run_stage
 
-    run_stage(config("source", model_dirs["t5"], tmp_path, data__tasks=["sst2", "rte"], library__mixture_prompt="mix",
-                     run__dir=str(tmp_path / "mix")))
+    run_stage(
+        config(
+            "source",
+            model_dirs["t5"],
+            tmp_path,
+            data__tasks=["sst2", "rte"],
+            library__mixture_prompt="mix",
+            run__dir=str(tmp_path / "mix"),
+        )
+    )
     record = PromptLibrary(tmp_path / "prompts").get("mix")
     assert record.task == "sst2+rte" and "score" in record.metrics
-    result = run_stage(config("prompt-tuning", model_dirs["t5"], tmp_path, data__tasks=["cb"], library__init_from="mix",
-                              optim__max_steps=1, eval__every=0))
+    result = run_stage(
+        config(
+            "prompt-tuning",
+            model_dirs["t5"],
+            tmp_path,
+            data__tasks=["cb"],
+            library__init_from="mix",
+            optim__max_steps=1,
+            eval__every=0,
+        )
+    )
     assert result.completed
 
 
@@ -70,8 +121,17 @@ def test_finetune_baselines(model_dirs, tmp_path, kind, expected):
     from promptmix.loading import load_backbone
     from promptmix.training.stages import run_stage
 
-    result = run_stage(config("finetune", model_dirs["t5"], tmp_path, data__tasks=["cb"], baseline__kind=kind,
-                              optim__lr=3e-4, optim__max_steps=2))
+    result = run_stage(
+        config(
+            "finetune",
+            model_dirs["t5"],
+            tmp_path,
+            data__tasks=["cb"],
+            baseline__kind=kind,
+            optim__lr=3e-4,
+            optim__max_steps=2,
+        )
+    )
     full = sum(p.numel() for p in load_backbone(model_dirs["t5"]).model.parameters())
     assert result.trainable_parameters == (expected if expected is not None else full)
     saved = safetensors.torch.load_file(tmp_path / "run" / "model" / "trainable.safetensors")
@@ -101,8 +161,19 @@ def test_spot_targeted_probes_as_long_as_the_paper_and_picks_the_most_similar_so
     from promptmix.training.stages import run_stage
 
     sources = random_library(tmp_path / "prompts", model_dirs["t5"])
-    result = run_stage(config("prompt-tuning", model_dirs["t5"], tmp_path, data__tasks=["cb"], library__init_from="auto",
-                              library__sources=sources, library__probe_steps=probe_steps, optim__max_steps=1, eval__every=0))
+    result = run_stage(
+        config(
+            "prompt-tuning",
+            model_dirs["t5"],
+            tmp_path,
+            data__tasks=["cb"],
+            library__init_from="auto",
+            library__sources=sources,
+            library__probe_steps=probe_steps,
+            optim__max_steps=1,
+            eval__every=0,
+        )
+    )
     probe = json.loads((tmp_path / "run" / "probe" / "results.json").read_text())
     assert probe["steps"] == (20 * math.ceil(18 / 4) if probe_steps is None else probe_steps)
     backbone = load_backbone(model_dirs["t5"])
@@ -121,8 +192,9 @@ def test_source_prompts_carry_a_card(model_dirs, tmp_path):
     from promptmix.training.data import load_tasks
     from promptmix.training.stages import run_stage
 
-    cfg = config("source", model_dirs["t5"], tmp_path, data__tasks=["sst2"], eval__patience=1, optim__max_steps=6,
-                 eval__every=2)
+    cfg = config(
+        "source", model_dirs["t5"], tmp_path, data__tasks=["sst2"], eval__patience=1, optim__max_steps=6, eval__every=2
+    )
     result = run_stage(cfg)
     card = PromptLibrary(tmp_path / "prompts").get("sst2").card
     data = load_tasks(cfg.data, ["sst2"])["sst2"]
@@ -164,9 +236,10 @@ def test_the_floor_is_the_best_constant_answer_not_the_majority_class():
 
 def test_few_shot_seed_redraws_the_training_set_and_keeps_dev_and_test(tmp_path):
     """data.few_shot_seed changes the k-shot draw alone; split_seed would also move dev/test."""
+    from trainhelpers import FIXTURES
+
     from promptmix.training.config import DataConfig
     from promptmix.training.data import load_tasks
-    from trainhelpers import FIXTURES
 
     def splits(**extra):
         (data,) = load_tasks(DataConfig(data_dir=str(FIXTURES), few_shot_k=2, **extra), ["cb"]).values()

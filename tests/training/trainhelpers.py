@@ -43,10 +43,20 @@ def model_dirs(tmp_path_factory) -> dict[str, Path]:
 def base_overrides(model_dir: Path, tmp: Path, **extra) -> dict:
     """A small, fast config (as dotted overrides) on the fixture data."""
     values = {
-        "model.name": str(model_dir), "data.data_dir": str(FIXTURES), "method.prompt_tuning.prompt_length": PROMPT_LENGTH,
-        "method.attempt.attn_dim": 8, "optim.batch_size": 4, "optim.max_steps": 4, "optim.warmup_steps": 1,
-        "eval.every": 2, "eval.batch_size": 8, "run.save_every": 2, "run.progress": False, "run.tensorboard": False,
-        "library.root": str(tmp / "prompts"), "run.dir": str(tmp / "run"),
+        "model.name": str(model_dir),
+        "data.data_dir": str(FIXTURES),
+        "method.prompt_tuning.prompt_length": PROMPT_LENGTH,
+        "method.attempt.attn_dim": 8,
+        "optim.batch_size": 4,
+        "optim.max_steps": 4,
+        "optim.warmup_steps": 1,
+        "eval.every": 2,
+        "eval.batch_size": 8,
+        "run.save_every": 2,
+        "run.progress": False,
+        "run.tensorboard": False,
+        "library.root": str(tmp / "prompts"),
+        "run.dir": str(tmp / "run"),
     }
     values.update({k.replace("__", "."): v for k, v in extra.items()})
     return values

@@ -49,27 +49,35 @@ HELP = {
 def int_in(low: int, high: int | None = None):
     """An argparse ``type``: an int in [low, high], refused while the arguments are parsed
     (before anything is loaded) with the accepted range."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be {f'in {low}..{high}' if high is not None else f'>= {low}'}, got {value}")
+            raise argparse.ArgumentTypeError(
+                f"must be {f'in {low}..{high}' if high is not None else f'>= {low}'}, got {value}"
+            )
         return value
+
     return parse
 
 
 def float_from(low: float, *, inclusive: bool = True):
     """An argparse ``type``: a float >= low (> low with ``inclusive=False``)."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not (value >= low if inclusive else value > low) or value != value or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if inclusive else '>'} {low:g}, got {text}")
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {'>=' if inclusive else '>'} {low:g}, got {text}"
+            )
         return value
+
     return parse
 
 
@@ -87,7 +95,11 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help_text = action.help or ""
-        if "%(default)" in help_text or "default:" in help_text or action.default in (None, False, [], argparse.SUPPRESS):
+        if (
+            "%(default)" in help_text
+            or "default:" in help_text
+            or action.default in (None, False, [], argparse.SUPPRESS)
+        ):
             return help_text
         return super()._get_help_string(action)
 
@@ -100,16 +112,25 @@ class Parser(argparse.ArgumentParser):
     """Every subcommand's parser: --help shows defaults (:class:`DefaultsFormatter`)."""
 
     def __init__(self, *args, formatter_class=argparse.HelpFormatter, **kwargs) -> None:
-        upgraded = {argparse.HelpFormatter: DefaultsFormatter,
-                    argparse.RawDescriptionHelpFormatter: RawDescriptionDefaultsFormatter}.get(formatter_class, formatter_class)
+        upgraded = {
+            argparse.HelpFormatter: DefaultsFormatter,
+            argparse.RawDescriptionHelpFormatter: RawDescriptionDefaultsFormatter,
+        }.get(formatter_class, formatter_class)
         super().__init__(*args, formatter_class=upgraded, **kwargs)
 
 
 def add_tasks_dir_argument(parser: argparse.ArgumentParser) -> None:
     """``--tasks-dir DIR`` (repeatable): task files to load before anything looks a task up."""
-    parser.add_argument("--tasks-dir", dest="tasks_dirs", action="append", default=[], type=Path, metavar="DIR",
-                        help="directory of task files (YAML, see docs/tasks.md) to load first; repeatable; "
-                             "$PROMPTMIX_TASKS_DIR names more")
+    parser.add_argument(
+        "--tasks-dir",
+        dest="tasks_dirs",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="directory of task files (YAML, see docs/tasks.md) to load first; repeatable; "
+        "$PROMPTMIX_TASKS_DIR names more",
+    )
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -17,11 +17,17 @@ from promptmix.training.rundir import load_run_with_data
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("attention", help=HELP["attention"],
-                                   description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser = subparsers.add_parser(
+        "attention", help=HELP["attention"], description=__doc__.split("\n\n")[0].split(": ", 1)[1]
+    )
     parser.add_argument("--run", required=True, type=Path, metavar="DIR", help="ATTEMPT training run directory")
-    parser.add_argument("--split", default="dev", type=split_name, choices=("dev", "test", "train"),
-                        help="which split (validation: the same as dev)")
+    parser.add_argument(
+        "--split",
+        default="dev",
+        type=split_name,
+        choices=("dev", "test", "train"),
+        help="which split (validation: the same as dev)",
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="FIG.png", help="the PNG; the CSV goes beside it")
     parser.add_argument("--data-dir", type=Path, default=None, help="datasets directory (default: the run's)")
     parser.add_argument("--max-examples", type=int, default=None, help="first N examples per task (default: all)")
@@ -32,7 +38,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded = load_run_with_data(args.run, data_dir=args.data_dir, backbone=args.backbone)
-    sources = {name: [ex.source for ex in getattr(data, args.split)[: args.max_examples]] for name, data in loaded.tasks.items()}
+    sources = {
+        name: [ex.source for ex in getattr(data, args.split)[: args.max_examples]]
+        for name, data in loaded.tasks.items()
+    }
     empty = [name for name, texts in sources.items() if not texts]
     if empty:
         raise ValueError(f"no {args.split} examples for task(s) {empty}")

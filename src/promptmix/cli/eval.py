@@ -12,18 +12,22 @@ import argparse
 import json
 from pathlib import Path
 
-from promptmix.cli import HELP, add_tasks_dir_argument, split_name
 from promptmix.backbone import PromptedModel
+from promptmix.cli import HELP, add_tasks_dir_argument, split_name
 from promptmix.inference.evaluate import evaluate
 from promptmix.training.rundir import load_run_with_data
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("eval", help=HELP["eval"],
-                                   description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser = subparsers.add_parser("eval", help=HELP["eval"], description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     parser.add_argument("--run", required=True, type=Path, metavar="DIR", help="training run directory")
-    parser.add_argument("--split", default="test", type=split_name, choices=("dev", "test", "train"),
-                        help="split to score; validation is dev's other name (lm-eval, datasets)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        type=split_name,
+        choices=("dev", "test", "train"),
+        help="split to score; validation is dev's other name (lm-eval, datasets)",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="datasets directory (default: the run's)")
     parser.add_argument("--backbone", default=None, help="backbone to load (default: the run's)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
@@ -34,8 +38,14 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     loaded = load_run_with_data(args.run, data_dir=args.data_dir, backbone=args.backbone)
     model = PromptedModel(loaded.backbone, loaded.method).eval()
-    results = evaluate(model, loaded.tasks, args.split, loaded.task_ids(), loaded.config.eval,
-                       lambda data: data.max_source_length(loaded.config.data))
+    results = evaluate(
+        model,
+        loaded.tasks,
+        args.split,
+        loaded.task_ids(),
+        loaded.config.eval,
+        lambda data: data.max_source_length(loaded.config.data),
+    )
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

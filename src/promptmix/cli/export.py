@@ -17,13 +17,13 @@ from typing import Any
 
 from promptmix.cli import HELP
 
-
 DESCRIPTION = (
     "Write prompts as PEFT prompt-tuning adapters. RUN_OR_PROMPT is a training run directory (as predict, eval and "
     "serve take it) or the name of a library prompt (--library). Every fixed prompt it holds (prompt tuning; each MPT "
     "task's composed P* ∘ u v) becomes an adapter that peft.PeftModel.from_pretrained loads: in OUT_DIR when there "
     "is one task (or --task picks one), else in OUT_DIR/<task>. An ATTEMPT target is refused: its prompt depends on "
-    "each input, and a PEFT prompt-tuning adapter holds one fixed prompt.")
+    "each input, and a PEFT prompt-tuning adapter holds one fixed prompt."
+)
 
 
 def register(subparsers) -> None:
@@ -51,8 +51,15 @@ def fixed_prompts(source: str, task: str | None, library: str | None) -> list[di
         record = lib.get(source)
         if task not in (None, record.task):
             raise ValueError(f"--task {task!r}: library prompt {source!r} is for task {record.task!r}")
-        return [{"task": record.task, "prompt": lib.load(source, record.identity), "identity": record.identity,
-                 "method": record.method, "source": f"library prompt {source} in {lib.root}"}]
+        return [
+            {
+                "task": record.task,
+                "prompt": lib.load(source, record.identity),
+                "identity": record.identity,
+                "method": record.method,
+                "source": f"library prompt {source} in {lib.root}",
+            }
+        ]
     out = []
     for saved in find_methods(source):
         method = saved.load()
@@ -60,9 +67,18 @@ def fixed_prompts(source: str, task: str | None, library: str | None) -> list[di
             try:
                 prompt = fixed_task_prompt(method, name)
             except ValueError:
-                raise ValueError(INPUT_DEPENDENT.format(what=f"the {method.config.method} prompt for {name!r} in {saved.name}")) from None
-            out.append({"task": name, "prompt": prompt, "identity": saved.record.backbone,
-                        "method": method.config.method, "source": f"run {saved.name}"})
+                raise ValueError(
+                    INPUT_DEPENDENT.format(what=f"the {method.config.method} prompt for {name!r} in {saved.name}")
+                ) from None
+            out.append(
+                {
+                    "task": name,
+                    "prompt": prompt,
+                    "identity": saved.record.backbone,
+                    "method": method.config.method,
+                    "source": f"run {saved.name}",
+                }
+            )
     if not out:
         raise ValueError(f"--task {task!r}: {source} holds no prompt for it")
     return out
@@ -76,16 +92,29 @@ def run(args: argparse.Namespace) -> int:
     outs = [args.out if len(prompts) == 1 else args.out / item["task"] for item in prompts]
     existing = [str(out) for out in outs if out.exists()]
     if existing and not args.overwrite:  # checked before any adapter is written
-        raise ValueError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass --overwrite to replace "
-                         f"{'it' if len(existing) == 1 else 'them'}")
+        raise ValueError(
+            f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass --overwrite to replace "
+            f"{'it' if len(existing) == 1 else 'them'}"
+        )
     references = {}
     for item in prompts:
         name = item["identity"]["backbone"]
         reference = references.setdefault(name, base_model_reference(name))
         out = args.out if len(prompts) == 1 else args.out / item["task"]
-        export_adapter(item["prompt"], out, base_model=reference.name_or_path, base_model_what=reference.what,
-                       is_encoder_decoder=reference.is_encoder_decoder, identity=item["identity"], task=item["task"],
-                       method=item["method"], source=item["source"], overwrite=args.overwrite)
-        print(f"wrote {out}: PEFT prompt tuning for task {item['task']} ({item['method']}), "
-              f"[{item['prompt'].shape[0]}, {item['prompt'].shape[1]}], base model {reference.name_or_path}")
+        export_adapter(
+            item["prompt"],
+            out,
+            base_model=reference.name_or_path,
+            base_model_what=reference.what,
+            is_encoder_decoder=reference.is_encoder_decoder,
+            identity=item["identity"],
+            task=item["task"],
+            method=item["method"],
+            source=item["source"],
+            overwrite=args.overwrite,
+        )
+        print(
+            f"wrote {out}: PEFT prompt tuning for task {item['task']} ({item['method']}), "
+            f"[{item['prompt'].shape[0]}, {item['prompt'].shape[1]}], base model {reference.name_or_path}"
+        )
     return 0

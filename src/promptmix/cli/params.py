@@ -22,18 +22,25 @@ def field_help(config_class: type, name: str) -> str:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "params", help=HELP["params"],
+        "params",
+        help=HELP["params"],
         description="Print the exact number of trainable parameters of a prompt method at the "
-                    "given sizes, per task and in total, with a breakdown by parameter group. "
-                    "Example (ATTEMPT-m on 8 GLUE tasks, T5-base): promptmix params --method attempt "
-                    "--d-model 768 --prompt-length 100 --num-tasks 8")
+        "given sizes, per task and in total, with a breakdown by parameter group. "
+        "Example (ATTEMPT-m on 8 GLUE tasks, T5-base): promptmix params --method attempt "
+        "--d-model 768 --prompt-length 100 --num-tasks 8",
+    )
     parser.add_argument("--method", required=True, choices=PARAM_METHODS)
     parser.add_argument("--d-model", type=int, required=True, help="backbone width d (768 for T5-base)")
     parser.add_argument("--prompt-length", type=int, required=True, help=field_help(MethodConfig, "prompt_length"))
     parser.add_argument("--num-tasks", type=int, default=1, help="number of target tasks N sharing the run (default 1)")
-    parser.add_argument("--attn-dim", type=int, default=100, help="ATTEMPT: " + field_help(AttemptConfig, "attn_dim") + " (default 100)")
-    parser.add_argument("--per-task-attention", action="store_true",
-                        help="ATTEMPT: one attention module per task instead of one shared by all tasks")
+    parser.add_argument(
+        "--attn-dim", type=int, default=100, help="ATTEMPT: " + field_help(AttemptConfig, "attn_dim") + " (default 100)"
+    )
+    parser.add_argument(
+        "--per-task-attention",
+        action="store_true",
+        help="ATTEMPT: one attention module per task instead of one shared by all tasks",
+    )
     parser.add_argument("--rank", type=int, default=1, help="MPT: " + field_help(MPTConfig, "rank") + " (default 1)")
     parser.set_defaults(func=run)
 

@@ -23,13 +23,21 @@ def default_preset() -> Path:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "pipeline", help=HELP["pipeline"],
+        "pipeline",
+        help=HELP["pipeline"],
         description="Run a pipeline of training stages on one backbone and print a table of the target scores. "
-                    "Relative paths in the config (data, runs) are relative to the current directory.")
+        "Relative paths in the config (data, runs) are relative to the current directory.",
+    )
     parser.add_argument("--config", type=Path, default=None, help=f"pipeline YAML (default: {default_preset()})")
     parser.add_argument("--root", default=None, help="directory of the stage runs (overrides the file's root)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a field of every stage, e.g. --set optim.max_steps=10 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of every stage, e.g. --set optim.max_steps=10 (repeatable)",
+    )
     parser.add_argument("--resume", action="store_true", help="skip finished stages and resume the interrupted one")
     add_tasks_dir_argument(parser)
     parser.set_defaults(func=run)

@@ -29,7 +29,13 @@ from typing import IO, Any
 
 from promptmix.cli import HELP, add_tasks_dir_argument, int_in
 from promptmix.inference.loader import load_predictor, recorded_source_lengths
-from promptmix.inference.predictor import DEFAULT_MAX_CHOICE_TOKENS, DEFAULT_MAX_CHOICES, MAX_NEW_TOKENS, InputError, as_items
+from promptmix.inference.predictor import (
+    DEFAULT_MAX_CHOICE_TOKENS,
+    DEFAULT_MAX_CHOICES,
+    MAX_NEW_TOKENS,
+    InputError,
+    as_items,
+)
 from promptmix.training.rundir import configured_source_lengths, find_methods
 
 CHUNK = 1024  # input lines answered (and written) at a time: memory stays bounded on big files
@@ -38,22 +44,47 @@ CHUNK = 1024  # input lines answered (and written) at a time: memory stays bound
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--run / --prompt / --library / --backbone and the batching limits (predict and serve)."""
     group = parser.add_argument_group("what to load (one backbone, any number of prompts)")
-    group.add_argument("--run", action="append", default=[], type=Path, metavar="DIR",
-                       help="training run directory (or save_method directory); repeatable")
-    group.add_argument("--prompt", action="append", default=[], metavar="NAME",
-                       help="library prompt to serve as prompt tuning for its task; repeatable")
-    group.add_argument("--library", type=Path, default=None, help="prompt library directory (default: $PROMPTMIX_LIBRARY)")
+    group.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="training run directory (or save_method directory); repeatable",
+    )
+    group.add_argument(
+        "--prompt",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="library prompt to serve as prompt tuning for its task; repeatable",
+    )
+    group.add_argument(
+        "--library", type=Path, default=None, help="prompt library directory (default: $PROMPTMIX_LIBRARY)"
+    )
     group.add_argument("--backbone", default=None, help="backbone to load (default: the one the first run recorded)")
     add_tasks_dir_argument(parser)  # a run's own task files load with it; these are for library prompts
     limits = parser.add_argument_group("batching")
     limits.add_argument("--token-budget", type=int_in(1), default=16384, help="most rows x padded tokens per forward")
     limits.add_argument("--batch-size", type=int_in(1), default=64, help="most examples per forward")
-    limits.add_argument("--max-new-tokens", type=int_in(1, MAX_NEW_TOKENS), default=32,
-                        help=f"generation length (non-classification tasks), at most {MAX_NEW_TOKENS} (default: %(default)s)")
-    limits.add_argument("--max-choices", type=int_in(1), default=DEFAULT_MAX_CHOICES,
-                        help="most candidate answers of one multiple-choice input; more are refused (default: %(default)s)")
-    limits.add_argument("--max-choice-tokens", type=int_in(1), default=DEFAULT_MAX_CHOICE_TOKENS,
-                        help="most tokens of one candidate answer; longer ones are refused (default: %(default)s)")
+    limits.add_argument(
+        "--max-new-tokens",
+        type=int_in(1, MAX_NEW_TOKENS),
+        default=32,
+        help=f"generation length (non-classification tasks), at most {MAX_NEW_TOKENS} (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-choices",
+        type=int_in(1),
+        default=DEFAULT_MAX_CHOICES,
+        help="most candidate answers of one multiple-choice input; more are refused (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-choice-tokens",
+        type=int_in(1),
+        default=DEFAULT_MAX_CHOICE_TOKENS,
+        help="most tokens of one candidate answer; longer ones are refused (default: %(default)s)",
+    )
 
 
 def predictor_from_args(args: argparse.Namespace):
@@ -63,23 +94,39 @@ def predictor_from_args(args: argparse.Namespace):
     # Truncate as each run trained: its method record says (runs saved before it did: their config).
     lengths = {task: n for saved in methods for task, n in configured_source_lengths(saved).items()}
     lengths.update(recorded_source_lengths(methods))
-    return load_predictor(methods, library=args.library, prompts=args.prompt, backbone=args.backbone,
-                          token_budget=args.token_budget, max_batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                          max_source_lengths=lengths, max_choices=args.max_choices,
-                          max_choice_tokens=args.max_choice_tokens)
+    return load_predictor(
+        methods,
+        library=args.library,
+        prompts=args.prompt,
+        backbone=args.backbone,
+        token_budget=args.token_budget,
+        max_batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        max_source_lengths=lengths,
+        max_choices=args.max_choices,
+        max_choice_tokens=args.max_choice_tokens,
+    )
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("predict", help=HELP["predict"],
-                                   description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser = subparsers.add_parser(
+        "predict", help=HELP["predict"], description=__doc__.split("\n\n")[0].split(": ", 1)[1]
+    )
     add_model_arguments(parser)
     parser.add_argument("--task", default=None, help="task of every input line (else each line names its own)")
     parser.add_argument("--input", required=True, metavar="FILE.jsonl", help="input lines ('-': stdin)")
-    parser.add_argument("--output", required=True, metavar="FILE.jsonl",
-                        help="one prediction per line ('-': stdout); written only once every line is answered, "
-                             "and never the input file")
-    parser.add_argument("--no-truncate", action="store_true",
-                        help="refuse inputs longer than the task's max_source_length instead of truncating them")
+    parser.add_argument(
+        "--output",
+        required=True,
+        metavar="FILE.jsonl",
+        help="one prediction per line ('-': stdout); written only once every line is answered, "
+        "and never the input file",
+    )
+    parser.add_argument(
+        "--no-truncate",
+        action="store_true",
+        help="refuse inputs longer than the task's max_source_length instead of truncating them",
+    )
     parser.set_defaults(func=run)
 
 
@@ -91,8 +138,10 @@ def read_lines(handle: IO[Any], name: str) -> Iterator[tuple[int, Any]]:
         try:
             line = raw if isinstance(raw, str) else raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as err:
-            raise ValueError(f"{name}, line {number}: not valid UTF-8 (byte {raw[err.start]:#04x} at byte "
-                             f"{err.start + 1} of the line)") from None
+            raise ValueError(
+                f"{name}, line {number}: not valid UTF-8 (byte {raw[err.start]:#04x} at byte "
+                f"{err.start + 1} of the line)"
+            ) from None
         if line.strip():
             try:
                 yield number, json.loads(line)
@@ -119,8 +168,9 @@ def _output(path: str) -> Iterator[IO[str]]:
         yield sys.stdout
         return
     target = Path(path)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent or ".", prefix=f".{target.name}.",
-                                         suffix=".partial", delete=False)
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=target.parent or ".", prefix=f".{target.name}.", suffix=".partial", delete=False
+    )
     try:
         with handle:
             yield handle
@@ -146,8 +196,10 @@ def check_paths(input_path: str, output_path: str) -> None:
     source, sink = Path(input_path), Path(output_path)
     same = sink.exists() and source.exists() and os.path.samefile(source, sink)
     if same or source.resolve() == sink.resolve():
-        raise ValueError(f"--output {output_path} is the input file {input_path}: its predictions would replace "
-                         "the inputs; give another output file")
+        raise ValueError(
+            f"--output {output_path} is the input file {input_path}: its predictions would replace "
+            "the inputs; give another output file"
+        )
     if not sink.parent.is_dir():
         raise ValueError(f"--output {output_path}: directory {sink.parent} does not exist")
 

@@ -15,17 +15,25 @@ from pathlib import Path
 
 from promptmix.cli import HELP
 from promptmix.prompts.checkpoint import SavedMethod
-from promptmix.prompts.library import (SHIPPED_PREFIX, PromptLibrary, card_markdown, default_library_root, fixed_task_prompt,
-                                       shipped_libraries)
+from promptmix.prompts.library import (
+    SHIPPED_PREFIX,
+    PromptLibrary,
+    card_markdown,
+    default_library_root,
+    fixed_task_prompt,
+    shipped_libraries,
+)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "prompts", help=HELP["prompts"],
+        "prompts",
+        help=HELP["prompts"],
         description="Manage named soft prompts stored as safetensors + JSON, each tied to the "
-                    "backbone it was trained on. Library: --library (a directory, or promptmix:NAME for a "
-                    "library shipped with promptmix), else $PROMPTMIX_LIBRARY, else "
-                    f"{default_library_root()}; 'list' without --library also lists the shipped libraries.")
+        "backbone it was trained on. Library: --library (a directory, or promptmix:NAME for a "
+        "library shipped with promptmix), else $PROMPTMIX_LIBRARY, else "
+        f"{default_library_root()}; 'list' without --library also lists the shipped libraries.",
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--library", default=None, help="library directory or promptmix:NAME (see above)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -39,28 +47,53 @@ def register(subparsers) -> None:
     remove.add_argument("name")
     remove.set_defaults(func=run_remove)
 
-    add = actions.add_parser("add", parents=[common], help="store one task's prompt from a saved method",
-                             description="Store the prompt a saved method gives TASK (prompt tuning; MPT's "
-                                         "P* ∘ u v). Input-dependent prompts (ATTEMPT) cannot be stored as one tensor.")
+    add = actions.add_parser(
+        "add",
+        parents=[common],
+        help="store one task's prompt from a saved method",
+        description="Store the prompt a saved method gives TASK (prompt tuning; MPT's "
+        "P* ∘ u v). Input-dependent prompts (ATTEMPT) cannot be stored as one tensor.",
+    )
     add.add_argument("name", help="entry name: letters, digits, '-', '_', '.'")
-    add.add_argument("--from", dest="source", type=Path, required=True, metavar="RUN_DIR",
-                     help="a training run directory (its best method/, or the task's run under it when the run trained "
-                          "one run per task), as predict, eval and serve take, or a directory written by save_method")
+    add.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        required=True,
+        metavar="RUN_DIR",
+        help="a training run directory (its best method/, or the task's run under it when the run trained "
+        "one run per task), as predict, eval and serve take, or a directory written by save_method",
+    )
     add.add_argument("--task", required=True, help="which of the method's tasks to take the prompt of")
-    add.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
-                     help="a dev metric to record, e.g. --metric accuracy=0.853 (repeatable)")
+    add.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a dev metric to record, e.g. --metric accuracy=0.853 (repeatable)",
+    )
     add.add_argument("--overwrite", action="store_true", help="replace an existing entry of that name")
     add.set_defaults(func=run_add)
 
-    imp = actions.add_parser("import", parents=[common], help="store a PEFT prompt-tuning adapter's prompt",
-                             description="Store the soft prompt of a PEFT prompt-tuning adapter (adapter_config.json + "
-                                         "adapter_model.safetensors), e.g. as a source prompt for ATTEMPT. The backbone "
-                                         "is the adapter's base_model_name_or_path unless --backbone says otherwise; an "
-                                         "adapter made for another model or width is refused with the reason.")
-    imp.add_argument("--from-peft", dest="adapter", type=Path, required=True, metavar="DIR", help="the PEFT adapter directory")
+    imp = actions.add_parser(
+        "import",
+        parents=[common],
+        help="store a PEFT prompt-tuning adapter's prompt",
+        description="Store the soft prompt of a PEFT prompt-tuning adapter (adapter_config.json + "
+        "adapter_model.safetensors), e.g. as a source prompt for ATTEMPT. The backbone "
+        "is the adapter's base_model_name_or_path unless --backbone says otherwise; an "
+        "adapter made for another model or width is refused with the reason.",
+    )
+    imp.add_argument(
+        "--from-peft", dest="adapter", type=Path, required=True, metavar="DIR", help="the PEFT adapter directory"
+    )
     imp.add_argument("name", help="entry name: letters, digits, '-', '_', '.'")
-    imp.add_argument("--task", default=None, help="the task the prompt is for (default: the one promptmix recorded, if any)")
-    imp.add_argument("--backbone", default=None, help="the model the adapter was trained on (default: its base_model_name_or_path)")
+    imp.add_argument(
+        "--task", default=None, help="the task the prompt is for (default: the one promptmix recorded, if any)"
+    )
+    imp.add_argument(
+        "--backbone", default=None, help="the model the adapter was trained on (default: its base_model_name_or_path)"
+    )
     imp.add_argument("--overwrite", action="store_true", help="replace an existing entry of that name")
     imp.set_defaults(func=run_import)
 
@@ -92,7 +125,9 @@ def run_list(args: argparse.Namespace) -> int:
         if not libraries[0].root.exists():  # a mistyped --library is an error, not an empty library
             raise FileNotFoundError(f"--library {args.library}: no such directory ({libraries[0].root.resolve()})")
     else:
-        libraries = [PromptLibrary(default_library_root())] + [PromptLibrary(SHIPPED_PREFIX + n) for n in shipped_libraries()]
+        libraries = [PromptLibrary(default_library_root())] + [
+            PromptLibrary(SHIPPED_PREFIX + n) for n in shipped_libraries()
+        ]
     problems = []
     for i, library in enumerate(libraries):
         if i:
@@ -107,15 +142,30 @@ def _print_library(library: PromptLibrary, titled: bool) -> list[str]:
     """Print the library's entries; return one line per file that is no readable record."""
     records, problems = library.scan()
     shipped = {str(path): name for name, path in shipped_libraries().items()}
-    where = f"{SHIPPED_PREFIX}{shipped[str(library.root)]} (shipped, {library.root})" if str(library.root) in shipped else str(library.root)
+    where = (
+        f"{SHIPPED_PREFIX}{shipped[str(library.root)]} (shipped, {library.root})"
+        if str(library.root) in shipped
+        else str(library.root)
+    )
     if titled:
         print(f"# {where}")
     if not records:
         print(f"no prompts in {library.root}")
         return problems
     header = ("name", "task", "method", "backbone", "d", "m", "metrics", "created")
-    rows = [(r.name, r.task, r.method, r.backbone, str(r.hidden_size), str(r.prompt_length),
-             " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items()) or "-", r.created) for r in records]
+    rows = [
+        (
+            r.name,
+            r.task,
+            r.method,
+            r.backbone,
+            str(r.hidden_size),
+            str(r.prompt_length),
+            " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items()) or "-",
+            r.created,
+        )
+        for r in records
+    ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -156,10 +206,19 @@ def run_add(args: argparse.Namespace) -> int:
     saved = saved_method_of(args.source, args.task)
     method = saved.load()
     prompt = fixed_task_prompt(method, args.task)
-    record = _library(args).add(args.name, prompt, task=args.task, method=method.config.method,
-                                backbone=saved.record.backbone, metrics=metrics, overwrite=args.overwrite)
-    print(f"added {record.name}: task {record.task}, {record.method}, [{record.prompt_length}, {record.hidden_size}] "
-          f"for backbone {record.backbone} ({record.fingerprint})")
+    record = _library(args).add(
+        args.name,
+        prompt,
+        task=args.task,
+        method=method.config.method,
+        backbone=saved.record.backbone,
+        metrics=metrics,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"added {record.name}: task {record.task}, {record.method}, [{record.prompt_length}, {record.hidden_size}] "
+        f"for backbone {record.backbone} ({record.fingerprint})"
+    )
     return 0
 
 
@@ -183,18 +242,33 @@ def run_import(args: argparse.Namespace) -> int:
     adapter = read_adapter(args.adapter)
     model = args.backbone or (adapter.record.get("backbone") or {}).get("backbone") or adapter.base_model
     if model is None:
-        raise ValueError(f"{args.adapter / 'adapter_config.json'}: field 'base_model_name_or_path' is empty; pass "
-                         "--backbone with the model the adapter was trained on")
+        raise ValueError(
+            f"{args.adapter / 'adapter_config.json'}: field 'base_model_name_or_path' is empty; pass "
+            "--backbone with the model the adapter was trained on"
+        )
     task = args.task or adapter.record.get("task")
     if not task:
         raise ValueError(f"{args.adapter} does not say which task its prompt is for; pass --task")
     backbone = load_backbone(model)
     same = None if adapter.base_model is None else names_same_model(adapter.base_model, backbone.name)
     check_adapter_fits(adapter, backbone.identity(), same)
-    card = {"imported_from": str(args.adapter.resolve()), "base_model_name_or_path": adapter.base_model,
-            "peft_task_type": adapter.task_type, **{k: adapter.record[k] for k in ("source", "method") if k in adapter.record}}
-    record = _library(args).add(args.name, adapter.prompt, task=task, method=adapter.record.get("method", "prompt-tuning"),
-                                backbone=backbone, card=card, overwrite=args.overwrite)
-    print(f"imported {record.name}: task {record.task}, [{record.prompt_length}, {record.hidden_size}] for backbone "
-          f"{record.backbone} ({record.fingerprint}) from {args.adapter}")
+    card = {
+        "imported_from": str(args.adapter.resolve()),
+        "base_model_name_or_path": adapter.base_model,
+        "peft_task_type": adapter.task_type,
+        **{k: adapter.record[k] for k in ("source", "method") if k in adapter.record},
+    }
+    record = _library(args).add(
+        args.name,
+        adapter.prompt,
+        task=task,
+        method=adapter.record.get("method", "prompt-tuning"),
+        backbone=backbone,
+        card=card,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"imported {record.name}: task {record.task}, [{record.prompt_length}, {record.hidden_size}] for backbone "
+        f"{record.backbone} ({record.fingerprint}) from {args.adapter}"
+    )
     return 0

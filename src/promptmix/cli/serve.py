@@ -21,8 +21,7 @@ from promptmix.cli.predict import add_model_arguments, predictor_from_args
 def register(subparsers) -> None:
     from promptmix.serving.limits import DEFAULT_READ_TIMEOUT, MIN_BODY_BYTES
 
-    parser = subparsers.add_parser("serve", help=HELP["serve"],
-                                   description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser = subparsers.add_parser("serve", help=HELP["serve"], description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     add_model_arguments(parser)
     http = parser.add_argument_group("server (every value is checked before the model loads)")
     http.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
@@ -30,14 +29,25 @@ def register(subparsers) -> None:
     http.add_argument("--max-wait-ms", type=float_from(0), default=10.0, help="longest wait for a batch to fill")
     http.add_argument("--max-queue", type=int_in(1), default=256, help="most queued inputs; beyond it requests get 429")
     http.add_argument("--max-inputs-per-request", type=int_in(1), default=64, help="at most --max-queue; beyond it 413")
-    http.add_argument("--max-body-bytes", type=int_in(MIN_BODY_BYTES), default=1 << 20, help="largest request body; beyond it 413")
+    http.add_argument(
+        "--max-body-bytes", type=int_in(MIN_BODY_BYTES), default=1 << 20, help="largest request body; beyond it 413"
+    )
     http.add_argument("--max-connections", type=int_in(1), default=1024, help="concurrent connections; beyond it 503")
-    http.add_argument("--read-timeout", type=float_from(0, inclusive=False), default=DEFAULT_READ_TIMEOUT, metavar="SECONDS",
-                      help="time a request's headers may take (from connecting or the previous response), and again its "
-                           "body; beyond it 408 and the connection is closed (default: %(default)s)")
-    http.add_argument("--threads", type=int_in(1), default=None,
-                      help="torch threads running the model (default: $OMP_NUM_THREADS if set, else the usable CPUs "
-                           "minus 2 for the event loop and request preparation, at least 1)")
+    http.add_argument(
+        "--read-timeout",
+        type=float_from(0, inclusive=False),
+        default=DEFAULT_READ_TIMEOUT,
+        metavar="SECONDS",
+        help="time a request's headers may take (from connecting or the previous response), and again its "
+        "body; beyond it 408 and the connection is closed (default: %(default)s)",
+    )
+    http.add_argument(
+        "--threads",
+        type=int_in(1),
+        default=None,
+        help="torch threads running the model (default: $OMP_NUM_THREADS if set, else the usable CPUs "
+        "minus 2 for the event loop and request preparation, at least 1)",
+    )
     http.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.set_defaults(func=run)
 
@@ -49,16 +59,27 @@ def run(args: argparse.Namespace) -> int:
     from promptmix.serving.batcher import BatcherConfig
     from promptmix.serving.server import check_address, default_threads, make_server
 
-    config = ServeConfig(BatcherConfig(max_wait_ms=args.max_wait_ms, max_queue=args.max_queue),  # gathers what the engine batches
-                         max_inputs_per_request=args.max_inputs_per_request, max_body_bytes=args.max_body_bytes,
-                         read_timeout=args.read_timeout)
+    config = ServeConfig(
+        BatcherConfig(max_wait_ms=args.max_wait_ms, max_queue=args.max_queue),  # gathers what the engine batches
+        max_inputs_per_request=args.max_inputs_per_request,
+        max_body_bytes=args.max_body_bytes,
+        read_timeout=args.read_timeout,
+    )
     check_address(args.host, args.port)
     threads = args.threads or default_threads()
     torch.set_num_threads(threads)  # before the model loads, so no wider OpenMP team is ever started
     predictor = predictor_from_args(args)
-    server = make_server(create_app(predictor, config), args.host, args.port, max_connections=args.max_connections,
-                         read_timeout=args.read_timeout, log_level=args.log_level)
-    print(f"serving {len(predictor.task_names)} task(s) on {predictor.backbone.name} with {threads} model thread(s): "
-          f"{', '.join(predictor.task_names)}")
+    server = make_server(
+        create_app(predictor, config),
+        args.host,
+        args.port,
+        max_connections=args.max_connections,
+        read_timeout=args.read_timeout,
+        log_level=args.log_level,
+    )
+    print(
+        f"serving {len(predictor.task_names)} task(s) on {predictor.backbone.name} with {threads} model thread(s): "
+        f"{', '.join(predictor.task_names)}"
+    )
     server.run()
     return 0

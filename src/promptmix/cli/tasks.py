@@ -15,17 +15,29 @@ from promptmix.tasks.sources import alternate_layout, local_paths
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "tasks", help=HELP["tasks"],
+        "tasks",
+        help=HELP["tasks"],
         description="List every registered task: where its data comes from, the train/dev/test "
-                    "sizes under the papers' protocol when its files are in --data-dir, and its "
-                    "metrics (the task's score is their mean).")
-    parser.add_argument("action", nargs="?", choices=("list",), default="list",
-                        help="list (the only action, as in `promptmix prompts list`; the same without it)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="directory with datasets in their original release layouts "
-                             "(e.g. ../shared/data); without it no sizes are shown")
-    parser.add_argument("--benchmark", default=None,
-                        help="only the tasks of one group: sources, glue, superglue, mrqa, others, nlg")
+        "sizes under the papers' protocol when its files are in --data-dir, and its "
+        "metrics (the task's score is their mean).",
+    )
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=("list",),
+        default="list",
+        help="list (the only action, as in `promptmix prompts list`; the same without it)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="directory with datasets in their original release layouts "
+        "(e.g. ../shared/data); without it no sizes are shown",
+    )
+    parser.add_argument(
+        "--benchmark", default=None, help="only the tasks of one group: sources, glue, superglue, mrqa, others, nlg"
+    )
     parser.add_argument("--seed", type=int, default=42, help="seed of the dev/test partition")
     add_tasks_dir_argument(parser)
     parser.set_defaults(func=run)
@@ -50,9 +62,9 @@ def brace(paths: list[str]) -> str:
     if len(paths) < 2:
         return paths[0] if paths else "-"
     head = re.sub(r"[A-Za-z0-9]+$", "", os.path.commonprefix(paths))  # cut at a separator
-    tail = os.path.commonprefix([p[len(head):][::-1] for p in paths])[::-1]
+    tail = os.path.commonprefix([p[len(head) :][::-1] for p in paths])[::-1]
     tail = re.sub(r"^[A-Za-z0-9]+", "", tail)
-    middles = [p[len(head):len(p) - len(tail)] for p in paths]
+    middles = [p[len(head) : len(p) - len(tail)] for p in paths]
     return f"{head}{{{','.join(middles)}}}{tail}"
 
 
@@ -73,15 +85,25 @@ def source_of(task: Task, data_dir: Path | None = None) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.data_dir is not None and not args.data_dir.is_dir():
         # Every task would otherwise show "missing ...", as if the data were gone rather than the path wrong.
-        print(f"promptmix tasks: warning: --data-dir {args.data_dir} ({args.data_dir.resolve()}) is not a directory; "
-              "listing tasks without split sizes", file=sys.stderr)
+        print(
+            f"promptmix tasks: warning: --data-dir {args.data_dir} ({args.data_dir.resolve()}) is not a directory; "
+            "listing tasks without split sizes",
+            file=sys.stderr,
+        )
         args.data_dir = None
     names = list_tasks(args.benchmark)
     rows = [("TASK", "BENCHMARK", "SOURCE (local | hub)", "TRAIN/DEV/TEST", "METRICS")]
     for name in names:
         task = get_task(name)
-        rows.append((name, task.benchmark, source_of(task, args.data_dir), split_sizes(task, args.data_dir, args.seed),
-                     ", ".join(task.metric_names)))
+        rows.append(
+            (
+                name,
+                task.benchmark,
+                source_of(task, args.data_dir),
+                split_sizes(task, args.data_dir, args.seed),
+                ", ".join(task.metric_names),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])

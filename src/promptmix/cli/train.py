@@ -26,26 +26,52 @@ def config_help(width: int = 100) -> str:
     lines = ["config keys (a YAML preset's sections and keys; --set KEY=VALUE overrides one, the value read as YAML):"]
     for key in config_keys(TrainConfig):
         lines.append(f"  {key.key}: {key.type} = {json.dumps(key.default)}")
-        lines += textwrap.wrap(key.help, width, initial_indent=" " * 6, subsequent_indent=" " * 6, break_on_hyphens=False)
+        lines += textwrap.wrap(
+            key.help, width, initial_indent=" " * 6, subsequent_indent=" " * 6, break_on_hyphens=False
+        )
     return "\n".join(lines)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "train", help=HELP["train"], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=config_help(),
-        description=textwrap.fill("Train one stage of the pipeline into a run directory (config.yaml, metrics.jsonl, "
-                                  "tb/, checkpoints/, method/, results.json). Stages: " + ", ".join(STAGES) + ".", 100))
+        "train",
+        help=HELP["train"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=config_help(),
+        description=textwrap.fill(
+            "Train one stage of the pipeline into a run directory (config.yaml, metrics.jsonl, "
+            "tb/, checkpoints/, method/, results.json). Stages: " + ", ".join(STAGES) + ".",
+            100,
+        ),
+    )
     parser.add_argument("stage", choices=STAGES, help="which stage")
-    parser.add_argument("--config", type=Path, default=None, help="YAML preset (configs/...); default: the run's own config.yaml with --resume")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, e.g. --set optim.lr=0.1 --set data.tasks=[rte,cb] (repeatable)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML preset (configs/...); default: the run's own config.yaml with --resume",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set optim.lr=0.1 --set data.tasks=[rte,cb] (repeatable)",
+    )
     parser.add_argument("--run-dir", type=Path, default=None, help="run directory (overrides run.dir)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the run directory's latest checkpoint; --set optim.max_steps=N extends a run, "
-                             "even a finished one")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved config (preset, includes and --set applied) as YAML and exit without "
-                             "training: e.g. a preset's eval.every, optim.warmup_steps / warmup_ratio and optim.epochs")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run directory's latest checkpoint; --set optim.max_steps=N extends a run, "
+        "even a finished one",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (preset, includes and --set applied) as YAML and exit without "
+        "training: e.g. a preset's eval.every, optim.warmup_steps / warmup_ratio and optim.epochs",
+    )
     add_tasks_dir_argument(parser)
     parser.set_defaults(func=run)
 
@@ -76,8 +102,13 @@ def run(args: argparse.Namespace) -> int:
     result = run_stage(build_config(args), resume=args.resume)
     if not PartialState().is_main_process:
         return 0 if result.completed else 3
-    summary = {"run_dir": result.run_dir, "completed": result.completed, "steps": result.steps,
-               "dev": result.dev.get("score"), "test": result.test.get("score"),
-               "trainable_parameters": result.trainable_parameters}
+    summary = {
+        "run_dir": result.run_dir,
+        "completed": result.completed,
+        "steps": result.steps,
+        "dev": result.dev.get("score"),
+        "test": result.test.get("score"),
+        "trainable_parameters": result.trainable_parameters,
+    }
     print(json.dumps(summary))
     return 0 if result.completed else 3

@@ -49,8 +49,14 @@ class AttentionTable:
 
 
 @torch.no_grad()
-def mean_attention(method: PromptMethod, backbone: Backbone, sources: Mapping[str, Sequence[str]], *,
-                   batch_size: int = 64, max_source_length: int | Mapping[str, int] = 256) -> AttentionTable:
+def mean_attention(
+    method: PromptMethod,
+    backbone: Backbone,
+    sources: Mapping[str, Sequence[str]],
+    *,
+    batch_size: int = 64,
+    max_source_length: int | Mapping[str, int] = 256,
+) -> AttentionTable:
     """Mean attention of each task in ``sources`` ({task: formatted inputs}) under ``method``;
     inputs are truncated to ``max_source_length`` tokens (one limit, or one per task).
 
@@ -64,8 +70,10 @@ def mean_attention(method: PromptMethod, backbone: Backbone, sources: Mapping[st
     for task, texts in sources.items():
         names = router.attention_names(task)
         if names is None:
-            raise ValueError(f"task {task!r} is answered by a {router.member_of(task)[1].config.method} prompt, which has "
-                             "no attention over prompts; the heatmap needs an ATTEMPT run")
+            raise ValueError(
+                f"task {task!r} is answered by a {router.member_of(task)[1].config.method} prompt, which has "
+                "no attention over prompts; the heatmap needs an ATTEMPT run"
+            )
         if columns is not None and names != columns:
             raise ValueError(f"task {task!r} attends over {names}, other tasks over {columns}")
         columns, total = names, torch.zeros(len(names), dtype=torch.float64)
@@ -102,8 +110,15 @@ def write_heatmap(table: AttentionTable, png: str | Path, *, title: str | None =
     ax.set_ylabel("target task")
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
-            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center",
-                    color="white" if values[i, j] > 0.6 * values.max() else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                f"{values[i, j]:.2f}",
+                ha="center",
+                va="center",
+                color="white" if values[i, j] > 0.6 * values.max() else "black",
+                fontsize=8,
+            )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title or "ATTEMPT: mean attention over prompts")
     fig.tight_layout()

@@ -59,13 +59,21 @@ class EngineInput:
         return len(self.answer_ids) if self.answer_ids else 1
 
 
-def prepare_input(backbone: Backbone, task_id: int, input_ids: list[int], answers: Sequence[str] | None = None,
-                  max_new_tokens: int | None = None, task: str = "") -> EngineInput:
+def prepare_input(
+    backbone: Backbone,
+    task_id: int,
+    input_ids: list[int],
+    answers: Sequence[str] | None = None,
+    max_new_tokens: int | None = None,
+    task: str = "",
+) -> EngineInput:
     """An :class:`EngineInput` for source ``input_ids`` and the candidate ``answers`` (from
     :meth:`Task.answer_candidates`; None: generate), each answer tokenised once."""
     if not answers:
         return EngineInput(task_id, input_ids, max_new_tokens=max_new_tokens, task=task)
-    return EngineInput(task_id, input_ids, list(answers), [backbone.encode_answer(a) for a in answers], max_new_tokens, task)
+    return EngineInput(
+        task_id, input_ids, list(answers), [backbone.encode_answer(a) for a in answers], max_new_tokens, task
+    )
 
 
 @dataclass
@@ -106,8 +114,15 @@ class Engine:
         max_new_tokens: generation length of inputs that name none.
     """
 
-    def __init__(self, model: PromptedModel, tasks: Mapping[str, Task] | None = None, *, token_budget: int | None = DEFAULT_TOKEN_BUDGET,
-                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
+    def __init__(
+        self,
+        model: PromptedModel,
+        tasks: Mapping[str, Task] | None = None,
+        *,
+        token_budget: int | None = DEFAULT_TOKEN_BUDGET,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> None:
         self.model = model
         self.tasks = dict(tasks or {})
         self.token_budget = token_budget if token_budget is not None else 10**18
@@ -122,14 +137,20 @@ class Engine:
         budget allows. ``progress`` is called with the number of inputs each finished batch answered."""
         return self._each_batch(inputs, self._run_batch, progress)
 
-    def attention(self, inputs: Sequence[EngineInput], progress: Callable[[int], None] | None = None) -> list[Tensor | None]:
+    def attention(
+        self, inputs: Sequence[EngineInput], progress: Callable[[int], None] | None = None
+    ) -> list[Tensor | None]:
         """Each input's prompt attention ([k] or [k, m]; None for a method without any), from
         the prompt method alone (ATTEMPT's attention needs the input embeddings, not the
         language model), batched as :meth:`run` batches."""
         return self._each_batch(inputs, self._attention_batch, progress)
 
-    def _each_batch(self, inputs: Sequence[EngineInput], step: Callable[[list[EngineInput]], list],
-                    progress: Callable[[int], None] | None) -> list:
+    def _each_batch(
+        self,
+        inputs: Sequence[EngineInput],
+        step: Callable[[list[EngineInput]], list],
+        progress: Callable[[int], None] | None,
+    ) -> list:
         """``step`` over the batches of ``inputs``; results in input order. The one batching loop
         of inference: ranked inputs, then generated ones, each cut by :meth:`_batches`; an
         out-of-memory error halves the token budget and re-cuts the batch that raised."""
@@ -175,10 +196,13 @@ class Engine:
         current: list[int] = []
         rows = 0
         # One generation length per batch (one generate call): inputs asking for different lengths never share one.
-        key = (lambda i: (0 if inputs[i].answer_ids else self.new_tokens(inputs[i]), width[i]))
+        key = lambda i: (0 if inputs[i].answer_ids else self.new_tokens(inputs[i]), width[i])
         for i in sorted(indices, key=key):  # ascending: the newest item is the widest
-            if current and (len(current) >= self.max_batch_size or (rows + inputs[i].rows) * width[i] > self.token_budget
-                            or (not inputs[i].answer_ids and self.new_tokens(inputs[i]) != self.new_tokens(inputs[current[0]]))):
+            if current and (
+                len(current) >= self.max_batch_size
+                or (rows + inputs[i].rows) * width[i] > self.token_budget
+                or (not inputs[i].answer_ids and self.new_tokens(inputs[i]) != self.new_tokens(inputs[current[0]]))
+            ):
                 batches.append(current)
                 current, rows = [], 0
             current.append(i)
@@ -189,17 +213,34 @@ class Engine:
         task_ids = torch.tensor([p.task_id for p in batch], dtype=torch.long, device=self.device)
         if batch[0].answer_ids:
             ranked = rank_candidates(self.model, [p.input_ids for p in batch], [p.answer_ids for p in batch], task_ids)
-            return [self._prediction(p, p.answers[r.index], r.probabilities[r.index], r.attention,
-                                     dict(zip(p.answers, r.probabilities))) for p, r in zip(batch, ranked)]
-        generated = generate_scored(self.model, [p.input_ids for p in batch], task_ids,
-                                    max_new_tokens=self.new_tokens(batch[0]))
+            return [
+                self._prediction(
+                    p, p.answers[r.index], r.probabilities[r.index], r.attention, dict(zip(p.answers, r.probabilities))
+                )
+                for p, r in zip(batch, ranked)
+            ]
+        generated = generate_scored(
+            self.model, [p.input_ids for p in batch], task_ids, max_new_tokens=self.new_tokens(batch[0])
+        )
         return [self._prediction(p, g.text, g.score, g.attention) for p, g in zip(batch, generated)]
 
-    def _prediction(self, p: EngineInput, text: str, score: float, attention: Tensor | None,
-                    label_scores: dict[str, float] | None = None) -> Prediction:
+    def _prediction(
+        self,
+        p: EngineInput,
+        text: str,
+        score: float,
+        attention: Tensor | None,
+        label_scores: dict[str, float] | None = None,
+    ) -> Prediction:
         task = self.tasks.get(p.task)
-        return Prediction(p.task, task.parse_prediction(text) if task is not None else text, score, text,
-                          self._attention(p.task, attention), label_scores)
+        return Prediction(
+            p.task,
+            task.parse_prediction(text) if task is not None else text,
+            score,
+            text,
+            self._attention(p.task, attention),
+            label_scores,
+        )
 
     def _attention(self, task: str, row: Tensor | None) -> dict[str, Any] | None:
         """A row's attention weights by prompt name (``prompt_<j>`` where the method names none)."""
@@ -212,7 +253,10 @@ class Engine:
 
     @torch.no_grad()
     def _attention_batch(self, batch: list[EngineInput]) -> list[Tensor | None]:
-        padded = {k: v.to(self.device) for k, v in self.model.backbone.pad([{"input_ids": p.input_ids} for p in batch]).items()}
+        padded = {
+            k: v.to(self.device)
+            for k, v in self.model.backbone.pad([{"input_ids": p.input_ids} for p in batch]).items()
+        }
         task_ids = torch.tensor([p.task_id for p in batch], dtype=torch.long, device=self.device)
         embed = self.model.backbone.model.get_input_embeddings()
         out = self.model.method(embed(padded["input_ids"]), padded["attention_mask"], task_ids)

@@ -47,8 +47,15 @@ def is_sharded(accelerator: Any) -> bool:
 
 
 @torch.no_grad()
-def predict(model: PromptedModel, data: Any, examples: Sequence[Example], task_id: int,
-            config: Any, max_source_length: int, progress: Any = None) -> list[str]:
+def predict(
+    model: PromptedModel,
+    data: Any,
+    examples: Sequence[Example],
+    task_id: int,
+    config: Any,
+    max_source_length: int,
+    progress: Any = None,
+) -> list[str]:
     """Predicted text for each example (the chosen candidate under rank scoring), in order.
 
     ``data``: the task's data (``data.task`` is used); ``config``: an evaluation config
@@ -58,15 +65,30 @@ def predict(model: PromptedModel, data: Any, examples: Sequence[Example], task_i
     backbone = model.backbone
     candidates = [data.task.answer_candidates(ex) for ex in examples]
     rank = config.scoring == "rank" and all(candidates)
-    inputs = [prepare_input(backbone, task_id, backbone.encode(ex.source, max_source_length=max_source_length)["input_ids"],
-                            answers if rank else None) for ex, answers in zip(examples, candidates)]
+    inputs = [
+        prepare_input(
+            backbone,
+            task_id,
+            backbone.encode(ex.source, max_source_length=max_source_length)["input_ids"],
+            answers if rank else None,
+        )
+        for ex, answers in zip(examples, candidates)
+    ]
     engine = Engine(model, token_budget=None, max_batch_size=config.batch_size, max_new_tokens=config.max_new_tokens)
     return [answer.text for answer in engine.run(inputs, progress.update if progress is not None else None)]
 
 
-def evaluate(model: PromptedModel, tasks: dict[str, Any], split: str, task_ids: dict[str, int],
-             config: Any, max_source_length: Any, accelerator: Any = None, progress: bool = False,
-             predictions_dir: Path | None = None) -> dict[str, Any]:
+def evaluate(
+    model: PromptedModel,
+    tasks: dict[str, Any],
+    split: str,
+    task_ids: dict[str, int],
+    config: Any,
+    max_source_length: Any,
+    accelerator: Any = None,
+    progress: bool = False,
+    predictions_dir: Path | None = None,
+) -> dict[str, Any]:
     """``{task: metrics, ..., "score": mean of the tasks' main metrics}`` on ``split``.
 
     ``tasks``: ``{name: TaskData}`` (a task and its splits); ``config``: the evaluation config.
@@ -92,7 +114,9 @@ def evaluate(model: PromptedModel, tasks: dict[str, Any], split: str, task_ids: 
             # prints each dev score as a plain line there)
             shown = progress and rank == 0 and sys.stderr.isatty()
             with tqdm(total=len(mine), desc=f"{split} {name}", leave=False, disable=not shown) as bar:
-                texts = predict(model, data, [examples[i] for i in mine], task_ids[name], config, max_source_length(data), bar)
+                texts = predict(
+                    model, data, [examples[i] for i in mine], task_ids[name], config, max_source_length(data), bar
+                )
             predictions = _gather(list(zip(mine, texts)), len(examples), world)
             results[name] = data.task.compute_metrics(predictions, examples)
             if predictions_dir is not None and (accelerator is None or accelerator.is_main_process):
@@ -109,8 +133,12 @@ def write_predictions(path: Path, task: Any, predictions: Sequence[str], example
     word whatever ``data.label_format`` the model answered in; generated text parsed; null where
     it parses to nothing), the raw text answered and the gold label, so ``prediction == label``
     is the example's accuracy."""
-    lines = (json.dumps({"idx": ex.idx, "prediction": task.parse_prediction(text), "text": text, "label": ex.label},
-                        default=str) for text, ex in zip(predictions, examples))
+    lines = (
+        json.dumps(
+            {"idx": ex.idx, "prediction": task.parse_prediction(text), "text": text, "label": ex.label}, default=str
+        )
+        for text, ex in zip(predictions, examples)
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "".join(f"{line}\n" for line in lines))
 

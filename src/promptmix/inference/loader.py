@@ -25,8 +25,9 @@ from promptmix.prompts.library import PromptLibrary, default_library_root
 from promptmix.prompts.router import PromptRouter
 
 
-def recorded_backbone(methods: Sequence[SavedMethod] = (), library: str | os.PathLike | None = None,
-                      prompts: Sequence[str] = ()) -> str:
+def recorded_backbone(
+    methods: Sequence[SavedMethod] = (), library: str | os.PathLike | None = None, prompts: Sequence[str] = ()
+) -> str:
     """The backbone name the first method (else the first library prompt) was trained on."""
     if methods:
         return methods[0].record.backbone["backbone"]
@@ -35,8 +36,13 @@ def recorded_backbone(methods: Sequence[SavedMethod] = (), library: str | os.Pat
     raise ValueError("nothing to load: give at least one run or library prompt")
 
 
-def load_router(backbone: Backbone, methods: Sequence[SavedMethod] = (), *, library: str | os.PathLike | None = None,
-                prompts: Sequence[str] = ()) -> PromptRouter:
+def load_router(
+    backbone: Backbone,
+    methods: Sequence[SavedMethod] = (),
+    *,
+    library: str | os.PathLike | None = None,
+    prompts: Sequence[str] = (),
+) -> PromptRouter:
     """One router over every saved method and every named library prompt, all checked against
     ``backbone``. Members are named by the methods' names (run directories) / ``library:<name>``."""
     members: list[tuple[str, Any]] = [(saved.name, saved.load(backbone)) for saved in methods]
@@ -51,8 +57,14 @@ def load_router(backbone: Backbone, methods: Sequence[SavedMethod] = (), *, libr
     return PromptRouter(members)
 
 
-def load_predictor(methods: Sequence[SavedMethod] = (), *, library: str | os.PathLike | None = None,
-                   prompts: Sequence[str] = (), backbone: Backbone | str | None = None, **options: Any) -> Predictor:
+def load_predictor(
+    methods: Sequence[SavedMethod] = (),
+    *,
+    library: str | os.PathLike | None = None,
+    prompts: Sequence[str] = (),
+    backbone: Backbone | str | None = None,
+    **options: Any,
+) -> Predictor:
     """A :class:`Predictor` over saved methods and library prompts.
 
     ``backbone``: a loaded :class:`Backbone`, a name for :func:`promptmix.loading.load_backbone`,

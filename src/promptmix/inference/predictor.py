@@ -42,7 +42,6 @@ from promptmix.prompts.base import PromptMethod
 from promptmix.prompts.router import PromptRouter
 from promptmix.tasks import Example, Task, UnknownTaskError, get_task, resolve_name
 
-
 UNLIMITED = 10**9  # max_source_length meaning "do not truncate"
 MAX_NEW_TOKENS = 1024  # most tokens a generated answer may be given: every answer here is a label, span or sentence
 DEFAULT_MAX_CHOICES = 256  # candidates of one multiple-choice input (ReCoRD passages list up to a few dozen entities)
@@ -69,8 +68,9 @@ def answer_candidates(task: Task, choices: Sequence[str] | None = None) -> list[
     """What rank classification scores for an input of ``task`` with its own ``choices`` (None
     for tasks without per-input candidates): :meth:`Task.answer_candidates`, the one place that
     decides; None when the answer is generated."""
-    return task.answer_candidates(Example(source="", target="", task=task.name,
-                                          choices=tuple(choices) if choices else None))
+    return task.answer_candidates(
+        Example(source="", target="", task=task.name, choices=tuple(choices) if choices else None)
+    )
 
 
 class InputError(ValueError):
@@ -95,12 +95,18 @@ def as_items(inputs: Sequence[Any], task: str | None = None) -> list[dict[str, A
     items = []
     for i, x in enumerate(inputs):
         if not isinstance(x, Mapping) or "task" not in x:
-            raise InputError(i, "no task: give the task for all inputs, or make each input "
-                                "{\"task\": ..., \"record\": {...}} or {\"task\": ..., \"text\": ...}")
+            raise InputError(
+                i,
+                "no task: give the task for all inputs, or make each input "
+                '{"task": ..., "record": {...}} or {"task": ..., "text": ...}',
+            )
         extra = set(x) - {"task", "record", "text", "choices"}
         if extra:
-            raise InputError(i, f"unknown key(s) {', '.join(map(repr, sorted(extra)))} in this input; accepted: task, "
-                                "record or text, and choices (with the text of a multiple-choice task)")
+            raise InputError(
+                i,
+                f"unknown key(s) {', '.join(map(repr, sorted(extra)))} in this input; accepted: task, "
+                "record or text, and choices (with the text of a multiple-choice task)",
+            )
         items.append(dict(x))
     return items
 
@@ -137,29 +143,52 @@ class Predictor(Engine):
             ``Task.max_source_length``.
     """
 
-    def __init__(self, backbone: Backbone, method: PromptMethod, tasks: Mapping[str, Task] | None = None, *,
-                 token_budget: int = DEFAULT_TOKEN_BUDGET, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_new_tokens: int = 32,
-                 max_source_lengths: Mapping[str, int] | None = None, max_choices: int = DEFAULT_MAX_CHOICES,
-                 max_choice_tokens: int = DEFAULT_MAX_CHOICE_TOKENS) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        method: PromptMethod,
+        tasks: Mapping[str, Task] | None = None,
+        *,
+        token_budget: int = DEFAULT_TOKEN_BUDGET,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_new_tokens: int = 32,
+        max_source_lengths: Mapping[str, int] | None = None,
+        max_choices: int = DEFAULT_MAX_CHOICES,
+        max_choice_tokens: int = DEFAULT_MAX_CHOICE_TOKENS,
+    ) -> None:
         self.backbone = backbone
         self.method = method if isinstance(method, PromptRouter) else PromptRouter({"method": method})
-        self.tasks = dict(tasks) if tasks is not None else {name: self._registered(name) for name in self.method.task_names}
+        self.tasks = (
+            dict(tasks) if tasks is not None else {name: self._registered(name) for name in self.method.task_names}
+        )
         missing = set(self.method.task_names) - set(self.tasks)
         if missing:
             raise ValueError(f"no Task given for loaded prompt task(s) {sorted(missing)}")
-        for option, value in (("token_budget", token_budget), ("max_batch_size", max_batch_size), ("max_new_tokens", max_new_tokens),
-                              ("max_choices", max_choices), ("max_choice_tokens", max_choice_tokens)):
+        for option, value in (
+            ("token_budget", token_budget),
+            ("max_batch_size", max_batch_size),
+            ("max_new_tokens", max_new_tokens),
+            ("max_choices", max_choices),
+            ("max_choice_tokens", max_choice_tokens),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{option} must be an integer >= 1, got {value!r}")
         if max_new_tokens > MAX_NEW_TOKENS:
             raise ValueError(f"max_new_tokens must be at most {MAX_NEW_TOKENS}, got {max_new_tokens}")
         self.max_choices, self.max_choice_tokens = max_choices, max_choice_tokens
         given = dict(max_source_lengths or {})
-        self.max_source_lengths = {name: int(given.get(name) or task.max_source_length) for name, task in self.tasks.items()}
+        self.max_source_lengths = {
+            name: int(given.get(name) or task.max_source_length) for name, task in self.tasks.items()
+        }
         self.max_token_chars = longest_token_chars(backbone.tokenizer)
         device = next(backbone.model.parameters()).device
-        super().__init__(PromptedModel(backbone, self.method.to(device)).eval(), self.tasks, token_budget=token_budget,
-                         max_batch_size=max_batch_size, max_new_tokens=max_new_tokens)
+        super().__init__(
+            PromptedModel(backbone, self.method.to(device)).eval(),
+            self.tasks,
+            token_budget=token_budget,
+            max_batch_size=max_batch_size,
+            max_new_tokens=max_new_tokens,
+        )
 
     def with_own_tokenizer(self) -> Predictor:
         """A view sharing this predictor's model, prompts and tasks with its own copy of the
@@ -173,8 +202,10 @@ class Predictor(Engine):
         try:
             return get_task(name)
         except UnknownTaskError as err:
-            raise ValueError(f"{self.method.member_of(name)[0]} holds a prompt for {name!r}, which is no registered "
-                             f"task, so its inputs cannot be formatted or its answers parsed ({err})") from None
+            raise ValueError(
+                f"{self.method.member_of(name)[0]} holds a prompt for {name!r}, which is no registered "
+                f"task, so its inputs cannot be formatted or its answers parsed ({err})"
+            ) from None
 
     @property
     def task_names(self) -> list[str]:
@@ -195,8 +226,11 @@ class Predictor(Engine):
             return canonical
         near = difflib.get_close_matches(name[:SHOWN_CHARS].lower(), self.task_names, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
-        raise InputError(index, f"no prompt is loaded for task {shown(name)}.{hint} Loaded: {', '.join(self.task_names)}",
-                         "unknown_task")
+        raise InputError(
+            index,
+            f"no prompt is loaded for task {shown(name)}.{hint} Loaded: {', '.join(self.task_names)}",
+            "unknown_task",
+        )
 
     def prepare(self, items: Sequence[Mapping[str, Any]], *, truncate: bool = True) -> list[PreparedInput]:
         """Validate and tokenise items ``{"task": name, "record": {...}}`` or ``{"task": name,
@@ -216,17 +250,29 @@ class Predictor(Engine):
             choices = self._bounded_choices(index, choices)
         limit = self.max_source_lengths[name]
         if not truncate and len(source) > limit * self.max_token_chars:  # tokenising it would only waste time
-            raise InputError(index, f"input is {len(source)} characters, more than the limit of {limit} tokens for task "
-                                    f"{name!r} can hold (at most {limit} × {self.max_token_chars})", "too_long")
+            raise InputError(
+                index,
+                f"input is {len(source)} characters, more than the limit of {limit} tokens for task "
+                f"{name!r} can hold (at most {limit} × {self.max_token_chars})",
+                "too_long",
+            )
         ids = self._tokens(index, source)
         if len(ids) > limit:
             if not truncate:
-                raise InputError(index, f"input is {len(ids)} tokens, over the limit of {limit} for task {name!r}", "too_long")
+                raise InputError(
+                    index, f"input is {len(ids)} tokens, over the limit of {limit} for task {name!r}", "too_long"
+                )
             ids = self.backbone.encode(source, max_source_length=limit)["input_ids"]
         answers = answer_candidates(task, choices)
-        return PreparedInput(self.method.task_id(name), ids, answers,
-                             [self.backbone.encode_answer(a) for a in answers] if answers else None,
-                             task=name, source=source, max_source_length=limit)
+        return PreparedInput(
+            self.method.task_id(name),
+            ids,
+            answers,
+            [self.backbone.encode_answer(a) for a in answers] if answers else None,
+            task=name,
+            source=source,
+            max_source_length=limit,
+        )
 
     def _bounded_choices(self, index: int, choices: list[str]) -> list[str]:
         """An input's own candidates, each once (trimmed choices that are the same text would
@@ -234,18 +280,28 @@ class Predictor(Engine):
         refused beyond ``max_choices`` or ``max_choice_tokens``: checked before anything is
         encoded, so a request with 20,000 candidates costs no memory and fails no batch."""
         if len(choices) > self.max_choices:
-            raise InputError(index, f"{len(choices)} choices; at most {self.max_choices} per input "
-                                    "(max_choices, --max-choices)", "too_many_choices")
+            raise InputError(
+                index,
+                f"{len(choices)} choices; at most {self.max_choices} per input (max_choices, --max-choices)",
+                "too_many_choices",
+            )
         limit = self.max_choice_tokens
         for j, choice in enumerate(choices):
             if len(choice) > limit * self.max_token_chars:  # cannot fit: no need to tokenise it
-                raise InputError(index, f"choice {j} is {len(choice)} characters, more than {limit} tokens can hold "
-                                        f"(max_choice_tokens, --max-choice-tokens)", "choice_too_long")
+                raise InputError(
+                    index,
+                    f"choice {j} is {len(choice)} characters, more than {limit} tokens can hold "
+                    f"(max_choice_tokens, --max-choice-tokens)",
+                    "choice_too_long",
+                )
         for j, choice in enumerate(choices):
             count = len(self._tokens(index, choice))
             if count > limit:
-                raise InputError(index, f"choice {j} is {count} tokens, over the limit of {limit} "
-                                        "(max_choice_tokens, --max-choice-tokens)", "choice_too_long")
+                raise InputError(
+                    index,
+                    f"choice {j} is {count} tokens, over the limit of {limit} (max_choice_tokens, --max-choice-tokens)",
+                    "choice_too_long",
+                )
         return list(dict.fromkeys(choices))
 
     def _tokens(self, index: int, source: str) -> list[int]:
@@ -253,8 +309,11 @@ class Predictor(Engine):
         try:
             source.encode("utf-8")
         except UnicodeEncodeError as err:  # JSON's "\ud800" decodes to a lone surrogate, no Unicode character
-            raise InputError(index, f"the input holds {source[err.start]!r} at character {err.start}, a lone "
-                                    "surrogate that is no Unicode character; send valid Unicode text") from None
+            raise InputError(
+                index,
+                f"the input holds {source[err.start]!r} at character {err.start}, a lone "
+                "surrogate that is no Unicode character; send valid Unicode text",
+            ) from None
         try:
             return self.backbone.encode(source, max_source_length=UNLIMITED)["input_ids"]
         except (TypeError, ValueError) as err:  # whatever else the tokenizer refuses is the input's fault
@@ -270,14 +329,18 @@ class Predictor(Engine):
                 raise InputError(index, "'text' must be a non-empty string")
             return item["text"], self._choices(index, task, item.get("choices"))
         if not isinstance(item["record"], Mapping):
-            raise InputError(index, f"'record' must be an object of the dataset's fields, got {type(item['record']).__name__}")
+            raise InputError(
+                index, f"'record' must be an object of the dataset's fields, got {type(item['record']).__name__}"
+            )
         try:
             example = task.format(item["record"])
         except ValueError as err:  # DataError names the missing or malformed field
             raise InputError(index, f"task {task.name!r}: {err}") from None
         except (TypeError, AttributeError, KeyError) as err:  # a task (a plugin's, say) that checks no types
-            raise InputError(index, f"task {task.name!r}: a record field has the wrong type ({type(err).__name__}: "
-                                    f"{shown(str(err))})") from None
+            raise InputError(
+                index,
+                f"task {task.name!r}: a record field has the wrong type ({type(err).__name__}: {shown(str(err))})",
+            ) from None
         return example.source, list(example.choices) if example.choices else None
 
     @staticmethod
@@ -285,12 +348,18 @@ class Predictor(Engine):
         """A text input's candidate answers: required for a multiple-choice task, refused for others."""
         if not task.choices_per_example:
             if choices is not None:
-                raise InputError(index, f"task {task.name!r} answers with its own label words or generated text; "
-                                        "'choices' are for multiple-choice tasks")
+                raise InputError(
+                    index,
+                    f"task {task.name!r} answers with its own label words or generated text; "
+                    "'choices' are for multiple-choice tasks",
+                )
             return None
         if not isinstance(choices, list) or not choices or not all(isinstance(c, str) and c.strip() for c in choices):
-            raise InputError(index, f"task {task.name!r} answers from each input's own candidates: give 'choices', "
-                                    f"a non-empty list of answer strings, with the text (got {shown(choices)})")
+            raise InputError(
+                index,
+                f"task {task.name!r} answers from each input's own candidates: give 'choices', "
+                f"a non-empty list of answer strings, with the text (got {shown(choices)})",
+            )
         return [c.strip() for c in choices]
 
     # -- tokens -> predictions -----------------------------------------------------------------

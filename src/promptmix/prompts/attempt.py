@@ -52,15 +52,23 @@ class AttemptConfig(MethodConfig):
 
     method: ClassVar[str] = "attempt"
     attn_dim: int = field(default=100, metadata={"help": "r: width of G's bottleneck (W_down: d -> r, W_up: r -> d)"})
-    attention: str = field(default="instance", metadata={
-        "help": "'instance' (Eq. 3), 'token' (App. A.5, one weight per prompt position) or 'constant' "
-                "(the no-attention ablation: a_j = 1/t, no G)"})
-    shared_attention: bool = field(default=True, metadata={
-        "help": "one G shared by all target tasks (ATTEMPT-m) instead of one G per task"})
-    use_target: bool = field(default=True, metadata={
-        "help": "False: the no-target ablation (no P_target in Eq. 4, softmax over the sources only)"})
-    temperature: float | None = field(default=None, metadata={
-        "help": "softmax temperature T of Eq. 3; None: d·e (2087.9 at d = 768)"})
+    attention: str = field(
+        default="instance",
+        metadata={
+            "help": "'instance' (Eq. 3), 'token' (App. A.5, one weight per prompt position) or 'constant' "
+            "(the no-attention ablation: a_j = 1/t, no G)"
+        },
+    )
+    shared_attention: bool = field(
+        default=True, metadata={"help": "one G shared by all target tasks (ATTEMPT-m) instead of one G per task"}
+    )
+    use_target: bool = field(
+        default=True,
+        metadata={"help": "False: the no-target ablation (no P_target in Eq. 4, softmax over the sources only)"},
+    )
+    temperature: float | None = field(
+        default=None, metadata={"help": "softmax temperature T of Eq. 3; None: d·e (2087.9 at d = 768)"}
+    )
     learn_temperature: bool = field(default=False, metadata={"help": "train log T (starting from temperature) with G"})
 
     def __post_init__(self) -> None:
@@ -83,7 +91,13 @@ class AttemptConfig(MethodConfig):
         counts = {"target_prompts": num_tasks * self.prompt_length * d} if self.use_target else {}
         if self.attention != "constant":
             copies = 1 if self.shared_attention else num_tasks
-            counts.update({"attention.down": copies * d * r, "attention.up": copies * r * d, "attention.layer_norm": copies * 2 * d})
+            counts.update(
+                {
+                    "attention.down": copies * d * r,
+                    "attention.up": copies * r * d,
+                    "attention.layer_norm": copies * 2 * d,
+                }
+            )
             if self.learn_temperature:
                 counts["attention.temperature"] = 1
         return counts
@@ -118,8 +132,9 @@ class Attempt(PromptMethod):
     config_class = AttemptConfig
     config: AttemptConfig
 
-    def __init__(self, config: AttemptConfig, hidden_size: int, tasks: Sequence[str] = (),
-                 source_names: Sequence[str] = ()) -> None:
+    def __init__(
+        self, config: AttemptConfig, hidden_size: int, tasks: Sequence[str] = (), source_names: Sequence[str] = ()
+    ) -> None:
         super().__init__(config, hidden_size, tasks)
         self._source_names = _checked_source_names(source_names)
         t, n_tasks, m, d = len(self._source_names), len(self.task_names), config.prompt_length, hidden_size
@@ -243,7 +258,9 @@ class Attempt(PromptMethod):
         """
         names = _checked_source_names(names)
         if prompts.dim() != 3 or prompts.shape[0] != len(names):
-            raise ValueError(f"need one [m, d] prompt per source name: {len(names)} names, prompts of shape {tuple(prompts.shape)}")
+            raise ValueError(
+                f"need one [m, d] prompt per source name: {len(names)} names, prompts of shape {tuple(prompts.shape)}"
+            )
         for name, value in zip(names, prompts):
             self.check_prompt(f"source prompt {name!r}", value)
         self.source_prompts = prompts.detach().to(self.source_prompts).clone()
@@ -318,7 +335,9 @@ class Attempt(PromptMethod):
                 value = value.unsqueeze(0) if value.dim() == param.dim() - 1 else value
                 n_rows = param[rows].shape[0]
                 if value.shape[1:] != param.shape[1:] or value.shape[0] not in (1, n_rows):
-                    raise ValueError(f"attention prior {name!r} has shape {tuple(value.shape)}, this model's is {tuple(param[rows].shape)} (attn_dim {self.config.attn_dim}, d {self.hidden_size})")
+                    raise ValueError(
+                        f"attention prior {name!r} has shape {tuple(value.shape)}, this model's is {tuple(param[rows].shape)} (attn_dim {self.config.attn_dim}, d {self.hidden_size})"
+                    )
                 param[rows] = value.to(param).expand_as(param[rows])
             if self.log_temperature is not None and "log_temperature" in state:
                 self.log_temperature.copy_(state["log_temperature"])

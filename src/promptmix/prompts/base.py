@@ -53,9 +53,13 @@ class MethodConfig:
     """Hyperparameters every method has; each method's config adds its own and checks them."""
 
     method: ClassVar[str] = ""
-    prompt_length: int = field(default=100, metadata={
-        "help": "m (l for MPT): prompt vectors prepended to every input; stages that start from "
-                "library or source-run prompts take it from those"})
+    prompt_length: int = field(
+        default=100,
+        metadata={
+            "help": "m (l for MPT): prompt vectors prepended to every input; stages that start from "
+            "library or source-run prompts take it from those"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.prompt_length < 1:
@@ -121,7 +125,9 @@ class PromptMethod(nn.Module):
         try:
             return self._tasks.index(name)
         except ValueError:
-            raise KeyError(f"task {name!r} has no prompt in this {self.config.method} model; it holds {self._tasks}") from None
+            raise KeyError(
+                f"task {name!r} has no prompt in this {self.config.method} model; it holds {self._tasks}"
+            ) from None
 
     def task_ids_for(self, names: list[str], device: torch.device | None = None) -> Tensor:
         """Task-name list -> the [B] long tensor ``forward`` takes."""
@@ -143,8 +149,10 @@ class PromptMethod(nn.Module):
         if value.dim() != 2 or value.shape[-1] != d:
             raise ValueError(f"{what} has shape {tuple(value.shape)}, expected [{m}, {d}]")
         if value.shape[0] != m:
-            raise ValueError(f"{what} has length {value.shape[0]} but this {self.config.method} model's prompts have length {m}; "
-                             "every prompt it holds must have the same length")
+            raise ValueError(
+                f"{what} has length {value.shape[0]} but this {self.config.method} model's prompts have length {m}; "
+                "every prompt it holds must have the same length"
+            )
 
     # -- config round trip ---------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:

@@ -25,8 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptmix._io import (atomic_save_safetensors, atomic_write_text, check_finite, read_json, read_safetensors,
-                           recover_directory)
+from promptmix._io import (
+    atomic_save_safetensors,
+    atomic_write_text,
+    check_finite,
+    read_json,
+    read_safetensors,
+    recover_directory,
+)
 from promptmix.prompts import PromptMethod, build_method
 from promptmix.prompts.library import IncompatiblePromptError, backbone_identity, check_compatible
 
@@ -70,7 +76,9 @@ class SavedMethod:
         return load_method(self.directory, backbone, record=self.record)
 
 
-def save_method(method: PromptMethod, directory: str | os.PathLike, backbone: Any, *, extra: dict[str, Any] | None = None) -> Path:
+def save_method(
+    method: PromptMethod, directory: str | os.PathLike, backbone: Any, *, extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``method``'s config and full state to ``directory`` (created if needed).
 
     ``backbone``: the :class:`Backbone` the method was trained on, or its identity dict.
@@ -79,8 +87,10 @@ def save_method(method: PromptMethod, directory: str | os.PathLike, backbone: An
     directory = Path(directory)
     identity = backbone_identity(backbone)
     if method.hidden_size != identity["hidden_size"]:
-        raise ValueError(f"method is {method.hidden_size} wide but backbone {identity['backbone']!r} "
-                         f"has hidden size {identity['hidden_size']}")
+        raise ValueError(
+            f"method is {method.hidden_size} wide but backbone {identity['backbone']!r} "
+            f"has hidden size {identity['hidden_size']}"
+        )
     config = method.to_config()
     extra = dict(extra or {})
     try:
@@ -89,7 +99,9 @@ def save_method(method: PromptMethod, directory: str | os.PathLike, backbone: An
         raise ValueError(f"extra for {directory / RECORD_FILE} must be JSON-serialisable: {err}") from err
     # Clone: state_dict entries may be views sharing storage, which safetensors refuses.
     state = {key: value.detach().to("cpu").contiguous().clone() for key, value in method.state_dict().items()}
-    digest = atomic_save_safetensors(state, directory / WEIGHTS_FILE, metadata={"format": "pt", "method": str(config.get("method"))})
+    digest = atomic_save_safetensors(
+        state, directory / WEIGHTS_FILE, metadata={"format": "pt", "method": str(config.get("method"))}
+    )
     record = MethodRecord(config=config, backbone=identity, sha256=digest, extra=extra)
     atomic_write_text(directory / RECORD_FILE, json.dumps(dataclasses.asdict(record), indent=2) + "\n")
     return directory
@@ -111,8 +123,10 @@ def read_method_record(directory: str | os.PathLike) -> MethodRecord:
     if unknown:
         raise ValueError(f"{path}: unknown field(s) {unknown}")
     if data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {data['format_version']} is newer than this promptmix reads "
-                         f"({FORMAT_VERSION}); upgrade promptmix")
+        raise ValueError(
+            f"{path}: format_version {data['format_version']} is newer than this promptmix reads "
+            f"({FORMAT_VERSION}); upgrade promptmix"
+        )
     try:
         backbone_identity(data["backbone"])
     except ValueError as err:
@@ -120,7 +134,9 @@ def read_method_record(directory: str | os.PathLike) -> MethodRecord:
     return MethodRecord(**data)
 
 
-def load_method(directory: str | os.PathLike, backbone: Any = None, *, record: MethodRecord | None = None) -> PromptMethod:
+def load_method(
+    directory: str | os.PathLike, backbone: Any = None, *, record: MethodRecord | None = None
+) -> PromptMethod:
     """Rebuild the method saved in ``directory``, bit-exactly.
 
     With ``backbone`` (a :class:`Backbone` or identity dict) it is checked first and the

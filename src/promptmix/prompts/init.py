@@ -52,8 +52,10 @@ def initial_prompt(
     weight = embeddings.detach().float()
     if init == "class-label":
         if not label_words or tokenizer is None:
-            raise ValueError("init='class-label' needs the task's label words and a tokenizer "
-                             "(a task without label words: use init='vocab')")
+            raise ValueError(
+                "init='class-label' needs the task's label words and a tokenizer "
+                "(a task without label words: use init='vocab')"
+            )
         prompt = initial_prompt(embeddings, prompt_length, "vocab", tokenizer=tokenizer, generator=generator)
         for i, word in enumerate(label_words[:prompt_length]):
             prompt[i] = weight[torch.tensor(label_token_ids(tokenizer, word))].mean(0)

@@ -37,7 +37,7 @@ import re
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,9 @@ def check_compatible(saved: Mapping[str, Any], backbone: Any, *, what: str) -> N
     saved, current = backbone_identity(saved), backbone_identity(backbone)
     reasons = []
     if saved["hidden_size"] != current["hidden_size"]:
-        reasons.append(f"its vectors are {saved['hidden_size']} wide but the backbone's embeddings are {current['hidden_size']} wide")
+        reasons.append(
+            f"its vectors are {saved['hidden_size']} wide but the backbone's embeddings are {current['hidden_size']} wide"
+        )
     if saved["fingerprint"] != current["fingerprint"]:
         reasons.append(f"the embedding fingerprints differ ({saved['fingerprint']} vs {current['fingerprint']})")
     if not reasons:
@@ -113,8 +115,9 @@ def check_compatible(saved: Mapping[str, Any], backbone: Any, *, what: str) -> N
 def check_name(name: str) -> str:
     """Entry names become file names: letters, digits, '-', '_', '.', not starting with '.'."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise ValueError(f"invalid prompt name {name!r}: use 1-128 letters, digits, '-', '_' or '.', "
-                         "starting with a letter or digit")
+        raise ValueError(
+            f"invalid prompt name {name!r}: use 1-128 letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )
     return name
 
 
@@ -155,7 +158,10 @@ class PromptRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike = "<dict>") -> PromptRecord:
         """Validate and build; errors name ``source`` (the JSON file) and the field."""
-        kinds = {f.name: (dict if f.name in ("metrics", "card") else int if f.type == "int" else str) for f in dataclasses.fields(cls)}
+        kinds = {
+            f.name: (dict if f.name in ("metrics", "card") else int if f.type == "int" else str)
+            for f in dataclasses.fields(cls)
+        }
         missing = sorted(set(kinds) - set(data) - {"metrics", "card", "format_version", "tensor_file"})
         if missing:
             raise ValueError(f"{source}: missing field(s) {missing}")
@@ -165,8 +171,10 @@ class PromptRecord:
             if not isinstance(value, kinds[key]) or isinstance(value, bool):
                 raise ValueError(f"{source}: field {key!r} must be {kinds[key].__name__}, got {value!r}")
         if data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-            raise ValueError(f"{source}: format_version {data['format_version']} is newer than this promptmix "
-                             f"reads ({FORMAT_VERSION}); upgrade promptmix")
+            raise ValueError(
+                f"{source}: format_version {data['format_version']} is newer than this promptmix "
+                f"reads ({FORMAT_VERSION}); upgrade promptmix"
+            )
         try:
             metrics = _clean_metrics(data.get("metrics"))
         except ValueError as err:
@@ -174,7 +182,9 @@ class PromptRecord:
         file = data.get("tensor_file", "")
         match = TENSOR_FILE.fullmatch(file)
         if file and (match is None or match["name"] != data["name"]):  # never a path out of the library
-            raise ValueError(f"{source}: field 'tensor_file' is {file!r}, expected '{data['name']}@<16 hex>.safetensors'")
+            raise ValueError(
+                f"{source}: field 'tensor_file' is {file!r}, expected '{data['name']}@<16 hex>.safetensors'"
+            )
         return cls(**{**data, "metrics": metrics})
 
 
@@ -216,12 +226,15 @@ def resolve_library_root(spec: str | os.PathLike) -> Path:
     text = os.fspath(spec)
     if not text.startswith(SHIPPED_PREFIX):
         return Path(text).expanduser()
-    name, _, subpath = text[len(SHIPPED_PREFIX):].partition("/")
+    name, _, subpath = text[len(SHIPPED_PREFIX) :].partition("/")
     shipped = shipped_libraries()
     if name not in shipped:
         close = difflib.get_close_matches(name, list(shipped), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(SHIPPED_PREFIX + c for c in close)}?" if close else (
-            f"shipped: {', '.join(SHIPPED_PREFIX + n for n in shipped) or 'none'}")
+        hint = (
+            f"did you mean {', '.join(SHIPPED_PREFIX + c for c in close)}?"
+            if close
+            else (f"shipped: {', '.join(SHIPPED_PREFIX + n for n in shipped) or 'none'}")
+        )
         raise ValueError(f"no shipped prompt library {SHIPPED_PREFIX + name!r}; {hint}")
     return shipped[name] / subpath if subpath else shipped[name]
 
@@ -229,21 +242,37 @@ def resolve_library_root(spec: str | os.PathLike) -> Path:
 def card_markdown(record: PromptRecord) -> str:
     """A prompt's card as Markdown: what it is, how well it does, how it was made."""
     card = record.card
-    lines = [f"# {record.name}", "",
-             f"Soft prompt for task `{record.task}` ({record.method}), {record.prompt_length} × {record.hidden_size}, "
-             f"trained on backbone `{record.backbone}` (embedding fingerprint {record.fingerprint}).", ""]
+    lines = [
+        f"# {record.name}",
+        "",
+        f"Soft prompt for task `{record.task}` ({record.method}), {record.prompt_length} × {record.hidden_size}, "
+        f"trained on backbone `{record.backbone}` (embedding fingerprint {record.fingerprint}).",
+        "",
+    ]
     metric = card.get("metric")
     if metric is not None and card.get("dev_score") is not None:
         majority, best = card.get("majority_dev_score"), card.get("best_constant_dev_score")
         floors = [f"majority class: {_number(majority)}"] if _is_number(majority) else []
         if _is_number(best) and best != majority:  # an F1-type metric can favour a rarer answer
             floors.append(f"best constant answer {card.get('best_constant_answer')!r}: {_number(best)}")
-        lines.append(f"- dev {metric}: **{_number(card['dev_score'])}**" + (f" ({'; '.join(floors)})" if floors else ""))
-    labels = {"best_step": "best step", "steps": "steps trained", "examples_seen": "examples seen at the best step",
-              "seconds": "training wall time (s)", "seed": "seed", "settings": "settings", "command": "command",
-              "git_revision": "git revision", "machine": "machine", "date": "date",
-              "imported_from": "imported from the PEFT adapter", "base_model_name_or_path": "the adapter's base model",
-              "source": "exported from"}
+        lines.append(
+            f"- dev {metric}: **{_number(card['dev_score'])}**" + (f" ({'; '.join(floors)})" if floors else "")
+        )
+    labels = {
+        "best_step": "best step",
+        "steps": "steps trained",
+        "examples_seen": "examples seen at the best step",
+        "seconds": "training wall time (s)",
+        "seed": "seed",
+        "settings": "settings",
+        "command": "command",
+        "git_revision": "git revision",
+        "machine": "machine",
+        "date": "date",
+        "imported_from": "imported from the PEFT adapter",
+        "base_model_name_or_path": "the adapter's base model",
+        "source": "exported from",
+    }
     for key, label in labels.items():
         if key in card:
             value = card[key]
@@ -343,8 +372,10 @@ class PromptLibrary:
         """Hold the library's write lock: two processes adding or removing entries take turns,
         so neither reads a state the other is halfway through replacing."""
         if self.read_only:
-            raise ValueError(f"{self.spec} is a prompt library shipped with promptmix ({self.root}) and is read-only; "
-                             f"cannot {action}: use a library of your own (--library DIR or $PROMPTMIX_LIBRARY)")
+            raise ValueError(
+                f"{self.spec} is a prompt library shipped with promptmix ({self.root}) and is read-only; "
+                f"cannot {action}: use a library of your own (--library DIR or $PROMPTMIX_LIBRARY)"
+            )
         self.check_directory()
         self.root.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(self.root / LOCK_FILE, timeout=LOCK_TIMEOUT)
@@ -352,8 +383,10 @@ class PromptLibrary:
             with lock:
                 yield
         except filelock.Timeout:
-            raise TimeoutError(f"{self.root / LOCK_FILE}: another process has held the library's write lock for "
-                               f"{LOCK_TIMEOUT:.0f} s; try again when it is done") from None
+            raise TimeoutError(
+                f"{self.root / LOCK_FILE}: another process has held the library's write lock for "
+                f"{LOCK_TIMEOUT:.0f} s; try again when it is done"
+            ) from None
 
     def _drop_stale_tensors(self, name: str, keep: Path | None) -> None:
         """Delete tensor files of ``name`` other than ``keep`` (left by an overwrite or removal
@@ -388,16 +421,25 @@ class PromptLibrary:
         with self._writing(f"add {name!r}"):
             if name in self and not overwrite:
                 old = self.get(name)
-                raise PromptExistsError(f"prompt {name!r} already exists in {self.root} (task {old.task!r}, "
-                                        f"backbone {old.backbone!r}, created {old.created}); pass overwrite=True to replace it")
+                raise PromptExistsError(
+                    f"prompt {name!r} already exists in {self.root} (task {old.task!r}, "
+                    f"backbone {old.backbone!r}, created {old.created}); pass overwrite=True to replace it"
+                )
             # A fresh file name: the entry standing now keeps its tensor until the record switches.
             tensor = self.root / f"{name}@{secrets.token_hex(8)}.safetensors"
             try:
                 digest = atomic_save_safetensors({TENSOR_KEY: value}, tensor, metadata={"format": "pt", "name": name})
                 record = PromptRecord(
-                    name=name, task=task, method=method, **identity, prompt_length=int(value.shape[0]),
-                    sha256=digest, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    tensor_file=tensor.name, metrics=clean, card=card,
+                    name=name,
+                    task=task,
+                    method=method,
+                    **identity,
+                    prompt_length=int(value.shape[0]),
+                    sha256=digest,
+                    created=datetime.now(UTC).isoformat(timespec="seconds"),
+                    tensor_file=tensor.name,
+                    metrics=clean,
+                    card=card,
                 )
                 atomic_write_text(self.record_path(name), json.dumps(record.to_dict(), indent=2) + "\n")  # the switch
             except BaseException:
@@ -412,8 +454,11 @@ class PromptLibrary:
         if check_name(name) not in self:
             names = self.names()
             close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else (
-                f"; it holds {len(names)} prompt(s)" + (f": {', '.join(names[:10])}" if names else ""))
+            hint = (
+                f"; did you mean {', '.join(map(repr, close))}?"
+                if close
+                else (f"; it holds {len(names)} prompt(s)" + (f": {', '.join(names[:10])}" if names else ""))
+            )
             raise UnknownPromptError(f"no prompt named {name!r} in {self.root}{hint}")
         path = self.record_path(name)
         record = PromptRecord.from_dict(read_json(path), source=path)
@@ -500,6 +545,8 @@ def fixed_task_prompt(method: Any, task: str) -> Tensor:
     if out.prompt_mask is not None and not bool(out.prompt_mask.all()):
         prompts = prompts[:, out.prompt_mask[0].bool()]  # drop pad slots of routed prompts
     if not torch.equal(prompts[0], prompts[1]):
-        raise ValueError(f"the {method.config.method} method's prompt for {task!r} depends on the input, so it "
-                         "is not one stored prompt; keep the whole method with save_method instead")
+        raise ValueError(
+            f"the {method.config.method} method's prompt for {task!r} depends on the input, so it "
+            "is not one stored prompt; keep the whole method with save_method instead"
+        )
     return prompts[0].cpu().clone()

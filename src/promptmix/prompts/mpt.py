@@ -41,9 +41,13 @@ class MPTConfig(MethodConfig):
 
     method: ClassVar[str] = "mpt"
     rank: int = field(default=1, metadata={"help": "r: rank of the task-specific multiplier u_k v_k (the paper: 1)"})
-    init: str = field(default="vocab", metadata={
-        "help": "mpt-source: the student's P* at the start: 'vocab' (the paper: sampled vocabulary embeddings) "
-                "or 'teacher-mean' (this project's extension: the mean of the teacher prompts)"})
+    init: str = field(
+        default="vocab",
+        metadata={
+            "help": "mpt-source: the student's P* at the start: 'vocab' (the paper: sampled vocabulary embeddings) "
+            "or 'teacher-mean' (this project's extension: the mean of the teacher prompts)"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -120,7 +124,9 @@ class MPT(PromptMethod):
         """Overwrite task ``task``'s u [l, r] and v [r, d]."""
         k = self.task_id(task)
         if tuple(u.shape) != tuple(self.u.shape[1:]) or tuple(v.shape) != tuple(self.v.shape[1:]):
-            raise ValueError(f"task vectors for {task!r} have shapes {tuple(u.shape)}, {tuple(v.shape)}; expected {tuple(self.u.shape[1:])}, {tuple(self.v.shape[1:])}")
+            raise ValueError(
+                f"task vectors for {task!r} have shapes {tuple(u.shape)}, {tuple(v.shape)}; expected {tuple(self.u.shape[1:])}, {tuple(self.v.shape[1:])}"
+            )
         with torch.no_grad():
             self.u[k], self.v[k] = u.to(self.u), v.to(self.v)
 
@@ -154,8 +160,13 @@ class MPT(PromptMethod):
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def from_teachers(cls, teacher_prompts: Mapping[str, Tensor], shared_prompt: Tensor | str,
-                      config: MPTConfig | None = None, **fields: Any) -> MPT:
+    def from_teachers(
+        cls,
+        teacher_prompts: Mapping[str, Tensor],
+        shared_prompt: Tensor | str,
+        config: MPTConfig | None = None,
+        **fields: Any,
+    ) -> MPT:
         """An MPT to distil ``teacher_prompts`` ({task: [l, d]}, plain prompt tuning) into: one
         task per teacher, u_k v_k = 1, so every task starts at P*.
 
@@ -188,8 +199,9 @@ class MPT(PromptMethod):
         One target is MPT; several share P* (MPT-m). The config is the source's."""
         if not source.task_names:
             raise ValueError("the source MPT holds no tasks whose vectors could be averaged")
-        method = cls(source.config, source.hidden_size, targets).to(device=source.shared_prompt.device,
-                                                                   dtype=source.shared_prompt.dtype)
+        method = cls(source.config, source.hidden_size, targets).to(
+            device=source.shared_prompt.device, dtype=source.shared_prompt.dtype
+        )
         with torch.no_grad():
             method.shared_prompt.copy_(source.shared_prompt)
             method.u.copy_(source.u.mean(0, keepdim=True).expand_as(method.u))

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput
 
+
 @dataclass
 class RoutedPromptOutput(PromptOutput):
     """A :class:`PromptOutput` whose rows come from different methods.
@@ -87,8 +88,9 @@ class PromptRouter(PromptMethod):
         for j, (name, method) in enumerate(pairs):
             for k, task in enumerate(method.task_names):
                 if task in holder:
-                    raise ValueError(f"task {task!r} is held by both {holder[task]!r} and {name!r}; "
-                                     "load only one prompt per task")
+                    raise ValueError(
+                        f"task {task!r} is held by both {holder[task]!r} and {name!r}; load only one prompt per task"
+                    )
                 holder[task] = name
                 owner.append(j)
                 local.append(k)
@@ -123,24 +125,31 @@ class PromptRouter(PromptMethod):
                 continue
             out = method(inputs_embeds[rows], attention_mask[rows], local[rows])
             mj = out.prompts.shape[1]
-            prompts[rows, m - mj:] = out.prompts.to(prompts.dtype)  # left-padded: pads come first
-            prompt_mask[rows, m - mj:] = 1 if out.prompt_mask is None else out.prompt_mask.to(prompt_mask.dtype)
+            prompts[rows, m - mj :] = out.prompts.to(prompts.dtype)  # left-padded: pads come first
+            prompt_mask[rows, m - mj :] = 1 if out.prompt_mask is None else out.prompt_mask.to(prompt_mask.dtype)
             if out.attention is not None:
                 parts.append((rows, out.attention))
         attention, lengths = _pad_attention(parts, B, m, inputs_embeds.device)
-        return RoutedPromptOutput(prompts=prompts, prompt_mask=prompt_mask, attention=attention, attention_lengths=lengths)
+        return RoutedPromptOutput(
+            prompts=prompts, prompt_mask=prompt_mask, attention=attention, attention_lengths=lengths
+        )
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Every member's groups, keyed ``"<member index>.<group>"`` (members keep their own
         learning-rate split if anyone fine-tunes through a router)."""
-        return {f"{j}.{group}": params for j, method in enumerate(self.members)
-                for group, params in method.param_groups().items()}
+        return {
+            f"{j}.{group}": params
+            for j, method in enumerate(self.members)
+            for group, params in method.param_groups().items()
+        }
 
     def to_config(self) -> dict:
         raise NotImplementedError("a PromptRouter is not saved as a whole: save each member with save_method")
 
 
-def _pad_attention(parts: list[tuple[Tensor, Tensor]], B: int, m: int, device: torch.device) -> tuple[Tensor | None, Tensor]:
+def _pad_attention(
+    parts: list[tuple[Tensor, Tensor]], B: int, m: int, device: torch.device
+) -> tuple[Tensor | None, Tensor]:
     """Scatter each member's attention [b, k_j] (or [b, k_j, m_j]) into one zero-padded
     [B, k_max] (or [B, k_max, m]) tensor; token-level weights are left-padded like the prompts."""
     lengths = torch.zeros(B, dtype=torch.long, device=device)
@@ -158,6 +167,6 @@ def _pad_attention(parts: list[tuple[Tensor, Tensor]], B: int, m: int, device: t
         if a.dim() == 2:
             out[rows, :k] = a
         else:
-            out[rows, :k, m - a.shape[2]:] = a
+            out[rows, :k, m - a.shape[2] :] = a
         lengths[rows] = k
     return out, lengths

@@ -25,11 +25,17 @@ class SoftPromptConfig(MethodConfig):
     """Prompt tuning (also what trains the source prompts ATTEMPT and MPT start from)."""
 
     method: ClassVar[str] = "prompt-tuning"
-    init: str = field(default="vocab", metadata={
-        "help": "how a new prompt starts (SoftPrompt.initialize): 'vocab' (m ids from the 5,000 most "
-                "frequent vocabulary entries), 'class-label' (the task's label words first, then vocab; Lester et al.), "
-                "'text' (the embeddings of init_text) or 'random'"})
-    init_text: str | None = field(default=None, metadata={"help": "text whose token embeddings start a prompt when init='text'"})
+    init: str = field(
+        default="vocab",
+        metadata={
+            "help": "how a new prompt starts (SoftPrompt.initialize): 'vocab' (m ids from the 5,000 most "
+            "frequent vocabulary entries), 'class-label' (the task's label words first, then vocab; Lester et al.), "
+            "'text' (the embeddings of init_text) or 'random'"
+        },
+    )
+    init_text: str | None = field(
+        default=None, metadata={"help": "text whose token embeddings start a prompt when init='text'"}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,12 +85,28 @@ class SoftPrompt(PromptMethod):
         with torch.no_grad():
             self.prompts[self.task_id(task)] = value.to(self.prompts)
 
-    def initialize(self, task: str, embeddings: Tensor, tokenizer: Any = None, generator: torch.Generator | None = None,
-                   label_words: list[str] | None = None) -> None:
+    def initialize(
+        self,
+        task: str,
+        embeddings: Tensor,
+        tokenizer: Any = None,
+        generator: torch.Generator | None = None,
+        label_words: list[str] | None = None,
+    ) -> None:
         """Fill ``task``'s prompt as ``config.init`` says, from the embedding matrix [V, d]
         (see :func:`promptmix.prompts.init.initial_prompt`; ``label_words`` for 'class-label')."""
-        self.set_prompt(task, initial_prompt(embeddings, self.prompt_length, self.config.init, tokenizer=tokenizer,
-                                             text=self.config.init_text, generator=generator, label_words=label_words))
+        self.set_prompt(
+            task,
+            initial_prompt(
+                embeddings,
+                self.prompt_length,
+                self.config.init,
+                tokenizer=tokenizer,
+                text=self.config.init_text,
+                generator=generator,
+                label_words=label_words,
+            ),
+        )
 
     def add_task(self, task: str, value: Tensor) -> None:
         """Append a task with initial prompt ``value`` [m, d]."""

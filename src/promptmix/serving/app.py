@@ -57,8 +57,13 @@ from promptmix.serving.batcher import BatcherConfig, DynamicBatcher, QueueFull, 
 from promptmix.serving.limits import DEFAULT_READ_TIMEOUT, MIN_BODY_BYTES, BodyLimit, error
 from promptmix.serving.prometheus import CONTENT_TYPE_LATEST, exposition
 
-STATUS_OF_INPUT_ERROR = {"unknown_task": 422, "invalid": 422, "too_long": 413, "too_many_choices": 413,
-                         "choice_too_long": 413}
+STATUS_OF_INPUT_ERROR = {
+    "unknown_task": 422,
+    "invalid": 422,
+    "too_long": 413,
+    "too_many_choices": 413,
+    "choice_too_long": 413,
+}
 
 
 class TooManyInputs(Exception):
@@ -72,8 +77,9 @@ class UnknownQuery(Exception):
 async def no_query(request: Request) -> None:
     if request.query_params:
         names = ", ".join(repr(name) for name in dict.fromkeys(request.query_params.keys()))
-        raise UnknownQuery(f"unknown query parameter(s) {names}: no endpoint takes any (a request's settings go in its "
-                           "JSON body)")
+        raise UnknownQuery(
+            f"unknown query parameter(s) {names}: no endpoint takes any (a request's settings go in its JSON body)"
+        )
 
 
 class ClientGone(Exception):
@@ -99,10 +105,16 @@ class ErrorResponse(BaseModel):
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    what = {400: "Malformed JSON, or not valid HTTP", 404: "Unknown path or model", 408: "Request too slow to arrive",
-            413: "Body, input count, input length or choices over the limits", 422: "Invalid request",
-            429: "Queue full (Retry-After)", 500: "Unexpected failure (logged; Connection: close)",
-            503: "Shutting down or over the connection limit (Retry-After)"}
+    what = {
+        400: "Malformed JSON, or not valid HTTP",
+        404: "Unknown path or model",
+        408: "Request too slow to arrive",
+        413: "Body, input count, input length or choices over the limits",
+        422: "Invalid request",
+        429: "Queue full (Retry-After)",
+        500: "Unexpected failure (logged; Connection: close)",
+        503: "Shutting down or over the connection limit (Retry-After)",
+    }
     return {status: {"model": ErrorResponse, "description": what[status]} for status in statuses}
 
 
@@ -123,8 +135,10 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_inputs_per_request <= self.batcher.max_queue:
-            raise ValueError(f"max_inputs_per_request must lie in [1, max_queue={self.batcher.max_queue}], "
-                             f"got {self.max_inputs_per_request}")
+            raise ValueError(
+                f"max_inputs_per_request must lie in [1, max_queue={self.batcher.max_queue}], "
+                f"got {self.max_inputs_per_request}"
+            )
         if self.max_body_bytes < MIN_BODY_BYTES:
             raise ValueError(f"max_body_bytes must be at least {MIN_BODY_BYTES}, got {self.max_body_bytes}")
         if not self.read_timeout > 0:
@@ -132,21 +146,22 @@ class ServeConfig:
 
 
 class PredictRequest(Strict):
-    task: str | None = Field(None, description="Task of every input; omit to give a task per input.",
-                             examples=["rte"])
+    task: str | None = Field(None, description="Task of every input; omit to give a task per input.", examples=["rte"])
     inputs: list[dict[str, Any] | str] = Field(
-        ..., min_length=1,
+        ...,
+        min_length=1,
         description="With `task`: raw records (objects of the dataset's fields) or formatted input strings. "
-                    "Without: objects {\"task\", \"record\"} or {\"task\", \"text\"} (plus \"choices\", the "
-                    "candidate answers, with the text of a multiple-choice task).",
-        examples=[[{"sentence1": "A cat sat on the mat.", "sentence2": "A cat sits."}]])
+        'Without: objects {"task", "record"} or {"task", "text"} (plus "choices", the '
+        "candidate answers, with the text of a multiple-choice task).",
+        examples=[[{"sentence1": "A cat sat on the mat.", "sentence2": "A cat sits."}]],
+    )
 
 
 PREDICTION_FIELDS = {  # what the schema says of each field of a Prediction
     "task": "The task (its canonical name).",
     "prediction": "Label word, number or answer text; null when generated text is no valid answer.",
     "score": "Classification: probability of the label among the label words. "
-             "Generation: geometric-mean token probability of the answer.",
+    "Generation: geometric-mean token probability of the answer.",
     "text": "The label word or the generated text.",
     "attention": "ATTEMPT: weight of each source prompt and of the task's own prompt.",
     "label_scores": "Probability of every candidate answer (label words, or the input's own choices).",
@@ -157,9 +172,13 @@ def _prediction_model() -> type[BaseModel]:
     """The response model of one :class:`Prediction`: its fields, types and defaults, declared
     there once, with the schema's descriptions."""
     types = typing.get_type_hints(Prediction)
-    fields = {f.name: (types[f.name], Field(... if f.default is dataclasses.MISSING else f.default,
-                                            description=PREDICTION_FIELDS[f.name]))
-              for f in dataclasses.fields(Prediction)}
+    fields = {
+        f.name: (
+            types[f.name],
+            Field(... if f.default is dataclasses.MISSING else f.default, description=PREDICTION_FIELDS[f.name]),
+        )
+        for f in dataclasses.fields(Prediction)
+    }
     return create_model("PredictionOut", **fields)
 
 
@@ -172,8 +191,10 @@ class PredictResponse(BaseModel):
 
 class TaskInfo(BaseModel):
     name: str
-    kind: str = Field(description="'classification' (rank classification over label words), 'multiple_choice' (over "
-                                  "each input's own candidate answers) or 'generation'.")
+    kind: str = Field(
+        description="'classification' (rank classification over label words), 'multiple_choice' (over "
+        "each input's own candidate answers) or 'generation'."
+    )
     label_words: list[str] | None
     input_fields: list[str]
     max_source_length: int
@@ -184,20 +205,33 @@ class TaskInfo(BaseModel):
 class CompletionRequest(Strict):
     """An OpenAI / vLLM ``/v1/completions`` request. Only the keys below are accepted."""
 
-    model: str = Field(description="A loaded task (name or alias), or '<prompt source>:<task>' as /v1/models lists it.",
-                       examples=["rte"])
+    model: str = Field(
+        description="A loaded task (name or alias), or '<prompt source>:<task>' as /v1/models lists it.",
+        examples=["rte"],
+    )
     prompt: str | dict[str, Any] | list[str | dict[str, Any]] = Field(
         description="Formatted input text, an object of the task's fields (a raw record), or a non-empty list of "
-                    "either (one choice each, in order). A multiple-choice task needs the record.",
-        examples=["rte sentence1: A cat sat on the mat. sentence2: A cat sits."])
-    max_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS,
-                                   description="Most tokens generated (generation tasks); at most the server's "
-                                               "--max-new-tokens, which is the default.")
+        "either (one choice each, in order). A multiple-choice task needs the record.",
+        examples=["rte sentence1: A cat sat on the mat. sentence2: A cat sits."],
+    )
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_NEW_TOKENS,
+        description="Most tokens generated (generation tasks); at most the server's "
+        "--max-new-tokens, which is the default.",
+    )
     n: int = Field(1, ge=1, le=1, description="Answers per prompt: only 1 (answers are deterministic).")
-    temperature: float | None = Field(None, ge=0, le=2, description="Accepted for compatibility and unused: answers "
-                                                                    "are rank-classified or greedy.")
-    logprobs: int | None = Field(None, ge=0, le=5, description="Accepted for compatibility: a rank-classified answer "
-                                                              "always carries every candidate, generated text none.")
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="Accepted for compatibility and unused: answers are rank-classified or greedy."
+    )
+    logprobs: int | None = Field(
+        None,
+        ge=0,
+        le=5,
+        description="Accepted for compatibility: a rank-classified answer "
+        "always carries every candidate, generated text none.",
+    )
     top_p: float | None = Field(None, gt=0, le=1, description="Accepted for compatibility and unused, as temperature.")
     frequency_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted for compatibility and unused.")
     presence_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted for compatibility and unused.")
@@ -222,8 +256,9 @@ class CompletionLogprobs(BaseModel):
 class CompletionChoice(BaseModel):
     index: int
     text: str = Field(description="The answer: label word, candidate or generated text.")
-    logprobs: CompletionLogprobs | None = Field(description="Every candidate's log-probability (rank-classified "
-                                                            "tasks); null for generated text.")
+    logprobs: CompletionLogprobs | None = Field(
+        description="Every candidate's log-probability (rank-classified tasks); null for generated text."
+    )
     finish_reason: Literal["stop", "length"] = Field(description="'length' when generation used max_tokens.")
 
 
@@ -257,7 +292,9 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
     """The ASGI app answering requests with ``predictor``; serve it with uvicorn."""
     config = config or ServeConfig()
     if config.batcher.max_batch_size is None:  # gather what the engine batches: one batching policy, the engine's
-        config = dataclasses.replace(config, batcher=dataclasses.replace(config.batcher, max_batch_size=predictor.max_batch_size))
+        config = dataclasses.replace(
+            config, batcher=dataclasses.replace(config.batcher, max_batch_size=predictor.max_batch_size)
+        )
     holder: dict[str, Any] = {}
     # Requests are validated and tokenised on their own thread, with their own tokenizer copy,
     # while the batcher's thread runs the model: arrivals keep filling the next batch.
@@ -275,22 +312,31 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
 
     # Swagger UI's script, style and icon come from promptmix itself (fastapi-offline ships them), so /docs
     # works without the CDN FastAPI would point it at; the validator badge (an image from swagger.io) is off.
-    app = FastAPIOffline(title="promptmix", version=__version__, lifespan=lifespan, redoc_url=None,
-                         description="One frozen language model, every task's soft prompt, mixed-task batches.",
-                         swagger_ui_parameters={"validatorUrl": None}, responses=_errors(500),
-                         dependencies=[Depends(no_query)])
+    app = FastAPIOffline(
+        title="promptmix",
+        version=__version__,
+        lifespan=lifespan,
+        redoc_url=None,
+        description="One frozen language model, every task's soft prompt, mixed-task batches.",
+        swagger_ui_parameters={"validatorUrl": None},
+        responses=_errors(500),
+        dependencies=[Depends(no_query)],
+    )
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, read_timeout=config.read_timeout)
     _add_error_handlers(app, {"/v1/predict": PredictRequest, "/v1/completions": CompletionRequest})
     started = int(time.time())
 
-    async def answer(request: Request, items: list[dict[str, Any]], max_new_tokens: int | None = None) -> list[Prediction]:
+    async def answer(
+        request: Request, items: list[dict[str, Any]], max_new_tokens: int | None = None
+    ) -> list[Prediction]:
         """Validate, tokenise and queue ``items``; their predictions, unless the client goes first."""
         batcher = holder["batcher"]
         if len(items) > config.max_inputs_per_request:
             raise TooManyInputs(f"{len(items)} inputs; at most {config.max_inputs_per_request} per request")
         batcher.check_capacity(len(items))  # refuse before tokenising when overloaded
         prepared = await asyncio.get_running_loop().run_in_executor(
-            holder["prepare_pool"], functools.partial(preparer.prepare, items, truncate=False))
+            holder["prepare_pool"], functools.partial(preparer.prepare, items, truncate=False)
+        )
         for p in prepared:
             p.max_new_tokens = max_new_tokens
         answered = asyncio.ensure_future(batcher.submit(prepared))
@@ -314,27 +360,50 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
     async def completions(body: CompletionRequest, request: Request) -> CompletionResponse | JSONResponse:
         task = _model_task(predictor, body.model)
         if body.max_tokens is not None and body.max_tokens > predictor.max_new_tokens:
-            return error(422, "invalid_request", f"max_tokens: {body.max_tokens} is over the server's limit of "
-                                                 f"{predictor.max_new_tokens} (--max-new-tokens)")
+            return error(
+                422,
+                "invalid_request",
+                f"max_tokens: {body.max_tokens} is over the server's limit of "
+                f"{predictor.max_new_tokens} (--max-new-tokens)",
+            )
         prompts = body.prompt if isinstance(body.prompt, list) else [body.prompt]
         if not prompts:
             return error(422, "invalid_request", "prompt: give at least one prompt")
         predictions = await answer(request, as_items(prompts, task), body.max_tokens)
         limit = body.max_tokens or predictor.max_new_tokens
         lengths = await asyncio.get_running_loop().run_in_executor(
-            holder["prepare_pool"], lambda: [None if p.label_scores is not None else
-                                             len(preparer.backbone.tokenizer(p.text, add_special_tokens=False)["input_ids"])
-                                             for p in predictions])
-        return CompletionResponse(id=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=body.model, choices=[
-            CompletionChoice(index=i, text=p.text, logprobs=_completion_logprobs(p),
-                             finish_reason="length" if n is not None and n >= limit else "stop")
-            for i, (p, n) in enumerate(zip(predictions, lengths))])
+            holder["prepare_pool"],
+            lambda: [
+                None
+                if p.label_scores is not None
+                else len(preparer.backbone.tokenizer(p.text, add_special_tokens=False)["input_ids"])
+                for p in predictions
+            ],
+        )
+        return CompletionResponse(
+            id=f"cmpl-{uuid.uuid4().hex}",
+            created=int(time.time()),
+            model=body.model,
+            choices=[
+                CompletionChoice(
+                    index=i,
+                    text=p.text,
+                    logprobs=_completion_logprobs(p),
+                    finish_reason="length" if n is not None and n >= limit else "stop",
+                )
+                for i, (p, n) in enumerate(zip(predictions, lengths))
+            ],
+        )
 
     @app.get("/v1/models", response_model=ModelList)
     async def models() -> ModelList:
         backbone = public_name(predictor.backbone.name)
-        return ModelList(data=[ModelCard(id=name, created=started, root=predictor.method.member_of(name)[0], parent=backbone)
-                               for name in predictor.task_names])
+        return ModelList(
+            data=[
+                ModelCard(id=name, created=started, root=predictor.method.member_of(name)[0], parent=backbone)
+                for name in predictor.task_names
+            ]
+        )
 
     @app.get("/v1/tasks", response_model=list[TaskInfo])
     async def tasks() -> list[TaskInfo]:
@@ -344,14 +413,28 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
     async def health() -> dict[str, Any]:
         batcher = holder.get("batcher")
         status = "starting" if batcher is None else "draining" if batcher.closing else "ok"
-        return {"status": status, "tasks": len(predictor.task_names), "backbone": public_name(predictor.backbone.name),
-                "queue_depth": batcher.queue_depth if batcher else 0, "max_queue": config.batcher.max_queue}
+        return {
+            "status": status,
+            "tasks": len(predictor.task_names),
+            "backbone": public_name(predictor.backbone.name),
+            "queue_depth": batcher.queue_depth if batcher else 0,
+            "max_queue": config.batcher.max_queue,
+        }
 
-    scrape = exposition(lambda: (holder["batcher"].metrics, holder["batcher"].queue_depth, config.batcher.max_queue,
-                                 config.batcher.max_batch_size))
+    scrape = exposition(
+        lambda: (
+            holder["batcher"].metrics,
+            holder["batcher"].queue_depth,
+            config.batcher.max_queue,
+            config.batcher.max_batch_size,
+        )
+    )
 
-    @app.get("/metrics", response_class=Response,
-             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+    )
     async def metrics() -> Response:
         return Response(scrape(), media_type=CONTENT_TYPE_LATEST)
 
@@ -382,29 +465,41 @@ def _model_task(predictor: Predictor, model: str) -> str:
     try:
         task = predictor.resolve_task(name)
     except InputError as err:
-        raise HTTPException(404, f"unknown model {err.reason.removeprefix('no prompt is loaded for task ')} "
-                                 "(see /v1/models)") from None
+        raise HTTPException(
+            404, f"unknown model {err.reason.removeprefix('no prompt is loaded for task ')} (see /v1/models)"
+        ) from None
     if source and source != predictor.method.member_of(task)[0]:
-        raise HTTPException(404, f"model {model!r}: task {task!r} is answered by the prompt of "
-                                 f"{predictor.method.member_of(task)[0]!r}, not {source!r} (see /v1/models)")
+        raise HTTPException(
+            404,
+            f"model {model!r}: task {task!r} is answered by the prompt of "
+            f"{predictor.method.member_of(task)[0]!r}, not {source!r} (see /v1/models)",
+        )
     return task
 
 
 def _completion_logprobs(p: Prediction) -> CompletionLogprobs | None:
     if p.label_scores is None:
         return None
-    return CompletionLogprobs(tokens=[p.text], token_logprobs=[_logprob(p.label_scores[p.text])],
-                              top_logprobs=[{c: _logprob(q) for c, q in p.label_scores.items()}], text_offset=[0])
+    return CompletionLogprobs(
+        tokens=[p.text],
+        token_logprobs=[_logprob(p.label_scores[p.text])],
+        top_logprobs=[{c: _logprob(q) for c, q in p.label_scores.items()}],
+        text_offset=[0],
+    )
 
 
 def _task_info(predictor: Predictor, name: str) -> TaskInfo:
     task = predictor.tasks[name]
     kind = "multiple_choice" if task.choices_per_example else "classification" if task.label_words else "generation"
-    return TaskInfo(name=name, kind=kind,
-                    label_words=list(task.label_words) if task.label_words else None,
-                    input_fields=list(task.input_fields), max_source_length=predictor.max_source_lengths[name],
-                    prompt_from=predictor.method.member_of(name)[0],
-                    attention_over=predictor.method.attention_names(name))
+    return TaskInfo(
+        name=name,
+        kind=kind,
+        label_words=list(task.label_words) if task.label_words else None,
+        input_fields=list(task.input_fields),
+        max_source_length=predictor.max_source_lengths[name],
+        prompt_from=predictor.method.member_of(name)[0],
+        attention_over=predictor.method.attention_names(name),
+    )
 
 
 def _add_error_handlers(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> None:
@@ -415,12 +510,18 @@ def _add_error_handlers(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> Non
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error(400, "malformed_json", f"request body is not valid JSON: {errors[0].get('ctx', {}).get('error', '')}".rstrip(": "))
+            return error(
+                400,
+                "malformed_json",
+                f"request body is not valid JSON: {errors[0].get('ctx', {}).get('error', '')}".rstrip(": "),
+            )
         unknown = [e["loc"][-1] for e in errors if e.get("type") == "extra_forbidden" and len(e["loc"]) == 2]
         if unknown:  # named first: a misspelt key is the likeliest mistake, and it would otherwise be ignored
             model = bodies.get(request.url.path)
             accepted = f"; accepted: {', '.join(model.model_fields)}" if model else ""
-            return error(422, "invalid_request", f"unknown key(s) {', '.join(map(repr, unknown))} in the request body{accepted}")
+            return error(
+                422, "invalid_request", f"unknown key(s) {', '.join(map(repr, unknown))} in the request body{accepted}"
+            )
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
         return error(422, "invalid_request", problems)
 
@@ -451,15 +552,22 @@ def _add_error_handlers(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> Non
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI could not decode the body: not UTF-8, or too deep for the parser
-            return error(400, "malformed_json", "request body is not valid JSON: it is not UTF-8, or it nests too deeply")
-        kind = {404: "model_not_found" if request.url.path == "/v1/completions" else "not_found",
-                405: "method_not_allowed"}.get(exc.status_code, "http_error")
+            return error(
+                400, "malformed_json", "request body is not valid JSON: it is not UTF-8, or it nests too deeply"
+            )
+        kind = {
+            404: "model_not_found" if request.url.path == "/v1/completions" else "not_found",
+            405: "method_not_allowed",
+        }.get(exc.status_code, "http_error")
         return error(exc.status_code, kind, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Starlette re-raises the exception once this answer is sent, so the server logs the traceback, and
         # uvicorn then closes the connection: say so, or the client's next request on it would meet a reset.
-        return error(500, "internal_error", f"the server failed to answer ({type(exc).__name__}); it is logged",
-                     headers={"connection": "close"})
-
+        return error(
+            500,
+            "internal_error",
+            f"the server failed to answer ({type(exc).__name__}); it is logged",
+            headers={"connection": "close"},
+        )

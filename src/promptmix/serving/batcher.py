@@ -77,9 +77,14 @@ class BatcherMetrics:
 
     def to_dict(self, queue_depth: int) -> dict[str, Any]:
         return {
-            "requests": self.requests, "items": self.items, "batches": self.batches,
-            "rejected_full": self.rejected_full, "rejected_shutting_down": self.rejected_shutting_down,
-            "failed_batches": self.failed_batches, "abandoned": self.abandoned, "queue_depth": queue_depth,
+            "requests": self.requests,
+            "items": self.items,
+            "batches": self.batches,
+            "rejected_full": self.rejected_full,
+            "rejected_shutting_down": self.rejected_shutting_down,
+            "failed_batches": self.failed_batches,
+            "abandoned": self.abandoned,
+            "queue_depth": queue_depth,
             "mixed_task_batches": sum(n for k, n in self.tasks_per_batch.items() if k > 1),
             "batch_sizes": {str(k): n for k, n in sorted(self.batch_sizes.items())},
             "tasks_per_batch": {str(k): n for k, n in sorted(self.tasks_per_batch.items())},
@@ -100,8 +105,12 @@ class DynamicBatcher:
     handlers, ``await close()`` at shutdown.
     """
 
-    def __init__(self, run_batch: Callable[[list[Any]], Sequence[Any]], config: BatcherConfig | None = None,
-                 task_of: Callable[[Any], str] = lambda item: getattr(item, "task", "")) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[list[Any]], Sequence[Any]],
+        config: BatcherConfig | None = None,
+        task_of: Callable[[Any], str] = lambda item: getattr(item, "task", ""),
+    ) -> None:
         self.config = config or BatcherConfig()
         self._gather = self.config.max_batch_size or self.config.max_queue
         self.metrics = BatcherMetrics()

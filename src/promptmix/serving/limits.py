@@ -41,7 +41,9 @@ def error(status: int, kind: str, message: str, index: int | None = None, header
     """The API's error response: ``{"error": {"type", "message", "index"}}``."""
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[:MAX_MESSAGE_CHARS] + "…"
-    return JSONResponse({"error": {"type": kind, "message": message, "index": index}}, status_code=status, headers=headers)
+    return JSONResponse(
+        {"error": {"type": kind, "message": message, "index": index}}, status_code=status, headers=headers
+    )
 
 
 def timeout_message(read_timeout: float, part: str) -> str:
@@ -69,8 +71,12 @@ class GuardedH11Protocol(H11Protocol):
     async def _bounded(self, scope: dict, receive: Any, send: Any) -> None:
         limit = self.max_connections
         if limit is not None and (len(self.connections) > limit or len(self.tasks) > limit):
-            response = error(503, "over_capacity", f"the server holds its limit of {limit} connections; retry later",
-                             headers={"Retry-After": "1", "connection": "close"})
+            response = error(
+                503,
+                "over_capacity",
+                f"the server holds its limit of {limit} connections; retry later",
+                headers={"Retry-After": "1", "connection": "close"},
+            )
             return await response(scope, receive, send)
         return await self._app(scope, receive, send)
 
@@ -81,14 +87,23 @@ class GuardedH11Protocol(H11Protocol):
         exc = sys.exc_info()[1]
         status = getattr(exc, "error_status_hint", 400)
         reason = str(exc) if isinstance(exc, h11.RemoteProtocolError) and str(exc) else msg
-        body = json.dumps({"error": {"type": "bad_http_request", "index": None,
-                                     "message": f"the request is not valid HTTP/1.1: {reason[:200]}"}}).encode()
+        body = json.dumps(
+            {
+                "error": {
+                    "type": "bad_http_request",
+                    "index": None,
+                    "message": f"the request is not valid HTTP/1.1: {reason[:200]}",
+                }
+            }
+        ).encode()
         phrases = {400: b"Bad Request", 431: b"Request Header Fields Too Large", 501: b"Not Implemented"}
         status = status if status in phrases else 400
         phrase = phrases[status]
         # h11 is in its error state and sends nothing more: write the response raw, then close.
-        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                             b"content-length: %d\r\n\r\n%s" % (status, phrase, len(body), body))
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"content-length: %d\r\n\r\n%s" % (status, phrase, len(body), body)
+        )
         self._linger()
 
     def _linger(self) -> None:
@@ -141,12 +156,25 @@ class GuardedH11Protocol(H11Protocol):
         # (Bytes alone do not say so: the rest of a body refused with 413 keeps arriving after
         # the 413, and a 408 then would answer no request.) h11 cannot send a response before a
         # request, so raw.
-        if (self._bytes_since_armed and self.conn.our_state is h11.IDLE and self.conn.their_state is h11.IDLE
-                and self.conn.trailing_data[0]):
-            body = json.dumps({"error": {"type": "request_timeout", "index": None,
-                                         "message": timeout_message(self.read_timeout, "headers")}}).encode()
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        if (
+            self._bytes_since_armed
+            and self.conn.our_state is h11.IDLE
+            and self.conn.their_state is h11.IDLE
+            and self.conn.trailing_data[0]
+        ):
+            body = json.dumps(
+                {
+                    "error": {
+                        "type": "request_timeout",
+                        "index": None,
+                        "message": timeout_message(self.read_timeout, "headers"),
+                    }
+                }
+            ).encode()
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+            )
         self.transport.close()
 
 
@@ -164,12 +192,21 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         refusal = None
         if scope.get("http_version") not in ("1.0", "1.1"):  # h11 parses HTTP/2's preface "PRI * HTTP/2.0" as a request
-            refusal = error(505, "bad_http_request", f"the request is not valid HTTP/1.1: HTTP/{scope.get('http_version')} "
-                                                     "is not served here (HTTP/1.1 only)", headers={"connection": "close"})
+            refusal = error(
+                505,
+                "bad_http_request",
+                f"the request is not valid HTTP/1.1: HTTP/{scope.get('http_version')} "
+                "is not served here (HTTP/1.1 only)",
+                headers={"connection": "close"},
+            )
         elif b"content-length" in headers and b"transfer-encoding" in headers:
             # RFC 9112 section 6.3: the mark of request smuggling; refused rather than guessed at.
-            refusal = error(400, "bad_http_request", "the request is not valid HTTP/1.1: it gives both Content-Length "
-                                                     "and Transfer-Encoding", headers={"connection": "close"})
+            refusal = error(
+                400,
+                "bad_http_request",
+                "the request is not valid HTTP/1.1: it gives both Content-Length and Transfer-Encoding",
+                headers={"connection": "close"},
+            )
         if refusal is not None:
             return await refusal(scope, receive, send)
         declared = headers.get(b"content-length", b"")
@@ -179,7 +216,9 @@ class BodyLimit:
             async with asyncio.timeout(self.read_timeout):
                 body = await self._read(receive)
         except TimeoutError:
-            response = error(408, "request_timeout", timeout_message(self.read_timeout, "body"), headers={"connection": "close"})
+            response = error(
+                408, "request_timeout", timeout_message(self.read_timeout, "body"), headers={"connection": "close"}
+            )
             return await response(scope, receive, send)
         if body is None:
             return await self._refuse(scope, receive, send)

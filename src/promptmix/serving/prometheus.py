@@ -59,12 +59,24 @@ class BatcherCollector(Collector):
             ("promptmix_requests", "Prediction requests accepted.", metrics.requests),
             ("promptmix_inputs", "Inputs accepted (a request carries one or more).", metrics.items),
             ("promptmix_batches", "Batches run through the model.", metrics.batches),
-            ("promptmix_failed_batches", ("Batches whose run raised (a batch of several requests is then run again "
-                                          "request by request; the failing request's inputs get a 500)."),
-             metrics.failed_batches),
-            ("promptmix_abandoned_inputs", "Queued inputs dropped because their client disconnected.", metrics.abandoned),
-            ("promptmix_mixed_task_batches", "Batches holding inputs of more than one task.",
-             sum(n for k, n in metrics.tasks_per_batch.items() if k > 1)),
+            (
+                "promptmix_failed_batches",
+                (
+                    "Batches whose run raised (a batch of several requests is then run again "
+                    "request by request; the failing request's inputs get a 500)."
+                ),
+                metrics.failed_batches,
+            ),
+            (
+                "promptmix_abandoned_inputs",
+                "Queued inputs dropped because their client disconnected.",
+                metrics.abandoned,
+            ),
+            (
+                "promptmix_mixed_task_batches",
+                "Batches holding inputs of more than one task.",
+                sum(n for k, n in metrics.tasks_per_batch.items() if k > 1),
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         rejected = CounterMetricFamily("promptmix_rejected", "Requests refused before any work.", labels=["reason"])
@@ -72,10 +84,14 @@ class BatcherCollector(Collector):
         rejected.add_metric(["shutting_down"], metrics.rejected_shutting_down)
         yield rejected
         yield GaugeMetricFamily("promptmix_queue_depth", "Inputs waiting for a batch now.", value=depth)
-        yield GaugeMetricFamily("promptmix_queue_capacity", "Most inputs that may wait (beyond it: 429).", value=capacity)
+        yield GaugeMetricFamily(
+            "promptmix_queue_capacity", "Most inputs that may wait (beyond it: 429).", value=capacity
+        )
         yield histogram("promptmix_batch_size", "Inputs per batch.", metrics.batch_sizes, powers_of_two(max_batch))
         tasks = max(metrics.tasks_per_batch, default=1)
-        yield histogram("promptmix_tasks_per_batch", "Distinct tasks per batch.", metrics.tasks_per_batch, list(range(1, tasks + 1)))
+        yield histogram(
+            "promptmix_tasks_per_batch", "Distinct tasks per batch.", metrics.tasks_per_batch, list(range(1, tasks + 1))
+        )
 
 
 def exposition(state: Callable[[], tuple[BatcherMetrics, int, int, int]]) -> Callable[[], bytes]:

@@ -44,8 +44,15 @@ def check_address(host: str, port: int) -> None:
         raise ValueError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
 
 
-def make_server(app: Any, host: str = "127.0.0.1", port: int = 8000, *, max_connections: int | None = None,
-                read_timeout: float = DEFAULT_READ_TIMEOUT, log_level: str = "info") -> uvicorn.Server:
+def make_server(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    max_connections: int | None = None,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    log_level: str = "info",
+) -> uvicorn.Server:
     """A uvicorn server for ``app``. ``max_connections`` bounds concurrent connections
     (503 beyond it), so open sockets cannot grow memory without limit; a connection whose
     request headers take longer than ``read_timeout`` seconds is answered 408 and closed
@@ -57,9 +64,15 @@ def make_server(app: Any, host: str = "127.0.0.1", port: int = 8000, *, max_conn
         raise ValueError(f"max_connections must be >= 1, got {max_connections}")
     if not read_timeout > 0:
         raise ValueError(f"read_timeout must be > 0 seconds, got {read_timeout}")
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, limit_concurrency=max_connections,
-                            http=functools.partial(GuardedH11Protocol, read_timeout=read_timeout),
-                            timeout_graceful_shutdown=None)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        limit_concurrency=max_connections,
+        http=functools.partial(GuardedH11Protocol, read_timeout=read_timeout),
+        timeout_graceful_shutdown=None,
+    )
     return uvicorn.Server(config)
 
 
@@ -73,7 +86,9 @@ class BackgroundServer:
             httpx.get(server.url + "/health")
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, start_timeout: float = 60, **options: Any) -> None:
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, *, start_timeout: float = 60, **options: Any
+    ) -> None:
         options.setdefault("log_level", "warning")
         self.server = make_server(app, host, port, **options)
         self.thread = threading.Thread(target=self.server.run, name="promptmix-server", daemon=True)

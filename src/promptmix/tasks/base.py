@@ -49,10 +49,16 @@ def string_list(value: Any, field: str, what: str, *, allow_empty: bool = True, 
     """``value`` as a list of stripped strings; anything else (a string, a number, a list
     holding another type, a blank string unless ``allow_blank``, an empty list unless
     ``allow_empty``) raises a DataError naming ``field``."""
-    if (not isinstance(value, list) or not all(isinstance(v, str) and (allow_blank or v.strip()) for v in value)
-            or not (value or allow_empty)):
-        raise DataError(f"expected a {'' if allow_empty else 'non-empty '}list of {what} "
-                        f"({'' if allow_blank else 'non-blank '}strings), got {_shown(value)}", field=field)
+    if (
+        not isinstance(value, list)
+        or not all(isinstance(v, str) and (allow_blank or v.strip()) for v in value)
+        or not (value or allow_empty)
+    ):
+        raise DataError(
+            f"expected a {'' if allow_empty else 'non-empty '}list of {what} "
+            f"({'' if allow_blank else 'non-blank '}strings), got {_shown(value)}",
+            field=field,
+        )
     return [v.strip() for v in value]
 
 
@@ -108,8 +114,14 @@ class Task:
     default_max_train_examples: ClassVar[int | None] = None
     dedupe_eval_groups: ClassVar[bool] = False
 
-    def __init__(self, *, max_train_examples: Any = _DEFAULT, files: Mapping[str, str] | None = None,
-                 skip_malformed: bool = False, dev_from_train: int | None = None):
+    def __init__(
+        self,
+        *,
+        max_train_examples: Any = _DEFAULT,
+        files: Mapping[str, str] | None = None,
+        skip_malformed: bool = False,
+        dev_from_train: int | None = None,
+    ):
         if max_train_examples is _DEFAULT:
             max_train_examples = self.default_max_train_examples
         if max_train_examples is not None and int(max_train_examples) < 1:
@@ -161,8 +173,7 @@ class Task:
         words += [f"{field}: {text}" for field, text in self.inputs(record)]
         return " ".join(words)
 
-    def format(self, record: Mapping[str, Any], *, idx: Any = None,
-               require_label: bool = False) -> Example:
+    def format(self, record: Mapping[str, Any], *, idx: Any = None, require_label: bool = False) -> Example:
         """Turn a raw record (the dataset's own field names) into an :class:`Example`.
 
         Raises DataError naming the field when an input field is missing, a label is
@@ -173,8 +184,15 @@ class Task:
         if label is None and require_label:
             raise DataError("missing label", field=self.label_field)
         choices = self.choices_of(record)
-        return Example(source=source, target=target, task=self.name, label=label, group=self.group_of(record),
-                       idx=_as_id(record.get(self.id_field, idx)), choices=tuple(choices) if choices is not None else None)
+        return Example(
+            source=source,
+            target=target,
+            task=self.name,
+            label=label,
+            group=self.group_of(record),
+            idx=_as_id(record.get(self.id_field, idx)),
+            choices=tuple(choices) if choices is not None else None,
+        )
 
     def parse_prediction(self, text: str) -> Any:
         """Map generated text back to a label word / number / span; ``None`` if invalid."""
@@ -201,8 +219,9 @@ class Task:
 
     # -- data ----------------------------------------------------------------------------
 
-    def load_splits(self, data_dir: str | Path | None = None, seed: int = 42, *,
-                    hub: bool | None = None) -> dict[str, list[Example]]:
+    def load_splits(
+        self, data_dir: str | Path | None = None, seed: int = 42, *, hub: bool | None = None
+    ) -> dict[str, list[Example]]:
         """Train / dev / test examples under the papers' protocol (see ``splits.py``).
 
         Args:
@@ -212,10 +231,16 @@ class Task:
                 ``None`` tries local files first and then the hub (unless offline).
         """
         raw, layout = load_raw_layout(self, data_dir, hub=hub)
-        dev_from_train = self.dev_from_train if self.dev_from_train is not None else getattr(layout, "dev_from_train", None)
-        return protocol_splits(raw, seed, max_train=self.max_train_examples,
-                               dedupe_eval_groups=self.dedupe_eval_groups, dev_from_train=dev_from_train)
-
+        dev_from_train = (
+            self.dev_from_train if self.dev_from_train is not None else getattr(layout, "dev_from_train", None)
+        )
+        return protocol_splits(
+            raw,
+            seed,
+            max_train=self.max_train_examples,
+            dedupe_eval_groups=self.dedupe_eval_groups,
+            dev_from_train=dev_from_train,
+        )
 
 
 def _as_id(value: Any) -> Any:

@@ -119,7 +119,9 @@ class _Located:
     def error(self, path: tuple, reason: str) -> DataError:
         for end in range(len(path), 0, -1):
             if path[:end] in self.lines:
-                return DataError(reason, field=".".join(map(str, path)), file=self.file, where=f"line {self.lines[path[:end]]}")
+                return DataError(
+                    reason, field=".".join(map(str, path)), file=self.file, where=f"line {self.lines[path[:end]]}"
+                )
         return DataError(reason, field=".".join(map(str, path)) or None, file=self.file, where="line 1")
 
 
@@ -148,12 +150,18 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], _Located]:
         data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        raise DataError(f"not valid YAML: {getattr(err, 'problem', err)}", file=path,
-                        where=f"line {mark.line + 1}" if mark else None) from None
+        raise DataError(
+            f"not valid YAML: {getattr(err, 'problem', err)}",
+            file=path,
+            where=f"line {mark.line + 1}" if mark else None,
+        ) from None
     where = _Located(path, dict(_lines(node)) if node is not None else {})
     if not isinstance(data, dict):
-        raise DataError(f"a task file holds a mapping of keys (name, data, input, ...), got {type(data).__name__}",
-                        file=path, where="line 1")
+        raise DataError(
+            f"a task file holds a mapping of keys (name, data, input, ...), got {type(data).__name__}",
+            file=path,
+            where="line 1",
+        )
     return data, where
 
 
@@ -169,8 +177,13 @@ def validate(data: dict[str, Any], where: _Located) -> TaskSpec:
         spec = TaskSpec.model_validate(data)
     except pydantic.ValidationError as err:
         first = err.errors()[0]
-        reason = "unknown key (valid keys: " + ", ".join(_valid_keys(first["loc"])) + ")" if first["type"] == "extra_forbidden" \
-            else f"{first['msg']}, got {first['input']!r}" if first["type"] != "missing" else "missing"
+        reason = (
+            "unknown key (valid keys: " + ", ".join(_valid_keys(first["loc"])) + ")"
+            if first["type"] == "extra_forbidden"
+            else f"{first['msg']}, got {first['input']!r}"
+            if first["type"] != "missing"
+            else "missing"
+        )
         raise where.error(tuple(first["loc"]), reason) from None
     return spec
 
@@ -180,7 +193,14 @@ def _valid_keys(loc: tuple) -> list[str]:
     for part in loc[:-1]:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         kind = getattr(field, "annotation", None)
-        kind = next((a for a in getattr(kind, "__args__", (kind,)) if isinstance(a, type) and issubclass(a, pydantic.BaseModel)), None)
+        kind = next(
+            (
+                a
+                for a in getattr(kind, "__args__", (kind,))
+                if isinstance(a, type) and issubclass(a, pydantic.BaseModel)
+            ),
+            None,
+        )
         if kind is None:
             break
         model = kind
@@ -196,28 +216,38 @@ def template_fields(template: str, where: _Located, path: tuple) -> list[str]:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as err:
-        raise where.error(path, f"not a valid template ({err}); write a field as {{name}} and a brace as {{{{ or }}}}") from None
+        raise where.error(
+            path, f"not a valid template ({err}); write a field as {{name}} and a brace as {{{{ or }}}}"
+        ) from None
     fields = []
     for _, name, spec, conversion in parsed:
         if name is None:
             continue
         if not name.strip() or spec or conversion or re.search(r"[.\[\]]", name):
-            raise where.error(path, f"placeholder {{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}} "
-                                    "must name one record field, e.g. {sentence}")
+            raise where.error(
+                path,
+                f"placeholder {{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}} "
+                "must name one record field, e.g. {sentence}",
+            )
         fields.append(name)
     jinja = re.search(r"\{\{-?\s*([A-Za-z_][\w.\[\]'\"]*)\s*-?\}\}", template)
     if jinja:
-        raise where.error(path, f"{jinja.group(0)} is Jinja (lm-eval) syntax, which this key reads as the literal text "
-                                f"{{{jinja.group(1).strip()}}}; write {{{jinja.group(1).strip()}}}, or give the template as "
-                                "doc_to_text (lm-eval's keys, rendered with Jinja)")
+        raise where.error(
+            path,
+            f"{jinja.group(0)} is Jinja (lm-eval) syntax, which this key reads as the literal text "
+            f"{{{jinja.group(1).strip()}}}; write {{{jinja.group(1).strip()}}}, or give the template as "
+            "doc_to_text (lm-eval's keys, rendered with Jinja)",
+        )
     return fields
 
 
 def render(template: str, record: Mapping[str, Any]) -> str:
     """``template`` with each ``{field}`` replaced by the record's text (a missing field is a
     DataError naming it)."""
-    return "".join(literal + (text_field(record, name) if name is not None else "")
-                   for literal, name, _, _ in string.Formatter().parse(template))
+    return "".join(
+        literal + (text_field(record, name) if name is not None else "")
+        for literal, name, _, _ in string.Formatter().parse(template)
+    )
 
 
 def check(spec: TaskSpec, where: _Located) -> None:
@@ -226,27 +256,39 @@ def check(spec: TaskSpec, where: _Located) -> None:
         raise where.error(("name",), f"{spec.name!r}: use lower-case letters, digits, '.', '_' or '-'")
     given = [key for key in ANSWER_KEYS if getattr(spec, key)]
     if len(given) != 1:
-        raise where.error((given[1],) if given else ("name",),
-                          f"give exactly one of {', '.join(ANSWER_KEYS)} (found: {', '.join(given) or 'none'})")
+        raise where.error(
+            (given[1],) if given else ("name",),
+            f"give exactly one of {', '.join(ANSWER_KEYS)} (found: {', '.join(given) or 'none'})",
+        )
     if spec.label_words is not None and (not spec.label_words or len(set(spec.label_words)) != len(spec.label_words)):
         raise where.error(("label_words",), f"must be distinct words, got {spec.label_words}")
     unknown = {raw: word for raw, word in spec.label_map.items() if word not in (spec.label_words or [])}
     if unknown:
-        raise where.error(("label_map", next(iter(unknown))), f"maps to {next(iter(unknown.values()))!r}, no label word")
+        raise where.error(
+            ("label_map", next(iter(unknown))), f"maps to {next(iter(unknown.values()))!r}, no label word"
+        )
     data = spec.data
     if data.file is not None and (data.files or data.split_field is None):
-        raise where.error(("data", "file"), "one file holding every split needs split_field and split_values "
-                                            "(and no files)" if not data.files else "give file or files, not both")
+        raise where.error(
+            ("data", "file"),
+            "one file holding every split needs split_field and split_values (and no files)"
+            if not data.files
+            else "give file or files, not both",
+        )
     if (data.split_field is None) != (not data.split_values):
-        raise where.error(("data", "split_field" if data.split_field is None else "split_values"),
-                          "give split_field (the column naming each row's split) with split_values "
-                          "({train: <value>, validation: <value>, test: <value>})")
+        raise where.error(
+            ("data", "split_field" if data.split_field is None else "split_values"),
+            "give split_field (the column naming each row's split) with split_values "
+            "({train: <value>, validation: <value>, test: <value>})",
+        )
     if data.split_field is not None and "train" not in data.split_values:
         raise where.error(("data", "split_values"), "needs the train value")
     if data.split_field is not None and data.hub is not None and set(data.split_values) - set(data.hub.splits):
         missing = sorted(set(data.split_values) - set(data.hub.splits))
-        raise where.error(("data", "hub", "splits"), f"name the hub split holding {', '.join(missing)} "
-                                                     "(the rows are then picked by split_field)")
+        raise where.error(
+            ("data", "hub", "splits"),
+            f"name the hub split holding {', '.join(missing)} (the rows are then picked by split_field)",
+        )
     if not spec.data.files and spec.data.file is None and spec.data.hub is None:
         raise where.error(("data",), "give files (relative to this file) or a hub dataset")
     if "train" not in spec.data.files and spec.data.files:
@@ -272,9 +314,10 @@ def file_format(spec: TaskSpec, where: _Located) -> str:
         return spec.data.format or "jsonl"
     suffix = Path(spec.data.file or spec.data.files["train"]).suffix.lower()
     if suffix not in FORMATS:
-        raise where.error(("data", "file") if spec.data.file else ("data", "files", "train"),
-                          f"cannot tell the format from {suffix or 'no suffix'!r}; "
-                                                      "add data.format: jsonl, json, csv, tsv or parquet")
+        raise where.error(
+            ("data", "file") if spec.data.file else ("data", "files", "train"),
+            f"cannot tell the format from {suffix or 'no suffix'!r}; add data.format: jsonl, json, csv, tsv or parquet",
+        )
     return FORMATS[suffix]
 
 
@@ -309,10 +352,13 @@ def read_json_records(path: Path) -> Iterator[Row]:
     data = read_json(path)
     records = data.get("data") if isinstance(data, dict) else data
     if not isinstance(records, list):
-        yield "top level", DataError("expected a list of records (or {\"data\": [...]})")
+        yield "top level", DataError('expected a list of records (or {"data": [...]})')
         return
     for i, record in enumerate(records):
-        yield f"record {i}", record if isinstance(record, dict) else DataError(f"expected an object, got {type(record).__name__}")
+        yield (
+            f"record {i}",
+            record if isinstance(record, dict) else DataError(f"expected an object, got {type(record).__name__}"),
+        )
 
 
 def read_any(path: Path) -> Iterator[Row]:
@@ -350,8 +396,11 @@ def build_task_class(spec: TaskSpec, where: _Located) -> type[Task]:
     origin = where.file
     fields = template_fields(spec.input, where, ("input",))
     if not fields:
-        raise where.error(("input",), f"{spec.input!r} names no record field, so every example's input would be "
-                                      "this same text; name the fields it shows, e.g. \"headline: {headline}\"")
+        raise where.error(
+            ("input",),
+            f"{spec.input!r} names no record field, so every example's input would be "
+            'this same text; name the fields it shows, e.g. "headline: {headline}"',
+        )
     choice_templates = tuple(spec.choices or ())
     columns = fields + [f for i, t in enumerate(choice_templates) for f in template_fields(t, where, ("choices", i))]
     columns += [spec.answer_field or spec.choices_field or spec.label_field]
@@ -363,12 +412,20 @@ def build_task_class(spec: TaskSpec, where: _Located) -> type[Task]:
     hub_id = hub.id if hub else None
     if hub_id is not None and (Path(hub_id).is_absolute() or (origin.parent / hub_id).exists()):
         hub_id = str((origin.parent / hub_id).resolve())  # a local folder: read from disk, offline too
-    source = DataSource(files=files, reader=_reader(file_format(spec, where), [c for c in columns if c]),
-                        release=f"data of task file {origin}", hub_id=hub_id,
-                        hub_config=hub.config if hub else None,
-                        hub_splits=({k: v for k, v in hub.splits.items() if not spec.data.split_values or k in spec.data.split_values}
-                                    if hub else {"train": "train", "validation": "validation"}),
-                        split_field=spec.data.split_field, split_values=dict(spec.data.split_values))
+    source = DataSource(
+        files=files,
+        reader=_reader(file_format(spec, where), [c for c in columns if c]),
+        release=f"data of task file {origin}",
+        hub_id=hub_id,
+        hub_config=hub.config if hub else None,
+        hub_splits=(
+            {k: v for k, v in hub.splits.items() if not spec.data.split_values or k in spec.data.split_values}
+            if hub
+            else {"train": "train", "validation": "validation"}
+        ),
+        split_field=spec.data.split_field,
+        split_values=dict(spec.data.split_values),
+    )
     definition = spec.model_dump(exclude_defaults=True)
     if spec.data.file is not None:
         definition["data"]["file"] = files["train"]
@@ -378,14 +435,25 @@ def build_task_class(spec: TaskSpec, where: _Located) -> type[Task]:
         definition["data"]["hub"] = {**definition["data"]["hub"], "id": hub_id}
     kind = ClassificationTask if spec.label_words else AnswerTask if spec.answer_field else MultipleChoiceTask
     attrs = {
-        "name": spec.name, "aliases": tuple(spec.aliases), "source": source, "input_fields": tuple(fields),
-        "label_field": spec.answer_field or spec.label_field, "metric_names": tuple(metric_names(spec)),
-        "max_source_length": spec.max_source_length, "id_field": spec.id_field, "definition": definition,
-        "origin": str(origin), "template": spec.input, "choice_templates": choice_templates, "__doc__": spec.description,
+        "name": spec.name,
+        "aliases": tuple(spec.aliases),
+        "source": source,
+        "input_fields": tuple(fields),
+        "label_field": spec.answer_field or spec.label_field,
+        "metric_names": tuple(metric_names(spec)),
+        "max_source_length": spec.max_source_length,
+        "id_field": spec.id_field,
+        "definition": definition,
+        "origin": str(origin),
+        "template": spec.input,
+        "choice_templates": choice_templates,
+        "__doc__": spec.description,
     }
     if spec.label_words:
-        attrs.update(label_words=list(spec.label_words),
-                     raw_labels={raw: spec.label_words.index(word) for raw, word in spec.label_map.items()})
+        attrs.update(
+            label_words=list(spec.label_words),
+            raw_labels={raw: spec.label_words.index(word) for raw, word in spec.label_map.items()},
+        )
     elif spec.answer_field:
         attrs["answers_field"] = spec.answer_field
     else:
@@ -408,8 +476,11 @@ def load_task_file(path: str | Path) -> type[Task]:
         if dialect:
             key, hint = dialect.clash(data, cls)
             raise where.error((key,), str(err).replace("; pass overwrite=True to replace them", "") + hint) from None
-        raise where.error(("name",), str(err).replace("; pass overwrite=True to replace them", "") +
-                          ": rename this task (a task file cannot replace a registered task)") from None
+        raise where.error(
+            ("name",),
+            str(err).replace("; pass overwrite=True to replace them", "")
+            + ": rename this task (a task file cannot replace a registered task)",
+        ) from None
 
 
 def load_task_dir(directory: str | Path) -> list[str]:

@@ -40,8 +40,9 @@ class Example:
 class DataError(ValueError):
     """A record that cannot be used. Names the file, the place in it and the field when known."""
 
-    def __init__(self, reason: str, *, field: str | None = None, file: str | Path | None = None,
-                 where: str | None = None):
+    def __init__(
+        self, reason: str, *, field: str | None = None, file: str | Path | None = None, where: str | None = None
+    ):
         self.reason, self.field, self.file, self.where = reason, field, file, where
         parts = []
         if file is not None:

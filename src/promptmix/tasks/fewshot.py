@@ -40,8 +40,9 @@ def _pools(examples: Sequence[Example], task: Task) -> dict[str, list[int]]:
     return pools
 
 
-def disjoint_few_shot(examples: Sequence[Example], k: int, seed: int, task: Task | str | None = None,
-                      runs: int = 3) -> list[list[Example]]:
+def disjoint_few_shot(
+    examples: Sequence[Example], k: int, seed: int, task: Task | str | None = None, runs: int = 3
+) -> list[list[Example]]:
     """``runs`` few-shot sets with no example in common (see the module docstring).
 
     Raises ValueError naming the class when it has fewer than ``k * runs`` examples.
@@ -53,16 +54,14 @@ def disjoint_few_shot(examples: Sequence[Example], k: int, seed: int, task: Task
     for offset, (label, pool) in enumerate(_pools(examples, task).items()):
         if len(pool) < k * runs:
             what = f"class {label!r}" if task.label_words else "the split"
-            raise ValueError(f"{task.name}: {what} has {len(pool)} examples, fewer than "
-                             f"k * runs = {k} * {runs}")
+            raise ValueError(f"{task.name}: {what} has {len(pool)} examples, fewer than k * runs = {k} * {runs}")
         order = permutation(len(pool), seed + 7919 * offset)  # one stream per class
         for run in range(runs):
-            chosen[run] += [pool[j] for j in order[run * k:(run + 1) * k]]
+            chosen[run] += [pool[j] for j in order[run * k : (run + 1) * k]]
     return [[examples[i] for i in _shuffled(ids, seed + run)] for run, ids in enumerate(chosen)]
 
 
-def sample_few_shot(examples: Sequence[Example], k: int, seed: int,
-                    task: Task | str | None = None) -> list[Example]:
+def sample_few_shot(examples: Sequence[Example], k: int, seed: int, task: Task | str | None = None) -> list[Example]:
     """k examples per label word for classification, k in total otherwise, in seeded order.
 
     Args:

@@ -66,8 +66,9 @@ class ClassificationTask(Task):
             if not self.raw_labels and key.isdigit() and int(key) < count:
                 return int(key)
         expected = ", ".join(list(self.label_words) + list(self.raw_labels))
-        raise DataError(f"unknown label {raw!r} (expected one of: {expected}, or an index "
-                        f"0..{count - 1})", field=self.label_field)
+        raise DataError(
+            f"unknown label {raw!r} (expected one of: {expected}, or an index 0..{count - 1})", field=self.label_field
+        )
 
     def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
         index = self.label_index(record.get(self.label_field))
@@ -89,7 +90,9 @@ class ClassificationTask(Task):
 
     def parse_prediction(self, text: str) -> str | None:
         wanted = text.strip().lower()
-        return next((word for word, target in zip(self.label_words, self.target_words()) if target.lower() == wanted), None)
+        return next(
+            (word for word, target in zip(self.label_words, self.target_words()) if target.lower() == wanted), None
+        )
 
 
 def round_to_fifth(value: float) -> str:
@@ -163,7 +166,9 @@ class GenerationTask(Task):
     dedupe_eval_groups: ClassVar[bool] = True
 
     def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
-        refs = string_list(record.get(self.references_field) or [], self.references_field, "references", allow_blank=True)
+        refs = string_list(
+            record.get(self.references_field) or [], self.references_field, "references", allow_blank=True
+        )
         target = record.get(self.target_field)
         target = text_field(record, self.target_field) if target is not None else (refs[0] if refs else "")
         if not target:
@@ -196,7 +201,9 @@ class MultipleChoiceTask(Task):
             return [text_field(record, field) for field in self.choice_fields]
         value = record.get(self.choices_field)
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
-            raise DataError(f"expected a non-empty list of candidate answer strings, got {value!r}", field=self.choices_field)
+            raise DataError(
+                f"expected a non-empty list of candidate answer strings, got {value!r}", field=self.choices_field
+            )
         return [v.strip() for v in value]
 
     def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
@@ -209,8 +216,11 @@ class MultipleChoiceTask(Task):
         text = str(raw).strip()
         index = (int(text) if text.lstrip("-").isdigit() else -1) - self.label_base if not isinstance(raw, bool) else -1
         if not 0 <= index < len(choices):
-            raise DataError(f"label {raw!r} is neither one of the {len(choices)} candidates' text nor an index "
-                            f"{self.label_base}..{self.label_base + len(choices) - 1}", field=self.label_field)
+            raise DataError(
+                f"label {raw!r} is neither one of the {len(choices)} candidates' text nor an index "
+                f"{self.label_base}..{self.label_base + len(choices) - 1}",
+                field=self.label_field,
+            )
         return choices[index], choices[index]
 
     def parse_prediction(self, text: str) -> str:

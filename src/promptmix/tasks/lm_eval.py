@@ -64,19 +64,58 @@ from promptmix.tasks.kinds import ClassificationTask, MultipleChoiceTask
 from promptmix.tasks.metrics import METRICS
 from promptmix.tasks.sources import DataSource
 
-KEYS = {"task", "dataset_path", "dataset_name", "dataset_kwargs", "output_type", "training_split",
-        "validation_split", "test_split", "doc_to_text", "doc_to_target", "doc_to_choice", "metric_list",
-        "description", "include", "name", "max_source_length"}
-IGNORED = {"tag", "group", "metadata", "num_fewshot", "fewshot_split", "fewshot_config", "target_delimiter",
-           "fewshot_delimiter", "should_decontaminate", "doc_to_decontamination_query", "generation_kwargs",
-           "repeats", "unsafe_code"}
+KEYS = {
+    "task",
+    "dataset_path",
+    "dataset_name",
+    "dataset_kwargs",
+    "output_type",
+    "training_split",
+    "validation_split",
+    "test_split",
+    "doc_to_text",
+    "doc_to_target",
+    "doc_to_choice",
+    "metric_list",
+    "description",
+    "include",
+    "name",
+    "max_source_length",
+}
+IGNORED = {
+    "tag",
+    "group",
+    "metadata",
+    "num_fewshot",
+    "fewshot_split",
+    "fewshot_config",
+    "target_delimiter",
+    "fewshot_delimiter",
+    "should_decontaminate",
+    "doc_to_decontamination_query",
+    "generation_kwargs",
+    "repeats",
+    "unsafe_code",
+}
 # Keys that mark a file as lm-eval's (promptmix's own files use name/data/input).
 MARKERS = {"task", "dataset_path", "doc_to_text", "doc_to_target", "doc_to_choice", "output_type", "include"}
-METRIC_NAMES = {"acc": "accuracy", "acc_norm": "accuracy", "f1": "f1", "mcc": "matthews_correlation",
-                "exact_match": "squad_em", "bleu": "bleu"}
+METRIC_NAMES = {
+    "acc": "accuracy",
+    "acc_norm": "accuracy",
+    "f1": "f1",
+    "mcc": "matthews_correlation",
+    "exact_match": "squad_em",
+    "bleu": "bleu",
+}
 # metric_list keys besides ``metric`` and the values that leave promptmix's scoring as it is.
-METRIC_SETTINGS = {"aggregation": ("mean",), "higher_is_better": (True,), "ignore_case": (False,),
-                   "ignore_punctuation": (False,), "ignore_numbers": (False,), "regexes_to_ignore": (None, [])}
+METRIC_SETTINGS = {
+    "aggregation": ("mean",),
+    "higher_is_better": (True,),
+    "ignore_case": (False,),
+    "ignore_punctuation": (False,),
+    "ignore_numbers": (False,),
+    "regexes_to_ignore": (None, []),
+}
 LOCAL_BUILDERS = ("json", "csv", "parquet")  # dataset_path values whose data_files promptmix reads itself
 
 
@@ -107,8 +146,9 @@ def loader_for(directory: Path) -> type[yaml.SafeLoader]:
         value = loader.construct_scalar(node)
         module, dot, name = value.rpartition(".")
         if not dot or not module or not name:
-            raise yaml.constructor.ConstructorError(None, None, f"!function wants module.function, got {value!r}",
-                                                    node.start_mark)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"!function wants module.function, got {value!r}", node.start_mark
+            )
         return FunctionRef(f"{(directory / module).resolve()}.{name}" if not Path(module).is_absolute() else value)
 
     Loader.add_constructor("!function", function)
@@ -162,10 +202,14 @@ class Renderer:
                 raise error((key,), f"not a valid Jinja template: {err.message} (template line {err.lineno})") from None
             self.names = jinja2.meta.find_undeclared_variables(parsed)
             self.template = env.from_string(value)
-        elif not (key == "doc_to_choice" and isinstance(value, list) and value and all(isinstance(v, str) for v in value)) \
-                and not (key == "doc_to_target" and isinstance(value, int)):
-            raise error((key,), f"expected a field name, a Jinja template{', a list of strings' if key == 'doc_to_choice' else ''} "
-                                f"or !function module.name, got {value!r}")
+        elif not (
+            key == "doc_to_choice" and isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+        ) and not (key == "doc_to_target" and isinstance(value, int)):
+            raise error(
+                (key,),
+                f"expected a field name, a Jinja template{', a list of strings' if key == 'doc_to_choice' else ''} "
+                f"or !function module.name, got {value!r}",
+            )
 
     def __call__(self, record: Mapping[str, Any]) -> Any:
         import jinja2
@@ -182,7 +226,9 @@ class Renderer:
         try:
             return self.template.render(**record)
         except jinja2.UndefinedError as err:
-            raise DataError(f"{err.message} (the record's fields: {', '.join(map(str, record))})", field=self.key) from None
+            raise DataError(
+                f"{err.message} (the record's fields: {', '.join(map(str, record))})", field=self.key
+            ) from None
         except Exception as err:  # noqa: BLE001 - a template error on this record
             raise DataError(f"{type(err).__name__}: {err}", field=self.key) from None
 
@@ -194,7 +240,11 @@ class Renderer:
                 value = ast.literal_eval(value)
             except (ValueError, SyntaxError):
                 raise DataError(f"rendered {value[:80]!r}, not a list of choices", field=self.key) from None
-        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        if (
+            not isinstance(value, (list, tuple))
+            or not value
+            or not all(isinstance(v, str) and v.strip() for v in value)
+        ):
             raise DataError(f"expected a non-empty list of choice strings, got {value!r}", field=self.key)
         return [v.strip() for v in value]
 
@@ -227,7 +277,13 @@ class LmEvalTask:
         raw = self.target(record)
         if isinstance(raw, str):
             raw = raw.strip()
-            if self.target.template is not None and field not in record and len(raw) >= 2 and raw[0] == "[" and raw[-1] == "]":
+            if (
+                self.target.template is not None
+                and field not in record
+                and len(raw) >= 2
+                and raw[0] == "["
+                and raw[-1] == "]"
+            ):
                 try:  # lm-eval: a rendered target that looks like a list is that list (of answers)
                     raw = ast.literal_eval(raw)
                 except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -237,7 +293,9 @@ class LmEvalTask:
         return super().target_and_label({**record, self.label_field: raw})  # type: ignore[misc]
 
 
-def read_include(data: dict[str, Any], directory: Path, error: Callable[[tuple, str], DataError], depth: int = 0) -> dict[str, Any]:
+def read_include(
+    data: dict[str, Any], directory: Path, error: Callable[[tuple, str], DataError], depth: int = 0
+) -> dict[str, Any]:
     """``data`` over the file its ``include`` names (recursively), as lm-eval merges them."""
     if "include" not in data:
         return data
@@ -264,38 +322,52 @@ def read_include(data: dict[str, Any], directory: Path, error: Callable[[tuple, 
 def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tuple, str], DataError]) -> type[Task]:
     """The Task class an lm-eval task file declares (not yet registered)."""
     if isinstance(data.get("task"), list):
-        raise error(("task",), "this is an lm-eval group file (task: [...]); point promptmix at the task files it lists")
+        raise error(
+            ("task",), "this is an lm-eval group file (task: [...]); point promptmix at the task files it lists"
+        )
     data = read_include(dict(data), origin.parent, error)
     unknown = sorted(set(data) - KEYS - IGNORED)
     if unknown:
-        raise error((unknown[0],), f"lm-eval key {unknown[0]!r} is not supported by promptmix (it reads: "
-                                   f"{', '.join(sorted(KEYS))}; and ignores {', '.join(sorted(IGNORED))})")
+        raise error(
+            (unknown[0],),
+            f"lm-eval key {unknown[0]!r} is not supported by promptmix (it reads: "
+            f"{', '.join(sorted(KEYS))}; and ignores {', '.join(sorted(IGNORED))})",
+        )
     name = data.get("name", data.get("task"))
     if not isinstance(name, str) or not re.fullmatch(NAME, name):
-        raise error(("name" if "name" in data else "task",),
-                    f"{name!r}: a task name of lower-case letters, digits, '.', '_' or '-' is needed")
+        raise error(
+            ("name" if "name" in data else "task",),
+            f"{name!r}: a task name of lower-case letters, digits, '.', '_' or '-' is needed",
+        )
     for key in ("dataset_path", "training_split", "doc_to_text", "doc_to_target"):
         if key not in data:
             why = " (promptmix trains a prompt on it)" if key == "training_split" else ""
             raise error((key,), f"missing{why}")
     output_type = data.get("output_type", "generate_until")
     if output_type not in ("multiple_choice", "generate_until"):
-        raise error(("output_type",), f"{output_type!r} has no answer to train on; promptmix reads multiple_choice "
-                                      "and generate_until tasks")
+        raise error(
+            ("output_type",),
+            f"{output_type!r} has no answer to train on; promptmix reads multiple_choice and generate_until tasks",
+        )
     if output_type == "multiple_choice" and "doc_to_choice" not in data:
         raise error(("doc_to_choice",), "missing (multiple_choice needs the choices)")
     text = Renderer("doc_to_text", data["doc_to_text"], error)
     if text.template is not None and not text.names and data["doc_to_text"] not in ("",):
         # a plain string naming a field is that field (checked per record); a template needs one
         if not re.fullmatch(r"\w+", data["doc_to_text"]):
-            raise error(("doc_to_text",), f"{data['doc_to_text']!r} names no record field, so every example's input "
-                                          "would be this same text; show the fields, e.g. \"{{sentence}}\"")
+            raise error(
+                ("doc_to_text",),
+                f"{data['doc_to_text']!r} names no record field, so every example's input "
+                'would be this same text; show the fields, e.g. "{{sentence}}"',
+            )
     target = Renderer("doc_to_target", data["doc_to_target"], error)
     choice = Renderer("doc_to_choice", data["doc_to_choice"], error) if "doc_to_choice" in data else None
     fixed = choice is not None and isinstance(choice.value, list)
 
     metrics = []
-    for i, entry in enumerate(data.get("metric_list") or [{"metric": "acc" if output_type == "multiple_choice" else "exact_match"}]):
+    for i, entry in enumerate(
+        data.get("metric_list") or [{"metric": "acc" if output_type == "multiple_choice" else "exact_match"}]
+    ):
         metric = entry.get("metric") if isinstance(entry, dict) else None
         if metric not in METRIC_NAMES:
             raise error(("metric_list", i), f"metric {metric!r}: promptmix maps {', '.join(METRIC_NAMES)}")
@@ -303,11 +375,17 @@ def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tup
             if key == "metric":
                 continue
             if key not in METRIC_SETTINGS:
-                raise error(("metric_list", i, key), f"{key} is not supported by promptmix in a metric_list entry "
-                                                     f"(it reads metric, {', '.join(METRIC_SETTINGS)})")
+                raise error(
+                    ("metric_list", i, key),
+                    f"{key} is not supported by promptmix in a metric_list entry "
+                    f"(it reads metric, {', '.join(METRIC_SETTINGS)})",
+                )
             if value not in METRIC_SETTINGS[key]:
-                raise error(("metric_list", i, key), f"{key}: {value!r} changes how {metric} scores, which promptmix does "
-                                                     f"not do (it accepts {key}: {METRIC_SETTINGS[key][0]!r} or no {key})")
+                raise error(
+                    ("metric_list", i, key),
+                    f"{key}: {value!r} changes how {metric} scores, which promptmix does "
+                    f"not do (it accepts {key}: {METRIC_SETTINGS[key][0]!r} or no {key})",
+                )
         mapped = METRIC_NAMES[metric]
         if mapped in ("f1", "matthews_correlation") and not fixed:
             raise error(("metric_list", i), f"{metric} needs a fixed doc_to_choice list")
@@ -318,7 +396,11 @@ def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tup
         metrics.append(mapped)
     metrics = list(dict.fromkeys(metrics))
 
-    splits = {"train": data["training_split"], "validation": data.get("validation_split"), "test": data.get("test_split")}
+    splits = {
+        "train": data["training_split"],
+        "validation": data.get("validation_split"),
+        "test": data.get("test_split"),
+    }
     splits = {ours: str(theirs) for ours, theirs in splits.items() if theirs is not None}
     path, config = str(data["dataset_path"]), data.get("dataset_name")
     kwargs = dict(data.get("dataset_kwargs") or {})
@@ -337,26 +419,50 @@ def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tup
         hub_id, config = None, None
     elif (origin.parent / path).exists() or Path(path).is_absolute():
         hub_id = str((origin.parent / path).resolve())  # a local folder: read from disk, offline too
-    source = DataSource(files=files, reader=reader_for_files(),
-                        release=f"data of lm-eval task file {origin}", hub_id=hub_id,
-                        hub_config=str(config) if config is not None else None, hub_splits=splits)
+    source = DataSource(
+        files=files,
+        reader=reader_for_files(),
+        release=f"data of lm-eval task file {origin}",
+        hub_id=hub_id,
+        hub_config=str(config) if config is not None else None,
+        hub_splits=splits,
+    )
 
     definition = dict(data)
     if hub_id is not None and hub_id != path:
         definition["dataset_path"] = hub_id
     if files:
         definition["dataset_kwargs"] = {"data_files": {theirs: files[ours] for ours, theirs in splits.items()}}
-    label_field = data["doc_to_target"] if isinstance(data["doc_to_target"], str) and re.fullmatch(r"\w+", data["doc_to_target"]) \
+    label_field = (
+        data["doc_to_target"]
+        if isinstance(data["doc_to_target"], str) and re.fullmatch(r"\w+", data["doc_to_target"])
         else "doc_to_target"
+    )
     # The fields a request must give: the ones doc_to_text shows (unknown for a function).
-    input_fields = tuple(sorted(text.names)) if text.template is not None and text.names else \
-        ((data["doc_to_text"],) if text.template is not None else ())
+    input_fields = (
+        tuple(sorted(text.names))
+        if text.template is not None and text.names
+        else ((data["doc_to_text"],) if text.template is not None else ())
+    )
     attrs: dict[str, Any] = {
-        "name": name, "aliases": (), "source": source, "input_fields": input_fields, "label_field": label_field,
-        "metric_names": tuple(metrics), "max_source_length": int(data.get("max_source_length", 256)),
-        "definition": definition, "origin": str(origin), "text": text, "target": target, "choice": choice,
-        "description": (Renderer("description", data["description"], error) if "{{" in str(data.get("description") or "")
-                        else str(data.get("description") or "")), "__doc__": f"lm-eval task {data.get('task')} ({origin})",
+        "name": name,
+        "aliases": (),
+        "source": source,
+        "input_fields": input_fields,
+        "label_field": label_field,
+        "metric_names": tuple(metrics),
+        "max_source_length": int(data.get("max_source_length", 256)),
+        "definition": definition,
+        "origin": str(origin),
+        "text": text,
+        "target": target,
+        "choice": choice,
+        "description": (
+            Renderer("description", data["description"], error)
+            if "{{" in str(data.get("description") or "")
+            else str(data.get("description") or "")
+        ),
+        "__doc__": f"lm-eval task {data.get('task')} ({origin})",
     }
     if output_type == "generate_until":
         kind, attrs["answers_field"] = AnswerTask, label_field
@@ -384,8 +490,10 @@ class LmEvalDialect:
     @staticmethod
     def clash(data: Mapping[str, Any], cls: type[Task]) -> tuple[str, str]:
         """lm-eval's task names are often promptmix's own (boolq, sst2, copa): say how to keep both."""
-        return ("name" if "name" in data else "task",
-                f": add `name: {cls.name}-lm-eval` (or another free name) to this file to register it beside that task")
+        return (
+            "name" if "name" in data else "task",
+            f": add `name: {cls.name}-lm-eval` (or another free name) to this file to register it beside that task",
+        )
 
     @staticmethod
     def dump(task: Task) -> str | None:

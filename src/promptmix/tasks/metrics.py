@@ -105,8 +105,9 @@ def _token_f1(prediction: str, gold: str) -> float:
 
 def squad_exact_match(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> float:
     """Mean over questions of the best exact match against any gold answer (normalised)."""
-    scores = [max(float(normalize_answer(p) == normalize_answer(g)) for g in golds)
-              for p, golds in zip(predictions, answers)]
+    scores = [
+        max(float(normalize_answer(p) == normalize_answer(g)) for g in golds) for p, golds in zip(predictions, answers)
+    ]
     return 100.0 * math.fsum(scores) / len(scores)
 
 
@@ -182,14 +183,22 @@ def _against_labels(fn: Callable[[list, list], float]) -> MetricFn:
 
 def _correlation_of(fn: Callable[[list, list], float]) -> MetricFn:
     """A correlation of parsed numbers, an invalid one (None) counted as ``task.invalid_value``."""
+
     def metric(task, parsed, examples):
         filled = [task.invalid_value if p is None else p for p in parsed]
         return fn(filled, [ex.label for ex in examples])
+
     return metric
 
 
 # Metrics of parsed predictions against the gold labels as they are (numbers, answer lists,
 # reference lists).
-METRICS.update({"pearson": _correlation_of(pearson), "spearman": _correlation_of(spearman),
-                "squad_em": _against_labels(squad_exact_match), "squad_f1": _against_labels(squad_f1),
-                "bleu": _against_labels(bleu)})
+METRICS.update(
+    {
+        "pearson": _correlation_of(pearson),
+        "spearman": _correlation_of(spearman),
+        "squad_em": _against_labels(squad_exact_match),
+        "squad_f1": _against_labels(squad_f1),
+        "bleu": _against_labels(bleu),
+    }
+)

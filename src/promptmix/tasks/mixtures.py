@@ -36,8 +36,9 @@ class MultiTaskDataset(Dataset):
     ``offsets[t] .. offsets[t] + sizes[t] - 1``, which is what the samplers assume.
     """
 
-    def __init__(self, examples: Mapping[str, Sequence[Example]] | Sequence[Example],
-                 task_names: Sequence[str] | None = None):
+    def __init__(
+        self, examples: Mapping[str, Sequence[Example]] | Sequence[Example], task_names: Sequence[str] | None = None
+    ):
         by_task: dict[str, list[Example]] = {}
         if isinstance(examples, Mapping):
             by_task = {name: list(exs) for name, exs in examples.items()}
@@ -58,8 +59,13 @@ class MultiTaskDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         ex = self.examples[index]
-        return {"source": ex.source, "target": ex.target, "task": ex.task,
-                "task_id": self.task_ids[index], "example": ex}
+        return {
+            "source": ex.source,
+            "target": ex.target,
+            "task": ex.task,
+            "task_id": self.task_ids[index],
+            "example": ex,
+        }
 
 
 def token_lengths(texts: Sequence[str], tokenizer, max_length: int | None = None) -> list[int]:
@@ -139,7 +145,7 @@ class _TaskStreams:
                 self.orders[task], self.positions[task] = self.rng.permutation(self.sizes[task]).tolist(), 0
             start = self.positions[task]
             step = min(count - len(out), len(self.orders[task]) - start)
-            out += self.orders[task][start:start + step]
+            out += self.orders[task][start : start + step]
             self.positions[task] += step
         return [self.offsets[task] + i for i in out]
 
@@ -158,8 +164,14 @@ class ProportionalSampler(_EpochSampler, Sampler[int]):
     without replacement and reshuffles only when it has given all its examples.
     """
 
-    def __init__(self, sizes: Sequence[int], cap: int | None = None, temperature: float = 1.0,
-                 num_samples: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        cap: int | None = None,
+        temperature: float = 1.0,
+        num_samples: int | None = None,
+        seed: int = 0,
+    ):
         super().__init__(seed)
         self.sizes = list(sizes)
         self.rates = mixing_rates(self.sizes, cap, temperature)
@@ -204,15 +216,26 @@ class StochasticTaskBatchSampler(_EpochSampler, Sampler[list[int]]):
         cap, temperature: the task rates, as in :class:`ProportionalSampler`.
     """
 
-    def __init__(self, task_sizes: Sequence[int], batch_size: int, kappa: int, seed: int = 0, *,
-                 num_batches: int | None = None, cap: int | None = None, temperature: float = 1.0):
+    def __init__(
+        self,
+        task_sizes: Sequence[int],
+        batch_size: int,
+        kappa: int,
+        seed: int = 0,
+        *,
+        num_batches: int | None = None,
+        cap: int | None = None,
+        temperature: float = 1.0,
+    ):
         super().__init__(seed)
         self.sizes = list(task_sizes)
         self.active = [t for t, n in enumerate(self.sizes) if n > 0]
         if len(self.active) < 2 or kappa < 2 or batch_size < 2:
-            raise ValueError("stochastic task sampling needs >= 2 non-empty tasks, kappa >= 2 and "
-                             f"batch_size >= 2; got {len(self.active)} tasks, kappa={kappa}, "
-                             f"batch_size={batch_size}")
+            raise ValueError(
+                "stochastic task sampling needs >= 2 non-empty tasks, kappa >= 2 and "
+                f"batch_size >= 2; got {len(self.active)} tasks, kappa={kappa}, "
+                f"batch_size={batch_size}"
+            )
         self.batch_size, self.kappa = int(batch_size), int(kappa)
         rates = mixing_rates(self.sizes, cap, temperature)
         self.rates = np.array([rates[t] for t in self.active]) / sum(rates[t] for t in self.active)
@@ -250,12 +273,19 @@ class LengthGroupedBatchSampler(_EpochSampler, Sampler[list[int]]):
         drop_last: drop a last batch smaller than ``batch_size``.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, *,
-                 sampler: Sampler[int] | None = None, mega_batch_mult: int = 50, drop_last: bool = False):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        seed: int = 0,
+        *,
+        sampler: Sampler[int] | None = None,
+        mega_batch_mult: int = 50,
+        drop_last: bool = False,
+    ):
         super().__init__(seed)
         if batch_size < 1 or mega_batch_mult < 1:
-            raise ValueError(f"batch_size and mega_batch_mult must be positive, got {batch_size}, "
-                             f"{mega_batch_mult}")
+            raise ValueError(f"batch_size and mega_batch_mult must be positive, got {batch_size}, {mega_batch_mult}")
         self.lengths = np.asarray(lengths)
         self.batch_size, self.mega = int(batch_size), int(batch_size) * int(mega_batch_mult)
         self.sampler, self.drop_last = sampler, drop_last
@@ -271,13 +301,16 @@ class LengthGroupedBatchSampler(_EpochSampler, Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = self._rng()
-        order = (np.fromiter(self.sampler, dtype=np.int64) if self.sampler is not None
-                 else rng.permutation(len(self.lengths)))
+        order = (
+            np.fromiter(self.sampler, dtype=np.int64)
+            if self.sampler is not None
+            else rng.permutation(len(self.lengths))
+        )
         batches = []
         for start in range(0, len(order), self.mega):
-            mega = order[start:start + self.mega]
+            mega = order[start : start + self.mega]
             mega = mega[np.argsort(-self.lengths[mega], kind="stable")]
-            batches += [mega[i:i + self.batch_size].tolist() for i in range(0, len(mega), self.batch_size)]
+            batches += [mega[i : i + self.batch_size].tolist() for i in range(0, len(mega), self.batch_size)]
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
         if not batches:

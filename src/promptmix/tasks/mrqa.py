@@ -37,20 +37,35 @@ def read_squad(path: Path) -> Iterator[Row]:
         for pi, paragraph in enumerate(article.get("paragraphs", [])):
             for qi, qa in enumerate(paragraph.get("qas", [])):
                 answers = qa.get("answers") or []
-                yield f"data[{ai}].paragraphs[{pi}].qas[{qi}]", {
-                    "id": qa.get("id"), "title": article.get("title"),
-                    "context": paragraph.get("context"), "question": qa.get("question"),
-                    "answers": {"text": [a.get("text") for a in answers],
-                                "answer_start": [a.get("answer_start") for a in answers]}}
+                yield (
+                    f"data[{ai}].paragraphs[{pi}].qas[{qi}]",
+                    {
+                        "id": qa.get("id"),
+                        "title": article.get("title"),
+                        "context": paragraph.get("context"),
+                        "question": qa.get("question"),
+                        "answers": {
+                            "text": [a.get("text") for a in answers],
+                            "answer_start": [a.get("answer_start") for a in answers],
+                        },
+                    },
+                )
 
 
 def _mrqa_rows(item: Mapping[str, Any]) -> Iterator[tuple[str, dict]]:
     if "header" in item:  # the first line of every MRQA file describes the dataset
         return
     for qi, qa in enumerate(item.get("qas") or []):
-        yield f"qas {qi}", {"context": item.get("context"), "question": qa.get("question"),
-                            "answers": qa.get("answers"), "qid": qa.get("qid"),
-                            "detected_answers": qa.get("detected_answers")}
+        yield (
+            f"qas {qi}",
+            {
+                "context": item.get("context"),
+                "question": qa.get("question"),
+                "answers": qa.get("answers"),
+                "qid": qa.get("qid"),
+                "detected_answers": qa.get("detected_answers"),
+            },
+        )
 
 
 def read_mrqa(path: Path) -> Iterator[Row]:
@@ -64,9 +79,12 @@ class SQuAD(QATask):
     name = "squad"
     aliases = ("squad1.1", "squad_v1")
     benchmark = "sources"
-    source = DataSource(files=release_files("squad/{}-v1.1.json"),
-                        reader=read_squad, release="SQuAD v1.1 (rajpurkar.github.io/SQuAD-explorer) JSON",
-                        hub_id="rajpurkar/squad")
+    source = DataSource(
+        files=release_files("squad/{}-v1.1.json"),
+        reader=read_squad,
+        release="SQuAD v1.1 (rajpurkar.github.io/SQuAD-explorer) JSON",
+        hub_id="rajpurkar/squad",
+    )
     input_fields = ("question", "context")
     id_field = "id"
 
@@ -76,8 +94,11 @@ def mrqa_source(subset: str) -> DataSource:
     ``subset`` field is ``subset``."""
     return DataSource(
         files=release_files(f"mrqa/{{}}/{subset}.jsonl.gz"),
-        reader=read_mrqa, release="MRQA 2019 shared task (github.com/mrqa/MRQA-Shared-Task-2019) .jsonl.gz",
-        hub_id="mrqa-workshop/mrqa", hub_filter=("subset", subset))
+        reader=read_mrqa,
+        release="MRQA 2019 shared task (github.com/mrqa/MRQA-Shared-Task-2019) .jsonl.gz",
+        hub_id="mrqa-workshop/mrqa",
+        hub_filter=("subset", subset),
+    )
 
 
 class MRQATask(QATask):

@@ -45,10 +45,12 @@ class E2E(GenerationTask):
     aliases = ("e2e_nlg",)
     benchmark = "nlg"
     source = DataSource(
-        files=release_files("e2e-dataset/{}.csv", train="trainset", validation="devset",
-                            test="testset_w_refs"),
-        reader=read_e2e, release="E2E NLG challenge (github.com/tuetschek/e2e-dataset) CSV",
-        hub_id="GEM/e2e_nlg", hub_splits=LABELLED_TEST_SPLITS)
+        files=release_files("e2e-dataset/{}.csv", train="trainset", validation="devset", test="testset_w_refs"),
+        reader=read_e2e,
+        release="E2E NLG challenge (github.com/tuetschek/e2e-dataset) CSV",
+        hub_id="GEM/e2e_nlg",
+        hub_splits=LABELLED_TEST_SPLITS,
+    )
     input_fields = ("meaning_representation",)
 
 
@@ -78,8 +80,7 @@ def read_webnlg(path: Path) -> Iterator[Row]:
             if not lexes:
                 yield where, DataError("missing", field="lex")
             for lex in lexes:
-                yield where, {"input": triples, "target": lex, "references": lexes,
-                              "category": entry.get("category")}
+                yield where, {"input": triples, "target": lex, "references": lexes, "category": entry.get("category")}
 
 
 @register_task
@@ -89,8 +90,12 @@ class WebNLG(GenerationTask):
     benchmark = "nlg"
     source = DataSource(
         files=release_files("webnlg_challenge_2017/{}", test="test/testdata_with_lex.xml"),
-        reader=read_webnlg, release="WebNLG challenge 2017 (gitlab.com/shimorina/webnlg-dataset) XML",
-        hub_id="GEM/web_nlg", hub_config="en", hub_splits=LABELLED_TEST_SPLITS)
+        reader=read_webnlg,
+        release="WebNLG challenge 2017 (gitlab.com/shimorina/webnlg-dataset) XML",
+        hub_id="GEM/web_nlg",
+        hub_config="en",
+        hub_splits=LABELLED_TEST_SPLITS,
+    )
 
     def inputs(self, record):
         triples = string_list(record.get("input"), "input", "'subject | predicate | object' triples", allow_empty=False)

@@ -46,7 +46,9 @@ def read_scitail_tokenised(path: Path) -> Iterator[Row]:
 SCITAIL_DEV_TEST = LocalLayout(
     files={"train": "more/SciTail/dev.txt", "test": "more/SciTail/test.txt"},
     readers={"train": read_scitail_tokenised, "test": read_scitail_tokenised},
-    release="SciTail v1.1 dev and test (tokenised TSV, 0 = entails)", dev_from_train=500)
+    release="SciTail v1.1 dev and test (tokenised TSV, 0 = entails)",
+    dev_from_train=500,
+)
 
 
 @register_task
@@ -56,8 +58,12 @@ class SciTail(ClassificationTask):
     source = DataSource(
         files=release_files("SciTailV1.1/tsv_format/scitail_1.0_{}.tsv", test="test"),
         reader=functools.partial(read_tsv, columns=_PAIR_LABEL, names=_PAIR_LABEL),
-        release="SciTail v1.1 (allenai.org/data/scitail) tsv_format", hub_id="allenai/scitail",
-        hub_config="tsv_format", hub_splits=LABELLED_TEST_SPLITS, alternates=(SCITAIL_DEV_TEST,))
+        release="SciTail v1.1 (allenai.org/data/scitail) tsv_format",
+        hub_id="allenai/scitail",
+        hub_config="tsv_format",
+        hub_splits=LABELLED_TEST_SPLITS,
+        alternates=(SCITAIL_DEV_TEST,),
+    )
     input_fields = ("premise", "hypothesis")
     label_words = ["entailment", "neutral"]
     raw_labels = {"entails": 0, "neutral": 1}
@@ -78,8 +84,11 @@ class YelpPolarity(ClassificationTask):
     benchmark = "others"
     source = DataSource(
         files=release_files("yelp_review_polarity_csv/{}.csv", validation=None, test="test"),
-        reader=read_yelp, release="Yelp review polarity (Zhang et al. 2015) CSV",
-        hub_id="fancyzhx/yelp_polarity", hub_splits={"train": "train", "test": "test"})
+        reader=read_yelp,
+        release="Yelp review polarity (Zhang et al. 2015) CSV",
+        hub_id="fancyzhx/yelp_polarity",
+        hub_splits={"train": "train", "test": "test"},
+    )
     input_fields = ("text",)
     label_words = ["negative", "positive"]
     raw_labels = {"1": 0, "2": 1}
@@ -109,16 +118,21 @@ class _WinoGrandeSize:
 
     source = DataSource(
         files=release_files("winogrande_1.1/{}.jsonl", train="train_xl"),
-        reader=read_winogrande, release="WinoGrande 1.1 (winogrande.allenai.org) JSONL + label files",
-        hub_id="allenai/winogrande", hub_config="winogrande_xl")
+        reader=read_winogrande,
+        release="WinoGrande 1.1 (winogrande.allenai.org) JSONL + label files",
+        hub_id="allenai/winogrande",
+        hub_config="winogrande_xl",
+    )
 
     def __init__(self, *, size: str = "xl", **options):
         if size not in WINOGRANDE_SIZES:
             raise ValueError(f"winogrande size must be one of {WINOGRANDE_SIZES}, got {size!r}")
         self.size = size
         self.source = dataclasses.replace(
-            type(self).source, hub_config=f"winogrande_{size}",
-            files={**type(self).source.files, "train": f"winogrande_1.1/train_{size}.jsonl"})
+            type(self).source,
+            hub_config=f"winogrande_{size}",
+            files={**type(self).source.files, "train": f"winogrande_1.1/train_{size}.jsonl"},
+        )
         super().__init__(**options)
 
 
@@ -156,7 +170,9 @@ class PAWS(ClassificationTask):
         files=release_files("paws/final/{}.tsv", test="test"),
         reader=functools.partial(read_tsv, columns=("sentence1", "sentence2", "label")),
         release="PAWS-Wiki labeled final (github.com/google-research-datasets/paws) TSV",
-        hub_id="google-research-datasets/paws", hub_config="labeled_final",
-        hub_splits=LABELLED_TEST_SPLITS)
+        hub_id="google-research-datasets/paws",
+        hub_config="labeled_final",
+        hub_splits=LABELLED_TEST_SPLITS,
+    )
     input_fields = ("sentence1", "sentence2")
     label_words = ["not_paraphrase", "paraphrase"]

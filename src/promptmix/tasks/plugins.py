@@ -32,7 +32,8 @@ def load_entry_points() -> list[str]:
     names = []
     for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         where = f"entry point {point.name} = {point.value} (group {ENTRY_POINT_GROUP}" + (
-            f", distribution {point.dist.name})" if point.dist is not None else ")")
+            f", distribution {point.dist.name})" if point.dist is not None else ")"
+        )
         try:
             loaded = point.load()
         except Exception as err:  # noqa: BLE001 - any import failure is the plugin's, named as such
@@ -40,7 +41,9 @@ def load_entry_points() -> list[str]:
         if inspect.isclass(loaded) and issubclass(loaded, Task):
             names.append(register_task(loaded).name)
         elif not inspect.ismodule(loaded):
-            raise TypeError(f"{where} is a {type(loaded).__name__}; it must name a Task subclass or a module that registers tasks")
+            raise TypeError(
+                f"{where} is a {type(loaded).__name__}; it must name a Task subclass or a module that registers tasks"
+            )
     return names
 
 

@@ -46,8 +46,11 @@ def utf8_errors(path: Path) -> Iterator[None]:
         if found is None:
             raise DataError(f"not valid UTF-8 ({err.reason}); save the file as UTF-8", file=path) from None
         line, column, byte = found
-        raise DataError(f"not valid UTF-8 (byte {byte:#04x} at byte {column} of the line: {err.reason}); "
-                        "save the file as UTF-8", file=path, where=f"line {line}") from None
+        raise DataError(
+            f"not valid UTF-8 (byte {byte:#04x} at byte {column} of the line: {err.reason}); save the file as UTF-8",
+            file=path,
+            where=f"line {line}",
+        ) from None
 
 
 def _first_undecodable(path: Path) -> tuple[int, int, int] | None:
@@ -90,8 +93,11 @@ def lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
 def _surrogate_error(found: tuple[str, str]) -> DataError:
     field, text = found
     shown = text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")[:60]
-    return DataError(f"holds a lone UTF-16 surrogate ({shown!r}), which is no character: fix the \\u escape "
-                     "(a surrogate pair must be written whole)", field=field)
+    return DataError(
+        f"holds a lone UTF-16 surrogate ({shown!r}), which is no character: fix the \\u escape "
+        "(a surrogate pair must be written whole)",
+        field=field,
+    )
 
 
 def _delimited(path: Path, delimiter: str, quoting: int) -> Iterator[tuple[int, list[str]]]:
@@ -103,8 +109,12 @@ def _delimited(path: Path, delimiter: str, quoting: int) -> Iterator[tuple[int, 
                 yield reader.line_num, fields
 
 
-def _rows_to_records(rows: Iterator[tuple[int, list[str]]], names: Sequence[str] | None,
-                     columns: Sequence[str], rename: Mapping[str, str]) -> Iterator[Row]:
+def _rows_to_records(
+    rows: Iterator[tuple[int, list[str]]],
+    names: Sequence[str] | None,
+    columns: Sequence[str],
+    rename: Mapping[str, str],
+) -> Iterator[Row]:
     """Map rows to records by header (when the first row names ``columns``) or by position."""
     first = next(rows, None)
     if first is None:
@@ -115,24 +125,33 @@ def _rows_to_records(rows: Iterator[tuple[int, list[str]]], names: Sequence[str]
     elif names is not None:
         layout, rows = list(names), itertools.chain([first], rows)
     else:
-        yield f"line {first[0]}", DataError(f"expected a header naming {', '.join(columns)}; "
-                                            f"found {first[1][:len(columns) + 2]}")
+        yield (
+            f"line {first[0]}",
+            DataError(f"expected a header naming {', '.join(columns)}; found {first[1][: len(columns) + 2]}"),
+        )
         return
     keys = [rename.get(name, name) for name in layout]
     for line, fields in rows:
         if len(fields) == len(layout):
             yield f"line {line}", dict(zip(keys, fields))
         elif len(fields) < len(layout):
-            yield f"line {line}", DataError(
-                f"missing: the row has {len(fields)} of {len(layout)} fields "
-                f"({', '.join(layout)})", field=layout[len(fields)])
+            yield (
+                f"line {line}",
+                DataError(
+                    f"missing: the row has {len(fields)} of {len(layout)} fields ({', '.join(layout)})",
+                    field=layout[len(fields)],
+                ),
+            )
         else:
-            yield f"line {line}", DataError(
-                f"the row has {len(fields)} fields, expected {len(layout)} ({', '.join(layout)})")
+            yield (
+                f"line {line}",
+                DataError(f"the row has {len(fields)} fields, expected {len(layout)} ({', '.join(layout)})"),
+            )
 
 
-def read_tsv(path: Path, *, columns: Sequence[str], names: Sequence[str] | None = None,
-             rename: Mapping[str, str] | None = None) -> Iterator[Row]:
+def read_tsv(
+    path: Path, *, columns: Sequence[str], names: Sequence[str] | None = None, rename: Mapping[str, str] | None = None
+) -> Iterator[Row]:
     """Records of a GLUE-style TSV, read without quote handling (as GLUE's own readers do).
 
     Args:
@@ -145,8 +164,9 @@ def read_tsv(path: Path, *, columns: Sequence[str], names: Sequence[str] | None 
     yield from _rows_to_records(rows, names, columns, rename or {})
 
 
-def read_csv(path: Path, *, columns: Sequence[str], names: Sequence[str] | None = None,
-             rename: Mapping[str, str] | None = None) -> Iterator[Row]:
+def read_csv(
+    path: Path, *, columns: Sequence[str], names: Sequence[str] | None = None, rename: Mapping[str, str] | None = None
+) -> Iterator[Row]:
     """Records of a quoted CSV file (Yelp, E2E); arguments as for :func:`read_tsv`."""
     rows = _delimited(path, ",", csv.QUOTE_MINIMAL)
     yield from _rows_to_records(rows, names, columns, rename or {})
@@ -197,8 +217,9 @@ def read_json(path: Path) -> Any:
         try:
             content = json.load(handle)
         except json.JSONDecodeError as err:
-            raise DataError(f"invalid JSON ({err.msg}, column {err.colno})", file=path,
-                            where=f"line {err.lineno}") from None
+            raise DataError(
+                f"invalid JSON ({err.msg}, column {err.colno})", file=path, where=f"line {err.lineno}"
+            ) from None
     found = lone_surrogate(content)
     if found is not None:
         raise _surrogate_error(found).located(path, _line_of(path, found[1]))
@@ -206,7 +227,7 @@ def read_json(path: Path) -> Any:
 
 
 def _line_of(path: Path, text: str) -> str | None:
-    """"line N" of the first line whose JSON escapes decode to a string containing ``text``'s
+    """ "line N" of the first line whose JSON escapes decode to a string containing ``text``'s
     first surrogate (the parser's result no longer knows its lines)."""
     surrogate = _SURROGATE.search(text)[0]
     escape = f"\\u{ord(surrogate):04x}"

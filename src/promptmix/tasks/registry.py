@@ -67,8 +67,10 @@ def register_task(task_cls: T | None = None, *, overwrite: bool = False) -> Any:
     if _same_class(_TASKS.get(task_cls.name), task_cls):
         clashes.discard(task_cls.name)  # registering the same class again changes nothing
     if clashes and not overwrite:
-        raise ValueError(f"task '{task_cls.name}' clashes with registered task(s) "
-                         f"{sorted(clashes)}; pass overwrite=True to replace them")
+        raise ValueError(
+            f"task '{task_cls.name}' clashes with registered task(s) "
+            f"{sorted(clashes)}; pass overwrite=True to replace them"
+        )
     for clash in clashes | {task_cls.name}:
         _unregister(clash)
     _TASKS[task_cls.name] = task_cls
@@ -137,9 +139,11 @@ def resolve_name(name: str) -> str:
     near = difflib.get_close_matches(key, list(_KEYS), n=4, cutoff=0.6)
     suggestions = list(dict.fromkeys(_KEYS[k] for k in near))
     hint = f" Did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-    raise UnknownTaskError(f"unknown task {name!r}.{hint} Registered tasks: {', '.join(_TASKS)}. A task of your own: "
-                           "declare it in a YAML file in a directory given with --tasks-dir or $PROMPTMIX_TASKS_DIR, "
-                           "or register it from Python (register_task, or the 'promptmix.tasks' entry-point group)")
+    raise UnknownTaskError(
+        f"unknown task {name!r}.{hint} Registered tasks: {', '.join(_TASKS)}. A task of your own: "
+        "declare it in a YAML file in a directory given with --tasks-dir or $PROMPTMIX_TASKS_DIR, "
+        "or register it from Python (register_task, or the 'promptmix.tasks' entry-point group)"
+    )
 
 
 def get_task(name: str, **options: Any) -> Task:
@@ -164,8 +168,7 @@ def task_options(cls: type[Task]) -> list[str]:
         if "__init__" not in vars(klass):
             continue
         params = list(inspect.signature(klass.__init__).parameters.values())[1:]
-        names += [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-                  and p.name not in names]
+        names += [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in names]
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             break
     return names

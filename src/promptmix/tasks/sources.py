@@ -31,8 +31,9 @@ Reader = Callable[[Path], Iterable[tuple[str, Any]]]
 LABELLED_TEST_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 
 
-def release_files(pattern: str, train: str = "train", validation: str = "dev",
-                  test: str | None = None) -> dict[str, str]:
+def release_files(
+    pattern: str, train: str = "train", validation: str = "dev", test: str | None = None
+) -> dict[str, str]:
     """``{split: path}`` from a path pattern with one ``{}`` for the release's split name."""
     names = {"train": train, "validation": validation, "test": test}
     return {split: pattern.format(name) for split, name in names.items() if name is not None}
@@ -83,8 +84,7 @@ class DataSource:
     release: str
     hub_id: str | None = None
     hub_config: str | None = None
-    hub_splits: Mapping[str, str] = field(
-        default_factory=lambda: {"train": "train", "validation": "validation"})
+    hub_splits: Mapping[str, str] = field(default_factory=lambda: {"train": "train", "validation": "validation"})
     hub_filter: tuple[str, str] | None = None
     alternates: tuple[LocalLayout, ...] = ()
     split_field: str | None = None
@@ -121,14 +121,14 @@ def hub_offline() -> bool:
     return any(flag.strip().upper() in {"1", "ON", "YES", "TRUE"} for flag in flags)
 
 
-def load_raw_splits(task: Task, data_dir: str | Path | None, *, hub: bool | None = None
-                    ) -> dict[str, list[Example]]:
+def load_raw_splits(task: Task, data_dir: str | Path | None, *, hub: bool | None = None) -> dict[str, list[Example]]:
     """The released splits of ``task`` as examples (see :func:`load_raw_layout`)."""
     return load_raw_layout(task, data_dir, hub=hub)[0]
 
 
-def load_raw_layout(task: Task, data_dir: str | Path | None, *, hub: bool | None = None
-                    ) -> tuple[dict[str, list[Example]], LocalLayout | None]:
+def load_raw_layout(
+    task: Task, data_dir: str | Path | None, *, hub: bool | None = None
+) -> tuple[dict[str, list[Example]], LocalLayout | None]:
     """The released splits of ``task`` as examples, from local files (the release layout,
     else the first complete alternate layout) or the hub, and the alternate layout read (None
     for the release files or the hub).
@@ -139,8 +139,10 @@ def load_raw_layout(task: Task, data_dir: str | Path | None, *, hub: bool | None
             when it is not switched off.
     """
     if task.source is None:
-        raise MissingDataError(f"task '{task.name}' declares no data source; build its examples "
-                               "with task.format(record) from your own data")
+        raise MissingDataError(
+            f"task '{task.name}' declares no data source; build its examples "
+            "with task.format(record) from your own data"
+        )
     paths = local_paths(task, data_dir)
     if len(paths) < len(task.files):
         paths = {}  # relative files and no data directory: only the hub can serve
@@ -148,8 +150,10 @@ def load_raw_layout(task: Task, data_dir: str | Path | None, *, hub: bool | None
         return {split: read_local_split(task, path, split) for split, path in paths.items()}, None
     layout = alternate_layout(task, data_dir) if hub is not True else None
     if layout is not None:
-        return {split: format_rows(task, layout.readers[split](Path(data_dir) / rel), Path(data_dir) / rel)
-                for split, rel in layout.files.items()}, layout
+        return {
+            split: format_rows(task, layout.readers[split](Path(data_dir) / rel), Path(data_dir) / rel)
+            for split, rel in layout.files.items()
+        }, layout
     hub_note = _hub_skip_reason(task, hub)
     if hub_note is None:
         try:
@@ -187,8 +191,9 @@ def _hub_skip_reason(task: Task, hub: bool | None) -> str | None:
     return None
 
 
-def missing_data_message(task: Task, paths: Mapping[str, Path], hub_note: str,
-                         data_dir: str | Path | None = None) -> str:
+def missing_data_message(
+    task: Task, paths: Mapping[str, Path], hub_note: str, data_dir: str | Path | None = None
+) -> str:
     """The error text naming each file to put in place, and why the hub did not serve."""
     lines = [f"no data for task '{task.name}'."]
     if paths:
@@ -203,8 +208,10 @@ def missing_data_message(task: Task, paths: Mapping[str, Path], hub_note: str,
                     path = Path(data_dir) / rel
                     lines.append(f"  {split:<10} {path}  ({'found' if path.exists() else 'MISSING'})")
     else:
-        lines.append(f"No data directory was given; pass one holding the {task.source.release} "
-                     f"files at: {', '.join(task.files.values())}")
+        lines.append(
+            f"No data directory was given; pass one holding the {task.source.release} "
+            f"files at: {', '.join(task.files.values())}"
+        )
     if task.source.hub_id is not None:
         lines.append(f"Hub: {task.source.hub_call()} {hub_note}")
     else:
@@ -219,7 +226,6 @@ def read_local_split(task: Task, path: str | Path, split: str | None = None) -> 
     the task's release format, so a built-in task's ``files`` option can name one."""
     path = Path(path)
     if path.suffix.lower() == ".parquet":  # the hub's own export: records with the hub's field names
-
         return format_rows(task, only_split(task, read_parquet(path), split), path)
     return format_rows(task, only_split(task, task.source.reader(path), split), path)
 
@@ -235,7 +241,10 @@ def only_split(task: Task, rows: Iterable[tuple[str, Any]], split: str | None) -
     for where, item in rows:
         if isinstance(item, Mapping):
             if column not in item:
-                yield where, DataError(f"missing (it names each row's split: {dict(task.source.split_values)})", field=column)
+                yield (
+                    where,
+                    DataError(f"missing (it names each row's split: {dict(task.source.split_values)})", field=column),
+                )
                 continue
             if str(item[column]).strip() != wanted:
                 continue
@@ -252,8 +261,7 @@ def read_hub_split(task: Task, hub_split: str, split: str) -> list[Example]:
     else:
         rows = datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
     keep = source.hub_filter
-    numbered = ((f"row {i}", record) for i, record in enumerate(rows)
-                if keep is None or record.get(keep[0]) == keep[1])
+    numbered = ((f"row {i}", record) for i, record in enumerate(rows) if keep is None or record.get(keep[0]) == keep[1])
     examples = format_rows(task, only_split(task, numbered, split), f"hub {source.hub_name()} [{hub_split}]")
     logger.info("%s %s: %d examples from the hub", task.name, split, len(examples))
     return examples
@@ -279,8 +287,11 @@ def load_local_dataset(path: str, config: str | None, split: str, *, whole: bool
                 raise DataError(f"the saved dataset has splits {sorted(loaded)}, not {split!r}", file=folder)
             return loaded[split]
         if not whole:
-            raise DataError("holds one saved Dataset, not a DatasetDict of splits; save a DatasetDict, or name the "
-                            "column that gives each row's split (split_field)", file=folder)
+            raise DataError(
+                "holds one saved Dataset, not a DatasetDict of splits; save a DatasetDict, or name the "
+                "column that gives each row's split (split_field)",
+                file=folder,
+            )
         return loaded
     try:
         return datasets.load_dataset(str(folder), config, split=split)
@@ -313,6 +324,11 @@ def warn_if_constant_input(task: Task, examples: list[Example], file: str | Path
     """Warn when every example of a split has the same input: a template that shows no field
     of the record (or a field that never varies) leaves a model nothing to learn from."""
     if len(examples) > 1 and len({example.source for example in examples}) == 1:
-        logger.warning("task '%s' (%s): all %d examples have the same input %r; its template shows no field "
-                       "that varies, so a model can only learn the most common answer", task.name, file,
-                       len(examples), examples[0].source[:200])
+        logger.warning(
+            "task '%s' (%s): all %d examples have the same input %r; its template shows no field "
+            "that varies, so a model can only learn the most common answer",
+            task.name,
+            file,
+            len(examples),
+            examples[0].source[:200],
+        )

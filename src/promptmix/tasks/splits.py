@@ -92,9 +92,16 @@ def cap(examples: Sequence[Example], count: int | None, seed: int) -> list[Examp
     return hold_out(examples, count, seed)[1]
 
 
-def protocol_splits(raw: dict[str, list[Example]], seed: int, *, max_train: int | None = None,
-                    dedupe_eval_groups: bool = False, small_train: int = SMALL_TRAIN,
-                    dev_holdout: int = DEV_HOLDOUT, dev_from_train: int | None = None) -> dict[str, list[Example]]:
+def protocol_splits(
+    raw: dict[str, list[Example]],
+    seed: int,
+    *,
+    max_train: int | None = None,
+    dedupe_eval_groups: bool = False,
+    small_train: int = SMALL_TRAIN,
+    dev_holdout: int = DEV_HOLDOUT,
+    dev_from_train: int | None = None,
+) -> dict[str, list[Example]]:
     """``{"train", "dev", "test"}`` from released ``{"train", "validation"[, "test"]}``.
 
     Args:
@@ -108,20 +115,26 @@ def protocol_splits(raw: dict[str, list[Example]], seed: int, *, max_train: int 
     """
     train = raw["train"]
     if "validation" not in raw and "test" not in raw and dev_from_train is None:
-        raise ValueError("the data has a training split only: give a validation or test split to evaluate on, "
-                         "or the task option dev_from_train to hold dev out of training (test is then empty)")
+        raise ValueError(
+            "the data has a training split only: give a validation or test split to evaluate on, "
+            "or the task option dev_from_train to hold dev out of training (test is then empty)"
+        )
     if dev_from_train is not None and "validation" not in raw and "test" not in raw:
         train, dev = hold_out(train, dev_from_train, seed)
         return {"train": cap(train, max_train, seed), "dev": list(dev), "test": []}
     if dev_from_train is not None:
         if dev_from_train >= len(train):
-            raise ValueError(f"dev_from_train={dev_from_train}: cannot hold out {dev_from_train} of the "
-                             f"{len(train)} training examples as dev")
+            raise ValueError(
+                f"dev_from_train={dev_from_train}: cannot hold out {dev_from_train} of the "
+                f"{len(train)} training examples as dev"
+            )
         train, dev = hold_out(raw["train"], dev_from_train, seed)
         if not train:  # hold_out takes whole groups: the last one may take the rest with it
-            raise ValueError(f"dev_from_train={dev_from_train}: holding out whole groups took all "
-                             f"{len(groups_of(raw['train']))} groups of the {len(raw['train'])} training examples, "
-                             "leaving none to train on; lower dev_from_train")
+            raise ValueError(
+                f"dev_from_train={dev_from_train}: holding out whole groups took all "
+                f"{len(groups_of(raw['train']))} groups of the {len(raw['train'])} training examples, "
+                "leaving none to train on; lower dev_from_train"
+            )
         test = raw["test"] if "test" in raw else raw["validation"]
     elif "test" in raw and "validation" in raw:
         dev, test = raw["validation"], raw["test"]

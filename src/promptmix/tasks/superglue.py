@@ -30,37 +30,57 @@ from promptmix.tasks.registry import register_task
 from promptmix.tasks.sources import DataSource, LocalLayout, release_files
 
 
-def superglue_source(folder: str, config: str, reader=read_jsonl, alternates: tuple[LocalLayout, ...] = ()) -> DataSource:
+def superglue_source(
+    folder: str, config: str, reader=read_jsonl, alternates: tuple[LocalLayout, ...] = ()
+) -> DataSource:
     """A SuperGLUE task's files ``superglue/<folder>/{train,val}.jsonl``, hub ``aps/super_glue``."""
     return DataSource(
         files=release_files(f"superglue/{folder}/{{}}.jsonl", validation="val"),
-        reader=reader, release="SuperGLUE (super.gluebenchmark.com) JSONL",
-        hub_id="aps/super_glue", hub_config=config, alternates=alternates)
+        reader=reader,
+        release="SuperGLUE (super.gluebenchmark.com) JSONL",
+        hub_id="aps/super_glue",
+        hub_config=config,
+        alternates=alternates,
+    )
 
 
 def _multirc_rows(item: Mapping[str, Any]) -> Iterator[tuple[str, dict]]:
     paragraph = nested(item, "passage", "text")
     for qi, question in enumerate(nested(item, "passage", "questions")):
         for ai, answer in enumerate(nested(question, "answers")):
-            idx = {"paragraph": item.get("idx"), "question": question.get("idx", qi),
-                   "answer": answer.get("idx", ai)}
-            yield f"question {qi}, answer {ai}", {
-                "paragraph": paragraph, "question": question.get("question"),
-                "answer": answer.get("text"), "label": answer.get("label"), "idx": idx}
+            idx = {"paragraph": item.get("idx"), "question": question.get("idx", qi), "answer": answer.get("idx", ai)}
+            yield (
+                f"question {qi}, answer {ai}",
+                {
+                    "paragraph": paragraph,
+                    "question": question.get("question"),
+                    "answer": answer.get("text"),
+                    "label": answer.get("label"),
+                    "idx": idx,
+                },
+            )
 
 
 def _record_rows(item: Mapping[str, Any]) -> Iterator[tuple[str, dict]]:
     text = nested(item, "passage", "text")
     try:
-        entities = sorted({text[e["start"]: e["end"] + 1] for e in item["passage"].get("entities", [])})
+        entities = sorted({text[e["start"] : e["end"] + 1] for e in item["passage"].get("entities", [])})
         for qi, qa in enumerate(nested(item, "qas")):
             answers = sorted({answer["text"] for answer in qa.get("answers", [])})
-            yield f"qas {qi}", {"passage": text, "query": qa.get("query"), "entities": entities,
-                                "answers": answers, "idx": {"passage": item.get("idx"),
-                                                            "query": qa.get("idx", qi)}}
+            yield (
+                f"qas {qi}",
+                {
+                    "passage": text,
+                    "query": qa.get("query"),
+                    "entities": entities,
+                    "answers": answers,
+                    "idx": {"passage": item.get("idx"), "query": qa.get("idx", qi)},
+                },
+            )
     except (KeyError, TypeError) as err:
-        raise DataError(f"malformed entity or answer span ({type(err).__name__}: {err})",
-                        field="passage.entities / qas.answers") from None
+        raise DataError(
+            f"malformed entity or answer span ({type(err).__name__}: {err})", field="passage.entities / qas.answers"
+        ) from None
 
 
 def _wsc_rows(item: Mapping[str, Any]) -> Iterator[tuple[str, dict]]:
@@ -101,7 +121,8 @@ def read_boolq_rows(path: Path) -> Iterator[Row]:
 BOOLQ_TRAIN_ROWS = LocalLayout(
     files={"train": "more/BoolQ/boolq_train_1550_en.jsonl", "validation": "superglue/BoolQ/val.jsonl"},
     readers={"train": read_boolq_rows, "validation": read_jsonl},
-    release="BoolQ train rows (release JSONL) + SuperGLUE BoolQ val")
+    release="BoolQ train rows (release JSONL) + SuperGLUE BoolQ val",
+)
 
 
 @register_task
@@ -182,8 +203,7 @@ class ReCoRD(QATask):
         passage = re.sub(r"(\.|\?|!|\"|')\n@highlight\n", r"\1 ", text_field(record, "passage"))
         passage = re.sub(r"\n@highlight\n", ". ", passage)
         entities = string_list(record.get("entities"), "entities", "entities")
-        return [("query", text_field(record, "query")), ("entities", ", ".join(entities)),
-                ("passage", passage)]
+        return [("query", text_field(record, "query")), ("entities", ", ".join(entities)), ("passage", passage)]
 
     def group_of(self, record):
         idx = record.get("idx")

@@ -26,8 +26,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from promptmix._io import (atomic_directory, atomic_save_safetensors, atomic_write_text, read_json, read_safetensors,
-                           recover_directory)
+from promptmix._io import (
+    atomic_directory,
+    atomic_save_safetensors,
+    atomic_write_text,
+    read_json,
+    read_safetensors,
+    recover_directory,
+)
 from promptmix.backbone import Backbone, PromptedModel
 from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput
 from promptmix.training.config import BaselineConfig
@@ -73,8 +79,12 @@ def unfreeze(backbone: Backbone, config: BaselineConfig) -> list[nn.Parameter]:
     if config.kind == "lora":
         from peft import LoraConfig, inject_adapter_in_model
 
-        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                          target_modules=config.lora_target_modules)
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.lora_target_modules,
+        )
         lora.target_modules = lora.target_modules or _default_lora_targets(model)
         inject_adapter_in_model(lora, model)
     named = list(model.named_parameters())
@@ -86,9 +96,14 @@ def unfreeze(backbone: Backbone, config: BaselineConfig) -> list[nn.Parameter]:
     params = [p for name, p in named if chosen(name)]
     if not params:
         arch = type(model).__name__
-        raise ValueError(f"baseline {config.kind!r} finds no parameters to train in {arch}"
-                         + (" (it has no bias parameters: T5, Llama and SmolLM2 are bias-free; BitFit needs e.g. BART or GPT-2)"
-                            if config.kind == "bitfit" else ""))
+        raise ValueError(
+            f"baseline {config.kind!r} finds no parameters to train in {arch}"
+            + (
+                " (it has no bias parameters: T5, Llama and SmolLM2 are bias-free; BitFit needs e.g. BART or GPT-2)"
+                if config.kind == "bitfit"
+                else ""
+            )
+        )
     for name, p in named:
         p.requires_grad_(chosen(name))
     return params
@@ -99,7 +114,9 @@ def _default_lora_targets(model: nn.Module) -> list[str]:
 
     kind = getattr(model.config, "model_type", "")
     if kind not in DEFAULTS:
-        raise ValueError(f"PEFT has no default LoRA target modules for model type {kind!r}; set baseline.lora_target_modules")
+        raise ValueError(
+            f"PEFT has no default LoRA target modules for model type {kind!r}; set baseline.lora_target_modules"
+        )
     return list(DEFAULTS[kind])
 
 
@@ -110,10 +127,20 @@ class ParamSaver:
         self.directory, self.backbone, self.extra = directory, backbone, extra
 
     def __call__(self, model: PromptedModel, step: int, metrics: dict[str, Any]) -> None:
-        state = {name: p.detach().to("cpu").contiguous().clone() for name, p in model.model.named_parameters() if p.requires_grad}
+        state = {
+            name: p.detach().to("cpu").contiguous().clone()
+            for name, p in model.model.named_parameters()
+            if p.requires_grad
+        }
         with atomic_directory(self.directory, overwrite=True) as tmp:
             digest = atomic_save_safetensors(state, tmp / "trainable.safetensors")
-            record = {**self.extra, "backbone": self.backbone.identity(), "step": step, "dev": metrics, "sha256": digest}
+            record = {
+                **self.extra,
+                "backbone": self.backbone.identity(),
+                "step": step,
+                "dev": metrics,
+                "sha256": digest,
+            }
             atomic_write_text(tmp / "model.json", json.dumps(record, indent=2) + "\n")
 
     def load_into(self, model: PromptedModel) -> None:

@@ -67,8 +67,15 @@ def constant_floor(tasks: dict[str, TaskData]) -> float | None:
     return sum(s[1] for s in scores) / len(scores)
 
 
-def draw_curves(loss: list[tuple[int, float]], dev: list[tuple[int, float]], title: str, *, best_step: int | None = None,
-                floor: float | None = None, rates: dict[str, list[tuple[int, float]]] | None = None) -> Any:
+def draw_curves(
+    loss: list[tuple[int, float]],
+    dev: list[tuple[int, float]],
+    title: str,
+    *,
+    best_step: int | None = None,
+    floor: float | None = None,
+    rates: dict[str, list[tuple[int, float]]] | None = None,
+) -> Any:
     """The figure of :func:`plot_curves` (a matplotlib Figure; the caller closes it)."""
     import matplotlib  # noqa: PLC0415 - plotting only where a card is drawn: slow to import
 
@@ -104,9 +111,16 @@ def draw_curves(loss: list[tuple[int, float]], dev: list[tuple[int, float]], tit
     return figure
 
 
-def plot_curves(loss: list[tuple[int, float]], dev: list[tuple[int, float]], out: Path, title: str, *,
-                best_step: int | None = None, floor: float | None = None,
-                rates: dict[str, list[tuple[int, float]]] | None = None) -> bool:
+def plot_curves(
+    loss: list[tuple[int, float]],
+    dev: list[tuple[int, float]],
+    out: Path,
+    title: str,
+    *,
+    best_step: int | None = None,
+    floor: float | None = None,
+    rates: dict[str, list[tuple[int, float]]] | None = None,
+) -> bool:
     """Draw the training loss, the dev score (with the constant-answer floor) and the learning
     rates side by side into ``out`` (PNG), the best step marked; False when there is nothing to draw."""
     if not loss and not dev:
@@ -142,45 +156,100 @@ def _results_table(result: StageResult) -> list[str]:
     return ["| split | task | metrics |", "|---|---|---|", *rows]
 
 
-def card_text(config: TrainConfig, result: StageResult, backbone: Backbone, tasks: dict[str, TaskData], has_curves: bool,
-              total_steps: int | None = None) -> str:
+def card_text(
+    config: TrainConfig,
+    result: StageResult,
+    backbone: Backbone,
+    tasks: dict[str, TaskData],
+    has_curves: bool,
+    total_steps: int | None = None,
+) -> str:
     """The README.md of a run (see the module docstring)."""
     tasks_done = ", ".join(result.tasks)
     if result.completed:
-        status = f"completed: {result.steps} steps" + (", stopped early (dev score flat)" if result.extra.get("early_stopped") else "")
+        status = f"completed: {result.steps} steps" + (
+            ", stopped early (dev score flat)" if result.extra.get("early_stopped") else ""
+        )
     else:
-        status = (f"in progress: stopped at step {result.steps}" + (f" of {total_steps}" if total_steps else "")
-                  + f"; continue with `promptmix train {config.stage} --run-dir {config.run.dir} --resume`")
+        status = (
+            f"in progress: stopped at step {result.steps}"
+            + (f" of {total_steps}" if total_steps else "")
+            + f"; continue with `promptmix train {config.stage} --run-dir {config.run.dir} --resume`"
+        )
     where = provenance()
-    lines = [f"# {config.stage} on {tasks_done}", "", f"- status: {status}",
-             f"- best dev step: {result.best_step}" if result.best_step is not None else "- best dev step: none (no dev evaluation)",
-             f"- wall time in the training loop: {result.seconds:.1f} s", f"- trainable parameters: {result.trainable_parameters:,}",
-             f"- backbone: {_backbone_line(backbone)}", "", "## Tasks", "", "| task | defined in | train / dev / test examples | metrics |",
-             "|---|---|---|---|"]
+    lines = [
+        f"# {config.stage} on {tasks_done}",
+        "",
+        f"- status: {status}",
+        f"- best dev step: {result.best_step}"
+        if result.best_step is not None
+        else "- best dev step: none (no dev evaluation)",
+        f"- wall time in the training loop: {result.seconds:.1f} s",
+        f"- trainable parameters: {result.trainable_parameters:,}",
+        f"- backbone: {_backbone_line(backbone)}",
+        "",
+        "## Tasks",
+        "",
+        "| task | defined in | train / dev / test examples | metrics |",
+        "|---|---|---|---|",
+    ]
     for run in result.extra.get("runs", []):  # one run per task: each has its own card
         lines.append(f"| {Path(run).name} | see [{Path(run).name}/{CARD}]({Path(run).name}/{CARD}) | | |")
     for name, data in tasks.items():
-        lines.append(f"| {name} | {task_origin(data.task)} | {len(data.train)} / {len(data.dev)} / {len(data.test)} | "
-                     f"{', '.join(data.task.metric_names)} |")
+        lines.append(
+            f"| {name} | {task_origin(data.task)} | {len(data.train)} / {len(data.dev)} / {len(data.test)} | "
+            f"{', '.join(data.task.metric_names)} |"
+        )
     lines += ["", "## Results", "", *_results_table(result), ""]
     if has_curves:
-        lines += ["## Training curves", "", f"![training loss and dev score over steps]({CURVES})", "",
-                  "Training loss, dev score (dashed: the best constant answer's score) and learning rates; "
-                  "the dotted line marks the best dev step.", ""]
-    lines += ["## Config", "", "```yaml", config.to_yaml().rstrip(), "```", "", "## Provenance", "",
-              f"- command: `{where['command']}`", f"- git revision: `{where['git_revision']}`",
-              "- versions: " + ", ".join(f"{k} {v}" for k, v in where["versions"].items()),
-              f"- machine: {where['machine']}", f"- written: {where['date']}", ""]
+        lines += [
+            "## Training curves",
+            "",
+            f"![training loss and dev score over steps]({CURVES})",
+            "",
+            "Training loss, dev score (dashed: the best constant answer's score) and learning rates; "
+            "the dotted line marks the best dev step.",
+            "",
+        ]
+    lines += [
+        "## Config",
+        "",
+        "```yaml",
+        config.to_yaml().rstrip(),
+        "```",
+        "",
+        "## Provenance",
+        "",
+        f"- command: `{where['command']}`",
+        f"- git revision: `{where['git_revision']}`",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in where["versions"].items()),
+        f"- machine: {where['machine']}",
+        f"- written: {where['date']}",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def write_card(run_dir: Path, config: TrainConfig, result: StageResult, backbone: Backbone, tasks: dict[str, TaskData],
-               accelerator: Any, total_steps: int | None = None) -> None:
+def write_card(
+    run_dir: Path,
+    config: TrainConfig,
+    result: StageResult,
+    backbone: Backbone,
+    tasks: dict[str, TaskData],
+    accelerator: Any,
+    total_steps: int | None = None,
+) -> None:
     """Write ``README.md`` and ``training_curves.png`` into ``run_dir`` (main process only)."""
     if not accelerator.is_main_process:
         return
     loss, dev = curves(run_dir / "metrics.jsonl")
-    drawn = plot_curves(loss, dev, run_dir / CURVES, f"{config.stage} on {', '.join(result.tasks)}",
-                        best_step=result.best_step, floor=constant_floor(tasks) if dev else None,
-                        rates=learning_rates(run_dir / "metrics.jsonl"))
+    drawn = plot_curves(
+        loss,
+        dev,
+        run_dir / CURVES,
+        f"{config.stage} on {', '.join(result.tasks)}",
+        best_step=result.best_step,
+        floor=constant_floor(tasks) if dev else None,
+        rates=learning_rates(run_dir / "metrics.jsonl"),
+    )
     atomic_write_text(run_dir / CARD, card_text(config, result, backbone, tasks, drawn, total_steps))

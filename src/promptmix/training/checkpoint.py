@@ -29,8 +29,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from promptmix._io import (atomic_directory, atomic_save_safetensors, atomic_write_text, read_json, read_safetensors,
-                           recover_directory, sha256_file)
+from promptmix._io import (
+    atomic_directory,
+    atomic_save_safetensors,
+    atomic_write_text,
+    read_json,
+    read_safetensors,
+    recover_directory,
+    sha256_file,
+)
 
 LATEST = "latest.json"
 
@@ -101,9 +108,16 @@ def set_rng_state(tensors: dict[str, Tensor], document: dict[str, Any]) -> None:
 
 
 # -- whole checkpoints -------------------------------------------------------------------------
-def save_checkpoint(directory: Path, *, trainable: dict[str, Tensor], optimizer: dict[str, Any],
-                    scheduler: dict[str, Any], rng: list[tuple[dict[str, Tensor], dict[str, Any]]],
-                    trainer: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(
+    directory: Path,
+    *,
+    trainable: dict[str, Tensor],
+    optimizer: dict[str, Any],
+    scheduler: dict[str, Any],
+    rng: list[tuple[dict[str, Tensor], dict[str, Any]]],
+    trainer: dict[str, Any],
+    keep: int,
+) -> Path:
     """Write ``checkpoints/step-XXXXXX`` atomically, point ``latest.json`` at it, prune old ones.
 
     ``rng``: every process's :func:`rng_state` (gathered on the main process).
@@ -116,7 +130,9 @@ def save_checkpoint(directory: Path, *, trainable: dict[str, Tensor], optimizer:
     with atomic_directory(directory / name, overwrite=True) as tmp:
         digests = {
             "trainable.safetensors": atomic_save_safetensors(
-                {k: v.detach().to("cpu").contiguous().clone() for k, v in trainable.items()}, tmp / "trainable.safetensors"),
+                {k: v.detach().to("cpu").contiguous().clone() for k, v in trainable.items()},
+                tmp / "trainable.safetensors",
+            ),
             "optimizer.safetensors": atomic_save_safetensors(opt_tensors, tmp / "optimizer.safetensors"),
             "rng.safetensors": atomic_save_safetensors(rng_tensors, tmp / "rng.safetensors"),
         }
@@ -158,8 +174,10 @@ def load_checkpoint(path: Path, rank: int) -> dict[str, Any]:
     trainer = read_json(path / "trainer.json")
     rng_docs = trainer.pop("rng")
     if rank >= len(rng_docs):
-        raise ValueError(f"{path} was written by {len(rng_docs)} process(es); process {rank} has no RNG state to resume "
-                         "(resume with the same number of processes)")
+        raise ValueError(
+            f"{path} was written by {len(rng_docs)} process(es); process {rank} has no RNG state to resume "
+            "(resume with the same number of processes)"
+        )
     digests = trainer.pop("sha256", {})
     for file in ("optimizer.json", "scheduler.json"):
         _check_digest(path / file, digests.get(file))
@@ -167,16 +185,20 @@ def load_checkpoint(path: Path, rank: int) -> dict[str, Any]:
     prefix = f"rank{rank}."
     return {
         "trainable": read_safetensors(path / "trainable.safetensors", digests.get("trainable.safetensors")),
-        "optimizer": optimizer_from_files(read_safetensors(path / "optimizer.safetensors", digests.get("optimizer.safetensors")),
-                                          read_json(path / "optimizer.json")),
+        "optimizer": optimizer_from_files(
+            read_safetensors(path / "optimizer.safetensors", digests.get("optimizer.safetensors")),
+            read_json(path / "optimizer.json"),
+        ),
         "scheduler": read_json(path / "scheduler.json"),
-        "rng": ({k[len(prefix):]: v for k, v in rng_all.items() if k.startswith(prefix)}, rng_docs[rank]),
+        "rng": ({k[len(prefix) :]: v for k, v in rng_all.items() if k.startswith(prefix)}, rng_docs[rank]),
         "trainer": trainer,
     }
 
 
 def _check_digest(path: Path, expected: str | None) -> None:
     if expected is not None and path.is_file() and sha256_file(path) != expected:
-        raise ValueError(f"{path} does not match the sha256 {path.parent / 'trainer.json'} holds ({expected[:12]}…): "
-                         "the file was changed or damaged after the checkpoint was written; point latest.json at an older "
-                         "step-* directory, or start the run again")
+        raise ValueError(
+            f"{path} does not match the sha256 {path.parent / 'trainer.json'} holds ({expected[:12]}…): "
+            "the file was changed or damaged after the checkpoint was written; point latest.json at an older "
+            "step-* directory, or start the run again"
+        )

@@ -118,7 +118,11 @@ def _explain(root: type, error: dict[str, Any], errors: list[dict[str, Any]]) ->
     path = ".".join(loc)
     if error["type"] == "unexpected_keyword_argument":
         section = loc[:-1]
-        unknown = sorted(str(e["loc"][-1]) for e in errors if e["type"] == error["type"] and [str(p) for p in e["loc"][:-1]] == section)
+        unknown = sorted(
+            str(e["loc"][-1])
+            for e in errors
+            if e["type"] == error["type"] and [str(p) for p in e["loc"][:-1]] == section
+        )
         kind = _field_at(root, section)[1]
         names = [f.name for f in dataclasses.fields(kind)]
         if not section:
@@ -143,7 +147,11 @@ def _field_at(root: type, loc: list[str]) -> tuple[str | None, type]:
     kind: type = root
     declared = None
     for name in loc:
-        f = next((f for f in dataclasses.fields(kind) if f.name == name), None) if dataclasses.is_dataclass(kind) else None
+        f = (
+            next((f for f in dataclasses.fields(kind) if f.name == name), None)
+            if dataclasses.is_dataclass(kind)
+            else None
+        )
         if f is None:
             return None, kind
         declared, kind = str(f.type), type(_default(f))
@@ -160,7 +168,9 @@ def _candidates(kind: type) -> list[str]:
     names = []
     for f in dataclasses.fields(kind):
         value = _default(f)
-        names += [f.name] + ([f"{f.name}.{g.name}" for g in dataclasses.fields(value)] if dataclasses.is_dataclass(value) else [])
+        names += [f.name] + (
+            [f"{f.name}.{g.name}" for g in dataclasses.fields(value)] if dataclasses.is_dataclass(value) else []
+        )
     return names
 
 

@@ -21,8 +21,8 @@ order does not depend on the number of processes.
 from __future__ import annotations
 
 import math
-import warnings
 import random
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,8 +35,13 @@ from promptmix.backbone import IGNORE_INDEX, Backbone
 from promptmix.tasks import Example, Task, get_task
 from promptmix.tasks.fewshot import sample_few_shot
 from promptmix.tasks.kinds import ClassificationTask
-from promptmix.tasks.mixtures import (LengthGroupedBatchSampler, MultiTaskDataset, ProportionalSampler,
-                                      StochasticTaskBatchSampler, token_lengths)
+from promptmix.tasks.mixtures import (
+    LengthGroupedBatchSampler,
+    MultiTaskDataset,
+    ProportionalSampler,
+    StochasticTaskBatchSampler,
+    token_lengths,
+)
 from promptmix.training.config import DataConfig
 
 
@@ -77,7 +82,8 @@ def load_tasks(config: DataConfig, names: Sequence[str]) -> dict[str, TaskData]:
             draw_seed = config.split_seed if config.few_shot_seed is None else config.few_shot_seed
             train = sample_few_shot(train, config.few_shot_k, draw_seed, task)
         out[task.name] = TaskData(
-            task, train,
+            task,
+            train,
             _subset(splits["dev"], config.max_dev_examples, config.split_seed),
             _subset(splits["test"], config.max_test_examples, config.split_seed),
         )
@@ -95,7 +101,9 @@ class TrainSet:
         config: lengths.
     """
 
-    def __init__(self, tasks: dict[str, TaskData], task_ids: dict[str, int], backbone: Backbone, config: DataConfig) -> None:
+    def __init__(
+        self, tasks: dict[str, TaskData], task_ids: dict[str, int], backbone: Backbone, config: DataConfig
+    ) -> None:
         self.dataset = MultiTaskDataset({name: data.train for name, data in tasks.items()}, list(tasks))
         empty = [name for name, size in zip(self.dataset.task_names, self.dataset.sizes) if size == 0]
         if empty:
@@ -115,8 +123,9 @@ class TrainSet:
         if index not in self._cache:
             ex = self.dataset.examples[index]
             limit = self.tasks[ex.task].max_source_length(self.config)
-            encoded = self.backbone.encode(ex.source, ex.target, max_source_length=limit,
-                                           max_target_length=self.config.max_target_length)
+            encoded = self.backbone.encode(
+                ex.source, ex.target, max_source_length=limit, max_target_length=self.config.max_target_length
+            )
             self._cache[index] = {**encoded, "task_id": self.task_ids[ex.task]}
         return self._cache[index]
 
@@ -159,7 +168,9 @@ class ChunkedBatchSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         order = list(self.sampler)
-        return iter([order[i:i + self.batch_size] for i in range(0, len(order) - self.batch_size + 1, self.batch_size)])
+        return iter(
+            [order[i : i + self.batch_size] for i in range(0, len(order) - self.batch_size + 1, self.batch_size)]
+        )
 
 
 def build_batch_sampler(config: DataConfig, train: TrainSet, batch_size: int, seed: int) -> Any:
@@ -172,11 +183,17 @@ def build_batch_sampler(config: DataConfig, train: TrainSet, batch_size: int, se
     sizes = train.sizes
     if config.mixing == "stochastic":
         kappa = config.kappa or len(sizes)
-        return StochasticTaskBatchSampler(sizes, batch_size, kappa, seed, cap=config.mixing_cap,
-                                          temperature=config.mixing_temperature)
+        return StochasticTaskBatchSampler(
+            sizes, batch_size, kappa, seed, cap=config.mixing_cap, temperature=config.mixing_temperature
+        )
     total = sum(min(n, config.mixing_cap) if config.mixing_cap else n for n in sizes)
-    sampler = ProportionalSampler(sizes, cap=config.mixing_cap, temperature=config.mixing_temperature,
-                                  num_samples=math.ceil(total / batch_size) * batch_size, seed=seed)
+    sampler = ProportionalSampler(
+        sizes,
+        cap=config.mixing_cap,
+        temperature=config.mixing_temperature,
+        num_samples=math.ceil(total / batch_size) * batch_size,
+        seed=seed,
+    )
     if config.length_grouped:
         return LengthGroupedBatchSampler(train.lengths(), batch_size, seed, sampler=sampler)
     return ChunkedBatchSampler(sampler, batch_size)
@@ -218,7 +235,7 @@ def micro_batch(indices: Sequence[int], micro_step: int, rank: int, world: int, 
     """Process ``rank``'s share of accumulation step ``micro_step`` of a global batch."""
     size = len(indices) // (world * accumulation)
     start = (micro_step * world + rank) * size
-    return list(indices[start:start + size])
+    return list(indices[start : start + size])
 
 
 # -- the constant answers a trained prompt must beat (run cards, source cards, the studies) ---------

@@ -58,8 +58,9 @@ def rms_normalized(x: Tensor, eps: float = 1e-6) -> Tensor:
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
 
 
-def hidden_mse_per_example(student: tuple[Tensor, ...], teacher: tuple[Tensor, ...], masks: list[Tensor],
-                           rms_norm: bool = False) -> Tensor:
+def hidden_mse_per_example(
+    student: tuple[Tensor, ...], teacher: tuple[Tensor, ...], masks: list[Tensor], rms_norm: bool = False
+) -> Tensor:
     """Per example, the mean squared difference over every (state, real position, dim): [B].
 
     ``masks[i]`` [B, L_i] marks the real positions of state i; ``rms_norm`` compares the
@@ -135,8 +136,15 @@ class DistillLoss:
         for s_mask, t_mask in zip(student.hidden_masks, teacher.hidden_masks):
             if s_mask.shape != t_mask.shape or not torch.equal(s_mask, t_mask):
                 raise ValueError("teacher and student hidden states have different layouts (prompt lengths differ?)")
-        keep = [i for i in range(len(student.hidden_states))
-                if self.config.hidden_embeddings or i not in (student.embedding_states or ())]
+        keep = [
+            i
+            for i in range(len(student.hidden_states))
+            if self.config.hidden_embeddings or i not in (student.embedding_states or ())
+        ]
         pick = lambda states: tuple(states[i] for i in keep)  # noqa: E731
-        return hidden_mse_per_example(pick(student.hidden_states), pick(teacher.hidden_states),
-                                      list(pick(student.hidden_masks)), self.config.hidden_rms_norm).sum()
+        return hidden_mse_per_example(
+            pick(student.hidden_states),
+            pick(teacher.hidden_states),
+            list(pick(student.hidden_masks)),
+            self.config.hidden_rms_norm,
+        ).sum()

@@ -138,8 +138,10 @@ class _Run:
         self.optim = config.optim
         world = accelerator.num_processes * self.optim.gradient_accumulation_steps
         if self.optim.batch_size % world:
-            raise ValueError(f"optim.batch_size {self.optim.batch_size} must be divisible by processes × "
-                             f"accumulation steps = {accelerator.num_processes} × {self.optim.gradient_accumulation_steps}")
+            raise ValueError(
+                f"optim.batch_size {self.optim.batch_size} must be divisible by processes × "
+                f"accumulation steps = {accelerator.num_processes} × {self.optim.gradient_accumulation_steps}"
+            )
         groups = optimizer_groups(job.param_groups, self.optim)
         self.trainable = [p for g in groups for p in g["params"]]
         optimizer = build_optimizer(groups, self.optim)
@@ -174,14 +176,28 @@ class _Run:
             rng = gather_object(rng)  # every process's RNG, in rank order
         if not self.acc.is_main_process:
             return
-        trainer = {"step": self.step, "total_steps": self.total, "epoch": self.stream.state.epoch,
-                   "position": self.stream.state.position, "best_score": self.best_score,
-                   "best_step": self.best_step, "best_metrics": self.best_metrics, "last_eval_step": self.last_eval_step,
-                   "evals_since_best": self.evals_since_best, "seconds": self.seconds,
-                   "task_best": self.task_best}
-        ckpt.save_checkpoint(self.dir / "checkpoints", trainable=self.trainable_state(),
-                             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-                             rng=rng, trainer=trainer, keep=self.config.run.keep_checkpoints)
+        trainer = {
+            "step": self.step,
+            "total_steps": self.total,
+            "epoch": self.stream.state.epoch,
+            "position": self.stream.state.position,
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+            "best_metrics": self.best_metrics,
+            "last_eval_step": self.last_eval_step,
+            "evals_since_best": self.evals_since_best,
+            "seconds": self.seconds,
+            "task_best": self.task_best,
+        }
+        ckpt.save_checkpoint(
+            self.dir / "checkpoints",
+            trainable=self.trainable_state(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            rng=rng,
+            trainer=trainer,
+            keep=self.config.run.keep_checkpoints,
+        )
 
     def restore(self) -> bool:
         path = ckpt.latest_checkpoint(self.dir / "checkpoints")
@@ -248,7 +264,11 @@ class _Run:
                 logs[key] = logs.get(key, 0.0) + value.detach().float()
         self.scheduler.step()
         keys = sorted(logs)
-        reduced = acc.reduce(torch.stack([logs[k] for k in keys]).to(acc.device), "sum") if world > 1 else torch.stack([logs[k] for k in keys])
+        reduced = (
+            acc.reduce(torch.stack([logs[k] for k in keys]).to(acc.device), "sum")
+            if world > 1
+            else torch.stack([logs[k] for k in keys])
+        )
         return dict(zip(keys, reduced.tolist()))
 
     def task_improved(self, metrics: dict[str, Any]) -> bool:
@@ -324,8 +344,14 @@ class _Logger:
         if show and not _interactive():
             self.plain = _PlainProgress(run.job.name, run.total, resumed_at)
         else:
-            self.bar = tqdm(total=run.total, initial=resumed_at, desc=run.job.name, dynamic_ncols=True,
-                            disable=not show, mininterval=1.0)
+            self.bar = tqdm(
+                total=run.total,
+                initial=resumed_at,
+                desc=run.job.name,
+                dynamic_ncols=True,
+                disable=not show,
+                mininterval=1.0,
+            )
 
     def _truncate(self, step: int) -> None:
         """Drop lines a killed invocation wrote after the checkpoint we resume from."""
@@ -383,18 +409,28 @@ class _PlainProgress:
         step = record["step"]
         rate = (step - self.start) / max(time.monotonic() - self.began, 1e-9)
         eta = datetime.timedelta(seconds=round((self.total - step) / rate)) if rate > 0 else "?"
-        shown = " ".join(f"{k.replace('lr/', 'lr_')} {v:.3g}" for k, v in record.items()
-                         if (k == "loss" or k.startswith("lr/")) and isinstance(v, (int, float)))
-        print(f"{self.name} step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%) {shown} "
-              f"{rate:.3g} it/s ETA {eta}", file=sys.stderr, flush=True)
+        shown = " ".join(
+            f"{k.replace('lr/', 'lr_')} {v:.3g}"
+            for k, v in record.items()
+            if (k == "loss" or k.startswith("lr/")) and isinstance(v, (int, float))
+        )
+        print(
+            f"{self.name} step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%) {shown} "
+            f"{rate:.3g} it/s ETA {eta}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def dev(self, record: dict[str, Any]) -> None:
         import sys
 
         score = record["dev"].get("score")
         shown = f"score {score:.2f}" if isinstance(score, (int, float)) else "done"
-        print(f"{self.name} dev at step {record['step']}: {shown} ({record.get('dev_seconds', 0):.1f} s)",
-              file=sys.stderr, flush=True)
+        print(
+            f"{self.name} dev at step {record['step']}: {shown} ({record.get('dev_seconds', 0):.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _trackers(run: _Run, resumed_at: int) -> list[Any]:
@@ -409,8 +445,10 @@ def _trackers(run: _Run, resumed_at: int) -> list[Any]:
     for name in names:
         if name in ("all",) or name not in LOGGER_TYPE_TO_CLASS:
             continue
-        if name in {"aim", "comet_ml", "mlflow", "tensorboard", "wandb", "clearml", "dvclive", "swanlab", "trackio"} \
-                and name not in available:
+        if (
+            name in {"aim", "comet_ml", "mlflow", "tensorboard", "wandb", "clearml", "dvclive", "swanlab", "trackio"}
+            and name not in available
+        ):
             raise ValueError(f"run.log_with: {name!r} needs its package, which is not installed (pip install {name})")
     try:
         kinds = filter_trackers(list(names), run.dir)
@@ -442,7 +480,9 @@ def _config_values(config: TrainConfig) -> dict[str, Any]:
     import dataclasses
 
     flat = _flatten(dataclasses.asdict(config))
-    return {k.replace("/", "."): v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in flat.items()}
+    return {
+        k.replace("/", "."): v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in flat.items()
+    }
 
 
 def _tracked(record: dict[str, Any]) -> dict[str, float]:
@@ -495,7 +535,9 @@ def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
-def train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerator: Any, *, resume: bool = False) -> LoopResult:
+def train(
+    job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerator: Any, *, resume: bool = False
+) -> LoopResult:
     """Run ``job`` to ``optim.max_steps`` (or ``optim.epochs``), until ``run.stop_after`` steps
     in this invocation, or until ``eval.patience`` dev evaluations in a row bring no new best
     (completed, ``early_stopped``); see the module docstring."""
@@ -510,8 +552,10 @@ def _train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerat
     if resume:
         run.restore()
         if run.step > run.total:
-            raise ValueError(f"{run_dir}: the run has trained {run.step} steps, more than the {run.total} it is now asked "
-                             "for (optim.max_steps); a resume may raise the step budget, not lower it below the steps done")
+            raise ValueError(
+                f"{run_dir}: the run has trained {run.step} steps, more than the {run.total} it is now asked "
+                "for (optim.max_steps); a resume may raise the step budget, not lower it below the steps done"
+            )
     log = _Logger(run, run.step)
     log.write({"step": run.step, "setup": sharding.layout(run.model, run.optimizer, accelerator)})
     run.set_train_mode()
@@ -527,7 +571,9 @@ def _train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerat
             logs.update(run.learning_rates())
             log.progress(logs)
             if run.step % config.run.log_every == 0 or run.step == stop_at:
-                log.write({"step": run.step, "epoch": run.stream.state.epoch, **logs, "step_seconds": time.monotonic() - tick})
+                log.write(
+                    {"step": run.step, "epoch": run.stream.state.epoch, **logs, "step_seconds": time.monotonic() - tick}
+                )
             _evaluate(run, log, force=run.step == run.total)
             every = config.run.save_every
             if (every and run.step % every == 0) or run.step == stop_at or run.flattened:
@@ -537,6 +583,14 @@ def _train(job: TrainingJob, config: TrainConfig, run_dir: str | Path, accelerat
     if run.step == run.total and job.evaluate is None and job.on_best is not None and accelerator.is_main_process:
         job.on_best(accelerator.unwrap_model(run.model), run.step, {})
     accelerator.wait_for_everyone()
-    return LoopResult(run.step, run.total, run.step == run.total or run.flattened, run.best_score, run.best_step,
-                      run.best_metrics, run.seconds, early_stopped=run.flattened and run.step < run.total,
-                      task_best=run.task_best)
+    return LoopResult(
+        run.step,
+        run.total,
+        run.step == run.total or run.flattened,
+        run.best_score,
+        run.best_step,
+        run.best_metrics,
+        run.seconds,
+        early_stopped=run.flattened and run.step < run.total,
+        task_best=run.task_best,
+    )

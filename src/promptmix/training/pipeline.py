@@ -92,7 +92,7 @@ class PipelineConfig:
                 blamed.append(f"--set {key}={self.overrides[key]}")
             if not blamed:
                 raise
-            raise OverrideError(f"{', '.join(blamed)} (stage {stage.name!r}){str(err)[len(source):]}") from None
+            raise OverrideError(f"{', '.join(blamed)} (stage {stage.name!r}){str(err)[len(source) :]}") from None
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None, root: str | None = None) -> PipelineConfig:
@@ -107,8 +107,13 @@ class PipelineConfig:
             except TypeError as err:
                 raise ValueError(f"{path}: stages[{i}]: {err} (keys: name, config, label, set)") from None
         try:
-            return cls(root=root or data.get("root", cls.root), common=data.get("common") or {}, stages=stages,
-                       base_dir=str(Path(path).resolve().parent), overrides=overrides or {})
+            return cls(
+                root=root or data.get("root", cls.root),
+                common=data.get("common") or {},
+                stages=stages,
+                base_dir=str(Path(path).resolve().parent),
+                overrides=overrides or {},
+            )
         except OverrideError:
             raise  # about the command line, not the pipeline file
         except ValueError as err:
@@ -128,7 +133,9 @@ def _expand(value: Any, root: str) -> Any:
     return value.replace("{root}", root) if isinstance(value, str) else value
 
 
-def run_pipeline(config: PipelineConfig, *, resume: bool = False, echo: Any = print) -> list[tuple[PipelineStage, StageResult]]:
+def run_pipeline(
+    config: PipelineConfig, *, resume: bool = False, echo: Any = print
+) -> list[tuple[PipelineStage, StageResult]]:
     """Run every stage in order (one backbone, one Accelerator) and print the table."""
     started = time.monotonic()
     configs = [config.stage_config(s) for s in config.stages]
@@ -137,8 +144,10 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, echo: Any = pr
             try:
                 check_fresh(Path(stage_config.run.dir), resume)
             except RunExistsError:
-                raise RunExistsError(f"{config.root} already holds a run (stage {stage.name!r} in {stage_config.run.dir}); "
-                                     "pass --resume to continue it or choose another --root") from None
+                raise RunExistsError(
+                    f"{config.root} already holds a run (stage {stage.name!r} in {stage_config.run.dir}); "
+                    "pass --resume to continue it or choose another --root"
+                ) from None
     for stage_config in configs:
         if resume:  # the task files each stage's run keeps: resuming needs no --tasks-dir (as run_stage does)
             register_run_tasks(stage_config.run.dir)
@@ -148,7 +157,9 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, echo: Any = pr
     backbone = load_backbone_for(configs[0])
     results = []
     for i, (stage, stage_config) in enumerate(zip(config.stages, configs), 1):
-        echo(f"[{i}/{len(configs)}] {stage.name}: {stage_config.stage} on {', '.join(stage_config.data.tasks or stage_config.library.sources)}")
+        echo(
+            f"[{i}/{len(configs)}] {stage.name}: {stage_config.stage} on {', '.join(stage_config.data.tasks or stage_config.library.sources)}"
+        )
         result = run_stage(stage_config, resume=resume, backbone=backbone, accelerator=accelerator)
         echo(f"    done in {result.seconds:.0f} s; dev {_score(result.dev)}, test {_score(result.test)}")
         results.append((stage, result))
@@ -167,25 +178,34 @@ def _score(metrics: dict[str, Any]) -> str:
     return f"{score:.1f}" if isinstance(score, (int, float)) else "-"
 
 
-def format_table(results: list[tuple[PipelineStage, StageResult]], seconds: float,
-                 configs: list[TrainConfig] | None = None) -> str:
+def format_table(
+    results: list[tuple[PipelineStage, StageResult]], seconds: float, configs: list[TrainConfig] | None = None
+) -> str:
     """The Markdown table of the labelled stages (and the source prompts' dev scores), with how
     the rows were scored and on what training data."""
-    lines = ["| method | trainable params | target dev score | target test score | train time |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| method | trainable params | target dev score | target test score | train time |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for stage, result in results:
         if stage.label is not None:
-            lines.append(f"| {stage.label} | {result.trainable_parameters:,} | {_score(result.dev)} | "
-                         f"{_score(result.test)} | {result.seconds:.0f} s |")
+            lines.append(
+                f"| {stage.label} | {result.trainable_parameters:,} | {_score(result.dev)} | "
+                f"{_score(result.test)} | {result.seconds:.0f} s |"
+            )
     sources = [r for _, r in results if r.stage == "source" and not r.extra.get("mixture")]
     for result in sources:
-        scores = ", ".join(f"{task} {m['score']:.1f}" for task, m in result.dev.items() if isinstance(m, dict) and "score" in m)
+        scores = ", ".join(
+            f"{task} {m['score']:.1f}" for task, m in result.dev.items() if isinstance(m, dict) and "score" in m
+        )
         lines.append(f"\nsource prompts (dev score): {scores}")
     labelled = [c for (stage, _), c in zip(results, configs or []) if stage.label is not None]
     if labelled:
         data, scoring = labelled[0].data, sorted({c.eval.scoring for c in labelled})
         shots = f"k = {data.few_shot_k} training examples per class" if data.few_shot_k else "all training examples"
-        lines.append(f"\nscoring: {', '.join(scoring)} ({'rank classification over the label words' if scoring == ['rank'] else 'see eval.scoring'}); "
-                     f"target {', '.join(data.tasks)}, {shots}, {labelled[0].optim.max_steps} steps per method")
+        lines.append(
+            f"\nscoring: {', '.join(scoring)} ({'rank classification over the label words' if scoring == ['rank'] else 'see eval.scoring'}); "
+            f"target {', '.join(data.tasks)}, {shots}, {labelled[0].optim.max_steps} steps per method"
+        )
     lines.append(f"\ntotal wall time {seconds / 60:.1f} min")
     return "\n".join(lines)

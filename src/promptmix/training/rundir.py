@@ -64,10 +64,10 @@ from promptmix.loading import ALIASES, load_backbone
 from promptmix.prompts import PromptMethod
 from promptmix.prompts.checkpoint import RECORD_FILE, SavedMethod, load_method, save_method
 from promptmix.prompts.router import PromptRouter
-from promptmix.training.checkpoint import latest_checkpoint
-from promptmix.training.config import TrainConfig, load_config
 from promptmix.tasks import load_task_dir
 from promptmix.tasks.declared import definition_text
+from promptmix.training.checkpoint import latest_checkpoint
+from promptmix.training.config import TrainConfig, load_config
 from promptmix.training.data import TaskData, load_tasks
 
 RESULTS = "results.json"
@@ -123,8 +123,10 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
             holder = f"pid {(run_dir / LOCK_PID).read_text().strip()}"
         except OSError:
             holder = "a process that has not written its pid yet"
-        raise RunInUseError(f"{run_dir} is in use by another promptmix run ({holder}); wait for it to finish, or "
-                            "train into another directory (--run-dir)") from None
+        raise RunInUseError(
+            f"{run_dir} is in use by another promptmix run ({holder}); wait for it to finish, or "
+            "train into another directory (--run-dir)"
+        ) from None
     try:
         atomic_write_text(run_dir / LOCK_PID, f"{os.getpid()}\n")
         yield
@@ -138,6 +140,7 @@ def absolute_paths(config: TrainConfig) -> TrainConfig:
     meaning they had when given): model.name when it names a local directory, data.data_dir,
     library.root, library.mpt_source and run.dir. A run records them so, and ``promptmix eval
     --run DIR`` from another directory finds its backbone, data and prompts."""
+
     def absolute(value: str | None, *, must_exist: bool = False) -> str | None:
         if value is None or value.startswith("promptmix:") or Path(value).is_absolute():
             return value
@@ -147,12 +150,18 @@ def absolute_paths(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(
         config,
         # An alias wins over a directory of that name, as load_backbone reads it.
-        model=dataclasses.replace(config.model, name=config.model.name if config.model.name.lower() in ALIASES
-                                  else absolute(config.model.name, must_exist=True)),
+        model=dataclasses.replace(
+            config.model,
+            name=config.model.name
+            if config.model.name.lower() in ALIASES
+            else absolute(config.model.name, must_exist=True),
+        ),
         data=dataclasses.replace(config.data, data_dir=absolute(config.data.data_dir)),
-        library=dataclasses.replace(config.library, root=absolute(config.library.root),
-                                    mpt_source=absolute(config.library.mpt_source)),
-        run=dataclasses.replace(config.run, dir=absolute(config.run.dir)))
+        library=dataclasses.replace(
+            config.library, root=absolute(config.library.root), mpt_source=absolute(config.library.mpt_source)
+        ),
+        run=dataclasses.replace(config.run, dir=absolute(config.run.dir)),
+    )
 
 
 def config_text(config: TrainConfig) -> str:
@@ -161,8 +170,9 @@ def config_text(config: TrainConfig) -> str:
     return f"# promptmix run config, sha256 of the lines below: {hashlib.sha256(body.encode()).hexdigest()}\n{body}"
 
 
-def read_run_config(path: str | os.PathLike, overrides: list[str] | dict[str, Any] | None = None,
-                    stage: str | None = None) -> TrainConfig:
+def read_run_config(
+    path: str | os.PathLike, overrides: list[str] | dict[str, Any] | None = None, stage: str | None = None
+) -> TrainConfig:
     """A run's own config.yaml, refused (never filled with defaults) when it does not parse or
     is not the text the run wrote (the sha256 on its first line; files written before runs
     recorded one are read as they are)."""
@@ -170,13 +180,17 @@ def read_run_config(path: str | os.PathLike, overrides: list[str] | dict[str, An
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} is missing: the run directory holds no config to resume with; pass --config") from None
+        raise FileNotFoundError(
+            f"{path} is missing: the run directory holds no config to resume with; pass --config"
+        ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: cannot read the run's config: {err}") from None
     header = CONFIG_HEADER.match(text)
-    if header is not None and hashlib.sha256(text[header.end():].encode()).hexdigest() != header[1]:
-        raise ValueError(f"{path} is not the config the run wrote (its sha256 differs from the one on its first line): "
-                         "it was truncated or edited; restore it, or delete its first line to resume with it as it is")
+    if header is not None and hashlib.sha256(text[header.end() :].encode()).hexdigest() != header[1]:
+        raise ValueError(
+            f"{path} is not the config the run wrote (its sha256 differs from the one on its first line): "
+            "it was truncated or edited; restore it, or delete its first line to resume with it as it is"
+        )
     return load_config(path, overrides, stage=stage)
 
 
@@ -219,8 +233,10 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
         # A run written before paths were stored absolute: its relative paths meant the cwd's.
         changed = _differences(absolute_paths(saved_config).to_dict(), absolute_paths(config).to_dict())
         if changed:
-            raise ValueError(f"--resume with a config that differs from {run_dir / CONFIG} in {changed}; "
-                             "resume with the run's own config (only optim.max_steps may change, to extend the run)")
+            raise ValueError(
+                f"--resume with a config that differs from {run_dir / CONFIG} in {changed}; "
+                "resume with the run's own config (only optim.max_steps may change, to extend the run)"
+            )
         if trains and saved_config.optim.max_steps != config.optim.max_steps:
             check_extension(run_dir, config.optim.max_steps)
     if accelerator.is_main_process:
@@ -269,11 +285,15 @@ def check_extension(run_dir: Path, max_steps: int | None) -> None:
     if not result.completed or max_steps <= result.steps:
         return
     if result.extra.get("early_stopped"):
-        raise ValueError(f"--resume with optim.max_steps={max_steps}: the run in {run_dir} stopped early by eval.patience "
-                         f"after {result.steps} steps; raise eval.patience to extend it")
+        raise ValueError(
+            f"--resume with optim.max_steps={max_steps}: the run in {run_dir} stopped early by eval.patience "
+            f"after {result.steps} steps; raise eval.patience to extend it"
+        )
     if latest_checkpoint(run_dir / "checkpoints") is None:
-        raise ValueError(f"--resume with optim.max_steps={max_steps}: the finished run in {run_dir} has no checkpoint left "
-                         f"({run_dir / 'checkpoints'} is gone or empty), so it cannot be extended; train a new run instead")
+        raise ValueError(
+            f"--resume with optim.max_steps={max_steps}: the finished run in {run_dir} has no checkpoint left "
+            f"({run_dir / 'checkpoints'} is gone or empty), so it cannot be extended; train a new run instead"
+        )
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
@@ -361,9 +381,13 @@ def find_methods(run: str | os.PathLike) -> list[SavedMethod]:
         children.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
         return [SavedMethod.read(child / METHOD, str(child)) for child in children]
     if (run / MODEL).is_dir():
-        raise ValueError(f"{run} is a baseline run that tuned the backbone itself ({run / MODEL}); it has no prompt to serve")
-    raise FileNotFoundError(f"{run} holds no trained prompt method: expected {run / METHOD / RECORD_FILE} "
-                            "(written when a run saves its best checkpoint) or a directory written by save_method")
+        raise ValueError(
+            f"{run} is a baseline run that tuned the backbone itself ({run / MODEL}); it has no prompt to serve"
+        )
+    raise FileNotFoundError(
+        f"{run} holds no trained prompt method: expected {run / METHOD / RECORD_FILE} "
+        "(written when a run saves its best checkpoint) or a directory written by save_method"
+    )
 
 
 def _run_tasks(run: Path) -> list[str]:
@@ -401,8 +425,9 @@ class RunWithData:
         return self.tasks[name].max_source_length(self.config.data)
 
 
-def load_run_with_data(run: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
-                       backbone: Backbone | str | None = None) -> RunWithData:
+def load_run_with_data(
+    run: str | os.PathLike, *, data_dir: str | os.PathLike | None = None, backbone: Backbone | str | None = None
+) -> RunWithData:
     """Load ``run`` with its tasks' splits under its own config (``config.yaml``; a bare
     save_method directory gets the default protocol for the method's tasks). A run trained
     per task loads every task run, behind one router. ``data_dir`` replaces the config's
@@ -417,8 +442,10 @@ def load_run_with_data(run: str | os.PathLike, *, data_dir: str | os.PathLike | 
         except FileNotFoundError as err:
             if backbone is not None:
                 raise
-            raise FileNotFoundError(f"{err}; the run {run} recorded backbone {default!r} (a relative path there means "
-                                    "the directory the run was trained from): pass --backbone") from None
+            raise FileNotFoundError(
+                f"{err}; the run {run} recorded backbone {default!r} (a relative path there means "
+                "the directory the run was trained from): pass --backbone"
+            ) from None
         backbone.model.eval()
     members, tasks = [], {}
     for saved, config in found:
@@ -430,8 +457,10 @@ def load_run_with_data(run: str | os.PathLike, *, data_dir: str | os.PathLike | 
         except FileNotFoundError as err:
             if data_dir is not None:
                 raise
-            raise FileNotFoundError(f"{err}\nThe run {run} recorded data.data_dir {config.data.data_dir!r} (a relative path "
-                                    "there means the directory the run was trained from): pass --data-dir") from None
+            raise FileNotFoundError(
+                f"{err}\nThe run {run} recorded data.data_dir {config.data.data_dir!r} (a relative path "
+                "there means the directory the run was trained from): pass --data-dir"
+            ) from None
     method = members[0][1] if len(members) == 1 else PromptRouter(members)
     return RunWithData(found[0][1], backbone, method, tasks)
 

@@ -17,17 +17,26 @@ from typing import Any
 import torch
 
 from promptmix.backbone import Backbone, PromptedModel
+from promptmix.inference.evaluate import evaluate
 from promptmix.loading import load_backbone
 from promptmix.prompts import PromptMethod
 from promptmix.training import sharding
 from promptmix.training.card import write_card
 from promptmix.training.config import TrainConfig
 from promptmix.training.data import TaskData, TrainSet, build_batch_sampler
-from promptmix.inference.evaluate import evaluate
 from promptmix.training.loop import TrainingJob, train
 from promptmix.training.losses import LossFn, task_loss
-from promptmix.training.rundir import (METHOD, PER_TASK, MethodSaver, StageResult, finished_result, open_run_dir, save_task_definitions,
-                                       write_result)
+from promptmix.training.rundir import (
+    METHOD,
+    PER_TASK,
+    MethodSaver,
+    StageResult,
+    finished_result,
+    open_run_dir,
+    save_task_definitions,
+    write_result,
+)
+
 
 @dataclass
 class Context:
@@ -47,8 +56,11 @@ def make_accelerator(config: TrainConfig) -> Any:
     from accelerate import Accelerator  # only where a run trains: it is slow to import
 
     cpu_processes = os.environ.get("LOCAL_RANK") is not None and not torch.cuda.is_available()
-    accelerator = Accelerator(gradient_accumulation_steps=config.optim.gradient_accumulation_steps,
-                              mixed_precision=config.optim.mixed_precision, cpu=cpu_processes)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.optim.gradient_accumulation_steps,
+        mixed_precision=config.optim.mixed_precision,
+        cpu=cpu_processes,
+    )
     sharding.configure(accelerator, cpu_processes)  # FSDP on CPU processes too; DeepSpeed refused without a GPU
     return accelerator
 
@@ -69,9 +81,18 @@ def max_source_length(config: TrainConfig):
     return lambda data: data.max_source_length(config.data)
 
 
-def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], task_ids: dict[str, int], run_dir: Path, *,
-               loss_fn: LossFn = task_loss, saver: Any = None, extra: dict[str, Any] | None = None,
-               frozen_backbone: bool = True) -> StageResult:
+def run_method(
+    ctx: Context,
+    method: PromptMethod,
+    tasks: dict[str, TaskData],
+    task_ids: dict[str, int],
+    run_dir: Path,
+    *,
+    loss_fn: LossFn = task_loss,
+    saver: Any = None,
+    extra: dict[str, Any] | None = None,
+    frozen_backbone: bool = True,
+) -> StageResult:
     """Train ``method`` on ``tasks`` in ``run_dir`` through the loop; score the best on test."""
     config, acc = ctx.config, ctx.accelerator
     open_run_dir(config, run_dir, ctx.resume, acc)
@@ -88,44 +109,91 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
     if per_task and saver is not None:
         raise ValueError("eval.select per-task keeps a prompt method per target; the finetune stage tunes one backbone")
     saver = saver or MethodSaver(run_dir / METHOD, ctx.backbone, extra)
-    task_savers = {name: MethodSaver(run_dir / PER_TASK / name, ctx.backbone, {**extra, "selected_for": name})
-                   for name in tasks} if per_task else {}
+    task_savers = (
+        {name: MethodSaver(run_dir / PER_TASK / name, ctx.backbone, {**extra, "selected_for": name}) for name in tasks}
+        if per_task
+        else {}
+    )
     train_set = TrainSet(tasks, task_ids, ctx.backbone, config.data)
     has_dev = any(data.dev for data in tasks.values())
     show = config.run.progress
-    dev = (lambda m: evaluate(m, tasks, "dev", task_ids, config.eval, max_source_length(config), acc, show)) if has_dev else None
+    dev = (
+        (lambda m: evaluate(m, tasks, "dev", task_ids, config.eval, max_source_length(config), acc, show))
+        if has_dev
+        else None
+    )
     job = TrainingJob(
-        name=f"{config.stage} {'+'.join(tasks)}", model=model, param_groups=method.param_groups(), train_set=train_set,
+        name=f"{config.stage} {'+'.join(tasks)}",
+        model=model,
+        param_groups=method.param_groups(),
+        train_set=train_set,
         batch_sampler=build_batch_sampler(config.data, train_set, config.optim.batch_size, config.run.seed),
-        loss_fn=loss_fn, evaluate=dev, on_best=saver,
+        loss_fn=loss_fn,
+        evaluate=dev,
+        on_best=saver,
         frozen=[ctx.backbone.model] if frozen_backbone and config.model.backbone_eval_mode else [],
         on_task_best=(lambda m, task, step, metrics: task_savers[task](m, step, {task: metrics})) if per_task else None,
         main_metrics={name: data.task.main_metric for name, data in tasks.items()} if per_task else {},
     )
     outcome = train(job, config, run_dir, acc, resume=ctx.resume)
-    result = StageResult(config.stage, str(run_dir), list(tasks), outcome.completed, outcome.step, outcome.best_step,
-                         outcome.best_metrics, {}, sum(p.numel() for ps in job.param_groups.values() for p in ps if p.requires_grad),
-                         outcome.seconds, {**extra, "early_stopped": True} if outcome.early_stopped else extra)
+    result = StageResult(
+        config.stage,
+        str(run_dir),
+        list(tasks),
+        outcome.completed,
+        outcome.step,
+        outcome.best_step,
+        outcome.best_metrics,
+        {},
+        sum(p.numel() for ps in job.param_groups.values() for p in ps if p.requires_grad),
+        outcome.seconds,
+        {**extra, "early_stopped": True} if outcome.early_stopped else extra,
+    )
     if not outcome.completed:
         write_card(run_dir, config, result, ctx.backbone, tasks, acc, outcome.total_steps)
         return result  # stopped early (run.stop_after): no results.json, resume later
     predictions = run_dir / TEST_PREDICTIONS
     if per_task and outcome.task_best:
         result.dev = _mean({task: best["metrics"] for task, best in outcome.task_best.items()}, tasks)
-        result.extra = {**result.extra, "select": "per-task",
-                        "best_step_per_task": {task: best["step"] for task, best in outcome.task_best.items()}}
+        result.extra = {
+            **result.extra,
+            "select": "per-task",
+            "best_step_per_task": {task: best["step"] for task, best in outcome.task_best.items()},
+        }
         if config.eval.test and any(data.test for data in tasks.values()):
             scored = {}
             for name in outcome.task_best:  # each target with the method saved at its own best step
                 task_savers[name].load_into(model)
-                scored.update(evaluate(model, {name: tasks[name]}, "test", task_ids, config.eval, max_source_length(config),
-                                       acc, show, predictions_dir=predictions))
+                scored.update(
+                    evaluate(
+                        model,
+                        {name: tasks[name]},
+                        "test",
+                        task_ids,
+                        config.eval,
+                        max_source_length(config),
+                        acc,
+                        show,
+                        predictions_dir=predictions,
+                    )
+                )
                 scored.pop("score", None)
             others = [name for name in tasks if name not in outcome.task_best and tasks[name].test]
             if others:  # no dev value ever selected them: scored with the mean's best (<run>/method)
                 saver.load_into(model)
-                scored.update(evaluate(model, {name: tasks[name] for name in others}, "test", task_ids, config.eval,
-                                       max_source_length(config), acc, show, predictions_dir=predictions))
+                scored.update(
+                    evaluate(
+                        model,
+                        {name: tasks[name] for name in others},
+                        "test",
+                        task_ids,
+                        config.eval,
+                        max_source_length(config),
+                        acc,
+                        show,
+                        predictions_dir=predictions,
+                    )
+                )
                 scored.pop("score", None)
                 result.extra = {**result.extra, "test_with_method": others}
             result.test = _mean(scored, tasks)
@@ -133,8 +201,17 @@ def run_method(ctx: Context, method: PromptMethod, tasks: dict[str, TaskData], t
     else:
         saver.load_into(model)
         if config.eval.test and any(data.test for data in tasks.values()):
-            result.test = evaluate(model, tasks, "test", task_ids, config.eval, max_source_length(config), acc, show,
-                                   predictions_dir=predictions)
+            result.test = evaluate(
+                model,
+                tasks,
+                "test",
+                task_ids,
+                config.eval,
+                max_source_length(config),
+                acc,
+                show,
+                predictions_dir=predictions,
+            )
     write_result(result, acc)
     write_card(run_dir, config, result, ctx.backbone, tasks, acc, outcome.total_steps)
     return result

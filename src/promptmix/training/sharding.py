@@ -49,7 +49,8 @@ def configure(accelerator: Any, cpu_processes: bool) -> None:
     if _env_flag("ACCELERATE_USE_DEEPSPEED") and cpu_processes:
         raise ShardingError(
             "the DeepSpeed config needs CUDA GPUs: on CPU processes Accelerate does not use DeepSpeed (the run would "
-            "silently be plain DDP). On CPU use configs/accelerate/fsdp.yaml (shards the frozen backbone) or ddp.yaml")
+            "silently be plain DDP). On CPU use configs/accelerate/fsdp.yaml (shards the frozen backbone) or ddp.yaml"
+        )
     if not _env_flag("ACCELERATE_USE_FSDP"):
         return
     from accelerate.state import PartialState
@@ -63,8 +64,10 @@ def configure(accelerator: Any, cpu_processes: bool) -> None:
         accelerator.state.distributed_type = DistributedType.FSDP
     plugin = accelerator.state.fsdp_plugin
     if plugin.fsdp_version != 2:
-        raise ShardingError(f"promptmix shards with FSDP2; the accelerate config asks for fsdp_version {plugin.fsdp_version}: "
-                            "set fsdp_version: 2 (see configs/accelerate/fsdp.yaml)")
+        raise ShardingError(
+            f"promptmix shards with FSDP2; the accelerate config asks for fsdp_version {plugin.fsdp_version}: "
+            "set fsdp_version: 2 (see configs/accelerate/fsdp.yaml)"
+        )
     plugin.ignored_modules = METHOD_MODULE
 
 
@@ -73,8 +76,10 @@ def check_trainable(model: nn.Module, trainable: list[nn.Parameter]) -> None:
     method = getattr(model, METHOD_MODULE, None)
     own = {id(p) for p in method.parameters()} if method is not None else set()
     if any(id(p) not in own for p in trainable):
-        raise ShardingError("sharded training (FSDP) trains prompt methods over a frozen backbone; this stage trains "
-                            "backbone weights (finetune, BitFit, LoRA): use configs/accelerate/ddp.yaml")
+        raise ShardingError(
+            "sharded training (FSDP) trains prompt methods over a frozen backbone; this stage trains "
+            "backbone weights (finetune, BitFit, LoRA): use configs/accelerate/ddp.yaml"
+        )
 
 
 def register_forward_methods(model: nn.Module) -> None:
@@ -114,7 +119,11 @@ def layout(model: nn.Module, optimizer: torch.optim.Optimizer, accelerator: Any)
         from accelerate.utils import gather_object
 
         per_process = gather_object(per_process)
-    return {"distributed": str(accelerator.distributed_type).split(".")[-1], "processes": accelerator.num_processes,
-            "fsdp_units": sum(isinstance(m, FSDPModule) for m in model.modules()),
-            "frozen_parameters": sum(p.numel() for p in frozen), "frozen_parameters_per_process": per_process,
-            "optimized_parameters": sum(p.numel() for g in optimizer.param_groups for p in g["params"])}
+    return {
+        "distributed": str(accelerator.distributed_type).split(".")[-1],
+        "processes": accelerator.num_processes,
+        "fsdp_units": sum(isinstance(m, FSDPModule) for m in model.modules()),
+        "frozen_parameters": sum(p.numel() for p in frozen),
+        "frozen_parameters_per_process": per_process,
+        "optimized_parameters": sum(p.numel() for g in optimizer.param_groups for p in g["params"]),
+    }

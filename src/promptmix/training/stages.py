@@ -37,20 +37,31 @@ from promptmix.backbone import Backbone, PromptedModel
 from promptmix.prompts import MPT, Attempt, SoftPrompt, initial_prompt
 from promptmix.prompts.checkpoint import load_method
 from promptmix.prompts.library import PromptLibrary, resolve_library_root
-from promptmix.training.baselines import NoPrompt, ParamSaver, unfreeze
+from promptmix.tasks import get_task
 from promptmix.training import sharding
+from promptmix.training.baselines import NoPrompt, ParamSaver, unfreeze
 from promptmix.training.card import write_card
 from promptmix.training.config import TrainConfig
 from promptmix.training.data import TaskData, best_constant_score, constant_score, load_tasks, majority_score  # noqa: F401 - re-exported
-from promptmix.training.loop import SMALL_DATASET
 from promptmix.training.distill import DistillLoss, distills
-from promptmix.tasks import get_task
-from promptmix.training.rundir import (METHOD, MODEL, StageResult, absolute_paths, check_fresh, open_run_dir,
-                                       register_run_tasks, run_lock, write_result)
+from promptmix.training.loop import SMALL_DATASET
+from promptmix.training.rundir import (
+    METHOD,
+    MODEL,
+    StageResult,
+    absolute_paths,
+    check_fresh,
+    open_run_dir,
+    register_run_tasks,
+    run_lock,
+    write_result,
+)
 from promptmix.training.runs import Context, load_backbone_for, make_accelerator, run_method
 
 
-def run_stage(config: TrainConfig, *, resume: bool = False, backbone: Backbone | None = None, accelerator: Any = None) -> StageResult:
+def run_stage(
+    config: TrainConfig, *, resume: bool = False, backbone: Backbone | None = None, accelerator: Any = None
+) -> StageResult:
     """Run ``config.stage``; ``backbone`` / ``accelerator`` may be shared between stages."""
     from accelerate.utils import set_seed  # only where a run trains: it is slow to import
 
@@ -125,7 +136,9 @@ def _soft_prompt(ctx: Context, tasks: list[str], inits: dict[str, torch.Tensor] 
 
 def _with(config: TrainConfig, **sections: dict[str, Any]) -> TrainConfig:
     """A copy of ``config`` with some section fields replaced."""
-    return dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items()})
+    return dataclasses.replace(
+        config, **{name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items()}
+    )
 
 
 # -- one run per task ------------------------------------------------------------------------------
@@ -149,16 +162,25 @@ def per_task(single: Callable[[Context], StageResult]) -> Callable[[Context], St
 
 def _combine(ctx: Context, children: list[StageResult], run_dir: Path) -> StageResult:
     """One result over per-task runs: each task's metrics and their mean "score"."""
+
     def merged(split: str) -> dict[str, Any]:
         out = {c.tasks[0]: getattr(c, split)[c.tasks[0]] for c in children if c.tasks[0] in getattr(c, split)}
         scores = [m["score"] for m in out.values() if "score" in m]
         return {**out, "score": sum(scores) / len(scores)} if scores else out
 
     done = all(c.completed for c in children)
-    result = StageResult(ctx.config.stage, str(run_dir), [c.tasks[0] for c in children], done, sum(c.steps for c in children),
-                         dev=merged("dev"), test=merged("test"),
-                         trainable_parameters=sum(c.trainable_parameters for c in children),
-                         seconds=sum(c.seconds for c in children), extra={"runs": [c.run_dir for c in children]})
+    result = StageResult(
+        ctx.config.stage,
+        str(run_dir),
+        [c.tasks[0] for c in children],
+        done,
+        sum(c.steps for c in children),
+        dev=merged("dev"),
+        test=merged("test"),
+        trainable_parameters=sum(c.trainable_parameters for c in children),
+        seconds=sum(c.seconds for c in children),
+        extra={"runs": [c.run_dir for c in children]},
+    )
     if done:
         open_run_dir(ctx.config, run_dir, True, ctx.accelerator, trains=False)
         write_result(result, ctx.accelerator)
@@ -172,8 +194,9 @@ def train_source(ctx: Context) -> StageResult:
     if cfg.library.mixture_prompt:  # SPoT-generic: one prompt on the mixture of the source tasks
         name = cfg.library.mixture_prompt
         data = load_tasks(cfg.data, cfg.data.tasks)
-        result = run_method(ctx, _soft_prompt(ctx, [name]), data, {t: 0 for t in data}, Path(cfg.run.dir),
-                            extra={"mixture": True})
+        result = run_method(
+            ctx, _soft_prompt(ctx, [name]), data, {t: 0 for t in data}, Path(cfg.run.dir), extra={"mixture": True}
+        )
         _add_to_library(ctx, result, name, name, "+".join(data), {"score": result.dev.get("score", 0.0)})
         return result
     return per_task(_source_prompt)(ctx)
@@ -185,8 +208,15 @@ def _source_prompt(ctx: Context) -> StageResult:
     data = load_tasks(cfg.data, cfg.data.tasks)
     (task,) = data
     result = run_method(ctx, _soft_prompt(ctx, [task]), data, {task: 0}, Path(cfg.run.dir))
-    _add_to_library(ctx, result, cfg.library.save_prefix + task, task, task, result.dev.get(task, {}),
-                    card=source_card(ctx.config, result, data[task]))
+    _add_to_library(
+        ctx,
+        result,
+        cfg.library.save_prefix + task,
+        task,
+        task,
+        result.dev.get(task, {}),
+        card=source_card(ctx.config, result, data[task]),
+    )
     return result
 
 
@@ -194,31 +224,67 @@ def source_card(config: TrainConfig, result: StageResult, data: TaskData) -> dic
     """A source prompt's card (see :func:`promptmix.prompts.library.card_markdown`)."""
     task = data.task
     names = list(task.score_metrics or task.metric_names)
-    metric = (names[0] if len(names) == 1 else "mean of " + " and ".join(names)) if task.main_metric == "score" else task.main_metric
+    metric = (
+        (names[0] if len(names) == 1 else "mean of " + " and ".join(names))
+        if task.main_metric == "score"
+        else task.main_metric
+    )
     dev = result.dev.get(task.name, {})
-    settings = {"prompt_length": config.method.prompt_tuning.prompt_length, "init": config.method.prompt_tuning.init,
-                "lr": config.optim.lr,
-                "batch_size": config.optim.batch_size, "max_source_length": data.max_source_length(config.data),
-                "max_steps": config.optim.max_steps, "warmup_steps": config.optim.warmup_steps,
-                "eval_every": config.eval.every, "patience": config.eval.patience, "scoring": config.eval.scoring,
-                "dev_examples": len(data.dev), "train_examples": len(data.train)}
+    settings = {
+        "prompt_length": config.method.prompt_tuning.prompt_length,
+        "init": config.method.prompt_tuning.init,
+        "lr": config.optim.lr,
+        "batch_size": config.optim.batch_size,
+        "max_source_length": data.max_source_length(config.data),
+        "max_steps": config.optim.max_steps,
+        "warmup_steps": config.optim.warmup_steps,
+        "eval_every": config.eval.every,
+        "patience": config.eval.patience,
+        "scoring": config.eval.scoring,
+        "dev_examples": len(data.dev),
+        "train_examples": len(data.train),
+    }
     best = best_constant_score(data, "dev")
-    return {"metric": metric, "dev_score": dev.get(task.main_metric), "majority_dev_score": majority_score(data, "dev"),
-            "best_constant_dev_score": best[1] if best else None, "best_constant_answer": best[0] if best else None,
-            "best_step": result.best_step, "steps": result.steps,
-            "examples_seen": (result.best_step or 0) * config.optim.batch_size, "seconds": round(result.seconds, 1),
-            "early_stopped": bool(result.extra.get("early_stopped")), "seed": config.run.seed, "settings": settings,
-            **provenance()}
+    return {
+        "metric": metric,
+        "dev_score": dev.get(task.main_metric),
+        "majority_dev_score": majority_score(data, "dev"),
+        "best_constant_dev_score": best[1] if best else None,
+        "best_constant_answer": best[0] if best else None,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "examples_seen": (result.best_step or 0) * config.optim.batch_size,
+        "seconds": round(result.seconds, 1),
+        "early_stopped": bool(result.extra.get("early_stopped")),
+        "seed": config.run.seed,
+        "settings": settings,
+        **provenance(),
+    }
 
 
-def _add_to_library(ctx: Context, result: StageResult, entry: str, prompt_task: str, task: str,
-                    metrics: dict[str, Any], card: dict[str, Any] | None = None) -> None:
+def _add_to_library(
+    ctx: Context,
+    result: StageResult,
+    entry: str,
+    prompt_task: str,
+    task: str,
+    metrics: dict[str, Any],
+    card: dict[str, Any] | None = None,
+) -> None:
     if result.completed and ctx.accelerator.is_main_process:
         method = load_method(Path(result.run_dir) / METHOD, ctx.backbone)
         # A source stage may be the one that makes a shipped library's prompts (configs/smollm2).
         library = PromptLibrary(ctx.config.library.root, update_shipped=True)
-        library.add(entry, method.task_prompt(prompt_task), task=task, method="prompt-tuning", backbone=ctx.backbone,
-                    metrics={k: float(v) for k, v in metrics.items()}, card=card, overwrite=True)
+        library.add(
+            entry,
+            method.task_prompt(prompt_task),
+            task=task,
+            method="prompt-tuning",
+            backbone=ctx.backbone,
+            metrics={k: float(v) for k, v in metrics.items()},
+            card=card,
+            overwrite=True,
+        )
     ctx.accelerator.wait_for_everyone()  # every process sees the entry from here on
 
 
@@ -238,8 +304,13 @@ def train_prior(ctx: Context) -> StageResult:
     tasks = _source_task_names(ctx, entry_tasks)
     init = {task: entry for entry, task in entry_tasks.items()}  # each source task starts from its own prompt
     data = load_tasks(ctx.config.data, tasks)
-    return run_method(ctx, _attempt(ctx, list(data), {task: init[task] for task in data}),
-                      data, _ids(list(data)), Path(ctx.config.run.dir))
+    return run_method(
+        ctx,
+        _attempt(ctx, list(data), {task: init[task] for task in data}),
+        data,
+        _ids(list(data)),
+        Path(ctx.config.run.dir),
+    )
 
 
 @per_task
@@ -257,8 +328,13 @@ def mpt_student(ctx: Context, teachers: dict[str, torch.Tensor]) -> MPT:
     shared: torch.Tensor | str = "teacher-mean"
     if config.init == "vocab":
         gen = torch.Generator().manual_seed(task_seed(ctx.config.run.seed, "mpt-shared-prompt"))
-        shared = initial_prompt(ctx.backbone.embeddings, next(iter(teachers.values())).shape[0], "vocab",
-                                tokenizer=ctx.backbone.tokenizer, generator=gen)
+        shared = initial_prompt(
+            ctx.backbone.embeddings,
+            next(iter(teachers.values())).shape[0],
+            "vocab",
+            tokenizer=ctx.backbone.tokenizer,
+            generator=gen,
+        )
     return MPT.from_teachers(teachers, shared, config=config)
 
 
@@ -272,19 +348,24 @@ def train_mpt_source(ctx: Context) -> StageResult:
     teacher = None
     if distills(ctx.config.distill):  # λ = 0 (decomposition only): no teacher is built or run
         if sharding.is_sharded(ctx.accelerator):
-            raise sharding.ShardingError("MPT distillation runs its teacher on the backbone outside the student, which FSDP "
-                                         "cannot gather for; run mpt-source with configs/accelerate/ddp.yaml")
+            raise sharding.ShardingError(
+                "MPT distillation runs its teacher on the backbone outside the student, which FSDP "
+                "cannot gather for; run mpt-source with configs/accelerate/ddp.yaml"
+            )
         teacher_method = _soft_prompt(ctx, list(teachers), teachers).to(ctx.accelerator.device).requires_grad_(False)
         teacher = PromptedModel(ctx.backbone, teacher_method).eval()
-    return run_method(ctx, student, data, _ids(list(data)), Path(ctx.config.run.dir),
-                      loss_fn=DistillLoss(teacher, ctx.config.distill))
+    return run_method(
+        ctx, student, data, _ids(list(data)), Path(ctx.config.run.dir), loss_fn=DistillLoss(teacher, ctx.config.distill)
+    )
 
 
 @per_task
 def train_mpt_target(ctx: Context) -> StageResult:
     source = load_method(resolve_library_root(ctx.config.library.mpt_source) / METHOD, ctx.backbone)
     if not isinstance(source, MPT):
-        raise ValueError(f"library.mpt_source {ctx.config.library.mpt_source} holds a {source.config.method} method, not MPT")
+        raise ValueError(
+            f"library.mpt_source {ctx.config.library.mpt_source} holds a {source.config.method} method, not MPT"
+        )
     data = load_tasks(ctx.config.data, ctx.config.data.tasks)
     method = MPT.for_targets(source, list(data))
     return run_method(ctx, method, data, _ids(list(data)), Path(ctx.config.run.dir))
@@ -326,7 +407,9 @@ def _spot_targeted(ctx: Context, data: dict[str, TaskData]) -> tuple[dict[str, t
     inits, report = {}, {}
     for task in data:
         target = trained.task_prompt(task).float().mean(0)
-        sims = {name: float(F.cosine_similarity(target, p.float().mean(0).to(target), dim=0)) for name, p in sources.items()}
+        sims = {
+            name: float(F.cosine_similarity(target, p.float().mean(0).to(target), dim=0)) for name, p in sources.items()
+        }
         best = max(sims, key=sims.get)
         inits[task], report[task] = sources[best], {"chosen": best, "cosine": sims}
     return inits, report
@@ -339,16 +422,34 @@ def train_finetune(ctx: Context) -> StageResult:
     params = unfreeze(backbone, cfg.baseline)
     data = load_tasks(cfg.data, cfg.data.tasks)
     run_dir = Path(cfg.run.dir)
-    extra = {"stage": "finetune", "kind": cfg.baseline.kind, "tasks": list(data),
-             "baseline": dataclasses.asdict(cfg.baseline), "model": cfg.model.name}
+    extra = {
+        "stage": "finetune",
+        "kind": cfg.baseline.kind,
+        "tasks": list(data),
+        "baseline": dataclasses.asdict(cfg.baseline),
+        "model": cfg.model.name,
+    }
     method = NoPrompt(list(data), backbone.hidden_size, trainable=params)
     saver = ParamSaver(run_dir / MODEL, backbone, extra)
-    return run_method(dataclasses.replace(ctx, backbone=backbone), method, data, _ids(list(data)), run_dir,
-                      saver=saver, extra=extra, frozen_backbone=False)
+    return run_method(
+        dataclasses.replace(ctx, backbone=backbone),
+        method,
+        data,
+        _ids(list(data)),
+        run_dir,
+        saver=saver,
+        extra=extra,
+        frozen_backbone=False,
+    )
 
 
 # The function of each of promptmix.training.config.STAGES.
 RUNNERS: dict[str, Callable[[Context], StageResult]] = {
-    "source": train_source, "prior": train_prior, "attempt": train_attempt, "mpt-source": train_mpt_source,
-    "mpt-target": train_mpt_target, "prompt-tuning": train_prompt_tuning, "finetune": train_finetune,
+    "source": train_source,
+    "prior": train_prior,
+    "attempt": train_attempt,
+    "mpt-source": train_mpt_source,
+    "mpt-target": train_mpt_target,
+    "prompt-tuning": train_prompt_tuning,
+    "finetune": train_finetune,
 }
