@@ -202,7 +202,7 @@ def test_yaml_12_numbers_and_strict_types():
         ("optim.lr=true", "optim.lr: expected float, got True"),
         ("run.seed=1.5", "run.seed: expected int, got 1.5"),
         ("optim.lr=.nan", "optim.lr: expected a finite number"),
-        ("method.attempt.attn_dim=0", "method.attempt: attn_dim must be >= 1, got 0"),
+        ("method.attempt.attn_dim=0", "method.attempt.attn_dim must be >= 1, got 0"),
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             load_config(None, ["data.tasks=[rte]", override])

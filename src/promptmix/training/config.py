@@ -6,11 +6,13 @@ section per prompt method, each that method's own config dataclass (``method.pro
 :class:`~promptmix.prompts.soft.SoftPromptConfig`, ``method.attempt``, ``method.mpt``); a stage
 uses the one it trains. YAML presets under ``configs/`` hold the same structure
 (:mod:`promptmix.training.configio` reads them with their ``include:`` files, applies
-``--set optim.lr=0.1`` style overrides and validates the result with pydantic against the
-dataclasses' types: strictly, so an int where a float is meant is fine, a string, a bool or a
-non-finite number is not). Each section's ``__post_init__`` checks its values; errors name
-the file, the section and the key, with the nearest valid names. ``configio.config_keys``
-lists every key with its type, default and help (``promptmix train --help`` prints it).
+``--set optim.lr=0.1`` style overrides and validates the result with
+:func:`promptmix._validation.validate`: strictly, so an int where a float is meant is fine, a
+string, a bool or a non-finite number is not). Each field declares its choices (``Literal``)
+and bounds (``PositiveInt``, ...); ``__post_init__`` holds only the rules between fields.
+Errors name the file, the section, the key and the value, with the nearest valid names.
+``configio.config_keys`` lists every key with its type, default and help (``promptmix train
+--help`` prints it).
 
 The papers' settings are the defaults (T5-base, m = 100, Adam(W) with weight decay 1e-5,
 500 warmup steps then linear decay, batch 32, lr 0.3, input length 256).
@@ -19,26 +21,39 @@ The papers' settings are the defaults (T5-base, m = 100, Adam(W) with weight dec
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-import pydantic
 import yaml
+from pydantic import Field
 
+from promptmix._validation import (
+    Fraction,
+    NonEmptyStr,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    validate,
+    validated,
+)
 from promptmix.prompts import AttemptConfig, MPTConfig, SoftPromptConfig
-from promptmix.training.configio import apply_overrides, parse_override, read_yaml, validate
+from promptmix.training.configio import apply_overrides, parse_override, read_yaml
 
-STAGES = ("source", "prior", "attempt", "mpt-source", "mpt-target", "prompt-tuning", "finetune")
-DTYPES = ("float32", "bfloat16", "float16")
-MIXED_PRECISION = ("no", "bf16", "fp16")
-SCORING = ("rank", "generate")
-MIXING = ("proportional", "stochastic")
-BASELINES = ("full", "bitfit", "lora")
-OPTIMIZERS = ("adamw", "adam")
-LABEL_FORMATS = ("words", "index")
+Stage = Literal["source", "prior", "attempt", "mpt-source", "mpt-target", "prompt-tuning", "finetune"]
+Dtype = Literal["float32", "bfloat16", "float16"]
+MixedPrecision = Literal["no", "bf16", "fp16"]
+Scoring = Literal["rank", "generate"]
+Mixing = Literal["proportional", "stochastic"]
+Baseline = Literal["full", "bitfit", "lora"]
+Optimizer = Literal["adamw", "adam"]
+LabelFormat = Literal["words", "index"]
+Select = Literal["mean", "per-task"]
+STAGES, DTYPES, MIXED_PRECISION = get_args(Stage), get_args(Dtype), get_args(MixedPrecision)
+SCORING, MIXING, BASELINES, OPTIMIZERS = get_args(Scoring), get_args(Mixing), get_args(Baseline), get_args(Optimizer)
+LABEL_FORMATS, SELECT = get_args(LabelFormat), get_args(Select)
 EPOCH = "epoch"  # eval.every: once per epoch
-SELECT = ("mean", "per-task")
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
@@ -52,11 +67,11 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-@dataclass
+@validated
 class ModelConfig:
-    name: str = _help("HF hub id, local directory or alias (smollm2-135m) of the frozen backbone", "t5-base")
-    dtype: str = _help("backbone parameter dtype: float32, bfloat16 or float16", "float32")
-    backbone_dropout: float | None = _help(
+    name: NonEmptyStr = _help("HF hub id, local directory or alias (smollm2-135m) of the frozen backbone", "t5-base")
+    dtype: Dtype = _help("backbone parameter dtype: float32, bfloat16 or float16", "float32")
+    backbone_dropout: Fraction | None = _help(
         "None keeps the model config's dropout (the papers' choice: T5's 0.1 stays on); a float overrides it", None
     )
     backbone_eval_mode: bool = _help(
@@ -66,17 +81,8 @@ class ModelConfig:
         "recompute backbone activations in backward (HF only checkpoints modules in train mode)", False
     )
 
-    def __post_init__(self) -> None:
-        _check(bool(self.name), "model.name is empty")
-        _check(self.dtype in DTYPES, f"model.dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.backbone_dropout is not None:
-            _check(
-                0.0 <= self.backbone_dropout < 1.0,
-                f"model.backbone_dropout must be in [0, 1), got {self.backbone_dropout}",
-            )
 
-
-@dataclass
+@validated
 class DataConfig:
     data_dir: str | None = _help(
         "directory of the datasets in their original layouts (relative to the cwd)", "../shared/data"
@@ -88,44 +94,46 @@ class DataConfig:
         "options for promptmix.tasks.get_task of each task when it is used, e.g. {qqp: {files: {train: ...}}}",
         factory=dict,
     )
-    max_source_length: int | None = _help(
+    max_source_length: PositiveInt | None = _help(
         "input token budget; None uses each task's own (256; MultiRC 348; MRQA 512)", None
     )
-    max_target_length: int = _help("target token budget", 128)
-    max_train_examples: int | None = _help("seeded cap on each task's training split", None)
-    max_dev_examples: int | None = _help("seeded cap on each task's dev split (None: all)", None)
-    max_test_examples: int | None = _help("seeded cap on each task's test split (None: all)", None)
-    few_shot_k: int | None = _help("train on k examples per class (k in total for non-classification)", None)
+    max_target_length: PositiveInt = _help("target token budget", 128)
+    max_train_examples: PositiveInt | None = _help("seeded cap on each task's training split", None)
+    max_dev_examples: PositiveInt | None = _help("seeded cap on each task's dev split (None: all)", None)
+    max_test_examples: PositiveInt | None = _help("seeded cap on each task's test split (None: all)", None)
+    few_shot_k: PositiveInt | None = _help("train on k examples per class (k in total for non-classification)", None)
     split_seed: int = _help("seed of the dev/test partition, caps and (unless few_shot_seed) few-shot draws", 42)
     few_shot_seed: int | None = _help(
         "seed of the few-shot draw alone, so repeated draws (the papers average several) keep one dev/test partition; "
         "None: split_seed",
         None,
     )
-    label_format: str = _help(
+    label_format: LabelFormat = _help(
         "target text of classification tasks: 'words' (the label word, 'entailment'; promptmix's default) or 'index' "
         "(the label's index, '0', '1', '2', as the official ATTEMPT code trains); dev/test scoring ranks or parses the "
         "same format, metrics are unchanged. promptmix eval reads it from the run's config; predict and serve answer "
         "in label words, so serve an index-trained run's prompts knowing that",
         "words",
     )
-    mixing: str = _help(
+    mixing: Mixing = _help(
         "'proportional': the tasks concatenated and shuffled, each task's share of an epoch its mixing rate (ATTEMPT-m); "
         "'stochastic': MPT's task sampling, each batch K tasks (K from [2, kappa]) drawn by rate and the batch split "
         "among them in proportion to their rates",
         "proportional",
     )
-    mixing_cap: int | None = _help(
+    mixing_cap: PositiveInt | None = _help(
         "T5's examples-proportional mixing limit K: a task's rate counts at most this many examples, and an epoch is "
         "sum(min(n, cap)) examples (both mixings); None: no cap",
         None,
     )
-    mixing_temperature: float = _help(
+    mixing_temperature: PositiveFloat = _help(
         "mixing rates ∝ min(n, cap) ** (1 / temperature) (T5 Sec. 3.5.2; both mixings): 1 keeps the examples' "
         "proportions, larger flattens them toward equal",
         1.0,
     )
-    kappa: int | None = _help("MPT: the most tasks in one batch (K drawn from [2, κ]); None: all tasks", None)
+    kappa: Annotated[int, Field(ge=2)] | None = _help(
+        "MPT: the most tasks in one batch (K drawn from [2, κ]); None: all tasks", None
+    )
     length_grouped: bool = _help(
         "batches of similar input length (dynamic padding wastes less); on a mixture most of a batch is then one task, "
         "where the papers concatenate and shuffle (false)",
@@ -135,33 +143,11 @@ class DataConfig:
         "several data.tasks: one multi-task run (ATTEMPT-m, MPT-m) instead of one run per task in <run>/<task>", False
     )
 
-    def __post_init__(self) -> None:
-        _check(self.mixing in MIXING, f"data.mixing must be one of {MIXING}, got {self.mixing!r}")
-        _check(
-            self.label_format in LABEL_FORMATS,
-            f"data.label_format must be one of {LABEL_FORMATS}, got {self.label_format!r}",
-        )
-        _check(self.max_target_length >= 1, "data.max_target_length must be >= 1")
-        for name in (
-            "max_source_length",
-            "max_train_examples",
-            "max_dev_examples",
-            "max_test_examples",
-            "few_shot_k",
-            "mixing_cap",
-        ):
-            value = getattr(self, name)
-            _check(value is None or value >= 1, f"data.{name} must be >= 1 or null, got {value}")
-        _check(self.kappa is None or self.kappa >= 2, f"data.kappa must be >= 2 or null, got {self.kappa}")
-        _check(self.mixing_temperature > 0, "data.mixing_temperature must be > 0")
+    def __post_init__(self) -> None:  # a rule between the items of one list, which no bound can say
         _check(len(set(self.tasks)) == len(self.tasks), f"data.tasks has duplicates: {self.tasks}")
-        _check(
-            all(isinstance(v, dict) for v in self.task_options.values()),
-            "data.task_options maps task names to option mappings, e.g. {qqp: {skip_malformed: true}}",
-        )
 
 
-@dataclass
+@validated
 class MethodSection:
     """One config per prompt method, each the method's own dataclass (with its own checks); a
     stage uses the one it trains: ``prompt_tuning`` for source, prompt-tuning (SPoT) and the
@@ -177,7 +163,7 @@ class MethodSection:
     mpt: MPTConfig = _help("MPT (Wang et al., 2023): the decomposition P* ∘ (u_k v_k)", factory=MPTConfig)
 
 
-@dataclass
+@validated
 class LibraryConfig:
     root: str = _help("prompt library directory", "prompts")
     sources: list[str] = _help("library entries used as source prompts / teachers / SPoT candidates", factory=list)
@@ -194,21 +180,20 @@ class LibraryConfig:
         "mpt-target: run directory of the 'mpt-source' run (or a shipped one, e.g. promptmix:smollm2-135m/mpt-source)",
         None,
     )
-    probe_steps: int | None = _help(
+    probe_steps: PositiveInt | None = _help(
         "SPoT-targeted (init_from='auto'): steps of the probe prompt-tuning run on the target; None: the paper's "
         "length (ATTEMPT App. C.6), 20 epochs below 10,000 training examples and 5 above",
         None,
     )
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # a rule between the items of one list
         _check(len(set(self.sources)) == len(self.sources), f"library.sources has duplicates: {self.sources}")
-        _check(self.probe_steps is None or self.probe_steps >= 1, "library.probe_steps must be >= 1 or null")
 
 
-@dataclass
+@validated
 class DistillConfig:
-    weight: float = _help("λ in L = L_task + λ (L_KL + L_hidden) (MPT Eq. 5: 0.9)", 0.9)
-    temperature: float = _help(
+    weight: NonNegativeFloat = _help("λ in L = L_task + λ (L_KL + L_hidden) (MPT Eq. 5: 0.9)", 0.9)
+    temperature: PositiveFloat = _help(
         "softmax temperature τ of teacher and student (KL scaled by τ²); not given in the paper", 2.0
     )
     use_kl: bool = _help("include L_KL (ablation: False)", True)
@@ -224,125 +209,94 @@ class DistillConfig:
         False,
     )
 
-    def __post_init__(self) -> None:
-        _check(self.weight >= 0, "distill.weight must be >= 0")
-        _check(self.temperature > 0, "distill.temperature must be > 0")
 
-
-@dataclass
+@validated
 class BaselineConfig:
-    kind: str = _help("finetune stage: 'full' (every parameter), 'bitfit' (biases only) or 'lora' (PEFT)", "full")
-    lora_r: int = _help("LoRA rank", 8)
+    kind: Baseline = _help("finetune stage: 'full' (every parameter), 'bitfit' (biases only) or 'lora' (PEFT)", "full")
+    lora_r: PositiveInt = _help("LoRA rank", 8)
     lora_alpha: int = _help("LoRA alpha", 16)
-    lora_dropout: float = _help("LoRA dropout", 0.0)
+    lora_dropout: Fraction = _help("LoRA dropout", 0.0)
     lora_target_modules: list[str] | None = _help("LoRA target modules; None: PEFT's default for the model type", None)
 
-    def __post_init__(self) -> None:
-        _check(self.kind in BASELINES, f"baseline.kind must be one of {BASELINES}, got {self.kind!r}")
-        _check(self.lora_r >= 1 and 0 <= self.lora_dropout < 1, "baseline.lora_r must be >= 1, lora_dropout in [0, 1)")
 
-
-@dataclass
+@validated
 class OptimConfig:
-    optimizer: str = _help("'adamw' (decoupled weight decay) or 'adam' (L2 decay, as torch.optim.Adam)", "adamw")
-    lr: float = _help("learning rate of every parameter group not in group_lr", 0.3)
-    group_lr: dict[str, float] = _help(
+    optimizer: Optimizer = _help("'adamw' (decoupled weight decay) or 'adam' (L2 decay, as torch.optim.Adam)", "adamw")
+    lr: PositiveFloat = _help("learning rate of every parameter group not in group_lr", 0.3)
+    group_lr: dict[str, PositiveFloat] = _help(
         "per-group rates: ATTEMPT {attention: 0.1}, MPT target {task_vectors: 0.4}", factory=dict
     )
-    weight_decay: float = _help("weight decay", 1e-5)
-    warmup_steps: int = _help(
+    weight_decay: NonNegativeFloat = _help("weight decay", 1e-5)
+    warmup_steps: NonNegativeInt = _help(
         "linear warm-up steps, then linear decay to 0 at the last step; not clamped to the run's length (a run shorter "
         "than its warm-up ends below the peak rate, as in the official code)",
         500,
     )
-    warmup_ratio: float | None = _help(
+    warmup_ratio: Fraction | None = _help(
         "warm-up as a fraction of the run's steps (ceil(ratio × steps), as transformers' TrainingArguments); "
         "replaces warmup_steps when set",
         None,
     )
-    epochs: float | None = _help(
+    epochs: PositiveFloat | None = _help(
         "epochs; None: the papers' rule, 20 below 10,000 training examples, else 10 (MRQA and sources: set 5), counted "
         "over the run's examples, summed over a multi-task run's tasks (the official multi-task configs state their "
         "own: the -m presets set them); ignored with max_steps",
         None,
     )
-    max_steps: int | None = _help("optimizer steps; overrides epochs", None)
-    batch_size: int = _help("GLOBAL examples per optimizer step (over processes and accumulation)", 32)
-    gradient_accumulation_steps: int = _help("micro-batches per optimizer step and process", 1)
-    max_grad_norm: float | None = _help("gradient clipping norm (None: no clipping)", 1.0)
-    mixed_precision: str = _help("'no', 'bf16' or 'fp16' (autocast via Accelerate)", "no")
+    max_steps: PositiveInt | None = _help("optimizer steps; overrides epochs", None)
+    batch_size: PositiveInt = _help("GLOBAL examples per optimizer step (over processes and accumulation)", 32)
+    gradient_accumulation_steps: PositiveInt = _help("micro-batches per optimizer step and process", 1)
+    max_grad_norm: PositiveFloat | None = _help("gradient clipping norm (None: no clipping)", 1.0)
+    mixed_precision: MixedPrecision = _help("'no', 'bf16' or 'fp16' (autocast via Accelerate)", "no")
     adam_eps: float = _help("Adam epsilon", 1e-8)
 
     def __post_init__(self) -> None:
-        _check(self.optimizer in OPTIMIZERS, f"optim.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        _check(self.lr > 0 and all(v > 0 for v in self.group_lr.values()), "learning rates must be > 0")
-        _check(self.weight_decay >= 0 and self.warmup_steps >= 0, "optim.weight_decay and warmup_steps must be >= 0")
-        _check(
-            self.warmup_ratio is None or 0 <= self.warmup_ratio < 1,
-            f"optim.warmup_ratio must be in [0, 1) or null, got {self.warmup_ratio}",
-        )
-        _check(self.epochs is None or self.epochs > 0, "optim.epochs must be > 0 or null")
-        _check(self.max_steps is None or self.max_steps >= 1, "optim.max_steps must be >= 1 or null")
-        _check(
-            self.batch_size >= 1 and self.gradient_accumulation_steps >= 1,
-            "optim.batch_size and gradient_accumulation_steps must be >= 1",
-        )
         _check(
             self.batch_size % self.gradient_accumulation_steps == 0,
             f"optim.batch_size {self.batch_size} is not divisible by gradient_accumulation_steps {self.gradient_accumulation_steps}",
         )
-        _check(self.max_grad_norm is None or self.max_grad_norm > 0, "optim.max_grad_norm must be > 0 or null")
-        _check(self.mixed_precision in MIXED_PRECISION, f"optim.mixed_precision must be one of {MIXED_PRECISION}")
 
 
-@dataclass
+@validated
 class EvalConfig:
-    every: int | str = _help(
+    every: NonNegativeInt | Literal["epoch"] = _help(
         "evaluate on dev every N optimizer steps (0: only at the end), or 'epoch': after every epoch's last batch, as "
         "the official ATTEMPT and MPT code does (keeping the best); the last step is always evaluated",
         1000,
     )
-    scoring: str = _help("'rank' (rank classification over label words, where a task has them) or 'generate'", "rank")
-    batch_size: int = _help("examples per evaluation forward", 32)
-    max_new_tokens: int = _help("generation length", 16)
+    scoring: Scoring = _help(
+        "'rank' (rank classification over label words, where a task has them) or 'generate'", "rank"
+    )
+    batch_size: PositiveInt = _help("examples per evaluation forward", 32)
+    max_new_tokens: PositiveInt = _help("generation length", 16)
     test: bool = _help("score the best checkpoint on the test split at the end", True)
     at_start: bool = _help(
         "also evaluate the initial prompt, before the first step (a transferred start's head start, "
         "measured; the step-0 prompt can be the best)",
         False,
     )
-    select: str = _help(
+    select: Select = _help(
         "checkpoint selection of a multi-task run: 'mean' keeps the checkpoint with the best dev mean over the targets "
         "(<run>/method); 'per-task' keeps, in addition, each target's own best checkpoint (<run>/best-per-task/<task>/, "
         "the whole method at that target's best step, shared parts included) and scores each target on test with it, "
         "as training one run per target would (a target without a dev value: with <run>/method)",
         "mean",
     )
-    patience: int | None = _help(
+    patience: PositiveInt | None = _help(
         "stop training once this many dev evaluations in a row bring no new best (the dev curve has flattened); "
         "None: train to the end",
         None,
     )
 
-    def __post_init__(self) -> None:
-        _check(
-            self.every == EPOCH if isinstance(self.every, str) else self.every >= 0,
-            f"eval.every must be an integer >= 0 or {EPOCH!r}, got {self.every!r}",
-        )
-        _check(self.patience is None or self.patience >= 1, "eval.patience must be >= 1 or null")
-        _check(self.select in SELECT, f"eval.select must be one of {SELECT}, got {self.select!r}")
-        _check(self.scoring in SCORING, f"eval.scoring must be one of {SCORING}, got {self.scoring!r}")
-        _check(self.batch_size >= 1 and self.max_new_tokens >= 1, "eval.batch_size and max_new_tokens must be >= 1")
 
-
-@dataclass
+@validated
 class RunConfig:
     dir: str = _help("run directory (config, metrics, checkpoints, results)", "runs/default")
     seed: int = _help("seed of initialisation, data order and dropout", 42)
-    save_every: int = _help("checkpoint every N optimizer steps (0: only at the end)", 1000)
-    keep_checkpoints: int = _help("resumable checkpoints kept", 2)
-    log_every: int = _help("metrics.jsonl / TensorBoard every N steps", 10)
-    stop_after: int | None = _help(
+    save_every: NonNegativeInt = _help("checkpoint every N optimizer steps (0: only at the end)", 1000)
+    keep_checkpoints: PositiveInt = _help("resumable checkpoints kept", 2)
+    log_every: PositiveInt = _help("metrics.jsonl / TensorBoard every N steps", 10)
+    stop_after: PositiveInt | None = _help(
         "stop (with a checkpoint) after this many steps in this invocation; resume later", None
     )
     progress: bool = _help(
@@ -366,22 +320,12 @@ class RunConfig:
         True,
     )
 
-    def __post_init__(self) -> None:
-        _check(
-            self.save_every >= 0 and self.keep_checkpoints >= 1 and self.log_every >= 1,
-            "run.save_every >= 0, keep_checkpoints >= 1, log_every >= 1",
-        )
-        _check(self.stop_after is None or self.stop_after >= 1, "run.stop_after must be >= 1 or null")
 
-
-@dataclass
+@validated
 class TrainConfig:
     """A whole run. ``stage`` is one of :data:`STAGES`."""
 
-    # Strict types (see the module docstring), unknown keys refused, no inf or nan.
-    __pydantic_config__ = pydantic.ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
-
-    stage: str = _help(f"the stage this run trains: {', '.join(STAGES)}", "prompt-tuning")
+    stage: Stage = _help(f"the stage this run trains: {', '.join(STAGES)}", "prompt-tuning")
     model: ModelConfig = _help("the frozen backbone", factory=ModelConfig)
     data: DataConfig = _help("tasks, splits and how batches mix them", factory=DataConfig)
     method: MethodSection = _help("the prompt methods' own configs", factory=MethodSection)
@@ -392,8 +336,7 @@ class TrainConfig:
     eval: EvalConfig = _help("dev and test scoring", factory=EvalConfig)
     run: RunConfig = _help("the run directory, seed, checkpoints and logs", factory=RunConfig)
 
-    def __post_init__(self) -> None:
-        _check(self.stage in STAGES, f"stage must be one of {STAGES}, got {self.stage!r}")
+    def __post_init__(self) -> None:  # rules between sections
         lib, data = self.library, self.data
         needs_sources = {"prior": "source prompts", "attempt": "source prompts", "mpt-source": "teacher prompts"}
         if self.stage in needs_sources:

@@ -1,5 +1,6 @@
 """Config files into config dataclasses: YAML with ``include:`` merging, ``section.key=value``
-overrides, validation by pydantic with errors that name the key, and the list of every key.
+overrides and the list of every key; validation is :func:`promptmix._validation.validate`, the
+one loader of every config and record, whose errors name the file, the key and the value.
 
 Shared by :mod:`promptmix.training.config` (one run) and :mod:`promptmix.training.pipeline`
 (a sequence of runs). Numbers are read as YAML 1.2 reads them: PyYAML follows YAML 1.1, where
@@ -9,18 +10,26 @@ Shared by :mod:`promptmix.training.config` (one run) and :mod:`promptmix.trainin
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import functools
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pydantic
 import yaml
 
+from promptmix._validation import field_types, type_text, validate
 from promptmix._yamlguard import check_yaml
+
+__all__ = [
+    "ConfigKey",
+    "apply_overrides",
+    "config_keys",
+    "deep_merge",
+    "load_yaml",
+    "parse_override",
+    "read_yaml",
+    "validate",
+]
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -97,88 +106,6 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ValueError(f"override {text!r}: value is not valid YAML: {err}") from None
 
 
-def validate(kind: type, data: dict[str, Any], source: str) -> Any:
-    """``data`` as an instance of the config dataclass ``kind`` (its ``__pydantic_config__`` says
-    how strict); a problem raises ValueError naming ``source`` and the dotted key."""
-    data = {name: value for name, value in data.items() if value is not None}  # an empty section: defaults
-    try:  # as JSON, so pydantic's strict mode accepts mappings for the section dataclasses
-        return _validator(kind).validate_json(json.dumps(data, default=str))
-    except pydantic.ValidationError as err:
-        raise ValueError(f"{source}: {_explain(kind, err.errors()[0], err.errors())}") from None
-
-
-@functools.cache
-def _validator(kind: type) -> pydantic.TypeAdapter:
-    return pydantic.TypeAdapter(kind)
-
-
-def _explain(root: type, error: dict[str, Any], errors: list[dict[str, Any]]) -> str:
-    """One pydantic error as a sentence naming the dotted key (all unknown keys of its section at once)."""
-    loc = [str(part) for part in error["loc"]]
-    path = ".".join(loc)
-    if error["type"] == "unexpected_keyword_argument":
-        section = loc[:-1]
-        unknown = sorted(
-            str(e["loc"][-1])
-            for e in errors
-            if e["type"] == error["type"] and [str(p) for p in e["loc"][:-1]] == section
-        )
-        kind = _field_at(root, section)[1]
-        names = [f.name for f in dataclasses.fields(kind)]
-        if not section:
-            return f"unknown section(s) {unknown}{_near(unknown[0], names)}; sections: {', '.join(names)}"
-        return f"{'.'.join(section)}: unknown key(s) {unknown}{_near(unknown[0], _candidates(kind))}; valid keys: {', '.join(names)}"
-    if error["type"] == "value_error":
-        message = str(error["ctx"]["error"])
-        return message if not path or message.startswith(path) else f"{path}: {message}"
-    if error["type"] == "dataclass_type":
-        return f"{path}: must be a mapping of keys, got {error['input']!r}"
-    if error["type"] == "finite_number":
-        return f"{path}: expected a finite number, got {error['input']!r}"
-    field_type, _ = _field_at(root, loc)
-    if field_type is not None:
-        return f"{path}: expected {field_type}, got {error['input']!r}"
-    return f"{path}: {error['msg']}, got {error['input']!r}"  # inside a list or mapping value
-
-
-def _field_at(root: type, loc: list[str]) -> tuple[str | None, type]:
-    """The declared type of the key at ``loc`` in ``root`` (None when ``loc`` points inside a
-    value) and the section dataclass it leads to (``["method", "attempt"]`` -> AttemptConfig)."""
-    kind: type = root
-    declared = None
-    for name in loc:
-        f = (
-            next((f for f in dataclasses.fields(kind) if f.name == name), None)
-            if dataclasses.is_dataclass(kind)
-            else None
-        )
-        if f is None:
-            return None, kind
-        declared, kind = str(f.type), type(_default(f))
-    return declared, kind
-
-
-def _default(f: dataclasses.Field) -> Any:
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-
-
-def _candidates(kind: type) -> list[str]:
-    """A section's keys and its subsections' dotted keys, for "did you mean" (``attn_dim`` ->
-    ``attempt.attn_dim``)."""
-    names = []
-    for f in dataclasses.fields(kind):
-        value = _default(f)
-        names += [f.name] + (
-            [f"{f.name}.{g.name}" for g in dataclasses.fields(value)] if dataclasses.is_dataclass(value) else []
-        )
-    return names
-
-
-def _near(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
-
-
 @dataclass(frozen=True)
 class ConfigKey:
     """One config key as ``promptmix train --help`` lists it."""
@@ -192,10 +119,11 @@ class ConfigKey:
 def config_keys(kind: type, prefix: str = "") -> list[ConfigKey]:
     """Every key of ``kind`` and its sections, dotted (``method.attempt.attn_dim``), in order."""
     keys = []
+    types = field_types(kind)
     for f in dataclasses.fields(kind):
-        value = _default(f)
+        value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(value):
             keys += config_keys(type(value), f"{prefix}{f.name}.")
         else:
-            keys.append(ConfigKey(prefix + f.name, str(f.type), value, f.metadata.get("help", "")))
+            keys.append(ConfigKey(prefix + f.name, type_text(types[f.name]), value, f.metadata.get("help", "")))
     return keys
