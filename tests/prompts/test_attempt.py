@@ -249,6 +249,22 @@ def test_prompt_length_mismatch_names_the_prompt_and_both_lengths():
         method.set_source_prompts(["x"], torch.zeros(1, 2, 8))
 
 
+def test_a_prompt_length_that_conflicts_with_the_sources_is_refused_naming_both_lengths():
+    """from_prompts used to replace the configured length with the sources' in silence."""
+    sources = {"mnli": torch.zeros(3, 8), "sst2": torch.ones(3, 8)}
+    for given in ({"prompt_length": 5}, {"config": AttemptConfig(prompt_length=5, attn_dim=2)}):
+        with pytest.raises(
+            ValueError, match=r"prompt_length 5 conflicts with source prompt 'mnli', which has length 3"
+        ):
+            Attempt.from_prompts(sources, ["rte"], init_from="mnli", **given)
+    for given in ({}, {"prompt_length": 3}, {"config": AttemptConfig(prompt_length=3, attn_dim=2)}):
+        method = Attempt.from_prompts(sources, ["rte"], init_from="sst2", **given)
+        assert method.prompt_length == 3 and torch.equal(method.task_prompt("rte"), torch.ones(3, 8))
+    config = AttemptConfig(prompt_length=3, attn_dim=2)
+    assert Attempt.from_prompts(sources, ["rte"], init_from="mnli", config=config, attn_dim=4).config.attn_dim == 4
+    assert config.attn_dim == 2  # the caller's config is not edited
+
+
 @pytest.mark.parametrize(
     "bad",
     [

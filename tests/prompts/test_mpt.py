@@ -121,6 +121,14 @@ def test_from_teachers_starts_every_task_at_the_given_student_prompt():
         MPT.from_teachers(teachers, "mean")
 
 
+def test_from_teachers_refuses_a_prompt_length_other_than_the_teachers():
+    teachers = {"mnli": torch.zeros(3, 8), "sst2": torch.ones(3, 8)}
+    with pytest.raises(ValueError, match=r"prompt_length 4 conflicts with teacher prompt 'mnli', which has length 3"):
+        MPT.from_teachers(teachers, "teacher-mean", config=MPTConfig(prompt_length=4))
+    assert MPT.from_teachers(teachers, "teacher-mean").prompt_length == 3
+    assert MPT.from_teachers(teachers, "teacher-mean", prompt_length=3, rank=2).config.rank == 2
+
+
 def test_parameter_counts_match_the_paper():
     def count(n, rank=1):
         return MPT(MPTConfig(prompt_length=100, rank=rank), 768, [f"t{i}" for i in range(n)]).num_trainable_parameters()

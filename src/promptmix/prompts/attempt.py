@@ -28,31 +28,34 @@ G (231,936 for one task at m = r = 100, d = 768). Frozen: the source prompts, a 
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import field
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput, masked_max_pool
+from promptmix._validation import PositiveFloat, PositiveInt, validated
+from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput, config_with_length, masked_max_pool
 
-ATTENTION_CHOICES = ("instance", "token", "constant")
+Attention = Literal["instance", "token", "constant"]
+ATTENTION_CHOICES = get_args(Attention)
 G_PARAMS = ("down_proj", "up_proj", "ln_weight", "ln_bias")
 TARGET_PROMPT = "target"  # the name attention reports a task's own prompt under
 
 
-@dataclass
+@validated
 class AttemptConfig(MethodConfig):
     """ATTEMPT: the attention module G and the variant of Eq. 3-4."""
 
     method: ClassVar[str] = "attempt"
-    attn_dim: int = field(default=100, metadata={"help": "r: width of G's bottleneck (W_down: d -> r, W_up: r -> d)"})
-    attention: str = field(
+    attn_dim: PositiveInt = field(
+        default=100, metadata={"help": "r: width of G's bottleneck (W_down: d -> r, W_up: r -> d)"}
+    )
+    attention: Attention = field(
         default="instance",
         metadata={
             "help": "'instance' (Eq. 3), 'token' (App. A.5, one weight per prompt position) or 'constant' "
@@ -66,19 +69,13 @@ class AttemptConfig(MethodConfig):
         default=True,
         metadata={"help": "False: the no-target ablation (no P_target in Eq. 4, softmax over the sources only)"},
     )
-    temperature: float | None = field(
+    temperature: PositiveFloat | None = field(
         default=None, metadata={"help": "softmax temperature T of Eq. 3; None: d·e (2087.9 at d = 768)"}
     )
     learn_temperature: bool = field(default=False, metadata={"help": "train log T (starting from temperature) with G"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.attn_dim < 1:
-            raise ValueError(f"attn_dim must be >= 1, got {self.attn_dim}")
-        if self.attention not in ATTENTION_CHOICES:
-            raise ValueError(f"attention must be one of {ATTENTION_CHOICES}, got {self.attention!r}")
-        if self.temperature is not None and not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0 (or None for d·e), got {self.temperature}")
         if self.attention == "constant" and self.learn_temperature:
             raise ValueError("attention='constant' has no softmax, so no temperature to learn")
         if self.attention == "constant" and not self.use_target:
@@ -354,13 +351,14 @@ class Attempt(PromptMethod):
     ) -> Attempt:
         """A ready ATTEMPT model: frozen ``source_prompts`` ({name: [m, d]}), one target prompt
         per task in ``tasks``, each a copy of source ``init_from`` (one name for all, or
-        {task: source name}). ``config`` (default ``AttemptConfig()``) with ``fields`` replaced;
-        m and d come from the first source prompt."""
+        {task: source name}). ``config`` with ``fields`` replaced; without ``config`` the
+        defaults, m taken from the source prompts. m and d are the first source prompt's: a
+        ``prompt_length`` given (in ``config`` or ``fields``) that differs is refused, not replaced."""
         names = list(source_prompts)
         if not names:
             raise ValueError("from_prompts needs at least one source prompt")
         first = source_prompts[names[0]]
-        config = dataclasses.replace(config or AttemptConfig(), **{"prompt_length": int(first.shape[0]), **fields})
+        config = config_with_length(config, AttemptConfig, int(first.shape[0]), fields, f"source prompt {names[0]!r}")
         method = cls(config, int(first.shape[-1]), tasks, names)
         for name in names:
             method.check_prompt(f"source prompt {name!r}", source_prompts[name])

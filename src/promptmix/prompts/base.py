@@ -18,8 +18,9 @@ calls ``param_groups``, checkpointing calls ``to_config`` / ``state_dict``,
 :func:`promptmix.prompts.build_method` rebuilds one from its config, inference asks
 ``attention_names`` and :mod:`promptmix.params` asks the config's ``parameter_counts``.
 
-A method's config (a :class:`MethodConfig` subclass) holds its hyperparameters, each field with
-its help text; the same dataclass is a section of the training YAML (``method.<name>``). The
+A method's config (a :class:`MethodConfig` subclass, :func:`promptmix._validation.validated`)
+holds its hyperparameters, each field with its help text, choices and bounds declared; the same
+dataclass is a section of the training YAML (``method.<name>``). The
 tasks a module holds (and ATTEMPT's source prompts) are the module's own state, given when it is
 built and grown by ``add_task``: building or growing a method never edits a config.
 """
@@ -33,6 +34,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from promptmix._validation import PositiveInt, validated
 
 
 @dataclass
@@ -48,12 +51,13 @@ class PromptOutput:
     attention: Tensor | None = None
 
 
-@dataclass
+@validated
 class MethodConfig:
-    """Hyperparameters every method has; each method's config adds its own and checks them."""
+    """Hyperparameters every method has; each method's config (also ``@validated``) adds its own,
+    declaring their choices and bounds, and checks rules between them in ``__post_init__``."""
 
     method: ClassVar[str] = ""
-    prompt_length: int = field(
+    prompt_length: PositiveInt = field(
         default=100,
         metadata={
             "help": "m (l for MPT): prompt vectors prepended to every input; stages that start from "
@@ -62,8 +66,7 @@ class MethodConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.prompt_length < 1:
-            raise ValueError(f"prompt_length must be >= 1, got {self.prompt_length}")
+        """Rules between fields (a subclass's; none here)."""
 
     def parameter_counts(self, hidden_size: int, num_tasks: int) -> dict[str, int]:
         """Trainable parameters by group of a module with these settings holding ``num_tasks``
@@ -72,6 +75,22 @@ class MethodConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, **dataclasses.asdict(self)}
+
+
+def config_with_length(
+    config: MethodConfig | None, kind: type[MethodConfig], length: int, fields: dict[str, Any], what: str
+) -> Any:
+    """``config`` (default ``kind(prompt_length=length)``) with ``fields`` replaced; a ValueError
+    naming both lengths when it asks for another prompt length than ``what`` (a prompt) has."""
+    config = (
+        dataclasses.replace(config, **fields) if config is not None else kind(**{"prompt_length": length, **fields})
+    )
+    if config.prompt_length != length:
+        raise ValueError(
+            f"prompt_length {config.prompt_length} conflicts with {what}, which has length {length}; "
+            f"the prompts fix the length (give {length}, or no prompt_length)"
+        )
+    return config
 
 
 class PromptMethod(nn.Module):

@@ -14,12 +14,13 @@ the embedding matrix's own standard deviation, so the prompt's scale matches rea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
 
-INIT_CHOICES = ("vocab", "class-label", "text", "random")
+Init = Literal["vocab", "class-label", "text", "random"]
+INIT_CHOICES = get_args(Init)
 VOCAB_TOP_K = 5000
 
 

@@ -21,40 +21,34 @@ components such as u = 1, v = 1/r get identical gradients forever: rank r would 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import field
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput
+from promptmix._validation import PositiveInt, validated
+from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput, config_with_length
 
 TASK_INIT_CHOICES = ("mean", "ones")  # a task added later: the mean of the others, or u v = 1
-SHARED_INIT_CHOICES = ("vocab", "teacher-mean")  # P* before distillation
 
 
-@dataclass
+@validated
 class MPTConfig(MethodConfig):
     """MPT: ``prompt_length`` is l; the rank of the task vectors and how P* starts."""
 
     method: ClassVar[str] = "mpt"
-    rank: int = field(default=1, metadata={"help": "r: rank of the task-specific multiplier u_k v_k (the paper: 1)"})
-    init: str = field(
+    rank: PositiveInt = field(
+        default=1, metadata={"help": "r: rank of the task-specific multiplier u_k v_k (the paper: 1)"}
+    )
+    init: Literal["vocab", "teacher-mean"] = field(  # P* before distillation
         default="vocab",
         metadata={
             "help": "mpt-source: the student's P* at the start: 'vocab' (the paper: sampled vocabulary embeddings) "
             "or 'teacher-mean' (this project's extension: the mean of the teacher prompts)"
         },
     )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.rank < 1:
-            raise ValueError(f"rank must be >= 1, got {self.rank}")
-        if self.init not in SHARED_INIT_CHOICES:
-            raise ValueError(f"init must be one of {SHARED_INIT_CHOICES}, got {self.init!r}")
 
     def parameter_counts(self, hidden_size: int, num_tasks: int) -> dict[str, int]:
         """P* (l·d) once, u_k (l·r) and v_k (r·d) per task."""
@@ -175,13 +169,13 @@ class MPT(PromptMethod):
         vocabulary" (App. A): pass ``initial_prompt(embeddings, l, "vocab", ...)``. The string
         ``"teacher-mean"`` starts P* at the teachers' mean instead, an extension of this project
         (the student then starts close to every teacher; it is not the paper's method).
-        ``config`` (default ``MPTConfig()``) with ``fields`` replaced; l and d come from the
-        teachers."""
+        ``config`` (default ``MPTConfig()``, l taken from the teachers) with ``fields`` replaced;
+        l and d are the teachers': a ``prompt_length`` given that differs is refused."""
         names = list(teacher_prompts)
         if not names:
             raise ValueError("from_teachers needs at least one teacher prompt")
         first = teacher_prompts[names[0]]
-        config = dataclasses.replace(config or MPTConfig(), **{"prompt_length": int(first.shape[0]), **fields})
+        config = config_with_length(config, MPTConfig, int(first.shape[0]), fields, f"teacher prompt {names[0]!r}")
         method = cls(config, int(first.shape[-1]), names)
         for name in names:
             method.check_prompt(f"teacher prompt {name!r}", teacher_prompts[name])

@@ -25,6 +25,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from promptmix._validation import validated
 from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput
 
 
@@ -47,7 +48,7 @@ class RoutedPromptOutput(PromptOutput):
         return self.attention[b, : int(self.attention_lengths[b])]
 
 
-@dataclass
+@validated
 class RouterConfig(MethodConfig):
     """Built by :class:`PromptRouter` from its members: ``prompt_length`` is the longest member prompt."""
 

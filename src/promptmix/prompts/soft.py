@@ -10,22 +10,23 @@ gathers its own task's row, so a batch can mix tasks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from promptmix._validation import validated
 from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput
-from promptmix.prompts.init import INIT_CHOICES, initial_prompt
+from promptmix.prompts.init import Init, initial_prompt
 
 
-@dataclass
+@validated
 class SoftPromptConfig(MethodConfig):
     """Prompt tuning (also what trains the source prompts ATTEMPT and MPT start from)."""
 
     method: ClassVar[str] = "prompt-tuning"
-    init: str = field(
+    init: Init = field(
         default="vocab",
         metadata={
             "help": "how a new prompt starts (SoftPrompt.initialize): 'vocab' (m ids from the 5,000 most "
@@ -39,8 +40,6 @@ class SoftPromptConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.init not in INIT_CHOICES:
-            raise ValueError(f"init must be one of {INIT_CHOICES}, got {self.init!r}")
         if self.init == "text" and not self.init_text:
             raise ValueError("init='text' needs init_text")
 

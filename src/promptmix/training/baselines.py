@@ -19,9 +19,8 @@ with ``model.json`` (kind, backbone identity, LoRA settings, tasks).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -34,21 +33,18 @@ from promptmix._io import (
     read_safetensors,
     recover_directory,
 )
+from promptmix._validation import validated
 from promptmix.backbone import Backbone, PromptedModel
 from promptmix.prompts.base import MethodConfig, PromptMethod, PromptOutput
 from promptmix.training.config import BaselineConfig
 
 
-@dataclass
+@validated
 class NoPromptConfig(MethodConfig):
     """An empty prompt: the baselines train the backbone instead."""
 
     method: ClassVar[str] = "none"
-    prompt_length: int = 0
-
-    def __post_init__(self) -> None:  # prompt_length 0 is the point; MethodConfig demands >= 1
-        if self.prompt_length != 0:
-            raise ValueError("NoPrompt has prompt_length 0")
+    prompt_length: Literal[0] = 0  # 0 is the point; MethodConfig demands >= 1
 
 
 class NoPrompt(PromptMethod):

@@ -291,7 +291,9 @@ def _add_to_library(
 # -- 2./3. ATTEMPT ------------------------------------------------------------------------------
 def _attempt(ctx: Context, targets: list[str], init_from: Any) -> Attempt:
     prompts, _ = _source_prompts(ctx)
-    config = ctx.config.method.attempt
+    # The source prompts fix m, whatever method.attempt.prompt_length holds (as its help says).
+    length = next(iter(prompts.values())).shape[0]
+    config = dataclasses.replace(ctx.config.method.attempt, prompt_length=length)
     method = Attempt.from_prompts(prompts, targets, init_from=init_from if config.use_target else None, config=config)
     prior = ctx.config.library.attention_prior
     if prior is not None:
@@ -324,7 +326,8 @@ def train_attempt(ctx: Context) -> StageResult:
 def mpt_student(ctx: Context, teachers: dict[str, torch.Tensor]) -> MPT:
     """The MPT student before distillation: P* per ``method.mpt.init`` ('vocab', the paper's
     sampled vocabulary embeddings, seeded by the run seed; or 'teacher-mean'), u_k v_k = 1."""
-    config = ctx.config.method.mpt
+    # The teachers fix l, as the source prompts fix ATTEMPT's m.
+    config = dataclasses.replace(ctx.config.method.mpt, prompt_length=next(iter(teachers.values())).shape[0])
     shared: torch.Tensor | str = "teacher-mean"
     if config.init == "vocab":
         gen = torch.Generator().manual_seed(task_seed(ctx.config.run.seed, "mpt-shared-prompt"))
