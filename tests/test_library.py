@@ -112,8 +112,10 @@ def test_bad_prompts_are_refused(library, base):
         add(_prompt().unsqueeze(0))
     with pytest.raises(ValueError, match="NaN"):
         add(torch.full((5, 16), float("nan")))
-    with pytest.raises(ValueError, match="metrics must map names to numbers"):
+    with pytest.raises(ValueError, match="prompt 'p': metrics.acc: expected float, got 'high'"):
         library.add("p", _prompt(), task="rte", method="pt", backbone=base, metrics={"acc": "high"})
+    with pytest.raises(ValueError, match="prompt 'p': task must be non-empty, got ''"):
+        library.add("p", _prompt(), task="", method="pt", backbone=base)
     assert library.list() == []
 
 

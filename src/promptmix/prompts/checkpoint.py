@@ -23,7 +23,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from promptmix._io import (
     atomic_save_safetensors,
@@ -33,28 +35,37 @@ from promptmix._io import (
     read_safetensors,
     recover_directory,
 )
+from promptmix._validation import Hint, validate, validated
 from promptmix.prompts import PromptMethod, build_method
-from promptmix.prompts.library import IncompatiblePromptError, backbone_identity, check_compatible
+from promptmix.prompts.library import (
+    BackboneIdentity,
+    IncompatiblePromptError,
+    Sha256,
+    backbone_identity,
+    check_compatible,
+)
 
 WEIGHTS_FILE = "method.safetensors"
 RECORD_FILE = "method.json"
 FORMAT_VERSION = 1
+Version = Annotated[int, Field(ge=1, le=FORMAT_VERSION), Hint("written by a newer promptmix; upgrade it")]
 
 __all__ = ["IncompatiblePromptError", "MethodRecord", "SavedMethod", "load_method", "read_method_record", "save_method"]
 
 
-@dataclass
+@validated
 class MethodRecord:
     """What ``method.json`` holds."""
 
     config: dict[str, Any]
-    """``method.to_config()``: the method name, its config fields and ``hidden_size``."""
-    backbone: dict[str, Any]
+    """``method.to_config()``: the method name, its config fields and ``hidden_size`` (checked
+    by the method's own config type when :func:`load_method` builds it)."""
+    backbone: BackboneIdentity
     """Identity of the backbone the method was trained on (name, hidden size, fingerprint)."""
-    sha256: str
+    sha256: Sha256
     extra: dict[str, Any] = field(default_factory=dict)
     """Caller's additions (training step, dev metrics, ...)."""
-    format_version: int = FORMAT_VERSION
+    format_version: Version = FORMAT_VERSION
 
 
 @dataclass(frozen=True)
@@ -112,26 +123,7 @@ def read_method_record(directory: str | os.PathLike) -> MethodRecord:
     crash left mid-replacement is put back first (:func:`promptmix._io.recover_directory`)."""
     recover_directory(directory)
     path = Path(directory) / RECORD_FILE
-    data = read_json(path)
-    expected = {"config": dict, "backbone": dict, "sha256": str, "extra": dict, "format_version": int}
-    for key, kind in expected.items():
-        if key not in data and key not in ("extra", "format_version"):
-            raise ValueError(f"{path}: missing field {key!r}")
-        if key in data and not isinstance(data[key], kind):
-            raise ValueError(f"{path}: field {key!r} must be {kind.__name__}, got {data[key]!r}")
-    unknown = sorted(set(data) - set(expected))
-    if unknown:
-        raise ValueError(f"{path}: unknown field(s) {unknown}")
-    if data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: format_version {data['format_version']} is newer than this promptmix reads "
-            f"({FORMAT_VERSION}); upgrade promptmix"
-        )
-    try:
-        backbone_identity(data["backbone"])
-    except ValueError as err:
-        raise ValueError(f"{path}: field 'backbone': {err}") from None
-    return MethodRecord(**data)
+    return validate(MethodRecord, read_json(path), str(path))
 
 
 def load_method(

@@ -36,16 +36,20 @@ import os
 import re
 import secrets
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import filelock
+import pydantic
 import torch
+from pydantic import Field
 from torch import Tensor
+from typing_extensions import TypedDict  # pydantic reads typing's own only from Python 3.12 on
 
 from promptmix._io import atomic_save_safetensors, atomic_write_text, check_finite, read_json, read_safetensors
+from promptmix._validation import STRICT, Hint, NonEmptyStr, PositiveInt, validate, validated
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # A tensor file of entry NAME: "@" is not allowed in names, so "<name>@..." belongs to one entry only.
@@ -72,21 +76,26 @@ class UnknownPromptError(KeyError):
 
 
 # -- backbone identity ------------------------------------------------------------------------
-IDENTITY_FIELDS = {"backbone": str, "hidden_size": int, "fingerprint": str}
+@pydantic.with_config(STRICT)
+class BackboneIdentity(TypedDict):
+    """What a saved prompt records of the backbone it was trained on (:meth:`Backbone.identity`)."""
+
+    backbone: str
+    hidden_size: PositiveInt
+    fingerprint: str
 
 
-def backbone_identity(backbone: Any) -> dict[str, Any]:
+IDENTITY_FIELDS = tuple(BackboneIdentity.__annotations__)
+
+
+def backbone_identity(backbone: Any) -> BackboneIdentity:
     """``{"backbone", "hidden_size", "fingerprint"}`` of a :class:`Backbone` or of an identity
-    dict (as saved files hold), validated."""
+    dict (as saved files hold), validated; other keys of the dict are left out."""
     if hasattr(backbone, "identity"):
         backbone = backbone.identity()
     if not isinstance(backbone, Mapping):
         raise TypeError(f"expected a Backbone or its identity dict, got {type(backbone).__name__}")
-    for key, kind in IDENTITY_FIELDS.items():
-        value = backbone.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ValueError(f"backbone identity field {key!r} must be {kind.__name__}, got {value!r}")
-    return {key: backbone[key] for key in IDENTITY_FIELDS}
+    return validate(BackboneIdentity, {k: backbone[k] for k in IDENTITY_FIELDS if k in backbone}, "backbone identity")
 
 
 def check_compatible(saved: Mapping[str, Any], backbone: Any, *, what: str) -> None:
@@ -122,31 +131,45 @@ def check_name(name: str) -> str:
 
 
 # -- records ----------------------------------------------------------------------------------
-@dataclass
+Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+Metric = Annotated[float, Field(allow_inf_nan=True)]  # a dev metric can be NaN (a correlation of constants)
+
+
+Version = Annotated[int, Field(ge=1, le=FORMAT_VERSION), Hint("written by a newer promptmix; upgrade it")]
+
+
+@validated
 class PromptRecord:
     """What ``root/<name>.json`` holds about one prompt."""
 
-    name: str
-    task: str
-    method: str
+    name: Annotated[str, Field(pattern=f"^{NAME_PATTERN.pattern}$")]
+    task: NonEmptyStr
+    method: NonEmptyStr
     backbone: str
-    hidden_size: int
-    prompt_length: int
+    hidden_size: PositiveInt
+    prompt_length: PositiveInt
     fingerprint: str
-    sha256: str
+    sha256: Sha256
     """sha256 of ``<name>.safetensors``: ties the record to exactly those bytes."""
     created: str
     """ISO 8601 UTC time of ``add``."""
     tensor_file: str = ""
     """The tensor file's name in the library directory; empty: ``<name>.safetensors`` (entries
     written before records named their file)."""
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
     """Dev-set metrics of the prompt when it was saved (e.g. ``{"accuracy": 0.73}``)."""
     card: dict[str, Any] = field(default_factory=dict)
     """Where the prompt came from, free-form JSON: the source stage records the dev metric with
     the majority class's and the best constant answer's scores beside it, steps, examples seen,
     wall time, seed, the command and the git revision (see :func:`card_markdown`)."""
-    format_version: int = FORMAT_VERSION
+    format_version: Version = FORMAT_VERSION
+
+    def __post_init__(self) -> None:  # the tensor file belongs to this entry: never a path out of the library
+        match = TENSOR_FILE.fullmatch(self.tensor_file)
+        if self.tensor_file and (match is None or match["name"] != self.name):
+            raise ValueError(
+                f"field 'tensor_file' is {self.tensor_file!r}, expected '{self.name}@<16 hex>.safetensors'"
+            )
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -157,44 +180,9 @@ class PromptRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike = "<dict>") -> PromptRecord:
-        """Validate and build; errors name ``source`` (the JSON file) and the field."""
-        kinds = {
-            f.name: (dict if f.name in ("metrics", "card") else int if f.type == "int" else str)
-            for f in dataclasses.fields(cls)
-        }
-        missing = sorted(set(kinds) - set(data) - {"metrics", "card", "format_version", "tensor_file"})
-        if missing:
-            raise ValueError(f"{source}: missing field(s) {missing}")
-        for key, value in data.items():
-            if key not in kinds:
-                raise ValueError(f"{source}: unknown field {key!r}")
-            if not isinstance(value, kinds[key]) or isinstance(value, bool):
-                raise ValueError(f"{source}: field {key!r} must be {kinds[key].__name__}, got {value!r}")
-        if data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-            raise ValueError(
-                f"{source}: format_version {data['format_version']} is newer than this promptmix "
-                f"reads ({FORMAT_VERSION}); upgrade promptmix"
-            )
-        try:
-            metrics = _clean_metrics(data.get("metrics"))
-        except ValueError as err:
-            raise ValueError(f"{source}: field 'metrics': {err}") from None
-        file = data.get("tensor_file", "")
-        match = TENSOR_FILE.fullmatch(file)
-        if file and (match is None or match["name"] != data["name"]):  # never a path out of the library
-            raise ValueError(
-                f"{source}: field 'tensor_file' is {file!r}, expected '{data['name']}@<16 hex>.safetensors'"
-            )
-        return cls(**{**data, "metrics": metrics})
-
-
-def _clean_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
-    out = {}
-    for key, value in (metrics or {}).items():
-        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"metrics must map names to numbers; got {key!r}: {value!r}")
-        out[key] = float(value)
-    return out
+        """Validate and build (:func:`promptmix._validation.validate`); errors name ``source``
+        (the JSON file), the field and the value."""
+        return validate(cls, dict(data), str(source))
 
 
 def _check_prompt(prompt: Tensor, hidden_size: int, name: str) -> Tensor:
@@ -413,11 +401,21 @@ class PromptLibrary:
         replace an entry unless ``overwrite``. Writers of one library take turns (a file lock)."""
         identity = backbone_identity(backbone)
         value = _check_prompt(prompt, identity["hidden_size"], check_name(name))
-        for label, text in (("task", task), ("method", method)):
-            if not isinstance(text, str) or not text:
-                raise ValueError(f"prompt {name!r}: {label} must be a non-empty string, got {text!r}")
-        card = json.loads(json.dumps(dict(card or {})))  # a JSON copy, or a TypeError before anything is written
-        clean = _clean_metrics(metrics)
+        card_copy = json.loads(json.dumps(dict(card or {})))  # a JSON copy, or a TypeError before anything is written
+        try:  # the record is checked before anything is written; the tensor's digest and name come after
+            draft = PromptRecord(
+                name=name,
+                task=task,
+                method=method,
+                **identity,
+                prompt_length=int(value.shape[0]),
+                sha256="0" * 64,
+                created="",
+                metrics=dict(metrics or {}),
+                card=card_copy,
+            )
+        except ValueError as err:
+            raise ValueError(f"prompt {name!r}: {err}") from None
         with self._writing(f"add {name!r}"):
             if name in self and not overwrite:
                 old = self.get(name)
@@ -429,18 +427,8 @@ class PromptLibrary:
             tensor = self.root / f"{name}@{secrets.token_hex(8)}.safetensors"
             try:
                 digest = atomic_save_safetensors({TENSOR_KEY: value}, tensor, metadata={"format": "pt", "name": name})
-                record = PromptRecord(
-                    name=name,
-                    task=task,
-                    method=method,
-                    **identity,
-                    prompt_length=int(value.shape[0]),
-                    sha256=digest,
-                    created=datetime.now(UTC).isoformat(timespec="seconds"),
-                    tensor_file=tensor.name,
-                    metrics=clean,
-                    card=card,
-                )
+                created = datetime.now(UTC).isoformat(timespec="seconds")
+                record = dataclasses.replace(draft, sha256=digest, created=created, tensor_file=tensor.name)
                 atomic_write_text(self.record_path(name), json.dumps(record.to_dict(), indent=2) + "\n")  # the switch
             except BaseException:
                 tensor.unlink(missing_ok=True)  # the old record (if any) still names the old tensor
