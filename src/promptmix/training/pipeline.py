@@ -24,11 +24,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from promptmix._io import atomic_write_text
+from promptmix._validation import NonEmptyStr, validate, validated
 from promptmix.training.config import TrainConfig
 from promptmix.training.configio import apply_overrides, read_yaml
 from promptmix.training.rundir import RunExistsError, StageResult, check_fresh, register_run_tasks
@@ -36,11 +39,11 @@ from promptmix.training.runs import load_backbone_for, make_accelerator
 from promptmix.training.stages import check_task_names, run_stage
 
 
-@dataclass
+@validated
 class PipelineStage:
-    name: str
+    name: NonEmptyStr
     """Run subdirectory under root."""
-    config: str
+    config: NonEmptyStr
     """The stage's preset (a TrainConfig YAML), relative to the pipeline file."""
     label: str | None = None
     """Row label in the final table (None: not a row)."""
@@ -48,23 +51,32 @@ class PipelineStage:
     """Dotted overrides for this stage."""
 
 
-@dataclass
-class PipelineConfig:
+@validated
+class PipelineFile:
+    """What a pipeline YAML holds (read by :func:`promptmix._validation.validate`)."""
+
     root: str = "runs/pipeline"
     common: dict[str, Any] = field(default_factory=dict)
     """Dotted overrides of every stage."""
-    stages: list[PipelineStage] = field(default_factory=list)
+    stages: Annotated[list[PipelineStage], Field(min_length=1, validate_default=True)] = field(default_factory=list)
+
+    def __post_init__(self) -> None:  # a rule between the stages
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"pipeline stage names must be unique, got {names}")
+
+
+@validated
+class PipelineConfig(PipelineFile):
+    """A pipeline file where it lies, with the command line's overrides."""
+
     base_dir: str = "."
     """Directory the stage presets are relative to (the pipeline file's)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Applied to every stage last (the CLI's --set)."""
 
-    def __post_init__(self) -> None:
-        if not self.stages:
-            raise ValueError("a pipeline needs at least one stage")
-        names = [s.name for s in self.stages]
-        if len(set(names)) != len(names):
-            raise ValueError(f"pipeline stage names must be unique, got {names}")
+    def __post_init__(self) -> None:  # every stage's config, and one model section across them
+        super().__post_init__()
         configs = [self.stage_config(s) for s in self.stages]
         models = {json.dumps(dataclasses.asdict(c.model), sort_keys=True) for c in configs}
         if len(models) > 1:
@@ -96,21 +108,12 @@ class PipelineConfig:
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None, root: str | None = None) -> PipelineConfig:
-        data = read_yaml(path)
-        unknown = sorted(set(data) - {"root", "common", "stages"})
-        if unknown:
-            raise ValueError(f"{path}: unknown key(s) {unknown}; a pipeline has root, common, stages")
-        stages = []
-        for i, item in enumerate(data.get("stages") or []):
-            try:
-                stages.append(PipelineStage(**item))
-            except TypeError as err:
-                raise ValueError(f"{path}: stages[{i}]: {err} (keys: name, config, label, set)") from None
+        spec = validate(PipelineFile, read_yaml(path), str(path))
         try:
             return cls(
-                root=root or data.get("root", cls.root),
-                common=data.get("common") or {},
-                stages=stages,
+                root=root or spec.root,
+                common=spec.common,
+                stages=spec.stages,
                 base_dir=str(Path(path).resolve().parent),
                 overrides=overrides or {},
             )
