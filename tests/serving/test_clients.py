@@ -83,6 +83,8 @@ def test_the_openai_client_lists_the_tasks_and_gets_the_offline_answers(predicto
             "stop sequences": dict(model="stsb", prompt="x", stop=["."]),
             "two answers": dict(model="rte", prompt="x", n=2),
             "streaming": dict(model="rte", prompt="x", stream=True),
+            "temperature over its bound": dict(model="rte", prompt="x", temperature=2.5),
+            "no prompt": dict(model="rte", prompt=[]),
         }.items():
             with pytest.raises(openai.APIStatusError) as err:
                 client.completions.create(**kwargs)
@@ -112,6 +114,13 @@ def test_the_openai_client_lists_the_tasks_and_gets_the_offline_answers(predicto
     assert errors["max_tokens over the server's"][0] == 422
     assert "over the server's limit of 4 (--max-new-tokens)" in errors["max_tokens over the server's"][1]["message"]
     assert errors["token ids"][0] == 422
+    # Bounds declared on the request's fields, worded as a config's: the field, the bound, the value sent.
+    for what, message in {
+        "two answers": "n must be <= 1, got 2",
+        "temperature over its bound": "temperature must be <= 2, got 2.5",
+        "no prompt": "prompt must be non-empty, got []",
+    }.items():
+        assert errors[what][0] == 422 and errors[what][1]["message"] == message, errors[what]
 
 
 @pytest.mark.parametrize(

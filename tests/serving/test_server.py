@@ -70,8 +70,9 @@ BAD_REQUESTS = [  # (what is wrong, request kwargs, status, words the error must
         400,
         ["not valid JSON"],
     ),
-    ("no inputs", {"json": {"task": "rte"}}, 422, ["inputs", "Field required"]),
-    ("empty inputs", {"json": {"task": "rte", "inputs": []}}, 422, ["inputs"]),
+    ("no inputs", {"json": {"task": "rte"}}, 422, ["missing field 'inputs'"]),
+    ("empty inputs", {"json": {"task": "rte", "inputs": []}}, 422, ["inputs must be non-empty, got []"]),
+    ("task not a string", {"json": {"task": 3, "inputs": ["x"]}}, 422, ["task: expected str | None, got 3"]),
     ("inputs not a list", {"json": {"task": "rte", "inputs": 3}}, 422, ["inputs"]),
     (
         "unknown task",

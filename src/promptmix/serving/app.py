@@ -41,17 +41,18 @@ import typing
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import field
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException
 
 from promptmix import __version__
+from promptmix._validation import STRICT, PositiveFloat, PositiveInt, explain, validated
 from promptmix.inference.predictor import MAX_NEW_TOKENS, InputError, Prediction, Predictor, as_items
 from promptmix.serving.batcher import BatcherConfig, DynamicBatcher, QueueFull, ShuttingDown
 from promptmix.serving.limits import DEFAULT_READ_TIMEOUT, MIN_BODY_BYTES, BodyLimit, error
@@ -87,9 +88,11 @@ class ClientGone(Exception):
 
 
 class Strict(BaseModel):
-    """A request body: a key it does not declare is refused (422 naming the key), not ignored."""
+    """A request body, validated as every config and record is (:data:`promptmix._validation.STRICT`):
+    a key it does not declare is refused (422 naming the key), not ignored; a number is not a
+    string, a bool or NaN; bounds are declared on the fields."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 class ErrorDetail(BaseModel):
@@ -121,28 +124,24 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 POST_ERRORS = _errors(400, 408, 413, 422, 429, 500, 503)
 
 
-@dataclass
+@validated
 class ServeConfig:
     """Limits of the HTTP layer; batching settings are in ``batcher``."""
 
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
-    max_inputs_per_request: int = 64
-    """Most inputs in one request (413 beyond)."""
-    max_body_bytes: int = 1 << 20
+    max_inputs_per_request: PositiveInt = 64
+    """Most inputs in one request (413 beyond); at most ``batcher.max_queue``."""
+    max_body_bytes: Annotated[int, Field(ge=MIN_BODY_BYTES)] = 1 << 20
     """Largest request body accepted (413 beyond), checked before it is parsed."""
-    read_timeout: float = DEFAULT_READ_TIMEOUT
+    read_timeout: PositiveFloat = DEFAULT_READ_TIMEOUT
     """Seconds a request's body may take to arrive after its headers (408 beyond)."""
 
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_inputs_per_request <= self.batcher.max_queue:
+    def __post_init__(self) -> None:  # a request must fit in the queue at once
+        if self.max_inputs_per_request > self.batcher.max_queue:
             raise ValueError(
                 f"max_inputs_per_request must lie in [1, max_queue={self.batcher.max_queue}], "
                 f"got {self.max_inputs_per_request}"
             )
-        if self.max_body_bytes < MIN_BODY_BYTES:
-            raise ValueError(f"max_body_bytes must be at least {MIN_BODY_BYTES}, got {self.max_body_bytes}")
-        if not self.read_timeout > 0:
-            raise ValueError(f"read_timeout must be > 0 seconds, got {self.read_timeout}")
 
 
 class PredictRequest(Strict):
@@ -209,7 +208,7 @@ class CompletionRequest(Strict):
         description="A loaded task (name or alias), or '<prompt source>:<task>' as /v1/models lists it.",
         examples=["rte"],
     )
-    prompt: str | dict[str, Any] | list[str | dict[str, Any]] = Field(
+    prompt: str | dict[str, Any] | Annotated[list[str | dict[str, Any]], Field(min_length=1)] = Field(
         description="Formatted input text, an object of the task's fields (a raw record), or a non-empty list of "
         "either (one choice each, in order). A multiple-choice task needs the record.",
         examples=["rte sentence1: A cat sat on the mat. sentence2: A cat sits."],
@@ -367,8 +366,6 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
                 f"{predictor.max_new_tokens} (--max-new-tokens)",
             )
         prompts = body.prompt if isinstance(body.prompt, list) else [body.prompt]
-        if not prompts:
-            return error(422, "invalid_request", "prompt: give at least one prompt")
         predictions = await answer(request, as_items(prompts, task), body.max_tokens)
         limit = body.max_tokens or predictor.max_new_tokens
         lengths = await asyncio.get_running_loop().run_in_executor(
@@ -522,8 +519,12 @@ def _add_error_handlers(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> Non
             return error(
                 422, "invalid_request", f"unknown key(s) {', '.join(map(repr, unknown))} in the request body{accepted}"
             )
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
-        return error(422, "invalid_request", problems)
+        model = bodies.get(request.url.path)
+        if model is None or any(e["loc"][:1] != ("body",) for e in errors):
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
+            return error(422, "invalid_request", problems)
+        # Worded as a config's or record's error is: the field, what it must be, the value sent.
+        return error(422, "invalid_request", explain(model, [{**e, "loc": e["loc"][1:]} for e in errors]))
 
     @app.exception_handler(UnknownQuery)
     async def unknown_query(request: Request, exc: UnknownQuery) -> JSONResponse:

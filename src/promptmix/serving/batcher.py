@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptmix._validation import NonNegativeFloat, PositiveInt, validated
+
 
 class QueueFull(RuntimeError):
     """The queue cannot take a request's items now; retry later (HTTP 429)."""
@@ -40,24 +42,18 @@ class ShuttingDown(RuntimeError):
     """The batcher is draining and takes no new work (HTTP 503)."""
 
 
-@dataclass
+@validated
 class BatcherConfig:
     """How requests are grouped into batches."""
 
-    max_batch_size: int | None = None
+    max_batch_size: PositiveInt | None = None
     """Most items gathered for one ``run_batch`` call; None: the engine's ``max_batch_size``
     (:func:`promptmix.serving.app.create_app` fills it in), or every queued item where the
     batcher is used on its own."""
-    max_wait_ms: float = 10.0
+    max_wait_ms: NonNegativeFloat = 10.0
     """Longest wait after a batch's first item for more to arrive."""
-    max_queue: int = 256
+    max_queue: PositiveInt = 256
     """Most items waiting at once; beyond it requests are refused with 429."""
-
-    def __post_init__(self) -> None:
-        if (self.max_batch_size is not None and self.max_batch_size < 1) or self.max_queue < 1:
-            raise ValueError(f"max_batch_size and max_queue must be >= 1, got {self.max_batch_size}, {self.max_queue}")
-        if self.max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
 
 
 @dataclass
