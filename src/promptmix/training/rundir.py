@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Any
 
 import filelock
-import yaml
 
 from promptmix._io import atomic_directory, atomic_write_text, read_json, recover_directory
 from promptmix.backbone import Backbone, PromptedModel
@@ -391,10 +390,9 @@ def find_methods(run: str | os.PathLike) -> list[SavedMethod]:
 
 
 def _run_tasks(run: Path) -> list[str]:
-    """``data.tasks`` of the run's config.yaml, or [] without one."""
+    """``data.tasks`` of the run's config.yaml (read as every config is: validated), or [] without one."""
     path = run / CONFIG
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    return list(((data or {}).get("data") or {}).get("tasks") or [])
+    return list(load_config(path).data.tasks) if path.is_file() else []
 
 
 def configured_source_lengths(saved: SavedMethod) -> dict[str, int]:
