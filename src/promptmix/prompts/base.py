@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -77,9 +77,10 @@ class MethodConfig:
         return {"method": self.method, **dataclasses.asdict(self)}
 
 
-def config_with_length(
-    config: MethodConfig | None, kind: type[MethodConfig], length: int, fields: dict[str, Any], what: str
-) -> Any:
+C = TypeVar("C", bound=MethodConfig)
+
+
+def config_with_length(config: C | None, kind: type[C], length: int, fields: dict[str, Any], what: str) -> C:
     """``config`` (default ``kind(prompt_length=length)``) with ``fields`` replaced; a ValueError
     naming both lengths when it asks for another prompt length than ``what`` (a prompt) has."""
     config = (
