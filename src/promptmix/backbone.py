@@ -308,7 +308,8 @@ class PromptedModel(nn.Module):
         super().__init__()
         if method.hidden_size != backbone.hidden_size:
             raise ValueError(
-                f"prompt method is {method.hidden_size} wide but backbone {backbone.name!r} has hidden size {backbone.hidden_size}"
+                f"prompt method is {method.hidden_size} wide "
+                f"but backbone {backbone.name!r} has hidden size {backbone.hidden_size}"
             )
         self.backbone = backbone
         self.model = backbone.model

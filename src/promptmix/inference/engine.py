@@ -195,8 +195,11 @@ class Engine:
         batches: list[list[int]] = []
         current: list[int] = []
         rows = 0
+
         # One generation length per batch (one generate call): inputs asking for different lengths never share one.
-        key = lambda i: (0 if inputs[i].answer_ids else self.new_tokens(inputs[i]), width[i])
+        def key(i: int) -> tuple[int, int]:
+            return (0 if inputs[i].answer_ids else self.new_tokens(inputs[i]), width[i])
+
         for i in sorted(indices, key=key):  # ascending: the newest item is the widest
             if current and (
                 len(current) >= self.max_batch_size

@@ -336,7 +336,9 @@ class Attempt(PromptMethod):
                 n_rows = param[rows].shape[0]
                 if value.shape[1:] != param.shape[1:] or value.shape[0] not in (1, n_rows):
                     raise ValueError(
-                        f"attention prior {name!r} has shape {tuple(value.shape)}, this model's is {tuple(param[rows].shape)} (attn_dim {self.config.attn_dim}, d {self.hidden_size})"
+                        f"attention prior {name!r} has shape {tuple(value.shape)}, "
+                        f"this model's is {tuple(param[rows].shape)} "
+                        f"(attn_dim {self.config.attn_dim}, d {self.hidden_size})"
                     )
                 param[rows] = value.to(param).expand_as(param[rows])
             if self.log_temperature is not None and "log_temperature" in state:

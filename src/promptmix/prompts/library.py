@@ -96,7 +96,8 @@ def check_compatible(saved: Mapping[str, Any], backbone: Any, *, what: str) -> N
     reasons = []
     if saved["hidden_size"] != current["hidden_size"]:
         reasons.append(
-            f"its vectors are {saved['hidden_size']} wide but the backbone's embeddings are {current['hidden_size']} wide"
+            f"its vectors are {saved['hidden_size']} wide "
+            f"but the backbone's embeddings are {current['hidden_size']} wide"
         )
     if saved["fingerprint"] != current["fingerprint"]:
         reasons.append(f"the embedding fingerprints differ ({saved['fingerprint']} vs {current['fingerprint']})")

@@ -137,7 +137,8 @@ def adapter_card(record: dict[str, Any], m: int, d: int, is_encoder_decoder: boo
             f"{'encoder ' if is_encoder_decoder else ''}input embeddings.",
             "",
             f"- base model: `{base['name_or_path']}`: {base['what']}",
-            f"- trained on backbone `{record['backbone']['backbone']}` (embedding fingerprint {record['backbone']['fingerprint']});"
+            f"- trained on backbone `{record['backbone']['backbone']}` "
+            f"(embedding fingerprint {record['backbone']['fingerprint']});"
             " the prompt only means something in that model's embedding space",
             f"- from: `{record['source']}`",
             f"- text layout promptmix trained with: {layout}",

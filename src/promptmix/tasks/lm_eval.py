@@ -23,13 +23,15 @@ this way by :func:`promptmix.tasks.declared.load_task_file`. As in lm-eval:
   over those words; per-record choices make a multiple-choice task (rank classification);
   ``generate_until`` generates the answer ``doc_to_target`` gives. The target is a choice's index
   or text; a rendered template that looks like a list (``"['Paris', 'paris']"``) is read as that
-  list of answers (``ast.literal_eval``, as lm-eval does). ``loglikelihood`` tasks have no answer to train on and are refused.
+  list of answers (``ast.literal_eval``, as lm-eval does). ``loglikelihood`` tasks have no
+  answer to train on and are refused.
 - ``training_split`` (required: promptmix trains), ``validation_split`` and ``test_split`` name
   the dataset's splits; ``dataset_kwargs: {data_files: {split: file}}`` with ``dataset_path:
   json | csv | parquet`` reads local files (relative to the task file).
 - ``include: other.yaml`` (relative to the file) is read first and this file's keys override it.
-- ``description`` (text, or a Jinja template over the record) is put before every input; ``metric_list`` maps acc / acc_norm -> accuracy,
-  f1, mcc -> matthews_correlation, exact_match -> squad_em, bleu. An entry's other keys are
+- ``description`` (text, or a Jinja template over the record) is put before every input;
+  ``metric_list`` maps acc / acc_norm -> accuracy, f1, mcc -> matthews_correlation,
+  exact_match -> squad_em, bleu. An entry's other keys are
   accepted where they leave the score as promptmix computes it (``aggregation: mean``,
   ``higher_is_better: true``, ``ignore_case: false``, ...); ``ignore_case: true``,
   ``regexes_to_ignore`` and any other key are refused by name.

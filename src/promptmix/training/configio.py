@@ -127,7 +127,10 @@ def _explain(root: type, error: dict[str, Any], errors: list[dict[str, Any]]) ->
         names = [f.name for f in dataclasses.fields(kind)]
         if not section:
             return f"unknown section(s) {unknown}{_near(unknown[0], names)}; sections: {', '.join(names)}"
-        return f"{'.'.join(section)}: unknown key(s) {unknown}{_near(unknown[0], _candidates(kind))}; valid keys: {', '.join(names)}"
+        return (
+            f"{'.'.join(section)}: unknown key(s) {unknown}{_near(unknown[0], _candidates(kind))}; "
+            f"valid keys: {', '.join(names)}"
+        )
     if error["type"] == "value_error":
         message = str(error["ctx"]["error"])
         return message if not path or message.startswith(path) else f"{path}: {message}"

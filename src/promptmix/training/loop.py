@@ -8,8 +8,9 @@ parameter groups, a batch sampler, a loss, a dev evaluation and what to do with 
   precision (``optim.mixed_precision``); gradient accumulation (``accelerator.accumulate``).
 - AdamW (or Adam) with weight decay, one optimizer parameter group per method group, each
   with its own learning rate (ATTEMPT's and MPT's two-speed rates), and
-  ``get_linear_schedule_with_warmup`` (warm-up in steps or as a fraction of the run). The scheduler is stepped once per optimizer step
-  (not handed to ``accelerator.prepare``, which would step it once per process).
+  ``get_linear_schedule_with_warmup`` (warm-up in steps or as a fraction of the run). The
+  scheduler is stepped once per optimizer step (not handed to ``accelerator.prepare``, which
+  would step it once per process).
 - Global batches: ``optim.batch_size`` examples per optimizer step over all processes and
   micro-steps; each process takes its share (:func:`promptmix.training.data.micro_batch`),
   so the data order and the update do not depend on the number of processes.

@@ -221,10 +221,11 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
     A resume checks the config against the run's config.yaml (:func:`read_run_config`) and
     leaves that file as it is, unless the resume raised optim.max_steps (then the file records
     the new budget), and finishes or rolls back a replacement of method/, model/ or a
-    best-per-task/<task>/ that a crash interrupted. In a directory the loop ``trains`` in (not the parent that only combines
-    per-task runs), a resume that changes optim.max_steps of a finished run must be able to
-    extend it (:func:`check_extension`). Temporary files a killed invocation left at the top level are removed
-    (the caller holds the run's lock, :func:`run_lock`, so no writer is using them)."""
+    best-per-task/<task>/ that a crash interrupted. In a directory the loop ``trains`` in (not
+    the parent that only combines per-task runs), a resume that changes optim.max_steps of a
+    finished run must be able to extend it (:func:`check_extension`). Temporary files a killed
+    invocation left at the top level are removed (the caller holds the run's lock,
+    :func:`run_lock`, so no writer is using them)."""
     check_fresh(run_dir, resume)
     saved_config = None
     if resume and (run_dir / CONFIG).is_file():
