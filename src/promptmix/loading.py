@@ -154,7 +154,9 @@ def load_backbone(
         ) from err
     tokenizer = _load_tokenizer(source, name, hub_cache)
     if device is not None:
-        model.to(device)
+        # PreTrainedModel.to is wrapped with functools.wraps, which mypy does not bind to the
+        # instance: it takes ``device`` for ``self``.
+        model.to(device)  # type: ignore[arg-type]
     return Backbone(model, tokenizer, name)
 
 

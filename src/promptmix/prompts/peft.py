@@ -190,6 +190,7 @@ def read_adapter(directory: str | os.PathLike) -> AdapterPrompt:
         )
         raise FileNotFoundError(f"{weights} is missing{pickled}: save the adapter with safetensors (PEFT's default)")
     table = read_safetensors(weights).get(PEFT_KEY)
+    assert isinstance(config, PromptTuningConfig)  # PEFT builds the class peft_type names (checked above)
     m, d = config.num_virtual_tokens, config.token_dim
     if table is None or table.dim() != 2 or table.shape[0] < m or (d is not None and table.shape[1] != d):
         raise ValueError(

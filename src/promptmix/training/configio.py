@@ -15,12 +15,15 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 import yaml
 
 from promptmix._yamlguard import check_yaml
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -112,7 +115,7 @@ def _validator(kind: type) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(kind)
 
 
-def _explain(root: type, error: dict[str, Any], errors: list[dict[str, Any]]) -> str:
+def _explain(root: type, error: ErrorDetails, errors: list[ErrorDetails]) -> str:
     """One pydantic error as a sentence naming the dotted key (all unknown keys of its section at once)."""
     loc = [str(part) for part in error["loc"]]
     path = ".".join(loc)
