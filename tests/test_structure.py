@@ -2,8 +2,8 @@
 no import cycle among promptmix modules, no promptmix module imported inside a function
 outside ``cli/`` (where subcommands load lazily), and ``inference/``, ``serving/`` and the
 commands that serve, predict, evaluate or draw attention independent of ``training/`` (those
-commands read run directories through ``training.rundir``, nothing else of it). The checks run on the real tree and, to show they can fail, on small trees
-that break each rule."""
+commands read run directories through ``training.rundir``, nothing else of it). The checks run
+on the real tree and, to show they can fail, on small trees that break each rule."""
 
 from __future__ import annotations
 

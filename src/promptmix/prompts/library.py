@@ -27,6 +27,7 @@ config names ``library.root: promptmix:<name>``, as configs/smollm2 does).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import difflib
@@ -105,7 +106,8 @@ def check_compatible(saved: Mapping[str, Any], backbone: Any, *, what: str) -> N
     reasons = []
     if saved["hidden_size"] != current["hidden_size"]:
         reasons.append(
-            f"its vectors are {saved['hidden_size']} wide but the backbone's embeddings are {current['hidden_size']} wide"
+            f"its vectors are {saved['hidden_size']} wide "
+            f"but the backbone's embeddings are {current['hidden_size']} wide"
         )
     if saved["fingerprint"] != current["fingerprint"]:
         reasons.append(f"the embedding fingerprints differ ({saved['fingerprint']} vs {current['fingerprint']})")
@@ -458,7 +460,8 @@ class PromptLibrary:
         """Every entry's record, sorted by name; the first unreadable record raises (see :meth:`scan`)."""
         return [self.get(name) for name in self.names()]
 
-    def scan(self) -> tuple[list[PromptRecord], list[str]]:
+    # ``builtins.list``: in the class body from here on, ``list`` is the method above.
+    def scan(self) -> tuple[builtins.list[PromptRecord], builtins.list[str]]:
         """Every readable entry's record, sorted by name, and one line for each ``*.json`` that
         is not a readable record (naming the file and why), so one stray file hides nothing else."""
         self.check_directory()

@@ -116,9 +116,9 @@ class DataConfig:
         "words",
     )
     mixing: Mixing = _help(
-        "'proportional': the tasks concatenated and shuffled, each task's share of an epoch its mixing rate (ATTEMPT-m); "
-        "'stochastic': MPT's task sampling, each batch K tasks (K from [2, kappa]) drawn by rate and the batch split "
-        "among them in proportion to their rates",
+        "'proportional': the tasks concatenated and shuffled, each task's share of an epoch its mixing rate "
+        "(ATTEMPT-m); 'stochastic': MPT's task sampling, each batch K tasks (K from [2, kappa]) drawn by rate and "
+        "the batch split among them in proportion to their rates",
         "proportional",
     )
     mixing_cap: PositiveInt | None = _help(
@@ -168,7 +168,8 @@ class LibraryConfig:
     root: str = _help("prompt library directory", "prompts")
     sources: list[str] = _help("library entries used as source prompts / teachers / SPoT candidates", factory=list)
     init_from: str | None = _help(
-        "entry initialising target prompts (ATTEMPT: one of sources); prompt-tuning: an entry (SPoT) or 'auto' (SPoT-t)",
+        "entry initialising target prompts (ATTEMPT: one of sources); "
+        "prompt-tuning: an entry (SPoT) or 'auto' (SPoT-t)",
         None,
     )
     save_prefix: str = _help("source stage: library entry name = prefix + task name", "")
@@ -199,8 +200,8 @@ class DistillConfig:
     use_kl: bool = _help("include L_KL (ablation: False)", True)
     use_hidden: bool = _help("include L_hidden (ablation 'without hidden loss': False)", True)
     hidden_embeddings: bool = _help(
-        "include the embedding outputs (state 0 of each stack) in L_hidden; at prompt positions that is the prompt itself, "
-        "a direct prompt-to-prompt distance the paper reports as a different variant",
+        "include the embedding outputs (state 0 of each stack) in L_hidden; at prompt positions that is the prompt "
+        "itself, a direct prompt-to-prompt distance the paper reports as a different variant",
         False,
     )
     hidden_rms_norm: bool = _help(
@@ -253,7 +254,8 @@ class OptimConfig:
     def __post_init__(self) -> None:
         _check(
             self.batch_size % self.gradient_accumulation_steps == 0,
-            f"optim.batch_size {self.batch_size} is not divisible by gradient_accumulation_steps {self.gradient_accumulation_steps}",
+            f"optim.batch_size {self.batch_size} is not divisible by "
+            f"gradient_accumulation_steps {self.gradient_accumulation_steps}",
         )
 
 
@@ -277,8 +279,9 @@ class EvalConfig:
     )
     select: Select = _help(
         "checkpoint selection of a multi-task run: 'mean' keeps the checkpoint with the best dev mean over the targets "
-        "(<run>/method); 'per-task' keeps, in addition, each target's own best checkpoint (<run>/best-per-task/<task>/, "
-        "the whole method at that target's best step, shared parts included) and scores each target on test with it, "
+        "(<run>/method); 'per-task' keeps, in addition, each target's own best checkpoint "
+        "(<run>/best-per-task/<task>/, the whole method at that target's best step, shared parts included) and scores "
+        "each target on test with it, "
         "as training one run per target would (a target without a dev value: with <run>/method)",
         "mean",
     )
@@ -305,7 +308,8 @@ class RunConfig:
     tensorboard: bool = _help("write TensorBoard events under <dir>/tb (when log_with is not given)", True)
     log_with: list[str] | str | None = _help(
         "experiment trackers, through Accelerate's trackers: tensorboard (<dir>/tb), wandb, mlflow, comet_ml, aim, "
-        "clearml, dvclive, swanlab, trackio, all, or a name registered with accelerate.tracking.register_tracker_class; "
+        "clearml, dvclive, swanlab, trackio, all, or a name registered with "
+        "accelerate.tracking.register_tracker_class; "
         "tags train/... and eval/...; project/experiment promptmix (wandb: $WANDB_PROJECT if set, runs named "
         "<run dir>/<job>; mlflow: $MLFLOW_EXPERIMENT_NAME if set); other settings from each tracker's environment "
         "(WANDB_API_KEY, MLFLOW_TRACKING_URI, ...). None: [tensorboard] if run.tensorboard, else none",
@@ -365,7 +369,8 @@ class TrainConfig:
             )
         if self.model.backbone_eval_mode and self.stage == "finetune":
             raise ValueError(
-                "model.backbone_eval_mode applies to a frozen backbone; the finetune stage trains it (use backbone_dropout: 0.0)"
+                "model.backbone_eval_mode applies to a frozen backbone; "
+                "the finetune stage trains it (use backbone_dropout: 0.0)"
             )
 
     def to_dict(self) -> dict[str, Any]:
