@@ -214,8 +214,8 @@ def majority_floor(data_config: Any, tasks: list[str]) -> dict[str, float | None
 
 
 def item_config(item: Item, args: argparse.Namespace):
+    from promptmix.configio import apply_overrides, read_yaml
     from promptmix.training.config import TrainConfig
-    from promptmix.training.configio import apply_overrides, read_yaml
 
     path = PRESETS / item.preset
     overrides = {**args.common, **item.overrides, **args.set, "run.progress": False}
@@ -505,7 +505,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.methods) - set(ALL_METHODS))
     if unknown:
         p.error(f"unknown --methods {unknown}; choose from {list(ALL_METHODS)}")
-    from promptmix.training.configio import parse_override
+    from promptmix.configio import parse_override
 
     try:
         args.set = dict(parse_override(item) for item in args.overrides)

@@ -5,7 +5,7 @@ A run is described by a :class:`TrainConfig` with sections ``model``, ``data``, 
 section per prompt method, each that method's own config dataclass (``method.prompt_tuning``:
 :class:`~promptmix.prompts.soft.SoftPromptConfig`, ``method.attempt``, ``method.mpt``); a stage
 uses the one it trains. YAML presets under ``configs/`` hold the same structure
-(:mod:`promptmix.training.configio` reads them with their ``include:`` files, applies
+(:mod:`promptmix.configio` reads them with their ``include:`` files, applies
 ``--set optim.lr=0.1`` style overrides and validates the result with pydantic against the
 dataclasses' types: strictly, so an int where a float is meant is fine, a string, a bool or a
 non-finite number is not). Each section's ``__post_init__`` checks its values; errors name
@@ -26,8 +26,8 @@ from typing import Any
 import pydantic
 import yaml
 
+from promptmix.configio import apply_overrides, parse_override, read_yaml, validate
 from promptmix.prompts import AttemptConfig, MPTConfig, SoftPromptConfig
-from promptmix.training.configio import apply_overrides, parse_override, read_yaml, validate
 
 STAGES = ("source", "prior", "attempt", "mpt-source", "mpt-target", "prompt-tuning", "finetune")
 DTYPES = ("float32", "bfloat16", "float16")

@@ -1,9 +1,11 @@
 """Config files into config dataclasses: YAML with ``include:`` merging, ``section.key=value``
 overrides, validation by pydantic with errors that name the key, and the list of every key.
 
-Shared by :mod:`promptmix.training.config` (one run) and :mod:`promptmix.training.pipeline`
-(a sequence of runs). Numbers are read as YAML 1.2 reads them: PyYAML follows YAML 1.1, where
-``1e-5`` (no dot) is a string, which the strict config types would then refuse.
+Shared by :mod:`promptmix.training.config` (one run), :mod:`promptmix.training.pipeline` (a
+sequence of runs) and the reading of a saved run's config; it imports nothing of promptmix but
+the YAML guard, so reading a run needs no training code. Numbers are read as YAML 1.2 reads
+them: PyYAML follows YAML 1.1, where ``1e-5`` (no dot) is a string, which the strict config
+types would then refuse.
 """
 
 from __future__ import annotations
