@@ -99,7 +99,7 @@ def summarize(args: argparse.Namespace, item: quality.Item, config: Any, result:
     """What the report needs of one finished run: the dev curve, the best dev score beside the
     constant answers' and the prompt's scale."""
     from promptmix.prompts.checkpoint import load_method
-    from promptmix.training.data import load_tasks
+    from promptmix.rundirs.data import load_tasks
     from promptmix.training.stages import best_constant_score, majority_score
 
     task = item.info["task"]

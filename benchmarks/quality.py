@@ -206,7 +206,7 @@ def majority_floor(data_config: Any, tasks: list[str]) -> dict[str, float | None
     """The test score of always answering the most frequent label of the *full* training data
     (a k-shot sample is balanced, so its own most frequent label is a tie); the test split
     does not depend on the few-shot draw."""
-    from promptmix.training.data import load_tasks
+    from promptmix.rundirs.data import load_tasks
     from promptmix.training.stages import majority_score
 
     data = load_tasks(dataclasses.replace(data_config, few_shot_k=None), tasks)
@@ -249,7 +249,7 @@ def dev_curves(records: list[dict[str, Any]], tasks: list[str], main: dict[str, 
 
 def summarize(args: argparse.Namespace, item: Item, config: Any, result: Any, backbone: Any) -> dict[str, Any]:
     """What the report needs of one finished run (small, committed)."""
-    from promptmix.training.data import load_tasks
+    from promptmix.rundirs.data import load_tasks
 
     run_dir = Path(config.run.dir)
     records = read_metrics(run_dir)

@@ -24,6 +24,23 @@ import yaml
 
 from promptmix._yamlguard import check_yaml
 
+# How config files are validated: an int where a float is meant is fine; a string, a bool, a
+# non-finite number or an unknown key is not.
+STRICT = pydantic.ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+def option(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    """A config dataclass field with its help text (what :func:`config_keys` lists)."""
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata={"help": text})
+    return dataclasses.field(default=default, metadata={"help": text})
+
+
+def require(condition: bool, message: str) -> None:
+    """A config section's check (in ``__post_init__``): ValueError(``message``) unless ``condition``."""
+    if not condition:
+        raise ValueError(message)
+
 
 class ConfigLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` with YAML 1.2's floats (``1e-5``, ``3E2``) as floats."""

@@ -14,7 +14,7 @@ from tiny_models import REPO
 
 from promptmix.cli import main
 from promptmix.inference.loader import load_predictor
-from promptmix.training.data import load_tasks
+from promptmix.rundirs.data import load_tasks
 from promptmix.training.rundir import find_methods
 
 FIXTURES = REPO / "tests" / "tasks" / "fixtures"

@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     empty = [name for name, texts in sources.items() if not texts]
     if empty:
         raise ValueError(f"no {args.split} examples for task(s) {empty}")
-    limits = {name: loaded.max_source_length(name) for name in sources}
-    table = mean_attention(loaded.method, loaded.backbone, sources, max_source_length=limits)
+    table = mean_attention(loaded.method, loaded.backbone, sources, max_source_length=loaded.source_lengths())
     csv_path = write_heatmap(table, args.out, title=f"{args.run.name}: mean attention ({args.split})")
     print(table.to_csv(), end="")
     print(f"wrote {args.out} and {csv_path}")

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         args.split,
         loaded.task_ids(),
         loaded.config.eval,
-        lambda data: data.max_source_length(loaded.config.data),
+        loaded.source_lengths(),
     )
     if args.json:
         print(json.dumps(results, indent=2))

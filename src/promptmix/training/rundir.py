@@ -64,11 +64,11 @@ from promptmix.loading import ALIASES, load_backbone
 from promptmix.prompts import PromptMethod
 from promptmix.prompts.checkpoint import RECORD_FILE, SavedMethod, load_method, save_method
 from promptmix.prompts.router import PromptRouter
+from promptmix.rundirs.data import TaskData, load_tasks, source_lengths
 from promptmix.tasks import load_task_dir
 from promptmix.tasks.declared import definition_text
 from promptmix.training.checkpoint import latest_checkpoint
 from promptmix.training.config import TrainConfig, load_config
-from promptmix.training.data import TaskData, load_tasks
 
 RESULTS = "results.json"
 TASKS = "tasks"  # copies of the task files a run trained on
@@ -421,8 +421,11 @@ class RunWithData:
     def task_ids(self) -> dict[str, int]:
         return {name: self.method.task_id(name) for name in self.tasks}
 
-    def max_source_length(self, name: str) -> int:
-        return self.tasks[name].max_source_length(self.config.data)
+    def source_lengths(self) -> dict[str, int]:
+        """``{task: input token limit}`` as the run trained (:func:`promptmix.rundirs.data.source_lengths`)."""
+        return source_lengths(
+            {name: data.task for name, data in self.tasks.items()}, self.config.data.max_source_length
+        )
 
 
 def load_run_with_data(
