@@ -586,7 +586,7 @@ def check_mpt_source(args: argparse.Namespace) -> None:
     stage starts from the mean of their task vectors) from the vocabulary start it stands in for."""
     from promptmix.prompts.checkpoint import RECORD_FILE, read_method_record
     from promptmix.prompts.library import resolve_library_root
-    from promptmix.training.rundir import METHOD
+    from promptmix.rundirs.layout import METHOD
 
     if not args.mpt_source:
         return

@@ -29,8 +29,8 @@ def _train_twice(tmp_path, model: str, **extra):
     from safetensors.torch import load_file
 
     from promptmix.loading import load_backbone
+    from promptmix.rundirs.layout import METHOD
     from promptmix.training.config import load_config
-    from promptmix.training.rundir import METHOD
     from promptmix.training.stages import run_stage
 
     backbone = load_backbone(model)

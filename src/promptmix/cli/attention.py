@@ -13,7 +13,7 @@ from pathlib import Path
 
 from promptmix.cli import HELP, add_tasks_dir_argument, split_name
 from promptmix.inference.attention_map import mean_attention, write_heatmap
-from promptmix.training.rundir import load_run_with_data
+from promptmix.rundirs.read import load_run_with_data
 
 
 def register(subparsers) -> None:

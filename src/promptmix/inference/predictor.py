@@ -1,7 +1,6 @@
 """Multi-task prediction: one frozen backbone, every loaded prompt, mixed-task batches.
 
-    methods = find_methods("runs/glue-attempt-m") + find_methods("runs/boolq-mpt")  # promptmix.training.rundir
-    predictor = load_predictor(methods)                                             # promptmix.inference.loader
+    predictor = load_predictor(["runs/glue-attempt-m", "runs/boolq-mpt"])  # promptmix.inference.loader
     predictor.predict([
         {"task": "rte", "record": {"sentence1": "A cat sat.", "sentence2": "A cat sits."}},
         {"task": "boolq", "text": "boolq question: is it dry passage: it rains"},

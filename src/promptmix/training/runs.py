@@ -21,6 +21,7 @@ from promptmix.inference.evaluate import evaluate
 from promptmix.loading import load_backbone
 from promptmix.prompts import PromptMethod
 from promptmix.rundirs.data import TaskData, source_lengths
+from promptmix.rundirs.layout import METHOD, PER_TASK
 from promptmix.training import sharding
 from promptmix.training.card import write_card
 from promptmix.training.config import TrainConfig
@@ -28,8 +29,6 @@ from promptmix.training.data import TrainSet, build_batch_sampler
 from promptmix.training.loop import TrainingJob, train
 from promptmix.training.losses import LossFn, task_loss
 from promptmix.training.rundir import (
-    METHOD,
-    PER_TASK,
     MethodSaver,
     StageResult,
     finished_result,

@@ -38,6 +38,8 @@ from promptmix.prompts import MPT, Attempt, SoftPrompt, initial_prompt
 from promptmix.prompts.checkpoint import load_method
 from promptmix.prompts.library import PromptLibrary, resolve_library_root
 from promptmix.rundirs.data import TaskData, load_tasks, source_lengths
+from promptmix.rundirs.layout import METHOD, MODEL
+from promptmix.rundirs.read import register_run_tasks
 from promptmix.tasks import get_task
 from promptmix.training import sharding
 from promptmix.training.baselines import NoPrompt, ParamSaver, unfreeze
@@ -46,17 +48,7 @@ from promptmix.training.config import TrainConfig
 from promptmix.training.data import best_constant_score, constant_score, majority_score  # noqa: F401 - re-exported
 from promptmix.training.distill import DistillLoss, distills
 from promptmix.training.loop import SMALL_DATASET
-from promptmix.training.rundir import (
-    METHOD,
-    MODEL,
-    StageResult,
-    absolute_paths,
-    check_fresh,
-    open_run_dir,
-    register_run_tasks,
-    run_lock,
-    write_result,
-)
+from promptmix.training.rundir import StageResult, absolute_paths, check_fresh, open_run_dir, run_lock, write_result
 from promptmix.training.runs import Context, load_backbone_for, make_accelerator, run_method
 
 
