@@ -172,9 +172,13 @@ def pick(results: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any] | No
 
 
 def report(args: argparse.Namespace) -> str:
-    results = load_results(args)
-    if not results:
+    every = load_results(args)
+    if not every:
         return f"no results in {args.results}"
+    # The grid is the runs of --steps; runs of another length answer a follow-up question
+    # (does a task the grid leaves at chance learn given longer?) and get their own table.
+    results = [r for r in every if r.get("planned_steps", STEPS) == args.steps]
+    longer = [r for r in every if r.get("planned_steps", STEPS) != args.steps]
     by_cell = cells(results)
     lines = [
         f"# Calibration: prompt tuning on SmolLM2-135M-Instruct ({len(results)} of {len(plan(args))} runs)",
@@ -218,14 +222,36 @@ def report(args: argparse.Namespace) -> str:
             else f"Pick so far ({len(results)} of {len(plan(args))} runs; not final until the grid is complete)"
         )
         lines += [f"**{label}: init {chosen['init']}, lr {chosen['lr']:g}** — {per_task}.", ""]
-    figure = plot_curves(args, results)
+    lines += _longer_table(longer)
+    figure = plot_curves(args, results, longer)
     if figure:
         lines += [f"![dev curves]({os.path.relpath(figure, Path(args.figures).parent)})", ""]
     return "\n".join(lines)
 
 
-def plot_curves(args: argparse.Namespace, results: list[dict[str, Any]]) -> Path | None:
-    """One panel per (task, init): the dev curve of every lr (mean over the seeds run)."""
+def _longer_table(longer: list[dict[str, Any]]) -> list[str]:
+    if not longer:
+        return []
+    lines = [
+        "## Longer runs",
+        "",
+        "| task | init | lr | seed | steps | best dev | best step | final dev | best constant | prompt row norm |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(longer, key=lambda r: (r["task"], r["init"], -r["lr"], r["seed"], r["planned_steps"])):
+        final = r["curve"][-1][1] if r["curve"] else float("nan")
+        lines.append(
+            f"| {r['task']} | {r['init']} | {r['lr']:g} | {r['seed']} | {r['steps']} | {r['best_dev']:.1f} | "
+            f"{r['best_step']} | {final:.1f} | {r['best_constant_dev']:.1f} | {r['prompt_row_norm']:.1f} |"
+        )
+    return [*lines, ""]
+
+
+def plot_curves(
+    args: argparse.Namespace, results: list[dict[str, Any]], longer: list[dict[str, Any]] = ()
+) -> Path | None:
+    """One panel per (task, init): the dev curve of every lr (mean over the seeds run); a longer
+    run is drawn dashed in its task's panel."""
     try:
         import matplotlib
 
@@ -245,6 +271,9 @@ def plot_curves(args: argparse.Namespace, results: list[dict[str, Any]]) -> Path
             steps = [s for s, _ in rs[0]["curve"]]
             values = [_mean([r["curve"][i][1] for r in rs if len(r["curve"]) > i]) for i in range(len(steps))]
             ax.plot(steps, values, marker=".", label=f"lr {lr:g} ({len(rs)} seed{'s' if len(rs) > 1 else ''})")
+        for r in (r for r in longer if r["task"] == task and r["init"] == init and r["curve"]):
+            steps, values = zip(*r["curve"])
+            ax.plot(steps, values, linestyle=":", label=f"lr {r['lr']:g}, {r['steps']} steps (seed {r['seed']})")
         ref = next(r for r in results if r["task"] == task)
         ax.axhline(ref["best_constant_dev"], color="grey", linestyle="--", linewidth=1, label="best constant answer")
         ax.set_title(f"{task}, {init} init")

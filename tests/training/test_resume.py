@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,3 +128,22 @@ def test_sigkill_then_resume(model_dirs, tmp_path):
     resumed = run_stage(killed, resume=True)
     assert resumed.completed and whole.completed
     assert_identical(_final_state(tmp_path / "whole"), _final_state(tmp_path / "killed"))
+
+
+def test_a_run_killed_before_its_first_checkpoint_logs_step_0_once_on_resume(model_dirs, tmp_path):
+    """An invocation killed after its step-0 evaluation but before its first checkpoint leaves
+    that evaluation in metrics.jsonl; the resumed run starts again from step 0 and evaluates
+    step 0 again, so the old line must go (it once showed as a doubled first point of a curve)."""
+    from promptmix.training.stages import run_stage
+
+    random_library(tmp_path / "prompts", model_dirs["t5"])
+    settings = {**_settings("attempt", 4), "eval__at_start": True, "run__stop_after": 1, "run__save_every": 2}
+    cfg = config("attempt", model_dirs["t5"], tmp_path, run__dir=str(tmp_path / "run"), **settings)
+    first = run_stage(cfg)
+    assert first.steps == 1
+    # What a SIGKILL between the step-0 evaluation and the first checkpoint leaves behind.
+    shutil.rmtree(tmp_path / "run" / "checkpoints")
+    resumed = run_stage(cfg, resume=True)  # from step 0 again, one step (stop_after counts per invocation)
+    assert resumed.steps == 1
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "dev" in x] == [0]

@@ -358,7 +358,9 @@ class _Logger:
         """Drop lines a killed invocation wrote after the checkpoint we resume from."""
         if not self.path.is_file():
             return
-        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        # From step 0 (no checkpoint yet) the run is redone whole, its step-0 evaluation included.
+        lines = self.path.read_text().splitlines() if step > 0 else []
+        keep = [line for line in lines if line and json.loads(line).get("step", 0) <= step]
         atomic_write_text(self.path, "".join(f"{line}\n" for line in keep))
 
     def write(self, record: dict[str, Any]) -> None:
