@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = {task: run_task(backbone, task, args) for task in args.tasks}
     print(
-        f"\n{'task':<6}{'train ex':>9}{'mean len':>9}{'max len':>8}{'policy':>10}{'real tokens':>12}{'examples/s':>11}{'speed-up':>9}{'token bound':>12}"
+        f"\n{'task':<6}{'train ex':>9}{'mean len':>9}{'max len':>8}{'policy':>10}"
+        f"{'real tokens':>12}{'examples/s':>11}{'speed-up':>9}{'token bound':>12}"
     )
     for task, res in results.items():
         info = res.pop("_info")

@@ -238,7 +238,8 @@ def generate_part(backbone: Backbone, args: argparse.Namespace) -> None:
         t = timed(fns, args)
     tokens = len(ids) * k
     print(
-        f"\ngreedy generation, batch {len(ids)} x {k} new tokens, prompt {args.prompt_length} (tokens/s, median / fastest)"
+        f"\ngreedy generation, batch {len(ids)} x {k} new tokens, prompt {args.prompt_length} "
+        "(tokens/s, median / fastest)"
     )
     for name, (med, best) in t.items():
         print(
@@ -304,7 +305,8 @@ def eval_part(backbone: Backbone, args: argparse.Namespace) -> None:
     for name in ("dev, old", "dev, now"):
         dev_s = evals * t[name][0]
         print(
-            f"  run with {name[5:]:<4} scoring: {train_s + dev_s:8.0f} s, evaluation {100 * dev_s / (train_s + dev_s):5.1f}% of it"
+            f"  run with {name[5:]:<4} scoring: {train_s + dev_s:8.0f} s, "
+            f"evaluation {100 * dev_s / (train_s + dev_s):5.1f}% of it"
         )
     print(
         f"  dev pass now vs old: {t['dev, old'][0] / t['dev, now'][0]:.2f}x faster (median), "

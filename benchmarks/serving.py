@@ -55,7 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--backbone",
         default=None,
-        help="'tiny', 't5-small', 't5-base' (random weights, real shapes) or a name/path for promptmix.loading.load_backbone",
+        help="'tiny', 't5-small', 't5-base' (random weights, real shapes) "
+        "or a name/path for promptmix.loading.load_backbone",
     )
     p.add_argument("--data-dir", default=str(SHARED / "data"))
     p.add_argument("--examples", type=int, default=None, help="examples per task")
@@ -241,7 +242,8 @@ def report(args: argparse.Namespace) -> None:
         f"(max batch {args.max_batch_size}, max wait {args.max_wait_ms:g} ms)"
     )
     print(
-        f"  {'concurrency':>11} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>10} {'mixed-task batches':>18}"
+        f"  {'concurrency':>11} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'mean batch':>10} {'mixed-task batches':>18}"
     )
     for row in serving(args, backbone, inputs):
         print(

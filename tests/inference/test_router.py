@@ -52,7 +52,7 @@ def test_routed_losses_equal_each_method_alone(tiny_backbone, members):
     )
     for i, ex in enumerate(EXAMPLES):
 
-        def loss(model, ids):
+        def loss(model, ids, ex=ex):
             one = _batch(tiny_backbone, [ex], ids)
             return model(one["input_ids"], one["attention_mask"], one["labels"], ids)
 
@@ -73,7 +73,7 @@ def test_routed_generation_equals_each_method_alone(tiny_backbone, members):
     )
     for i, ex in enumerate(EXAMPLES):
 
-        def gen(model, ids):
+        def gen(model, ids, ex=ex):
             one = _batch(tiny_backbone, [ex], ids, with_targets=False)
             return model.generate(one["input_ids"], one["attention_mask"], ids, max_new_tokens=4)
 

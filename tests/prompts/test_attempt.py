@@ -46,8 +46,8 @@ def reference(embeds, mask, sources, target, w_down, w_up, ln_w, ln_b, temperatu
         h = w_up @ silu(w_down @ x_hat)  # W_up SiLU(W_down X̂)
         h = (h - h.mean()) / np.sqrt(h.var() + 1e-5) * ln_w + ln_b  # LayerNorm (biased var)
         cands = list(sources) + ([target] if target is not None else [])
-        if token:  # one score per prompt position l
-            logits = np.array([[p[l] @ h for l in range(len(p))] for p in cands]) / temperature  # [k, m]
+        if token:  # one score per prompt position
+            logits = np.array([[p[pos] @ h for pos in range(len(p))] for p in cands]) / temperature  # [k, m]
         else:
             logits = np.array([np.max(p, axis=0) @ h for p in cands]) / temperature  # [k]
         a = np.exp(logits) / np.exp(logits).sum(axis=0)

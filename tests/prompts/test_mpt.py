@@ -18,10 +18,10 @@ def t(x):
     return torch.tensor(np.asarray(x), dtype=torch.float32)
 
 
-def model(tasks=("rte", "cb"), rank=1, l=L, d=D, seed=0) -> MPT:
-    """An MPT with non-trivial random P*, u, v."""
+def model(tasks=("rte", "cb"), rank=1, length=L, d=D, seed=0) -> MPT:
+    """An MPT with non-trivial random P*, u, v (prompt length ``length``)."""
     torch.manual_seed(seed)
-    method = MPT(MPTConfig(prompt_length=l, rank=rank), d, list(tasks))
+    method = MPT(MPTConfig(prompt_length=length, rank=rank), d, list(tasks))
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in method.parameters():
@@ -163,4 +163,4 @@ def test_config_and_shape_errors():
 
 
 def test_through_a_prompted_backbone_mixed_batch_equals_task_by_task(tiny_backbone):
-    assert_mixed_batch_equals_task_by_task(tiny_backbone, model(rank=2, l=4, d=32))
+    assert_mixed_batch_equals_task_by_task(tiny_backbone, model(rank=2, length=4, d=32))

@@ -201,7 +201,7 @@ def test_task_directories_from_the_environment_and_the_cli(tmp_path, monkeypatch
     assert main(["tasks", "--tasks-dir", str(EXAMPLE_TASKS)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("headlines "))
     assert "custom" in row and "24/8/8" not in row and "accuracy, f1" in row
-    with pytest.raises(Exception):
+    with pytest.raises(registry.UnknownTaskError):
         get_task("sarcasm-typo")
     assert "--tasks-dir" in str(pytest.raises(KeyError, get_task, "no-such-task").value)
 

@@ -93,7 +93,7 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default in --help, except where there is nothing to show (None,
     False, an empty list) or the help already says it."""
 
-    def _get_help_string(self, action: argparse.Action) -> str:
+    def _get_help_string(self, action: argparse.Action) -> str | None:
         help_text = action.help or ""
         if (
             "%(default)" in help_text
@@ -116,7 +116,8 @@ class Parser(argparse.ArgumentParser):
             argparse.HelpFormatter: DefaultsFormatter,
             argparse.RawDescriptionHelpFormatter: RawDescriptionDefaultsFormatter,
         }.get(formatter_class, formatter_class)
-        super().__init__(*args, formatter_class=upgraded, **kwargs)
+        kwargs["formatter_class"] = upgraded
+        super().__init__(*args, **kwargs)
 
 
 def add_tasks_dir_argument(parser: argparse.ArgumentParser) -> None:

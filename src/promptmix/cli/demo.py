@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     for ex, answer in zip(examples, answers):
         weights = ", ".join(f"{n} {w:.3f}" for n, w in answer.attention.items())
         print(
-            f"[{ex.task}] {ex.source[:70]}...\n    gold: {ex.target!r}  generated: {answer.text!r}\n    attention: {weights}"
+            f"[{ex.task}] {ex.source[:70]}...\n"
+            f"    gold: {ex.target!r}  generated: {answer.text!r}\n"
+            f"    attention: {weights}"
         )
     return 0

@@ -85,7 +85,7 @@ def fixed_prompts(source: str, task: str | None, library: str | None) -> list[di
 
 
 def run(args: argparse.Namespace) -> int:
-    from promptmix.loading import base_model_reference
+    from promptmix.loading import BaseModelReference, base_model_reference
     from promptmix.prompts.peft import export_adapter
 
     prompts = fixed_prompts(args.source, args.task, args.library)
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass --overwrite to replace "
             f"{'it' if len(existing) == 1 else 'them'}"
         )
-    references = {}
+    references: dict[str, BaseModelReference] = {}
     for item in prompts:
         name = item["identity"]["backbone"]
         reference = references.setdefault(name, base_model_reference(name))

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     # Every size flag goes to every method; each method's config takes the fields it has.
     sizes = {"attn_dim": args.attn_dim, "shared_attention": not args.per_task_attention, "rank": args.rank}
     count = count_parameters(args.method, args.d_model, args.prompt_length, num_tasks=args.num_tasks, **sizes)
+    assert count.config is not None  # count_parameters names the config it counted
     used = {k: v for k, v in dataclasses.asdict(count.config).items() if k in sizes or k == "prompt_length"}
     shown = {"d_model": args.d_model, "num_tasks": args.num_tasks, **used}
     print(f"{args.method}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))

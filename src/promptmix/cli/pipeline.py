@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from promptmix.cli import HELP, add_tasks_dir_argument
+
 # configs/ sits at the repository root (src/promptmix/cli/pipeline.py -> parents[3]).
 REPO_PRESET = Path(__file__).resolve().parents[3] / "configs" / "cpu" / "pipeline.yaml"
-
-from promptmix.cli import HELP, add_tasks_dir_argument
 
 
 def default_preset() -> Path:

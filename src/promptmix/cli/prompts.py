@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from promptmix.cli import HELP
 from promptmix.prompts.checkpoint import SavedMethod
@@ -252,7 +253,7 @@ def run_import(args: argparse.Namespace) -> int:
     backbone = load_backbone(model)
     same = None if adapter.base_model is None else names_same_model(adapter.base_model, backbone.name)
     check_adapter_fits(adapter, backbone.identity(), same)
-    card = {
+    card: dict[str, Any] = {
         "imported_from": str(args.adapter.resolve()),
         "base_model_name_or_path": adapter.base_model,
         "peft_task_type": adapter.task_type,

@@ -64,7 +64,7 @@ def mean_attention(
     for tasks whose attention is over different source prompts.
     """
     router = method if isinstance(method, PromptRouter) else PromptRouter({"method": method})
-    router.to(backbone.model.get_input_embeddings().weight.device)
+    router.to(backbone.embeddings.device)
     engine = Engine(PromptedModel(backbone, router), token_budget=None, max_batch_size=batch_size)
     columns, rows, counts = None, [], []
     for task, texts in sources.items():
@@ -81,6 +81,7 @@ def mean_attention(
         task_id = router.task_id(task)
         inputs = [EngineInput(task_id, backbone.encode(t, max_source_length=limit)["input_ids"]) for t in texts]
         for weights in engine.attention(inputs):
+            assert weights is not None  # the task's method attends (attention_names above)
             weights = weights[: len(columns)]
             if weights.dim() == 2:  # token-level attention: average over prompt positions
                 weights = weights.mean(dim=1)

@@ -59,6 +59,12 @@ class EngineInput:
         return len(self.answer_ids) if self.answer_ids else 1
 
 
+def _candidates(p: EngineInput) -> tuple[list[str], list[list[int]]]:
+    """A ranked input's answers and their token ids (:func:`prepare_input` sets both)."""
+    assert p.answers is not None and p.answer_ids is not None
+    return p.answers, p.answer_ids
+
+
 def prepare_input(
     backbone: Backbone,
     task_id: int,
@@ -195,8 +201,11 @@ class Engine:
         batches: list[list[int]] = []
         current: list[int] = []
         rows = 0
+
         # One generation length per batch (one generate call): inputs asking for different lengths never share one.
-        key = lambda i: (0 if inputs[i].answer_ids else self.new_tokens(inputs[i]), width[i])
+        def key(i: int) -> tuple[int, int]:
+            return (0 if inputs[i].answer_ids else self.new_tokens(inputs[i]), width[i])
+
         for i in sorted(indices, key=key):  # ascending: the newest item is the widest
             if current and (
                 len(current) >= self.max_batch_size
@@ -212,12 +221,13 @@ class Engine:
     def _run_batch(self, batch: list[EngineInput]) -> list:
         task_ids = torch.tensor([p.task_id for p in batch], dtype=torch.long, device=self.device)
         if batch[0].answer_ids:
-            ranked = rank_candidates(self.model, [p.input_ids for p in batch], [p.answer_ids for p in batch], task_ids)
+            candidates = [_candidates(p) for p in batch]
+            ranked = rank_candidates(self.model, [p.input_ids for p in batch], [ids for _, ids in candidates], task_ids)
             return [
                 self._prediction(
-                    p, p.answers[r.index], r.probabilities[r.index], r.attention, dict(zip(p.answers, r.probabilities))
+                    p, answers[r.index], r.probabilities[r.index], r.attention, dict(zip(answers, r.probabilities))
                 )
-                for p, r in zip(batch, ranked)
+                for p, (answers, _), r in zip(batch, candidates, ranked)
             ]
         generated = generate_scored(
             self.model, [p.input_ids for p in batch], task_ids, max_new_tokens=self.new_tokens(batch[0])

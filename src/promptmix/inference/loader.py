@@ -50,6 +50,7 @@ def load_router(
     members: list[tuple[str, Any]] = [(saved.name, saved.load(backbone)) for saved in methods]
     lib = _library(library) if prompts else None
     for name in prompts:
+        assert lib is not None  # opened above when there are prompts
         record, value = lib.get(name), lib.load(name, backbone)
         method = SoftPrompt(SoftPromptConfig(prompt_length=int(value.shape[0])), backbone.hidden_size, [record.task])
         method.set_prompt(record.task, value)

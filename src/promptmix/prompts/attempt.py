@@ -131,6 +131,10 @@ class Attempt(PromptMethod):
 
     config_class = AttemptConfig
     config: AttemptConfig
+    # Registered by name in __init__ (register_buffer / register_parameter):
+    source_prompts: Tensor
+    prompts: nn.Parameter | None  # None without target prompts (use_target=False)
+    log_temperature: nn.Parameter | None  # None unless the temperature is learned
 
     def __init__(
         self, config: AttemptConfig, hidden_size: int, tasks: Sequence[str] = (), source_names: Sequence[str] = ()
@@ -298,7 +302,7 @@ class Attempt(PromptMethod):
             value = self.source_prompts[self.source_id(value)]
         if value is not None:
             self.check_prompt(f"target prompt for {task!r}", value)
-            self.prompts = _grown(self.prompts, value.detach().unsqueeze(0))
+            self.prompts = _grown(self._require_targets(), value.detach().unsqueeze(0))
         if self.config.attention != "constant" and not self.config.shared_attention:
             for name, fresh in zip(G_PARAMS, self._fresh_g(1)):
                 setattr(self, name, _grown(getattr(self, name), fresh))
@@ -336,7 +340,9 @@ class Attempt(PromptMethod):
                 n_rows = param[rows].shape[0]
                 if value.shape[1:] != param.shape[1:] or value.shape[0] not in (1, n_rows):
                     raise ValueError(
-                        f"attention prior {name!r} has shape {tuple(value.shape)}, this model's is {tuple(param[rows].shape)} (attn_dim {self.config.attn_dim}, d {self.hidden_size})"
+                        f"attention prior {name!r} has shape {tuple(value.shape)}, "
+                        f"this model's is {tuple(param[rows].shape)} "
+                        f"(attn_dim {self.config.attn_dim}, d {self.hidden_size})"
                     )
                 param[rows] = value.to(param).expand_as(param[rows])
             if self.log_temperature is not None and "log_temperature" in state:
@@ -374,7 +380,9 @@ class Attempt(PromptMethod):
         if missing:
             raise ValueError(f"no init_from source for target task(s) {missing}; sources: {names}")
         for task in tasks:
-            method.init_target_from(task, chosen[task])
+            source = chosen[task]
+            assert source is not None  # none is missing (above)
+            method.init_target_from(task, source)
         return method
 
 

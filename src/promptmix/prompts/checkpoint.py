@@ -141,8 +141,9 @@ def load_method(
 
     With ``backbone`` (a :class:`Backbone` or identity dict) it is checked first and the
     method is moved to the backbone's device; a method trained on another backbone raises
-    :class:`IncompatiblePromptError`, and a state holding NaN or ±inf a ValueError naming the file. ``record``: the directory's record when the caller has
-    read it already (:class:`SavedMethod`).
+    :class:`IncompatiblePromptError`, and a state holding NaN or ±inf a ValueError naming the
+    file. ``record``: the directory's record when the caller has read it already
+    (:class:`SavedMethod`).
     """
     directory = Path(directory)
     record = record if record is not None else read_method_record(directory)

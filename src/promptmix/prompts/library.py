@@ -27,6 +27,7 @@ config names ``library.root: promptmix:<name>``, as configs/smollm2 does).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import difflib
@@ -96,7 +97,8 @@ def check_compatible(saved: Mapping[str, Any], backbone: Any, *, what: str) -> N
     reasons = []
     if saved["hidden_size"] != current["hidden_size"]:
         reasons.append(
-            f"its vectors are {saved['hidden_size']} wide but the backbone's embeddings are {current['hidden_size']} wide"
+            f"its vectors are {saved['hidden_size']} wide "
+            f"but the backbone's embeddings are {current['hidden_size']} wide"
         )
     if saved["fingerprint"] != current["fingerprint"]:
         reasons.append(f"the embedding fingerprints differ ({saved['fingerprint']} vs {current['fingerprint']})")
@@ -416,7 +418,7 @@ class PromptLibrary:
         for label, text in (("task", task), ("method", method)):
             if not isinstance(text, str) or not text:
                 raise ValueError(f"prompt {name!r}: {label} must be a non-empty string, got {text!r}")
-        card = json.loads(json.dumps(dict(card or {})))  # a JSON copy, or a TypeError before anything is written
+        card_copy = json.loads(json.dumps(dict(card or {})))  # a JSON copy, or a TypeError before anything is written
         clean = _clean_metrics(metrics)
         with self._writing(f"add {name!r}"):
             if name in self and not overwrite:
@@ -439,7 +441,7 @@ class PromptLibrary:
                     created=datetime.now(UTC).isoformat(timespec="seconds"),
                     tensor_file=tensor.name,
                     metrics=clean,
-                    card=card,
+                    card=card_copy,
                 )
                 atomic_write_text(self.record_path(name), json.dumps(record.to_dict(), indent=2) + "\n")  # the switch
             except BaseException:
@@ -470,7 +472,8 @@ class PromptLibrary:
         """Every entry's record, sorted by name; the first unreadable record raises (see :meth:`scan`)."""
         return [self.get(name) for name in self.names()]
 
-    def scan(self) -> tuple[list[PromptRecord], list[str]]:
+    # ``builtins.list``: in the class body from here on, ``list`` is the method above.
+    def scan(self) -> tuple[builtins.list[PromptRecord], builtins.list[str]]:
         """Every readable entry's record, sorted by name, and one line for each ``*.json`` that
         is not a readable record (naming the file and why), so one stray file hides nothing else."""
         self.check_directory()

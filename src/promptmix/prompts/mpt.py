@@ -58,8 +58,12 @@ class MPTConfig(MethodConfig):
 
     def parameter_counts(self, hidden_size: int, num_tasks: int) -> dict[str, int]:
         """P* (l·d) once, u_k (l·r) and v_k (r·d) per task."""
-        l, r = self.prompt_length, self.rank
-        return {"shared_prompt": l * hidden_size, "task_u": num_tasks * r * l, "task_v": num_tasks * r * hidden_size}
+        length, r = self.prompt_length, self.rank
+        return {
+            "shared_prompt": length * hidden_size,
+            "task_u": num_tasks * r * length,
+            "task_v": num_tasks * r * hidden_size,
+        }
 
 
 class MPT(PromptMethod):
@@ -95,10 +99,10 @@ class MPT(PromptMethod):
 
     def _fresh_vectors(self, n: int) -> tuple[Tensor, Tensor]:
         """n tasks' (u [n, l, r], v [n, r, d]) with u_k v_k = all ones."""
-        l, r, d = self.config.prompt_length, self.config.rank, self.hidden_size
-        u, v = torch.zeros(n, l, r), torch.zeros(n, r, d)
+        length, r, d = self.config.prompt_length, self.config.rank, self.hidden_size
+        u, v = torch.zeros(n, length, r), torch.zeros(n, r, d)
         u[:, :, 0], v[:, 0, :] = 1.0, 1.0
-        u[:, :, 1:] = torch.randn(n, l, r - 1)  # v = 0 there: no effect until trained
+        u[:, :, 1:] = torch.randn(n, length, r - 1)  # v = 0 there: no effect until trained
         return u, v
 
     # -- the interface -------------------------------------------------------------------------
@@ -125,7 +129,8 @@ class MPT(PromptMethod):
         k = self.task_id(task)
         if tuple(u.shape) != tuple(self.u.shape[1:]) or tuple(v.shape) != tuple(self.v.shape[1:]):
             raise ValueError(
-                f"task vectors for {task!r} have shapes {tuple(u.shape)}, {tuple(v.shape)}; expected {tuple(self.u.shape[1:])}, {tuple(self.v.shape[1:])}"
+                f"task vectors for {task!r} have shapes {tuple(u.shape)}, {tuple(v.shape)}; "
+                f"expected {tuple(self.u.shape[1:])}, {tuple(self.v.shape[1:])}"
             )
         with torch.no_grad():
             self.u[k], self.v[k] = u.to(self.u), v.to(self.v)

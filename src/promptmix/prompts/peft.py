@@ -137,7 +137,8 @@ def adapter_card(record: dict[str, Any], m: int, d: int, is_encoder_decoder: boo
             f"{'encoder ' if is_encoder_decoder else ''}input embeddings.",
             "",
             f"- base model: `{base['name_or_path']}`: {base['what']}",
-            f"- trained on backbone `{record['backbone']['backbone']}` (embedding fingerprint {record['backbone']['fingerprint']});"
+            f"- trained on backbone `{record['backbone']['backbone']}` "
+            f"(embedding fingerprint {record['backbone']['fingerprint']});"
             " the prompt only means something in that model's embedding space",
             f"- from: `{record['source']}`",
             f"- text layout promptmix trained with: {layout}",
@@ -189,6 +190,7 @@ def read_adapter(directory: str | os.PathLike) -> AdapterPrompt:
         )
         raise FileNotFoundError(f"{weights} is missing{pickled}: save the adapter with safetensors (PEFT's default)")
     table = read_safetensors(weights).get(PEFT_KEY)
+    assert isinstance(config, PromptTuningConfig)  # PEFT builds the class peft_type names (checked above)
     m, d = config.num_virtual_tokens, config.token_dim
     if table is None or table.dim() != 2 or table.shape[0] < m or (d is not None and table.shape[1] != d):
         raise ValueError(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +75,8 @@ class PromptRouter(PromptMethod):
     """
 
     config: RouterConfig
+    owner: Tensor  # buffers (register_buffer in __init__): task id -> member index, its task id there
+    local_id: Tensor
 
     def __init__(self, members: Mapping[str, PromptMethod] | Sequence[tuple[str, PromptMethod]]) -> None:
         pairs = list(members.items()) if isinstance(members, Mapping) else list(members)
@@ -105,7 +107,8 @@ class PromptRouter(PromptMethod):
     def member_of(self, task: str) -> tuple[str, PromptMethod]:
         """The (name, method) holding ``task``."""
         j = int(self.owner[self.task_id(task)])
-        return self.member_names[j], self.members[j]
+        # nn.ModuleList types its items as Module; every member is a PromptMethod (__init__).
+        return self.member_names[j], cast(PromptMethod, self.members[j])
 
     def attention_names(self, task: str) -> list[str] | None:
         """What the k attention weights of a ``task`` example are over: its own method's."""
@@ -140,7 +143,7 @@ class PromptRouter(PromptMethod):
         return {
             f"{j}.{group}": params
             for j, method in enumerate(self.members)
-            for group, params in method.param_groups().items()
+            for group, params in cast(PromptMethod, method).param_groups().items()
         }
 
     def to_config(self) -> dict:

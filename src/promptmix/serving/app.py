@@ -42,7 +42,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -53,7 +53,7 @@ from starlette.exceptions import HTTPException
 
 from promptmix import __version__
 from promptmix.inference.predictor import MAX_NEW_TOKENS, InputError, Prediction, Predictor, as_items
-from promptmix.serving.batcher import BatcherConfig, DynamicBatcher, QueueFull, ShuttingDown
+from promptmix.serving.batcher import BatcherConfig, BatcherMetrics, DynamicBatcher, QueueFull, ShuttingDown
 from promptmix.serving.limits import DEFAULT_READ_TIMEOUT, MIN_BODY_BYTES, BodyLimit, error
 from promptmix.serving.prometheus import CONTENT_TYPE_LATEST, exposition
 
@@ -172,7 +172,9 @@ def _prediction_model() -> type[BaseModel]:
     """The response model of one :class:`Prediction`: its fields, types and defaults, declared
     there once, with the schema's descriptions."""
     types = typing.get_type_hints(Prediction)
-    fields = {
+    # Any: each value is a (type, FieldInfo) pair, which create_model's other keywords
+    # (__config__, __base__, ...) would not take if the dict were typed as those pairs.
+    fields: dict[str, Any] = {
         f.name: (
             types[f.name],
             Field(... if f.default is dataclasses.MISSING else f.default, description=PREDICTION_FIELDS[f.name]),
@@ -182,7 +184,10 @@ def _prediction_model() -> type[BaseModel]:
     return create_model("PredictionOut", **fields)
 
 
-PredictionOut = _prediction_model()
+if TYPE_CHECKING:  # a class built at run time: to the type checker, a pydantic model
+    PredictionOut = BaseModel
+else:
+    PredictionOut = _prediction_model()
 
 
 class PredictResponse(BaseModel):
@@ -421,14 +426,12 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
             "max_queue": config.batcher.max_queue,
         }
 
-    scrape = exposition(
-        lambda: (
-            holder["batcher"].metrics,
-            holder["batcher"].queue_depth,
-            config.batcher.max_queue,
-            config.batcher.max_batch_size,
-        )
-    )
+    def batcher_state() -> tuple[BatcherMetrics, int, int, int]:
+        max_batch_size = config.batcher.max_batch_size
+        assert max_batch_size is not None  # filled in from the predictor above
+        return holder["batcher"].metrics, holder["batcher"].queue_depth, config.batcher.max_queue, max_batch_size
+
+    scrape = exposition(batcher_state)
 
     @app.get(
         "/metrics",

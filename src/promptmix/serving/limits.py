@@ -118,7 +118,7 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.resume_reading()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._arm()
 

@@ -405,7 +405,7 @@ def build_task_class(spec: TaskSpec, where: _Located) -> type[Task]:
     columns = fields + [f for i, t in enumerate(choice_templates) for f in template_fields(t, where, ("choices", i))]
     columns += [spec.answer_field or spec.choices_field or spec.label_field]
     columns += [spec.data.split_field] if spec.data.split_field else []
-    files = {split: str((origin.parent / rel).resolve()) for split, rel in spec.data.files.items()}
+    files: dict[str, str] = {split: str((origin.parent / rel).resolve()) for split, rel in spec.data.files.items()}
     if spec.data.file is not None:
         files = dict.fromkeys(spec.data.split_values, str((origin.parent / spec.data.file).resolve()))
     hub = spec.data.hub
@@ -424,14 +424,14 @@ def build_task_class(spec: TaskSpec, where: _Located) -> type[Task]:
             else {"train": "train", "validation": "validation"}
         ),
         split_field=spec.data.split_field,
-        split_values=dict(spec.data.split_values),
+        split_values={split: value for split, value in spec.data.split_values.items()},  # keys: str
     )
     definition = spec.model_dump(exclude_defaults=True)
     if spec.data.file is not None:
         definition["data"]["file"] = files["train"]
     else:
         definition["data"] = {**definition.get("data", {}), **({"files": files} if files else {})}
-    if hub_id is not None and hub_id != hub.id:
+    if hub is not None and hub_id is not None and hub_id != hub.id:
         definition["data"]["hub"] = {**definition["data"]["hub"], "id": hub_id}
     kind = ClassificationTask if spec.label_words else AnswerTask if spec.answer_field else MultipleChoiceTask
     attrs = {

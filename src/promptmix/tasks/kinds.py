@@ -44,6 +44,7 @@ class ClassificationTask(Task):
     prediction is parsed back to the word, so the metrics are the same functions.
     """
 
+    label_words: ClassVar[list[str]]  # every classification task names its words (Task: None)
     raw_labels: ClassVar[Mapping[str, int]] = {}
     label_format: str = "words"
     metric_names: ClassVar[tuple[str, ...]] = ("accuracy",)
@@ -113,7 +114,7 @@ class RegressionTask(Task):
     """What the metrics count an invalid prediction as (T5's default for STS-B)."""
 
     def target_and_label(self, record: Mapping[str, Any]) -> tuple[str, Any]:
-        raw = record.get(self.label_field)
+        raw: Any = record.get(self.label_field)  # any JSON value; None is a missing label
         if is_missing_label(raw):
             return "", None
         try:
@@ -199,7 +200,7 @@ class MultipleChoiceTask(Task):
     def choices_of(self, record: Mapping[str, Any]) -> list[str]:
         if self.choice_fields:
             return [text_field(record, field) for field in self.choice_fields]
-        value = record.get(self.choices_field)
+        value = record.get(self.choices_field) if self.choices_field is not None else None
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
             raise DataError(
                 f"expected a non-empty list of candidate answer strings, got {value!r}", field=self.choices_field

@@ -23,13 +23,15 @@ this way by :func:`promptmix.tasks.declared.load_task_file`. As in lm-eval:
   over those words; per-record choices make a multiple-choice task (rank classification);
   ``generate_until`` generates the answer ``doc_to_target`` gives. The target is a choice's index
   or text; a rendered template that looks like a list (``"['Paris', 'paris']"``) is read as that
-  list of answers (``ast.literal_eval``, as lm-eval does). ``loglikelihood`` tasks have no answer to train on and are refused.
+  list of answers (``ast.literal_eval``, as lm-eval does). ``loglikelihood`` tasks have no
+  answer to train on and are refused.
 - ``training_split`` (required: promptmix trains), ``validation_split`` and ``test_split`` name
   the dataset's splits; ``dataset_kwargs: {data_files: {split: file}}`` with ``dataset_path:
   json | csv | parquet`` reads local files (relative to the task file).
 - ``include: other.yaml`` (relative to the file) is read first and this file's keys override it.
-- ``description`` (text, or a Jinja template over the record) is put before every input; ``metric_list`` maps acc / acc_norm -> accuracy,
-  f1, mcc -> matthews_correlation, exact_match -> squad_em, bleu. An entry's other keys are
+- ``description`` (text, or a Jinja template over the record) is put before every input;
+  ``metric_list`` maps acc / acc_norm -> accuracy, f1, mcc -> matthews_correlation,
+  exact_match -> squad_em, bleu. An entry's other keys are
   accepted where they leave the score as promptmix computes it (``aggregation: mean``,
   ``higher_is_better: true``, ``ignore_case: false``, ...); ``ignore_case: true``,
   ``regexes_to_ignore`` and any other key are refused by name.
@@ -51,7 +53,7 @@ import importlib.util
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -129,6 +131,7 @@ class FunctionRef(str):
         if not path.is_file():
             raise ValueError(f"!function {self}: no module file {path}")
         spec = importlib.util.spec_from_file_location(f"promptmix_lm_eval_{abs(hash(str(path)))}", path)
+        assert spec is not None and spec.loader is not None  # a .py file has a source loader
         loaded = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(loaded)
         if not callable(getattr(loaded, name, None)):
@@ -142,7 +145,7 @@ def loader_for(directory: Path) -> type[yaml.SafeLoader]:
     class Loader(yaml.SafeLoader):
         pass
 
-    def function(loader: yaml.SafeLoader, node: yaml.Node) -> FunctionRef:
+    def function(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> FunctionRef:
         value = loader.construct_scalar(node)
         module, dot, name = value.rpartition(".")
         if not dot or not module or not name:
@@ -252,6 +255,11 @@ class Renderer:
 class LmEvalTask:
     """What an lm-eval task file adds to its kind: its renderers. Mixed in before the kind."""
 
+    # Declared here for the type checker, set by the kind and DeclaredTask it is mixed with:
+    label_field: ClassVar[str]
+    choices_per_example: ClassVar[bool]
+    definition: dict[str, Any]
+
     text: Renderer
     target: Renderer
     choice: Renderer | None = None
@@ -267,6 +275,7 @@ class LmEvalTask:
 
     def choices_of(self, record: Mapping[str, Any]) -> list[str] | None:
         if self.choices_per_example:
+            assert self.choice is not None  # a multiple-choice file has doc_to_choice
             return self.choice.choices(record)
         return None
 
@@ -464,9 +473,11 @@ def build_lm_eval_class(data: dict[str, Any], origin: Path, error: Callable[[tup
         ),
         "__doc__": f"lm-eval task {data.get('task')} ({origin})",
     }
+    kind: type[Task]
     if output_type == "generate_until":
         kind, attrs["answers_field"] = AnswerTask, label_field
     elif fixed:
+        assert choice is not None  # fixed: a doc_to_choice list
         kind = ClassificationTask
         words = [w.strip() for w in choice.value]
         if len(set(words)) != len(words):

@@ -131,7 +131,9 @@ def bleu(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> flo
 
     depth = max(len(refs) for refs in references)
     streams = [[refs[i] if i < len(refs) else None for refs in references] for i in range(depth)]
-    return float(sacrebleu.corpus_bleu(list(predictions), streams).score)
+    # sacrebleu skips a None reference (fewer references for that prediction); its annotation
+    # says str only.
+    return float(sacrebleu.corpus_bleu(list(predictions), streams).score)  # type: ignore[arg-type]
 
 
 # -- adapters: what a task's metric_names resolve to -------------------------------------

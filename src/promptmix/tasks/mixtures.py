@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 from torch.utils.data import Dataset, Sampler
@@ -78,7 +79,7 @@ def mixing_rates(sizes: Sequence[int], cap: int | None = None, temperature: floa
     """Sampling rate of each task: ``min(n, cap) ** (1 / temperature)``, normalised."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    weights = [min(n, cap) if cap is not None else n for n in sizes]
+    weights: list[float] = [min(n, cap) if cap is not None else n for n in sizes]
     weights = [w ** (1.0 / temperature) if w > 0 else 0.0 for w in weights]
     total = math.fsum(weights)
     if total == 0:
@@ -96,7 +97,7 @@ def allocate(total: int, rates: Sequence[float]) -> list[int]:
     return counts
 
 
-def split_batch(batch_size: int, rates: Sequence[float]) -> list[int]:
+def split_batch(batch_size: int, rates: Sequence[float] | np.ndarray) -> list[int]:
     """``batch_size`` examples over tasks in proportion to ``rates`` (:func:`allocate`), each
     task at least one: a task rounded to zero takes one from the largest count."""
     total = math.fsum(rates)
@@ -106,6 +107,14 @@ def split_batch(batch_size: int, rates: Sequence[float]) -> list[int]:
             counts[max(range(len(counts)), key=counts.__getitem__)] -= 1
             counts[i] = 1
     return counts
+
+
+class _SizedSampler(Protocol):
+    """An index sampler that knows its length (a torch ``Sampler`` with ``__len__``)."""
+
+    def __iter__(self) -> Iterator[int]: ...
+
+    def __len__(self) -> int: ...
 
 
 class _EpochSampler:
@@ -279,7 +288,7 @@ class LengthGroupedBatchSampler(_EpochSampler, Sampler[list[int]]):
         batch_size: int,
         seed: int = 0,
         *,
-        sampler: Sampler[int] | None = None,
+        sampler: _SizedSampler | None = None,
         mega_batch_mult: int = 50,
         drop_last: bool = False,
     ):
@@ -292,8 +301,9 @@ class LengthGroupedBatchSampler(_EpochSampler, Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
+        set_sampler_epoch = getattr(self.sampler, "set_epoch", None)
+        if set_sampler_epoch is not None:
+            set_sampler_epoch(epoch)
 
     def __len__(self) -> int:
         n = len(self.sampler) if self.sampler is not None else len(self.lengths)

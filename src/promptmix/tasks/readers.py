@@ -19,7 +19,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from promptmix.tasks.example import DataError
 
@@ -74,6 +74,7 @@ def lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
     tokenizer fails on it mid-training), else None."""
     if isinstance(value, str):
         return (path or "(the value)", value) if _SURROGATE.search(value) else None
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):
@@ -100,7 +101,7 @@ def _surrogate_error(found: tuple[str, str]) -> DataError:
     )
 
 
-def _delimited(path: Path, delimiter: str, quoting: int) -> Iterator[tuple[int, list[str]]]:
+def _delimited(path: Path, delimiter: str, quoting: Literal[0, 1, 2, 3]) -> Iterator[tuple[int, list[str]]]:
     """``(line number, fields)`` of a delimited file; blank lines are skipped."""
     with open_text(path) as handle, utf8_errors(path):
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
@@ -229,7 +230,9 @@ def read_json(path: Path) -> Any:
 def _line_of(path: Path, text: str) -> str | None:
     """ "line N" of the first line whose JSON escapes decode to a string containing ``text``'s
     first surrogate (the parser's result no longer knows its lines)."""
-    surrogate = _SURROGATE.search(text)[0]
+    match = _SURROGATE.search(text)
+    assert match is not None  # text is what lone_surrogate found
+    surrogate = match[0]
     escape = f"\\u{ord(surrogate):04x}"
     with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):

@@ -167,7 +167,7 @@ def task_options(cls: type[Task]) -> list[str]:
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
-        params = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        params = list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]
         names += [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in names]
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             break

@@ -32,7 +32,7 @@ LABELLED_TEST_SPLITS = {"train": "train", "validation": "validation", "test": "t
 
 
 def release_files(
-    pattern: str, train: str = "train", validation: str = "dev", test: str | None = None
+    pattern: str, train: str = "train", validation: str | None = "dev", test: str | None = None
 ) -> dict[str, str]:
     """``{split: path}`` from a path pattern with one ``{}`` for the release's split name."""
     names = {"train": train, "validation": validation, "test": test}
@@ -149,7 +149,7 @@ def load_raw_layout(
     if hub is not True and paths and all(path.exists() for path in paths.values()):
         return {split: read_local_split(task, path, split) for split, path in paths.items()}, None
     layout = alternate_layout(task, data_dir) if hub is not True else None
-    if layout is not None:
+    if layout is not None and data_dir is not None:  # a layout is only found under a data_dir
         return {
             split: format_rows(task, layout.readers[split](Path(data_dir) / rel), Path(data_dir) / rel)
             for split, rel in layout.files.items()

@@ -139,10 +139,10 @@ def protocol_splits(
     elif "test" in raw and "validation" in raw:
         dev, test = raw["validation"], raw["test"]
     elif len(groups_of(train)) < small_train:
-        dev, test = halve(raw.get("validation", raw.get("test")), seed)
+        dev, test = halve(raw["validation"] if "validation" in raw else raw["test"], seed)
     else:
         train, dev = hold_out(train, dev_holdout, seed)
-        test = raw.get("validation", raw.get("test"))
+        test = raw["validation"] if "validation" in raw else raw["test"]
     splits = {"train": cap(train, max_train, seed), "dev": list(dev), "test": list(test)}
     if dedupe_eval_groups:
         for name in ("dev", "test"):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from promptmix.tasks.base import string_list, text_field
 from promptmix.tasks.example import DataError
@@ -195,7 +195,7 @@ class MultiRC(ClassificationTask):
 @register_task
 class ReCoRD(QATask):
     name = "record"
-    aliases = ("superglue-record",)
+    aliases: ClassVar[tuple[str, ...]] = ("superglue-record",)  # record-choices has none
     benchmark = "superglue"
     source = superglue_source("ReCoRD", "record", read_record)
 

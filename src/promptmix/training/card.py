@@ -33,7 +33,8 @@ CURVES = "training_curves.png"
 
 def curves(metrics_path: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """``(training loss, dev score)``, each a list of (step, value), from a metrics.jsonl."""
-    loss, dev = [], []
+    loss: list[tuple[int, float]] = []
+    dev: list[tuple[int, float]] = []
     if not metrics_path.is_file():
         return loss, dev
     for line in metrics_path.read_text(encoding="utf-8").splitlines():
@@ -63,9 +64,10 @@ def constant_floor(tasks: dict[str, TaskData]) -> float | None:
     accuracy), averaged over the tasks as the dev score is; None where a task has none."""
 
     scores = [best_constant_score(data, "dev") for data in tasks.values()]
-    if not scores or any(s is None for s in scores):
+    found = [s for s in scores if s is not None]
+    if not scores or len(found) < len(scores):
         return None
-    return sum(s[1] for s in scores) / len(scores)
+    return sum(s[1] for s in found) / len(found)
 
 
 def draw_curves(

@@ -83,7 +83,8 @@ class LibraryConfig:
     root: str = option("prompt library directory", "prompts")
     sources: list[str] = option("library entries used as source prompts / teachers / SPoT candidates", factory=list)
     init_from: str | None = option(
-        "entry initialising target prompts (ATTEMPT: one of sources); prompt-tuning: an entry (SPoT) or 'auto' (SPoT-t)",
+        "entry initialising target prompts (ATTEMPT: one of sources); "
+        "prompt-tuning: an entry (SPoT) or 'auto' (SPoT-t)",
         None,
     )
     save_prefix: str = option("source stage: library entry name = prefix + task name", "")
@@ -115,8 +116,8 @@ class DistillConfig:
     use_kl: bool = option("include L_KL (ablation: False)", True)
     use_hidden: bool = option("include L_hidden (ablation 'without hidden loss': False)", True)
     hidden_embeddings: bool = option(
-        "include the embedding outputs (state 0 of each stack) in L_hidden; at prompt positions that is the prompt itself, "
-        "a direct prompt-to-prompt distance the paper reports as a different variant",
+        "include the embedding outputs (state 0 of each stack) in L_hidden; at prompt positions that is the prompt "
+        "itself, a direct prompt-to-prompt distance the paper reports as a different variant",
         False,
     )
     hidden_rms_norm: bool = option(
@@ -190,7 +191,8 @@ class OptimConfig:
         )
         require(
             self.batch_size % self.gradient_accumulation_steps == 0,
-            f"optim.batch_size {self.batch_size} is not divisible by gradient_accumulation_steps {self.gradient_accumulation_steps}",
+            f"optim.batch_size {self.batch_size} is not divisible by "
+            f"gradient_accumulation_steps {self.gradient_accumulation_steps}",
         )
         require(self.max_grad_norm is None or self.max_grad_norm > 0, "optim.max_grad_norm must be > 0 or null")
         require(self.mixed_precision in MIXED_PRECISION, f"optim.mixed_precision must be one of {MIXED_PRECISION}")
@@ -212,7 +214,8 @@ class RunConfig:
     tensorboard: bool = option("write TensorBoard events under <dir>/tb (when log_with is not given)", True)
     log_with: list[str] | str | None = option(
         "experiment trackers, through Accelerate's trackers: tensorboard (<dir>/tb), wandb, mlflow, comet_ml, aim, "
-        "clearml, dvclive, swanlab, trackio, all, or a name registered with accelerate.tracking.register_tracker_class; "
+        "clearml, dvclive, swanlab, trackio, all, or a name registered with "
+        "accelerate.tracking.register_tracker_class; "
         "tags train/... and eval/...; project/experiment promptmix (wandb: $WANDB_PROJECT if set, runs named "
         "<run dir>/<job>; mlflow: $MLFLOW_EXPERIMENT_NAME if set); other settings from each tracker's environment "
         "(WANDB_API_KEY, MLFLOW_TRACKING_URI, ...). None: [tensorboard] if run.tensorboard, else none",
@@ -283,7 +286,8 @@ class TrainConfig:
             )
         if self.model.backbone_eval_mode and self.stage == "finetune":
             raise ValueError(
-                "model.backbone_eval_mode applies to a frozen backbone; the finetune stage trains it (use backbone_dropout: 0.0)"
+                "model.backbone_eval_mode applies to a frozen backbone; "
+                "the finetune stage trains it (use backbone_dropout: 0.0)"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -232,5 +232,5 @@ def best_constant_score(data: TaskData, split: str = "dev") -> tuple[str, float]
     scores = {answer: score for answer in candidates if (score := constant_score(data, answer, split)) is not None}
     if not scores:
         return None
-    answer = max(scores, key=scores.get)
+    answer = max(scores, key=scores.__getitem__)
     return answer, scores[answer]

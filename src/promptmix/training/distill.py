@@ -65,8 +65,8 @@ def hidden_mse_per_example(
 
     ``masks[i]`` [B, L_i] marks the real positions of state i; ``rms_norm`` compares the
     vectors after :func:`rms_normalized`."""
-    total = 0.0
-    entries = 0.0
+    total: Tensor | float = 0.0
+    entries: Tensor | float = 0.0
     for s, t, mask in zip(student, teacher, masks):
         s, t = s.float(), t.float()
         if rms_norm:
@@ -74,7 +74,9 @@ def hidden_mse_per_example(
         diff = ((s - t) ** 2).sum(-1)  # [B, L]
         total = total + (diff * mask).sum(1)
         entries = entries + mask.sum(1) * s.shape[-1]
-    return total / entries
+    mse = total / entries
+    assert isinstance(mse, Tensor)  # no states: 0.0 / 0.0 raised above
+    return mse
 
 
 def distills(config: DistillConfig) -> bool:
@@ -117,6 +119,7 @@ class DistillLoss:
         want_hidden = cfg.use_hidden and cfg.weight > 0
         teacher = None
         if distills(cfg):
+            assert self.teacher is not None  # __post_init__ requires it
             with torch.no_grad(), eval_mode(self.teacher):
                 teacher = self.teacher(**model_inputs(batch), return_logits=True, output_hidden_states=want_hidden)
         student = model(**model_inputs(batch), return_logits=cfg.use_kl, output_hidden_states=want_hidden)

@@ -8,8 +8,9 @@ parameter groups, a batch sampler, a loss, a dev evaluation and what to do with 
   precision (``optim.mixed_precision``); gradient accumulation (``accelerator.accumulate``).
 - AdamW (or Adam) with weight decay, one optimizer parameter group per method group, each
   with its own learning rate (ATTEMPT's and MPT's two-speed rates), and
-  ``get_linear_schedule_with_warmup`` (warm-up in steps or as a fraction of the run). The scheduler is stepped once per optimizer step
-  (not handed to ``accelerator.prepare``, which would step it once per process).
+  ``get_linear_schedule_with_warmup`` (warm-up in steps or as a fraction of the run). The
+  scheduler is stepped once per optimizer step (not handed to ``accelerator.prepare``, which
+  would step it once per process).
 - Global batches: ``optim.batch_size`` examples per optimizer step over all processes and
   micro-steps; each process takes its share (:func:`promptmix.training.data.micro_batch`),
   so the data order and the update do not depend on the number of processes.
@@ -157,7 +158,10 @@ class _Run:
         if self.sharded:
             sharding.register_forward_methods(self.model)
         self.collate = Collator(job.train_set.backbone)
-        self.step, self.best_score, self.best_step, self.best_metrics = 0, None, None, {}
+        self.step = 0
+        self.best_score: float | None = None
+        self.best_step: int | None = None
+        self.best_metrics: dict[str, Any] = {}
         self.last_eval_step = -1
         self.task_best: dict[str, dict[str, Any]] = {}  # eval.select per-task: {task: {score, step, metrics}}
         self.evals_since_best = 0  # dev evaluations since the last new best (eval.patience)
@@ -297,6 +301,7 @@ class _Run:
         every = self.config.eval.every
         if every == EPOCH:
             return self.step % self.stream.batches_per_epoch == 0
+        assert isinstance(every, int)  # EvalConfig: a step count, or EPOCH
         return bool(every) and self.step % every == 0
 
     def maybe_evaluate(self, force: bool = False) -> dict[str, Any] | None:

@@ -159,7 +159,8 @@ def run_pipeline(
     results = []
     for i, (stage, stage_config) in enumerate(zip(config.stages, configs), 1):
         echo(
-            f"[{i}/{len(configs)}] {stage.name}: {stage_config.stage} on {', '.join(stage_config.data.tasks or stage_config.library.sources)}"
+            f"[{i}/{len(configs)}] {stage.name}: {stage_config.stage} "
+            f"on {', '.join(stage_config.data.tasks or stage_config.library.sources)}"
         )
         result = run_stage(stage_config, resume=resume, backbone=backbone, accelerator=accelerator)
         echo(f"    done in {result.seconds:.0f} s; dev {_score(result.dev)}, test {_score(result.test)}")
@@ -204,8 +205,9 @@ def format_table(
     if labelled:
         data, scoring = labelled[0].data, sorted({c.eval.scoring for c in labelled})
         shots = f"k = {data.few_shot_k} training examples per class" if data.few_shot_k else "all training examples"
+        how = "rank classification over the label words" if scoring == ["rank"] else "see eval.scoring"
         lines.append(
-            f"\nscoring: {', '.join(scoring)} ({'rank classification over the label words' if scoring == ['rank'] else 'see eval.scoring'}); "
+            f"\nscoring: {', '.join(scoring)} ({how}); "
             f"target {', '.join(data.tasks)}, {shots}, {labelled[0].optim.max_steps} steps per method"
         )
     lines.append(f"\ntotal wall time {seconds / 60:.1f} min")

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import filelock
 
@@ -98,6 +98,12 @@ def absolute_paths(config: TrainConfig) -> TrainConfig:
     meaning they had when given): model.name when it names a local directory, data.data_dir,
     library.root, library.mpt_source and run.dir. A run records them so, and ``promptmix eval
     --run DIR`` from another directory finds its backbone, data and prompts."""
+
+    @overload
+    def absolute(value: str, *, must_exist: bool = False) -> str: ...
+
+    @overload
+    def absolute(value: str | None, *, must_exist: bool = False) -> str | None: ...
 
     def absolute(value: str | None, *, must_exist: bool = False) -> str | None:
         if value is None or value.startswith("promptmix:") or Path(value).is_absolute():
@@ -179,10 +185,11 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
     A resume checks the config against the run's config.yaml (:func:`read_run_config`) and
     leaves that file as it is, unless the resume raised optim.max_steps (then the file records
     the new budget), and finishes or rolls back a replacement of method/, model/ or a
-    best-per-task/<task>/ that a crash interrupted. In a directory the loop ``trains`` in (not the parent that only combines
-    per-task runs), a resume that changes optim.max_steps of a finished run must be able to
-    extend it (:func:`check_extension`). Temporary files a killed invocation left at the top level are removed
-    (the caller holds the run's lock, :func:`run_lock`, so no writer is using them)."""
+    best-per-task/<task>/ that a crash interrupted. In a directory the loop ``trains`` in (not
+    the parent that only combines per-task runs), a resume that changes optim.max_steps of a
+    finished run must be able to extend it (:func:`check_extension`). Temporary files a killed
+    invocation left at the top level are removed (the caller holds the run's lock,
+    :func:`run_lock`, so no writer is using them)."""
     check_fresh(run_dir, resume)
     saved_config = None
     if resume and (run_dir / CONFIG).is_file():
@@ -202,8 +209,8 @@ def open_run_dir(config: TrainConfig, run_dir: Path, resume: bool, accelerator: 
         if resume:  # finish or roll back a replacement of the best method a crash interrupted
             for kept in (METHOD, MODEL):
                 recover_directory(run_dir / kept, clean=True)
-            for kept in _per_task_directories(run_dir):  # eval.select per-task: each target's best method
-                recover_directory(kept, clean=True)
+            for task_dir in _per_task_directories(run_dir):  # eval.select per-task: each target's best method
+                recover_directory(task_dir, clean=True)
             for leftover in run_dir.glob(".*.tmp"):
                 if leftover.is_file():  # e.g. .training_curves.png.k3j2.tmp from a killed run
                     leftover.unlink(missing_ok=True)

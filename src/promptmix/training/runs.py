@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -124,7 +124,12 @@ def run_method(
         evaluate=dev,
         on_best=saver,
         frozen=[ctx.backbone.model] if frozen_backbone and config.model.backbone_eval_mode else [],
-        on_task_best=(lambda m, task, step, metrics: task_savers[task](m, step, {task: metrics})) if per_task else None,
+        # The loop hands back the model it trained (typed nn.Module there): this PromptedModel.
+        on_task_best=(
+            (lambda m, task, step, metrics: task_savers[task](cast(PromptedModel, m), step, {task: metrics}))
+            if per_task
+            else None
+        ),
         main_metrics={name: data.task.main_metric for name, data in tasks.items()} if per_task else {},
     )
     outcome = train(job, config, run_dir, acc, resume=ctx.resume)

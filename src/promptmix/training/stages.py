@@ -266,6 +266,7 @@ def _add_to_library(
 ) -> None:
     if result.completed and ctx.accelerator.is_main_process:
         method = load_method(Path(result.run_dir) / METHOD, ctx.backbone)
+        assert isinstance(method, SoftPrompt)  # source stages train prompt tuning (_soft_prompt)
         # A source stage may be the one that makes a shipped library's prompts (configs/smollm2).
         library = PromptLibrary(ctx.config.library.root, update_shipped=True)
         library.add(
@@ -288,7 +289,12 @@ def _attempt(ctx: Context, targets: list[str], init_from: Any) -> Attempt:
     method = Attempt.from_prompts(prompts, targets, init_from=init_from if config.use_target else None, config=config)
     prior = ctx.config.library.attention_prior
     if prior is not None:
-        method.load_attention_prior(load_method(Path(prior) / METHOD, ctx.backbone).attention_state())
+        prior_method = load_method(Path(prior) / METHOD, ctx.backbone)
+        if not isinstance(prior_method, Attempt):
+            raise ValueError(
+                f"library.attention_prior {prior} holds a {prior_method.config.method} method, not ATTEMPT"
+            )
+        method.load_attention_prior(prior_method.attention_state())
     return method
 
 
@@ -354,6 +360,7 @@ def train_mpt_source(ctx: Context) -> StageResult:
 
 @per_task
 def train_mpt_target(ctx: Context) -> StageResult:
+    assert ctx.config.library.mpt_source is not None  # TrainConfig requires it for this stage
     source = load_method(resolve_library_root(ctx.config.library.mpt_source) / METHOD, ctx.backbone)
     if not isinstance(source, MPT):
         raise ValueError(
@@ -396,6 +403,7 @@ def _spot_targeted(ctx: Context, data: dict[str, TaskData]) -> tuple[dict[str, t
     probe_ctx = dataclasses.replace(ctx, config=probe_cfg)
     probe = run_method(probe_ctx, _soft_prompt(ctx, list(data)), data, _ids(list(data)), Path(probe_cfg.run.dir))
     trained = load_method(Path(probe.run_dir) / METHOD, ctx.backbone)
+    assert isinstance(trained, SoftPrompt)  # the probe is prompt tuning (_soft_prompt)
     sources, _ = _source_prompts(ctx)
     inits, report = {}, {}
     for task in data:
@@ -403,7 +411,7 @@ def _spot_targeted(ctx: Context, data: dict[str, TaskData]) -> tuple[dict[str, t
         sims = {
             name: float(F.cosine_similarity(target, p.float().mean(0).to(target), dim=0)) for name, p in sources.items()
         }
-        best = max(sims, key=sims.get)
+        best = max(sims, key=sims.__getitem__)
         inits[task], report[task] = sources[best], {"chosen": best, "cosine": sims}
     return inits, report
 
