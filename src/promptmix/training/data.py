@@ -33,6 +33,7 @@ from torch import Tensor
 from promptmix.backbone import IGNORE_INDEX, Backbone
 from promptmix.rundirs.config import DataConfig
 from promptmix.rundirs.data import TaskData, source_lengths
+from promptmix.rundirs.data import load_tasks as load_tasks  # re-exported: its old import path
 from promptmix.tasks.kinds import ClassificationTask
 from promptmix.tasks.mixtures import (
     LengthGroupedBatchSampler,
