@@ -265,8 +265,8 @@ def old_predict(model: PromptedModel, task, examples: list[Example], args: argpa
 
 def eval_part(backbone: Backbone, args: argparse.Namespace) -> None:
     from promptmix.inference import evaluate as evaluation
+    from promptmix.rundirs.data import TaskData
     from promptmix.training.config import EvalConfig
-    from promptmix.training.data import TaskData
 
     task = get_task(args.eval_task)
     model = PromptedModel(backbone, random_prompts(backbone, [task.name], args.prompt_length)).eval()

@@ -206,7 +206,7 @@ def majority_floor(data_config: Any, tasks: list[str]) -> dict[str, float | None
     """The test score of always answering the most frequent label of the *full* training data
     (a k-shot sample is balanced, so its own most frequent label is a tie); the test split
     does not depend on the few-shot draw."""
-    from promptmix.training.data import load_tasks
+    from promptmix.rundirs.data import load_tasks
     from promptmix.training.stages import majority_score
 
     data = load_tasks(dataclasses.replace(data_config, few_shot_k=None), tasks)
@@ -214,8 +214,8 @@ def majority_floor(data_config: Any, tasks: list[str]) -> dict[str, float | None
 
 
 def item_config(item: Item, args: argparse.Namespace):
+    from promptmix.configio import apply_overrides, read_yaml
     from promptmix.training.config import TrainConfig
-    from promptmix.training.configio import apply_overrides, read_yaml
 
     path = PRESETS / item.preset
     overrides = {**args.common, **item.overrides, **args.set, "run.progress": False}
@@ -249,7 +249,7 @@ def dev_curves(records: list[dict[str, Any]], tasks: list[str], main: dict[str, 
 
 def summarize(args: argparse.Namespace, item: Item, config: Any, result: Any, backbone: Any) -> dict[str, Any]:
     """What the report needs of one finished run (small, committed)."""
-    from promptmix.training.data import load_tasks
+    from promptmix.rundirs.data import load_tasks
 
     run_dir = Path(config.run.dir)
     records = read_metrics(run_dir)
@@ -505,7 +505,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.methods) - set(ALL_METHODS))
     if unknown:
         p.error(f"unknown --methods {unknown}; choose from {list(ALL_METHODS)}")
-    from promptmix.training.configio import parse_override
+    from promptmix.configio import parse_override
 
     try:
         args.set = dict(parse_override(item) for item in args.overrides)
@@ -586,7 +586,7 @@ def check_mpt_source(args: argparse.Namespace) -> None:
     stage starts from the mean of their task vectors) from the vocabulary start it stands in for."""
     from promptmix.prompts.checkpoint import RECORD_FILE, read_method_record
     from promptmix.prompts.library import resolve_library_root
-    from promptmix.training.rundir import METHOD
+    from promptmix.rundirs.layout import METHOD
 
     if not args.mpt_source:
         return

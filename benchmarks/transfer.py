@@ -136,7 +136,7 @@ def plan(args: argparse.Namespace) -> list[quality.Item]:
 def summarize(args: argparse.Namespace, item: quality.Item, config: Any, result: Any, backbone: Any) -> dict[str, Any]:
     """The first study's summary plus every test prediction, as label indices beside the gold
     ones (checked: the main metric recomputed from them is the run's test score)."""
-    from promptmix.training.data import load_tasks
+    from promptmix.rundirs.data import load_tasks
 
     summary = quality.summarize(args, item, config, result, backbone)
     run_dir = Path(config.run.dir)

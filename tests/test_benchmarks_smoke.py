@@ -436,7 +436,39 @@ def test_calibration_smoke_sweeps_and_picks(capsys, tmp_path):
     for r in results:
         assert [s for s, _ in r["curve"]] == [0, 2, 4] and r["prompt_row_norm"] > 0
         assert r["config"]["optim.warmup_ratio"] == 0.1
-    assert "**Pick: init " in out and (tmp_path / "figures" / "calibration-curves.png").is_file()
+    # A tiny random T5 learns nothing in 4 steps, so the report says why there is no pick.
+    assert "**No pick yet**" in out and (tmp_path / "figures" / "calibration-curves.png").is_file()
+
+
+def _calibration_result(task, lr, best, curve, constant, init="vocab"):
+    return {
+        "task": task,
+        "init": init,
+        "lr": lr,
+        "seed": 42,
+        "best_dev": best,
+        "best_constant_dev": constant,
+        "curve": [[25 * i, v] for i, v in enumerate(curve)],
+    }
+
+
+def test_calibration_pick_ignores_a_task_left_at_chance_and_prefers_the_fastest_learner():
+    """SST-2 learned (best 86 vs constant 54.5), MNLI at chance everywhere (best 42 < 34.5 + 10):
+    MNLI's 42.0 at lr 0.3 must not sway the pick. lr 0.1 and 0.003 tie on SST-2 within a point
+    (86.0, 85.5); lr 0.1's curve rises first (mean 75 vs 65), so it is the pick; lr 0.3 is 2
+    points off the best and out."""
+    script = load_script("calibrate")
+    results = [
+        _calibration_result("sst2", 0.1, 86.0, [45, 80, 86, 84, 85], 54.5),
+        _calibration_result("sst2", 0.003, 85.5, [45, 55, 60, 80, 85.5], 54.5),
+        _calibration_result("sst2", 0.3, 84.0, [45, 84, 84, 84, 84], 54.5),
+        _calibration_result("mnli", 0.3, 42.0, [36, 42, 35, 35, 35], 34.5),
+        _calibration_result("mnli", 0.1, 35.0, [36, 35, 35, 35, 35], 34.5),
+    ]
+    chosen = script.pick(results, ["sst2", "mnli"])
+    assert (chosen["init"], chosen["lr"], chosen["uninformative"]) == ("vocab", 0.1, ["mnli"])
+    assert chosen["means"] == {"sst2": 86.0} and chosen["curve"] == pytest.approx(76.0)
+    assert script.pick(results[3:], ["sst2", "mnli"]) is None  # nothing learned: no pick
 
 
 def test_contention_smoke_measures_both_wait_policies(capsys):

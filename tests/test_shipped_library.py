@@ -70,9 +70,9 @@ REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def test_every_card_floor_is_recomputed_from_the_data(library):
     """Each card's majority-class and best-constant scores are those of its own dev set, rebuilt
     from ../shared/data with the preset the library was trained with."""
+    from promptmix.configio import apply_overrides, read_yaml
+    from promptmix.rundirs.data import load_tasks
     from promptmix.training.config import TrainConfig
-    from promptmix.training.configio import apply_overrides, read_yaml
-    from promptmix.training.data import load_tasks
     from promptmix.training.stages import best_constant_score, majority_score
 
     preset = Path(__file__).resolve().parents[1] / "configs" / "smollm2" / "sources.yaml"

@@ -1,9 +1,10 @@
 """The package's import structure, read from the source with ``ast`` (nothing is imported):
 no import cycle among promptmix modules, no promptmix module imported inside a function
-outside ``cli/`` (where subcommands load lazily), and ``inference/``, ``serving/`` and the
-commands that serve, predict, evaluate or draw attention independent of ``training/`` (those
-commands read run directories through ``training.rundir``, nothing else of it). The checks run
-on the real tree and, to show they can fail, on small trees that break each rule."""
+outside ``cli/`` (where subcommands load lazily), ``inference/``, ``serving/`` and the commands
+that serve, predict, evaluate or draw attention reaching nothing of ``training/`` (they read
+saved runs through ``rundirs/``), and ``rundirs/`` itself below both training and inference.
+The checks run on the real tree and, to show they can fail, on small trees that break each
+rule."""
 
 from __future__ import annotations
 
@@ -123,43 +124,45 @@ def test_no_promptmix_module_is_imported_inside_a_function_outside_cli():
     assert any(m.startswith("promptmix.cli") for m, _ in in_functions)  # cli does load lazily
 
 
-def test_inference_imports_nothing_from_training():
-    graph, _ = import_graph(SRC, "promptmix")
-    inference = [m for m in graph if m.startswith("promptmix.inference")]
-    assert "promptmix.inference.predictor" in inference
-    for module in inference:
-        assert not {m for m in reachable(graph, module) if m.startswith("promptmix.training")}, module
-
-
 SERVING_PATH_CLI = ["promptmix.cli.serve", "promptmix.cli.predict", "promptmix.cli.eval", "promptmix.cli.attention"]
 
 
+def forbidden_reach(graph: dict[str, set[str]], sources: list[str], below: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(module, reached)`` for every module of ``sources`` and every module under one of the
+    prefixes ``below`` that it imports, directly or through other modules."""
+    return [(m, r) for m in sorted(sources) for r in sorted(reachable(graph, m)) if r.startswith(below)]
+
+
 def training_edges(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
-    """Imports into ``training`` that answering, evaluating or serving must not make: any from
-    ``inference`` or ``serving`` (direct or not), and any direct one from the commands that
-    serve, predict, evaluate or draw attention except ``training.rundir`` (a run directory is
-    training's output, which those commands read)."""
-    edges = []
-    for module in sorted(graph):
-        if module.startswith(("promptmix.inference", "promptmix.serving")):
-            edges += [(module, m) for m in sorted(reachable(graph, module)) if m.startswith("promptmix.training")]
-        elif module in SERVING_PATH_CLI:
-            edges += [
-                (module, m)
-                for m in sorted(graph[module])
-                if m.startswith("promptmix.training") and m != "promptmix.training.rundir"
-            ]
-    return edges
+    """Imports into ``training`` that answering, evaluating or serving must not make, from
+    ``inference``, ``serving`` or the commands that serve, predict, evaluate or draw attention."""
+    answering = [
+        m for m in graph if m.startswith(("promptmix.inference", "promptmix.serving")) or m in SERVING_PATH_CLI
+    ]
+    return forbidden_reach(graph, answering, ("promptmix.training",))
+
+
+def reader_edges(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Imports from ``rundirs`` (reading saved runs) into ``training`` or ``inference``, above it."""
+    reader = [m for m in graph if m.startswith("promptmix.rundirs")]
+    return forbidden_reach(graph, reader, ("promptmix.training", "promptmix.inference"))
 
 
 def test_inference_serving_and_their_commands_import_nothing_from_training():
     graph, _ = import_graph(SRC, "promptmix")
-    assert {"promptmix.inference.engine", "promptmix.inference.evaluate", "promptmix.serving.app"} <= set(graph)
+    assert {"promptmix.inference.predictor", "promptmix.inference.evaluate", "promptmix.serving.app"} <= set(graph)
     assert all(module in graph for module in SERVING_PATH_CLI)
     assert training_edges(graph) == []
 
 
-def test_training_edges_are_found(tmp_path):
+def test_reading_runs_sits_below_training_and_inference():
+    graph, _ = import_graph(SRC, "promptmix")
+    assert {"promptmix.rundirs.read", "promptmix.rundirs.data", "promptmix.rundirs.config"} <= set(graph)
+    assert "promptmix.rundirs.read" in graph["promptmix.inference.loader"]  # serving reads runs through it
+    assert reader_edges(graph) == []
+
+
+def test_training_and_reader_edges_are_found(tmp_path):
     files = {
         "__init__.py": "",
         "inference/__init__.py": "",
@@ -168,17 +171,29 @@ def test_training_edges_are_found(tmp_path):
         "training/__init__.py": "",
         "training/data.py": "",
         "training/rundir.py": "",
+        "training/config.py": "",
+        "rundirs/__init__.py": "",
+        "rundirs/read.py": "from promptmix.rundirs.config import c\n",
+        "rundirs/config.py": "from promptmix.training.config import TrainConfig\n",
         "cli/__init__.py": "",
-        "cli/eval.py": "from promptmix.training.rundir import r\nfrom promptmix.training.data import d\n",
+        "cli/eval.py": "from promptmix.training.rundir import r\n",
+        "cli/predict.py": "def run():\n    from promptmix.rundirs.read import find_methods\n",
+        "cli/train.py": "from promptmix.training.rundir import r\n",  # training's own command may
     }
+    root = tmp_path / "tree"
     for name, text in files.items():
-        path = tmp_path / "promptmix" / name
+        path = root / "promptmix" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    graph, _ = import_graph(tmp_path, "promptmix")
+    graph, _ = import_graph(root, "promptmix")
     assert training_edges(graph) == [
-        ("promptmix.cli.eval", "promptmix.training.data"),
+        ("promptmix.cli.eval", "promptmix.training.rundir"),
+        ("promptmix.cli.predict", "promptmix.training.config"),  # through rundirs, inside a function
         ("promptmix.inference.engine", "promptmix.training.data"),
+    ]
+    assert reader_edges(graph) == [
+        ("promptmix.rundirs.config", "promptmix.training.config"),
+        ("promptmix.rundirs.read", "promptmix.training.config"),
     ]
 
 

@@ -20,6 +20,7 @@ def test_validation_is_an_alias_of_dev(monkeypatch, capsys, tmp_path, given, sco
         method=None,
         tasks={"rte": SimpleNamespace(dev=[1, 2], test=[1])},
         task_ids=lambda: {"rte": 0},
+        source_lengths=lambda: {"rte": 256},
         config=SimpleNamespace(eval=None, data=None),
     )
     monkeypatch.setattr(cli_eval, "load_run_with_data", lambda *a, **k: loaded)

@@ -14,8 +14,8 @@ from tiny_models import REPO
 
 from promptmix.cli import main
 from promptmix.inference.loader import load_predictor
-from promptmix.training.data import load_tasks
-from promptmix.training.rundir import find_methods
+from promptmix.rundirs.data import load_tasks
+from promptmix.rundirs.read import find_methods
 
 FIXTURES = REPO / "tests" / "tasks" / "fixtures"
 
@@ -44,9 +44,7 @@ def test_predict_file_of_mixed_tasks_equals_the_library_call(runs, tmp_path):
     from promptmix.inference.predictor import Prediction
 
     got = [Prediction(**json.loads(line)) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    expected = load_predictor(
-        [*find_methods(runs["pt"]), *find_methods(runs["attempt"])], backbone=runs["backbone"]
-    ).predict(ITEMS)
+    expected = load_predictor([runs["pt"], runs["attempt"]], backbone=runs["backbone"]).predict(ITEMS)  # run paths
     same_predictions(got, expected)
     assert got[1].attention is not None and set(got[1].attention) == {"src0", "src1", "target"}
     assert sum(got[1].attention.values()) == pytest.approx(1.0, abs=1e-5)

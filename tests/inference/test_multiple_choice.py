@@ -11,10 +11,10 @@ from method_factories import make_method
 from promptmix.backbone import PromptedModel
 from promptmix.inference.evaluate import predict
 from promptmix.inference.predictor import InputError, Predictor
+from promptmix.rundirs.data import TaskData
 from promptmix.scoring import sequence_log_likelihoods
 from promptmix.tasks import DataError, get_task
 from promptmix.training.config import EvalConfig
-from promptmix.training.data import TaskData
 
 COPA = [  # records of different lengths and different candidates
     {

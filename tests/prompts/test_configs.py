@@ -10,10 +10,10 @@ import dataclasses
 import pytest
 import torch
 
+from promptmix.configio import config_keys
 from promptmix.params import PARAM_METHODS
 from promptmix.prompts import METHODS, MPT, Attempt, AttemptConfig, MPTConfig, SoftPrompt, SoftPromptConfig
 from promptmix.training.config import MethodSection
-from promptmix.training.configio import config_keys
 
 D, M = 8, 3
 

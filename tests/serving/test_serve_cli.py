@@ -17,7 +17,7 @@ from predictor_factory import ITEMS, same_predictions, write_tiny_runs
 from tiny_models import REPO
 
 from promptmix.inference.loader import load_predictor
-from promptmix.training.rundir import find_methods
+from promptmix.rundirs.read import find_methods
 
 CLI = "import sys; from promptmix.cli import main; sys.exit(main())"
 

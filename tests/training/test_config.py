@@ -180,7 +180,7 @@ def _leaves(section: dict, prefix: str = "") -> list[str]:
 
 def test_train_help_lists_every_config_key_with_type_default_and_help(capsys):
     from promptmix.cli import main
-    from promptmix.training.configio import config_keys
+    from promptmix.configio import config_keys
 
     with pytest.raises(SystemExit) as done:
         main(["train", "--help"])

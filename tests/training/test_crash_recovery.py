@@ -94,7 +94,7 @@ def test_resume_and_serving_after_a_kill_between_the_renames_of_method(model_dir
     loading the run finds the method, and --resume completes the run to exactly the
     uninterrupted run's state, with no hidden leftovers."""
     from promptmix.prompts.checkpoint import load_method
-    from promptmix.training.rundir import find_methods
+    from promptmix.rundirs.read import find_methods
     from promptmix.training.stages import run_stage
 
     random_library(tmp_path / "prompts", model_dirs["t5"])

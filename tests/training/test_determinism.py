@@ -29,8 +29,8 @@ def _train_twice(tmp_path, model: str, **extra):
     from safetensors.torch import load_file
 
     from promptmix.loading import load_backbone
+    from promptmix.rundirs.layout import METHOD
     from promptmix.training.config import load_config
-    from promptmix.training.rundir import METHOD
     from promptmix.training.stages import run_stage
 
     backbone = load_backbone(model)
@@ -80,7 +80,7 @@ def test_loop_trains_under_deterministic_algorithms_and_restores(model_dirs, tmp
     """The loss runs with deterministic algorithms on (where the gather's backward runs); the
     caller's setting is back afterwards; run.deterministic: false leaves it alone."""
     from promptmix.loading import load_backbone
-    from promptmix.training.data import load_tasks
+    from promptmix.rundirs.data import load_tasks
     from promptmix.training.losses import task_loss
     from promptmix.training.runs import Context, make_accelerator, run_method
     from promptmix.training.stages import _soft_prompt

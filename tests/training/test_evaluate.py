@@ -11,10 +11,10 @@ from method_factories import make_method
 from promptmix.backbone import PromptedModel
 from promptmix.inference import engine
 from promptmix.inference import evaluate as evaluation
+from promptmix.rundirs.data import TaskData
 from promptmix.scoring import Generation, RankResult, rank_candidates
 from promptmix.tasks import get_task
 from promptmix.training.config import EvalConfig
-from promptmix.training.data import TaskData
 
 PAIRS = [  # CB inputs of very different lengths, deliberately not sorted
     ("It is late in the evening and the shops have all closed for the night.", "It is early."),

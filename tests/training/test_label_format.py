@@ -9,8 +9,8 @@ from trainhelpers import FIXTURES, config, model_dirs  # noqa: F401  (fixture)
 
 
 def _cb(label_format: str):
+    from promptmix.rundirs.data import load_tasks
     from promptmix.training.config import DataConfig
-    from promptmix.training.data import load_tasks
 
     return load_tasks(DataConfig(data_dir=str(FIXTURES), label_format=label_format), ["cb"])["cb"]
 

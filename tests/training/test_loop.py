@@ -15,7 +15,8 @@ def _attempt_job(model_dirs, tmp_path, **extra):
     """An ATTEMPT TrainingJob on CB built the way the attempt stage builds it."""
     from promptmix.backbone import PromptedModel
     from promptmix.loading import load_backbone
-    from promptmix.training.data import TrainSet, build_batch_sampler, load_tasks
+    from promptmix.rundirs.data import load_tasks
+    from promptmix.training.data import TrainSet, build_batch_sampler
     from promptmix.training.loop import TrainingJob
     from promptmix.training.losses import task_loss
     from promptmix.training.runs import Context, make_accelerator
@@ -325,8 +326,8 @@ def test_eval_select_per_task_keeps_each_targets_best_checkpoint(model_dirs, tmp
     keeps the mean's best."""
     from promptmix.loading import load_backbone
     from promptmix.prompts.checkpoint import load_method
+    from promptmix.rundirs.data import load_tasks
     from promptmix.training import runs
-    from promptmix.training.data import load_tasks
     from promptmix.training.runs import Context, make_accelerator, run_method
     from promptmix.training.stages import _soft_prompt
 
@@ -398,8 +399,8 @@ def test_eval_select_per_task_scores_a_target_without_dev_values_with_the_runs_m
     """Only targets with a per-task best were scored on test: one that never had a dev value got
     no test score and the mean silently covered fewer tasks."""
     from promptmix.loading import load_backbone
+    from promptmix.rundirs.data import load_tasks
     from promptmix.training import runs
-    from promptmix.training.data import load_tasks
     from promptmix.training.runs import Context, make_accelerator, run_method
     from promptmix.training.stages import _soft_prompt
 

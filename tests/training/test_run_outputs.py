@@ -9,6 +9,7 @@ import json
 import pytest
 from trainhelpers import base_overrides, model_dirs  # noqa: F401  (fixture)
 
+from promptmix.inference.loader import load_predictor
 from promptmix.training.config import load_config
 from promptmix.training.stages import run_stage
 
@@ -35,6 +36,7 @@ def test_the_method_records_its_input_limit_and_inference_keeps_it(trained):
     record = json.loads((trained / "method" / "method.json").read_text())
     assert record["extra"]["max_source_length"] == {"rte": 96}
     assert _predictor(trained).max_source_lengths == {"rte": 96}  # not rte's own 256
+    assert load_predictor(trained).max_source_lengths == {"rte": 96}  # the library call, given the run's path
 
 
 def test_a_run_saved_before_the_record_held_it_falls_back_to_its_config(trained, tmp_path):
@@ -47,6 +49,7 @@ def test_a_run_saved_before_the_record_held_it_falls_back_to_its_config(trained,
     del record["extra"]["max_source_length"]
     path.write_text(json.dumps(record))
     assert _predictor(old).max_source_lengths == {"rte": 96}  # from config.yaml's data.max_source_length
+    assert load_predictor(old).max_source_lengths == {"rte": 96}
 
 
 # -- the run's card --------------------------------------------------------------------------------

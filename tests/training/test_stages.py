@@ -189,7 +189,7 @@ def test_source_prompts_carry_a_card(model_dirs, tmp_path):
     from collections import Counter
 
     from promptmix.prompts.library import PromptLibrary
-    from promptmix.training.data import load_tasks
+    from promptmix.rundirs.data import load_tasks
     from promptmix.training.stages import run_stage
 
     cfg = config(
@@ -217,9 +217,9 @@ def test_the_floor_is_the_best_constant_answer_not_the_majority_class():
     "equivalent" dev examples, the majority answer scores (F1 0 + accuracy 70) / 2 = 35.0, while
     answering "equivalent" everywhere scores (F1 2*3/(3+10) = 46.15 + accuracy 30) / 2 = 38.08:
     the rarer answer is the floor a prompt must clear."""
+    from promptmix.rundirs.data import TaskData
     from promptmix.tasks import get_task
     from promptmix.tasks.example import Example
-    from promptmix.training.data import TaskData
     from promptmix.training.stages import best_constant_score, constant_score, majority_score
 
     def examples(n_not: int, n_eq: int) -> list[Example]:
@@ -238,8 +238,8 @@ def test_few_shot_seed_redraws_the_training_set_and_keeps_dev_and_test(tmp_path)
     """data.few_shot_seed changes the k-shot draw alone; split_seed would also move dev/test."""
     from trainhelpers import FIXTURES
 
+    from promptmix.rundirs.data import load_tasks
     from promptmix.training.config import DataConfig
-    from promptmix.training.data import load_tasks
 
     def splits(**extra):
         (data,) = load_tasks(DataConfig(data_dir=str(FIXTURES), few_shot_k=2, **extra), ["cb"]).values()

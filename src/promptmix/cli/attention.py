@@ -13,7 +13,7 @@ from pathlib import Path
 
 from promptmix.cli import HELP, add_tasks_dir_argument, split_name
 from promptmix.inference.attention_map import mean_attention, write_heatmap
-from promptmix.training.rundir import load_run_with_data
+from promptmix.rundirs.read import load_run_with_data
 
 
 def register(subparsers) -> None:
@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     empty = [name for name, texts in sources.items() if not texts]
     if empty:
         raise ValueError(f"no {args.split} examples for task(s) {empty}")
-    limits = {name: loaded.max_source_length(name) for name in sources}
-    table = mean_attention(loaded.method, loaded.backbone, sources, max_source_length=limits)
+    table = mean_attention(loaded.method, loaded.backbone, sources, max_source_length=loaded.source_lengths())
     csv_path = write_heatmap(table, args.out, title=f"{args.run.name}: mean attention ({args.split})")
     print(table.to_csv(), end="")
     print(f"wrote {args.out} and {csv_path}")

@@ -1,9 +1,10 @@
 """``promptmix eval --run DIR --split test``: score a run's best prompt method on its tasks.
 
 The run's own config says which data, protocol (seed, caps, length limits) and scoring
-(rank classification or generation) it was trained with; the scoring is the training
-package's own :func:`promptmix.inference.evaluate.evaluate`, so the numbers are the ones
-training reports.
+(rank classification or generation) it was trained with (read by
+:func:`promptmix.rundirs.read.load_run_with_data`); the scoring is
+:func:`promptmix.inference.evaluate.evaluate`, the one training scores dev and test with, so
+the numbers are the ones training reports.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from promptmix.backbone import PromptedModel
 from promptmix.cli import HELP, add_tasks_dir_argument, split_name
 from promptmix.inference.evaluate import evaluate
-from promptmix.training.rundir import load_run_with_data
+from promptmix.rundirs.read import load_run_with_data
 
 
 def register(subparsers) -> None:
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         args.split,
         loaded.task_ids(),
         loaded.config.eval,
-        lambda data: data.max_source_length(loaded.config.data),
+        loaded.source_lengths(),
     )
     if args.json:
         print(json.dumps(results, indent=2))

@@ -41,7 +41,7 @@ def fixed_prompts(source: str, task: str | None, library: str | None) -> list[di
     """Every (task, fixed prompt, backbone identity, method, origin) that ``source`` holds."""
     from promptmix.prompts.library import PromptLibrary, default_library_root, fixed_task_prompt
     from promptmix.prompts.peft import INPUT_DEPENDENT
-    from promptmix.training.rundir import find_methods
+    from promptmix.rundirs.read import find_methods
 
     if not Path(source).exists():
         if os.sep in source or (os.altsep and os.altsep in source) or source.startswith("."):

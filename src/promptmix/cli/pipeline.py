@@ -44,7 +44,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from promptmix.training.configio import parse_override
+    from promptmix.configio import parse_override
     from promptmix.training.pipeline import PipelineConfig, run_pipeline
 
     overrides = dict(parse_override(item) for item in args.overrides)

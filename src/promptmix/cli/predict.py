@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from promptmix.cli import HELP, add_tasks_dir_argument, int_in
-from promptmix.inference.loader import load_predictor, recorded_source_lengths
+from promptmix.inference.loader import load_predictor
 from promptmix.inference.predictor import (
     DEFAULT_MAX_CHOICE_TOKENS,
     DEFAULT_MAX_CHOICES,
@@ -36,7 +36,6 @@ from promptmix.inference.predictor import (
     InputError,
     as_items,
 )
-from promptmix.training.rundir import configured_source_lengths, find_methods
 
 CHUNK = 1024  # input lines answered (and written) at a time: memory stays bounded on big files
 
@@ -90,19 +89,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def predictor_from_args(args: argparse.Namespace):
     if not args.run and not args.prompt:
         raise ValueError("nothing to load: give at least one --run DIR or --prompt NAME")
-    methods = [saved for run in args.run for saved in find_methods(run)]  # each run walked once, each record read once
-    # Truncate as each run trained: its method record says (runs saved before it did: their config).
-    lengths = {task: n for saved in methods for task, n in configured_source_lengths(saved).items()}
-    lengths.update(recorded_source_lengths(methods))
+    # Each task's inputs are truncated as its run trained (load_predictor reads the limits with the runs).
     return load_predictor(
-        methods,
+        args.run,
         library=args.library,
         prompts=args.prompt,
         backbone=args.backbone,
         token_budget=args.token_budget,
         max_batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
-        max_source_lengths=lengths,
         max_choices=args.max_choices,
         max_choice_tokens=args.max_choice_tokens,
     )

@@ -191,8 +191,8 @@ def run_remove(args: argparse.Namespace) -> int:
 
 def saved_method_of(run: Path, task: str) -> SavedMethod:
     """The method ``run`` holds for ``task``: a run directory is read as predict, eval and serve
-    read it (:func:`promptmix.training.rundir.find_methods`)."""
-    from promptmix.training.rundir import find_methods  # the training stack, only when a run is read
+    read it (:func:`promptmix.rundirs.read.find_methods`)."""
+    from promptmix.rundirs.read import find_methods  # loads the backbone stack: only when a run is read
 
     found = find_methods(run)
     holding = [saved for saved in found if task in saved.record.config.get("tasks", [])]

@@ -17,8 +17,8 @@ import textwrap
 from pathlib import Path
 
 from promptmix.cli import HELP, add_tasks_dir_argument
+from promptmix.configio import config_keys
 from promptmix.training.config import STAGES, TrainConfig, load_config
-from promptmix.training.configio import config_keys
 
 
 def config_help(width: int = 100) -> str:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def evaluate(
     split: str,
     task_ids: dict[str, int],
     config: Any,
-    max_source_length: Any,
+    max_source_lengths: Mapping[str, int],
     accelerator: Any = None,
     progress: bool = False,
     predictions_dir: Path | None = None,
@@ -92,7 +92,8 @@ def evaluate(
     """``{task: metrics, ..., "score": mean of the tasks' main metrics}`` on ``split``.
 
     ``tasks``: ``{name: TaskData}`` (a task and its splits); ``config``: the evaluation config.
-    ``max_source_length``: a callable ``TaskData -> int`` (the config's or the task's limit);
+    ``max_source_lengths``: ``{task: input token limit}``
+    (:func:`promptmix.rundirs.data.source_lengths`);
     ``progress``: show a tqdm bar (on the main process); ``predictions_dir``: also write each
     task's predictions there, ``<task>.jsonl`` of ``{"idx", "prediction", "label"}`` in example
     order (what a paired bootstrap over examples needs; written by the main process).
@@ -115,7 +116,7 @@ def evaluate(
             shown = progress and rank == 0 and sys.stderr.isatty()
             with tqdm(total=len(mine), desc=f"{split} {name}", leave=False, disable=not shown) as bar:
                 texts = predict(
-                    model, data, [examples[i] for i in mine], task_ids[name], config, max_source_length(data), bar
+                    model, data, [examples[i] for i in mine], task_ids[name], config, max_source_lengths[name], bar
                 )
             predictions = _gather(list(zip(mine, texts)), len(examples), world)
             results[name] = data.task.compute_metrics(predictions, examples)

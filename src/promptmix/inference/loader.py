@@ -1,13 +1,14 @@
-"""Loading what inference serves onto one backbone: saved prompt methods and library prompts.
+"""Loading what inference serves onto one backbone: saved runs' prompt methods and library prompts.
 
-A saved method is a directory written by :func:`promptmix.prompts.checkpoint.save_method`,
-found beforehand with its record read once (a :class:`~promptmix.prompts.checkpoint.SavedMethod`;
-:func:`promptmix.training.rundir.find_methods` finds those of a training run). A *library
-prompt* is a named [m, d] prompt in a :class:`~promptmix.prompts.library.PromptLibrary`,
-served as prompt tuning for the task its record names. Any mix of them becomes one
-:class:`PromptRouter`; the backbone is loaded once, from the name the first method (or prompt)
-recorded unless one is given, and every method is checked against it (a prompt trained on
-another backbone is refused).
+A run is read with :func:`promptmix.rundirs.read.find_methods` (every method it holds, each a
+:class:`~promptmix.prompts.checkpoint.SavedMethod` with its record read once), a directory
+written by :func:`promptmix.prompts.checkpoint.save_method` included. A *library prompt* is a
+named [m, d] prompt in a :class:`~promptmix.prompts.library.PromptLibrary`, served as prompt
+tuning for the task its record names. Any mix of them becomes one :class:`PromptRouter`; the
+backbone is loaded once, from the name the first method (or prompt) recorded unless one is
+given, and every method is checked against it (a prompt trained on another backbone is
+refused). Each task's inputs are truncated to the limit its method was trained with
+(:func:`promptmix.rundirs.read.saved_source_lengths`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from promptmix.prompts import SoftPrompt, SoftPromptConfig
 from promptmix.prompts.checkpoint import SavedMethod
 from promptmix.prompts.library import PromptLibrary, default_library_root
 from promptmix.prompts.router import PromptRouter
+from promptmix.rundirs.read import find_methods, saved_source_lengths
 
 
 def recorded_backbone(
@@ -59,34 +61,29 @@ def load_router(
 
 
 def load_predictor(
-    methods: Sequence[SavedMethod] = (),
+    runs: Sequence[str | os.PathLike | SavedMethod] = (),
     *,
     library: str | os.PathLike | None = None,
     prompts: Sequence[str] = (),
     backbone: Backbone | str | None = None,
     **options: Any,
 ) -> Predictor:
-    """A :class:`Predictor` over saved methods and library prompts.
+    """A :class:`Predictor` over the methods of ``runs`` and the library ``prompts``.
 
-    ``backbone``: a loaded :class:`Backbone`, a name for :func:`promptmix.loading.load_backbone`,
-    or None for the one the first method recorded. ``options`` go to the Predictor.
+    ``runs``: run directories (each read once with :func:`~promptmix.rundirs.read.find_methods`)
+    or methods found beforehand. ``backbone``: a loaded :class:`Backbone`, a name for
+    :func:`promptmix.loading.load_backbone`, or None for the one the first method recorded.
+    ``options`` go to the Predictor; without ``max_source_lengths`` each method's tasks get the
+    input limit it was trained with.
     """
+    if isinstance(runs, (str, os.PathLike)):  # one run, not a sequence of its characters
+        runs = [runs]
+    methods = [found for item in runs for found in ([item] if isinstance(item, SavedMethod) else find_methods(item))]
     if not isinstance(backbone, Backbone):
         backbone = load_backbone(backbone or recorded_backbone(methods, library, prompts))
         backbone.model.eval()
-    options.setdefault("max_source_lengths", recorded_source_lengths(methods))
+    options.setdefault("max_source_lengths", saved_source_lengths(methods))
     return Predictor(backbone, load_router(backbone, methods, library=library, prompts=prompts), **options)
-
-
-def recorded_source_lengths(methods: Sequence[SavedMethod]) -> dict[str, int]:
-    """``{task: input token limit}`` the saved methods were trained with: what a training run
-    records in ``method.json`` (``extra.max_source_length``); methods saved without it add nothing."""
-    lengths: dict[str, int] = {}
-    for saved in methods:
-        recorded = saved.record.extra.get("max_source_length")
-        if isinstance(recorded, dict):
-            lengths.update({str(task): int(n) for task, n in recorded.items()})
-    return lengths
 
 
 def _library(root: str | os.PathLike | None) -> PromptLibrary:

@@ -1,7 +1,6 @@
 """Multi-task prediction: one frozen backbone, every loaded prompt, mixed-task batches.
 
-    methods = find_methods("runs/glue-attempt-m") + find_methods("runs/boolq-mpt")  # promptmix.training.rundir
-    predictor = load_predictor(methods)                                             # promptmix.inference.loader
+    predictor = load_predictor(["runs/glue-attempt-m", "runs/boolq-mpt"])  # promptmix.inference.loader
     predictor.predict([
         {"task": "rte", "record": {"sentence1": "A cat sat.", "sentence2": "A cat sits."}},
         {"task": "boolq", "text": "boolq question: is it dry passage: it rains"},
@@ -40,6 +39,7 @@ from promptmix.backbone import Backbone, PromptedModel
 from promptmix.inference.engine import DEFAULT_MAX_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, Engine, EngineInput, Prediction
 from promptmix.prompts.base import PromptMethod
 from promptmix.prompts.router import PromptRouter
+from promptmix.rundirs.data import source_lengths
 from promptmix.tasks import Example, Task, UnknownTaskError, get_task, resolve_name
 
 UNLIMITED = 10**9  # max_source_length meaning "do not truncate"
@@ -176,10 +176,7 @@ class Predictor(Engine):
         if max_new_tokens > MAX_NEW_TOKENS:
             raise ValueError(f"max_new_tokens must be at most {MAX_NEW_TOKENS}, got {max_new_tokens}")
         self.max_choices, self.max_choice_tokens = max_choices, max_choice_tokens
-        given = dict(max_source_lengths or {})
-        self.max_source_lengths = {
-            name: int(given.get(name) or task.max_source_length) for name, task in self.tasks.items()
-        }
+        self.max_source_lengths = source_lengths(self.tasks, per_task=max_source_lengths)
         self.max_token_chars = longest_token_chars(backbone.tokenizer)
         device = next(backbone.model.parameters()).device
         super().__init__(

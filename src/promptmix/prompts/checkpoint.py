@@ -72,7 +72,7 @@ class MethodRecord:
 class SavedMethod:
     """A directory written by :func:`save_method`, found on disk with its record read once:
     what loaders pass on. ``name`` says where it came from (its training run's directory, for
-    one found by :func:`promptmix.training.rundir.find_methods`) in errors and listings."""
+    one found by :func:`promptmix.rundirs.read.find_methods`) in errors and listings."""
 
     name: str
     directory: Path

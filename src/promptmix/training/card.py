@@ -21,9 +21,10 @@ from promptmix._io import atomic_file, atomic_write_text
 from promptmix._provenance import provenance
 from promptmix.backbone import Backbone
 from promptmix.loading import SMOLLM2_ALIAS, base_model_reference
+from promptmix.rundirs.data import TaskData
 from promptmix.tasks.declared import task_origin
 from promptmix.training.config import TrainConfig
-from promptmix.training.data import TaskData, best_constant_score
+from promptmix.training.data import best_constant_score
 from promptmix.training.rundir import StageResult
 
 CARD = "README.md"

@@ -4,9 +4,11 @@ A run is described by a :class:`TrainConfig` with sections ``model``, ``data``, 
 ``library``, ``distill``, ``baseline``, ``optim``, ``eval`` and ``run``. ``method`` holds one
 section per prompt method, each that method's own config dataclass (``method.prompt_tuning``:
 :class:`~promptmix.prompts.soft.SoftPromptConfig`, ``method.attempt``, ``method.mpt``); a stage
-uses the one it trains. YAML presets under ``configs/`` hold the same structure
-(:mod:`promptmix.training.configio` reads them with their ``include:`` files, applies
-``--set optim.lr=0.1`` style overrides and validates the result with
+uses the one it trains. ``data`` and ``eval`` are :class:`~promptmix.rundirs.config.DataConfig`
+and :class:`~promptmix.rundirs.config.EvalConfig`, defined below training because reading a
+saved run back (its data, how it is scored) needs them too. YAML presets under ``configs/``
+hold the same structure (:mod:`promptmix.configio` reads them with their ``include:`` files,
+applies ``--set optim.lr=0.1`` style overrides and validates the result with
 :func:`promptmix._validation.validate`: strictly, so an int where a float is meant is fine, a
 string, a bool or a non-finite number is not). Each field declares its choices (``Literal``)
 and bounds (``PositiveInt``, ...); ``__post_init__`` holds only the rules between fields.
@@ -21,12 +23,10 @@ The papers' settings are the defaults (T5-base, m = 100, Adam(W) with weight dec
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import Field
 
 from promptmix._validation import (
     Fraction,
@@ -38,113 +38,32 @@ from promptmix._validation import (
     validate,
     validated,
 )
+from promptmix.configio import apply_overrides, option, parse_override, read_yaml, require
 from promptmix.prompts import AttemptConfig, MPTConfig, SoftPromptConfig
-from promptmix.training.configio import apply_overrides, parse_override, read_yaml
+from promptmix.rundirs.config import DataConfig, EvalConfig
 
 Stage = Literal["source", "prior", "attempt", "mpt-source", "mpt-target", "prompt-tuning", "finetune"]
 Dtype = Literal["float32", "bfloat16", "float16"]
 MixedPrecision = Literal["no", "bf16", "fp16"]
-Scoring = Literal["rank", "generate"]
-Mixing = Literal["proportional", "stochastic"]
 Baseline = Literal["full", "bitfit", "lora"]
 Optimizer = Literal["adamw", "adam"]
-LabelFormat = Literal["words", "index"]
-Select = Literal["mean", "per-task"]
 STAGES, DTYPES, MIXED_PRECISION = get_args(Stage), get_args(Dtype), get_args(MixedPrecision)
-SCORING, MIXING, BASELINES, OPTIMIZERS = get_args(Scoring), get_args(Mixing), get_args(Baseline), get_args(Optimizer)
-LABEL_FORMATS, SELECT = get_args(LabelFormat), get_args(Select)
-EPOCH = "epoch"  # eval.every: once per epoch
-
-
-def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
-    if factory is not dataclasses.MISSING:
-        return field(default_factory=factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
+BASELINES, OPTIMIZERS = get_args(Baseline), get_args(Optimizer)
 
 
 @validated
 class ModelConfig:
-    name: NonEmptyStr = _help("HF hub id, local directory or alias (smollm2-135m) of the frozen backbone", "t5-base")
-    dtype: Dtype = _help("backbone parameter dtype: float32, bfloat16 or float16", "float32")
-    backbone_dropout: Fraction | None = _help(
+    name: NonEmptyStr = option("HF hub id, local directory or alias (smollm2-135m) of the frozen backbone", "t5-base")
+    dtype: Dtype = option("backbone parameter dtype: float32, bfloat16 or float16", "float32")
+    backbone_dropout: Fraction | None = option(
         "None keeps the model config's dropout (the papers' choice: T5's 0.1 stays on); a float overrides it", None
     )
-    backbone_eval_mode: bool = _help(
+    backbone_eval_mode: bool = option(
         "run the frozen backbone in eval mode while prompts train (no dropout at all; ~1/3 faster on CPU)", False
     )
-    gradient_checkpointing: bool = _help(
+    gradient_checkpointing: bool = option(
         "recompute backbone activations in backward (HF only checkpoints modules in train mode)", False
     )
-
-
-@validated
-class DataConfig:
-    data_dir: str | None = _help(
-        "directory of the datasets in their original layouts (relative to the cwd)", "../shared/data"
-    )
-    tasks: list[str] = _help(
-        "tasks trained on (targets; sources for 'source'); empty: from the library sources", factory=list
-    )
-    task_options: dict[str, dict[str, Any]] = _help(
-        "options for promptmix.tasks.get_task of each task when it is used, e.g. {qqp: {files: {train: ...}}}",
-        factory=dict,
-    )
-    max_source_length: PositiveInt | None = _help(
-        "input token budget; None uses each task's own (256; MultiRC 348; MRQA 512)", None
-    )
-    max_target_length: PositiveInt = _help("target token budget", 128)
-    max_train_examples: PositiveInt | None = _help("seeded cap on each task's training split", None)
-    max_dev_examples: PositiveInt | None = _help("seeded cap on each task's dev split (None: all)", None)
-    max_test_examples: PositiveInt | None = _help("seeded cap on each task's test split (None: all)", None)
-    few_shot_k: PositiveInt | None = _help("train on k examples per class (k in total for non-classification)", None)
-    split_seed: int = _help("seed of the dev/test partition, caps and (unless few_shot_seed) few-shot draws", 42)
-    few_shot_seed: int | None = _help(
-        "seed of the few-shot draw alone, so repeated draws (the papers average several) keep one dev/test partition; "
-        "None: split_seed",
-        None,
-    )
-    label_format: LabelFormat = _help(
-        "target text of classification tasks: 'words' (the label word, 'entailment'; promptmix's default) or 'index' "
-        "(the label's index, '0', '1', '2', as the official ATTEMPT code trains); dev/test scoring ranks or parses the "
-        "same format, metrics are unchanged. promptmix eval reads it from the run's config; predict and serve answer "
-        "in label words, so serve an index-trained run's prompts knowing that",
-        "words",
-    )
-    mixing: Mixing = _help(
-        "'proportional': the tasks concatenated and shuffled, each task's share of an epoch its mixing rate "
-        "(ATTEMPT-m); 'stochastic': MPT's task sampling, each batch K tasks (K from [2, kappa]) drawn by rate and "
-        "the batch split among them in proportion to their rates",
-        "proportional",
-    )
-    mixing_cap: PositiveInt | None = _help(
-        "T5's examples-proportional mixing limit K: a task's rate counts at most this many examples, and an epoch is "
-        "sum(min(n, cap)) examples (both mixings); None: no cap",
-        None,
-    )
-    mixing_temperature: PositiveFloat = _help(
-        "mixing rates ∝ min(n, cap) ** (1 / temperature) (T5 Sec. 3.5.2; both mixings): 1 keeps the examples' "
-        "proportions, larger flattens them toward equal",
-        1.0,
-    )
-    kappa: Annotated[int, Field(ge=2)] | None = _help(
-        "MPT: the most tasks in one batch (K drawn from [2, κ]); None: all tasks", None
-    )
-    length_grouped: bool = _help(
-        "batches of similar input length (dynamic padding wastes less); on a mixture most of a batch is then one task, "
-        "where the papers concatenate and shuffle (false)",
-        False,
-    )
-    multi_task: bool = _help(
-        "several data.tasks: one multi-task run (ATTEMPT-m, MPT-m) instead of one run per task in <run>/<task>", False
-    )
-
-    def __post_init__(self) -> None:  # a rule between the items of one list, which no bound can say
-        _check(len(set(self.tasks)) == len(self.tasks), f"data.tasks has duplicates: {self.tasks}")
 
 
 @validated
@@ -154,57 +73,57 @@ class MethodSection:
     MPT teachers, ``attempt`` for prior and attempt, ``mpt`` for mpt-source (mpt-target takes
     the source run's). Stages that start from library prompts take ``prompt_length`` from them."""
 
-    prompt_tuning: SoftPromptConfig = _help(
+    prompt_tuning: SoftPromptConfig = option(
         "prompt tuning (Lester et al., 2021): new soft prompts", factory=SoftPromptConfig
     )
-    attempt: AttemptConfig = _help(
+    attempt: AttemptConfig = option(
         "ATTEMPT (Asai et al., 2022): the attention module G and its variants", factory=AttemptConfig
     )
-    mpt: MPTConfig = _help("MPT (Wang et al., 2023): the decomposition P* ∘ (u_k v_k)", factory=MPTConfig)
+    mpt: MPTConfig = option("MPT (Wang et al., 2023): the decomposition P* ∘ (u_k v_k)", factory=MPTConfig)
 
 
 @validated
 class LibraryConfig:
-    root: str = _help("prompt library directory", "prompts")
-    sources: list[str] = _help("library entries used as source prompts / teachers / SPoT candidates", factory=list)
-    init_from: str | None = _help(
+    root: str = option("prompt library directory", "prompts")
+    sources: list[str] = option("library entries used as source prompts / teachers / SPoT candidates", factory=list)
+    init_from: str | None = option(
         "entry initialising target prompts (ATTEMPT: one of sources); "
         "prompt-tuning: an entry (SPoT) or 'auto' (SPoT-t)",
         None,
     )
-    save_prefix: str = _help("source stage: library entry name = prefix + task name", "")
-    mixture_prompt: str | None = _help(
+    save_prefix: str = option("source stage: library entry name = prefix + task name", "")
+    mixture_prompt: str | None = option(
         "source stage: train ONE prompt on the mixture of data.tasks, saved under this name (SPoT-g)", None
     )
-    attention_prior: str | None = _help("ATTEMPT: run directory of a 'prior' run whose G initialises this one", None)
-    mpt_source: str | None = _help(
+    attention_prior: str | None = option("ATTEMPT: run directory of a 'prior' run whose G initialises this one", None)
+    mpt_source: str | None = option(
         "mpt-target: run directory of the 'mpt-source' run (or a shipped one, e.g. promptmix:smollm2-135m/mpt-source)",
         None,
     )
-    probe_steps: PositiveInt | None = _help(
+    probe_steps: PositiveInt | None = option(
         "SPoT-targeted (init_from='auto'): steps of the probe prompt-tuning run on the target; None: the paper's "
         "length (ATTEMPT App. C.6), 20 epochs below 10,000 training examples and 5 above",
         None,
     )
 
     def __post_init__(self) -> None:  # a rule between the items of one list
-        _check(len(set(self.sources)) == len(self.sources), f"library.sources has duplicates: {self.sources}")
+        require(len(set(self.sources)) == len(self.sources), f"library.sources has duplicates: {self.sources}")
 
 
 @validated
 class DistillConfig:
-    weight: NonNegativeFloat = _help("λ in L = L_task + λ (L_KL + L_hidden) (MPT Eq. 5: 0.9)", 0.9)
-    temperature: PositiveFloat = _help(
+    weight: NonNegativeFloat = option("λ in L = L_task + λ (L_KL + L_hidden) (MPT Eq. 5: 0.9)", 0.9)
+    temperature: PositiveFloat = option(
         "softmax temperature τ of teacher and student (KL scaled by τ²); not given in the paper", 2.0
     )
-    use_kl: bool = _help("include L_KL (ablation: False)", True)
-    use_hidden: bool = _help("include L_hidden (ablation 'without hidden loss': False)", True)
-    hidden_embeddings: bool = _help(
+    use_kl: bool = option("include L_KL (ablation: False)", True)
+    use_hidden: bool = option("include L_hidden (ablation 'without hidden loss': False)", True)
+    hidden_embeddings: bool = option(
         "include the embedding outputs (state 0 of each stack) in L_hidden; at prompt positions that is the prompt "
         "itself, a direct prompt-to-prompt distance the paper reports as a different variant",
         False,
     )
-    hidden_rms_norm: bool = _help(
+    hidden_rms_norm: bool = option(
         "divide every hidden vector by its RMS before the MSE: for decoder-only models whose residual stream carries "
         "massive activations (SmolLM2: mean square ~77,000 in layers 12-28), which would make L_hidden swamp the rest",
         False,
@@ -213,46 +132,46 @@ class DistillConfig:
 
 @validated
 class BaselineConfig:
-    kind: Baseline = _help("finetune stage: 'full' (every parameter), 'bitfit' (biases only) or 'lora' (PEFT)", "full")
-    lora_r: PositiveInt = _help("LoRA rank", 8)
-    lora_alpha: int = _help("LoRA alpha", 16)
-    lora_dropout: Fraction = _help("LoRA dropout", 0.0)
-    lora_target_modules: list[str] | None = _help("LoRA target modules; None: PEFT's default for the model type", None)
+    kind: Baseline = option("finetune stage: 'full' (every parameter), 'bitfit' (biases only) or 'lora' (PEFT)", "full")
+    lora_r: PositiveInt = option("LoRA rank", 8)
+    lora_alpha: int = option("LoRA alpha", 16)
+    lora_dropout: Fraction = option("LoRA dropout", 0.0)
+    lora_target_modules: list[str] | None = option("LoRA target modules; None: PEFT's default for the model type", None)
 
 
 @validated
 class OptimConfig:
-    optimizer: Optimizer = _help("'adamw' (decoupled weight decay) or 'adam' (L2 decay, as torch.optim.Adam)", "adamw")
-    lr: PositiveFloat = _help("learning rate of every parameter group not in group_lr", 0.3)
-    group_lr: dict[str, PositiveFloat] = _help(
+    optimizer: Optimizer = option("'adamw' (decoupled weight decay) or 'adam' (L2 decay, as torch.optim.Adam)", "adamw")
+    lr: PositiveFloat = option("learning rate of every parameter group not in group_lr", 0.3)
+    group_lr: dict[str, PositiveFloat] = option(
         "per-group rates: ATTEMPT {attention: 0.1}, MPT target {task_vectors: 0.4}", factory=dict
     )
-    weight_decay: NonNegativeFloat = _help("weight decay", 1e-5)
-    warmup_steps: NonNegativeInt = _help(
+    weight_decay: NonNegativeFloat = option("weight decay", 1e-5)
+    warmup_steps: NonNegativeInt = option(
         "linear warm-up steps, then linear decay to 0 at the last step; not clamped to the run's length (a run shorter "
         "than its warm-up ends below the peak rate, as in the official code)",
         500,
     )
-    warmup_ratio: Fraction | None = _help(
+    warmup_ratio: Fraction | None = option(
         "warm-up as a fraction of the run's steps (ceil(ratio × steps), as transformers' TrainingArguments); "
         "replaces warmup_steps when set",
         None,
     )
-    epochs: PositiveFloat | None = _help(
+    epochs: PositiveFloat | None = option(
         "epochs; None: the papers' rule, 20 below 10,000 training examples, else 10 (MRQA and sources: set 5), counted "
         "over the run's examples, summed over a multi-task run's tasks (the official multi-task configs state their "
         "own: the -m presets set them); ignored with max_steps",
         None,
     )
-    max_steps: PositiveInt | None = _help("optimizer steps; overrides epochs", None)
-    batch_size: PositiveInt = _help("GLOBAL examples per optimizer step (over processes and accumulation)", 32)
-    gradient_accumulation_steps: PositiveInt = _help("micro-batches per optimizer step and process", 1)
-    max_grad_norm: PositiveFloat | None = _help("gradient clipping norm (None: no clipping)", 1.0)
-    mixed_precision: MixedPrecision = _help("'no', 'bf16' or 'fp16' (autocast via Accelerate)", "no")
-    adam_eps: float = _help("Adam epsilon", 1e-8)
+    max_steps: PositiveInt | None = option("optimizer steps; overrides epochs", None)
+    batch_size: PositiveInt = option("GLOBAL examples per optimizer step (over processes and accumulation)", 32)
+    gradient_accumulation_steps: PositiveInt = option("micro-batches per optimizer step and process", 1)
+    max_grad_norm: PositiveFloat | None = option("gradient clipping norm (None: no clipping)", 1.0)
+    mixed_precision: MixedPrecision = option("'no', 'bf16' or 'fp16' (autocast via Accelerate)", "no")
+    adam_eps: float = option("Adam epsilon", 1e-8)
 
     def __post_init__(self) -> None:
-        _check(
+        require(
             self.batch_size % self.gradient_accumulation_steps == 0,
             f"optim.batch_size {self.batch_size} is not divisible by "
             f"gradient_accumulation_steps {self.gradient_accumulation_steps}",
@@ -260,53 +179,20 @@ class OptimConfig:
 
 
 @validated
-class EvalConfig:
-    every: NonNegativeInt | Literal["epoch"] = _help(
-        "evaluate on dev every N optimizer steps (0: only at the end), or 'epoch': after every epoch's last batch, as "
-        "the official ATTEMPT and MPT code does (keeping the best); the last step is always evaluated",
-        1000,
-    )
-    scoring: Scoring = _help(
-        "'rank' (rank classification over label words, where a task has them) or 'generate'", "rank"
-    )
-    batch_size: PositiveInt = _help("examples per evaluation forward", 32)
-    max_new_tokens: PositiveInt = _help("generation length", 16)
-    test: bool = _help("score the best checkpoint on the test split at the end", True)
-    at_start: bool = _help(
-        "also evaluate the initial prompt, before the first step (a transferred start's head start, "
-        "measured; the step-0 prompt can be the best)",
-        False,
-    )
-    select: Select = _help(
-        "checkpoint selection of a multi-task run: 'mean' keeps the checkpoint with the best dev mean over the targets "
-        "(<run>/method); 'per-task' keeps, in addition, each target's own best checkpoint "
-        "(<run>/best-per-task/<task>/, the whole method at that target's best step, shared parts included) and scores "
-        "each target on test with it, "
-        "as training one run per target would (a target without a dev value: with <run>/method)",
-        "mean",
-    )
-    patience: PositiveInt | None = _help(
-        "stop training once this many dev evaluations in a row bring no new best (the dev curve has flattened); "
-        "None: train to the end",
-        None,
-    )
-
-
-@validated
 class RunConfig:
-    dir: str = _help("run directory (config, metrics, checkpoints, results)", "runs/default")
-    seed: int = _help("seed of initialisation, data order and dropout", 42)
-    save_every: NonNegativeInt = _help("checkpoint every N optimizer steps (0: only at the end)", 1000)
-    keep_checkpoints: PositiveInt = _help("resumable checkpoints kept", 2)
-    log_every: PositiveInt = _help("metrics.jsonl / TensorBoard every N steps", 10)
-    stop_after: PositiveInt | None = _help(
+    dir: str = option("run directory (config, metrics, checkpoints, results)", "runs/default")
+    seed: int = option("seed of initialisation, data order and dropout", 42)
+    save_every: NonNegativeInt = option("checkpoint every N optimizer steps (0: only at the end)", 1000)
+    keep_checkpoints: PositiveInt = option("resumable checkpoints kept", 2)
+    log_every: PositiveInt = option("metrics.jsonl / TensorBoard every N steps", 10)
+    stop_after: PositiveInt | None = option(
         "stop (with a checkpoint) after this many steps in this invocation; resume later", None
     )
-    progress: bool = _help(
+    progress: bool = option(
         "tqdm progress bar (plain lines, one per log_every steps, when stderr is not a terminal)", True
     )
-    tensorboard: bool = _help("write TensorBoard events under <dir>/tb (when log_with is not given)", True)
-    log_with: list[str] | str | None = _help(
+    tensorboard: bool = option("write TensorBoard events under <dir>/tb (when log_with is not given)", True)
+    log_with: list[str] | str | None = option(
         "experiment trackers, through Accelerate's trackers: tensorboard (<dir>/tb), wandb, mlflow, comet_ml, aim, "
         "clearml, dvclive, swanlab, trackio, all, or a name registered with "
         "accelerate.tracking.register_tracker_class; "
@@ -315,7 +201,7 @@ class RunConfig:
         "(WANDB_API_KEY, MLFLOW_TRACKING_URI, ...). None: [tensorboard] if run.tensorboard, else none",
         None,
     )
-    deterministic: bool = _help(
+    deterministic: bool = option(
         "train under torch.use_deterministic_algorithms (warn_only), restored afterwards: on CPU with more than one "
         "thread the backward of the prompt gather (prompts[task_ids], an index_put_ with accumulate) otherwise adds "
         "rows with parallel atomic adds, so two runs on one seed part after a few steps; deterministic, it adds them "
@@ -329,35 +215,35 @@ class RunConfig:
 class TrainConfig:
     """A whole run. ``stage`` is one of :data:`STAGES`."""
 
-    stage: Stage = _help(f"the stage this run trains: {', '.join(STAGES)}", "prompt-tuning")
-    model: ModelConfig = _help("the frozen backbone", factory=ModelConfig)
-    data: DataConfig = _help("tasks, splits and how batches mix them", factory=DataConfig)
-    method: MethodSection = _help("the prompt methods' own configs", factory=MethodSection)
-    library: LibraryConfig = _help("prompts trained earlier: where they are, which to use", factory=LibraryConfig)
-    distill: DistillConfig = _help("MPT distillation (mpt-source)", factory=DistillConfig)
-    baseline: BaselineConfig = _help("the finetune stage's baselines", factory=BaselineConfig)
-    optim: OptimConfig = _help("optimizer, schedule and batch size", factory=OptimConfig)
-    eval: EvalConfig = _help("dev and test scoring", factory=EvalConfig)
-    run: RunConfig = _help("the run directory, seed, checkpoints and logs", factory=RunConfig)
+    stage: Stage = option(f"the stage this run trains: {', '.join(STAGES)}", "prompt-tuning")
+    model: ModelConfig = option("the frozen backbone", factory=ModelConfig)
+    data: DataConfig = option("tasks, splits and how batches mix them", factory=DataConfig)
+    method: MethodSection = option("the prompt methods' own configs", factory=MethodSection)
+    library: LibraryConfig = option("prompts trained earlier: where they are, which to use", factory=LibraryConfig)
+    distill: DistillConfig = option("MPT distillation (mpt-source)", factory=DistillConfig)
+    baseline: BaselineConfig = option("the finetune stage's baselines", factory=BaselineConfig)
+    optim: OptimConfig = option("optimizer, schedule and batch size", factory=OptimConfig)
+    eval: EvalConfig = option("dev and test scoring", factory=EvalConfig)
+    run: RunConfig = option("the run directory, seed, checkpoints and logs", factory=RunConfig)
 
     def __post_init__(self) -> None:  # rules between sections
         lib, data = self.library, self.data
         needs_sources = {"prior": "source prompts", "attempt": "source prompts", "mpt-source": "teacher prompts"}
         if self.stage in needs_sources:
-            _check(bool(lib.sources), f"stage {self.stage!r} needs library.sources ({needs_sources[self.stage]})")
+            require(bool(lib.sources), f"stage {self.stage!r} needs library.sources ({needs_sources[self.stage]})")
         if self.stage in ("source", "attempt", "mpt-target", "prompt-tuning", "finetune"):
-            _check(bool(data.tasks), f"stage {self.stage!r} needs data.tasks")
+            require(bool(data.tasks), f"stage {self.stage!r} needs data.tasks")
         if self.stage == "attempt" and self.method.attempt.use_target:
-            _check(
+            require(
                 lib.init_from is not None,
                 "stage 'attempt' needs library.init_from (the source prompt copied into the target prompt)",
             )
         if self.stage == "mpt-target":
-            _check(
+            require(
                 lib.mpt_source is not None, "stage 'mpt-target' needs library.mpt_source (an mpt-source run directory)"
             )
         if self.stage == "prompt-tuning" and lib.init_from == "auto":
-            _check(bool(lib.sources), "library.init_from='auto' (SPoT-targeted) needs library.sources as candidates")
+            require(bool(lib.sources), "library.init_from='auto' (SPoT-targeted) needs library.sources as candidates")
         if self.stage in ("source", "prior", "mpt-source") and data.multi_task:
             raise ValueError(
                 f"data.multi_task does not apply to stage {self.stage!r} (source prompts are per task; "

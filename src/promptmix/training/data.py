@@ -1,7 +1,7 @@
 """Examples -> tokenised, padded batches with task ids, in an order that a resumed run repeats.
 
-- :func:`load_tasks`: each task's train / dev / test examples under the papers' protocol,
-  with the config's caps and few-shot draw applied.
+- Each task's train / dev / test examples come from :func:`promptmix.rundirs.data.load_tasks`
+  (the protocol a saved run is read back with, too).
 - :class:`TrainSet`: the training examples of every task in one index space
   (:class:`~promptmix.tasks.mixtures.MultiTaskDataset`), encoded lazily with
   :meth:`Backbone.encode` (a few dozen steps never tokenise all of SST-2).
@@ -21,7 +21,6 @@ order does not depend on the number of processes.
 from __future__ import annotations
 
 import math
-import random
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -32,8 +31,9 @@ import torch
 from torch import Tensor
 
 from promptmix.backbone import IGNORE_INDEX, Backbone
-from promptmix.tasks import Example, Task, get_task
-from promptmix.tasks.fewshot import sample_few_shot
+from promptmix.rundirs.config import DataConfig
+from promptmix.rundirs.data import TaskData, source_lengths
+from promptmix.rundirs.data import load_tasks as load_tasks  # re-exported: its old import path
 from promptmix.tasks.kinds import ClassificationTask
 from promptmix.tasks.mixtures import (
     LengthGroupedBatchSampler,
@@ -42,52 +42,6 @@ from promptmix.tasks.mixtures import (
     StochasticTaskBatchSampler,
     token_lengths,
 )
-from promptmix.training.config import DataConfig
-
-
-@dataclass
-class TaskData:
-    """One task and its splits."""
-
-    task: Task
-    train: list[Example]
-    dev: list[Example]
-    test: list[Example]
-
-    def max_source_length(self, config: DataConfig) -> int:
-        return config.max_source_length or self.task.max_source_length
-
-
-def _subset(examples: list[Example], cap: int | None, seed: int) -> list[Example]:
-    """A seeded sample of ``cap`` examples, kept in their original order."""
-    if cap is None or len(examples) <= cap:
-        return list(examples)
-    keep = sorted(random.Random(seed).sample(range(len(examples)), cap))
-    return [examples[i] for i in keep]
-
-
-def load_tasks(config: DataConfig, names: Sequence[str]) -> dict[str, TaskData]:
-    """``{name: TaskData}`` for ``names`` (canonical task names as keys)."""
-    out: dict[str, TaskData] = {}
-    for name in names:
-        options = dict(config.task_options.get(name, {}))
-        if config.max_train_examples is not None:
-            options.setdefault("max_train_examples", config.max_train_examples)
-        task = get_task(name, **options)
-        if isinstance(task, ClassificationTask):
-            task.label_format = config.label_format  # before the splits are formatted: the targets take it
-        splits = task.load_splits(config.data_dir, seed=config.split_seed)
-        train = splits["train"]
-        if config.few_shot_k is not None:
-            draw_seed = config.split_seed if config.few_shot_seed is None else config.few_shot_seed
-            train = sample_few_shot(train, config.few_shot_k, draw_seed, task)
-        out[task.name] = TaskData(
-            task,
-            train,
-            _subset(splits["dev"], config.max_dev_examples, config.split_seed),
-            _subset(splits["test"], config.max_test_examples, config.split_seed),
-        )
-    return out
 
 
 class TrainSet:
@@ -109,6 +63,7 @@ class TrainSet:
         if empty:
             raise ValueError(f"no training examples for task(s) {empty}")
         self.tasks, self.task_ids, self.backbone, self.config = tasks, task_ids, backbone, config
+        self.limits = source_lengths({name: data.task for name, data in tasks.items()}, config.max_source_length)
         self._cache: dict[int, dict[str, Any]] = {}
 
     @property
@@ -122,16 +77,18 @@ class TrainSet:
         """Example ``index`` as ``{input_ids, labels, task_id}`` (cached)."""
         if index not in self._cache:
             ex = self.dataset.examples[index]
-            limit = self.tasks[ex.task].max_source_length(self.config)
             encoded = self.backbone.encode(
-                ex.source, ex.target, max_source_length=limit, max_target_length=self.config.max_target_length
+                ex.source,
+                ex.target,
+                max_source_length=self.limits[ex.task],
+                max_target_length=self.config.max_target_length,
             )
             self._cache[index] = {**encoded, "task_id": self.task_ids[ex.task]}
         return self._cache[index]
 
     def lengths(self) -> list[int]:
         """Input token counts of every example (one batched tokenizer call, for length grouping)."""
-        limit = max(data.max_source_length(self.config) for data in self.tasks.values())
+        limit = max(self.limits.values())
         return token_lengths([ex.source for ex in self.dataset.examples], self.backbone.tokenizer, limit)
 
 

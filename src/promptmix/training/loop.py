@@ -44,9 +44,10 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from promptmix._io import atomic_write_text
+from promptmix.rundirs.config import EPOCH
 from promptmix.training import checkpoint as ckpt
 from promptmix.training import sharding
-from promptmix.training.config import EPOCH, OptimConfig, TrainConfig
+from promptmix.training.config import OptimConfig, TrainConfig
 from promptmix.training.data import BatchStream, Collator, StreamState, TrainSet, count_label_tokens, micro_batch
 from promptmix.training.losses import LossFn
 

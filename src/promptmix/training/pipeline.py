@@ -32,9 +32,10 @@ from pydantic import Field
 
 from promptmix._io import atomic_write_text
 from promptmix._validation import NonEmptyStr, validate, validated
+from promptmix.configio import apply_overrides, read_yaml
+from promptmix.rundirs.read import register_run_tasks
 from promptmix.training.config import TrainConfig
-from promptmix.training.configio import apply_overrides, read_yaml
-from promptmix.training.rundir import RunExistsError, StageResult, check_fresh, register_run_tasks
+from promptmix.training.rundir import RunExistsError, StageResult, check_fresh
 from promptmix.training.runs import load_backbone_for, make_accelerator
 from promptmix.training.stages import check_task_names, run_stage
 

@@ -1,45 +1,12 @@
-"""The run directory: what a training run writes there, and reading it back.
+"""The run directory, the writing side: what a training run writes there, and what a resume checks.
 
-Run directory layout (``run.dir``)::
-
-    config.yaml          the resolved TrainConfig (every field, defaults included); its first
-                         line holds the sha256 of the rest, so a truncated or edited copy is
-                         refused on resume rather than filled with defaults. Written when the
-                         run starts; a resume never rewrites it (except to record a raised
-                         optim.max_steps)
-    .promptmix-run.lock  held by the process training into the directory, for the run's life
-    .promptmix-run.pid   that process's pid (named when a second run is refused)
-    metrics.jsonl        one JSON object per line: {"step", "epoch", "loss", "lr/<group>", ...}
-                         every run.log_every steps, {"step", "dev": {task: metrics, "score"},
-                         "dev_seconds"} (dev_seconds: the evaluation's wall time), and at each
-                         start {"step", "setup": {distributed, processes, fsdp_units, frozen
-                         parameters in all and held per process, optimized_parameters}}
-    tb/                  TensorBoard event files (same scalars)
-    checkpoints/         resumable state (see promptmix.training.checkpoint); latest.json
-    method/              the best-on-dev prompt method (the final one without dev data),
-                         written with promptmix.prompts.checkpoint.save_method: method.json
-                         (config incl. task names, backbone identity, extra = {stage, tasks,
-                         step, dev}) + method.safetensors; load with load_method(dir, backbone)
-    best-per-task/<task>/
-                         eval.select per-task (a multi-task run): each target's best-on-dev method,
-                         the whole method at that target's best step (shared parts included),
-                         saved as method/ is; the test scores of results.json come from these
-    model/               baselines that tune the backbone (finetune stage) instead of method/
-    results.json         {stage, tasks, completed, steps, best_step, dev, test,
-                         trainable_parameters, seconds, ...}
-    tasks/<name>.yaml    a copy of each task file (YAML) the run trained on, file paths made absolute:
-                         reading the run registers them, so eval, predict and serve need no --tasks-dir
-    README.md, training_curves.png
-                         the run's card (promptmix.training.card), written at the end of every invocation
-    <task>/              a stage given several data.tasks without data.multi_task trains one
-                         run per task here; the directory above holds their combined results.json
-
-Written by :func:`open_run_dir` (config.yaml), :class:`MethodSaver` (method/) and
-:func:`write_result` (results.json); the loop writes metrics.jsonl, tb/ and checkpoints/.
-Read back by :func:`finished_result` (resume skips a finished run), :func:`find_methods`
-(every method a run holds, each record read once: what ``promptmix predict`` and ``serve``
-load) and :func:`load_run_with_data` (a run with its config, backbone, method and data:
-``promptmix eval`` and ``attention``).
+The files are listed in :mod:`promptmix.rundirs.layout`. Written by :func:`open_run_dir`
+(config.yaml), :func:`save_task_definitions` (tasks/), :class:`MethodSaver` (method/,
+best-per-task/) and :func:`write_result` (results.json); the loop writes metrics.jsonl, tb/ and
+checkpoints/. A run is held by one process at a time (:func:`run_lock`); a resume is checked
+against the run's own config (:func:`read_run_config`) and skips a finished run
+(:func:`finished_result`). Reading a run back (the methods it holds, its data) is
+:mod:`promptmix.rundirs.read`, below training, so inference and serving read runs without it.
 """
 
 from __future__ import annotations
@@ -59,22 +26,14 @@ import filelock
 
 from promptmix._io import atomic_directory, atomic_write_text, read_json, recover_directory
 from promptmix.backbone import Backbone, PromptedModel
-from promptmix.loading import ALIASES, load_backbone
-from promptmix.prompts import PromptMethod
-from promptmix.prompts.checkpoint import RECORD_FILE, SavedMethod, load_method, save_method
-from promptmix.prompts.router import PromptRouter
-from promptmix.tasks import load_task_dir
+from promptmix.loading import ALIASES
+from promptmix.prompts.checkpoint import load_method, save_method
+from promptmix.rundirs.data import TaskData
+from promptmix.rundirs.layout import CONFIG, METHOD, MODEL, PER_TASK, RESULTS, TASKS
 from promptmix.tasks.declared import definition_text
 from promptmix.training.checkpoint import latest_checkpoint
 from promptmix.training.config import TrainConfig, load_config
-from promptmix.training.data import TaskData, load_tasks
 
-RESULTS = "results.json"
-TASKS = "tasks"  # copies of the task files a run trained on
-CONFIG = "config.yaml"
-METHOD = "method"  # the best prompt method
-MODEL = "model"  # a baseline's tuned backbone parameters
-PER_TASK = "best-per-task"  # eval.select per-task: <run>/best-per-task/<task>, each target's best method
 # May differ between invocations of one run (where it is, how long this invocation runs, how it logs);
 # optim.max_steps: a resume may extend the run.
 RESUMABLE_KEYS = ("run.dir", "run.stop_after", "run.progress", "run.log_with", "run.tensorboard", "optim.max_steps")
@@ -324,14 +283,6 @@ def save_task_definitions(run_dir: Path, tasks: dict[str, TaskData], accelerator
                 atomic_write_text(run_dir / TASKS / f"{data.task.name}.yaml", text)
 
 
-def register_run_tasks(run: str | os.PathLike) -> list[str]:
-    """Register the task files a run (and each per-task run under it) keeps in ``tasks/``; a
-    task already registered with the same definition is left as it is."""
-    run = Path(run)
-    found = [run / TASKS] + (sorted(run.glob(f"*/{TASKS}")) if run.is_dir() else [])
-    return [name for directory in found if directory.is_dir() for name in load_task_dir(directory)]
-
-
 def finished_result(run_dir: Path, max_steps: int | None = None) -> StageResult | None:
     """The result of a run that already completed (resume skips it), else None; also None when
     ``max_steps`` (the resumed config's optim.max_steps) is beyond the steps it ran: the resume
@@ -364,116 +315,3 @@ class MethodSaver:
     def load_into(self, model: PromptedModel) -> None:
         best = load_method(self.directory, self.backbone)
         model.method.load_state_dict(best.state_dict())
-
-
-# -- reading back -----------------------------------------------------------------------------
-def find_methods(run: str | os.PathLike) -> list[SavedMethod]:
-    """Every trained method ``run`` holds, each named by its run directory: its own
-    (``<run>/method``, or ``run`` itself when save_method wrote it), or, for an experiment
-    trained as one run per task (``<run>/<task>/method``), each task run's, in task order. The
-    task files the run keeps are registered first (:func:`register_run_tasks`)."""
-    run = Path(run)
-    register_run_tasks(run)
-    for parent in [run] + (sorted(p for p in run.iterdir() if p.is_dir()) if run.is_dir() else []):
-        recover_directory(parent / METHOD)  # a crash while training replaced it
-    for candidate in (run, run / METHOD):
-        if (candidate / RECORD_FILE).is_file():
-            return [SavedMethod.read(candidate, str(run))]
-    if not run.is_dir():
-        raise FileNotFoundError(f"run directory {run} does not exist")
-    children = sorted(p.parent.parent for p in run.glob(f"*/{METHOD}/{RECORD_FILE}"))
-    if children:
-        order = _run_tasks(run)
-        children.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
-        return [SavedMethod.read(child / METHOD, str(child)) for child in children]
-    if (run / MODEL).is_dir():
-        raise ValueError(
-            f"{run} is a baseline run that tuned the backbone itself ({run / MODEL}); it has no prompt to serve"
-        )
-    raise FileNotFoundError(
-        f"{run} holds no trained prompt method: expected {run / METHOD / RECORD_FILE} "
-        "(written when a run saves its best checkpoint) or a directory written by save_method"
-    )
-
-
-def _run_tasks(run: Path) -> list[str]:
-    """``data.tasks`` of the run's config.yaml (read as every config is: validated), or [] without one."""
-    path = run / CONFIG
-    return list(load_config(path).data.tasks) if path.is_file() else []
-
-
-def configured_source_lengths(saved: SavedMethod) -> dict[str, int]:
-    """``{task: data.max_source_length}`` from the config.yaml of the run ``saved`` came from, for
-    runs saved before their method record held the limits; {} where the config sets none (each
-    task's own limit applies) or there is no config."""
-    path = Path(saved.name) / CONFIG
-    if not path.is_file():
-        return {}
-    limit = load_config(path).data.max_source_length
-    return {task: limit for task in saved.record.config.get("tasks", [])} if limit is not None else {}
-
-
-@dataclass
-class RunWithData:
-    """A run loaded for scoring on its own data: its config (the data protocol and evaluation
-    settings it was trained with), backbone, method and each task's splits."""
-
-    config: TrainConfig
-    backbone: Backbone
-    method: PromptMethod
-    tasks: dict[str, TaskData]
-
-    def task_ids(self) -> dict[str, int]:
-        return {name: self.method.task_id(name) for name in self.tasks}
-
-    def max_source_length(self, name: str) -> int:
-        return self.tasks[name].max_source_length(self.config.data)
-
-
-def load_run_with_data(
-    run: str | os.PathLike, *, data_dir: str | os.PathLike | None = None, backbone: Backbone | str | None = None
-) -> RunWithData:
-    """Load ``run`` with its tasks' splits under its own config (``config.yaml``; a bare
-    save_method directory gets the default protocol for the method's tasks). A run trained
-    per task loads every task run, behind one router. ``data_dir`` replaces the config's
-    data directory; ``backbone`` its model (default: the one the run trained on)."""
-    overrides = {"data.data_dir": str(data_dir)} if data_dir is not None else {}
-    found = [(saved, _run_config(saved, overrides)) for saved in find_methods(run)]
-    if not isinstance(backbone, Backbone):
-        first, config = found[0]
-        default = config.model.name if (Path(first.name) / CONFIG).is_file() else first.record.backbone["backbone"]
-        try:
-            backbone = load_backbone(backbone or default)
-        except FileNotFoundError as err:
-            if backbone is not None:
-                raise
-            raise FileNotFoundError(
-                f"{err}; the run {run} recorded backbone {default!r} (a relative path there means "
-                "the directory the run was trained from): pass --backbone"
-            ) from None
-        backbone.model.eval()
-    members, tasks = [], {}
-    for saved, config in found:
-        method = saved.load(backbone).eval()
-        names = [t for t in config.data.tasks if t in method.task_names] or method.task_names
-        members.append((saved.name, method))
-        try:
-            tasks.update(load_tasks(config.data, names))
-        except FileNotFoundError as err:
-            if data_dir is not None:
-                raise
-            raise FileNotFoundError(
-                f"{err}\nThe run {run} recorded data.data_dir {config.data.data_dir!r} (a relative path "
-                "there means the directory the run was trained from): pass --data-dir"
-            ) from None
-    method = members[0][1] if len(members) == 1 else PromptRouter(members)
-    return RunWithData(found[0][1], backbone, method, tasks)
-
-
-def _run_config(saved: SavedMethod, overrides: dict[str, Any]) -> TrainConfig:
-    """The config a found method's run trained with (its directory is ``saved.name``), or the
-    defaults for the method's tasks when it has none."""
-    path = Path(saved.name) / CONFIG
-    if path.is_file():
-        return load_config(path, overrides)
-    return load_config(None, {**overrides, "data.tasks": list(saved.record.config.get("tasks", []))})

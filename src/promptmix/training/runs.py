@@ -20,15 +20,15 @@ from promptmix.backbone import Backbone, PromptedModel
 from promptmix.inference.evaluate import evaluate
 from promptmix.loading import load_backbone
 from promptmix.prompts import PromptMethod
+from promptmix.rundirs.data import TaskData, source_lengths
+from promptmix.rundirs.layout import METHOD, PER_TASK
 from promptmix.training import sharding
 from promptmix.training.card import write_card
 from promptmix.training.config import TrainConfig
-from promptmix.training.data import TaskData, TrainSet, build_batch_sampler
+from promptmix.training.data import TrainSet, build_batch_sampler
 from promptmix.training.loop import TrainingJob, train
 from promptmix.training.losses import LossFn, task_loss
 from promptmix.training.rundir import (
-    METHOD,
-    PER_TASK,
     MethodSaver,
     StageResult,
     finished_result,
@@ -77,10 +77,6 @@ def load_backbone_for(config: TrainConfig) -> Backbone:
 TEST_PREDICTIONS = "test_predictions"  # <run>/test_predictions/<task>.jsonl: the scored checkpoint's answers
 
 
-def max_source_length(config: TrainConfig):
-    return lambda data: data.max_source_length(config.data)
-
-
 def run_method(
     ctx: Context,
     method: PromptMethod,
@@ -103,7 +99,7 @@ def run_method(
         return done
     model = PromptedModel(ctx.backbone, method.to(acc.device))
     # The input limits go with the saved method, so inference truncates as training did.
-    limits = {name: data.max_source_length(config.data) for name, data in tasks.items()}
+    limits = source_lengths({name: data.task for name, data in tasks.items()}, config.data.max_source_length)
     extra = {"stage": config.stage, "tasks": list(tasks), "max_source_length": limits, **(extra or {})}
     per_task = config.eval.select == "per-task" and len(tasks) > 1
     if per_task and saver is not None:
@@ -117,11 +113,7 @@ def run_method(
     train_set = TrainSet(tasks, task_ids, ctx.backbone, config.data)
     has_dev = any(data.dev for data in tasks.values())
     show = config.run.progress
-    dev = (
-        (lambda m: evaluate(m, tasks, "dev", task_ids, config.eval, max_source_length(config), acc, show))
-        if has_dev
-        else None
-    )
+    dev = (lambda m: evaluate(m, tasks, "dev", task_ids, config.eval, limits, acc, show)) if has_dev else None
     job = TrainingJob(
         name=f"{config.stage} {'+'.join(tasks)}",
         model=model,
@@ -176,7 +168,7 @@ def run_method(
                         "test",
                         task_ids,
                         config.eval,
-                        max_source_length(config),
+                        limits,
                         acc,
                         show,
                         predictions_dir=predictions,
@@ -193,7 +185,7 @@ def run_method(
                         "test",
                         task_ids,
                         config.eval,
-                        max_source_length(config),
+                        limits,
                         acc,
                         show,
                         predictions_dir=predictions,
@@ -212,7 +204,7 @@ def run_method(
                 "test",
                 task_ids,
                 config.eval,
-                max_source_length(config),
+                limits,
                 acc,
                 show,
                 predictions_dir=predictions,

@@ -37,25 +37,18 @@ from promptmix.backbone import Backbone, PromptedModel
 from promptmix.prompts import MPT, Attempt, SoftPrompt, initial_prompt
 from promptmix.prompts.checkpoint import load_method
 from promptmix.prompts.library import PromptLibrary, resolve_library_root
+from promptmix.rundirs.data import TaskData, load_tasks, source_lengths
+from promptmix.rundirs.layout import METHOD, MODEL
+from promptmix.rundirs.read import register_run_tasks
 from promptmix.tasks import get_task
 from promptmix.training import sharding
 from promptmix.training.baselines import NoPrompt, ParamSaver, unfreeze
 from promptmix.training.card import write_card
 from promptmix.training.config import TrainConfig
-from promptmix.training.data import TaskData, best_constant_score, constant_score, load_tasks, majority_score  # noqa: F401 - re-exported
+from promptmix.training.data import best_constant_score, constant_score, majority_score  # noqa: F401 - re-exported
 from promptmix.training.distill import DistillLoss, distills
 from promptmix.training.loop import SMALL_DATASET
-from promptmix.training.rundir import (
-    METHOD,
-    MODEL,
-    StageResult,
-    absolute_paths,
-    check_fresh,
-    open_run_dir,
-    register_run_tasks,
-    run_lock,
-    write_result,
-)
+from promptmix.training.rundir import StageResult, absolute_paths, check_fresh, open_run_dir, run_lock, write_result
 from promptmix.training.runs import Context, load_backbone_for, make_accelerator, run_method
 
 
@@ -235,7 +228,7 @@ def source_card(config: TrainConfig, result: StageResult, data: TaskData) -> dic
         "init": config.method.prompt_tuning.init,
         "lr": config.optim.lr,
         "batch_size": config.optim.batch_size,
-        "max_source_length": data.max_source_length(config.data),
+        "max_source_length": source_lengths({task.name: task}, config.data.max_source_length)[task.name],
         "max_steps": config.optim.max_steps,
         "warmup_steps": config.optim.warmup_steps,
         "eval_every": config.eval.every,

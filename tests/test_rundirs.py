@@ -1,0 +1,50 @@
+"""Reading saved runs (``promptmix.rundirs``): a run's config sections read back as training
+wrote them, and the one rule for a task's input token limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from promptmix.rundirs.config import saved_config
+from promptmix.rundirs.data import source_lengths
+from promptmix.tasks import get_task
+from promptmix.training.config import load_config
+from promptmix.training.rundir import config_text
+
+
+def test_a_task_s_limit_is_the_recorded_one_else_the_configured_one_else_its_own():
+    tasks = {name: get_task(name) for name in ("rte", "multirc", "squad")}
+    assert source_lengths(tasks) == {"rte": 256, "multirc": 348, "squad": 256}  # the papers' budgets
+    assert source_lengths(tasks, 96) == {"rte": 96, "multirc": 96, "squad": 96}
+    assert source_lengths(tasks, 96, {"multirc": 200}) == {"rte": 96, "multirc": 200, "squad": 96}
+    assert source_lengths(tasks, per_task={"rte": 64, "cb": 32}) == {"rte": 64, "multirc": 348, "squad": 256}
+
+
+def test_the_sections_a_reader_needs_are_read_back_as_training_wrote_them(tmp_path):
+    config = load_config(
+        None,
+        {
+            "data.tasks": ["rte", "cb"],
+            "data.max_source_length": 96,
+            "data.label_format": "index",
+            "eval.scoring": "generate",
+            "eval.max_new_tokens": 8,
+            "model.name": "some/backbone",
+        },
+    )
+    (tmp_path / "config.yaml").write_text(config_text(config))
+    saved = saved_config(tmp_path)
+    assert (saved.data, saved.eval, saved.backbone) == (config.data, config.eval, "some/backbone")
+    moved = saved_config(tmp_path, {"data.data_dir": "/elsewhere"})
+    assert moved.data.data_dir == "/elsewhere" and moved.data.tasks == ["rte", "cb"]
+
+
+def test_a_run_without_a_config_gets_the_default_protocol_for_its_tasks(tmp_path):
+    saved = saved_config(tmp_path, tasks=["rte"])
+    assert saved.data == load_config(None, {"data.tasks": ["rte"]}).data and saved.backbone is None
+
+
+def test_a_bad_section_is_refused_naming_the_file_and_key(tmp_path):
+    (tmp_path / "config.yaml").write_text("data:\n  max_source_length: '96'\n")
+    with pytest.raises(ValueError, match=r"config\.yaml: data\.max_source_length: expected"):
+        saved_config(tmp_path)
