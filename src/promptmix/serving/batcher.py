@@ -150,7 +150,7 @@ class DynamicBatcher:
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._loop(), name="promptmix-batcher")
 
-    def check_capacity(self, count: int) -> None:
+    def _check_capacity(self, count: int) -> None:
         """Raise :class:`ShuttingDown` or :class:`QueueFull` if ``count`` items would be refused
         now (a cheap early answer under overload, before any work is spent on a request)."""
         if self._closing:
@@ -167,12 +167,12 @@ class DynamicBatcher:
         them; then, given ``prepare``, prepared as ``prepare(items, **options)`` on the
         preparation thread, and checked again (the queue may have filled meanwhile). Cancel the
         call when its caller goes: its items are then not queued, or dropped unrun if they were."""
-        self.check_capacity(len(items))
+        self._check_capacity(len(items))
         loop = asyncio.get_running_loop()
         if self._prepare is not None:
             prepare = functools.partial(self._prepare, items, **options)
             items = await loop.run_in_executor(self._prepare_executor, prepare)
-            self.check_capacity(len(items))
+            self._check_capacity(len(items))
         elif options:
             raise TypeError(f"submit options {sorted(options)} without a prepare function to take them")
         futures = [loop.create_future() for _ in items]
