@@ -106,6 +106,12 @@ def test_bad_inputs_raise_errors_naming_the_problem(tiny_backbone, item, kind, w
         assert word in str(caught.value)
 
 
+def test_prepared_inputs_carry_the_generation_length_asked_for(tiny_backbone):
+    predictor = tiny_predictor(tiny_backbone)
+    assert [p.max_new_tokens for p in predictor.prepare(ITEMS)] == [None] * len(ITEMS)  # the predictor's own
+    assert [p.max_new_tokens for p in predictor.prepare(ITEMS, max_new_tokens=3)] == [3] * len(ITEMS)
+
+
 def test_long_inputs_are_truncated_when_allowed(tiny_backbone):
     predictor = tiny_predictor(tiny_backbone)
     [prepared] = predictor.prepare([{"task": "rte", "text": "word " * 400}])

@@ -158,3 +158,111 @@ def test_without_a_size_the_batcher_gathers_every_queued_item():
 
     results, batches = asyncio.run(main())
     assert results == [[2 * v] for v in range(40)] and [len(b) for b in batches] == [40]
+
+
+def preparer(calls: list, release: threading.Event | None = None):
+    """A prepare function that records its calls and its thread, and turns values into items."""
+
+    def prepare(values, task="t", scale=1):
+        calls.append((list(values), threading.current_thread().name))
+        if release is not None:
+            release.wait(10)
+        if any(v < 0 for v in values):
+            raise ValueError(f"bad value at index {[v < 0 for v in values].index(True)}")
+        return [item(task, scale * v) for v in values]
+
+    return prepare
+
+
+def test_submit_prepares_off_the_event_loop_with_its_options_then_queues():
+    async def main():
+        calls: list = []
+        run, batches = recorder()
+        batcher = DynamicBatcher(run, BatcherConfig(max_wait_ms=0), prepare=preparer(calls))
+        await batcher.start()
+        results = [await batcher.submit([1, 2], task="rte", scale=10), await batcher.submit([3])]
+        await batcher.close()
+        return results, batches, calls
+
+    results, batches, calls = asyncio.run(main())
+    assert results == [[20, 40], [6]] and batches == [["rte", "rte"], ["t"]]
+    assert [values for values, _ in calls] == [[1, 2], [3]]
+    assert all(thread.startswith("promptmix-prepare") for _, thread in calls)  # not the event loop's
+
+
+def test_a_full_or_closing_batcher_refuses_before_preparing():
+    """Under overload a request is refused before anything is spent on it: prepare (the
+    server's tokenising) is never called for it."""
+
+    async def main():
+        calls: list = []
+        release = threading.Event()
+        run, _ = recorder(release)
+        batcher = DynamicBatcher(
+            run, BatcherConfig(max_batch_size=1, max_wait_ms=0, max_queue=2), prepare=preparer(calls)
+        )
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.submit([1]))
+        await asyncio.sleep(0.05)  # the worker holds it, stuck until released
+        queued = asyncio.ensure_future(batcher.submit([2, 3]))
+        await asyncio.sleep(0.05)  # prepared and queued: the queue is full
+        with pytest.raises(QueueFull, match="2 of 2"):
+            await batcher.submit([4])
+        refused_full = len(calls)
+        release.set()
+        answers = await asyncio.wait_for(asyncio.gather(first, queued), 10)
+        await batcher.close()
+        with pytest.raises(ShuttingDown):
+            await batcher.submit([5])
+        return answers, calls, refused_full, batcher.metrics
+
+    answers, calls, refused_full, metrics = asyncio.run(main())
+    assert answers == [[2], [4, 6]]
+    assert refused_full == 2 and [values for values, _ in calls] == [[1], [2, 3]]  # never [4] nor [5]
+    assert metrics.rejected_full == 1 and metrics.rejected_shutting_down == 1 and metrics.requests == 2
+
+
+def test_a_request_refused_while_it_was_prepared_and_one_whose_prepare_fails_are_not_queued():
+    async def main():
+        calls: list = []
+        release = threading.Event()
+        batcher = DynamicBatcher(
+            recorder()[0], BatcherConfig(max_wait_ms=10_000, max_queue=2), prepare=preparer(calls, release)
+        )
+        await batcher.start()
+        slow = asyncio.ensure_future(batcher.submit([1, 2]))  # held in prepare
+        await asyncio.sleep(0.05)
+        batcher._queue.append((item("x", 0), asyncio.get_running_loop().create_future(), 0))  # the queue fills
+        release.set()
+        with pytest.raises(QueueFull, match="1 of 2"):  # checked again once prepared
+            await slow
+        batcher._queue.clear()
+        with pytest.raises(ValueError, match="index 1"):  # prepare's own error reaches the caller
+            await batcher.submit([3, -1])
+        depth = batcher.queue_depth
+        await batcher.close()
+        return depth, batcher.metrics
+
+    depth, metrics = asyncio.run(main())
+    assert depth == 0 and metrics.requests == 0 and metrics.rejected_full == 1
+
+
+def test_a_caller_that_goes_while_its_items_are_prepared_queues_nothing():
+    async def main():
+        calls: list = []
+        release = threading.Event()
+        run, batches = recorder()
+        batcher = DynamicBatcher(run, BatcherConfig(max_wait_ms=0), prepare=preparer(calls, release))
+        await batcher.start()
+        gone = asyncio.ensure_future(batcher.submit([1, 2]))
+        await asyncio.sleep(0.05)  # being prepared
+        gone.cancel()  # what the server does when the client disconnects
+        release.set()
+        await asyncio.sleep(0.05)
+        depth = batcher.queue_depth
+        answer = await batcher.submit([3])
+        await batcher.close()
+        return depth, answer, batches, batcher.metrics
+
+    depth, answer, batches, metrics = asyncio.run(main())
+    assert depth == 0 and answer == [6] and batches == [["t"]] and metrics.requests == 1

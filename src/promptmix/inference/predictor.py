@@ -229,15 +229,20 @@ class Predictor(Engine):
             "unknown_task",
         )
 
-    def prepare(self, items: Sequence[Mapping[str, Any]], *, truncate: bool = True) -> list[PreparedInput]:
+    def prepare(
+        self, items: Sequence[Mapping[str, Any]], *, truncate: bool = True, max_new_tokens: int | None = None
+    ) -> list[PreparedInput]:
         """Validate and tokenise items ``{"task": name, "record": {...}}`` or ``{"task": name,
         "text": "..."}``. Inputs longer than the task's limit (:attr:`max_source_lengths`) are
         truncated, or refused (InputError kind "too_long") when ``truncate`` is False; then a
         text over ``max_source_length × max_token_chars`` characters is refused before it is
-        tokenised, since it cannot fit (see :func:`longest_token_chars`)."""
-        return [self._prepare_one(i, item, truncate) for i, item in enumerate(items)]
+        tokenised, since it cannot fit (see :func:`longest_token_chars`). ``max_new_tokens``:
+        the generation length each input asks for (None: the predictor's ``max_new_tokens``)."""
+        return [self._prepare_one(i, item, truncate, max_new_tokens) for i, item in enumerate(items)]
 
-    def _prepare_one(self, index: int, item: Mapping[str, Any], truncate: bool) -> PreparedInput:
+    def _prepare_one(
+        self, index: int, item: Mapping[str, Any], truncate: bool, max_new_tokens: int | None = None
+    ) -> PreparedInput:
         if not isinstance(item, Mapping):
             raise InputError(index, f"expected an object with 'task' and 'record' or 'text', got {type(item).__name__}")
         name = self.resolve_task(item.get("task"), index)
@@ -266,6 +271,7 @@ class Predictor(Engine):
             ids,
             answers,
             [self.backbone.encode_answer(a) for a in answers] if answers else None,
+            max_new_tokens,
             task=name,
             source=source,
             max_source_length=limit,

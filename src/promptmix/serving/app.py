@@ -306,10 +306,17 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        batcher = DynamicBatcher(predictor.run, config.batcher)
-        await batcher.start()
-        holder["batcher"] = app.state.batcher = batcher
+        # One thread prepares (the batcher's calls to preparer.prepare, and counting completions' tokens): the
+        # preparer's tokenizer is used by one thread at a time.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptmix-prepare") as pool:
+            batcher = DynamicBatcher(
+                predictor.run,
+                config.batcher,
+                prepare=functools.partial(preparer.prepare, truncate=False),
+                prepare_executor=pool,
+            )
+            await batcher.start()
+            holder["batcher"] = app.state.batcher = batcher
             holder["prepare_pool"] = pool
             yield
             await batcher.close()  # answers every accepted request before the worker stops
@@ -333,23 +340,17 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
     async def answer(
         request: Request, items: list[dict[str, Any]], max_new_tokens: int | None = None
     ) -> list[Prediction]:
-        """Validate, tokenise and queue ``items``; their predictions, unless the client goes first."""
-        batcher = holder["batcher"]
+        """``items``' predictions, unless the client goes first: one call to the batcher, which refuses
+        them when overloaded (before tokenising), has the preparer validate and tokenise them, and queues them."""
         if len(items) > config.max_inputs_per_request:
             raise TooManyInputs(f"{len(items)} inputs; at most {config.max_inputs_per_request} per request")
-        batcher.check_capacity(len(items))  # refuse before tokenising when overloaded
-        prepared = await asyncio.get_running_loop().run_in_executor(
-            holder["prepare_pool"], functools.partial(preparer.prepare, items, truncate=False)
-        )
-        for p in prepared:
-            p.max_new_tokens = max_new_tokens
-        answered = asyncio.ensure_future(batcher.submit(prepared))
+        answered = asyncio.ensure_future(holder["batcher"].submit(items, max_new_tokens=max_new_tokens))
         gone = asyncio.ensure_future(_disconnected(request))
         try:
             await asyncio.wait({answered, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             gone.cancel()
-            if not answered.done():  # the client left (or this handler was cancelled): drop its queued inputs
+            if not answered.done():  # the client left (or this handler was cancelled): drop its inputs
                 answered.cancel()
         if not answered.done() or answered.cancelled():
             raise ClientGone()

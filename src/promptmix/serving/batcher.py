@@ -1,5 +1,10 @@
 """Dynamic batching across requests and tasks.
 
+A request is one call, :meth:`DynamicBatcher.submit`: the batcher refuses it if the queue
+cannot take it, has its items prepared on a preparation thread by the ``prepare`` function it
+was given (the server's validates and tokenises them; the batcher only calls it),
+queues them and waits for their results.
+
 Requests put their items on one bounded queue; a single worker coroutine gathers up to
 ``max_batch_size`` items, waiting at most ``max_wait_ms`` after the first for more to
 arrive, and hands them to ``run_batch`` in a single worker thread (the model is never run
@@ -12,9 +17,9 @@ token budget). The server gathers up to the engine's ``max_batch_size`` unless t
 so a gathered group is one engine batch when the token budget allows.
 
 Back-pressure instead of memory growth: a request whose items do not fit in the queue is
-refused whole with :class:`QueueFull` (HTTP 429); once :meth:`DynamicBatcher.close` has been
-called new requests get :class:`ShuttingDown` (HTTP 503) while everything already accepted
-is still answered.
+refused whole with :class:`QueueFull` (HTTP 429), before ``prepare`` is spent on it; once
+:meth:`DynamicBatcher.close` has been called new requests get :class:`ShuttingDown` (HTTP
+503) while everything already accepted is still answered.
 
 One request cannot fail another: when a batch holding several requests' items raises, each
 request's items are run again on their own, and only the request whose items still fail gets
@@ -25,9 +30,10 @@ is run (``abandoned`` in the metrics).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +102,12 @@ class DynamicBatcher:
             of several requests that raises is run again request by request.
         config: batch size, wait and queue bound.
         task_of: an item's task name, for the task-mix metrics.
+        prepare: ``prepare(items, **options)`` turns a request's items into what ``run_batch``
+            takes, one for one (its exceptions reach the caller of :meth:`submit`); None: items
+            are queued as given.
+        prepare_executor: where ``prepare`` runs, off the event loop (a one-thread pool: a
+            tokenizer must not be used by two threads at once); None: a one-thread pool of the
+            batcher's own, shut down by :meth:`close`.
 
     Use inside a running event loop: ``await start()``, ``await submit(items)`` from request
     handlers, ``await close()`` at shutdown.
@@ -106,11 +118,20 @@ class DynamicBatcher:
         run_batch: Callable[[list[Any]], Sequence[Any]],
         config: BatcherConfig | None = None,
         task_of: Callable[[Any], str] = lambda item: getattr(item, "task", ""),
+        *,
+        prepare: Callable[..., Sequence[Any]] | None = None,
+        prepare_executor: Executor | None = None,
     ) -> None:
         self.config = config or BatcherConfig()
         self._gather = self.config.max_batch_size or self.config.max_queue
         self.metrics = BatcherMetrics()
-        self._run_batch, self._task_of = run_batch, task_of
+        self._run_batch, self._task_of, self._prepare = run_batch, task_of, prepare
+        self._own_prepare_pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptmix-prepare")
+            if prepare is not None and prepare_executor is None
+            else None
+        )
+        self._prepare_executor = prepare_executor or self._own_prepare_pool
         self._queue: deque[tuple[Any, asyncio.Future, int]] = deque()  # (item, its future, its request's number)
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -129,7 +150,7 @@ class DynamicBatcher:
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._loop(), name="promptmix-batcher")
 
-    def check_capacity(self, count: int) -> None:
+    def _check_capacity(self, count: int) -> None:
         """Raise :class:`ShuttingDown` or :class:`QueueFull` if ``count`` items would be refused
         now (a cheap early answer under overload, before any work is spent on a request)."""
         if self._closing:
@@ -139,10 +160,21 @@ class DynamicBatcher:
             self.metrics.rejected_full += 1
             raise QueueFull(f"queue is full ({len(self._queue)} of {self.config.max_queue} items waiting); retry later")
 
-    async def submit(self, items: Sequence[Any]) -> list[Any]:
-        """Queue ``items`` together and wait for their results (in order)."""
-        self.check_capacity(len(items))
+    async def submit(self, items: Sequence[Any], **options: Any) -> list[Any]:
+        """Queue ``items`` together and wait for their results (in order).
+
+        Refused whole (:class:`ShuttingDown`, :class:`QueueFull`) before anything is spent on
+        them; then, given ``prepare``, prepared as ``prepare(items, **options)`` on the
+        preparation thread, and checked again (the queue may have filled meanwhile). Cancel the
+        call when its caller goes: its items are then not queued, or dropped unrun if they were."""
+        self._check_capacity(len(items))
         loop = asyncio.get_running_loop()
+        if self._prepare is not None:
+            prepare = functools.partial(self._prepare, items, **options)
+            items = await loop.run_in_executor(self._prepare_executor, prepare)
+            self._check_capacity(len(items))
+        elif options:
+            raise TypeError(f"submit options {sorted(options)} without a prepare function to take them")
         futures = [loop.create_future() for _ in items]
         self.metrics.requests += 1
         self._queue.extend((item, future, self.metrics.requests) for item, future in zip(items, futures))
@@ -157,6 +189,8 @@ class DynamicBatcher:
         if self._worker is not None:
             await self._worker
         self._executor.shutdown(wait=True)
+        if self._own_prepare_pool is not None:  # a request still being prepared is refused once it is
+            self._own_prepare_pool.shutdown(wait=False)
 
     # -- the worker ---------------------------------------------------------------------------
     async def _loop(self) -> None:
