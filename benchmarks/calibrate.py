@@ -329,11 +329,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--eval-every", type=int, default=EVAL_EVERY)
     p.add_argument("--dev-examples", type=int, default=DEV_EXAMPLES)
-    p.add_argument("--workers", type=int, default=0, help="worker processes (0: run in this process)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    p.add_argument("--report", action="store_true", help="only print the table and draw the curves from --results")
-    p.add_argument("--smoke", action="store_true", help="a tiny random T5, 2 learning rates, 1 seed, 4 steps")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    quality.add_worker_arguments(
+        p,
+        report="only print the table and draw the curves from --results",
+        smoke="a tiny random T5, 2 learning rates, 1 seed, 4 steps",
+    )
     args = p.parse_args(argv)
     args.set, args.common = {}, {}
     if (SHARED / "data").is_dir():

@@ -437,6 +437,16 @@ def spawn_workers(args: argparse.Namespace, argv: list[str], script: str = __fil
 
 
 # -- command line ---------------------------------------------------------------------------------
+def add_worker_arguments(p: argparse.ArgumentParser, *, report: str, smoke: str) -> None:
+    """The options every study script shares: --workers/--threads (the worker pool of
+    :func:`spawn_workers`), --report, --smoke and the hidden --worker a spawned worker runs with."""
+    p.add_argument("--workers", type=int, default=0, help="worker processes (0: run in this process)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--report", action="store_true", help=report)
+    p.add_argument("--smoke", action="store_true", help=smoke)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(REPO / "runs" / "transfer"), help="run directories and claims (resumable)")
@@ -489,9 +499,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="override a config field of every run, applied last, e.g. --set optim.lr=0.03 (repeatable; "
         "run IDs do not name it, so give such a study its own --out and --results)",
     )
-    p.add_argument("--workers", type=int, default=0, help="worker processes (0: run in this process)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    p.add_argument("--report", action="store_true", help="only build the tables and figures from --results")
+    add_worker_arguments(
+        p,
+        report="only build the tables and figures from --results",
+        smoke="a tiny random T5, 2 sources, 1 target, k = 4, 1 seed, 2 steps",
+    )
     p.add_argument(
         "--baseline",
         default=None,
@@ -499,8 +511,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="with --report: prompt tuning's results (it reads no source library) from DIR where --results "
         "lacks them, e.g. the main study's for a study on another --library",
     )
-    p.add_argument("--smoke", action="store_true", help="a tiny random T5, 2 sources, 1 target, k = 4, 1 seed, 2 steps")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     unknown = sorted(set(args.methods) - set(ALL_METHODS))
     if unknown:

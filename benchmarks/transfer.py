@@ -391,11 +391,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=25)
     p.add_argument("--dev-examples", type=int, default=200, help="the fixed dev subset checkpoints are chosen on")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
-    p.add_argument("--workers", type=int, default=0, help="worker processes (0: run in this process)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    p.add_argument("--report", action="store_true", help="only print the tables from --results")
-    p.add_argument("--smoke", action="store_true", help="a tiny random T5, 2 sources, 1 target, 2 draws, 2 steps")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    quality.add_worker_arguments(
+        p,
+        report="only print the tables from --results",
+        smoke="a tiny random T5, 2 sources, 1 target, 2 draws, 2 steps",
+    )
     args = p.parse_args(argv)
     args.set, args.common = {}, {"library.root": args.library}
     if (SHARED / "data").is_dir():
