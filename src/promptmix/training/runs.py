@@ -158,13 +158,14 @@ def run_method(
             "best_step_per_task": {task: best["step"] for task, best in outcome.task_best.items()},
         }
         if config.eval.test and any(data.test for data in tasks.values()):
-            scored = {}
-            for name in outcome.task_best:  # each target with the method saved at its own best step
-                task_savers[name].load_into(model)
+            scored: dict[str, Any] = {}
+
+            def score(names: list[str]) -> None:
+                """Test scores of ``names`` with the method now loaded (no mean: they mix checkpoints)."""
                 scored.update(
                     evaluate(
                         model,
-                        {name: tasks[name]},
+                        {name: tasks[name] for name in names},
                         "test",
                         task_ids,
                         config.eval,
@@ -175,23 +176,14 @@ def run_method(
                     )
                 )
                 scored.pop("score", None)
+
+            for name in outcome.task_best:  # each target with the method saved at its own best step
+                task_savers[name].load_into(model)
+                score([name])
             others = [name for name in tasks if name not in outcome.task_best and tasks[name].test]
             if others:  # no dev value ever selected them: scored with the mean's best (<run>/method)
                 saver.load_into(model)
-                scored.update(
-                    evaluate(
-                        model,
-                        {name: tasks[name] for name in others},
-                        "test",
-                        task_ids,
-                        config.eval,
-                        limits,
-                        acc,
-                        show,
-                        predictions_dir=predictions,
-                    )
-                )
-                scored.pop("score", None)
+                score(others)
                 result.extra = {**result.extra, "test_with_method": others}
             result.test = _mean(scored, tasks)
         saver.load_into(model)
