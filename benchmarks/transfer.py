@@ -135,15 +135,22 @@ def plan(args: argparse.Namespace) -> list[quality.Item]:
 
 def summarize(args: argparse.Namespace, item: quality.Item, config: Any, result: Any, backbone: Any) -> dict[str, Any]:
     """The first study's summary plus every test prediction, as label indices beside the gold
-    ones (checked: the main metric recomputed from them is the run's test score)."""
+    ones (checked: the main metric recomputed from them is the run's test score).
+
+    Each target's predictions are ``<run>/test_predictions/<target>.jsonl``, written by the
+    scoring of the checkpoint its test score comes from: the best on dev, or with ``eval.select:
+    per-task`` (the -m variants) the target's own best, ``<run>/best-per-task/<target>``. The
+    path is named exactly, not searched for: a search under the run would also reach the
+    directories of runs inside it (SPoT-targeted's ``probe/``)."""
     from promptmix.rundirs.data import load_tasks
+    from promptmix.training.runs import TEST_PREDICTIONS
 
     summary = quality.summarize(args, item, config, result, backbone)
     run_dir = Path(config.run.dir)
     data = load_tasks(config.data, item.info["tasks"])
     summary["test_predictions"], summary["test_gold"] = {}, {}
     for task, task_data in data.items():
-        path = next(run_dir.rglob(f"test_predictions/{task}.jsonl"))
+        path = run_dir / TEST_PREDICTIONS / f"{task}.jsonl"
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         words = task_data.task.label_words
         summary["test_predictions"][task] = [
