@@ -286,14 +286,28 @@ def summarize(args: argparse.Namespace, item: Item, config: Any, result: Any, ba
 
 
 def attention_summary(config: Any, data: dict[str, Any], backbone: Any) -> dict[str, Any]:
-    """ATTEMPT's mean attention per target over its dev inputs, with the best checkpoint."""
+    """ATTEMPT's mean attention per target over its dev inputs, with the checkpoint the target's
+    test score comes from: its own best (``<run>/best-per-task/<target>``) where the run kept
+    one (``eval.select: per-task``), else the best on dev (``<run>/method``)."""
     from promptmix.inference.attention_map import mean_attention
     from promptmix.prompts.checkpoint import load_method
+    from promptmix.rundirs.layout import METHOD, PER_TASK
 
-    method = load_method(Path(config.run.dir) / "method", backbone)
-    inputs = {t: [ex.source for ex in (d.dev or d.train)] for t, d in data.items()}
-    table = mean_attention(method, backbone, inputs, max_source_length=config.data.max_source_length or 256)
-    return {"columns": table.columns, "rows": {t: w for t, w in zip(table.targets, table.weights.tolist())}}
+    run_dir = Path(config.run.dir)
+    methods: dict[Path, Any] = {}  # one load per checkpoint: every target of a mean-selected run shares one
+    columns: list[str] = []
+    rows: dict[str, list[float]] = {}
+    for task, task_data in data.items():
+        own = run_dir / PER_TASK / task
+        directory = own if own.is_dir() else run_dir / METHOD
+        if directory not in methods:
+            methods[directory] = load_method(directory, backbone)
+        inputs = {task: [ex.source for ex in (task_data.dev or task_data.train)]}
+        table = mean_attention(
+            methods[directory], backbone, inputs, max_source_length=config.data.max_source_length or 256
+        )
+        columns, rows[task] = table.columns, table.weights.tolist()[0]
+    return {"columns": columns, "rows": rows}
 
 
 def _jsonable(value: Any) -> Any:
