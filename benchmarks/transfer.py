@@ -55,7 +55,17 @@ INIT_FROM = "mnli"  # ATTEMPT's target prompt starts from the NLI source, as in 
 PROBE_STEPS = 30  # SPoT-targeted's probe run on each target
 # Dev held out of training where the evaluation set is too small to halve (module docstring).
 TASK_OPTIONS = {"cb": {"dev_from_train": 50}, "rte": {"dev_from_train": 200}}
-# label -> (preset, overrides, multi-task); "{sources}" and "{mpt}" are filled in by the plan.
+# The -m variants train every few-shot target of a draw in one run (data.multi_task) and score
+# each target on test with its own best dev checkpoint (eval.select per-task; the issue: "the
+# best checkpoint chosen per target, not by the mean"). Their mixture is capped ("{cap}", filled
+# in by the plan): at k per class a target has k x its classes examples, 2k for BoolQ, SciTail
+# and RTE but 3k for CB, so examples-proportional mixing would give CB 3/9 of the examples drawn
+# and each other target 2/9. A cap at the smallest target's size (2k) makes every rate equal, so
+# each target gets 1/n of the n x steps, as many examples as its single-task run; a temperature
+# would only narrow the gap (T = 2: CB 29 %, the others 24 %) and close it only as T -> infinity.
+MULTI = {"data.multi_task": True, "data.mixing_cap": "{cap}", "eval.select": "per-task"}
+# label -> (preset, overrides, multi-task); "{sources}", "{mpt}", "{init_from}" and "{cap}" are
+# filled in by the plan.
 METHODS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "prompt tuning": ("prompt-tuning.yaml", {"method.prompt_tuning.init": "vocab"}, False),
     "prompt tuning (class-label init)": ("prompt-tuning.yaml", {"method.prompt_tuning.init": "class-label"}, False),
@@ -66,9 +76,16 @@ METHODS: dict[str, tuple[str, dict[str, Any], bool]] = {
     ),
     "ATTEMPT": ("attempt.yaml", {"library.sources": "{sources}", "library.init_from": "{init_from}"}, False),
     "MPT": ("mpt-target.yaml", {"library.mpt_source": "{mpt}"}, False),
+    "ATTEMPT-m": (
+        "attempt.yaml",
+        {"library.sources": "{sources}", "library.init_from": "{init_from}", **MULTI},
+        True,
+    ),
+    "MPT-m": ("mpt-target.yaml", {"library.mpt_source": "{mpt}", **MULTI}, True),
 }
 BASELINE = "prompt tuning"
 SPOT_REGIMES = ("k16", "full")  # SPoT-targeted runs only there (the issue's budget)
+MULTI_REGIMES = ("k16",)  # the -m variants run only there (the issue: "at k = 16")
 
 
 def item_id(regime: str, target: str, method: str, seed: int) -> str:
@@ -76,43 +93,66 @@ def item_id(regime: str, target: str, method: str, seed: int) -> str:
 
 
 def _priority(regime: str, method: str) -> int:
+    if METHODS[method][2]:
+        return 4  # the -m variants: after k = 4 (the issue's order)
     return {"k16": 1, "k32": 1, "full": 2}.get(regime, 3) + (2 if method == "SPoT-targeted" else 0)
 
 
+def mixing_cap(targets: list[str], k: int) -> int:
+    """The -m variants' data.mixing_cap: the smallest target's k-shot training set, so every
+    target's mixing rate is equal (see MULTI). A draw is k per class, or k in all for a task
+    without label words (``sample_few_shot``)."""
+    from promptmix.tasks import get_task
+
+    return k * min(len(get_task(t).label_words or [None]) for t in targets)
+
+
 def plan(args: argparse.Namespace) -> list[quality.Item]:
-    """Every run in the order workers take them (see the module docstring)."""
+    """Every run in the order workers take them (see the module docstring). A single-task method
+    gives one run per target; a -m method one run over all targets of the regime per draw, with
+    the steps and the dev / save interval times the number of targets, so each target gets the
+    steps of its single-task run and is scored at the same target steps."""
     out = Path(args.out)
-    fill = {"{sources}": args.sources, "{mpt}": args.mpt_source, "{init_from}": args.init_from}
     items = []
     for regime in args.regimes:
         k = REGIMES[regime]
         phase = "few" if k else "full"
         targets = args.few_targets if k else args.full_targets
+        fill = {
+            "{sources}": args.sources,
+            "{mpt}": args.mpt_source,
+            "{init_from}": args.init_from,
+            "{cap}": mixing_cap(targets, k) if k else None,
+        }
         for seed in args.draws if k else args.seeds:
             for method in args.methods:
+                preset, overrides, multi = METHODS[method]
                 if method == "SPoT-targeted" and regime not in SPOT_REGIMES:
                     continue
-                preset, overrides, _ = METHODS[method]
-                for target in targets:
-                    run = item_id(regime, target, method, seed)
+                if multi and regime not in MULTI_REGIMES:
+                    continue
+                for tasks in [list(targets)] if multi else [[t] for t in targets]:
+                    n = len(tasks)
+                    run = item_id(regime, "all" if multi else tasks[0], method, seed)
                     values = {key: fill.get(v, v) if isinstance(v, str) else v for key, v in overrides.items()}
                     values.update(
                         {
-                            "data.tasks": [target],
+                            "data.tasks": tasks,
                             "data.few_shot_k": k,
                             "data.few_shot_seed": seed if k else None,
                             "data.max_dev_examples": args.dev_examples,
                             "data.max_test_examples": None,
-                            "optim.max_steps": args.steps[phase],
-                            "eval.every": args.eval_every,
+                            "optim.max_steps": args.steps[phase] * n,
+                            "eval.every": args.eval_every * n,
                             "eval.at_start": True,
                             "run.seed": seed,
-                            "run.save_every": args.eval_every,
+                            "run.save_every": args.eval_every * n,
                             "run.dir": str(out / "runs" / run.replace("/", "__")),
                         }
                     )
-                    if target in TASK_OPTIONS:
-                        values[f"data.task_options.{target}"] = TASK_OPTIONS[target]
+                    for target in tasks:
+                        if target in TASK_OPTIONS:
+                            values[f"data.task_options.{target}"] = TASK_OPTIONS[target]
                     items.append(
                         quality.Item(
                             run,
@@ -123,7 +163,7 @@ def plan(args: argparse.Namespace) -> list[quality.Item]:
                                 "kind": "target",
                                 "regime": regime,
                                 "k": k,
-                                "tasks": [target],
+                                "tasks": tasks,
                                 "method": method,
                                 "seed": seed,
                                 "steps_per_task": args.steps[phase],
