@@ -382,6 +382,93 @@ def test_transfer2_smoke_keeps_predictions_and_reports_intervals(capsys, tmp_pat
     assert "| ATTEMPT | " in out and "Δ mean vs prompt tuning [95 % CI]" in out and "2 draws" in out
 
 
+@pytest.mark.skipif(
+    not (BENCHMARKS.parent.parent / "shared" / "data" / "superglue" / "BoolQ").is_dir(), reason="needs ../shared/data"
+)
+def test_transfer2_smoke_multi_task_scores_each_target_from_its_own_best(capsys, tmp_path):
+    """ATTEMPT-m at k = 16 on BoolQ and RTE (RTE is a smoke source too: the tiny-T5 library has
+    only SST-2 and RTE, and nothing here measures transfer; CB cannot be drawn at k = 16, its
+    training split keeps 10 'neutral' examples): one run over both targets with twice the steps,
+    each target scored on test from its own best checkpoint with every prediction kept, and the
+    report's ATTEMPT-m cells, paired differences and attention rows per target from that run."""
+    from promptmix.tasks import get_task
+
+    script = load_script("transfer")
+    argv = ["--smoke", "--out", str(tmp_path), "--regimes", "k16", "--few-targets", "boolq", "rte", "--draws", "1"]
+    argv += ["--methods", "prompt tuning", "ATTEMPT-m"]
+    assert script.main(argv) == 0
+    out = capsys.readouterr().out
+    results = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")}
+    assert sorted(results) == [
+        "k16__all__attempt-m__seed1",
+        "k16__boolq__prompt-tuning__seed1",
+        "k16__rte__prompt-tuning__seed1",
+    ]
+    multi = results["k16__all__attempt-m__seed1"]
+    run = tmp_path / "runs" / "k16__all__attempt-m__seed1"
+    assert multi["tasks"] == ["boolq", "rte"] and multi["steps"] == 4 and multi["steps_per_task"] == 2
+    assert multi["train_examples"] == {"boolq": 32, "rte": 32}  # k = 16 per class
+    assert "mixing_cap: 32" in (run / "config.yaml").read_text()
+    assert multi["extra"]["select"] == "per-task" and sorted(multi["extra"]["best_step_per_task"]) == ["boolq", "rte"]
+    assert all((run / "best-per-task" / t).is_dir() for t in ("boolq", "rte"))
+    tasks = {t: get_task(t) for t in ("boolq", "rte")}
+    for t, size in (("boolq", 1635), ("rte", 277)):
+        predictions, gold = multi["test_predictions"][t], multi["test_gold"][t]
+        assert (
+            len(predictions) == len(gold) == size and gold == results[f"k16__{t}__prompt-tuning__seed1"]["test_gold"][t]
+        )
+        score = multi["test"][t][multi["main_metric"][t]]
+        assert script.main_metric(tasks[t], predictions, gold) == pytest.approx(score, abs=1e-6)
+        assert abs(sum(multi["attention"]["rows"][t]) - 1) < 1e-5 and f"| k16 | ATTEMPT-m | {t} |" in out
+
+    # The tiny random T5 answers one constant, so every method scores the majority class here. For
+    # values that tell cells apart, the -m run's RTE answers get its first 100 examples wrong; the
+    # report must show that run's new score in RTE's column and pair it with prompt tuning on RTE.
+    gold = multi["test_gold"]["rte"]
+    multi["test_predictions"]["rte"] = [1 - g for g in gold[:100]] + gold[100:]
+    wrong_100 = script.main_metric(tasks["rte"], multi["test_predictions"]["rte"], gold)
+    assert wrong_100 == pytest.approx(100 * 177 / 277) and set(multi["test"]["rte"]) == {"accuracy", "score"}
+    multi["test"]["rte"] = {"accuracy": wrong_100, "score": wrong_100}  # RTE's score is its accuracy
+    (tmp_path / "results" / "k16__all__attempt-m__seed1.json").write_text(json.dumps(multi))
+    assert script.main([*argv, "--report"]) == 0
+    main_row, delta_row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ATTEMPT-m |")]
+    for i, t in enumerate(("boolq", "rte"), start=1):
+        score = multi["test"][t][multi["main_metric"][t]]
+        single = results[f"k16__{t}__prompt-tuning__seed1"]
+        baseline = single["test"][t][single["main_metric"][t]]
+        assert main_row.split(" | ")[i] == f"{score:.1f}"  # the -m run's own score of t, in t's column
+        assert delta_row.split(" | ")[i].startswith(f"{score - baseline:+.1f} [")  # paired with prompt tuning on t
+    assert main_row.split(" | ")[2] == "63.9" != main_row.split(" | ")[1]  # 177 of 277 right
+
+
+def test_transfer2_plan_multi_task_variants(tmp_path):
+    """ATTEMPT-m and MPT-m: one run per draw over the four few-shot targets at k = 16 only, 4 x the
+    steps and dev / save interval of a single-task run, each target's dev-from-train option,
+    per-task selection, a mixture capped at the two-class targets' 32 examples (CB has 48), and
+    taken after every k = 4 run; their configs build."""
+    script = load_script("transfer")
+    args = script.parse(["--out", str(tmp_path)])
+    items = script.plan(args)
+    multi = [i for i in items if i.info["method"] in ("ATTEMPT-m", "MPT-m")]
+    assert sorted(i.id for i in multi) == sorted(
+        f"k16/all/{slug}/seed{d}" for slug in ("attempt-m", "mpt-m") for d in script.DRAWS
+    )
+    for item in multi:
+        values = item.overrides
+        assert item.info["tasks"] == values["data.tasks"] == ["boolq", "cb", "scitail", "rte"]
+        assert values["optim.max_steps"] == 4 * 100 and values["eval.every"] == values["run.save_every"] == 4 * 25
+        assert values["data.multi_task"] and values["eval.select"] == "per-task" and values["data.mixing_cap"] == 32
+        assert values["data.task_options.cb"] == {"dev_from_train": 50} and "data.task_options.rte" in values
+        assert (
+            values["data.few_shot_k"] == 16 and values["data.few_shot_seed"] == values["run.seed"] == item.info["seed"]
+        )
+        config = script.quality.item_config(item, args)
+        assert config.data.mixing_cap == 32 and config.eval.select == "per-task" and config.data.multi_task
+    assert min(i.priority for i in multi) > max(i.priority for i in items if i.info["regime"] == "k4")
+    assert items.index(multi[0]) > max(items.index(i) for i in items if i.info["regime"] == "k4")
+    assert script.mixing_cap(["cb"], 16) == 48 and script.mixing_cap(["cb", "rte"], 4) == 8
+
+
 def test_transfer2_bootstrap_metrics_equal_the_tasks_metrics():
     """The numpy metrics the bootstrap resamples equal the tasks' own (scikit-learn) metrics."""
     import random
