@@ -4,7 +4,7 @@ draws of every few-shot sample, test sets as large as ../shared/data allows, and
 difference to prompt tuning with a 95 % bootstrap interval.
 
     python benchmarks/transfer.py --workers 2        # the study (resumable; tens of hours on 2 cores)
-    python benchmarks/transfer.py --report           # tables, intervals, curves, attention
+    python benchmarks/transfer.py --report           # tables, intervals, attention (curves: in the JSONs)
     python benchmarks/transfer.py --smoke --out /tmp/t   # a tiny random T5, seconds (the test)
 
 Every run is a stage of ``promptmix train`` from the ``configs/smollm2`` presets (the recipe
@@ -21,6 +21,15 @@ same k examples per class, and dev and test never change across draws or methods
 Checkpoint selection scores a fixed subset of ``--dev-examples`` dev examples, every
 ``--eval-every`` steps and at step 0 (so a head start shows); test is scored once per run, and
 every test prediction is kept in the run's summary for the paired bootstrap.
+
+ATTEMPT-m and MPT-m (k = 16 only) train the few-shot targets of a draw together, one run of n
+targets with n x the steps and n x ``--eval-every`` between dev scorings, so each target gets the
+steps of its single-task run and is scored at the same target steps; the mixture is capped at
+the smallest target's k-shot set, so every target's rate is equal (CB's third class would
+otherwise give it more; ``MULTI``). Each target's test score and predictions come from its own
+best dev checkpoint (``eval.select: per-task``), not the best on the mean; each target has its
+own cell in the tables, and its difference to prompt tuning is paired with prompt tuning's run
+on that target and draw. A -m run's curves count the run's steps (n per target step).
 
 Runs are taken in the issue's order: k = 16 and k = 32 (the headline), then full data, then
 k = 4 and the -m variants. Results go to ``--results`` (committed,
