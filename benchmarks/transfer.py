@@ -13,7 +13,9 @@ something a user can rerun. All methods get the same target steps and scoring; a
 "draw" is ``data.few_shot_seed`` (also the run's seed), so draw d of every method trains on the
 same k examples per class, and dev and test never change across draws or methods:
 
-- CB: dev = 50 training examples held out, test = all 56 validation examples;
+- CB: dev = 50 training examples held out, test = all 56 validation examples; the 200 left
+  hold only 10 "neutral" (16 in all), so at k = 16 and 32 every draw trains on those 10 and k
+  of each other class (``data.few_shot_short_class: all``), at k = 4 on 4 of each;
 - RTE: dev = 200 training examples held out, test = all 277 validation examples;
 - BoolQ: train = the 1,550 training rows, dev / test = the validation set halved (1,635 each);
 - SciTail: the few-shot pool and dev (500) from its dev file, test = its test file (2,126);
@@ -149,6 +151,7 @@ def plan(args: argparse.Namespace) -> list[quality.Item]:
                             "data.tasks": tasks,
                             "data.few_shot_k": k,
                             "data.few_shot_seed": seed if k else None,
+                            "data.few_shot_short_class": "all",  # CB's 10 neutral (module docstring)
                             "data.max_dev_examples": args.dev_examples,
                             "data.max_test_examples": None,
                             "optim.max_steps": args.steps[phase] * n,

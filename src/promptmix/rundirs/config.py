@@ -50,6 +50,11 @@ class DataConfig:
     max_dev_examples: PositiveInt | None = option("seeded cap on each task's dev split (None: all)", None)
     max_test_examples: PositiveInt | None = option("seeded cap on each task's test split (None: all)", None)
     few_shot_k: PositiveInt | None = option("train on k examples per class (k in total for non-classification)", None)
+    few_shot_short_class: Literal["error", "all"] = option(
+        "a class with fewer than few_shot_k training examples: 'error' refuses the draw, naming the class; 'all' "
+        "trains on all of that class's examples in every draw (CB has 16 'neutral' in all) and k of each other class",
+        "error",
+    )
     split_seed: int = option("seed of the dev/test partition, caps and (unless few_shot_seed) few-shot draws", 42)
     few_shot_seed: int | None = option(
         "seed of the few-shot draw alone, so repeated draws (the papers average several) keep one dev/test partition; "

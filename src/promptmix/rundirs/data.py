@@ -53,7 +53,7 @@ def load_tasks(config: DataConfig, names: Sequence[str]) -> dict[str, TaskData]:
         train = splits["train"]
         if config.few_shot_k is not None:
             draw_seed = config.split_seed if config.few_shot_seed is None else config.few_shot_seed
-            train = sample_few_shot(train, config.few_shot_k, draw_seed, task)
+            train = sample_few_shot(train, config.few_shot_k, draw_seed, task, short=config.few_shot_short_class)
         out[task.name] = TaskData(
             task,
             train,
