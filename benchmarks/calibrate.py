@@ -6,6 +6,7 @@ runs, dev (200 examples) scored at step 0 and every 25 steps.
     python benchmarks/calibrate.py --workers 2      # the sweep (resumable; hours on 2 cores)
     python benchmarks/calibrate.py --report         # the table, the curves and the pick
     python benchmarks/calibrate.py --smoke --out /tmp/c   # a tiny random T5, seconds (the test)
+    python benchmarks/calibrate.py --promote sst2/lr0.1/vocab/seed42 --library DIR   # a run as a source
 
 Every run is ``promptmix train prompt-tuning`` from ``configs/smollm2/prompt-tuning.yaml`` plus
 the overrides in :func:`plan`: 10 % linear warm-up then linear decay to 0 (``optim.warmup_ratio``),
@@ -136,6 +137,43 @@ def summarize(args: argparse.Namespace, item: quality.Item, config: Any, result:
 
 def run_item(args: argparse.Namespace, item: quality.Item, config: Any, backbone: Any, accelerator: Any) -> None:
     quality.run_item(args, item, config, backbone, accelerator, summary_of=summarize)
+
+
+def promote(args: argparse.Namespace, run: str, library_root: str) -> None:
+    """Store a finished run's best prompt in a source library, with the card a source run writes
+    (``training.stages.source_card``) plus ``trained_by``: a cell trained with the picked recipe
+    to a flat dev curve is a source already, and training it again would only repeat it."""
+    from promptmix.configio import read_yaml
+    from promptmix.prompts.checkpoint import load_method
+    from promptmix.prompts.library import PromptLibrary
+    from promptmix.rundirs.data import load_tasks
+    from promptmix.training.config import TrainConfig
+    from promptmix.training.rundir import StageResult
+    from promptmix.training.stages import source_card
+
+    run_dir = Path(args.out) / "runs" / run.replace("/", "__")
+    config_path = run_dir / "config.yaml"
+    config = TrainConfig.from_dict(read_yaml(config_path), str(config_path))
+    result = StageResult(**json.loads((run_dir / "results.json").read_text()))
+    if not result.completed or config.data.tasks != [result.tasks[0]] or len(result.tasks) != 1:
+        raise SystemExit(f"{run_dir}: not a finished single-task run (completed {result.completed}, {result.tasks})")
+    (task,) = result.tasks
+    data = load_tasks(config.data, [task])[task]
+    backbone = load_backbone(config.model.name)
+    prompt = load_method(run_dir / "method", backbone).task_prompt(task)
+    card = source_card(config, result, data)
+    card["trained_by"] = f"benchmarks/calibrate.py, run {run} ({run_dir.name})"
+    record = PromptLibrary(library_root, update_shipped=True).add(
+        task,
+        prompt,
+        task=task,
+        method="prompt-tuning",
+        backbone=backbone,
+        metrics={k: float(v) for k, v in result.dev.get(task, {}).items()},
+        card=card,
+        overwrite=True,
+    )
+    print(f"{record.name}: dev {card['dev_score']} (best constant {card['best_constant_dev_score']}) -> {library_root}")
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -329,6 +367,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--eval-every", type=int, default=EVAL_EVERY)
     p.add_argument("--dev-examples", type=int, default=DEV_EXAMPLES)
+    p.add_argument("--promote", metavar="RUN", help="store this finished run's prompt in --library with its card")
+    p.add_argument("--library", help="the source library --promote writes to")
     quality.add_worker_arguments(
         p,
         report="only print the table and draw the curves from --results",
@@ -369,6 +409,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)
+    if args.promote:
+        if not args.library:
+            raise SystemExit("--promote needs --library")
+        promote(args, args.promote, args.library)
+        return 0
     if args.worker or (not args.report and not args.workers):
         failed = quality.work(args, plan(args), run_item, backbone=load_backbone("tiny") if args.smoke else None)
         if args.worker:

@@ -526,6 +526,28 @@ def test_calibration_smoke_sweeps_and_picks(capsys, tmp_path):
     # A tiny random T5 learns nothing in 4 steps, so the report says why there is no pick.
     assert "**No pick yet**" in out and (tmp_path / "figures" / "calibration-curves.png").is_file()
 
+    # --promote stores a run's best prompt as a source, with the card a source run writes
+    from promptmix.prompts.checkpoint import load_method
+    from promptmix.prompts.library import PromptLibrary
+
+    script = load_script("calibrate")
+    summary = next(r for r in results if (r["init"], r["lr"]) == ("vocab", 0.3))
+    run = summary["id"]
+    assert script.main(["--smoke", "--out", str(tmp_path), "--promote", run, "--library", str(tmp_path / "lib")]) == 0
+    (record,) = PromptLibrary(tmp_path / "lib").list()
+    card = record.card
+    assert (record.name, card["dev_score"], card["best_step"], card["steps"]) == (
+        "rte",
+        summary["best_dev"],
+        summary["best_step"],
+        summary["steps"],
+    )
+    assert card["best_constant_dev_score"] == summary["best_constant_dev"] and card["settings"]["warmup_ratio"] == 0.1
+    assert card["trained_by"].startswith(f"benchmarks/calibrate.py, run {run}")
+    backbone = script.load_backbone("tiny")
+    best = load_method(tmp_path / "runs" / run.replace("/", "__") / "method", backbone).task_prompt("rte")
+    assert PromptLibrary(tmp_path / "lib").load("rte", backbone).equal(best)
+
 
 def _calibration_result(task, lr, best, curve, constant, init="vocab"):
     return {

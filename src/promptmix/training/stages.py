@@ -231,6 +231,7 @@ def source_card(config: TrainConfig, result: StageResult, data: TaskData) -> dic
         "max_source_length": source_lengths({task.name: task}, config.data.max_source_length)[task.name],
         "max_steps": config.optim.max_steps,
         "warmup_steps": config.optim.warmup_steps,
+        "warmup_ratio": config.optim.warmup_ratio,
         "eval_every": config.eval.every,
         "patience": config.eval.patience,
         "scoring": config.eval.scoring,
