@@ -500,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         print(machine_line(), flush=True)
         if args.smoke:
             quality.smoke_sources(args)
-        quality.check_sources(args)
+        if any("{sources}" in METHODS[m][1].values() for m in args.methods):
+            quality.check_sources(args)  # prompt tuning alone needs no library
         failed = (
             quality.spawn_workers(args, argv, script=__file__)
             if args.workers
