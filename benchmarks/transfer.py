@@ -55,6 +55,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import quality  # noqa: E402 - workers, claims, presets and run summaries shared with the first study
 from _common import REPO, SHARED, load_backbone, machine_line  # noqa: E402
 
+# The study's own copy of the library it runs on (as the first study kept one): every source
+# trained with the calibrated recipe, with its card, and their MPT distillation. The shipped
+# promptmix:smollm2-135m holds the same prompts; --sources names those that cleared the bar.
+LIBRARY = REPO / "benchmarks" / "results" / "library-v2"
 SOURCES = ["mnli", "qnli", "sst2", "qqp"]
 FEW_TARGETS = ["boolq", "cb", "scitail", "rte"]
 FULL_TARGETS = ["rte", "cb", "boolq", "mrpc"]
@@ -445,8 +449,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=FULL_SEEDS, help="run seeds with full data")
     p.add_argument("--sources", nargs="+", default=SOURCES, help="library entries used as sources")
     p.add_argument("--init-from", default=INIT_FROM, help="the source ATTEMPT's target prompt starts from")
-    p.add_argument("--library", default="promptmix:smollm2-135m", help="prompt library of the sources")
-    p.add_argument("--mpt-source", default="promptmix:smollm2-135m/mpt-source", help="MPT's distilled source")
+    p.add_argument("--library", default=str(LIBRARY), help="prompt library of the sources")
+    p.add_argument("--mpt-source", default=str(LIBRARY / "mpt-source"), help="MPT's distilled source")
     p.add_argument("--few-steps", type=int, default=STEPS["few"], help="target steps, few-shot")
     p.add_argument("--full-steps", type=int, default=STEPS["full"], help="target steps, full data")
     p.add_argument("--eval-every", type=int, default=25)
