@@ -4,7 +4,7 @@ draws of every few-shot sample, test sets as large as ../shared/data allows, and
 difference to prompt tuning with a 95 % bootstrap interval.
 
     python benchmarks/transfer.py --workers 2        # the study (resumable; tens of hours on 2 cores)
-    python benchmarks/transfer.py --report           # tables, intervals, attention (curves: in the JSONs)
+    python benchmarks/transfer.py --report           # tables, intervals, head starts, curves, attention
     python benchmarks/transfer.py --smoke --out /tmp/t   # a tiny random T5, seconds (the test)
 
 Every run is a stage of ``promptmix train`` from the ``configs/smollm2`` presets (the recipe
@@ -427,11 +427,37 @@ def attention_table(results: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def regime_figures(args: argparse.Namespace, regime: str, results: list[dict[str, Any]]) -> list[str]:
+    """The head start (dev at step 0, at the first evaluation and at the best, mean over draws),
+    the dev curves of each target (a -m run's steps per target) and ATTEMPT's attention, drawn
+    into ``--figures`` by the first study's plotting code."""
+    import quality_report
+
+    runs = [r for r in results if r["regime"] == regime]
+    if not runs:
+        return []
+    shim = argparse.Namespace(targets=args.few_targets if REGIMES[regime] else args.full_targets)
+    methods = [m for m in args.methods if any(r["method"] == m for r in runs)]
+    lines = []
+    head = quality_report.head_start_table(shim, runs, methods)
+    if head:
+        lines += ["Dev score (mean over draws): step 0 → first evaluation → best", "", head, ""]
+    for name, draw in (
+        ("curves", lambda path: quality_report.curves_figure(shim, regime, runs, methods, path)),
+        ("attention", lambda path: quality_report.attention_figure(runs, regime, path)),
+    ):
+        path = Path(args.figures) / f"{name}-{regime}.png"
+        if draw(path):
+            lines += [f"![{name}, {regime}]({os.path.relpath(path, REPO / 'docs')})", ""]
+    return lines
+
+
 def report(args: argparse.Namespace) -> str:
     results = load_results(args)
     lines = [f"## Transfer study 2: {len(results)} of {len(plan(args))} runs finished", ""]
     for regime in args.regimes:
         lines += regime_table(args, regime, results)
+        lines += regime_figures(args, regime, results)
     lines += attention_table(results)
     return "\n".join(lines)
 
@@ -441,6 +467,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(REPO / "runs" / "transfer2"), help="run directories and claims (resumable)")
     p.add_argument("--results", default=None, help="one JSON per finished run (default: benchmarks/results/transfer2)")
+    p.add_argument("--figures", default=None, help="curves and attention maps (default: docs/figures/transfer2)")
     p.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="LABEL")
     p.add_argument("--few-targets", nargs="+", default=FEW_TARGETS)
@@ -490,6 +517,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.steps = {"few": args.few_steps, "full": args.full_steps}
     args.results = args.results or str(
         Path(args.out) / "results" if args.smoke else REPO / "benchmarks" / "results" / "transfer2"
+    )
+    args.figures = args.figures or str(
+        Path(args.out) / "figures" if args.smoke else REPO / "docs" / "figures" / "transfer2"
     )
     return args
 

@@ -380,6 +380,13 @@ def test_transfer2_smoke_keeps_predictions_and_reports_intervals(capsys, tmp_pat
         assert r["train_examples"] == {"cb": 12}  # k = 4 per class
     assert results["k4__cb__attempt__seed1"]["test_gold"] == results["k4__cb__prompt-tuning__seed2"]["test_gold"]
     assert "| ATTEMPT | " in out and "Δ mean vs prompt tuning [95 % CI]" in out and "2 draws" in out
+    # the head start: dev at step 0, at the first evaluation and at the best, the mean of the draws
+    for method, slug in (("prompt tuning", "prompt-tuning"), ("ATTEMPT", "attempt")):
+        curves = [results[f"k4__cb__{slug}__seed{d}"]["curves"]["cb"] for d in (1, 2)]
+        assert curves[0][0][0] == 0 and curves[0][1][0] == 2
+        cells = [sum(values) / 2 for values in zip(*[(c[0][1], c[1][1], max(v for _, v in c)) for c in curves])]
+        assert f"| {method} | " + " → ".join(f"{v:.1f}" for v in cells) + " |" in out
+    assert (tmp_path / "figures" / "curves-k4.png").is_file() and (tmp_path / "figures" / "attention-k4.png").is_file()
 
 
 @pytest.mark.skipif(
@@ -431,7 +438,9 @@ def test_transfer2_smoke_multi_task_scores_each_target_from_its_own_best(capsys,
     multi["test"]["rte"] = {"accuracy": wrong_100, "score": wrong_100}  # RTE's score is its accuracy
     (tmp_path / "results" / "k16__all__attempt-m__seed1.json").write_text(json.dumps(multi))
     assert script.main([*argv, "--report"]) == 0
-    main_row, delta_row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ATTEMPT-m |")]
+    # its row in the table, in the per-target differences and in the head-start table
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ATTEMPT-m |")]
+    main_row, delta_row, _ = rows
     for i, t in enumerate(("boolq", "rte"), start=1):
         score = multi["test"][t][multi["main_metric"][t]]
         single = results[f"k16__{t}__prompt-tuning__seed1"]
