@@ -41,21 +41,11 @@ def load_backbone(name: str) -> Backbone:
     :func:`promptmix.loading.load_backbone` takes (e.g. 'smollm2-135m', real weights).
     The model is in eval mode: dropout off, for every variant alike."""
     if name == "tiny-llama":
-        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+        from transformers import AutoTokenizer
 
-        torch.manual_seed(0)
-        config = LlamaConfig(
-            vocab_size=32128,
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            num_hidden_layers=2,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=1,
-        )
-        return Backbone(LlamaForCausalLM(config).eval(), AutoTokenizer.from_pretrained(T5_TOKENIZER), name)
+        from promptmix.testing import tiny_llama
+
+        return Backbone(tiny_llama(), AutoTokenizer.from_pretrained(T5_TOKENIZER), name)
     if name in T5_SHAPES:
         from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 

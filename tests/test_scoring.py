@@ -12,6 +12,7 @@ from promptmix.backbone import Backbone, PromptedModel
 from promptmix.prompts import METHODS
 from promptmix.prompts.router import PromptRouter
 from promptmix.scoring import rank_classify, sequence_log_likelihoods
+from promptmix.testing import tiny_causal_lm
 
 SOURCES = [  # (source, task, candidate answers): label words and per-example answer lists
     ("rte sentence1: A cat sat on the mat. sentence2: A cat sits.", "rte", ["entailment", "not_entailment"]),
@@ -65,20 +66,8 @@ def test_prefix_sharing_holds_under_sliding_window_attention(t5_tokenizer):
     tokens are the full row's."""
     from transformers import MistralConfig, MistralForCausalLM
 
-    torch.manual_seed(0)
-    config = MistralConfig(
-        vocab_size=32128,
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_hidden_layers=2,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=1,
-        sliding_window=6,
-    )
-    backbone = Backbone(MistralForCausalLM(config).eval(), t5_tokenizer, "tiny-mistral")
+    model = tiny_causal_lm(MistralConfig, MistralForCausalLM, sliding_window=6)
+    backbone = Backbone(model, t5_tokenizer, "tiny-mistral")
     _check_against_full_rows(backbone, _router(backbone, "attempt"))
 
 

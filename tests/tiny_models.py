@@ -10,11 +10,14 @@ from pathlib import Path
 
 import torch
 
+# The decoder-only builder is the package's (the benchmark smoke runs build it too); re-exported
+# here so that every test keeps importing its tiny models from one place.
+from promptmix.testing import TINY_D, tiny_llama  # noqa: F401 (re-exported)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DATA_DIR = SHARED / "data"
 T5_TOKENIZER = SHARED / "models" / "t5-small-tokenizer"
-TINY_D = 32
 
 
 def tiny_t5(seed: int = 0, dropout: float = 0.0, initializer_factor: float = 1.0):
@@ -36,21 +39,3 @@ def tiny_t5(seed: int = 0, dropout: float = 0.0, initializer_factor: float = 1.0
         initializer_factor=initializer_factor,
     )
     return T5ForConditionalGeneration(config).eval()
-
-
-def tiny_llama(seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=32128,
-        hidden_size=TINY_D,
-        intermediate_size=64,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_hidden_layers=2,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=1,
-    )
-    return LlamaForCausalLM(config).eval()

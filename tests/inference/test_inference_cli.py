@@ -18,6 +18,19 @@ from promptmix.rundirs.data import load_tasks
 from promptmix.rundirs.read import find_methods
 
 FIXTURES = REPO / "tests" / "tasks" / "fixtures"
+GOOD_RTE = '{"sentence1": "a", "sentence2": "b"}'
+
+
+def _predict_with(run_dirs, source, output, *extra):
+    """``promptmix predict`` with one ``--run`` per directory, from ``source`` to ``output``
+    ("-": stdin, stdout); its exit code."""
+    run_args = [arg for run in run_dirs for arg in ("--run", str(run))]
+    return main(["predict", *run_args, "--input", str(source), "--output", str(output), *extra])
+
+
+def _predict(runs, source, output, *extra):
+    """The common case: the prompt-tuning run alone, every line an RTE input."""
+    return _predict_with([runs["pt"]], source, output, "--task", "rte", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +40,7 @@ def runs(tmp_path_factory, t5_tokenizer):
 
 def test_predict_file_of_mixed_tasks_equals_the_library_call(runs, tmp_path):
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(item) + "\n" for item in ITEMS))
-    code = main(
-        [
-            "predict",
-            "--run",
-            str(runs["pt"]),
-            "--run",
-            str(runs["attempt"]),
-            "--input",
-            str(tmp_path / "in.jsonl"),
-            "--output",
-            str(tmp_path / "out.jsonl"),
-        ]
-    )
+    code = _predict_with([runs["pt"], runs["attempt"]], tmp_path / "in.jsonl", tmp_path / "out.jsonl")
     assert code == 0
     from promptmix.inference.predictor import Prediction
 
@@ -59,22 +60,7 @@ def test_predict_reads_each_saved_method_record_once(runs, tmp_path, monkeypatch
         checkpoint, "read_method_record", lambda directory: reads.append(Path(directory)) or real(directory)
     )
     (tmp_path / "in.jsonl").write_text(json.dumps(ITEMS[0]) + "\n")
-    assert (
-        main(
-            [
-                "predict",
-                "--run",
-                str(runs["pt"]),
-                "--run",
-                str(runs["attempt"]),
-                "--input",
-                str(tmp_path / "in.jsonl"),
-                "--output",
-                str(tmp_path / "out.jsonl"),
-            ]
-        )
-        == 0
-    )
+    assert _predict_with([runs["pt"], runs["attempt"]], tmp_path / "in.jsonl", tmp_path / "out.jsonl") == 0
     assert sorted(reads) == sorted([runs["pt"] / "method", runs["attempt"] / "method"])
 
 
@@ -104,56 +90,20 @@ def test_predict_one_task_from_stdin_to_stdout(runs, monkeypatch, capsys):
 )
 def test_predict_names_file_line_and_field_of_a_bad_input(runs, tmp_path, capsys, lines, words):
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
-    code = main(
-        ["predict", "--run", str(runs["pt"]), "--task", "rte", "--input", str(tmp_path / "in.jsonl"), "--output", "-"]
-    )
+    code = _predict(runs, tmp_path / "in.jsonl", "-")
     err = capsys.readouterr().err
     assert code == 2 and all(w in err for w in words), err
 
 
 def test_runs_holding_the_same_task_or_another_backbone_are_refused(runs, tmp_path, capsys, t5_tokenizer):
-    assert (
-        main(
-            [
-                "predict",
-                "--run",
-                str(runs["pt"]),
-                "--run",
-                str(runs["pt"]),
-                "--task",
-                "rte",
-                "--input",
-                "-",
-                "--output",
-                "-",
-            ]
-        )
-        == 2
-    )
+    assert _predict_with([runs["pt"], runs["pt"]], "-", "-", "--task", "rte") == 2
     assert "'rte' is held by both" in capsys.readouterr().err
     from tiny_models import tiny_t5
 
     other = tmp_path / "other-t5"
     tiny_t5(seed=1).save_pretrained(other)
     t5_tokenizer.save_pretrained(other)
-    assert (
-        main(
-            [
-                "predict",
-                "--run",
-                str(runs["pt"]),
-                "--backbone",
-                str(other),
-                "--task",
-                "rte",
-                "--input",
-                "-",
-                "--output",
-                "-",
-            ]
-        )
-        == 2
-    )
+    assert _predict(runs, "-", "-", "--backbone", str(other)) == 2
     assert "fingerprint" in capsys.readouterr().err
 
 
@@ -205,20 +155,9 @@ def test_attention_refuses_a_run_without_attention(runs, tmp_path, capsys):
 def test_predict_names_the_line_of_text_it_cannot_read_without_a_traceback(runs, tmp_path, capsys, raw, words):
     """A lone surrogate (valid JSON, no Unicode) and a Latin-1 byte (not UTF-8) on line 2."""
     (tmp_path / "in.jsonl").write_bytes(b'{"sentence1": "a", "sentence2": "b"}\n' + raw + b"\n")
-    code = main(
-        ["predict", "--run", str(runs["pt"]), "--task", "rte", "--input", str(tmp_path / "in.jsonl"), "--output", "-"]
-    )
+    code = _predict(runs, tmp_path / "in.jsonl", "-")
     err = capsys.readouterr().err
     assert code == 2 and all(w in err for w in words) and "Traceback" not in err, err
-
-
-GOOD_RTE = '{"sentence1": "a", "sentence2": "b"}'
-
-
-def _predict(runs, source, output, *extra):
-    return main(
-        ["predict", "--run", str(runs["pt"]), "--task", "rte", "--input", str(source), "--output", str(output), *extra]
-    )
 
 
 @pytest.mark.parametrize("how", ["same path", "another spelling", "symlink"])

@@ -49,6 +49,27 @@ def _attempt_job(model_dirs, tmp_path, **extra):
     return cfg, ctx, method, job
 
 
+def _per_task_selection(model_dirs, tmp_path, max_steps):
+    """The context and data of a multi-task prompt-tuning run on SST-2 and RTE that keeps each
+    target's best checkpoint (eval.select per-task), with a dev evaluation every 2 steps."""
+    from promptmix.loading import load_backbone
+    from promptmix.rundirs.data import load_tasks
+    from promptmix.training.runs import Context, make_accelerator
+
+    cfg = config(
+        "prompt-tuning",
+        model_dirs["t5"],
+        tmp_path,
+        data__tasks=["sst2", "rte"],
+        data__multi_task=True,
+        optim__max_steps=max_steps,
+        eval__every=2,
+        eval__select="per-task",
+    )
+    ctx = Context(cfg, make_accelerator(cfg), load_backbone(model_dirs["t5"]))
+    return ctx, load_tasks(cfg.data, ["sst2", "rte"])
+
+
 def test_each_group_trains_at_its_own_rate(model_dirs, tmp_path):
     """After one AdamW step (no warmup, no decay, no clipping) every element with a gradient
     moves by lr · g / (|g| + eps) ≈ lr of ITS group: 0.3 for the prompts, 0.02 for G."""
@@ -324,25 +345,12 @@ def test_eval_select_per_task_keeps_each_targets_best_checkpoint(model_dirs, tmp
     is saved at its own best step in <run>/best-per-task/<task>, results.json's dev holds each
     target's best, and each target is scored on test with its own saved method; <run>/method
     keeps the mean's best."""
-    from promptmix.loading import load_backbone
     from promptmix.prompts.checkpoint import load_method
-    from promptmix.rundirs.data import load_tasks
     from promptmix.training import runs
-    from promptmix.training.runs import Context, make_accelerator, run_method
+    from promptmix.training.runs import run_method
     from promptmix.training.stages import _soft_prompt
 
-    cfg = config(
-        "prompt-tuning",
-        model_dirs["t5"],
-        tmp_path,
-        data__tasks=["sst2", "rte"],
-        data__multi_task=True,
-        optim__max_steps=6,
-        eval__every=2,
-        eval__select="per-task",
-    )
-    ctx = Context(cfg, make_accelerator(cfg), load_backbone(model_dirs["t5"]))
-    data = load_tasks(cfg.data, ["sst2", "rte"])
+    ctx, data = _per_task_selection(model_dirs, tmp_path, max_steps=6)
     method = _soft_prompt(ctx, ["sst2", "rte"])
     dev_scores = iter([{"sst2": 90.0, "rte": 50.0}, {"sst2": 60.0, "rte": 95.0}, {"sst2": 70.0, "rte": 40.0}])
     prompts_at: dict[int, torch.Tensor] = {}  # dev evaluation number -> the prompts then
@@ -398,24 +406,11 @@ def test_eval_select_per_task_scores_a_target_without_dev_values_with_the_runs_m
 ):
     """Only targets with a per-task best were scored on test: one that never had a dev value got
     no test score and the mean silently covered fewer tasks."""
-    from promptmix.loading import load_backbone
-    from promptmix.rundirs.data import load_tasks
     from promptmix.training import runs
-    from promptmix.training.runs import Context, make_accelerator, run_method
+    from promptmix.training.runs import run_method
     from promptmix.training.stages import _soft_prompt
 
-    cfg = config(
-        "prompt-tuning",
-        model_dirs["t5"],
-        tmp_path,
-        data__tasks=["sst2", "rte"],
-        data__multi_task=True,
-        optim__max_steps=2,
-        eval__every=2,
-        eval__select="per-task",
-    )
-    ctx = Context(cfg, make_accelerator(cfg), load_backbone(model_dirs["t5"]))
-    data = load_tasks(cfg.data, ["sst2", "rte"])
+    ctx, data = _per_task_selection(model_dirs, tmp_path, max_steps=2)
     tested = []
 
     def fake_evaluate(model, tasks, split, task_ids, *args, **kwargs):

@@ -12,21 +12,25 @@ D = 32  # tiny model width
 R = 8  # attn_dim in the tiny configs
 
 
-def test_attempt_m_shares_g_and_mixes_tasks(model_dirs, tmp_path):
+def _run_stage(stage, model_dir, tmp_path, **overrides):
+    """Run ``stage`` on trainhelpers' small config for the model in ``model_dir`` (``overrides``
+    as config's: dotted keys with ``__`` for ``.``)."""
     from promptmix.training.stages import run_stage
 
+    return run_stage(config(stage, model_dir, tmp_path, **overrides))
+
+
+def test_attempt_m_shares_g_and_mixes_tasks(model_dirs, tmp_path):
     random_library(tmp_path / "prompts", model_dirs["t5"])
-    result = run_stage(
-        config(
-            "attempt",
-            model_dirs["t5"],
-            tmp_path,
-            data__tasks=["cb", "rte"],
-            data__multi_task=True,
-            library__sources=["sst2", "rte"],
-            library__init_from="sst2",
-            optim__batch_size=8,
-        )
+    result = _run_stage(
+        "attempt",
+        model_dirs["t5"],
+        tmp_path,
+        data__tasks=["cb", "rte"],
+        data__multi_task=True,
+        library__sources=["sst2", "rte"],
+        library__init_from="sst2",
+        optim__batch_size=8,
     )
     assert result.tasks == ["cb", "rte"] and set(result.test) == {"cb", "rte", "score"}
     assert result.trainable_parameters == 2 * PROMPT_LENGTH * D + 2 * D * R + 2 * D  # one shared G
@@ -35,26 +39,20 @@ def test_attempt_m_shares_g_and_mixes_tasks(model_dirs, tmp_path):
 
 
 def test_one_run_per_task_without_multi_task(model_dirs, tmp_path):
-    from promptmix.training.stages import run_stage
-
     random_library(tmp_path / "prompts", model_dirs["t5"])
-    result = run_stage(
-        config(
-            "mpt-source",
-            model_dirs["t5"],
-            tmp_path,
-            library__sources=["sst2", "rte"],
-            run__dir=str(tmp_path / "mpt-source"),
-        )
+    result = _run_stage(
+        "mpt-source",
+        model_dirs["t5"],
+        tmp_path,
+        library__sources=["sst2", "rte"],
+        run__dir=str(tmp_path / "mpt-source"),
     )
-    targets = run_stage(
-        config(
-            "mpt-target",
-            model_dirs["t5"],
-            tmp_path,
-            data__tasks=["cb", "rte"],
-            library__mpt_source=str(tmp_path / "mpt-source"),
-        )
+    targets = _run_stage(
+        "mpt-target",
+        model_dirs["t5"],
+        tmp_path,
+        data__tasks=["cb", "rte"],
+        library__mpt_source=str(tmp_path / "mpt-source"),
     )
     assert result.completed and targets.completed
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.is_dir()) == ["cb", "rte"]
@@ -69,48 +67,39 @@ def test_one_run_per_task_without_multi_task(model_dirs, tmp_path):
 
 def test_few_shot_smaller_than_a_batch(model_dirs, tmp_path):
     """k = 2 per class on CB is 6 examples; batches of 8 are still full (the sampler reshuffles)."""
-    from promptmix.training.stages import run_stage
-
-    result = run_stage(
-        config(
-            "prompt-tuning",
-            model_dirs["llama"],
-            tmp_path,
-            data__tasks=["cb"],
-            data__few_shot_k=2,
-            optim__batch_size=8,
-            optim__max_steps=2,
-        )
+    result = _run_stage(
+        "prompt-tuning",
+        model_dirs["llama"],
+        tmp_path,
+        data__tasks=["cb"],
+        data__few_shot_k=2,
+        optim__batch_size=8,
+        optim__max_steps=2,
     )
     assert result.completed and result.steps == 2
 
 
 def test_spot_generic_source_and_init(model_dirs, tmp_path):
     from promptmix.prompts.library import PromptLibrary
-    from promptmix.training.stages import run_stage
 
-    run_stage(
-        config(
-            "source",
-            model_dirs["t5"],
-            tmp_path,
-            data__tasks=["sst2", "rte"],
-            library__mixture_prompt="mix",
-            run__dir=str(tmp_path / "mix"),
-        )
+    _run_stage(
+        "source",
+        model_dirs["t5"],
+        tmp_path,
+        data__tasks=["sst2", "rte"],
+        library__mixture_prompt="mix",
+        run__dir=str(tmp_path / "mix"),
     )
     record = PromptLibrary(tmp_path / "prompts").get("mix")
     assert record.task == "sst2+rte" and "score" in record.metrics
-    result = run_stage(
-        config(
-            "prompt-tuning",
-            model_dirs["t5"],
-            tmp_path,
-            data__tasks=["cb"],
-            library__init_from="mix",
-            optim__max_steps=1,
-            eval__every=0,
-        )
+    result = _run_stage(
+        "prompt-tuning",
+        model_dirs["t5"],
+        tmp_path,
+        data__tasks=["cb"],
+        library__init_from="mix",
+        optim__max_steps=1,
+        eval__every=0,
     )
     assert result.completed
 
@@ -119,18 +108,15 @@ def test_spot_generic_source_and_init(model_dirs, tmp_path):
 @pytest.mark.parametrize("kind, expected", [("lora", 6 * 2 * (8 * D + D * 8)), ("full", None)])
 def test_finetune_baselines(model_dirs, tmp_path, kind, expected):
     from promptmix.loading import load_backbone
-    from promptmix.training.stages import run_stage
 
-    result = run_stage(
-        config(
-            "finetune",
-            model_dirs["t5"],
-            tmp_path,
-            data__tasks=["cb"],
-            baseline__kind=kind,
-            optim__lr=3e-4,
-            optim__max_steps=2,
-        )
+    result = _run_stage(
+        "finetune",
+        model_dirs["t5"],
+        tmp_path,
+        data__tasks=["cb"],
+        baseline__kind=kind,
+        optim__lr=3e-4,
+        optim__max_steps=2,
     )
     full = sum(p.numel() for p in load_backbone(model_dirs["t5"]).model.parameters())
     assert result.trainable_parameters == (expected if expected is not None else full)
@@ -140,10 +126,8 @@ def test_finetune_baselines(model_dirs, tmp_path, kind, expected):
 
 
 def test_bitfit_on_a_bias_free_model_says_why(model_dirs, tmp_path):
-    from promptmix.training.stages import run_stage
-
     with pytest.raises(ValueError, match="no bias parameters"):
-        run_stage(config("finetune", model_dirs["t5"], tmp_path, data__tasks=["cb"], baseline__kind="bitfit"))
+        _run_stage("finetune", model_dirs["t5"], tmp_path, data__tasks=["cb"], baseline__kind="bitfit")
 
 
 @pytest.mark.parametrize("probe_steps", [None, 3])
@@ -158,21 +142,18 @@ def test_spot_targeted_probes_as_long_as_the_paper_and_picks_the_most_similar_so
     from promptmix.loading import load_backbone
     from promptmix.prompts.checkpoint import load_method
     from promptmix.prompts.library import PromptLibrary
-    from promptmix.training.stages import run_stage
 
     sources = random_library(tmp_path / "prompts", model_dirs["t5"])
-    result = run_stage(
-        config(
-            "prompt-tuning",
-            model_dirs["t5"],
-            tmp_path,
-            data__tasks=["cb"],
-            library__init_from="auto",
-            library__sources=sources,
-            library__probe_steps=probe_steps,
-            optim__max_steps=1,
-            eval__every=0,
-        )
+    result = _run_stage(
+        "prompt-tuning",
+        model_dirs["t5"],
+        tmp_path,
+        data__tasks=["cb"],
+        library__init_from="auto",
+        library__sources=sources,
+        library__probe_steps=probe_steps,
+        optim__max_steps=1,
+        eval__every=0,
     )
     probe = json.loads((tmp_path / "run" / "probe" / "results.json").read_text())
     assert probe["steps"] == (20 * math.ceil(18 / 4) if probe_steps is None else probe_steps)
