@@ -1,4 +1,4 @@
-"""The second transfer study: the papers' sources (MNLI, QNLI, SST-2, QQP) and few-shot targets
+"""The second transfer study: the papers' sources (MNLI, QNLI, SST-2, QQP: MNLI and SST-2 learned) and few-shot targets
 (BoolQ, CB, SciTail, RTE) on SmolLM2-135M-Instruct, the calibrated recipe of the presets, five
 draws of every few-shot sample, test sets as large as ../shared/data allows, and each method's
 difference to prompt tuning with a 95 % bootstrap interval.
@@ -59,7 +59,10 @@ from _common import REPO, SHARED, load_backbone, machine_line  # noqa: E402
 # trained with the calibrated recipe, with its card, and their MPT distillation. The shipped
 # promptmix:smollm2-135m holds the same prompts; --sources names those that cleared the bar.
 LIBRARY = REPO / "benchmarks" / "results" / "library-v2"
-SOURCES = ["mnli", "qnli", "sst2", "qqp"]
+# The sources that beat their best constant answer on dev by 10 points (the library's bar):
+# QNLI reached 61.5 against 53.5 ("not_entailment") and QQP collapsed to answering
+# "not_duplicate" by step 200, as it did at lr 0.3 (benchmarks/results/sources-v2).
+SOURCES = ["mnli", "sst2"]
 FEW_TARGETS = ["boolq", "cb", "scitail", "rte"]
 FULL_TARGETS = ["rte", "cb", "boolq", "mrpc"]
 DRAWS = [1, 2, 3, 4, 5]  # few_shot_seed of each draw
