@@ -187,7 +187,11 @@ def test_quality_set_overrides_every_run_last(tmp_path, capsys):
     configs = [quality.item_config(item, args) for item in quality.plan(args)]
     assert {(c.optim.lr, c.optim.max_steps) for c in configs} == {(0.03, 7)}
     plain = quality.parse(["--out", str(tmp_path), "--regimes", "full", "--seeds", "42", "--targets", "mrpc"])
-    assert {quality.item_config(item, plain).optim.lr for item in quality.plan(plain)} == {0.3}
+    # the study's own recipe, pinned: the presets have moved to the calibrated one since
+    pinned = {item.preset: quality.item_config(item, plain).optim for item in quality.plan(plain)}
+    assert {(o.lr, o.warmup_steps, o.warmup_ratio) for o in pinned.values()} == {(0.3, 20, None)}
+    assert pinned["attempt.yaml"].group_lr == {"attention": 0.3}
+    assert pinned["mpt-target.yaml"].group_lr == {"task_vectors": 0.4}
     with pytest.raises(SystemExit):
         quality.parse(["--set", "optim.lr"])
     assert "must look like section.key=value" in capsys.readouterr().err
