@@ -4,7 +4,9 @@ The run's own config says which data, protocol (seed, caps, length limits) and s
 (rank classification or generation) it was trained with (read by
 :func:`promptmix.rundirs.read.load_run_with_data`); the scoring is
 :func:`promptmix.inference.evaluate.evaluate`, the one training scores dev and test with, so
-the numbers are the ones training reports.
+the numbers are the ones training reports. A multi-task run trained with ``eval.select:
+per-task`` answers each target with its ``best-per-task/<task>`` method, as its test scores
+were computed (the listing then names the method of each task).
 """
 
 from __future__ import annotations
@@ -53,9 +55,13 @@ def run(args: argparse.Namespace) -> int:
     if not results:
         print(f"no {args.split} examples for {', '.join(loaded.tasks)}")
         return 0
+    several = len(set(loaded.sources.values())) > 1  # then say which method answered each task
     for task, metrics in results.items():
         if task != "score":
             n = len(getattr(loaded.tasks[task], args.split))
-            print(f"{task} ({args.split}, {n} examples): " + "  ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+            source = f", method {loaded.sources[task]}" if several else ""
+            print(
+                f"{task} ({args.split}, {n} examples{source}): " + "  ".join(f"{k} {v:.2f}" for k, v in metrics.items())
+            )
     print(f"score (mean of the tasks' main metrics): {results['score']:.2f}")
     return 0

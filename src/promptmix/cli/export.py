@@ -63,7 +63,7 @@ def fixed_prompts(source: str, task: str | None, library: str | None) -> list[di
     out = []
     for saved in find_methods(source):
         method = saved.load()
-        for name in [t for t in method.task_names if task in (None, t)]:
+        for name in [t for t in saved.task_names() if task in (None, t)]:
             try:
                 prompt = fixed_task_prompt(method, name)
             except ValueError:

@@ -190,14 +190,15 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def saved_method_of(run: Path, task: str) -> SavedMethod:
-    """The method ``run`` holds for ``task``: a run directory is read as predict, eval and serve
-    read it (:func:`promptmix.rundirs.read.find_methods`)."""
+    """The method ``run`` answers ``task`` with: a run directory is read as predict, eval and
+    serve read it (:func:`promptmix.rundirs.read.find_methods`; a per-task-selected run's
+    ``best-per-task/<task>`` for its own task)."""
     from promptmix.rundirs.read import find_methods  # loads the backbone stack: only when a run is read
 
     found = find_methods(run)
-    holding = [saved for saved in found if task in saved.record.config.get("tasks", [])]
+    holding = [saved for saved in found if task in saved.task_names()]
     if not holding:
-        held = sorted({t for saved in found for t in saved.record.config.get("tasks", [])})
+        held = sorted({t for saved in found for t in saved.task_names()})
         raise ValueError(f"--task {task!r}: {run} holds no prompt for it; its tasks: {', '.join(held) or 'none'}")
     return holding[0]
 

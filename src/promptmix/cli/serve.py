@@ -81,5 +81,7 @@ def run(args: argparse.Namespace) -> int:
         f"serving {len(predictor.task_names)} task(s) on {predictor.backbone.name} with {threads} model thread(s): "
         f"{', '.join(predictor.task_names)}"
     )
+    for task in predictor.task_names:  # which directory (or library prompt) answers each task
+        print(f"  {task}: {predictor.method.member_of(task)[0]}")
     server.run()
     return 0

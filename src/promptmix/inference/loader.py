@@ -2,7 +2,9 @@
 
 A run is read with :func:`promptmix.rundirs.read.find_methods` (every method it holds, each a
 :class:`~promptmix.prompts.checkpoint.SavedMethod` with its record read once), a directory
-written by :func:`promptmix.prompts.checkpoint.save_method` included. A *library prompt* is a
+written by :func:`promptmix.prompts.checkpoint.save_method` included; a multi-task run trained
+with ``eval.select: per-task`` answers each target with its ``best-per-task/<task>`` method
+(the one its test score came from) and any other task with ``<run>/method``. A *library prompt* is a
 named [m, d] prompt in a :class:`~promptmix.prompts.library.PromptLibrary`, served as prompt
 tuning for the task its record names. Any mix of them becomes one :class:`PromptRouter`; the
 backbone is loaded once, from the name the first method (or prompt) recorded unless one is
@@ -46,15 +48,19 @@ def load_router(
     prompts: Sequence[str] = (),
 ) -> PromptRouter:
     """One router over every saved method and every named library prompt, all checked against
-    ``backbone``. Members are named by the methods' names (run directories) / ``library:<name>``."""
-    members: list[tuple[str, Any]] = [(saved.name, saved.load(backbone)) for saved in methods]
+    ``backbone``. Members are named by the methods' names (run directories, a per-task-selected
+    run's ``best-per-task/<task>``) / ``library:<name>``; a method restricted to some of its tasks
+    (``SavedMethod.tasks``) answers only those."""
+    members: list[tuple[str, Any, Sequence[str] | None]] = [
+        (saved.name, saved.load(backbone), saved.tasks) for saved in methods
+    ]
     lib = _library(library) if prompts else None
     for name in prompts:
         assert lib is not None  # opened above when there are prompts
         record, value = lib.get(name), lib.load(name, backbone)
         method = SoftPrompt(SoftPromptConfig(prompt_length=int(value.shape[0])), backbone.hidden_size, [record.task])
         method.set_prompt(record.task, value)
-        members.append((f"library:{name}", method))
+        members.append((f"library:{name}", method, None))
     if not members:
         raise ValueError("nothing to load: give at least one run or library prompt")
     return PromptRouter(members)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -72,15 +73,36 @@ class MethodRecord:
 class SavedMethod:
     """A directory written by :func:`save_method`, found on disk with its record read once:
     what loaders pass on. ``name`` says where it came from (its training run's directory, for
-    one found by :func:`promptmix.rundirs.read.find_methods`) in errors and listings."""
+    one found by :func:`promptmix.rundirs.read.find_methods`) in errors and listings. ``tasks``
+    restricts what it answers to some of the tasks it holds (a per-task-selected run's
+    ``best-per-task/<task>`` holds every task of the run but answers only ``<task>``); None:
+    every task it holds."""
 
     name: str
     directory: Path
     record: MethodRecord
+    tasks: tuple[str, ...] | None = None
 
     @classmethod
-    def read(cls, directory: str | os.PathLike, name: str | None = None) -> SavedMethod:
-        return cls(name if name is not None else str(directory), Path(directory), read_method_record(directory))
+    def read(
+        cls, directory: str | os.PathLike, name: str | None = None, tasks: Sequence[str] | None = None
+    ) -> SavedMethod:
+        record = read_method_record(directory)
+        held = list(record.config.get("tasks", []))
+        if tasks is not None and not set(tasks) <= set(held):
+            missing = sorted(set(tasks) - set(held))
+            raise ValueError(f"{directory} holds no prompt for {', '.join(missing)}; its tasks: {', '.join(held)}")
+        return cls(
+            name if name is not None else str(directory),
+            Path(directory),
+            record,
+            tuple(tasks) if tasks is not None else None,
+        )
+
+    def task_names(self) -> list[str]:
+        """The tasks it answers, in the order the method holds them."""
+        held = [str(t) for t in self.record.config.get("tasks", [])]
+        return held if self.tasks is None else [t for t in held if t in self.tasks]
 
     def load(self, backbone: Any = None) -> PromptMethod:
         """:func:`load_method` with the record already read."""

@@ -61,8 +61,11 @@ class PromptRouter(PromptMethod):
     Args:
         members: ``{name: method}`` or ``[(name, method), ...]``; a name says where a
             method came from (its run directory, a library entry) in errors and listings.
-            Every member must have the same hidden size; task names must be unique across
-            members (a task held twice raises a ValueError naming both holders).
+            A member given as ``(name, method, tasks)`` answers only ``tasks`` (some of the
+            tasks it holds; None: all of them): a per-task-selected run keeps the whole
+            method at each target's best step, and each answers its own target. Every member
+            must have the same hidden size; task names must be unique across members (a task
+            answered twice raises a ValueError naming both holders).
 
     Shapes: ``forward`` takes inputs_embeds [B, n, d], attention_mask [B, n], global task_ids
     [B] and returns prompts [B, m_max, d], prompt_mask [B, m_max] (pads first) and the
@@ -79,8 +82,14 @@ class PromptRouter(PromptMethod):
     owner: Tensor  # buffers (register_buffer in __init__): task id -> member index, its task id there
     local_id: Tensor
 
-    def __init__(self, members: Mapping[str, PromptMethod] | Sequence[tuple[str, PromptMethod]]) -> None:
-        pairs = list(members.items()) if isinstance(members, Mapping) else list(members)
+    def __init__(
+        self,
+        members: Mapping[str, PromptMethod]
+        | Sequence[tuple[str, PromptMethod] | tuple[str, PromptMethod, Sequence[str] | None]],
+    ) -> None:
+        given = list(members.items()) if isinstance(members, Mapping) else list(members)
+        pairs = [(item[0], item[1]) for item in given]
+        answers = [_answered(*item) for item in given]
         if not pairs:
             raise ValueError("a PromptRouter needs at least one prompt method")
         widths = {name: m.hidden_size for name, m in pairs}
@@ -88,8 +97,9 @@ class PromptRouter(PromptMethod):
             raise ValueError(f"prompt methods have different hidden sizes: {widths}")
         holder: dict[str, str] = {}
         owner, local = [], []
-        for j, (name, method) in enumerate(pairs):
-            for k, task in enumerate(method.task_names):
+        for j, ((name, method), tasks) in enumerate(zip(pairs, answers)):
+            for task in tasks:
+                k = method.task_id(task)
                 if task in holder:
                     raise ValueError(
                         f"task {task!r} is held by both {holder[task]!r} and {name!r}; load only one prompt per task"
@@ -149,6 +159,17 @@ class PromptRouter(PromptMethod):
 
     def to_config(self) -> dict:
         raise NotImplementedError("a PromptRouter is not saved as a whole: save each member with save_method")
+
+
+def _answered(name: str, method: PromptMethod, tasks: Sequence[str] | None = None) -> list[str]:
+    """The tasks a router member answers: ``tasks`` (checked against what it holds), in the
+    method's order, or every task it holds."""
+    if tasks is None:
+        return list(method.task_names)
+    missing = [t for t in tasks if t not in method.task_names]
+    if missing:
+        raise ValueError(f"{name!r} holds no prompt for {', '.join(map(repr, missing))}; it holds {method.task_names}")
+    return [t for t in method.task_names if t in tasks]
 
 
 def _pad_attention(

@@ -1,7 +1,8 @@
 """Reading a saved run back: the methods it holds, its task files, its input limits, its data.
 
-- :func:`find_methods`: every trained method a run holds, each record read once (what
-  ``promptmix predict``, ``serve``, ``export`` and ``prompts add --run`` load);
+- :func:`find_methods`: every trained method a run holds, each record read once, with the
+  tasks each answers (a per-task-selected run: each target from ``best-per-task/<task>``);
+  what ``promptmix predict``, ``serve``, ``export`` and ``prompts add --from`` load;
 - :func:`register_run_tasks`: the task files a run keeps in ``tasks/``, registered so its tasks
   resolve without ``--tasks-dir`` (``find_methods`` does it first);
 - :func:`saved_source_lengths`: the input token limit each saved method was trained with;
@@ -13,9 +14,10 @@ The files read are those of :mod:`promptmix.rundirs.layout`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from promptmix._io import recover_directory
@@ -26,22 +28,26 @@ from promptmix.prompts.checkpoint import RECORD_FILE, SavedMethod
 from promptmix.prompts.router import PromptRouter
 from promptmix.rundirs.config import SavedConfig, saved_config
 from promptmix.rundirs.data import TaskData, load_tasks, source_lengths
-from promptmix.rundirs.layout import CONFIG, METHOD, MODEL, TASKS
+from promptmix.rundirs.layout import CONFIG, METHOD, MODEL, PER_TASK, TASKS
 from promptmix.tasks import load_task_dir
 
 
 def find_methods(run: str | os.PathLike) -> list[SavedMethod]:
-    """Every trained method ``run`` holds, each named by its run directory: its own
-    (``<run>/method``, or ``run`` itself when save_method wrote it), or, for an experiment
-    trained as one run per task (``<run>/<task>/method``), each task run's, in task order. The
-    task files the run keeps are registered first (:func:`register_run_tasks`)."""
+    """Every trained method ``run`` holds, each named by where it came from: its own
+    (``<run>/method``, or ``run`` itself when save_method wrote it; named ``run``), or, for an
+    experiment trained as one run per task (``<run>/<task>/method``), each task run's (named
+    ``<run>/<task>``), in task order. A multi-task run trained with ``eval.select: per-task``
+    answers each task ``T`` that has a ``<run>/best-per-task/T`` with that method (named by that
+    directory, restricted to ``T``: ``SavedMethod.tasks``), the one its test score came from, and
+    the other tasks (none ever had a dev value) with ``<run>/method``, as training scored them.
+    The task files the run keeps are registered first (:func:`register_run_tasks`)."""
     run = Path(run)
     register_run_tasks(run)
     for parent in [run] + (sorted(p for p in run.iterdir() if p.is_dir()) if run.is_dir() else []):
         recover_directory(parent / METHOD)  # a crash while training replaced it
     for candidate in (run, run / METHOD):
         if (candidate / RECORD_FILE).is_file():
-            return [SavedMethod.read(candidate, str(run))]
+            return _with_per_task(run, SavedMethod.read(candidate, str(run)))
     if not run.is_dir():
         raise FileNotFoundError(f"run directory {run} does not exist")
     children = sorted(p.parent.parent for p in run.glob(f"*/{METHOD}/{RECORD_FILE}"))
@@ -57,6 +63,29 @@ def find_methods(run: str | os.PathLike) -> list[SavedMethod]:
         f"{run} holds no trained prompt method: expected {run / METHOD / RECORD_FILE} "
         "(written when a run saves its best checkpoint) or a directory written by save_method"
     )
+
+
+def _with_per_task(run: Path, whole: SavedMethod) -> list[SavedMethod]:
+    """``whole`` (the run's method), or, where the run keeps ``best-per-task/<task>/`` methods
+    (eval.select per-task), one per such task restricted to it, in the method's task order,
+    then ``whole`` restricted to the tasks left (left out when none is)."""
+    parent = run / PER_TASK
+    if not parent.is_dir():
+        return [whole]
+    for child in parent.iterdir():
+        if child.is_dir() and not child.name.startswith("."):
+            recover_directory(child)  # a crash while training replaced it
+    held = whole.task_names()
+    selected = [t for t in held if (parent / t / RECORD_FILE).is_file()]
+    found = [SavedMethod.read(parent / t, str(parent / t), tasks=[t]) for t in selected]
+    rest = [t for t in held if t not in selected]
+    return found + ([dataclasses.replace(whole, tasks=tuple(rest))] if rest else [])
+
+
+def run_directory(saved: SavedMethod) -> Path:
+    """The run directory ``saved`` was found in by :func:`find_methods` (where its config.yaml is)."""
+    directory = saved.directory
+    return directory.parent.parent if directory.parent.name == PER_TASK else Path(saved.name)
 
 
 def _configured_tasks(run: Path) -> list[str]:
@@ -90,9 +119,9 @@ def saved_source_lengths(methods: Sequence[SavedMethod]) -> dict[str, int]:
 def _configured_source_lengths(saved: SavedMethod) -> dict[str, int]:
     """``{task: data.max_source_length}`` from the config.yaml of the run ``saved`` came from
     (its directory is ``saved.name``); {} where the config sets none or there is no config."""
-    if not (Path(saved.name) / CONFIG).is_file():
+    if not (run_directory(saved) / CONFIG).is_file():
         return {}
-    limit = saved_config(saved.name).data.max_source_length
+    limit = saved_config(run_directory(saved)).data.max_source_length
     return {task: limit for task in saved.record.config.get("tasks", [])} if limit is not None else {}
 
 
@@ -105,6 +134,8 @@ class RunWithData:
     backbone: Backbone
     method: PromptMethod
     tasks: dict[str, TaskData]
+    sources: dict[str, str] = field(default_factory=dict)
+    """``{task: where its method came from}`` (the names of :func:`find_methods`)."""
 
     def task_ids(self) -> dict[str, int]:
         return {name: self.method.task_id(name) for name in self.tasks}
@@ -121,20 +152,26 @@ def load_run_with_data(
 ) -> RunWithData:
     """Load ``run`` with its tasks' splits under its own config (``config.yaml``; a bare
     save_method directory gets the default protocol for the method's tasks). A run trained
-    per task loads every task run, behind one router. ``data_dir`` replaces the config's
-    data directory; ``backbone`` its model (default: the one the run trained on)."""
+    per task loads every task run, behind one router; a run selected per task
+    (``best-per-task/``) answers each task with the method :func:`find_methods` gives it, as
+    its test scores were computed. ``data_dir`` replaces the config's data directory;
+    ``backbone`` its model (default: the one the run trained on)."""
     overrides = {"data.data_dir": str(data_dir)} if data_dir is not None else {}
     found = [
-        (saved, saved_config(saved.name, overrides, tasks=saved.record.config.get("tasks", [])))
+        (saved, saved_config(run_directory(saved), overrides, tasks=saved.record.config.get("tasks", [])))
         for saved in find_methods(run)
     ]
     if not isinstance(backbone, Backbone):
         backbone = _load_run_backbone(run, found[0], backbone)
-    members, tasks = [], {}
+    members: list[tuple[str, PromptMethod, list[str]]] = []
+    tasks: dict[str, TaskData] = {}
+    sources: dict[str, str] = {}
     for saved, config in found:
         method = saved.load(backbone).eval()
-        names = [t for t in config.data.tasks if t in method.task_names] or method.task_names
-        members.append((saved.name, method))
+        answers = saved.task_names()
+        names = [t for t in config.data.tasks if t in answers] or answers
+        members.append((saved.name, method, answers))
+        sources.update({name: saved.name for name in names})
         try:
             tasks.update(load_tasks(config.data, names))
         except FileNotFoundError as err:
@@ -144,8 +181,11 @@ def load_run_with_data(
                 f"{err}\nThe run {run} recorded data.data_dir {config.data.data_dir!r} (a relative path "
                 "there means the directory the run was trained from): pass --data-dir"
             ) from None
-    method = members[0][1] if len(members) == 1 else PromptRouter(members)
-    return RunWithData(found[0][1], backbone, method, tasks)
+    whole = len(members) == 1 and members[0][2] == members[0][1].task_names
+    method = members[0][1] if whole else PromptRouter(members)
+    configured = [t for t in found[0][1].data.tasks if t in tasks]  # the run's task order
+    order = configured + [t for t in tasks if t not in configured]
+    return RunWithData(found[0][1], backbone, method, {t: tasks[t] for t in order}, sources)
 
 
 def _load_run_backbone(run: str | os.PathLike, first: tuple[SavedMethod, SavedConfig], name: str | None) -> Backbone:
