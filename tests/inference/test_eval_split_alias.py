@@ -22,6 +22,7 @@ def test_validation_is_an_alias_of_dev(monkeypatch, capsys, tmp_path, given, sco
         task_ids=lambda: {"rte": 0},
         source_lengths=lambda: {"rte": 256},
         config=SimpleNamespace(eval=None, data=None),
+        sources={"rte": str(tmp_path)},
     )
     monkeypatch.setattr(cli_eval, "load_run_with_data", lambda *a, **k: loaded)
     monkeypatch.setattr(cli_eval, "PromptedModel", lambda *a: SimpleNamespace(eval=lambda: None))
