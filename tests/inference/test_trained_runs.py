@@ -255,3 +255,24 @@ def test_predictor_answers_each_target_with_its_best_per_task_method(per_task_ru
     )
     assert saved_method_of(run, "cb").directory == run / "best-per-task" / "cb"
     assert saved_method_of(run, "rte").directory == run / "method"
+
+
+def test_serve_lists_the_directory_answering_each_task_of_a_per_task_selected_run(per_task_run, monkeypatch, capsys):
+    from promptmix.serving import server as server_module
+
+    class NotServing:  # instead of listening
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def run(self):
+            pass
+
+    monkeypatch.setattr(server_module, "make_server", NotServing)
+    before, run = torch.get_num_threads(), per_task_run["run"]
+    try:
+        assert main(["serve", "--run", str(run), "--port", "0", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    out = capsys.readouterr().out
+    for task, source in (("cb", run / "best-per-task" / "cb"), ("stsb", run / "best-per-task" / "stsb"), ("rte", run)):
+        assert f"  {task}: {source}\n" in out
