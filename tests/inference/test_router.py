@@ -102,3 +102,20 @@ def test_unknown_task_names_the_tasks_held(tiny_backbone):
     router = PromptRouter({"x": make_method("prompt-tuning", ["rte"], tiny_backbone.hidden_size)})
     with pytest.raises(KeyError, match="holds"):
         router.task_ids_for(["mnli"])
+
+
+def test_members_restricted_to_some_of_their_tasks_answer_only_those(tiny_backbone):
+    """A per-task-selected run: the whole method at each target's best step, each answering its own."""
+    d = tiny_backbone.hidden_size
+    early = make_method("prompt-tuning", ["rte", "sst2"], d, seed=1)
+    late = make_method("prompt-tuning", ["rte", "sst2"], d, seed=2)
+    router = PromptRouter([("best/sst2", early, ["sst2"]), ("best/rte", late, ["rte"])])
+    assert router.task_names == ["sst2", "rte"]
+    assert [router.member_of(t)[0] for t in ("rte", "sst2")] == ["best/rte", "best/sst2"]
+    emb, mask = torch.randn(2, 4, d), torch.ones(2, 4, dtype=torch.long)
+    routed = router(emb, mask, router.task_ids_for(["rte", "sst2"])).prompts
+    assert torch.equal(routed[0], late(emb[:1], mask[:1], late.task_ids_for(["rte"])).prompts[0])
+    assert torch.equal(routed[1], early(emb[1:], mask[1:], early.task_ids_for(["sst2"])).prompts[0])
+    assert not torch.equal(routed[1], late(emb[1:], mask[1:], late.task_ids_for(["sst2"])).prompts[0])
+    with pytest.raises(ValueError, match=r"'best/x' holds no prompt for 'cola'"):
+        PromptRouter([("best/x", early, ["cola"])])
