@@ -24,7 +24,9 @@
     best-per-task/<task>/
                          eval.select per-task (a multi-task run): each target's best-on-dev method,
                          the whole method at that target's best step (shared parts included),
-                         saved as method/ is; the test scores of results.json come from these
+                         saved as method/ is; the test scores of results.json come from these, and
+                         inference (eval, predict, serve, export) answers each target with its own
+                         (promptmix.rundirs.read.find_methods), any other task with method/
     model/               baselines that tune the backbone (finetune stage) instead of method/
     results.json         {stage, tasks, completed, steps, best_step, dev, test,
                          trainable_parameters, seconds, ...}

@@ -72,10 +72,9 @@ def _with_per_task(run: Path, whole: SavedMethod) -> list[SavedMethod]:
     parent = run / PER_TASK
     if not parent.is_dir():
         return [whole]
-    for child in parent.iterdir():
-        if child.is_dir() and not child.name.startswith("."):
-            recover_directory(child)  # a crash while training replaced it
     held = whole.task_names()
+    for task in held:
+        recover_directory(parent / task)  # a crash while training replaced it
     selected = [t for t in held if (parent / t / RECORD_FILE).is_file()]
     found = [SavedMethod.read(parent / t, str(parent / t), tasks=[t]) for t in selected]
     rest = [t for t in held if t not in selected]

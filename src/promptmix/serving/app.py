@@ -202,7 +202,10 @@ class TaskInfo(BaseModel):
     label_words: list[str] | None
     input_fields: list[str]
     max_source_length: int
-    prompt_from: str = Field(description="The run or library entry whose prompt answers this task.")
+    prompt_from: str = Field(
+        description="The run (a per-task-selected run's best-per-task/<task> directory) or library entry whose "
+        "prompt answers this task."
+    )
     attention_over: list[str] | None = Field(description="Prompts ATTEMPT attends over, or null.")
 
 
