@@ -335,7 +335,9 @@ def regime_table(args: argparse.Namespace, regime: str, results: list[dict[str, 
     seeds = sorted({r["seed"] for r in runs})
     methods = [m for m in args.methods if any(key[0] == m for key in score)]
     what = (
-        f"k = {REGIMES[regime]} per class, {len(seeds)} draws" if REGIMES[regime] else f"full data, {len(seeds)} seeds"
+        f"k = {REGIMES[regime]} per class, {len(seeds)} draw{'s' * (len(seeds) != 1)}"
+        if REGIMES[regime]
+        else f"full data, {len(seeds)} seed{'s' * (len(seeds) != 1)}"
     )
     steps = runs[0]["steps_per_task"]
     lines = [
