@@ -21,9 +21,8 @@ FIXTURES = REPO / "tests" / "tasks" / "fixtures"
 SOURCES = {"src-sst2": "sst2", "src-rte": "rte"}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, t5_tokenizer):
-    root = tmp_path_factory.mktemp("trained")
+def _tiny_t5_with_sources(root, t5_tokenizer):
+    """A saved tiny T5 and a library at ``root/prompts`` holding the SOURCES as seeded random prompts."""
     model_dir, backbone = saved_tiny_t5(root, t5_tokenizer)
     gen = torch.Generator().manual_seed(0)
     library = PromptLibrary(root / "prompts")
@@ -35,6 +34,13 @@ def trained(tmp_path_factory, t5_tokenizer):
             method="prompt-tuning",
             backbone=backbone,
         )
+    return model_dir, backbone
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, t5_tokenizer):
+    root = tmp_path_factory.mktemp("trained")
+    model_dir, backbone = _tiny_t5_with_sources(root, t5_tokenizer)
     common = {
         "model.name": str(model_dir),
         "data.data_dir": str(FIXTURES),
@@ -128,17 +134,7 @@ def per_task_run(tmp_path_factory, t5_tokenizer):
     from promptmix.training import runs as training_runs
 
     root = tmp_path_factory.mktemp("per-task")
-    model_dir, backbone = saved_tiny_t5(root, t5_tokenizer)
-    gen = torch.Generator().manual_seed(0)
-    library = PromptLibrary(root / "prompts")
-    for entry, task in SOURCES.items():
-        library.add(
-            entry,
-            torch.randn(4, backbone.hidden_size, generator=gen) * 0.5,
-            task=task,
-            method="prompt-tuning",
-            backbone=backbone,
-        )
+    model_dir, backbone = _tiny_t5_with_sources(root, t5_tokenizer)
     real_evaluate, evaluations = training_runs.evaluate, []
 
     def scripted_dev(model, tasks, split, *args, **kwargs):
