@@ -130,7 +130,7 @@ def test_quality_mpt_source_option_replaces_the_vocab_distillation(tmp_path):
     """--mpt-source: MPT and MPT-m adapt from the given distillation and wait for none; the
     teacher-mean one is still distilled; a distillation of other sources is refused by file."""
     quality = load_script("quality")
-    shipped = "promptmix:smollm2-135m/mpt-source"  # sst2, qqp, rte from the vocabulary start
+    shipped = "promptmix:smollm2-135m/mpt-source"  # mnli, sst2 from the vocabulary start
     argv = [
         "--out",
         str(tmp_path),
@@ -141,9 +141,8 @@ def test_quality_mpt_source_option_replaces_the_vocab_distillation(tmp_path):
         "--targets",
         "cb",
         "--sources",
-        "rte",
         "sst2",
-        "qqp",
+        "mnli",
     ]
     args = quality.parse([*argv, "--mpt-source", shipped])
     items = quality.plan(args)
@@ -151,14 +150,14 @@ def test_quality_mpt_source_option_replaces_the_vocab_distillation(tmp_path):
     mpt = {i.info["method"]: i for i in items if i.info.get("method", "").startswith("MPT")}
     assert mpt["MPT"].overrides["library.mpt_source"] == mpt["MPT-m"].overrides["library.mpt_source"] == shipped
     assert mpt["MPT"].needs == [] and mpt["MPT (teacher-mean)"].needs == ["mpt-source/teacher-mean"]
-    quality.check_mpt_source(args)  # the same three sources, in another order
+    quality.check_mpt_source(args)  # the same two sources, in another order
     default = quality.plan(quality.parse(argv))
     assert {i.id for i in default if i.info["kind"] == "mpt-source"} == {"mpt-source/vocab", "mpt-source/teacher-mean"}
     assert next(i for i in default if i.info.get("method") == "MPT").needs == ["mpt-source/vocab"]
     with pytest.raises(
         SystemExit,
-        match=r"mpt-source/method/method.json has \{'tasks': \['qqp', 'rte', 'sst2'\]\}.*"
-        r"needs \{'tasks': \['rte', 'sst2'\]\}",
+        match=r"mpt-source/method/method.json has \{'tasks': \['mnli', 'sst2'\]\}.*"
+        r"needs \{'tasks': \['sst2'\]\}",
     ):
         quality.check_mpt_source(quality.parse([*argv[:-1], "--mpt-source", shipped]))
     with pytest.raises(SystemExit, match="no .*method.json"):
@@ -480,6 +479,33 @@ def test_transfer2_plan_multi_task_variants(tmp_path):
     assert min(i.priority for i in multi) > max(i.priority for i in items if i.info["regime"] == "k4")
     assert items.index(multi[0]) > max(items.index(i) for i in items if i.info["regime"] == "k4")
     assert script.mixing_cap(["cb"], 16) == 48 and script.mixing_cap(["cb", "rte"], 4) == 8
+
+
+def test_the_main_job_is_the_second_studys_k16_cb_cell_for_draw_1():
+    """configs/cpu/pipeline.yaml trains what benchmarks/transfer.py trains for k = 16, CB, draw 1,
+    for each of its three methods: the same resolved config but for where runs and prompts live."""
+    import dataclasses
+
+    from promptmix.training.pipeline import PipelineConfig
+
+    transfer = load_script("transfer")
+    args = transfer.parse(["--regimes", "k16", "--draws", "1", "--few-targets", "cb"])
+    items = {i.info["method"]: i for i in transfer.plan(args)}
+    pipeline = PipelineConfig.load(BENCHMARKS.parent / "configs" / "cpu" / "pipeline.yaml")
+    for stage in pipeline.stages:
+        mine = dataclasses.asdict(pipeline.stage_config(stage))
+        study = dataclasses.asdict(transfer.quality.item_config(items[stage.label], args))
+        for config in (mine, study):  # where things live, not what is trained
+            config["run"]["dir"] = config["library"]["root"] = config["library"]["mpt_source"] = None
+            config["data"]["data_dir"] = config["run"]["progress"] = None  # and how it is shown
+        differ = {
+            f"{section}.{key}": (mine[section][key], study[section].get(key))
+            for section in mine
+            if isinstance(mine[section], dict)
+            for key in mine[section]
+            if mine[section][key] != study[section].get(key)
+        }
+        assert mine == study, (stage.label, differ)
 
 
 def test_transfer2_bootstrap_metrics_equal_the_tasks_metrics():

@@ -13,9 +13,10 @@ from promptmix import cli, loading
 from promptmix.prompts.library import PromptLibrary, resolve_library_root
 
 LIBRARY = "promptmix:smollm2-135m"
-# STS-B and MultiRC were trained the same way and left out: neither beat its best constant
-# answer on dev (docs/transfer-study-1.md 4.1)
-SOURCES = ["qqp", "rte", "sst2"]
+# QNLI and QQP were trained the same way and left out: neither beat its best constant answer on
+# dev by 10 points (the library's README.md)
+SOURCES = ["mnli", "sst2"]
+MARGIN = 10.0  # a shipped source beats every constant answer on its dev set by this much
 CARD_FIELDS = {
     "metric",
     "dev_score",
@@ -53,10 +54,13 @@ def test_every_shipped_source_learned_its_task(library):
             576,
             16,
         )
-        # "clearly above its majority class", and above every other constant answer (on F1-type
-        # metrics a rarer answer can score more): at least 5 points on the card's dev set
+        # above its majority class and every other constant answer (on F1-type metrics a rarer
+        # answer can score more) by the library's margin, on the card's dev set
         floor = max(card["majority_dev_score"], card["best_constant_dev_score"])
-        assert card["dev_score"] >= floor + 5, (record.name, card["dev_score"], floor)
+        assert card["dev_score"] >= floor + MARGIN, (record.name, card["dev_score"], floor)
+        # the calibrated recipe (configs/smollm2/sources.yaml)
+        settings = card["settings"]
+        assert (settings["lr"], settings["warmup_ratio"], settings["init"]) == (0.1, 0.1, "vocab")
         assert (
             card["best_step"] <= card["steps"]
             and card["examples_seen"] == card["best_step"] * card["settings"]["batch_size"]

@@ -103,7 +103,7 @@ def test_paper_hyperparameters():
 def test_pipeline_presets_validate_every_stage():
     from promptmix.training.pipeline import PipelineConfig
 
-    # the main job: three methods on few-shot MRPC from the shipped sources, at one budget
+    # the main job: three methods on few-shot CB from the shipped sources, at one budget
     pipeline = PipelineConfig.load(CONFIGS / "cpu" / "pipeline.yaml")
     stages = {s.name: pipeline.stage_config(s) for s in pipeline.stages}
     assert [c.stage for c in stages.values()] == ["prompt-tuning", "attempt", "mpt-target"]
@@ -111,11 +111,16 @@ def test_pipeline_presets_validate_every_stage():
     from promptmix.prompts.library import PromptLibrary, resolve_library_root
 
     shipped = PromptLibrary(resolve_library_root("promptmix:smollm2-135m")).names()
-    assert sorted(stages["attempt"].library.sources) == sorted(shipped) == ["qqp", "rte", "sst2"]  # MultiRC left out
+    assert sorted(stages["attempt"].library.sources) == sorted(shipped) == ["mnli", "sst2"]
+    assert stages["attempt"].library.init_from == "mnli"
     assert {
         (c.library.root, c.model.name, tuple(c.data.tasks), c.data.few_shot_k, c.optim.max_steps, c.run.seed)
         for c in stages.values()
-    } == {("promptmix:smollm2-135m", "smollm2-135m", ("mrpc",), 16, 60, 42)}
+    } == {("promptmix:smollm2-135m", "smollm2-135m", ("cb",), 16, 100, 1)}
+    # the calibrated recipe, with the method rates scaled as the prompt rate
+    assert {(c.optim.lr, c.optim.warmup_ratio) for c in stages.values()} == {(0.1, 0.1)}
+    assert stages["attempt"].optim.group_lr == {"attention": 0.1}
+    assert stages["mpt"].optim.group_lr == {"task_vectors": 0.13}
     assert [c.run.dir for c in stages.values()] == [
         f"runs/pipeline-cpu/{n}" for n in ("prompt-tuning", "attempt", "mpt")
     ]
