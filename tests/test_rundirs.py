@@ -4,6 +4,7 @@ wrote them, and the one rule for a task's input token limit."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from promptmix.rundirs.config import saved_config
 from promptmix.rundirs.data import source_lengths
@@ -48,3 +49,51 @@ def test_a_bad_section_is_refused_naming_the_file_and_key(tmp_path):
     (tmp_path / "config.yaml").write_text("data:\n  max_source_length: '96'\n")
     with pytest.raises(ValueError, match=r"config\.yaml: data\.max_source_length: expected"):
         saved_config(tmp_path)
+
+
+def test_find_methods_answers_a_per_task_selected_task_from_its_own_best_checkpoint(tmp_path):
+    """A multi-task run with ``eval.select: per-task`` keeps ``best-per-task/<task>`` for the
+    tasks that had a dev value: each of those answers only its task from that directory, and
+    the run's own ``method/`` answers the rest; a per-task directory that holds another prompt
+    than the run's is the one loaded for its task."""
+    from method_factories import make_method
+
+    from promptmix.prompts.checkpoint import save_method
+    from promptmix.rundirs.read import find_methods, run_directory
+
+    identity = {"backbone": "tiny", "hidden_size": 8, "fingerprint": "0123456789abcdef"}
+    run = tmp_path / "run"
+    tasks = ["cb", "rte", "boolq"]
+    save_method(make_method("prompt-tuning", tasks, 8, seed=0), run / "method", identity)
+    for task, seed in (("boolq", 1), ("cb", 2)):
+        save_method(make_method("prompt-tuning", tasks, 8, seed=seed), run / "best-per-task" / task, identity)
+
+    found = find_methods(run)
+    # the per-task ones in the method's task order (cb before boolq), then the rest
+    assert [(saved.directory, saved.task_names()) for saved in found] == [
+        (run / "best-per-task" / "cb", ["cb"]),
+        (run / "best-per-task" / "boolq", ["boolq"]),
+        (run / "method", ["rte"]),
+    ]
+    assert {run_directory(saved) for saved in found} == {run}
+    loaded = found[0].load(identity).state_dict()
+    expected = make_method("prompt-tuning", tasks, 8, seed=2).state_dict()
+    assert loaded.keys() == expected.keys()
+    assert all(torch.equal(loaded[key], expected[key]) for key in expected)
+
+
+def test_find_methods_without_per_task_checkpoints_answers_every_task_from_the_run(tmp_path):
+    from method_factories import make_method
+
+    from promptmix.prompts.checkpoint import save_method
+    from promptmix.rundirs.read import find_methods
+
+    identity = {"backbone": "tiny", "hidden_size": 8, "fingerprint": "0123456789abcdef"}
+    save_method(make_method("prompt-tuning", ["cb", "rte"], 8), tmp_path / "method", identity)
+    [saved] = find_methods(tmp_path)
+    assert (saved.directory, saved.task_names(), saved.tasks) == (tmp_path / "method", ["cb", "rte"], None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty holds no trained prompt method: expected .*method\.json"):
+        find_methods(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="missing does not exist"):
+        find_methods(tmp_path / "missing")
