@@ -118,9 +118,10 @@ def saved_source_lengths(methods: Sequence[SavedMethod]) -> dict[str, int]:
 def _configured_source_lengths(saved: SavedMethod) -> dict[str, int]:
     """``{task: data.max_source_length}`` from the config.yaml of the run ``saved`` came from
     (its directory is ``saved.name``); {} where the config sets none or there is no config."""
-    if not (run_directory(saved) / CONFIG).is_file():
+    run = run_directory(saved)
+    if not (run / CONFIG).is_file():
         return {}
-    limit = saved_config(run_directory(saved)).data.max_source_length
+    limit = saved_config(run).data.max_source_length
     return {task: limit for task in saved.record.config.get("tasks", [])} if limit is not None else {}
 
 
