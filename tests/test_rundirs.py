@@ -12,6 +12,8 @@ from promptmix.tasks import get_task
 from promptmix.training.config import load_config
 from promptmix.training.rundir import config_text
 
+IDENTITY = {"backbone": "tiny", "hidden_size": 8, "fingerprint": "0123456789abcdef"}  # a saved method's backbone
+
 
 def test_a_task_s_limit_is_the_recorded_one_else_the_configured_one_else_its_own():
     tasks = {name: get_task(name) for name in ("rte", "multirc", "squad")}
@@ -61,12 +63,11 @@ def test_find_methods_answers_a_per_task_selected_task_from_its_own_best_checkpo
     from promptmix.prompts.checkpoint import save_method
     from promptmix.rundirs.read import find_methods, run_directory
 
-    identity = {"backbone": "tiny", "hidden_size": 8, "fingerprint": "0123456789abcdef"}
     run = tmp_path / "run"
     tasks = ["cb", "rte", "boolq"]
-    save_method(make_method("prompt-tuning", tasks, 8, seed=0), run / "method", identity)
+    save_method(make_method("prompt-tuning", tasks, 8, seed=0), run / "method", IDENTITY)
     for task, seed in (("boolq", 1), ("cb", 2)):
-        save_method(make_method("prompt-tuning", tasks, 8, seed=seed), run / "best-per-task" / task, identity)
+        save_method(make_method("prompt-tuning", tasks, 8, seed=seed), run / "best-per-task" / task, IDENTITY)
 
     found = find_methods(run)
     # the per-task ones in the method's task order (cb before boolq), then the rest
@@ -76,7 +77,7 @@ def test_find_methods_answers_a_per_task_selected_task_from_its_own_best_checkpo
         (run / "method", ["rte"]),
     ]
     assert {run_directory(saved) for saved in found} == {run}
-    loaded = found[0].load(identity).state_dict()
+    loaded = found[0].load(IDENTITY).state_dict()
     expected = make_method("prompt-tuning", tasks, 8, seed=2).state_dict()
     assert loaded.keys() == expected.keys()
     assert all(torch.equal(loaded[key], expected[key]) for key in expected)
@@ -88,8 +89,7 @@ def test_find_methods_without_per_task_checkpoints_answers_every_task_from_the_r
     from promptmix.prompts.checkpoint import save_method
     from promptmix.rundirs.read import find_methods
 
-    identity = {"backbone": "tiny", "hidden_size": 8, "fingerprint": "0123456789abcdef"}
-    save_method(make_method("prompt-tuning", ["cb", "rte"], 8), tmp_path / "method", identity)
+    save_method(make_method("prompt-tuning", ["cb", "rte"], 8), tmp_path / "method", IDENTITY)
     [saved] = find_methods(tmp_path)
     assert (saved.directory, saved.task_names(), saved.tasks) == (tmp_path / "method", ["cb", "rte"], None)
     (tmp_path / "empty").mkdir()
